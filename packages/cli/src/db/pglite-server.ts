@@ -1,0 +1,55 @@
+// The embedded database: PGlite (PostgreSQL compiled to WASM) with pgvector,
+// served over the PostgreSQL wire protocol on loopback so services use the same
+// `pg` driver they use against a real server. Run as its own OS process by `talon up`.
+//   node pglite-server.ts --data DIR --port N [--host 127.0.0.1]
+import { parseArgs } from 'node:util';
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+
+const { values } = parseArgs({
+  options: {
+    data: { type: 'string' },
+    port: { type: 'string', default: '5433' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'max-connections': { type: 'string', default: '64' },
+  },
+});
+
+if (!values.data) {
+  process.stderr.write('pglite-server: --data DIR is required (use memory:// for a throwaway database)\n');
+  process.exit(64);
+}
+const port = Number(values.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  process.stderr.write(`pglite-server: --port must be a TCP port, got ${values.port}\n`);
+  process.exit(64);
+}
+
+if (!values.data.startsWith('memory://')) mkdirSync(values.data, { recursive: true, mode: 0o700 });
+const db = await PGlite.create(values.data, { extensions: { vector } });
+const server = new PGLiteSocketServer({
+  db,
+  port,
+  host: values.host,
+  maxConnections: Number(values['max-connections']),
+});
+await server.start();
+process.stdout.write(`${JSON.stringify({ msg: 'pglite ready', host: values.host, port, data: values.data })}\n`);
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  process.stdout.write(`${JSON.stringify({ msg: 'pglite stopping', signal })}\n`);
+  try {
+    await server.stop();
+    // close() checkpoints so a restart keeps every committed row.
+    await db.close();
+  } finally {
+    process.exit(0);
+  }
+}
+process.on('SIGTERM', () => void stop('SIGTERM'));
+process.on('SIGINT', () => void stop('SIGINT'));

@@ -1,0 +1,106 @@
+// PostgreSQL pool and a forward-only migration runner.
+// Each owning service keeps its tables in its own schema and migrates it at boot
+// under an advisory lock, so replicas starting together apply each step once.
+import pg from 'pg';
+import type { Logger } from './log.ts';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export function createPool(url: string, opts: { max?: number; applicationName: string }): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 5,
+    application_name: opts.applicationName,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30_000,
+  });
+  // A dropped idle connection must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Waits until the database answers (it may start after us). */
+export async function waitForDatabase(pool: pg.Pool, timeoutMs: number, log: Logger): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  let warned = false;
+  while (Date.now() < deadline) {
+    try {
+      await pool.query('select 1');
+      return;
+    } catch (err) {
+      lastErr = err;
+      if (!warned) {
+        log.warn({ err: String((err as Error).message) }, 'database not reachable yet; retrying');
+        warned = true;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  throw new Error(`database unreachable after ${timeoutMs} ms: ${String((lastErr as Error)?.message ?? lastErr)}`);
+}
+
+function lockKey(schema: string): number {
+  let h = 0x811c9dc5;
+  for (const ch of `talon:migrate:${schema}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+  return h | 0;
+}
+
+export interface MigrateResult {
+  applied: number[];
+  current: number;
+}
+
+/**
+ * Applies pending migrations for `schema` in version order, each in its own
+ * transaction. Refuses to run against a database newer than this code.
+ */
+export async function migrate(pool: pg.Pool, schema: string, migrations: readonly Migration[], log?: Logger): Promise<MigrateResult> {
+  const sorted = [...migrations].sort((a, b) => a.version - b.version);
+  sorted.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`${schema}: migrations must be numbered 1..n without gaps (found ${m.version} at position ${i + 1})`);
+  });
+  const client = await pool.connect();
+  const applied: number[] = [];
+  try {
+    await client.query('select pg_advisory_lock($1)', [lockKey(schema)]);
+    // The schema normally exists already (created for the service's role by the
+    // bootstrap); creating it needs database-level CREATE, which the role lacks.
+    const ns = await client.query('select 1 from pg_namespace where nspname = $1', [schema]);
+    if (ns.rowCount === 0) await client.query(`create schema ${schema}`);
+    await client.query(
+      `create table if not exists ${schema}.schema_migrations (version integer primary key, name text not null, applied_at timestamptz not null default now())`,
+    );
+    const { rows } = await client.query<{ v: number | null }>(`select max(version) as v from ${schema}.schema_migrations`);
+    const current = rows[0]?.v ?? 0;
+    const latest = sorted.at(-1)?.version ?? 0;
+    if (current > latest) {
+      throw new Error(`${schema}: database is at migration ${current} but this build knows only ${latest}; upgrade Talon instead of downgrading`);
+    }
+    for (const m of sorted) {
+      if (m.version <= current) continue;
+      await client.query('begin');
+      try {
+        await client.query(m.sql);
+        await client.query(`insert into ${schema}.schema_migrations (version, name) values ($1, $2)`, [m.version, m.name]);
+        await client.query('commit');
+      } catch (err) {
+        await client.query('rollback').catch(() => undefined);
+        throw new Error(`${schema}: migration ${m.version} (${m.name}) failed: ${(err as Error).message}`, { cause: err });
+      }
+      applied.push(m.version);
+      log?.info({ schema, version: m.version, migration: m.name }, 'migration applied');
+    }
+    return { applied, current: Math.max(current, ...applied) };
+  } finally {
+    await client.query('select pg_advisory_unlock($1)', [lockKey(schema)]).catch(() => undefined);
+    client.release();
+  }
+}

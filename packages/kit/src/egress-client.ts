@@ -1,0 +1,103 @@
+// The only way a Talon workload reaches the outside: HTTP requests sent in
+// absolute form to the egress proxy over mutual TLS. Egress authenticates the
+// caller by its certificate, applies policy, injects credentials and scans.
+// This client never connects anywhere but the proxy.
+import { checkServerIdentity as tlsCheckServerIdentity, type PeerCertificate } from 'node:tls';
+import { Pool, type Dispatcher } from 'undici';
+import { TalonError, isErrorCode } from './errors.ts';
+import { identityFromSan, spiffeId } from './identity.ts';
+import type { TlsMaterial } from './grpc.ts';
+import { injectRecord } from './telemetry.ts';
+
+export const EGRESS_ERROR_HEADER = 'x-talon-egress-error';
+
+export interface EgressRequest {
+  method: string;
+  url: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array;
+  signal?: AbortSignal;
+  /** Time allowed until response headers arrive. */
+  headersTimeoutMs?: number;
+  /** Max idle time between body chunks. */
+  bodyTimeoutMs?: number;
+}
+
+export interface EgressResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+}
+
+export class EgressClient {
+  private readonly pool: Pool;
+  readonly proxyUrl: string;
+
+  constructor(opts: { proxyUrl: string; tls: TlsMaterial; expectProxy?: string; connections?: number }) {
+    this.proxyUrl = opts.proxyUrl;
+    const expect = opts.expectProxy ?? 'egress';
+    this.pool = new Pool(opts.proxyUrl, {
+      connections: opts.connections ?? 16,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      connect: {
+        ca: opts.tls.ca,
+        cert: opts.tls.cert,
+        key: opts.tls.key,
+        servername: 'egress',
+        checkServerIdentity(host: string, cert: PeerCertificate) {
+          const id = identityFromSan(cert.subjectaltname);
+          if (id !== expect) return new Error(`egress proxy certificate names ${id ? spiffeId(id) : 'nobody'}, expected ${spiffeId(expect)}`);
+          return tlsCheckServerIdentity(host, cert);
+        },
+      },
+    });
+  }
+
+  /**
+   * Sends a request through egress. Egress refusals (policy, private address,
+   * missing secret) become TalonErrors with egress's stable code; upstream
+   * responses of any status are returned as-is.
+   */
+  async request(req: EgressRequest): Promise<EgressResponse> {
+    const target = new URL(req.url);
+    const headers: Record<string, string> = { ...req.headers, host: target.host };
+    injectRecord(headers);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pool.request({
+        method: req.method as Dispatcher.HttpMethod,
+        path: target.toString(),
+        headers,
+        body: req.body,
+        signal: req.signal,
+        headersTimeout: req.headersTimeoutMs ?? 60_000,
+        bodyTimeout: req.bodyTimeoutMs ?? 60_000,
+      });
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      if (e.name === 'AbortError') throw err;
+      if (e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT') {
+        throw new TalonError('upstream_timeout', `no response from ${target.host} through egress in time`, { cause: err });
+      }
+      throw new TalonError('unavailable', `egress proxy at ${this.proxyUrl} is unreachable (${e.code ?? e.message})`, { cause: err });
+    }
+    const egressCode = res.headers[EGRESS_ERROR_HEADER];
+    if (typeof egressCode === 'string') {
+      const text = await res.body.text().catch(() => '');
+      let message = `egress refused the request (${egressCode})`;
+      try {
+        const parsed = JSON.parse(text) as { error?: { message?: string } };
+        if (parsed.error?.message) message = parsed.error.message;
+      } catch {
+        /* keep default */
+      }
+      throw new TalonError(isErrorCode(egressCode) ? egressCode : 'policy_denied', message);
+    }
+    return { status: res.statusCode, headers: res.headers, body: res.body };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,127 @@
+// Named errors with stable snake_case codes, mapped in one table to gRPC and HTTP status.
+import { Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+
+export const ERROR_TABLE = {
+  invalid_argument: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400 },
+  invalid_json: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400 },
+  unauthenticated: { grpc: GrpcStatus.UNAUTHENTICATED, http: 401 },
+  permission_denied: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
+  policy_denied: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
+  host_not_allowed: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
+  private_address: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
+  not_found: { grpc: GrpcStatus.NOT_FOUND, http: 404 },
+  method_not_allowed: { grpc: GrpcStatus.UNIMPLEMENTED, http: 405 },
+  conflict: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409 },
+  payload_too_large: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 413 },
+  unsupported_media_type: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 415 },
+  rate_limited: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 429 },
+  internal: { grpc: GrpcStatus.INTERNAL, http: 500 },
+  upstream_error: { grpc: GrpcStatus.UNAVAILABLE, http: 502 },
+  llm_error: { grpc: GrpcStatus.UNAVAILABLE, http: 502 },
+  unavailable: { grpc: GrpcStatus.UNAVAILABLE, http: 503 },
+  vault_sealed: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 503 },
+  shutting_down: { grpc: GrpcStatus.UNAVAILABLE, http: 503 },
+  timeout: { grpc: GrpcStatus.DEADLINE_EXCEEDED, http: 504 },
+  upstream_timeout: { grpc: GrpcStatus.DEADLINE_EXCEEDED, http: 504 },
+} as const satisfies Record<string, { grpc: GrpcStatus; http: number }>;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export function isErrorCode(v: string): v is ErrorCode {
+  return Object.hasOwn(ERROR_TABLE, v);
+}
+
+/** Base class: every error a Talon service returns to a caller is one of these. */
+export class TalonError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TalonError';
+    this.code = code;
+  }
+  get httpStatus(): number {
+    return ERROR_TABLE[this.code].http;
+  }
+  get grpcStatus(): GrpcStatus {
+    return ERROR_TABLE[this.code].grpc;
+  }
+  toJSON(): { code: ErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export class InvalidArgument extends TalonError {
+  constructor(message: string) {
+    super('invalid_argument', message);
+    this.name = 'InvalidArgument';
+  }
+}
+export class Unauthenticated extends TalonError {
+  constructor(message = 'a valid credential is required') {
+    super('unauthenticated', message);
+    this.name = 'Unauthenticated';
+  }
+}
+export class PermissionDenied extends TalonError {
+  constructor(message: string) {
+    super('permission_denied', message);
+    this.name = 'PermissionDenied';
+  }
+}
+export class PolicyDenied extends TalonError {
+  constructor(message: string) {
+    super('policy_denied', message);
+    this.name = 'PolicyDenied';
+  }
+}
+export class PayloadTooLarge extends TalonError {
+  constructor(limitBytes: number) {
+    super('payload_too_large', `request body exceeds the limit of ${limitBytes} bytes`);
+    this.name = 'PayloadTooLarge';
+  }
+}
+export class Unavailable extends TalonError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('unavailable', message, options);
+    this.name = 'Unavailable';
+  }
+}
+
+const CODE_KEY = 'talon-error-code';
+
+/** Converts any error into a gRPC ServiceError carrying the stable code in trailing metadata. */
+export function toGrpcError(err: unknown): Partial<ServiceError> {
+  const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error');
+  const metadata = new Metadata();
+  metadata.set(CODE_KEY, te.code);
+  return { code: te.grpcStatus, details: te.message, metadata, name: te.name, message: te.message };
+}
+
+/** Recovers a TalonError from a gRPC client error (code from metadata, else from status). */
+export function fromGrpcError(err: unknown): TalonError {
+  const e = err as Partial<ServiceError>;
+  const raw = e.metadata?.get(CODE_KEY)[0];
+  const details = typeof e.details === 'string' && e.details !== '' ? e.details : 'call failed';
+  if (typeof raw === 'string' && isErrorCode(raw)) return new TalonError(raw, details, { cause: err });
+  switch (e.code) {
+    case GrpcStatus.UNAVAILABLE:
+      return new TalonError('unavailable', details, { cause: err });
+    case GrpcStatus.DEADLINE_EXCEEDED:
+      return new TalonError('timeout', details, { cause: err });
+    case GrpcStatus.PERMISSION_DENIED:
+      return new TalonError('permission_denied', details, { cause: err });
+    case GrpcStatus.UNAUTHENTICATED:
+      return new TalonError('unauthenticated', details, { cause: err });
+    case GrpcStatus.INVALID_ARGUMENT:
+      return new TalonError('invalid_argument', details, { cause: err });
+    case GrpcStatus.NOT_FOUND:
+      return new TalonError('not_found', details, { cause: err });
+    default:
+      return new TalonError('internal', details, { cause: err });
+  }
+}
+
+/** The JSON body every HTTP error uses (OpenAI-style envelope so OpenAI clients show the message). */
+export function httpErrorBody(err: TalonError): { error: { code: string; message: string; type: string } } {
+  return { error: { code: err.code, message: err.message, type: err.code } };
+}

@@ -1,0 +1,292 @@
+// gRPC over mutual TLS. The caller's identity is the SPIFFE URI SAN of its
+// client certificate; each service declares which identities may call it, and
+// handlers receive the verified caller. Every server also serves grpc.health.v1.
+import { readFileSync } from 'node:fs';
+import { checkServerIdentity as tlsCheckServerIdentity, type PeerCertificate } from 'node:tls';
+import {
+  Server,
+  ServerCredentials,
+  credentials,
+  Metadata,
+  makeClientConstructor,
+  status as GrpcStatus,
+  type ChannelOptions,
+  type Client,
+  type ServerUnaryCall,
+  type sendUnaryData,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+  type CallOptions,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
+import { SpanKind, context, extractRecord, injectRecord, tracer, SpanStatusCode, trace } from './telemetry.ts';
+import { TalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
+import { identityFromSan, spiffeId } from './identity.ts';
+import type { Logger } from './log.ts';
+
+export { GrpcStatus, Metadata };
+
+export interface TlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+export interface TlsMaterial {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+export function readTls(files: TlsFiles): TlsMaterial {
+  return { ca: readFileSync(files.caFile), cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+}
+
+export interface CallContext {
+  /** Verified workload name of the caller (from spiffe://talon/<name>). */
+  readonly peer: string;
+  readonly metadata: Metadata;
+  readonly method: string;
+}
+
+export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+
+/** Who may call: a fixed identity list, or a predicate per method. */
+export type Allow = readonly string[] | ((peer: string, method: string) => boolean);
+
+export interface ServiceRegistration {
+  definition: ServiceDefinition;
+  /** Map of method name (as in the generated definition, e.g. `appendTurns`) to handler. */
+  handlers: Record<string, UnaryHandler<never, unknown>>;
+  allow: Allow;
+}
+
+function allowed(allow: Allow, peer: string, method: string): boolean {
+  return typeof allow === 'function' ? allow(peer, method) : allow.includes(peer);
+}
+
+export function peerIdentity(call: ServerUnaryCall<unknown, unknown>): string | undefined {
+  const cert = call.getAuthContext()?.sslPeerCertificate as PeerCertificate | undefined;
+  return identityFromSan(cert?.subjectaltname);
+}
+
+function metadataRecord(md: Metadata): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(md.getMap())) if (typeof v === 'string') out[k] = v;
+  return out;
+}
+
+function wrapUnary(
+  serviceName: string,
+  method: string,
+  handler: UnaryHandler<never, unknown>,
+  allow: Allow,
+  log: Logger,
+): (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void {
+  return (call, cb) => {
+    const peer = peerIdentity(call);
+    const parent = extractRecord(metadataRecord(call.metadata));
+    const span = tracer().startSpan(
+      `${serviceName}/${method}`,
+      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': serviceName, 'rpc.method': method, 'talon.peer': peer ?? 'unknown' } },
+      parent,
+    );
+    const finish = (err: unknown, res?: unknown): void => {
+      if (err) {
+        const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error', { cause: err });
+        if (!(err instanceof TalonError)) log.error({ err, method }, 'grpc handler failed');
+        span.setAttribute('talon.error_code', te.code);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: te.code });
+        span.end();
+        cb(toGrpcError(te) as ServiceError, null);
+        return;
+      }
+      span.end();
+      cb(null, res);
+    };
+    if (!peer || !allowed(allow, peer, method)) {
+      finish(new PermissionDenied(`caller ${peer ? spiffeId(peer) : 'without a Talon identity'} may not call ${serviceName}/${method}`));
+      return;
+    }
+    const ctx: CallContext = { peer, metadata: call.metadata, method };
+    context.with(trace.setSpan(parent, span), () => {
+      handler(call.request as never, ctx).then(
+        (res) => finish(null, res),
+        (err: unknown) => finish(err),
+      );
+    });
+  };
+}
+
+export interface GrpcServerOptions {
+  name: string;
+  host: string;
+  port: number;
+  tls: TlsMaterial;
+  services: readonly ServiceRegistration[];
+  log: Logger;
+  /** Max inbound message size; default 4 MiB. */
+  maxReceiveBytes?: number;
+}
+
+export interface GrpcServerHandle {
+  readonly port: number;
+  readonly health: HealthImplementation;
+  setServing(status: ServingStatus): void;
+  /** Stops accepting calls and waits (up to timeoutMs) for in-flight calls. */
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServerHandle> {
+  const server = new Server({
+    'grpc.max_receive_message_length': opts.maxReceiveBytes ?? 4 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  const health = new HealthImplementation({ '': 'NOT_SERVING' });
+  health.addToServer(server);
+  for (const reg of opts.services) {
+    const impl: UntypedServiceImplementation = {};
+    const serviceName = Object.values(reg.definition)[0]?.path.split('/')[1] ?? opts.name;
+    for (const [method, def] of Object.entries(reg.definition)) {
+      const h = reg.handlers[method];
+      if (!h) throw new Error(`${opts.name}: no handler for ${serviceName}/${method}`);
+      if (def.requestStream || def.responseStream) throw new Error(`${opts.name}: streaming ${method} not supported by wrapUnary`);
+      impl[method] = wrapUnary(serviceName, method, h, reg.allow, opts.log);
+    }
+    server.addService(reg.definition, impl);
+    health.setStatus(serviceName, 'NOT_SERVING');
+  }
+  const creds = ServerCredentials.createSsl(opts.tls.ca, [{ private_key: opts.tls.key, cert_chain: opts.tls.cert }], true);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, creds, (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+  const serviceNames = opts.services.map((r) => Object.values(r.definition)[0]?.path.split('/')[1] ?? '');
+  return {
+    port,
+    health,
+    setServing(status) {
+      health.setStatus('', status);
+      for (const n of serviceNames) health.setStatus(n, status);
+    },
+    async shutdown(timeoutMs) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, timeoutMs);
+        timer.unref();
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    },
+  };
+}
+
+/** Channel options for clients: verify the server certificate names the expected workload. */
+export function clientCredentials(tls: TlsMaterial, expectServer: string) {
+  return credentials.createSsl(tls.ca, tls.key, tls.cert, {
+    checkServerIdentity(hostname: string, cert: PeerCertificate) {
+      const id = identityFromSan(cert.subjectaltname);
+      if (id !== expectServer) {
+        return new Error(`server certificate names ${id ? spiffeId(id) : 'no Talon identity'}, expected ${spiffeId(expectServer)}`);
+      }
+      return tlsCheckServerIdentity(hostname, cert);
+    },
+  });
+}
+
+/** Creates a client of a generated service constructor, pinned to the expected server identity. */
+export function createClient<C extends Client>(
+  Ctor: new (address: string, creds: ReturnType<typeof clientCredentials>, options?: ChannelOptions) => C,
+  address: string,
+  tls: TlsMaterial,
+  expectServer: string,
+  options: ChannelOptions = {},
+): C {
+  return new Ctor(address, clientCredentials(tls, expectServer), {
+    ...DEFAULT_CHANNEL_OPTIONS,
+    // Certificates name the workload as a DNS SAN too; this keeps SNI a name, not an IP.
+    'grpc.ssl_target_name_override': expectServer,
+    'grpc.default_authority': expectServer,
+    ...options,
+  });
+}
+
+/** Adds trace context to outgoing metadata. */
+export function tracedMetadata(extra?: Record<string, string>): Metadata {
+  const md = new Metadata();
+  const rec: Record<string, string> = {};
+  injectRecord(rec);
+  for (const [k, v] of Object.entries({ ...rec, ...extra })) md.set(k, v);
+  return md;
+}
+
+export const DEFAULT_CHANNEL_OPTIONS: ChannelOptions = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.max_receive_message_length': 16 * 1024 * 1024,
+};
+
+/** Calls a ts-proto generated unary client method as a promise with tracing and error mapping. */
+export function callUnary<Req, Res>(
+  client: Client,
+  method: string,
+  req: Req,
+  opts: { timeoutMs?: number } = {},
+): Promise<Res> {
+  const fn = (client as unknown as Record<string, unknown>)[method] as (
+    r: Req,
+    md: Metadata,
+    o: CallOptions,
+    cb: (err: ServiceError | null, res: Res) => void,
+  ) => void;
+  return tracer().startActiveSpan(`grpc.client ${method}`, { kind: SpanKind.CLIENT }, (span) =>
+    new Promise<Res>((resolve, reject) => {
+      const deadline = new Date(Date.now() + (opts.timeoutMs ?? 5000));
+      fn.call(client, req, tracedMetadata(), { deadline }, (err, res) => {
+        if (err) {
+          const te = fromGrpcError(err);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: te.code });
+          span.end();
+          reject(te);
+        } else {
+          span.end();
+          resolve(res);
+        }
+      });
+    }),
+  );
+}
+
+const HealthClient = makeClientConstructor(healthService, 'grpc.health.v1.Health');
+
+/** Asks a server for its grpc.health.v1 status (empty service = overall). */
+export function checkHealth(
+  address: string,
+  tls: TlsMaterial,
+  expectServer: string,
+  opts: { service?: string; timeoutMs?: number } = {},
+): Promise<ServingStatus | 'SERVICE_UNKNOWN'> {
+  const client = createClient(HealthClient, address, tls, expectServer);
+  return new Promise((resolve, reject) => {
+    const deadline = new Date(Date.now() + (opts.timeoutMs ?? 2000));
+    (client as unknown as { check: (r: unknown, o: CallOptions, cb: (e: ServiceError | null, r: { status: string | number }) => void) => void }).check(
+      { service: opts.service ?? '' },
+      { deadline },
+      (err, res) => {
+        client.close();
+        if (err) {
+          if (err.code === GrpcStatus.NOT_FOUND) resolve('SERVICE_UNKNOWN');
+          else reject(fromGrpcError(err));
+          return;
+        }
+        const s = res.status;
+        resolve(s === 'SERVING' || s === 1 ? 'SERVING' : s === 'NOT_SERVING' || s === 2 ? 'NOT_SERVING' : 'UNKNOWN');
+      },
+    );
+  });
+}

@@ -1,0 +1,102 @@
+// Structured JSON logs (pino) with redaction on by default.
+//
+// Two layers: known sensitive keys are censored wherever they appear (pino redact
+// paths), and every string that reaches a log line is scrubbed of credential
+// shapes (bearer values, Talon API tokens, NATS seeds, PEM keys). Code should
+// still never log headers or bodies; this is the safety net.
+import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino';
+import { trace } from '@opentelemetry/api';
+
+export type { Logger } from 'pino';
+
+const SENSITIVE_KEYS = [
+  'authorization',
+  'Authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'password',
+  'passphrase',
+  'token',
+  'apiKey',
+  'api_key',
+  'secret',
+  'secretValue',
+  'seed',
+  'privateKey',
+  'private_key',
+  'x-api-key',
+];
+
+export const REDACT_PATHS: readonly string[] = [
+  ...SENSITIVE_KEYS.map((k) => (/^[A-Za-z_$][\w$]*$/.test(k) ? k : `["${k}"]`)),
+  ...SENSITIVE_KEYS.map((k) => (/^[A-Za-z_$][\w$]*$/.test(k) ? `*.${k}` : `*["${k}"]`)),
+  ...SENSITIVE_KEYS.map((k) => (/^[A-Za-z_$][\w$]*$/.test(k) ? `*.*.${k}` : `*.*["${k}"]`)),
+];
+
+export const REDACTED = '[REDACTED]';
+
+const SCRUBBERS: ReadonlyArray<[RegExp, string]> = [
+  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}/gi, `$1 ${REDACTED}`],
+  [/\btalon_(pat|tok)_[A-Za-z0-9]{16,}/g, REDACTED],
+  [/\bS[UAONCPX][A-Z2-7]{50,}\b/g, REDACTED],
+  [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, REDACTED],
+  [/([?&](?:key|api_key|apikey|token|access_token|secret|password|sig|signature)=)[^&\s"']+/gi, `$1${REDACTED}`],
+];
+
+/** Removes credential shapes from free text. Pure; used by logs, errors and span attributes. */
+export function scrub(text: string): string {
+  let out = text;
+  for (const [re, rep] of SCRUBBERS) out = out.replace(re, rep);
+  return out;
+}
+
+function scrubDeep(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return scrub(value);
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => scrubDeep(v, depth + 1));
+  if (value instanceof Error) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = scrubDeep(v, depth + 1);
+  return out;
+}
+
+export interface LoggerConfig {
+  service: string;
+  level?: string;
+  destination?: DestinationStream;
+}
+
+export function createLogger(cfg: LoggerConfig): Logger {
+  const options: LoggerOptions = {
+    level: cfg.level ?? 'info',
+    base: { service: cfg.service, pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: [...REDACT_PATHS], censor: REDACTED },
+    serializers: {
+      err: (err: unknown) => {
+        const s = pino.stdSerializers.err(err as Error);
+        return { ...s, message: scrub(s.message), stack: s.stack ? scrub(s.stack) : s.stack };
+      },
+    },
+    formatters: {
+      log(obj) {
+        const span = trace.getActiveSpan();
+        const scrubbed = scrubDeep(obj, 0) as Record<string, unknown>;
+        if (span) {
+          const ctx = span.spanContext();
+          scrubbed.trace_id = ctx.traceId;
+          scrubbed.span_id = ctx.spanId;
+        }
+        return scrubbed;
+      },
+    },
+    hooks: {
+      logMethod(args, method) {
+        const cleaned = args.map((a: unknown) => (typeof a === 'string' ? scrub(a) : a));
+        method.apply(this, cleaned as Parameters<typeof method>);
+      },
+    },
+  };
+  return cfg.destination ? pino(options, cfg.destination) : pino(options);
+}

@@ -1,0 +1,126 @@
+// NATS connection with per-service nkey credentials, plus JetStream provisioning
+// (run by the admin identity: `talon up` and the test harness).
+import { readFileSync } from 'node:fs';
+import { connect, nkeyAuthenticator, headers as natsHeaders, type NatsConnection, type MsgHdrs } from '@nats-io/transport-node';
+import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { createUser, fromSeed } from '@nats-io/nkeys';
+import { STREAMS, KV_BUCKETS, inboxPrefix } from './subjects.ts';
+import { injectHeaders } from './telemetry.ts';
+import type { Logger } from './log.ts';
+
+export type { NatsConnection, MsgHdrs };
+
+export interface NatsConnectOptions {
+  servers: string;
+  /** Workload name: NATS client name and inbox prefix. */
+  user: string;
+  seedFile: string;
+  log: Logger;
+  /** Keep retrying the first connection for this long (a dependency may start after us). */
+  connectTimeoutMs?: number;
+}
+
+export async function connectNats(opts: NatsConnectOptions): Promise<NatsConnection> {
+  const seed = new TextEncoder().encode(readFileSync(opts.seedFile, 'utf8').trim());
+  const deadline = Date.now() + (opts.connectTimeoutMs ?? 15_000);
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const nc = await connect({
+        servers: opts.servers.split(','),
+        name: `talon-${opts.user}`,
+        authenticator: nkeyAuthenticator(seed),
+        inboxPrefix: inboxPrefix(opts.user),
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 500,
+        timeout: 2000,
+      });
+      void (async () => {
+        for await (const s of nc.status()) {
+          if (s.type === 'error' || s.type === 'disconnect' || s.type === 'reconnect') {
+            opts.log.warn({ nats_status: s.type, detail: String((s as { error?: unknown }).error ?? '') }, 'nats status');
+          }
+        }
+      })();
+      return nc;
+    } catch (err) {
+      lastErr = err;
+      const msg = String((err as Error).message);
+      if (/authorization/i.test(msg)) break; // wrong credentials: retrying will not help
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  throw new Error(
+    `cannot connect to NATS at ${opts.servers} as ${opts.user}: ${String((lastErr as Error)?.message ?? lastErr)}. ` +
+      `Is nats-server running (talon up starts it) and is the seed file ${opts.seedFile} current?`,
+  );
+}
+
+/** Headers for a published message, carrying the active trace context. */
+export function tracedHeaders(extra?: Record<string, string>): MsgHdrs {
+  const h = natsHeaders();
+  injectHeaders(h);
+  for (const [k, v] of Object.entries(extra ?? {})) h.set(k, v);
+  return h;
+}
+
+export interface NkeyPair {
+  publicKey: string;
+  seed: string;
+}
+
+export function newNkeyUser(): NkeyPair {
+  const kp = createUser();
+  return { publicKey: kp.getPublicKey(), seed: new TextDecoder().decode(kp.getSeed()) };
+}
+
+export function publicKeyOfSeed(seed: string): string {
+  return fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey();
+}
+
+/** Creates or updates every stream and bucket Talon needs. Idempotent. */
+export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamManager> {
+  const jsm = await jetstreamManager(nc);
+  const ensure = async (cfg: Parameters<JetStreamManager['streams']['add']>[0] & { name: string }) => {
+    try {
+      await jsm.streams.info(cfg.name);
+      await jsm.streams.update(cfg.name, cfg);
+    } catch (err) {
+      if (!/stream not found/i.test(String((err as Error).message))) throw err;
+      await jsm.streams.add(cfg);
+    }
+  };
+  const day = 86_400 * 1e9;
+  await ensure({
+    name: STREAMS.inbound.name,
+    subjects: [...STREAMS.inbound.subjects],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: 7 * day,
+    duplicate_window: 120 * 1e9,
+    max_msg_size: 1024 * 1024,
+  });
+  await ensure({
+    name: STREAMS.outbound.name,
+    subjects: [...STREAMS.outbound.subjects],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: 1 * day,
+    duplicate_window: 120 * 1e9,
+    max_msg_size: 1024 * 1024,
+  });
+  await ensure({
+    name: STREAMS.audit.name,
+    subjects: [...STREAMS.audit.subjects],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: 30 * day,
+    max_msg_size: 256 * 1024,
+  });
+  await new Kvm(nc).create(KV_BUCKETS.tokens, { history: 1, storage: StorageType.File, allow_direct: true } as never);
+  return jsm;
+}

@@ -1,0 +1,82 @@
+// Shared pieces of every service's boot: common config fields, default ports,
+// and a main() wrapper that turns config errors into a clear message and exit code.
+import { resolve } from 'node:path';
+import { ConfigError, int, port, str, oneOf, type Field } from './config.ts';
+import { scrub } from './log.ts';
+
+export const SERVICES = ['gateway', 'orchestrator', 'memory', 'vault', 'sandbox', 'egress'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+/** Default loopback ports; tests replace all of them with free ones. */
+export const DEFAULT_PORTS = {
+  gatewayHttp: 8080,
+  nats: 4223,
+  pglite: 5433,
+  egressProxy: 7480,
+  grpc: { gateway: 7401, orchestrator: 7402, memory: 7403, vault: 7404, sandbox: 7405, egress: 7406 },
+} as const;
+
+export function talonHome(env: Record<string, string | undefined> = process.env): string {
+  return resolve(env.TALON_HOME && env.TALON_HOME.trim() !== '' ? env.TALON_HOME : '.talon');
+}
+
+export function pkiPaths(home: string, identity: string): { ca: string; cert: string; key: string } {
+  return { ca: resolve(home, 'pki', 'ca.crt'), cert: resolve(home, 'pki', `${identity}.crt`), key: resolve(home, 'pki', `${identity}.key`) };
+}
+
+export function natsSeedPath(home: string, user: string): string {
+  return resolve(home, 'nats', `${user}.nk`);
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** Fields every service has: logging, mTLS files, its gRPC listener, shutdown budget. */
+export function commonFields(service: ServiceName, env: Record<string, string | undefined> = process.env) {
+  const up = service.toUpperCase();
+  const home = talonHome(env);
+  const pki = pkiPaths(home, service);
+  return {
+    home: str('TALON_HOME', { doc: 'Directory holding Talon state (certificates, NATS data, embedded database, logs).', default: '.talon' }),
+    logLevel: oneOf('TALON_LOG_LEVEL', LOG_LEVELS, { doc: 'Log level for every service.', default: 'info' }),
+    tlsCa: str('TALON_TLS_CA', { doc: 'CA certificate (PEM) that signs every Talon workload certificate.', default: pki.ca }),
+    tlsCert: str(`${up}_TLS_CERT`, { doc: `${service}'s certificate (PEM) naming spiffe://talon/${service}.`, default: pki.cert }),
+    tlsKey: str(`${up}_TLS_KEY`, { doc: `${service}'s private key (PEM, mode 0600).`, default: pki.key }),
+    grpcHost: str(`${up}_GRPC_HOST`, { doc: `Address ${service}'s gRPC server (and grpc.health.v1) listens on.`, default: '127.0.0.1' }),
+    grpcPort: port(`${up}_GRPC_PORT`, { doc: `Port of ${service}'s gRPC server.`, default: DEFAULT_PORTS.grpc[service] }),
+    shutdownTimeoutMs: int('TALON_SHUTDOWN_TIMEOUT_MS', {
+      doc: 'Upper bound for a graceful shutdown before the process exits anyway.',
+      default: 15_000,
+      min: 100,
+    }),
+  } satisfies Record<string, Field<unknown>>;
+}
+
+/** NATS fields for workloads that hold NATS credentials. */
+export function natsFields(service: ServiceName, env: Record<string, string | undefined> = process.env) {
+  const up = service.toUpperCase();
+  return {
+    natsUrl: str('TALON_NATS_URL', { doc: 'NATS server URL(s), comma-separated.', default: `nats://127.0.0.1:${DEFAULT_PORTS.nats}` }),
+    natsSeedFile: str(`${up}_NATS_SEED_FILE`, {
+      doc: `File holding ${service}'s NATS nkey seed (mode 0600); its public key is a user in the nats-server config.`,
+      default: natsSeedPath(talonHome(env), service),
+    }),
+  } satisfies Record<string, Field<unknown>>;
+}
+
+/** Exit code for invalid configuration (sysexits EX_CONFIG). */
+export const EXIT_CONFIG = 78;
+
+/**
+ * Runs a service's main: a ConfigError prints its message (which names the keys
+ * and the fix) and exits 78; any other boot failure is printed and exits 1.
+ */
+export function runMain(service: string, main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    process.stderr.write(`${service}: failed to start: ${scrub((err as Error)?.stack ?? String(err))}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,63 @@
+// Every egress decision becomes an event on the TALON_AUDIT JetStream stream.
+// Publishing never blocks a request: events queue in memory (bounded) and are
+// sent in order; if NATS is down they wait, and past the bound they are counted as dropped.
+import { randomUUID } from 'node:crypto';
+import { SUBJECTS, type Logger, type NatsConnection } from '@talon/kit';
+import { EgressDecision } from '@talon/proto';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+
+export type DecisionInput = Omit<EgressDecision, 'id' | 'atMs'>;
+
+export class AuditSink {
+  private readonly js: JetStreamClient;
+  private readonly queue: EgressDecision[] = [];
+  private readonly log: Logger;
+  private readonly max: number;
+  private pumping = false;
+  dropped = 0;
+  published = 0;
+
+  constructor(nc: NatsConnection, log: Logger, max = 10_000) {
+    this.js = jetstream(nc);
+    this.log = log;
+    this.max = max;
+  }
+
+  record(d: DecisionInput): EgressDecision {
+    const ev: EgressDecision = { ...d, id: randomUUID(), atMs: Date.now() };
+    if (this.queue.length >= this.max) {
+      this.queue.shift();
+      this.dropped += 1;
+      if (this.dropped % 1000 === 1) this.log.error({ dropped: this.dropped }, 'audit queue full; oldest decisions dropped');
+    }
+    this.queue.push(ev);
+    void this.pump();
+    return ev;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        const ev = this.queue[0]!;
+        try {
+          await this.js.publish(SUBJECTS.auditEgress('decision'), EgressDecision.encode(ev).finish(), { msgID: ev.id, timeout: 5000 });
+          this.queue.shift();
+          this.published += 1;
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message, queued: this.queue.length }, 'audit publish failed; retrying');
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Waits (bounded) until queued decisions are published. */
+  async flush(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.queue.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  }
+}

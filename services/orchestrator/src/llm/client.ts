@@ -1,0 +1,99 @@
+// Calls the configured LLM provider through egress. The API key is never here:
+// the request carries the placeholder {{secret:<name>}} and egress fills it in.
+import { scrub, TalonError, type EgressClient } from '@talon/kit';
+import { SseParser } from './sse.ts';
+import { StreamAccumulator, type LlmRequest, type LlmResult, type ProviderFormat } from './types.ts';
+
+export class LlmHttpError extends TalonError {
+  readonly status: number;
+  readonly retryable: boolean;
+  constructor(status: number, detail: string) {
+    super('llm_error', `the LLM provider answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
+    this.name = 'LlmHttpError';
+    this.status = status;
+    this.retryable = status === 408 || status === 409 || status === 429 || status >= 500;
+  }
+}
+
+export interface LlmClientOptions {
+  egress: EgressClient;
+  format: ProviderFormat;
+  baseUrl: string;
+  model: string;
+  /** Vault secret holding the API key; undefined for servers that need none (local Ollama). */
+  apiKeySecret: string | undefined;
+  timeoutMs: number;
+}
+
+function errorDetail(text: string): string {
+  try {
+    const j = JSON.parse(text) as { error?: { message?: string } | string; message?: string };
+    const m = typeof j.error === 'string' ? j.error : (j.error?.message ?? j.message);
+    if (m) return scrub(m).slice(0, 300);
+  } catch {
+    /* not JSON */
+  }
+  return scrub(text).slice(0, 300);
+}
+
+export class LlmClient {
+  private readonly o: LlmClientOptions;
+  constructor(opts: LlmClientOptions) {
+    this.o = opts;
+  }
+
+  get model(): string {
+    return this.o.model;
+  }
+
+  async complete(
+    req: Omit<LlmRequest, 'model'>,
+    onDelta?: (delta: string) => void,
+    signal?: AbortSignal,
+  ): Promise<LlmResult> {
+    const full: LlmRequest = { ...req, model: this.o.model };
+    const placeholder = this.o.apiKeySecret ? `{{secret:${this.o.apiKeySecret}}}` : undefined;
+    const timeout = AbortSignal.timeout(this.o.timeoutMs);
+    const res = await this.o.egress.request({
+      method: 'POST',
+      url: this.o.format.endpoint(this.o.baseUrl),
+      headers: { ...this.o.format.headers(placeholder), ...(req.stream ? { accept: 'text/event-stream' } : {}) },
+      body: JSON.stringify(this.o.format.body(full)),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      headersTimeoutMs: this.o.timeoutMs,
+      bodyTimeoutMs: this.o.timeoutMs,
+    });
+    if (res.status >= 400) {
+      const text = await res.body.text().catch(() => '');
+      throw new LlmHttpError(res.status, errorDetail(text));
+    }
+    const ctype = String(res.headers['content-type'] ?? '');
+    if (!req.stream || !ctype.includes('text/event-stream')) {
+      const text = await res.body.text();
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new TalonError('llm_error', 'the LLM provider returned a response that is not JSON');
+      }
+      const result = this.o.format.parseResponse(json, this.o.model);
+      if (req.stream && onDelta && result.content) onDelta(result.content);
+      return result;
+    }
+    const parser = new SseParser();
+    const acc = new StreamAccumulator();
+    const decoder = new TextDecoder();
+    const apply = (events: ReturnType<SseParser['feed']>) => {
+      for (const ev of events) {
+        const delta = this.o.format.applyStreamEvent(ev, acc);
+        if (delta && onDelta) onDelta(delta);
+      }
+    };
+    for await (const chunk of res.body) {
+      apply(parser.feed(decoder.decode(chunk as Buffer, { stream: true })));
+      if (acc.done) break;
+    }
+    apply(parser.end());
+    return acc.result(this.o.model);
+  }
+}

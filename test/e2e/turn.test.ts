@@ -1,0 +1,59 @@
+// One chat turn through the real pipeline: gateway -> JetStream -> orchestrator
+// -> egress (mTLS) -> fake LLM -> orchestrator -> memory (gRPC, PostgreSQL) -> gateway.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { startTestPlatform, type TestPlatform } from '@talon/testkit';
+
+describe('first turn end to end', () => {
+  let tp: TestPlatform;
+  let token: string;
+
+  before(async () => {
+    tp = await startTestPlatform();
+    token = await tp.token('alice');
+  });
+  after(async () => {
+    await tp?.stop();
+  });
+
+  it('answers a non-streaming chat completion through egress', async () => {
+    const res = await tp.chat(token, { model: 'anything', messages: [{ role: 'user', content: 'hello talon' }] });
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.object, 'chat.completion');
+    assert.equal(res.json.choices[0].message.role, 'assistant');
+    assert.equal(res.json.choices[0].message.content, 'echo: hello talon');
+    assert.equal(res.json.usage.total_tokens, 12);
+    // The fake received the request from egress, with our system prompt first.
+    const seen = tp.llm!.requests.at(-1)!;
+    assert.equal(seen.path, '/v1/chat/completions');
+    const msgs = seen.body.messages as Array<{ role: string; content: string }>;
+    assert.equal(msgs[0]!.role, 'system');
+    assert.equal(msgs.at(-1)!.content, 'hello talon');
+    assert.equal(seen.body.model, 'fake-model');
+  });
+
+  it('streams a reply as server-sent events', async () => {
+    const res = await tp.chat(token, { stream: true, messages: [{ role: 'user', content: 'stream this please' }] });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const events = res.text
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: '))
+      .map((e) => e.slice(6));
+    assert.equal(events.at(-1), '[DONE]');
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
+    const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+    assert.equal(text, 'echo: stream this please');
+    assert.equal(chunks.at(-1).choices[0].finish_reason, 'stop');
+    assert.ok(chunks.length > 3, 'reply arrived in several chunks');
+  });
+
+  it('refuses a request without a valid token', async () => {
+    const none = await tp.chat(undefined, { messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(none.status, 401);
+    assert.equal(none.json.error.code, 'unauthenticated');
+    const bad = await tp.chat(`talon_pat_${'0'.repeat(64)}`, { messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(bad.status, 401);
+  });
+});
