@@ -49,8 +49,12 @@ if (!check) {
   const tmp = mkdtempSync(join(tmpdir(), 'talon-proto-'));
   cpSync(pkgSrc, tmp, { recursive: true });
   generate(tmp);
-  const a = walk(pkgSrc).map((f) => relative(pkgSrc, f)).sort();
-  const b = walk(tmp).map((f) => relative(tmp, f)).sort();
+  const a = walk(pkgSrc)
+    .map((f) => relative(pkgSrc, f))
+    .sort();
+  const b = walk(tmp)
+    .map((f) => relative(tmp, f))
+    .sort();
   const drift: string[] = [];
   for (const f of new Set([...a, ...b])) {
     const pa = join(pkgSrc, f);

@@ -20,7 +20,10 @@ export function newTokenValue(): string {
   return `talon_pat_${randomBytes(32).toString('hex')}`;
 }
 
-export async function createToken(nc: NatsConnection, opts: { name: string; userId?: string; scope?: 'user' | 'operator' }): Promise<{ token: string; info: TokenInfo }> {
+export async function createToken(
+  nc: NatsConnection,
+  opts: { name: string; userId?: string; scope?: 'user' | 'operator' },
+): Promise<{ token: string; info: TokenInfo }> {
   const userId = opts.userId ?? opts.name.toLowerCase();
   if (!USER_ID.test(userId)) throw new Error(`user id ${JSON.stringify(userId)} must be 1-64 of a-z, 0-9, . _ - (pass --user)`);
   const kv = await new Kvm(nc).open(KV_BUCKETS.tokens);

@@ -89,9 +89,7 @@ export function str(key: string, opts: Common<string> & { pattern?: RegExp; expe
 
 export function optionalStr(key: string, opts: { doc: string; secret?: boolean; pattern?: RegExp }): Field<string | undefined> {
   const expect = opts.pattern ? `a value matching ${opts.pattern.source}` : 'a string';
-  return make<string | undefined>(key, { ...opts, optional: true }, expect, (v) =>
-    opts.pattern && !opts.pattern.test(v) ? undefined : v,
-  );
+  return make<string | undefined>(key, { ...opts, optional: true }, expect, (v) => (opts.pattern && !opts.pattern.test(v) ? undefined : v));
 }
 
 export function int(key: string, opts: Common<number> & { min?: number; max?: number }): Field<number> {
@@ -123,10 +121,7 @@ export function bool(key: string, opts: Common<boolean>): Field<boolean> {
   });
 }
 
-export function url(
-  key: string,
-  opts: Common<string> & { protocols?: readonly string[]; optional?: boolean },
-): Field<string> {
+export function url(key: string, opts: Common<string> & { protocols?: readonly string[]; optional?: boolean }): Field<string> {
   const protocols = opts.protocols ?? ['http:', 'https:'];
   const expect = `an absolute URL (${protocols.map((p) => p.replace(':', '://')).join(' or ')}...)`;
   return make(key, opts, expect, (v) => {
@@ -174,11 +169,7 @@ export function isHostPort(v: string): boolean {
 export type Spec = Record<string, Field<unknown>>;
 export type ConfigOf<S extends Spec> = { readonly [K in keyof S]: S[K] extends Field<infer T> ? T : never };
 
-export function loadConfig<S extends Spec>(
-  service: string,
-  spec: S,
-  env: Record<string, string | undefined> = process.env,
-): ConfigOf<S> {
+export function loadConfig<S extends Spec>(service: string, spec: S, env: Record<string, string | undefined> = process.env): ConfigOf<S> {
   const out: Record<string, unknown> = {};
   const problems: ConfigFieldError[] = [];
   for (const [name, field] of Object.entries(spec)) {

@@ -65,7 +65,8 @@ export interface MigrateResult {
 export async function migrate(pool: pg.Pool, schema: string, migrations: readonly Migration[], log?: Logger): Promise<MigrateResult> {
   const sorted = [...migrations].sort((a, b) => a.version - b.version);
   sorted.forEach((m, i) => {
-    if (m.version !== i + 1) throw new Error(`${schema}: migrations must be numbered 1..n without gaps (found ${m.version} at position ${i + 1})`);
+    if (m.version !== i + 1)
+      throw new Error(`${schema}: migrations must be numbered 1..n without gaps (found ${m.version} at position ${i + 1})`);
   });
   const client = await pool.connect();
   const applied: number[] = [];
@@ -82,7 +83,9 @@ export async function migrate(pool: pg.Pool, schema: string, migrations: readonl
     const current = rows[0]?.v ?? 0;
     const latest = sorted.at(-1)?.version ?? 0;
     if (current > latest) {
-      throw new Error(`${schema}: database is at migration ${current} but this build knows only ${latest}; upgrade Talon instead of downgrading`);
+      throw new Error(
+        `${schema}: database is at migration ${current} but this build knows only ${latest}; upgrade Talon instead of downgrading`,
+      );
     }
     for (const m of sorted) {
       if (m.version <= current) continue;

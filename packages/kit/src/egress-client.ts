@@ -47,7 +47,8 @@ export class EgressClient {
         servername: 'egress',
         checkServerIdentity(host: string, cert: PeerCertificate) {
           const id = identityFromSan(cert.subjectaltname);
-          if (id !== expect) return new Error(`egress proxy certificate names ${id ? spiffeId(id) : 'nobody'}, expected ${spiffeId(expect)}`);
+          if (id !== expect)
+            return new Error(`egress proxy certificate names ${id ? spiffeId(id) : 'nobody'}, expected ${spiffeId(expect)}`);
           return tlsCheckServerIdentity(host, cert);
         },
       },

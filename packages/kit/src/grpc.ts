@@ -89,7 +89,10 @@ function wrapUnary(
     const parent = extractRecord(metadataRecord(call.metadata));
     const span = tracer().startSpan(
       `${serviceName}/${method}`,
-      { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': serviceName, 'rpc.method': method, 'talon.peer': peer ?? 'unknown' } },
+      {
+        kind: SpanKind.SERVER,
+        attributes: { 'rpc.system': 'grpc', 'rpc.service': serviceName, 'rpc.method': method, 'talon.peer': peer ?? 'unknown' },
+      },
       parent,
     );
     const finish = (err: unknown, res?: unknown): void => {
@@ -232,33 +235,31 @@ export const DEFAULT_CHANNEL_OPTIONS: ChannelOptions = {
 };
 
 /** Calls a ts-proto generated unary client method as a promise with tracing and error mapping. */
-export function callUnary<Req, Res>(
-  client: Client,
-  method: string,
-  req: Req,
-  opts: { timeoutMs?: number } = {},
-): Promise<Res> {
+export function callUnary<Req, Res>(client: Client, method: string, req: Req, opts: { timeoutMs?: number } = {}): Promise<Res> {
   const fn = (client as unknown as Record<string, unknown>)[method] as (
     r: Req,
     md: Metadata,
     o: CallOptions,
     cb: (err: ServiceError | null, res: Res) => void,
   ) => void;
-  return tracer().startActiveSpan(`grpc.client ${method}`, { kind: SpanKind.CLIENT }, (span) =>
-    new Promise<Res>((resolve, reject) => {
-      const deadline = new Date(Date.now() + (opts.timeoutMs ?? 5000));
-      fn.call(client, req, tracedMetadata(), { deadline }, (err, res) => {
-        if (err) {
-          const te = fromGrpcError(err);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: te.code });
-          span.end();
-          reject(te);
-        } else {
-          span.end();
-          resolve(res);
-        }
-      });
-    }),
+  return tracer().startActiveSpan(
+    `grpc.client ${method}`,
+    { kind: SpanKind.CLIENT },
+    (span) =>
+      new Promise<Res>((resolve, reject) => {
+        const deadline = new Date(Date.now() + (opts.timeoutMs ?? 5000));
+        fn.call(client, req, tracedMetadata(), { deadline }, (err, res) => {
+          if (err) {
+            const te = fromGrpcError(err);
+            span.setStatus({ code: SpanStatusCode.ERROR, message: te.code });
+            span.end();
+            reject(te);
+          } else {
+            span.end();
+            resolve(res);
+          }
+        });
+      }),
   );
 }
 
@@ -274,19 +275,19 @@ export function checkHealth(
   const client = createClient(HealthClient, address, tls, expectServer);
   return new Promise((resolve, reject) => {
     const deadline = new Date(Date.now() + (opts.timeoutMs ?? 2000));
-    (client as unknown as { check: (r: unknown, o: CallOptions, cb: (e: ServiceError | null, r: { status: string | number }) => void) => void }).check(
-      { service: opts.service ?? '' },
-      { deadline },
-      (err, res) => {
-        client.close();
-        if (err) {
-          if (err.code === GrpcStatus.NOT_FOUND) resolve('SERVICE_UNKNOWN');
-          else reject(fromGrpcError(err));
-          return;
-        }
-        const s = res.status;
-        resolve(s === 'SERVING' || s === 1 ? 'SERVING' : s === 'NOT_SERVING' || s === 2 ? 'NOT_SERVING' : 'UNKNOWN');
-      },
-    );
+    (
+      client as unknown as {
+        check: (r: unknown, o: CallOptions, cb: (e: ServiceError | null, r: { status: string | number }) => void) => void;
+      }
+    ).check({ service: opts.service ?? '' }, { deadline }, (err, res) => {
+      client.close();
+      if (err) {
+        if (err.code === GrpcStatus.NOT_FOUND) resolve('SERVICE_UNKNOWN');
+        else reject(fromGrpcError(err));
+        return;
+      }
+      const s = res.status;
+      resolve(s === 'SERVING' || s === 1 ? 'SERVING' : s === 'NOT_SERVING' || s === 2 ? 'NOT_SERVING' : 'UNKNOWN');
+    });
   });
 }

@@ -13,7 +13,6 @@ type CryptoKeyPair = webcrypto.CryptoKeyPair;
 type XKey = Parameters<typeof x509.SubjectKeyIdentifierExtension.create>[0];
 type XPrivateKey = x509.X509CertificateCreateWithKeyParams['signingKey'];
 
-
 const ALG: webcrypto.EcKeyGenParams & webcrypto.EcdsaParams = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 
 export interface KeyAndCert {
@@ -98,4 +97,3 @@ export async function issueCert(ca: KeyAndCert, opts: LeafOptions): Promise<KeyA
   });
   return { keyPem: await exportKey(keys.privateKey), certPem: cert.toString('pem') + '\n' };
 }
-

@@ -21,7 +21,11 @@ export function talonHome(env: Record<string, string | undefined> = process.env)
 }
 
 export function pkiPaths(home: string, identity: string): { ca: string; cert: string; key: string } {
-  return { ca: resolve(home, 'pki', 'ca.crt'), cert: resolve(home, 'pki', `${identity}.crt`), key: resolve(home, 'pki', `${identity}.key`) };
+  return {
+    ca: resolve(home, 'pki', 'ca.crt'),
+    cert: resolve(home, 'pki', `${identity}.crt`),
+    key: resolve(home, 'pki', `${identity}.key`),
+  };
 }
 
 export function natsSeedPath(home: string, user: string): string {
@@ -36,7 +40,10 @@ export function commonFields(service: ServiceName, env: Record<string, string | 
   const home = talonHome(env);
   const pki = pkiPaths(home, service);
   return {
-    home: str('TALON_HOME', { doc: 'Directory holding Talon state (certificates, NATS data, embedded database, logs).', default: '.talon' }),
+    home: str('TALON_HOME', {
+      doc: 'Directory holding Talon state (certificates, NATS data, embedded database, logs).',
+      default: '.talon',
+    }),
     logLevel: oneOf('TALON_LOG_LEVEL', LOG_LEVELS, { doc: 'Log level for every service.', default: 'info' }),
     tlsCa: str('TALON_TLS_CA', { doc: 'CA certificate (PEM) that signs every Talon workload certificate.', default: pki.ca }),
     tlsCert: str(`${up}_TLS_CERT`, { doc: `${service}'s certificate (PEM) naming spiffe://talon/${service}.`, default: pki.cert }),

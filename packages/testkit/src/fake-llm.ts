@@ -69,7 +69,9 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
     if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
     const status = b.status?.(rec, index);
     if (status && status >= 400) {
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `fake error ${status}`, type: 'fake' } }));
+      res
+        .writeHead(status, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { message: `fake error ${status}`, type: 'fake' } }));
       return;
     }
     const text = (b.reply ?? defaultReply)(rec);
@@ -91,16 +93,28 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
       const id = `chatcmpl-fake${index}`;
       const created = Math.floor(Date.now() / 1000);
       const chunk = (delta: object, finish: string | null) =>
-        res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`);
+        res.write(
+          `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`,
+        );
       chunk({ role: 'assistant', content: '' }, null);
       for (const d of deltas(text)) chunk({ content: d }, null);
       chunk({}, 'stop');
-      res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 } })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 } })}\n\n`,
+      );
       res.end('data: [DONE]\n\n');
       return;
     }
     const json = anthropic
-      ? { id: 'msg_fake', type: 'message', role: 'assistant', model, content: [{ type: 'text', text }], stop_reason: 'end_turn', usage: { input_tokens: 5, output_tokens: 7 } }
+      ? {
+          id: 'msg_fake',
+          type: 'message',
+          role: 'assistant',
+          model,
+          content: [{ type: 'text', text }],
+          stop_reason: 'end_turn',
+          usage: { input_tokens: 5, output_tokens: 7 },
+        }
       : {
           id: `chatcmpl-fake${index}`,
           object: 'chat.completion',

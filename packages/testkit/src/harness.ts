@@ -31,7 +31,14 @@ export class TestPlatform {
   private readonly keepHome: boolean;
   private adminNc: NatsConnection | undefined;
 
-  constructor(p: Platform, llm: FakeLlm | undefined, home: string, database: TestDatabaseKind, native: NativeTestDatabase | undefined, keepHome: boolean) {
+  constructor(
+    p: Platform,
+    llm: FakeLlm | undefined,
+    home: string,
+    database: TestDatabaseKind,
+    native: NativeTestDatabase | undefined,
+    keepHome: boolean,
+  ) {
     this.platform = p;
     this.llm = llm;
     this.home = home;
@@ -62,7 +69,11 @@ export class TestPlatform {
   }
 
   /** POST /v1/chat/completions; returns status and parsed JSON (or raw SSE text when streaming). */
-  async chat(token: string | undefined, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string; headers: Headers }> {
+  async chat(
+    token: string | undefined,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; json: any; text: string; headers: Headers }> {
     const res = await fetch(`${this.gatewayUrl}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },

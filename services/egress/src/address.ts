@@ -4,9 +4,7 @@
 // the embedded address is not public, and Teredo (which hides its target).
 import { isIPv4, isIPv6 } from 'node:net';
 
-export type AddressVerdict =
-  | { public: true }
-  | { public: false; reason: string };
+export type AddressVerdict = { public: true } | { public: false; reason: string };
 
 interface V4Range {
   base: number;

@@ -1,7 +1,17 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
-import { connectNats, createLogger, initTelemetry, Lifecycle, readTls, runMain, startGrpcServer, ConfigError, ConfigFieldError } from '@talon/kit';
+import {
+  connectNats,
+  createLogger,
+  initTelemetry,
+  Lifecycle,
+  readTls,
+  runMain,
+  startGrpcServer,
+  ConfigError,
+  ConfigFieldError,
+} from '@talon/kit';
 import { AuditSink } from './audit.ts';
 import { loadEgressConfig } from './config.ts';
 import { builtinRules, parseHostPort, parsePolicyDocument, type DestinationRule } from './policy.ts';
@@ -16,7 +26,13 @@ runMain('egress', async () => {
     try {
       rules = [...rules, ...parsePolicyDocument(JSON.parse(readFileSync(cfg.policyFile, 'utf8')))];
     } catch (err) {
-      throw new ConfigError('egress', [new ConfigFieldError('EGRESS_POLICY_FILE', `cannot use ${cfg.policyFile}: ${(err as Error).message}`, 'Fix the file or unset EGRESS_POLICY_FILE')]);
+      throw new ConfigError('egress', [
+        new ConfigFieldError(
+          'EGRESS_POLICY_FILE',
+          `cannot use ${cfg.policyFile}: ${(err as Error).message}`,
+          'Fix the file or unset EGRESS_POLICY_FILE',
+        ),
+      ]);
     }
   }
   const log = createLogger({ service: 'egress', level: cfg.logLevel });

@@ -98,7 +98,7 @@ export function parsePolicyDocument(doc: unknown): DestinationRule[] {
     if (typeof o.principal !== 'string' || !/^[a-z0-9][a-z0-9:@._-]*$/.test(o.principal)) {
       throw new Error(`rules[${i}].principal must be a service name or skill id`);
     }
-    if (typeof o.host !== 'string' || !/^(\*\.)?[A-Za-z0-9.:\[\]-]+$/.test(o.host)) {
+    if (typeof o.host !== 'string' || !/^(\*\.)?[A-Za-z0-9.:[\]-]+$/.test(o.host)) {
       throw new Error(`rules[${i}].host must be a host name, an IP or *.suffix`);
     }
     if (o.port !== undefined && (typeof o.port !== 'number' || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) {

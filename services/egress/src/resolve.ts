@@ -39,7 +39,8 @@ export async function resolveDestination(
   if (literal) {
     candidates = [{ address: literal, family: literal.includes(':') ? 6 : 4 }];
   } else {
-    if (looksNumeric(host)) throw new DestinationRefused('ambiguous_numeric_host', `host ${host} looks numeric but is not a valid IP address`);
+    if (looksNumeric(host))
+      throw new DestinationRefused('ambiguous_numeric_host', `host ${host} looks numeric but is not a valid IP address`);
     try {
       candidates = await opts.lookup(host);
     } catch (err) {

@@ -55,20 +55,24 @@ export function parseChatRequest(body: unknown, opts: { maxMessages: number; con
   if (b.model !== undefined && typeof b.model !== 'string') throw new InvalidArgument('model must be a string');
   let temperature: number | undefined;
   if (b.temperature !== undefined && b.temperature !== null) {
-    if (typeof b.temperature !== 'number' || !(b.temperature >= 0 && b.temperature <= 2)) throw new InvalidArgument('temperature must be a number from 0 to 2');
+    if (typeof b.temperature !== 'number' || !(b.temperature >= 0 && b.temperature <= 2))
+      throw new InvalidArgument('temperature must be a number from 0 to 2');
     temperature = b.temperature;
   }
   let maxTokens: number | undefined;
   const mt = b.max_completion_tokens ?? b.max_tokens;
   if (mt !== undefined && mt !== null) {
-    if (typeof mt !== 'number' || !Number.isInteger(mt) || mt < 1 || mt > 1_000_000) throw new InvalidArgument('max_tokens must be a positive integer');
+    if (typeof mt !== 'number' || !Number.isInteger(mt) || mt < 1 || mt > 1_000_000)
+      throw new InvalidArgument('max_tokens must be a positive integer');
     maxTokens = mt;
   }
   const meta = b.metadata as Record<string, unknown> | undefined;
   const fromMeta = meta && typeof meta === 'object' && typeof meta.conversation_id === 'string' ? meta.conversation_id : undefined;
   const conversationId = opts.conversationHeader ?? fromMeta ?? 'default';
   if (!CONVERSATION_ID.test(conversationId)) {
-    throw new InvalidArgument('conversation id (x-talon-conversation header or metadata.conversation_id) must be 1-128 characters of letters, digits and ._:-');
+    throw new InvalidArgument(
+      'conversation id (x-talon-conversation header or metadata.conversation_id) must be 1-128 characters of letters, digits and ._:-',
+    );
   }
   return {
     messages,
@@ -86,7 +90,9 @@ export function completionBody(id: string, createdSec: number, out: OutboundMess
     object: 'chat.completion',
     created: createdSec,
     model: out.model,
-    choices: [{ index: 0, message: { role: 'assistant', content: out.content }, finish_reason: out.finishReason || 'stop', logprobs: null }],
+    choices: [
+      { index: 0, message: { role: 'assistant', content: out.content }, finish_reason: out.finishReason || 'stop', logprobs: null },
+    ],
     usage: {
       prompt_tokens: out.usage?.promptTokens ?? 0,
       completion_tokens: out.usage?.completionTokens ?? 0,
@@ -95,6 +101,18 @@ export function completionBody(id: string, createdSec: number, out: OutboundMess
   };
 }
 
-export function chunkBody(id: string, createdSec: number, model: string, delta: { role?: string; content?: string }, finishReason: string | null) {
-  return { id, object: 'chat.completion.chunk', created: createdSec, model, choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }] };
+export function chunkBody(
+  id: string,
+  createdSec: number,
+  model: string,
+  delta: { role?: string; content?: string },
+  finishReason: string | null,
+) {
+  return {
+    id,
+    object: 'chat.completion.chunk',
+    created: createdSec,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finishReason, logprobs: null }],
+  };
 }

@@ -42,7 +42,12 @@ const BASE_HEADERS = {
 
 function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { ...BASE_HEADERS, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...extra });
+  res.writeHead(status, {
+    ...BASE_HEADERS,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...extra,
+  });
   res.end(text);
 }
 
@@ -103,7 +108,8 @@ export class GatewayHttp {
         res.writeHead(200, {
           ...BASE_HEADERS,
           'content-type': 'text/html; charset=utf-8',
-          'content-security-policy': "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+          'content-security-policy':
+            "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
           'x-frame-options': 'DENY',
         });
         res.end(INDEX_HTML);
@@ -146,95 +152,119 @@ export class GatewayHttp {
       throw new TalonError('invalid_json', 'the request body is not valid JSON');
     }
     const convHeader = req.headers['x-talon-conversation'];
-    const chat = parseChatRequest(body, { maxMessages: this.d.maxMessages, conversationHeader: typeof convHeader === 'string' ? convHeader : undefined });
+    const chat = parseChatRequest(body, {
+      maxMessages: this.d.maxMessages,
+      conversationHeader: typeof convHeader === 'string' ? convHeader : undefined,
+    });
     const id = randomUUID();
     const created = Math.floor(Date.now() / 1000);
     const completionId = `chatcmpl-${id.replace(/-/g, '')}`;
     const parent = extractRecord(req.headers as Record<string, string>);
 
-    await withSpan('gateway.chat', { kind: SpanKind.SERVER, parent, attributes: { 'talon.inbound_id': id, 'talon.stream': chat.stream } }, async () => {
-      const inbound: InboundMessage = {
-        id,
-        conversation: { userId: principal.userId, channel: 'api', threadId: chat.conversationId },
-        messages: chat.messages,
-        stream: chat.stream,
-        reply: { subject: this.d.router.replySubject, streamSubject: chat.stream ? this.d.router.streamSubject(id) : '', requestId: id },
-        model: chat.model,
-        receivedAtMs: Date.now(),
-        temperature: chat.temperature,
-        maxTokens: chat.maxTokens,
-      };
-      let settle!: (m: OutboundMessage | undefined) => void;
-      const done = new Promise<OutboundMessage | undefined>((r) => (settle = r));
-      let lockedAttempt = 0;
-      let sent = '';
-      let interrupted = false;
-      const writeSse = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-      this.d.router.register(id, {
-        onReply: (m) => settle(m),
-        onChunk: chat.stream
-          ? (c: StreamChunk) => {
-              if (lockedAttempt === 0) lockedAttempt = c.attempt;
-              if (c.attempt !== lockedAttempt) {
-                // A retried turn streams again; never interleave two attempts.
-                if (sent !== '') interrupted = true;
-                else lockedAttempt = c.attempt;
+    await withSpan(
+      'gateway.chat',
+      { kind: SpanKind.SERVER, parent, attributes: { 'talon.inbound_id': id, 'talon.stream': chat.stream } },
+      async () => {
+        const inbound: InboundMessage = {
+          id,
+          conversation: { userId: principal.userId, channel: 'api', threadId: chat.conversationId },
+          messages: chat.messages,
+          stream: chat.stream,
+          reply: { subject: this.d.router.replySubject, streamSubject: chat.stream ? this.d.router.streamSubject(id) : '', requestId: id },
+          model: chat.model,
+          receivedAtMs: Date.now(),
+          temperature: chat.temperature,
+          maxTokens: chat.maxTokens,
+        };
+        let settle!: (m: OutboundMessage | undefined) => void;
+        const done = new Promise<OutboundMessage | undefined>((r) => (settle = r));
+        let lockedAttempt = 0;
+        let sent = '';
+        let interrupted = false;
+        const writeSse = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+        this.d.router.register(id, {
+          onReply: (m) => settle(m),
+          onChunk: chat.stream
+            ? (c: StreamChunk) => {
+                if (lockedAttempt === 0) lockedAttempt = c.attempt;
+                if (c.attempt !== lockedAttempt) {
+                  // A retried turn streams again; never interleave two attempts.
+                  if (sent !== '') interrupted = true;
+                  else lockedAttempt = c.attempt;
+                }
+                if (c.attempt !== lockedAttempt || interrupted) return;
+                sent += c.delta;
+                writeSse(chunkBody(completionId, created, chat.model || 'talon', { content: c.delta }, null));
               }
-              if (c.attempt !== lockedAttempt || interrupted) return;
-              sent += c.delta;
-              writeSse(chunkBody(completionId, created, chat.model || 'talon', { content: c.delta }, null));
-            }
-          : undefined,
-      });
-      const timer = setTimeout(() => settle(undefined), this.d.turnTimeoutMs);
-      res.on('close', () => {
-        if (!res.writableFinished) settle(undefined);
-      });
-      try {
+            : undefined,
+        });
+        const timer = setTimeout(() => settle(undefined), this.d.turnTimeoutMs);
+        res.on('close', () => {
+          if (!res.writableFinished) settle(undefined);
+        });
         try {
-          await this.d.js.publish(SUBJECTS.inbound('api'), InboundMessage.encode(inbound).finish(), { msgID: id, headers: tracedHeaders(), timeout: 5000 });
-        } catch (err) {
-          throw new TalonError('unavailable', 'the message could not be queued (NATS unavailable); retry shortly', { cause: err });
-        }
-        if (chat.stream) {
-          res.writeHead(200, { ...BASE_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-          writeSse(chunkBody(completionId, created, chat.model || 'talon', { role: 'assistant', content: '' }, null));
-        }
-        const out = await done;
-        if (!out) {
-          if (res.destroyed) return;
-          const te = new TalonError('timeout', `no reply within ${this.d.turnTimeoutMs} ms; the turn may still complete and be stored in memory`);
-          if (chat.stream) {
-            writeSse(httpErrorBody(te));
-            res.end();
-          } else sendError(res, te);
-          return;
-        }
-        if (out.error) {
-          const status = statusForCode(out.error.code);
-          const errBody = { error: { code: out.error.code, message: out.error.message, type: out.error.code } };
-          if (chat.stream) {
-            writeSse(errBody);
-            res.end('data: [DONE]\n\n');
-          } else sendJson(res, status, errBody);
-          return;
-        }
-        if (chat.stream) {
-          if (interrupted && !out.content.startsWith(sent)) {
-            writeSse({ error: { code: 'stream_interrupted', message: 'the turn was retried after a failure and produced a different reply; send the request again' } });
-          } else if (out.content.length > sent.length && out.content.startsWith(sent)) {
-            // Deltas lost in flight (core NATS is at-most-once) are made up from the stored reply.
-            writeSse(chunkBody(completionId, created, out.model, { content: out.content.slice(sent.length) }, null));
+          try {
+            await this.d.js.publish(SUBJECTS.inbound('api'), InboundMessage.encode(inbound).finish(), {
+              msgID: id,
+              headers: tracedHeaders(),
+              timeout: 5000,
+            });
+          } catch (err) {
+            throw new TalonError('unavailable', 'the message could not be queued (NATS unavailable); retry shortly', { cause: err });
           }
-          writeSse(chunkBody(completionId, created, out.model, {}, out.finishReason || 'stop'));
-          res.end('data: [DONE]\n\n');
-        } else {
-          sendJson(res, 200, completionBody(completionId, created, out));
+          if (chat.stream) {
+            res.writeHead(200, {
+              ...BASE_HEADERS,
+              'content-type': 'text/event-stream; charset=utf-8',
+              connection: 'keep-alive',
+              'x-accel-buffering': 'no',
+            });
+            writeSse(chunkBody(completionId, created, chat.model || 'talon', { role: 'assistant', content: '' }, null));
+          }
+          const out = await done;
+          if (!out) {
+            if (res.destroyed) return;
+            const te = new TalonError(
+              'timeout',
+              `no reply within ${this.d.turnTimeoutMs} ms; the turn may still complete and be stored in memory`,
+            );
+            if (chat.stream) {
+              writeSse(httpErrorBody(te));
+              res.end();
+            } else sendError(res, te);
+            return;
+          }
+          if (out.error) {
+            const status = statusForCode(out.error.code);
+            const errBody = { error: { code: out.error.code, message: out.error.message, type: out.error.code } };
+            if (chat.stream) {
+              writeSse(errBody);
+              res.end('data: [DONE]\n\n');
+            } else sendJson(res, status, errBody);
+            return;
+          }
+          if (chat.stream) {
+            if (interrupted && !out.content.startsWith(sent)) {
+              writeSse({
+                error: {
+                  code: 'stream_interrupted',
+                  message: 'the turn was retried after a failure and produced a different reply; send the request again',
+                },
+              });
+            } else if (out.content.length > sent.length && out.content.startsWith(sent)) {
+              // Deltas lost in flight (core NATS is at-most-once) are made up from the stored reply.
+              writeSse(chunkBody(completionId, created, out.model, { content: out.content.slice(sent.length) }, null));
+            }
+            writeSse(chunkBody(completionId, created, out.model, {}, out.finishReason || 'stop'));
+            res.end('data: [DONE]\n\n');
+          } else {
+            sendJson(res, 200, completionBody(completionId, created, out));
+          }
+        } finally {
+          clearTimeout(timer);
+          this.d.router.forget(id);
         }
-      } finally {
-        clearTimeout(timer);
-        this.d.router.forget(id);
-      }
-    });
+      },
+    );
   }
 }

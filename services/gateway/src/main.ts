@@ -34,10 +34,32 @@ runMain('gateway', async () => {
   const grpc = await startGrpcServer({ name: 'gateway', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   grpc.setServing('SERVING');
 
-  life.onShutdown({ name: 'health not serving', run: () => { grpc.setServing('NOT_SERVING'); http.startDraining(); } });
-  life.onShutdown({ name: 'stop accepting connections', run: () => { http.server.close(); http.server.closeIdleConnections(); } });
-  life.onShutdown({ name: 'finish in-flight requests', run: () => http.inFlight.idle(), timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000) });
-  life.onShutdown({ name: 'drain nats', run: async () => { router.stop(); await nc.drain(); } });
+  life.onShutdown({
+    name: 'health not serving',
+    run: () => {
+      grpc.setServing('NOT_SERVING');
+      http.startDraining();
+    },
+  });
+  life.onShutdown({
+    name: 'stop accepting connections',
+    run: () => {
+      http.server.close();
+      http.server.closeIdleConnections();
+    },
+  });
+  life.onShutdown({
+    name: 'finish in-flight requests',
+    run: () => http.inFlight.idle(),
+    timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000),
+  });
+  life.onShutdown({
+    name: 'drain nats',
+    run: async () => {
+      router.stop();
+      await nc.drain();
+    },
+  });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(1000) });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();

@@ -9,7 +9,12 @@ export function memorySpec(env: Record<string, string | undefined> = process.env
       pattern: /^postgres(ql)?:\/\//,
       expect: 'a postgres:// URL',
     }),
-    dbPoolMax: int('MEMORY_DB_POOL_MAX', { doc: 'Maximum PostgreSQL connections held by one memory replica.', default: 8, min: 1, max: 200 }),
+    dbPoolMax: int('MEMORY_DB_POOL_MAX', {
+      doc: 'Maximum PostgreSQL connections held by one memory replica.',
+      default: 8,
+      min: 1,
+      max: 200,
+    }),
     maxTurnBytes: int('MEMORY_MAX_TURN_BYTES', {
       doc: 'Largest single turn memory accepts; larger ones are refused with invalid_argument.',
       default: 256 * 1024,

@@ -1,5 +1,16 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { createLogger, createPool, initTelemetry, Lifecycle, migrate, readTls, runMain, startGrpcServer, waitForDatabase, type UnaryHandler } from '@talon/kit';
+import {
+  createLogger,
+  createPool,
+  initTelemetry,
+  Lifecycle,
+  migrate,
+  readTls,
+  runMain,
+  startGrpcServer,
+  waitForDatabase,
+  type UnaryHandler,
+} from '@talon/kit';
 import { MemoryServiceService } from '@talon/proto';
 import { loadMemoryConfig } from './config.ts';
 import { memoryHandlers } from './handlers.ts';

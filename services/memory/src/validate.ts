@@ -16,7 +16,8 @@ export function validConversation(c: ConversationRef | undefined): ConversationR
     ['conversation.channel', c.channel],
     ['conversation.thread_id', c.threadId],
   ] as const) {
-    if (!ID.test(v)) throw new InvalidArgument(`${k} must be 1-200 characters of letters, digits and :@._+- (got ${JSON.stringify(v.slice(0, 40))})`);
+    if (!ID.test(v))
+      throw new InvalidArgument(`${k} must be 1-200 characters of letters, digits and :@._+- (got ${JSON.stringify(v.slice(0, 40))})`);
   }
   return c;
 }
@@ -35,7 +36,8 @@ export function validTurns(turns: readonly TurnInput[], maxBytes: number): Array
     if (!ID.test(t.id)) throw new InvalidArgument(`turns[${i}].id must be 1-200 characters of letters, digits and :@._+-`);
     if (!(ROLES as readonly string[]).includes(t.role)) throw new InvalidArgument(`turns[${i}].role must be one of ${ROLES.join(', ')}`);
     const source = t.source === '' ? (t.role === 'assistant' ? 'assistant' : t.role === 'tool' ? 'tool' : 'user') : t.source;
-    if (!(SOURCES as readonly string[]).includes(source)) throw new InvalidArgument(`turns[${i}].source must be one of ${SOURCES.join(', ')}`);
+    if (!(SOURCES as readonly string[]).includes(source))
+      throw new InvalidArgument(`turns[${i}].source must be one of ${SOURCES.join(', ')}`);
     const bytes = Buffer.byteLength(t.content, 'utf8');
     if (bytes > maxBytes) throw new InvalidArgument(`turns[${i}].content is ${bytes} bytes; the limit is ${maxBytes}`);
     if (t.content.includes('\u0000')) throw new InvalidArgument(`turns[${i}].content contains a NUL character`);

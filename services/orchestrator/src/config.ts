@@ -17,7 +17,10 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
       doc: 'LLM wire format: openai (any OpenAI-compatible server) or anthropic.',
       default: 'openai',
     }),
-    llmBaseUrl: url('TALON_LLM_BASE_URL', { doc: 'Base URL of the LLM API (OpenAI-compatible or Anthropic).', default: 'https://api.openai.com/v1' }),
+    llmBaseUrl: url('TALON_LLM_BASE_URL', {
+      doc: 'Base URL of the LLM API (OpenAI-compatible or Anthropic).',
+      default: 'https://api.openai.com/v1',
+    }),
     llmModel: str('TALON_LLM_MODEL', { doc: 'Model name sent to the provider.', default: 'gpt-4o-mini' }),
     llmKeySecret: str('TALON_LLM_API_KEY_SECRET', {
       doc: 'Vault secret holding the LLM API key (sent as a placeholder egress fills in); "none" for servers without auth such as a local Ollama.',
@@ -31,9 +34,23 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
       default: 30_000,
       min: 500,
     }),
-    maxDeliver: int('ORCHESTRATOR_MAX_DELIVER', { doc: 'Attempts per inbound message before the turn fails with an error reply.', default: 5, min: 1 }),
-    concurrency: int('ORCHESTRATOR_CONCURRENCY', { doc: 'Turns one orchestrator replica processes at once.', default: 16, min: 1, max: 1024 }),
-    historyTurns: int('ORCHESTRATOR_HISTORY_TURNS', { doc: 'Stored turns of the conversation added when the client sends only the new message.', default: 20, min: 0, max: 500 }),
+    maxDeliver: int('ORCHESTRATOR_MAX_DELIVER', {
+      doc: 'Attempts per inbound message before the turn fails with an error reply.',
+      default: 5,
+      min: 1,
+    }),
+    concurrency: int('ORCHESTRATOR_CONCURRENCY', {
+      doc: 'Turns one orchestrator replica processes at once.',
+      default: 16,
+      min: 1,
+      max: 1024,
+    }),
+    historyTurns: int('ORCHESTRATOR_HISTORY_TURNS', {
+      doc: 'Stored turns of the conversation added when the client sends only the new message.',
+      default: 20,
+      min: 0,
+      max: 500,
+    }),
     recordTurns: bool('ORCHESTRATOR_RECORD_TURNS', { doc: 'Record each turn in memory.', default: true }),
   };
 }

@@ -44,11 +44,24 @@ runMain('orchestrator', async () => {
 
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({ name: 'stop pulling inbound messages', run: () => worker.stopIntake() });
-  life.onShutdown({ name: 'finish in-flight turns', run: () => worker.inFlight.idle(), timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000) });
+  life.onShutdown({
+    name: 'finish in-flight turns',
+    run: () => worker.inFlight.idle(),
+    timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000),
+  });
   life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
-  life.onShutdown({ name: 'close clients', run: async () => { memory.close(); await egress.close(); } });
+  life.onShutdown({
+    name: 'close clients',
+    run: async () => {
+      memory.close();
+      await egress.close();
+    },
+  });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(1000) });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
-  log.info({ provider: cfg.llmProvider, model: cfg.llmModel, llm: cfg.llmBaseUrl, egress: cfg.egressUrl, concurrency: cfg.concurrency }, 'orchestrator ready');
+  log.info(
+    { provider: cfg.llmProvider, model: cfg.llmModel, llm: cfg.llmBaseUrl, egress: cfg.egressUrl, concurrency: cfg.concurrency },
+    'orchestrator ready',
+  );
 });

@@ -1,6 +1,14 @@
 // The orchestrator's view of the memory service (gRPC over mTLS).
 import { callUnary, createClient, type TlsMaterial } from '@talon/kit';
-import { MemoryServiceClient, type AppendTurnsRequest, type AppendTurnsResponse, type ConversationRef, type GetHistoryRequest, type GetHistoryResponse, type Turn } from '@talon/proto';
+import {
+  MemoryServiceClient,
+  type AppendTurnsRequest,
+  type AppendTurnsResponse,
+  type ConversationRef,
+  type GetHistoryRequest,
+  type GetHistoryResponse,
+  type Turn,
+} from '@talon/proto';
 
 export interface MemoryApi {
   append(conv: ConversationRef, turns: Turn[]): Promise<void>;

@@ -63,7 +63,9 @@ export type FailureAction = { kind: 'retry'; delayMs: number } | { kind: 'fail';
 export function onFailure(err: unknown, attempt: number, maxDeliver: number): FailureAction {
   const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error while processing the turn');
   const transient =
-    err instanceof LlmHttpError ? err.retryable : ['unavailable', 'upstream_timeout', 'upstream_error', 'timeout', 'shutting_down'].includes(te.code);
+    err instanceof LlmHttpError
+      ? err.retryable
+      : ['unavailable', 'upstream_timeout', 'upstream_error', 'timeout', 'shutting_down'].includes(te.code);
   if (transient && attempt < maxDeliver) {
     return { kind: 'retry', delayMs: Math.min(30_000, 500 * 2 ** (attempt - 1)) };
   }

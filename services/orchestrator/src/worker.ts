@@ -2,7 +2,15 @@
 // A message is acknowledged only after its reply is stored in JetStream, so a
 // crash at any point means redelivery; the reply's Nats-Msg-Id makes a second
 // publication of the same reply a no-op (answered exactly once).
-import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, type JsMsg, type Consumer, type ConsumerMessages } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  AckPolicy,
+  DeliverPolicy,
+  type JsMsg,
+  type Consumer,
+  type ConsumerMessages,
+} from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import {
   CONSUMERS,
@@ -63,7 +71,11 @@ export class InboundWorker {
     };
     try {
       const info = await jsm.consumers.info(STREAMS.inbound.name, CONSUMERS.orchestratorInbound);
-      if (info.config.ack_wait !== cfg.ack_wait || info.config.max_deliver !== cfg.max_deliver || info.config.max_ack_pending !== cfg.max_ack_pending) {
+      if (
+        info.config.ack_wait !== cfg.ack_wait ||
+        info.config.max_deliver !== cfg.max_deliver ||
+        info.config.max_ack_pending !== cfg.max_ack_pending
+      ) {
         await jsm.consumers.update(STREAMS.inbound.name, CONSUMERS.orchestratorInbound, {
           ack_wait: cfg.ack_wait,
           max_deliver: cfg.max_deliver,
@@ -128,23 +140,37 @@ export class InboundWorker {
     const heartbeat = setInterval(() => m.working(), Math.max(250, Math.floor(this.o.ackWaitMs / 3)));
     const parent = extractHeaders(m.headers);
     try {
-      await withSpan('orchestrator.turn', { kind: SpanKind.CONSUMER, parent, attributes: { 'talon.inbound_id': inbound.id, 'talon.attempt': attempt } }, async () => {
-        let out: ReplyBody;
-        try {
-          out = await this.runTurn(inbound, attempt);
-        } catch (err) {
-          const action = onFailure(err, attempt, this.o.maxDeliver);
-          if (action.kind === 'retry') {
-            this.o.log.warn({ inbound_id: inbound.id, attempt, err: (err as Error).message, retry_in_ms: action.delayMs }, 'turn failed; will retry');
-            m.nak(action.delayMs);
-            return;
+      await withSpan(
+        'orchestrator.turn',
+        { kind: SpanKind.CONSUMER, parent, attributes: { 'talon.inbound_id': inbound.id, 'talon.attempt': attempt } },
+        async () => {
+          let out: ReplyBody;
+          try {
+            out = await this.runTurn(inbound, attempt);
+          } catch (err) {
+            const action = onFailure(err, attempt, this.o.maxDeliver);
+            if (action.kind === 'retry') {
+              this.o.log.warn(
+                { inbound_id: inbound.id, attempt, err: (err as Error).message, retry_in_ms: action.delayMs },
+                'turn failed; will retry',
+              );
+              m.nak(action.delayMs);
+              return;
+            }
+            this.o.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
+            out = {
+              content: '',
+              model: this.o.llm.model,
+              finishReason: 'error',
+              usage: undefined,
+              error: { code: action.code, message: action.message },
+              attempt,
+            };
           }
-          this.o.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
-          out = { content: '', model: this.o.llm.model, finishReason: 'error', usage: undefined, error: { code: action.code, message: action.message }, attempt };
-        }
-        await this.publishReply(inbound, out);
-        await m.ackAck();
-      });
+          await this.publishReply(inbound, out);
+          await m.ackAck();
+        },
+      );
     } catch (err) {
       // Publishing the reply or the ack failed (NATS trouble): let JetStream redeliver.
       this.o.log.error({ inbound_id: inbound.id, err: (err as Error).message }, 'could not complete turn; leaving it for redelivery');
@@ -161,7 +187,9 @@ export class InboundWorker {
         ? await this.o.memory.history(conv, this.o.historyTurns)
         : [];
     if (this.o.recordTurns && conv && userMsg) {
-      await this.o.memory.append(conv, [{ id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs }]);
+      await this.o.memory.append(conv, [
+        { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs },
+      ]);
     }
     const messages = buildMessages(this.o.systemPrompt, inbound.messages, history);
     let seq = 0;
@@ -172,19 +200,24 @@ export class InboundWorker {
           this.o.nc.publish(streamSubject, StreamChunk.encode({ requestId: inbound.reply?.requestId ?? '', seq, delta, attempt }).finish());
         }
       : undefined;
-    const result = await withSpan('llm.call', { kind: SpanKind.CLIENT, attributes: { 'gen_ai.request.model': this.o.llm.model, 'talon.stream': inbound.stream } }, () =>
-      this.o.llm.complete(
-        {
-          messages,
-          stream: inbound.stream,
-          ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
-          ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
-        },
-        onDelta,
-      ),
+    const result = await withSpan(
+      'llm.call',
+      { kind: SpanKind.CLIENT, attributes: { 'gen_ai.request.model': this.o.llm.model, 'talon.stream': inbound.stream } },
+      () =>
+        this.o.llm.complete(
+          {
+            messages,
+            stream: inbound.stream,
+            ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
+            ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
+          },
+          onDelta,
+        ),
     );
     if (this.o.recordTurns && conv) {
-      await this.o.memory.append(conv, [{ id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: result.content, createdAtMs: Date.now() }]);
+      await this.o.memory.append(conv, [
+        { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: result.content, createdAtMs: Date.now() },
+      ]);
     }
     return {
       content: result.content,

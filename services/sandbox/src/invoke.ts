@@ -22,7 +22,12 @@ export async function handleInvocation(data: Uint8Array, runner: SkillRunner): P
   try {
     inv = SkillInvocation.decode(data);
   } catch {
-    return SkillResult.encode({ invocationId: '', output: '', error: { code: 'invalid_argument', message: 'undecodable invocation' }, durationMs: 0 }).finish();
+    return SkillResult.encode({
+      invocationId: '',
+      output: '',
+      error: { code: 'invalid_argument', message: 'undecodable invocation' },
+      durationMs: 0,
+    }).finish();
   }
   const started = Date.now();
   const res = await runner.run(inv);

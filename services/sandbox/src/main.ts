@@ -1,5 +1,15 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { connectNats, createLogger, InFlight, initTelemetry, Lifecycle, readTls, runMain, SANDBOX_QUEUE, startGrpcServer } from '@talon/kit';
+import {
+  connectNats,
+  createLogger,
+  InFlight,
+  initTelemetry,
+  Lifecycle,
+  readTls,
+  runMain,
+  SANDBOX_QUEUE,
+  startGrpcServer,
+} from '@talon/kit';
 import { loadSandboxConfig } from './config.ts';
 import { handleInvocation, NoSkillsInstalled } from './invoke.ts';
 

@@ -1,5 +1,16 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { createLogger, createPool, initTelemetry, Lifecycle, migrate, readTls, runMain, startGrpcServer, waitForDatabase, type UnaryHandler } from '@talon/kit';
+import {
+  createLogger,
+  createPool,
+  initTelemetry,
+  Lifecycle,
+  migrate,
+  readTls,
+  runMain,
+  startGrpcServer,
+  waitForDatabase,
+  type UnaryHandler,
+} from '@talon/kit';
 import { VaultServiceService, type StatusResponse } from '@talon/proto';
 import { loadVaultConfig } from './config.ts';
 import { VAULT_SCHEMA, vaultMigrations } from './migrations.ts';
@@ -22,7 +33,9 @@ runMain('vault', async () => {
     port: cfg.grpcPort,
     tls: readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey }),
     log,
-    services: [{ definition: VaultServiceService, handlers: { status } as Record<string, UnaryHandler<never, unknown>>, allow: ['egress'] }],
+    services: [
+      { definition: VaultServiceService, handlers: { status } as Record<string, UnaryHandler<never, unknown>>, allow: ['egress'] },
+    ],
   });
   grpc.setServing('SERVING');
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });

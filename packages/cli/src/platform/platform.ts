@@ -79,6 +79,13 @@ export class Platform {
   constructor(opts: PlatformOptions) {
     this.opts = opts;
     this.home = prepareHome(resolve(opts.home));
+    // Children run in their own process groups; never leave them behind if we die.
+    process.once('exit', () => this.killAll());
+  }
+
+  /** Last resort on exit: SIGKILL whatever is still running. */
+  killAll(): void {
+    for (const p of [...this.procs.values(), this.pglite, this.nats]) if (p?.running) p.kill('SIGKILL');
   }
 
   private progress(msg: string): void {
@@ -161,7 +168,13 @@ export class Platform {
       this.pglite = new ManagedProcess({
         name: 'pglite',
         command: process.execPath,
-        args: [join(REPO_ROOT, 'packages', 'cli', 'src', 'db', 'pglite-server.ts'), '--data', this.home.pgdata, '--port', String(this.opts.ports.pglite)],
+        args: [
+          join(REPO_ROOT, 'packages', 'cli', 'src', 'db', 'pglite-server.ts'),
+          '--data',
+          this.home.pgdata,
+          '--port',
+          String(this.opts.ports.pglite),
+        ],
         env: { PATH: process.env.PATH, NODE_OPTIONS: '--max-old-space-size=2048' },
         logFile: this.logFile('pglite'),
       });
@@ -295,7 +308,8 @@ export class Platform {
         }
       }
       if (pending.size === 0) break;
-      if (Date.now() > deadline) throw new Error(`services not healthy after ${timeoutMs} ms: ${[...pending].join(', ')}; logs in ${this.home.logs}`);
+      if (Date.now() > deadline)
+        throw new Error(`services not healthy after ${timeoutMs} ms: ${[...pending].join(', ')}; logs in ${this.home.logs}`);
       await sleep(150);
     }
   }

@@ -20,7 +20,10 @@ export const anthropicFormat: ProviderFormat = {
     ...(key ? { 'x-api-key': key } : {}),
   }),
   body(req: LlmRequest) {
-    const system = req.messages.filter((m) => m.role === 'system').map((m) => m.content).join('\n\n');
+    const system = req.messages
+      .filter((m) => m.role === 'system')
+      .map((m) => m.content)
+      .join('\n\n');
     const messages = req.messages.filter((m) => m.role !== 'system').map((m) => ({ role: m.role, content: m.content }));
     return {
       model: req.model,
@@ -34,10 +37,18 @@ export const anthropicFormat: ProviderFormat = {
   parseResponse(json: unknown, fallbackModel: string): LlmResult {
     const r = json as MessagesResponse;
     if (!Array.isArray(r?.content)) throw new LlmProtocolError('response has no content array');
-    const text = r.content.filter((b) => b.type === 'text').map((b) => b.text ?? '').join('');
+    const text = r.content
+      .filter((b) => b.type === 'text')
+      .map((b) => b.text ?? '')
+      .join('');
     const p = r.usage?.input_tokens ?? 0;
     const o = r.usage?.output_tokens ?? 0;
-    return { content: text, finishReason: STOP[r.stop_reason ?? 'end_turn'] ?? 'stop', model: r.model ?? fallbackModel, usage: { promptTokens: p, completionTokens: o, totalTokens: p + o } };
+    return {
+      content: text,
+      finishReason: STOP[r.stop_reason ?? 'end_turn'] ?? 'stop',
+      model: r.model ?? fallbackModel,
+      usage: { promptTokens: p, completionTokens: o, totalTokens: p + o },
+    };
   },
   applyStreamEvent(ev, acc: StreamAccumulator): string {
     let data: Record<string, unknown>;

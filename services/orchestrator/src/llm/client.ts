@@ -46,11 +46,7 @@ export class LlmClient {
     return this.o.model;
   }
 
-  async complete(
-    req: Omit<LlmRequest, 'model'>,
-    onDelta?: (delta: string) => void,
-    signal?: AbortSignal,
-  ): Promise<LlmResult> {
+  async complete(req: Omit<LlmRequest, 'model'>, onDelta?: (delta: string) => void, signal?: AbortSignal): Promise<LlmResult> {
     const full: LlmRequest = { ...req, model: this.o.model };
     const placeholder = this.o.apiKeySecret ? `{{secret:${this.o.apiKeySecret}}}` : undefined;
     const timeout = AbortSignal.timeout(this.o.timeoutMs);

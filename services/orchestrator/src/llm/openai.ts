@@ -16,7 +16,11 @@ interface ChatChunk {
 export const openaiFormat: ProviderFormat = {
   name: 'openai',
   endpoint: (base) => `${base.replace(/\/+$/, '')}/chat/completions`,
-  headers: (key) => ({ 'content-type': 'application/json', accept: 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }),
+  headers: (key) => ({
+    'content-type': 'application/json',
+    accept: 'application/json',
+    ...(key ? { authorization: `Bearer ${key}` } : {}),
+  }),
   body(req: LlmRequest) {
     return {
       model: req.model,

@@ -42,7 +42,11 @@ export class StreamAccumulator {
       content: this.content,
       finishReason: this.finishReason || 'stop',
       model: this.model || fallbackModel,
-      usage: { promptTokens: this.promptTokens, completionTokens: this.completionTokens, totalTokens: this.promptTokens + this.completionTokens },
+      usage: {
+        promptTokens: this.promptTokens,
+        completionTokens: this.completionTokens,
+        totalTokens: this.promptTokens + this.completionTokens,
+      },
     };
   }
 }

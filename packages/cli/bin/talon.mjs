@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// `talon` entry point. The CLI is TypeScript run by Node 24's type stripping; when
+// this shim is started by an older Node (a system `node` on PATH), it re-runs
+// itself with the Node 24 the repository pins in node_modules.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const entry = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
+const major = Number(process.versions.node.split('.')[0]);
+if (major >= 24) {
+  await import(entry);
+} else {
+  let node24;
+  try {
+    node24 = createRequire(import.meta.url).resolve('node/bin/node');
+  } catch {
+    node24 = undefined;
+  }
+  if (!node24 || !existsSync(node24)) {
+    console.error(`talon needs Node.js 24 (this is ${process.version}). Run \`npm ci\` in the repository to install the pinned Node 24, or install Node 24 LTS.`);
+    process.exit(1);
+  }
+  const r = spawnSync(node24, [entry, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}

@@ -1,0 +1,83 @@
+import { existsSync } from 'node:fs';
+import { relative } from 'node:path';
+import type { Command } from 'commander';
+import { SERVICES } from '@talon/kit';
+import { defaultPorts, Platform } from '../platform/platform.ts';
+import { NatsServerNotFound } from '../platform/nats-server.ts';
+import { redactUrl } from '../platform/database.ts';
+import { CliError, homeDir } from '../context.ts';
+
+function shown(p: string): string {
+  const r = relative(process.cwd(), p);
+  return r.startsWith('..') ? p : `./${r}`;
+}
+
+export function registerUp(program: Command): void {
+  program
+    .command('up')
+    .description('start NATS, the database and the six services, wait until healthy, print the URLs; Ctrl-C stops everything in order')
+    .option('--database-url <url>', 'use this PostgreSQL server (with pgvector) instead of the embedded one; same as TALON_DATABASE_URL')
+    .action(async (o: { databaseUrl?: string }) => {
+      const started = Date.now();
+      const home = homeDir();
+      const databaseUrl = o.databaseUrl ?? process.env.TALON_DATABASE_URL ?? undefined;
+      const say = (m: string) => process.stderr.write(`  · ${m}\n`);
+      process.stderr.write(`Starting Talon (state in ${shown(home)})\n`);
+      const platform = new Platform({
+        home,
+        ports: defaultPorts(),
+        databaseUrl: databaseUrl && databaseUrl.trim() !== '' ? databaseUrl : undefined,
+        baseEnv: process.env,
+        autoRestart: true,
+        onProgress: say,
+        onCrash: (name, info) => process.stderr.write(`  ! ${name} exited (code ${info.code ?? '-'}, signal ${info.signal ?? '-'}); see ${shown(platform.logFile(name))}\n`),
+      });
+      let stopping = false;
+      const stop = async (sig: string) => {
+        if (stopping) {
+          process.stderr.write('Forcing exit.\n');
+          platform.killAll();
+          process.exit(130);
+        }
+        stopping = true;
+        process.stderr.write(`\n${sig}: stopping Talon in order (press Ctrl-C again to force)\n`);
+        await platform.stop();
+        process.stderr.write('Talon stopped. Data is kept; `npm start` resumes.\n');
+        process.exit(0);
+      };
+      process.on('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      try {
+        await platform.start(SERVICES);
+      } catch (err) {
+        await platform.stop().catch(() => undefined);
+        if (err instanceof NatsServerNotFound) throw new CliError(err.message);
+        throw new CliError(`Talon did not start: ${(err as Error).message}`);
+      }
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      const env = process.env;
+      const llm = env.TALON_LLM_BASE_URL ?? 'https://api.openai.com/v1';
+      const out = [
+        '',
+        `Talon is up in ${secs} s.`,
+        '',
+        `  Gateway   ${platform.gatewayUrl}  (web chat at /, OpenAI-compatible API at /v1/chat/completions)`,
+        `  LLM       ${llm}  model ${env.TALON_LLM_MODEL ?? 'gpt-4o-mini'}`,
+        `  NATS      ${platform.natsUrl}`,
+        `  Database  ${platform.embedded ? `embedded PostgreSQL (PGlite + pgvector) in ${shown(platform.home.pgdata)}` : redactUrl(databaseUrl ?? '')}`,
+        `  Logs      ${shown(platform.home.logs)}/<service>.log`,
+        '',
+        'Next steps (in another terminal):',
+        '  1. Create an API token:   npm run talon -- token create --name you',
+        `  2. Chat:                  curl -s ${platform.gatewayUrl}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\`,
+        `                              -H 'content-type: application/json' -d '{"messages":[{"role":"user","content":"hello"}]}'`,
+        '',
+        'Press Ctrl-C to stop.',
+        '',
+      ];
+      if (!existsSync(`${home}/pki/ca.crt`)) out.push('warning: no CA found after start');
+      process.stdout.write(out.join('\n'));
+      // Keep running until a signal arrives.
+      await new Promise(() => undefined);
+    });
+}

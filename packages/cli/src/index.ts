@@ -1,0 +1,2 @@
+export * from './platform/platform.ts';
+export * from './tokens.ts';

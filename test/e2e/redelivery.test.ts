@@ -1,0 +1,71 @@
+// kill -9 of the orchestrator after it received a message and before it replied:
+// JetStream redelivers the message to the restarted orchestrator and the client
+// gets exactly one answer; memory records the turn exactly once.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { OutboundMessage } from '@talon/proto';
+import { STREAMS } from '@talon/kit';
+import { startTestPlatform, type TestPlatform } from '@talon/testkit';
+
+async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('orchestrator crash mid-turn', () => {
+  let tp: TestPlatform;
+  before(async () => {
+    // The first LLM call hangs forever: the orchestrator has the message but no reply.
+    tp = await startTestPlatform({ llm: { hang: (_req, i) => i === 0, reply: () => 'answer after crash' } });
+  });
+  after(async () => {
+    await tp?.stop();
+  });
+
+  it('redelivers after kill -9 and answers exactly once', async () => {
+    const token = await tp.token('bob');
+    const pending = tp.chat(token, { messages: [{ role: 'user', content: 'survive a crash' }] }, { 'x-talon-conversation': 'crash-test' });
+    await waitFor(() => tp.llm!.requests.length === 1, 15_000, 'the orchestrator to call the LLM');
+    const victim = tp.platform.process('orchestrator')!;
+    await tp.platform.stopService('orchestrator', { kill: true });
+    assert.equal((await victim.exited).signal, 'SIGKILL');
+    tp.platform.startService('orchestrator');
+    await tp.platform.waitHealthy(['orchestrator']);
+
+    const res = await pending;
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.choices[0].message.content, 'answer after crash');
+    assert.equal(tp.llm!.requests.length, 2, 'the LLM was called once per delivery');
+
+    // Exactly one reply for this turn is stored in JetStream.
+    const jsm = await jetstreamManager(await tp.admin());
+    const info = await jsm.streams.info(STREAMS.outbound.name);
+    let replies = 0;
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
+      const m = await jsm.streams.getMessage(STREAMS.outbound.name, { seq }).catch(() => null);
+      if (m && OutboundMessage.decode(m.data).conversation?.threadId === 'crash-test') replies += 1;
+    }
+    assert.equal(replies, 1);
+
+    // Memory holds the user turn and the assistant turn once each.
+    const db = new pg.Client({ connectionString: tp.platform.adminDatabaseUrl() });
+    await db.connect();
+    try {
+      const { rows } = await db.query(
+        `select h.role, count(*)::int as n from memory.conversation_history h join memory.conversations c on c.id = h.conversation_id
+          where c.user_id = 'bob' and c.thread_id = 'crash-test' group by h.role order by h.role`,
+      );
+      assert.deepEqual(rows, [
+        { role: 'assistant', n: 1 },
+        { role: 'user', n: 1 },
+      ]);
+    } finally {
+      await db.end();
+    }
+  });
+});
