@@ -71,7 +71,7 @@ describe('malformed and hostile API requests', () => {
   it('refuses tokens in the URL and unknown routes', async () => {
     const q = await fetch(`${tp.gatewayUrl}/v1/chat/completions?token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     assert.equal(q.status, 400);
-    assert.match((await q.json()).error.message, /never accepted in a URL/);
+    assert.match(((await q.json()) as { error: { message: string } }).error.message, /never accepted in a URL/);
     const nf = await fetch(`${tp.gatewayUrl}/v1/nope`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(nf.status, 404);
     const m = await fetch(`${tp.gatewayUrl}/v1/chat/completions`, { headers: { authorization: `Bearer ${token}` } });
