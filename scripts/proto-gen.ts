@@ -21,7 +21,12 @@ function walk(dir: string): string[] {
 
 function generate(outSrc: string): void {
   rmSync(join(outSrc, 'gen'), { recursive: true, force: true });
-  execFileSync(buf, ['lint'], { cwd: join(root, 'proto'), stdio: 'inherit' });
+  try {
+    execFileSync(buf, ['lint'], { cwd: join(root, 'proto'), stdio: 'inherit' });
+  } catch {
+    console.error('proto: buf lint failed (see above); fix the .proto files');
+    process.exit(1);
+  }
   // buf.gen.yaml writes to ../packages/proto/src/gen; a template override targets the temp dir.
   const template = readFileSync(join(root, 'proto', 'buf.gen.yaml'), 'utf8')
     .replace('../packages/proto/src/gen', join(outSrc, 'gen'))

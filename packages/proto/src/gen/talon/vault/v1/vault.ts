@@ -19,12 +19,215 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 
+export const Placement = {
+  PLACEMENT_UNSPECIFIED: 0,
+  /** PLACEMENT_BEARER - Authorization: Bearer {{secret:NAME}} */
+  PLACEMENT_BEARER: 1,
+  /** PLACEMENT_BASIC - Authorization: Basic {{secret:NAME}}; the value is "user:password", egress base64-encodes it. */
+  PLACEMENT_BASIC: 2,
+  /** PLACEMENT_HEADER - A named request header whose value is the placeholder. */
+  PLACEMENT_HEADER: 3,
+  /** PLACEMENT_QUERY - A named query parameter whose value is the placeholder. */
+  PLACEMENT_QUERY: 4,
+  /** PLACEMENT_PATH - The placeholder inside the URL path. */
+  PLACEMENT_PATH: 5,
+} as const;
+
+export type Placement = typeof Placement[keyof typeof Placement];
+
+export namespace Placement {
+  export type PLACEMENT_UNSPECIFIED = typeof Placement.PLACEMENT_UNSPECIFIED;
+  export type PLACEMENT_BEARER = typeof Placement.PLACEMENT_BEARER;
+  export type PLACEMENT_BASIC = typeof Placement.PLACEMENT_BASIC;
+  export type PLACEMENT_HEADER = typeof Placement.PLACEMENT_HEADER;
+  export type PLACEMENT_QUERY = typeof Placement.PLACEMENT_QUERY;
+  export type PLACEMENT_PATH = typeof Placement.PLACEMENT_PATH;
+}
+
+export function placementFromJSON(object: any): Placement {
+  switch (object) {
+    case 0:
+    case "PLACEMENT_UNSPECIFIED":
+      return Placement.PLACEMENT_UNSPECIFIED;
+    case 1:
+    case "PLACEMENT_BEARER":
+      return Placement.PLACEMENT_BEARER;
+    case 2:
+    case "PLACEMENT_BASIC":
+      return Placement.PLACEMENT_BASIC;
+    case 3:
+    case "PLACEMENT_HEADER":
+      return Placement.PLACEMENT_HEADER;
+    case 4:
+    case "PLACEMENT_QUERY":
+      return Placement.PLACEMENT_QUERY;
+    case 5:
+    case "PLACEMENT_PATH":
+      return Placement.PLACEMENT_PATH;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Placement");
+  }
+}
+
+export function placementToJSON(object: Placement): string {
+  switch (object) {
+    case Placement.PLACEMENT_UNSPECIFIED:
+      return "PLACEMENT_UNSPECIFIED";
+    case Placement.PLACEMENT_BEARER:
+      return "PLACEMENT_BEARER";
+    case Placement.PLACEMENT_BASIC:
+      return "PLACEMENT_BASIC";
+    case Placement.PLACEMENT_HEADER:
+      return "PLACEMENT_HEADER";
+    case Placement.PLACEMENT_QUERY:
+      return "PLACEMENT_QUERY";
+    case Placement.PLACEMENT_PATH:
+      return "PLACEMENT_PATH";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Placement");
+  }
+}
+
 export interface StatusRequest {
 }
 
 export interface StatusResponse {
   sealed: boolean;
+  /** True once a keyring exists (the first unseal creates it). */
   initialized: boolean;
+  /** Increases on every seal, unseal and secret change. */
+  epoch: number;
+  secrets: number;
+  activeKeyId: number;
+}
+
+export interface SecretPolicy {
+  /** Hosts the value may be sent to: exact name or IP, optional ":port", or "*.suffix". */
+  hosts: string[];
+  placement: Placement;
+  /** Header name for PLACEMENT_HEADER, parameter name for PLACEMENT_QUERY. */
+  field: string;
+  /** Principals allowed to use it: a service ("orchestrator", "gateway") or a skill id ("skill:name@1.0.0"). */
+  principals: string[];
+  /** Unix ms after which the secret is refused; 0 = never. */
+  expiresAtMs: number;
+}
+
+export interface ResolveRequest {
+  name: string;
+  /** The calling principal egress authenticated (not the vault's caller, which is always egress). */
+  principal: string;
+  host: string;
+  port: number;
+  /** Where egress found the placeholder. */
+  placement: Placement;
+  field: string;
+  /** Correlates vault and egress audit records. */
+  requestId: string;
+}
+
+export interface ResolveResponse {
+  value: Buffer;
+  version: number;
+  policy: SecretPolicy | undefined;
+}
+
+export interface ScanIndexRequest {
+}
+
+/**
+ * One encoded form of a secret value: its length, its first four bytes and its
+ * SHA-256. Enough to confirm a match, not enough to recover a high-entropy value.
+ */
+export interface FormFingerprint {
+  /** raw, base64, base64url, hex, hex_upper, percent */
+  encoding: string;
+  length: number;
+  prefix: Buffer;
+  sha256: Buffer;
+}
+
+export interface SecretFingerprint {
+  name: string;
+  forms: FormFingerprint[];
+}
+
+export interface ScanIndexResponse {
+  epoch: number;
+  secrets: SecretFingerprint[];
+}
+
+export interface UnsealRequest {
+  passphrase: string;
+}
+
+export interface SealRequest {
+}
+
+export interface ChangePassphraseRequest {
+  oldPassphrase: string;
+  newPassphrase: string;
+}
+
+export interface RotateKeyRequest {
+}
+
+export interface RotateKeyResponse {
+  activeKeyId: number;
+  retiredKeyId: number;
+}
+
+export interface SetSecretRequest {
+  name: string;
+  value: Buffer;
+  policy: SecretPolicy | undefined;
+}
+
+export interface SecretInfo {
+  name: string;
+  version: number;
+  policy: SecretPolicy | undefined;
+  createdAtMs: number;
+  keyId: number;
+}
+
+export interface ListSecretsRequest {
+}
+
+export interface ListSecretsResponse {
+  secrets: SecretInfo[];
+}
+
+export interface DeleteSecretRequest {
+  name: string;
+}
+
+export interface DeleteSecretResponse {
+  versionsDeleted: number;
+}
+
+export interface RotateSecretRequest {
+  name: string;
+  value: Buffer;
+}
+
+export interface AuditLogRequest {
+  limit: number;
+}
+
+export interface AuditRecord {
+  atMs: number;
+  caller: string;
+  action: string;
+  secretName: string;
+  host: string;
+  principal: string;
+  allowed: boolean;
+  reason: string;
+}
+
+export interface AuditLogResponse {
+  records: AuditRecord[];
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -80,7 +283,7 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { sealed: false, initialized: false };
+  return { sealed: false, initialized: false, epoch: 0, secrets: 0, activeKeyId: 0 };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -90,6 +293,15 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.initialized !== false) {
       writer.uint32(16).bool(message.initialized);
+    }
+    if (message.epoch !== 0) {
+      writer.uint32(24).uint64(message.epoch);
+    }
+    if (message.secrets !== 0) {
+      writer.uint32(32).uint32(message.secrets);
+    }
+    if (message.activeKeyId !== 0) {
+      writer.uint32(40).uint32(message.activeKeyId);
     }
     return writer;
   },
@@ -123,6 +335,30 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.initialized = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.secrets = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.activeKeyId = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -139,6 +375,13 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     return {
       sealed: isSet(object.sealed) ? globalThis.Boolean(object.sealed) : false,
       initialized: isSet(object.initialized) ? globalThis.Boolean(object.initialized) : false,
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      secrets: isSet(object.secrets) ? globalThis.Number(object.secrets) : 0,
+      activeKeyId: isSet(object.activeKeyId)
+        ? globalThis.Number(object.activeKeyId)
+        : isSet(object.active_key_id)
+        ? globalThis.Number(object.active_key_id)
+        : 0,
     };
   },
 
@@ -150,6 +393,15 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.initialized !== false) {
       obj.initialized = message.initialized;
     }
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.secrets !== 0) {
+      obj.secrets = Math.round(message.secrets);
+    }
+    if (message.activeKeyId !== 0) {
+      obj.activeKeyId = Math.round(message.activeKeyId);
+    }
     return obj;
   },
 
@@ -160,6 +412,2035 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     const message = createBaseStatusResponse();
     message.sealed = object.sealed ?? false;
     message.initialized = object.initialized ?? false;
+    message.epoch = object.epoch ?? 0;
+    message.secrets = object.secrets ?? 0;
+    message.activeKeyId = object.activeKeyId ?? 0;
+    return message;
+  },
+};
+
+function createBaseSecretPolicy(): SecretPolicy {
+  return { hosts: [], placement: 0, field: "", principals: [], expiresAtMs: 0 };
+}
+
+export const SecretPolicy: MessageFns<SecretPolicy> = {
+  encode(message: SecretPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hosts) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.placement !== 0) {
+      writer.uint32(16).int32(message.placement);
+    }
+    if (message.field !== "") {
+      writer.uint32(26).string(message.field);
+    }
+    for (const v of message.principals) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(40).int64(message.expiresAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretPolicy {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretPolicy();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.placement = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.principals.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SecretPolicy {
+    return {
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
+      placement: isSet(object.placement) ? placementFromJSON(object.placement) : 0,
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      principals: globalThis.Array.isArray(object?.principals)
+        ? object.principals.map((e: any) => globalThis.String(e))
+        : [],
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: SecretPolicy): unknown {
+    const obj: any = {};
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts;
+    }
+    if (message.placement !== 0) {
+      obj.placement = placementToJSON(message.placement);
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.principals?.length) {
+      obj.principals = message.principals;
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SecretPolicy>): SecretPolicy {
+    return SecretPolicy.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretPolicy>): SecretPolicy {
+    const message = createBaseSecretPolicy();
+    message.hosts = object.hosts?.map((e) => e) || [];
+    message.placement = object.placement ?? 0;
+    message.field = object.field ?? "";
+    message.principals = object.principals?.map((e) => e) || [];
+    message.expiresAtMs = object.expiresAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseResolveRequest(): ResolveRequest {
+  return { name: "", principal: "", host: "", port: 0, placement: 0, field: "", requestId: "" };
+}
+
+export const ResolveRequest: MessageFns<ResolveRequest> = {
+  encode(message: ResolveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.principal !== "") {
+      writer.uint32(18).string(message.principal);
+    }
+    if (message.host !== "") {
+      writer.uint32(26).string(message.host);
+    }
+    if (message.port !== 0) {
+      writer.uint32(32).uint32(message.port);
+    }
+    if (message.placement !== 0) {
+      writer.uint32(40).int32(message.placement);
+    }
+    if (message.field !== "") {
+      writer.uint32(50).string(message.field);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(58).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.placement = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.field = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolveRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      placement: isSet(object.placement) ? placementFromJSON(object.placement) : 0,
+      field: isSet(object.field) ? globalThis.String(object.field) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ResolveRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.placement !== 0) {
+      obj.placement = placementToJSON(message.placement);
+    }
+    if (message.field !== "") {
+      obj.field = message.field;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResolveRequest>): ResolveRequest {
+    return ResolveRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResolveRequest>): ResolveRequest {
+    const message = createBaseResolveRequest();
+    message.name = object.name ?? "";
+    message.principal = object.principal ?? "";
+    message.host = object.host ?? "";
+    message.port = object.port ?? 0;
+    message.placement = object.placement ?? 0;
+    message.field = object.field ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseResolveResponse(): ResolveResponse {
+  return { value: Buffer.alloc(0), version: 0, policy: undefined };
+}
+
+export const ResolveResponse: MessageFns<ResolveResponse> = {
+  encode(message: ResolveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.value.length !== 0) {
+      writer.uint32(10).bytes(message.value);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint32(message.version);
+    }
+    if (message.policy !== undefined) {
+      SecretPolicy.encode(message.policy, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResolveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResolveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy = SecretPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResolveResponse {
+    return {
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      policy: isSet(object.policy) ? SecretPolicy.fromJSON(object.policy) : undefined,
+    };
+  },
+
+  toJSON(message: ResolveResponse): unknown {
+    const obj: any = {};
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.policy !== undefined) {
+      obj.policy = SecretPolicy.toJSON(message.policy);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResolveResponse>): ResolveResponse {
+    return ResolveResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResolveResponse>): ResolveResponse {
+    const message = createBaseResolveResponse();
+    message.value = object.value ?? Buffer.alloc(0);
+    message.version = object.version ?? 0;
+    message.policy = (object.policy !== undefined && object.policy !== null)
+      ? SecretPolicy.fromPartial(object.policy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseScanIndexRequest(): ScanIndexRequest {
+  return {};
+}
+
+export const ScanIndexRequest: MessageFns<ScanIndexRequest> = {
+  encode(_: ScanIndexRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScanIndexRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScanIndexRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ScanIndexRequest {
+    return {};
+  },
+
+  toJSON(_: ScanIndexRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ScanIndexRequest>): ScanIndexRequest {
+    return ScanIndexRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ScanIndexRequest>): ScanIndexRequest {
+    const message = createBaseScanIndexRequest();
+    return message;
+  },
+};
+
+function createBaseFormFingerprint(): FormFingerprint {
+  return { encoding: "", length: 0, prefix: Buffer.alloc(0), sha256: Buffer.alloc(0) };
+}
+
+export const FormFingerprint: MessageFns<FormFingerprint> = {
+  encode(message: FormFingerprint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.encoding !== "") {
+      writer.uint32(10).string(message.encoding);
+    }
+    if (message.length !== 0) {
+      writer.uint32(16).uint32(message.length);
+    }
+    if (message.prefix.length !== 0) {
+      writer.uint32(26).bytes(message.prefix);
+    }
+    if (message.sha256.length !== 0) {
+      writer.uint32(34).bytes(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FormFingerprint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFormFingerprint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.encoding = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.length = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.prefix = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sha256 = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FormFingerprint {
+    return {
+      encoding: isSet(object.encoding) ? globalThis.String(object.encoding) : "",
+      length: isSet(object.length) ? globalThis.Number(object.length) : 0,
+      prefix: isSet(object.prefix) ? Buffer.from(bytesFromBase64(object.prefix)) : Buffer.alloc(0),
+      sha256: isSet(object.sha256) ? Buffer.from(bytesFromBase64(object.sha256)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: FormFingerprint): unknown {
+    const obj: any = {};
+    if (message.encoding !== "") {
+      obj.encoding = message.encoding;
+    }
+    if (message.length !== 0) {
+      obj.length = Math.round(message.length);
+    }
+    if (message.prefix.length !== 0) {
+      obj.prefix = base64FromBytes(message.prefix);
+    }
+    if (message.sha256.length !== 0) {
+      obj.sha256 = base64FromBytes(message.sha256);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<FormFingerprint>): FormFingerprint {
+    return FormFingerprint.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FormFingerprint>): FormFingerprint {
+    const message = createBaseFormFingerprint();
+    message.encoding = object.encoding ?? "";
+    message.length = object.length ?? 0;
+    message.prefix = object.prefix ?? Buffer.alloc(0);
+    message.sha256 = object.sha256 ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSecretFingerprint(): SecretFingerprint {
+  return { name: "", forms: [] };
+}
+
+export const SecretFingerprint: MessageFns<SecretFingerprint> = {
+  encode(message: SecretFingerprint, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    for (const v of message.forms) {
+      FormFingerprint.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretFingerprint {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretFingerprint();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.forms.push(FormFingerprint.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SecretFingerprint {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      forms: globalThis.Array.isArray(object?.forms) ? object.forms.map((e: any) => FormFingerprint.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: SecretFingerprint): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.forms?.length) {
+      obj.forms = message.forms.map((e) => FormFingerprint.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SecretFingerprint>): SecretFingerprint {
+    return SecretFingerprint.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretFingerprint>): SecretFingerprint {
+    const message = createBaseSecretFingerprint();
+    message.name = object.name ?? "";
+    message.forms = object.forms?.map((e) => FormFingerprint.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseScanIndexResponse(): ScanIndexResponse {
+  return { epoch: 0, secrets: [] };
+}
+
+export const ScanIndexResponse: MessageFns<ScanIndexResponse> = {
+  encode(message: ScanIndexResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    for (const v of message.secrets) {
+      SecretFingerprint.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScanIndexResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScanIndexResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.secrets.push(SecretFingerprint.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ScanIndexResponse {
+    return {
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      secrets: globalThis.Array.isArray(object?.secrets)
+        ? object.secrets.map((e: any) => SecretFingerprint.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ScanIndexResponse): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets.map((e) => SecretFingerprint.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ScanIndexResponse>): ScanIndexResponse {
+    return ScanIndexResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ScanIndexResponse>): ScanIndexResponse {
+    const message = createBaseScanIndexResponse();
+    message.epoch = object.epoch ?? 0;
+    message.secrets = object.secrets?.map((e) => SecretFingerprint.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseUnsealRequest(): UnsealRequest {
+  return { passphrase: "" };
+}
+
+export const UnsealRequest: MessageFns<UnsealRequest> = {
+  encode(message: UnsealRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.passphrase !== "") {
+      writer.uint32(10).string(message.passphrase);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnsealRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnsealRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.passphrase = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnsealRequest {
+    return { passphrase: isSet(object.passphrase) ? globalThis.String(object.passphrase) : "" };
+  },
+
+  toJSON(message: UnsealRequest): unknown {
+    const obj: any = {};
+    if (message.passphrase !== "") {
+      obj.passphrase = message.passphrase;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnsealRequest>): UnsealRequest {
+    return UnsealRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnsealRequest>): UnsealRequest {
+    const message = createBaseUnsealRequest();
+    message.passphrase = object.passphrase ?? "";
+    return message;
+  },
+};
+
+function createBaseSealRequest(): SealRequest {
+  return {};
+}
+
+export const SealRequest: MessageFns<SealRequest> = {
+  encode(_: SealRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SealRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSealRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SealRequest {
+    return {};
+  },
+
+  toJSON(_: SealRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<SealRequest>): SealRequest {
+    return SealRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<SealRequest>): SealRequest {
+    const message = createBaseSealRequest();
+    return message;
+  },
+};
+
+function createBaseChangePassphraseRequest(): ChangePassphraseRequest {
+  return { oldPassphrase: "", newPassphrase: "" };
+}
+
+export const ChangePassphraseRequest: MessageFns<ChangePassphraseRequest> = {
+  encode(message: ChangePassphraseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.oldPassphrase !== "") {
+      writer.uint32(10).string(message.oldPassphrase);
+    }
+    if (message.newPassphrase !== "") {
+      writer.uint32(18).string(message.newPassphrase);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangePassphraseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangePassphraseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.oldPassphrase = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newPassphrase = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangePassphraseRequest {
+    return {
+      oldPassphrase: isSet(object.oldPassphrase)
+        ? globalThis.String(object.oldPassphrase)
+        : isSet(object.old_passphrase)
+        ? globalThis.String(object.old_passphrase)
+        : "",
+      newPassphrase: isSet(object.newPassphrase)
+        ? globalThis.String(object.newPassphrase)
+        : isSet(object.new_passphrase)
+        ? globalThis.String(object.new_passphrase)
+        : "",
+    };
+  },
+
+  toJSON(message: ChangePassphraseRequest): unknown {
+    const obj: any = {};
+    if (message.oldPassphrase !== "") {
+      obj.oldPassphrase = message.oldPassphrase;
+    }
+    if (message.newPassphrase !== "") {
+      obj.newPassphrase = message.newPassphrase;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChangePassphraseRequest>): ChangePassphraseRequest {
+    return ChangePassphraseRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChangePassphraseRequest>): ChangePassphraseRequest {
+    const message = createBaseChangePassphraseRequest();
+    message.oldPassphrase = object.oldPassphrase ?? "";
+    message.newPassphrase = object.newPassphrase ?? "";
+    return message;
+  },
+};
+
+function createBaseRotateKeyRequest(): RotateKeyRequest {
+  return {};
+}
+
+export const RotateKeyRequest: MessageFns<RotateKeyRequest> = {
+  encode(_: RotateKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RotateKeyRequest {
+    return {};
+  },
+
+  toJSON(_: RotateKeyRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RotateKeyRequest>): RotateKeyRequest {
+    return RotateKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RotateKeyRequest>): RotateKeyRequest {
+    const message = createBaseRotateKeyRequest();
+    return message;
+  },
+};
+
+function createBaseRotateKeyResponse(): RotateKeyResponse {
+  return { activeKeyId: 0, retiredKeyId: 0 };
+}
+
+export const RotateKeyResponse: MessageFns<RotateKeyResponse> = {
+  encode(message: RotateKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.activeKeyId !== 0) {
+      writer.uint32(8).uint32(message.activeKeyId);
+    }
+    if (message.retiredKeyId !== 0) {
+      writer.uint32(16).uint32(message.retiredKeyId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.activeKeyId = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.retiredKeyId = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateKeyResponse {
+    return {
+      activeKeyId: isSet(object.activeKeyId)
+        ? globalThis.Number(object.activeKeyId)
+        : isSet(object.active_key_id)
+        ? globalThis.Number(object.active_key_id)
+        : 0,
+      retiredKeyId: isSet(object.retiredKeyId)
+        ? globalThis.Number(object.retiredKeyId)
+        : isSet(object.retired_key_id)
+        ? globalThis.Number(object.retired_key_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: RotateKeyResponse): unknown {
+    const obj: any = {};
+    if (message.activeKeyId !== 0) {
+      obj.activeKeyId = Math.round(message.activeKeyId);
+    }
+    if (message.retiredKeyId !== 0) {
+      obj.retiredKeyId = Math.round(message.retiredKeyId);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RotateKeyResponse>): RotateKeyResponse {
+    return RotateKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateKeyResponse>): RotateKeyResponse {
+    const message = createBaseRotateKeyResponse();
+    message.activeKeyId = object.activeKeyId ?? 0;
+    message.retiredKeyId = object.retiredKeyId ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetSecretRequest(): SetSecretRequest {
+  return { name: "", value: Buffer.alloc(0), policy: undefined };
+}
+
+export const SetSecretRequest: MessageFns<SetSecretRequest> = {
+  encode(message: SetSecretRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    if (message.policy !== undefined) {
+      SecretPolicy.encode(message.policy, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetSecretRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetSecretRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy = SecretPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetSecretRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      policy: isSet(object.policy) ? SecretPolicy.fromJSON(object.policy) : undefined,
+    };
+  },
+
+  toJSON(message: SetSecretRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    if (message.policy !== undefined) {
+      obj.policy = SecretPolicy.toJSON(message.policy);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetSecretRequest>): SetSecretRequest {
+    return SetSecretRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetSecretRequest>): SetSecretRequest {
+    const message = createBaseSetSecretRequest();
+    message.name = object.name ?? "";
+    message.value = object.value ?? Buffer.alloc(0);
+    message.policy = (object.policy !== undefined && object.policy !== null)
+      ? SecretPolicy.fromPartial(object.policy)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSecretInfo(): SecretInfo {
+  return { name: "", version: 0, policy: undefined, createdAtMs: 0, keyId: 0 };
+}
+
+export const SecretInfo: MessageFns<SecretInfo> = {
+  encode(message: SecretInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint32(message.version);
+    }
+    if (message.policy !== undefined) {
+      SecretPolicy.encode(message.policy, writer.uint32(26).fork()).join();
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(32).int64(message.createdAtMs);
+    }
+    if (message.keyId !== 0) {
+      writer.uint32(40).uint32(message.keyId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.policy = SecretPolicy.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.keyId = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SecretInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      policy: isSet(object.policy) ? SecretPolicy.fromJSON(object.policy) : undefined,
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      keyId: isSet(object.keyId)
+        ? globalThis.Number(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.Number(object.key_id)
+        : 0,
+    };
+  },
+
+  toJSON(message: SecretInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.policy !== undefined) {
+      obj.policy = SecretPolicy.toJSON(message.policy);
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.keyId !== 0) {
+      obj.keyId = Math.round(message.keyId);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SecretInfo>): SecretInfo {
+    return SecretInfo.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretInfo>): SecretInfo {
+    const message = createBaseSecretInfo();
+    message.name = object.name ?? "";
+    message.version = object.version ?? 0;
+    message.policy = (object.policy !== undefined && object.policy !== null)
+      ? SecretPolicy.fromPartial(object.policy)
+      : undefined;
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.keyId = object.keyId ?? 0;
+    return message;
+  },
+};
+
+function createBaseListSecretsRequest(): ListSecretsRequest {
+  return {};
+}
+
+export const ListSecretsRequest: MessageFns<ListSecretsRequest> = {
+  encode(_: ListSecretsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSecretsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSecretsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListSecretsRequest {
+    return {};
+  },
+
+  toJSON(_: ListSecretsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSecretsRequest>): ListSecretsRequest {
+    return ListSecretsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListSecretsRequest>): ListSecretsRequest {
+    const message = createBaseListSecretsRequest();
+    return message;
+  },
+};
+
+function createBaseListSecretsResponse(): ListSecretsResponse {
+  return { secrets: [] };
+}
+
+export const ListSecretsResponse: MessageFns<ListSecretsResponse> = {
+  encode(message: ListSecretsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.secrets) {
+      SecretInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSecretsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSecretsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secrets.push(SecretInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSecretsResponse {
+    return {
+      secrets: globalThis.Array.isArray(object?.secrets) ? object.secrets.map((e: any) => SecretInfo.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListSecretsResponse): unknown {
+    const obj: any = {};
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets.map((e) => SecretInfo.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSecretsResponse>): ListSecretsResponse {
+    return ListSecretsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListSecretsResponse>): ListSecretsResponse {
+    const message = createBaseListSecretsResponse();
+    message.secrets = object.secrets?.map((e) => SecretInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseDeleteSecretRequest(): DeleteSecretRequest {
+  return { name: "" };
+}
+
+export const DeleteSecretRequest: MessageFns<DeleteSecretRequest> = {
+  encode(message: DeleteSecretRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteSecretRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteSecretRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteSecretRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: DeleteSecretRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteSecretRequest>): DeleteSecretRequest {
+    return DeleteSecretRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteSecretRequest>): DeleteSecretRequest {
+    const message = createBaseDeleteSecretRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteSecretResponse(): DeleteSecretResponse {
+  return { versionsDeleted: 0 };
+}
+
+export const DeleteSecretResponse: MessageFns<DeleteSecretResponse> = {
+  encode(message: DeleteSecretResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.versionsDeleted !== 0) {
+      writer.uint32(8).uint32(message.versionsDeleted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteSecretResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteSecretResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.versionsDeleted = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteSecretResponse {
+    return {
+      versionsDeleted: isSet(object.versionsDeleted)
+        ? globalThis.Number(object.versionsDeleted)
+        : isSet(object.versions_deleted)
+        ? globalThis.Number(object.versions_deleted)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeleteSecretResponse): unknown {
+    const obj: any = {};
+    if (message.versionsDeleted !== 0) {
+      obj.versionsDeleted = Math.round(message.versionsDeleted);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteSecretResponse>): DeleteSecretResponse {
+    return DeleteSecretResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteSecretResponse>): DeleteSecretResponse {
+    const message = createBaseDeleteSecretResponse();
+    message.versionsDeleted = object.versionsDeleted ?? 0;
+    return message;
+  },
+};
+
+function createBaseRotateSecretRequest(): RotateSecretRequest {
+  return { name: "", value: Buffer.alloc(0) };
+}
+
+export const RotateSecretRequest: MessageFns<RotateSecretRequest> = {
+  encode(message: RotateSecretRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(18).bytes(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateSecretRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateSecretRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RotateSecretRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: RotateSecretRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RotateSecretRequest>): RotateSecretRequest {
+    return RotateSecretRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateSecretRequest>): RotateSecretRequest {
+    const message = createBaseRotateSecretRequest();
+    message.name = object.name ?? "";
+    message.value = object.value ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseAuditLogRequest(): AuditLogRequest {
+  return { limit: 0 };
+}
+
+export const AuditLogRequest: MessageFns<AuditLogRequest> = {
+  encode(message: AuditLogRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limit !== 0) {
+      writer.uint32(8).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditLogRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditLogRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditLogRequest {
+    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+  },
+
+  toJSON(message: AuditLogRequest): unknown {
+    const obj: any = {};
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditLogRequest>): AuditLogRequest {
+    return AuditLogRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditLogRequest>): AuditLogRequest {
+    const message = createBaseAuditLogRequest();
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseAuditRecord(): AuditRecord {
+  return { atMs: 0, caller: "", action: "", secretName: "", host: "", principal: "", allowed: false, reason: "" };
+}
+
+export const AuditRecord: MessageFns<AuditRecord> = {
+  encode(message: AuditRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.atMs !== 0) {
+      writer.uint32(8).int64(message.atMs);
+    }
+    if (message.caller !== "") {
+      writer.uint32(18).string(message.caller);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.secretName !== "") {
+      writer.uint32(34).string(message.secretName);
+    }
+    if (message.host !== "") {
+      writer.uint32(42).string(message.host);
+    }
+    if (message.principal !== "") {
+      writer.uint32(50).string(message.principal);
+    }
+    if (message.allowed !== false) {
+      writer.uint32(56).bool(message.allowed);
+    }
+    if (message.reason !== "") {
+      writer.uint32(66).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.caller = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.secretName = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.allowed = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditRecord {
+    return {
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      caller: isSet(object.caller) ? globalThis.String(object.caller) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      secretName: isSet(object.secretName)
+        ? globalThis.String(object.secretName)
+        : isSet(object.secret_name)
+        ? globalThis.String(object.secret_name)
+        : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      allowed: isSet(object.allowed) ? globalThis.Boolean(object.allowed) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: AuditRecord): unknown {
+    const obj: any = {};
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.caller !== "") {
+      obj.caller = message.caller;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.secretName !== "") {
+      obj.secretName = message.secretName;
+    }
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.allowed !== false) {
+      obj.allowed = message.allowed;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditRecord>): AuditRecord {
+    return AuditRecord.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditRecord>): AuditRecord {
+    const message = createBaseAuditRecord();
+    message.atMs = object.atMs ?? 0;
+    message.caller = object.caller ?? "";
+    message.action = object.action ?? "";
+    message.secretName = object.secretName ?? "";
+    message.host = object.host ?? "";
+    message.principal = object.principal ?? "";
+    message.allowed = object.allowed ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditLogResponse(): AuditLogResponse {
+  return { records: [] };
+}
+
+export const AuditLogResponse: MessageFns<AuditLogResponse> = {
+  encode(message: AuditLogResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.records) {
+      AuditRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditLogResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditLogResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.records.push(AuditRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditLogResponse {
+    return {
+      records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => AuditRecord.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: AuditLogResponse): unknown {
+    const obj: any = {};
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => AuditRecord.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditLogResponse>): AuditLogResponse {
+    return AuditLogResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditLogResponse>): AuditLogResponse {
+    const message = createBaseAuditLogResponse();
+    message.records = object.records?.map((e) => AuditRecord.fromPartial(e)) || [];
     return message;
   },
 };
@@ -167,6 +2448,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
 /** Answers only the egress identity (spiffe://talon/egress). */
 export type VaultServiceService = typeof VaultServiceService;
 export const VaultServiceService = {
+  /** Seal state and a change counter (egress drops its caches when it moves). */
   status: {
     path: "/talon.vault.v1.VaultService/Status" as const,
     requestStream: false as const,
@@ -176,13 +2458,51 @@ export const VaultServiceService = {
     responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
   },
+  /**
+   * Releases one secret value for one outbound request, after checking the
+   * secret's policy (host, principal, placement, expiry) and auditing.
+   */
+  resolve: {
+    path: "/talon.vault.v1.VaultService/Resolve" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResolveRequest): Buffer => Buffer.from(ResolveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResolveRequest => ResolveRequest.decode(value),
+    responseSerialize: (value: ResolveResponse): Buffer => Buffer.from(ResolveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResolveResponse => ResolveResponse.decode(value),
+  },
+  /**
+   * Fingerprints of every secret value in every encoded form, so egress can
+   * find a secret leaving in a request without holding the plaintext.
+   */
+  scanIndex: {
+    path: "/talon.vault.v1.VaultService/ScanIndex" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ScanIndexRequest): Buffer => Buffer.from(ScanIndexRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ScanIndexRequest => ScanIndexRequest.decode(value),
+    responseSerialize: (value: ScanIndexResponse): Buffer => Buffer.from(ScanIndexResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ScanIndexResponse => ScanIndexResponse.decode(value),
+  },
 } as const;
 
 export interface VaultServiceServer extends UntypedServiceImplementation {
+  /** Seal state and a change counter (egress drops its caches when it moves). */
   status: handleUnaryCall<StatusRequest, StatusResponse>;
+  /**
+   * Releases one secret value for one outbound request, after checking the
+   * secret's policy (host, principal, placement, expiry) and auditing.
+   */
+  resolve: handleUnaryCall<ResolveRequest, ResolveResponse>;
+  /**
+   * Fingerprints of every secret value in every encoded form, so egress can
+   * find a secret leaving in a request without holding the plaintext.
+   */
+  scanIndex: handleUnaryCall<ScanIndexRequest, ScanIndexResponse>;
 }
 
 export interface VaultServiceClient extends Client {
+  /** Seal state and a change counter (egress drops its caches when it moves). */
   status(
     request: StatusRequest,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
@@ -198,6 +2518,44 @@ export interface VaultServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatusResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Releases one secret value for one outbound request, after checking the
+   * secret's policy (host, principal, placement, expiry) and auditing.
+   */
+  resolve(
+    request: ResolveRequest,
+    callback: (error: ServiceError | null, response: ResolveResponse) => void,
+  ): ClientUnaryCall;
+  resolve(
+    request: ResolveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResolveResponse) => void,
+  ): ClientUnaryCall;
+  resolve(
+    request: ResolveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResolveResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Fingerprints of every secret value in every encoded form, so egress can
+   * find a secret leaving in a request without holding the plaintext.
+   */
+  scanIndex(
+    request: ScanIndexRequest,
+    callback: (error: ServiceError | null, response: ScanIndexResponse) => void,
+  ): ClientUnaryCall;
+  scanIndex(
+    request: ScanIndexRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ScanIndexResponse) => void,
+  ): ClientUnaryCall;
+  scanIndex(
+    request: ScanIndexRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ScanIndexResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const VaultServiceClient = makeGenericClientConstructor(
@@ -209,6 +2567,295 @@ export const VaultServiceClient = makeGenericClientConstructor(
   serviceName: string;
 };
 
+/**
+ * Answers only the admin identity (spiffe://talon/admin, what the CLI uses).
+ * No method of this service ever returns a secret value.
+ */
+export type VaultAdminServiceService = typeof VaultAdminServiceService;
+export const VaultAdminServiceService = {
+  status: {
+    path: "/talon.vault.v1.VaultAdminService/Status" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatusRequest): Buffer => Buffer.from(StatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatusRequest => StatusRequest.decode(value),
+    responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
+  },
+  unseal: {
+    path: "/talon.vault.v1.VaultAdminService/Unseal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnsealRequest): Buffer => Buffer.from(UnsealRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnsealRequest => UnsealRequest.decode(value),
+    responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
+  },
+  seal: {
+    path: "/talon.vault.v1.VaultAdminService/Seal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SealRequest): Buffer => Buffer.from(SealRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SealRequest => SealRequest.decode(value),
+    responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
+  },
+  /** Re-wraps the data keys under a key derived from the new passphrase; secrets are not re-encrypted. */
+  changePassphrase: {
+    path: "/talon.vault.v1.VaultAdminService/ChangePassphrase" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChangePassphraseRequest): Buffer =>
+      Buffer.from(ChangePassphraseRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChangePassphraseRequest => ChangePassphraseRequest.decode(value),
+    responseSerialize: (value: StatusResponse): Buffer => Buffer.from(StatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatusResponse => StatusResponse.decode(value),
+  },
+  /** Makes a fresh data key active for new encryptions; old keys stay for decryption. */
+  rotateKey: {
+    path: "/talon.vault.v1.VaultAdminService/RotateKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateKeyRequest): Buffer => Buffer.from(RotateKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateKeyRequest => RotateKeyRequest.decode(value),
+    responseSerialize: (value: RotateKeyResponse): Buffer => Buffer.from(RotateKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateKeyResponse => RotateKeyResponse.decode(value),
+  },
+  setSecret: {
+    path: "/talon.vault.v1.VaultAdminService/SetSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetSecretRequest): Buffer => Buffer.from(SetSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetSecretRequest => SetSecretRequest.decode(value),
+    responseSerialize: (value: SecretInfo): Buffer => Buffer.from(SecretInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SecretInfo => SecretInfo.decode(value),
+  },
+  listSecrets: {
+    path: "/talon.vault.v1.VaultAdminService/ListSecrets" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSecretsRequest): Buffer => Buffer.from(ListSecretsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSecretsRequest => ListSecretsRequest.decode(value),
+    responseSerialize: (value: ListSecretsResponse): Buffer => Buffer.from(ListSecretsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSecretsResponse => ListSecretsResponse.decode(value),
+  },
+  deleteSecret: {
+    path: "/talon.vault.v1.VaultAdminService/DeleteSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteSecretRequest): Buffer => Buffer.from(DeleteSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteSecretRequest => DeleteSecretRequest.decode(value),
+    responseSerialize: (value: DeleteSecretResponse): Buffer =>
+      Buffer.from(DeleteSecretResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteSecretResponse => DeleteSecretResponse.decode(value),
+  },
+  /** Stores a new value as a new version with the same policy. */
+  rotateSecret: {
+    path: "/talon.vault.v1.VaultAdminService/RotateSecret" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateSecretRequest): Buffer => Buffer.from(RotateSecretRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateSecretRequest => RotateSecretRequest.decode(value),
+    responseSerialize: (value: SecretInfo): Buffer => Buffer.from(SecretInfo.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SecretInfo => SecretInfo.decode(value),
+  },
+  auditLog: {
+    path: "/talon.vault.v1.VaultAdminService/AuditLog" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuditLogRequest): Buffer => Buffer.from(AuditLogRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditLogRequest => AuditLogRequest.decode(value),
+    responseSerialize: (value: AuditLogResponse): Buffer => Buffer.from(AuditLogResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuditLogResponse => AuditLogResponse.decode(value),
+  },
+} as const;
+
+export interface VaultAdminServiceServer extends UntypedServiceImplementation {
+  status: handleUnaryCall<StatusRequest, StatusResponse>;
+  unseal: handleUnaryCall<UnsealRequest, StatusResponse>;
+  seal: handleUnaryCall<SealRequest, StatusResponse>;
+  /** Re-wraps the data keys under a key derived from the new passphrase; secrets are not re-encrypted. */
+  changePassphrase: handleUnaryCall<ChangePassphraseRequest, StatusResponse>;
+  /** Makes a fresh data key active for new encryptions; old keys stay for decryption. */
+  rotateKey: handleUnaryCall<RotateKeyRequest, RotateKeyResponse>;
+  setSecret: handleUnaryCall<SetSecretRequest, SecretInfo>;
+  listSecrets: handleUnaryCall<ListSecretsRequest, ListSecretsResponse>;
+  deleteSecret: handleUnaryCall<DeleteSecretRequest, DeleteSecretResponse>;
+  /** Stores a new value as a new version with the same policy. */
+  rotateSecret: handleUnaryCall<RotateSecretRequest, SecretInfo>;
+  auditLog: handleUnaryCall<AuditLogRequest, AuditLogResponse>;
+}
+
+export interface VaultAdminServiceClient extends Client {
+  status(
+    request: StatusRequest,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  status(
+    request: StatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  status(
+    request: StatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  unseal(
+    request: UnsealRequest,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  unseal(
+    request: UnsealRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  unseal(
+    request: UnsealRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  seal(request: SealRequest, callback: (error: ServiceError | null, response: StatusResponse) => void): ClientUnaryCall;
+  seal(
+    request: SealRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  seal(
+    request: SealRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  /** Re-wraps the data keys under a key derived from the new passphrase; secrets are not re-encrypted. */
+  changePassphrase(
+    request: ChangePassphraseRequest,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  changePassphrase(
+    request: ChangePassphraseRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  changePassphrase(
+    request: ChangePassphraseRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatusResponse) => void,
+  ): ClientUnaryCall;
+  /** Makes a fresh data key active for new encryptions; old keys stay for decryption. */
+  rotateKey(
+    request: RotateKeyRequest,
+    callback: (error: ServiceError | null, response: RotateKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateKey(
+    request: RotateKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateKey(
+    request: RotateKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateKeyResponse) => void,
+  ): ClientUnaryCall;
+  setSecret(
+    request: SetSecretRequest,
+    callback: (error: ServiceError | null, response: SecretInfo) => void,
+  ): ClientUnaryCall;
+  setSecret(
+    request: SetSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SecretInfo) => void,
+  ): ClientUnaryCall;
+  setSecret(
+    request: SetSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SecretInfo) => void,
+  ): ClientUnaryCall;
+  listSecrets(
+    request: ListSecretsRequest,
+    callback: (error: ServiceError | null, response: ListSecretsResponse) => void,
+  ): ClientUnaryCall;
+  listSecrets(
+    request: ListSecretsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSecretsResponse) => void,
+  ): ClientUnaryCall;
+  listSecrets(
+    request: ListSecretsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSecretsResponse) => void,
+  ): ClientUnaryCall;
+  deleteSecret(
+    request: DeleteSecretRequest,
+    callback: (error: ServiceError | null, response: DeleteSecretResponse) => void,
+  ): ClientUnaryCall;
+  deleteSecret(
+    request: DeleteSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteSecretResponse) => void,
+  ): ClientUnaryCall;
+  deleteSecret(
+    request: DeleteSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteSecretResponse) => void,
+  ): ClientUnaryCall;
+  /** Stores a new value as a new version with the same policy. */
+  rotateSecret(
+    request: RotateSecretRequest,
+    callback: (error: ServiceError | null, response: SecretInfo) => void,
+  ): ClientUnaryCall;
+  rotateSecret(
+    request: RotateSecretRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SecretInfo) => void,
+  ): ClientUnaryCall;
+  rotateSecret(
+    request: RotateSecretRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SecretInfo) => void,
+  ): ClientUnaryCall;
+  auditLog(
+    request: AuditLogRequest,
+    callback: (error: ServiceError | null, response: AuditLogResponse) => void,
+  ): ClientUnaryCall;
+  auditLog(
+    request: AuditLogRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuditLogResponse) => void,
+  ): ClientUnaryCall;
+  auditLog(
+    request: AuditLogRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuditLogResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const VaultAdminServiceClient = makeGenericClientConstructor(
+  VaultAdminServiceService,
+  "talon.vault.v1.VaultAdminService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): VaultAdminServiceClient;
+  service: typeof VaultAdminServiceService;
+  serviceName: string;
+};
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 type DeepPartial<T> = T extends Builtin ? T
@@ -216,6 +2863,17 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
