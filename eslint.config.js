@@ -45,6 +45,22 @@ export default tseslint.config(
     },
   },
   {
+    files: ['services/gateway/public/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: {
+        document: 'readonly',
+        window: 'readonly',
+        sessionStorage: 'readonly',
+        fetch: 'readonly',
+        TextDecoder: 'readonly',
+        WebSocket: 'readonly',
+        location: 'readonly',
+        console: 'readonly',
+      },
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },

@@ -22,7 +22,7 @@ import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/p
 import type { TokenStore } from './auth.ts';
 import { chunkBody, completionBody, parseChatRequest } from './chat.ts';
 import type { ReplyRouter } from './replies.ts';
-import { INDEX_HTML } from './ui.ts';
+import { loadUi, UI_CSP, type StaticAsset } from './ui.ts';
 
 export interface GatewayDeps {
   tokens: TokenStore;
@@ -83,6 +83,7 @@ export class GatewayHttp {
   readonly server: Server;
   readonly inFlight = new InFlight();
   private draining = false;
+  private readonly ui: ReadonlyMap<string, StaticAsset> = loadUi();
   private readonly d: GatewayDeps;
 
   constructor(deps: GatewayDeps) {
@@ -104,15 +105,16 @@ export class GatewayHttp {
         sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok' });
         return;
       }
-      if (url.pathname === '/' && req.method === 'GET') {
+      const asset = req.method === 'GET' ? this.ui.get(url.pathname) : undefined;
+      if (asset) {
         res.writeHead(200, {
           ...BASE_HEADERS,
-          'content-type': 'text/html; charset=utf-8',
-          'content-security-policy':
-            "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+          'content-type': asset.type,
+          'content-length': asset.body.length,
+          'content-security-policy': UI_CSP,
           'x-frame-options': 'DENY',
         });
-        res.end(INDEX_HTML);
+        res.end(asset.body);
         return;
       }
       if (url.pathname.startsWith('/v1/')) {

@@ -1,0 +1,71 @@
+// Package boundaries, checked on the source: which service may import what.
+// Only egress holds an HTTP client that reaches the outside; the sandbox never
+// imports vault code; services never import each other; memory and vault have no NATS.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { REPO_ROOT } from '@talon/cli/platform';
+import { SERVICES } from '@talon/kit';
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    if (statSync(p).isDirectory()) return n === 'node_modules' ? [] : sources(p);
+    return n.endsWith('.ts') && !n.endsWith('.test.ts') ? [p] : [];
+  });
+}
+
+function imports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g)) {
+    out.push((m[1] ?? m[2] ?? m[3])!);
+  }
+  return out;
+}
+
+const OUTBOUND_CLIENTS = ['undici', 'node:https', 'https', 'axios', 'node-fetch', 'got', 'http-proxy', 'node:dgram', 'dgram'];
+
+describe('package boundaries', () => {
+  const files = Object.fromEntries(SERVICES.map((s) => [s, sources(join(REPO_ROOT, 'services', s, 'src'))]));
+
+  it('finds the sources it checks', () => {
+    for (const s of SERVICES) assert.ok(files[s]!.length > 0, `${s} has sources`);
+  });
+
+  for (const s of SERVICES.filter((x) => x !== 'egress')) {
+    it(`${s} has no HTTP client that reaches the outside (only egress does)`, () => {
+      for (const f of files[s]!) {
+        const rel = relative(REPO_ROOT, f);
+        for (const spec of imports(f)) assert.ok(!OUTBOUND_CLIENTS.includes(spec), `${rel} imports ${spec}`);
+        const text = readFileSync(f, 'utf8');
+        assert.doesNotMatch(text, /(?<![\w.])fetch\s*\(/, `${rel} calls global fetch`);
+        assert.doesNotMatch(text, /\b(?:http|https|net|tls)\.(?:request|get|connect)\s*\(/, `${rel} opens an outbound socket`);
+      }
+    });
+  }
+
+  for (const s of SERVICES) {
+    it(`${s} imports no other service's code`, () => {
+      for (const f of files[s]!) {
+        for (const spec of imports(f)) {
+          for (const other of SERVICES.filter((o) => o !== s)) {
+            assert.ok(spec !== `@talon/${other}` && !spec.startsWith(`@talon/${other}/`), `${relative(REPO_ROOT, f)} imports ${spec}`);
+            assert.ok(!spec.includes(`services/${other}/`) && !spec.includes(`../${other}/`), `${relative(REPO_ROOT, f)} imports ${spec}`);
+          }
+        }
+      }
+    });
+  }
+
+  it('the sandbox never mentions vault code', () => {
+    for (const f of files.sandbox!) for (const spec of imports(f)) assert.doesNotMatch(spec, /vault/i, `${relative(REPO_ROOT, f)} imports ${spec}`);
+  });
+
+  for (const s of ['memory', 'vault'] as const) {
+    it(`${s} holds no NATS client (it talks only to PostgreSQL and gRPC callers)`, () => {
+      for (const f of files[s]!) for (const spec of imports(f)) assert.ok(!spec.startsWith('@nats-io/'), `${relative(REPO_ROOT, f)} imports ${spec}`);
+    });
+  }
+});
