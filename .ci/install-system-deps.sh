@@ -21,6 +21,19 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
   $SUDO apt-get install -y -qq nats-server >/dev/null
 fi
 
+# mitmdump: the egress upstream-proxy and CA-compatibility tests run against it;
+# tinyproxy: the egress benchmark compares against it. iproute2/nftables: sandbox network-namespace test.
+missing=()
+command -v mitmdump >/dev/null 2>&1 || missing+=(mitmproxy)
+command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt_update_once
+  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 PG_MAJOR="${PG_MAJOR:-$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)}"
 if [ -z "$PG_MAJOR" ]; then
   log "no native PostgreSQL found under /etc/postgresql; skipping pgvector"

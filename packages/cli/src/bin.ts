@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { CliError } from './context.ts';
 import { registerHealth } from './commands/health.ts';
+import { registerSecrets } from './commands/secrets.ts';
+import { registerVault } from './commands/vault.ts';
 import { registerToken } from './commands/token.ts';
 import { registerUp } from './commands/up.ts';
 
@@ -21,6 +23,8 @@ program
 registerUp(program);
 registerToken(program);
 registerHealth(program);
+registerSecrets(program);
+registerVault(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -27,7 +27,14 @@ describe('loadConfig', () => {
 
   it('reports every problem at once, naming keys and fixes, hiding secrets', () => {
     try {
-      loadConfig('svc', spec, { SVC_PORT: '99999', SVC_PASS: 'hunter2', SVC_MODE: 'c', SVC_N: '9', SVC_URL: 'ftp://x', SVC_LIST: 'nohost' });
+      loadConfig('svc', spec, {
+        SVC_PORT: '99999',
+        SVC_PASS: 'hunter2',
+        SVC_MODE: 'c',
+        SVC_N: '9',
+        SVC_URL: 'ftp://x',
+        SVC_LIST: 'nohost',
+      });
       assert.fail('should throw');
     } catch (err) {
       assert.ok(err instanceof ConfigError);

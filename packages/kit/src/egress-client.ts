@@ -62,7 +62,10 @@ export class EgressClient {
    */
   async request(req: EgressRequest): Promise<EgressResponse> {
     const target = new URL(req.url);
-    const headers: Record<string, string> = { ...req.headers, host: target.host };
+    // No Host header: undici would take it for the TLS server name of the proxy connection;
+    // egress addresses the upstream from the absolute URL.
+    const headers: Record<string, string> = { ...req.headers };
+    delete headers.host;
     injectRecord(headers);
     let res: Dispatcher.ResponseData;
     try {

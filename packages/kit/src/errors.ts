@@ -20,6 +20,8 @@ export const ERROR_TABLE = {
   llm_error: { grpc: GrpcStatus.UNAVAILABLE, http: 502 },
   unavailable: { grpc: GrpcStatus.UNAVAILABLE, http: 503 },
   vault_sealed: { grpc: GrpcStatus.FAILED_PRECONDITION, http: 503 },
+  wrong_passphrase: { grpc: GrpcStatus.UNAUTHENTICATED, http: 401 },
+  secret_corrupt: { grpc: GrpcStatus.DATA_LOSS, http: 500 },
   shutting_down: { grpc: GrpcStatus.UNAVAILABLE, http: 503 },
   timeout: { grpc: GrpcStatus.DEADLINE_EXCEEDED, http: 504 },
   upstream_timeout: { grpc: GrpcStatus.DEADLINE_EXCEEDED, http: 504 },

@@ -17,7 +17,10 @@ function capture() {
 describe('log redaction', () => {
   it('censors sensitive keys at any depth', () => {
     const { lines, log } = capture();
-    log.info({ headers: { authorization: 'Bearer abc.def.ghi', 'x-api-key': 'k123456' }, password: 'pw', nested: { deeper: { token: 't' } } }, 'request');
+    log.info(
+      { headers: { authorization: 'Bearer abc.def.ghi', 'x-api-key': 'k123456' }, password: 'pw', nested: { deeper: { token: 't' } } },
+      'request',
+    );
     const out = lines.join('');
     assert.doesNotMatch(out, /abc\.def\.ghi|k123456|"pw"/);
     assert.match(out, /\[REDACTED\]/);

@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs';
 import { connect, nkeyAuthenticator, headers as natsHeaders, type NatsConnection, type MsgHdrs } from '@nats-io/transport-node';
 import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { Objm } from '@nats-io/obj';
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { STREAMS, KV_BUCKETS, inboxPrefix } from './subjects.ts';
+import { STREAMS, KV_BUCKETS, OBJECT_BUCKETS, inboxPrefix } from './subjects.ts';
 import { injectHeaders } from './telemetry.ts';
 import type { Logger } from './log.ts';
 
@@ -122,5 +123,8 @@ export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamM
     max_msg_size: 256 * 1024,
   });
   await new Kvm(nc).create(KV_BUCKETS.tokens, { history: 1, storage: StorageType.File, allow_direct: true } as never);
+  // Skill registry: a few revisions per key keep the approval history inspectable.
+  await new Kvm(nc).create(KV_BUCKETS.skills, { history: 5, storage: StorageType.File, allow_direct: true } as never);
+  await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File });
   return jsm;
 }

@@ -21,7 +21,8 @@ describe('per-service NATS permissions', () => {
     assert.ok(!canPublish('orchestrator', 'talon.inbound.api'));
     assert.ok(!canPublish('sandbox', 'talon.outbound.api.x'));
     assert.ok(!canPublish('egress', 'talon.inbound.api'));
-    for (const u of NATS_USERS) if (u !== 'admin') assert.ok(!canPublish(u, '$JS.API.STREAM.DELETE.TALON_AUDIT'), `${u} cannot delete audit`);
+    for (const u of NATS_USERS)
+      if (u !== 'admin') assert.ok(!canPublish(u, '$JS.API.STREAM.DELETE.TALON_AUDIT'), `${u} cannot delete audit`);
   });
 
   it('renders a nats-server config with one nkey user per workload', () => {

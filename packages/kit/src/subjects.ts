@@ -17,7 +17,24 @@ export const STREAMS = {
 
 export const KV_BUCKETS = {
   tokens: 'talon_tokens',
+  /** Skill records (`skill.<name>.<version>`) and trusted publisher keys (`publisher.<key_id>`); written by admin only. */
+  skills: 'talon_skills',
 } as const;
+
+export const OBJECT_BUCKETS = {
+  /** Skill .wasm binaries keyed by lower-case hex SHA-256; written by admin only. */
+  skillBinaries: 'talon_skill_binaries',
+} as const;
+
+/** KV key of a skill version's record. */
+export function skillRecordKey(name: string, version: string): string {
+  return `skill.${name}.${version}`;
+}
+
+/** KV key of a trusted publisher entry. */
+export function publisherKey(keyId: string): string {
+  return `publisher.${keyId}`;
+}
 
 export const CONSUMERS = {
   orchestratorInbound: 'orchestrator',
@@ -41,6 +58,25 @@ export function inboxPrefix(user: string): string {
 }
 
 const js = (...parts: string[]): string => `$JS.API.${parts.join('.')}`;
+
+/**
+ * Read-only access to a KV bucket without creating consumers: stream info (KV open),
+ * direct get of keys under `prefix` (last-by-subject requests carry the key in the
+ * subject, so the grant can be narrowed to a prefix), and listing keys via stream info.
+ * Subscribing to `$KV.<bucket>.<prefix>` (live updates) is granted separately.
+ */
+export function kvReadRights(bucket: string, prefix = '>'): string[] {
+  return [js('STREAM.INFO', `KV_${bucket}`), js('DIRECT.GET', `KV_${bucket}`, `$KV.${bucket}.${prefix}`)];
+}
+
+/**
+ * Read-only access to an object store bucket without creating consumers: stream info,
+ * the metadata entry by name (last-by-subject direct get) and the chunks by sequence
+ * (direct get with a JSON body naming next_by_subj).
+ */
+export function objectReadRights(bucket: string): string[] {
+  return [js('STREAM.INFO', `OBJ_${bucket}`), js('DIRECT.GET', `OBJ_${bucket}`), js('DIRECT.GET', `OBJ_${bucket}`, `$O.${bucket}.M.>`)];
+}
 
 function consumerRights(stream: string, durable: string): string[] {
   return [
@@ -92,9 +128,18 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
         subscribe: { allow: [`${inboxPrefix('egress')}.>`] },
       };
     case 'sandbox':
+      // Reads skill records and binaries (never writes them); live record updates
+      // arrive as plain subscriptions to the KV subjects, so no consumer rights.
       return {
-        publish: { allow: ['talon.audit.sandbox.>'] },
-        subscribe: { allow: ['talon.skill.invoke.>', `${inboxPrefix('sandbox')}.>`] },
+        publish: {
+          allow: [
+            'talon.audit.sandbox.>',
+            js('INFO'),
+            ...kvReadRights(KV_BUCKETS.skills),
+            ...objectReadRights(OBJECT_BUCKETS.skillBinaries),
+          ],
+        },
+        subscribe: { allow: ['talon.skill.invoke.>', `${inboxPrefix('sandbox')}.>`, `$KV.${KV_BUCKETS.skills}.>`] },
         allow_responses: true,
       };
     case 'admin':

@@ -3,7 +3,16 @@ import assert from 'node:assert/strict';
 import { classifyAddress, expandV6, ipLiteralOfHost, looksNumeric } from './address.ts';
 
 describe('classifyAddress', () => {
-  for (const ip of ['1.1.1.1', '8.8.8.8', '93.184.216.34', '2606:4700:4700::1111', '2a00:1450:4001:80b::200e', '::ffff:8.8.8.8', '64:ff9b::808:808', '2002:808:808::1']) {
+  for (const ip of [
+    '1.1.1.1',
+    '8.8.8.8',
+    '93.184.216.34',
+    '2606:4700:4700::1111',
+    '2a00:1450:4001:80b::200e',
+    '::ffff:8.8.8.8',
+    '64:ff9b::808:808',
+    '2002:808:808::1',
+  ]) {
     it(`public: ${ip}`, () => assert.deepEqual(classifyAddress(ip), { public: true }));
   }
   for (const [ip, reason] of [

@@ -8,6 +8,35 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 
 export type DecisionInput = Omit<EgressDecision, 'id' | 'atMs'>;
 
+/** A decision record with every field defaulted. */
+export function decision(d: Partial<DecisionInput>): DecisionInput {
+  return {
+    principal: '',
+    method: '',
+    scheme: '',
+    host: '',
+    port: 0,
+    path: '',
+    allowed: false,
+    reason: '',
+    status: 0,
+    durationMs: 0,
+    traceId: '',
+    secrets: [],
+    findings: [],
+    via: '',
+    query: '',
+    requestHeaders: [],
+    responseHeaders: [],
+    requestBodyBytes: 0,
+    responseBodyBytes: 0,
+    waitMs: 0,
+    redactions: 0,
+    address: '',
+    ...d,
+  };
+}
+
 export class AuditSink {
   private readonly js: JetStreamClient;
   private readonly queue: EgressDecision[] = [];

@@ -1,11 +1,33 @@
-import { commonFields, int, isHostPort, list, loadConfig, natsFields, optionalStr, port, str, url, type ConfigOf } from '@talon/kit';
+import { join } from 'node:path';
+import {
+  commonFields,
+  int,
+  isHostPort,
+  list,
+  loadConfig,
+  natsFields,
+  optionalStr,
+  port,
+  str,
+  talonHome,
+  url,
+  type ConfigOf,
+} from '@talon/kit';
 
 export function egressSpec(env: Record<string, string | undefined> = process.env) {
+  const home = talonHome(env);
   return {
     ...commonFields('egress', env),
     ...natsFields('egress', env),
-    proxyHost: str('EGRESS_PROXY_HOST', { doc: 'Address the egress forward proxy (mTLS) listens on.', default: '127.0.0.1' }),
+    proxyHost: str('EGRESS_PROXY_HOST', {
+      doc: 'Address the egress forward proxy (TLS, client certificates) listens on.',
+      default: '127.0.0.1',
+    }),
     proxyPort: port('EGRESS_PROXY_PORT', { doc: 'Port of the egress forward proxy.', default: 7480 }),
+    plainProxyPort: port('EGRESS_PLAIN_PROXY_PORT', {
+      doc: 'Optional plain-HTTP proxy port on the same host for tools that cannot do TLS to a proxy; they must send a proxy credential. 0 disables it.',
+      default: 0,
+    }),
     allowPrivate: list('TALON_EGRESS_ALLOW_PRIVATE', {
       doc: 'host:port destinations egress may reach although they are private, loopback or link-local (local LLM servers, test fakes). Comma-separated.',
       default: [],
@@ -16,17 +38,46 @@ export function egressSpec(env: Record<string, string | undefined> = process.env
       doc: 'Base URL of the LLM API (OpenAI-compatible or Anthropic).',
       default: 'https://api.openai.com/v1',
     }),
+    embeddingsBaseUrl: optionalStr('TALON_EMBEDDINGS_BASE_URL', {
+      doc: 'Base URL of a remote OpenAI-compatible embeddings API, when one is used.',
+    }),
     policyFile: optionalStr('EGRESS_POLICY_FILE', {
       doc: 'Optional JSON file {"rules":[{"principal","host","port","methods"}]} adding destinations per principal (default deny otherwise).',
     }),
+    vaultAddr: str('EGRESS_VAULT_ADDR', { doc: 'host:port of the vault gRPC service.', default: '127.0.0.1:7404' }),
+    vaultPollMs: int('EGRESS_VAULT_POLL_MS', {
+      doc: 'How often egress asks the vault for its state (seal, secret changes) to refresh the scan index.',
+      default: 1000,
+      min: 100,
+    }),
+    caDir: str('EGRESS_CA_DIR', {
+      doc: 'Directory of the TLS interception CA, in mitmproxy layout (mitmproxy-ca.pem, mitmproxy-ca-cert.pem/.cer/.p12); an existing mitmproxy CA there is used as-is.',
+      default: join(home, 'egress', 'ca'),
+    }),
+    credentialsFile: str('EGRESS_PROXY_CREDENTIALS_FILE', {
+      doc: 'JSON file of per-principal proxy credentials (SHA-256 hashes only), written by `talon egress credential`.',
+      default: join(home, 'egress', 'proxy-credentials.json'),
+    }),
+    upstreamProxy: optionalStr('EGRESS_UPSTREAM_PROXY', {
+      doc: 'Chain every outbound request through this proxy (http://[user:pass@]host:port), e.g. a corporate proxy or mitmdump.',
+      secret: true,
+      pattern: /^https?:\/\//,
+    }),
     upstreamCaFile: optionalStr('EGRESS_UPSTREAM_CA_FILE', {
-      doc: 'Optional PEM bundle of extra CAs trusted for upstream TLS (private PKI).',
+      doc: 'PEM bundle of extra CAs trusted for upstream TLS (private PKI, or the upstream proxy’s CA); added to the public roots.',
+    }),
+    dnsServers: list('EGRESS_DNS_SERVERS', {
+      doc: 'DNS servers (ip:port) egress resolves destinations with; empty uses the system resolver.',
+      default: [],
+      item: isHostPort,
+      expect: 'a comma-separated list of ip:port entries',
     }),
     maxRequestBytes: int('EGRESS_MAX_REQUEST_BYTES', {
       doc: 'Largest request body egress forwards (413 above).',
       default: 10 * 1024 * 1024,
       min: 1024,
     }),
+    maxTunnels: int('EGRESS_MAX_TUNNELS', { doc: 'Most CONNECT tunnels open at once (503 above).', default: 512, min: 1 }),
     connectTimeoutMs: int('EGRESS_CONNECT_TIMEOUT_MS', { doc: 'Upstream connect timeout.', default: 10_000, min: 100 }),
     headersTimeoutMs: int('EGRESS_HEADERS_TIMEOUT_MS', {
       doc: 'Time allowed for upstream response headers (504 after).',

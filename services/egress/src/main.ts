@@ -1,7 +1,10 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import {
+  ConfigError,
+  ConfigFieldError,
   connectNats,
   createLogger,
   initTelemetry,
@@ -9,19 +12,22 @@ import {
   readTls,
   runMain,
   startGrpcServer,
-  ConfigError,
-  ConfigFieldError,
 } from '@talon/kit';
 import { AuditSink } from './audit.ts';
+import { ProxyCredentials } from './auth.ts';
+import { loadOrCreateCa, LeafIssuer } from './ca.ts';
 import { loadEgressConfig } from './config.ts';
+import { Tunnels } from './mitm.ts';
 import { builtinRules, parseHostPort, parsePolicyDocument, type DestinationRule } from './policy.ts';
 import { createProxyHandler } from './proxy.ts';
-import { systemLookup } from './resolve.ts';
-import { UpstreamPools } from './upstream.ts';
+import { makeLookup } from './resolve-dns.ts';
+import { createScanner } from './scanning.ts';
+import { Upstreams } from './upstream.ts';
+import { VaultLink } from './vault-client.ts';
 
 runMain('egress', async () => {
   const cfg = loadEgressConfig();
-  let rules: DestinationRule[] = builtinRules({ llmBaseUrl: cfg.llmBaseUrl });
+  let rules: DestinationRule[] = builtinRules({ llmBaseUrl: cfg.llmBaseUrl, embeddingsBaseUrl: cfg.embeddingsBaseUrl });
   if (cfg.policyFile) {
     try {
       rules = [...rules, ...parsePolicyDocument(JSON.parse(readFileSync(cfg.policyFile, 'utf8')))];
@@ -42,31 +48,61 @@ runMain('egress', async () => {
 
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'egress', seedFile: cfg.natsSeedFile, log });
   const audit = new AuditSink(nc, log);
-  const pools = new UpstreamPools({
+  const ca = await loadOrCreateCa(cfg.caDir);
+  if (ca.created)
+    log.info(
+      { dir: cfg.caDir },
+      'created the TLS interception CA (mitmproxy layout); clients that use CONNECT must trust mitmproxy-ca-cert.pem',
+    );
+  const scanner = createScanner();
+  const vault = new VaultLink(cfg.vaultAddr, tls, log);
+  vault.onIndex = (fps) => scanner.setFingerprints(fps);
+  vault.start(cfg.vaultPollMs);
+  const upstreams = new Upstreams({
     connectTimeoutMs: cfg.connectTimeoutMs,
     ca: cfg.upstreamCaFile ? readFileSync(cfg.upstreamCaFile) : undefined,
+    upstreamProxy: cfg.upstreamProxy,
   });
-  const handler = createProxyHandler({
-    rules: () => rules,
+  const credentials = new ProxyCredentials(cfg.credentialsFile);
+  const rulesFor = () => rules;
+  const handle = createProxyHandler({
+    rules: rulesFor,
     allowPrivate: cfg.allowPrivate.map((e) => parseHostPort(e)!),
-    lookup: systemLookup,
-    pools,
+    lookup: makeLookup(cfg.dnsServers),
+    upstreams,
     audit,
     log,
+    credentials,
+    vault,
+    scanner,
     maxRequestBytes: cfg.maxRequestBytes,
     headersTimeoutMs: cfg.headersTimeoutMs,
     bodyTimeoutMs: cfg.bodyTimeoutMs,
+    skillDelegates: ['sandbox'],
   });
+  const tunnels = new Tunnels({ issuer: new LeafIssuer(ca), credentials, rules: rulesFor, handle, audit, log, maxTunnels: cfg.maxTunnels });
 
-  // Callers authenticate with their workload certificate; no certificate, no connection.
-  const proxy = createServer({ ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    void handler(req, res);
-  });
+  // Workloads present their certificate; tools without one send a proxy credential instead.
+  const proxy = createServer(
+    { ca: tls.ca, cert: tls.cert, key: tls.key, requestCert: true, rejectUnauthorized: false },
+    (req, res) => void handle(req, res),
+  );
+  proxy.on('connect', tunnels.onConnect);
   proxy.keepAliveTimeout = 60_000;
+  const servers = [proxy];
   await new Promise<void>((resolve, reject) => {
     proxy.once('error', reject);
     proxy.listen(cfg.proxyPort, cfg.proxyHost, () => resolve());
   });
+  if (cfg.plainProxyPort > 0) {
+    const plain = createHttpServer((req, res) => void handle(req, res));
+    plain.on('connect', tunnels.onConnect);
+    await new Promise<void>((resolve, reject) => {
+      plain.once('error', reject);
+      plain.listen(cfg.plainProxyPort, cfg.proxyHost, () => resolve());
+    });
+    servers.push(plain as unknown as typeof proxy);
+  }
 
   const grpc = await startGrpcServer({ name: 'egress', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   grpc.setServing('SERVING');
@@ -75,17 +111,38 @@ runMain('egress', async () => {
   life.onShutdown({
     name: 'stop accepting proxy requests and finish in-flight',
     run: () =>
-      new Promise<void>((resolve) => {
-        proxy.close(() => resolve());
-        proxy.closeIdleConnections();
-      }),
+      Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeIdleConnections();
+            }),
+        ),
+      ).then(() => undefined),
     timeoutMs: 10_000,
   });
+  life.onShutdown({ name: 'close tunnels', run: () => tunnels.close() });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(2000) });
   life.onShutdown({ name: 'flush audit', run: () => audit.flush(3000), timeoutMs: 3500 });
   life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
-  life.onShutdown({ name: 'close upstream pools', run: () => pools.close() });
+  life.onShutdown({
+    name: 'close upstreams and vault link',
+    run: async () => {
+      vault.close();
+      await upstreams.close();
+    },
+  });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
-  log.info({ proxy: `https://${cfg.proxyHost}:${cfg.proxyPort}`, rules: rules.length, allow_private: cfg.allowPrivate }, 'egress ready');
+  log.info(
+    {
+      proxy: `https://${cfg.proxyHost}:${cfg.proxyPort}`,
+      plain: cfg.plainProxyPort || undefined,
+      upstream: upstreams.mode,
+      rules: rules.length,
+      allow_private: cfg.allowPrivate,
+    },
+    'egress ready',
+  );
 });

@@ -39,7 +39,9 @@ describe('destination policy', () => {
   });
 
   it('derives the orchestrator rule from the LLM base URL', () => {
-    assert.deepEqual(builtinRules({ llmBaseUrl: 'http://127.0.0.1:11434/v1' }), [{ principal: 'orchestrator', host: '127.0.0.1', port: 11434, methods: ['GET', 'POST'] }]);
+    assert.deepEqual(builtinRules({ llmBaseUrl: 'http://127.0.0.1:11434/v1' }), [
+      { principal: 'orchestrator', host: '127.0.0.1', port: 11434, methods: ['GET', 'POST'] },
+    ]);
     assert.equal(builtinRules({ llmBaseUrl: 'https://api.anthropic.com/v1' })[0]!.port, 443);
   });
 

@@ -36,7 +36,10 @@ export async function resolveDestination(
   const exempt = privateAllowed(opts.allowPrivate, host, port);
   const literal = ipLiteralOfHost(host);
   let candidates: ResolvedAddress[];
-  if (literal) {
+  if (host === 'localhost' || host.endsWith('.localhost')) {
+    // RFC 6761: always loopback, whatever a resolver says.
+    candidates = [{ address: '127.0.0.1', family: 4 }];
+  } else if (literal) {
     candidates = [{ address: literal, family: literal.includes(':') ? 6 : 4 }];
   } else {
     if (looksNumeric(host))

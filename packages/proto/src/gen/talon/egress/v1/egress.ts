@@ -7,9 +7,16 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 
+export interface Header {
+  name: string;
+  value: string;
+}
+
 /**
  * One decision taken by the egress proxy; published on JetStream subject
- * talon.audit.egress and never carrying a secret value.
+ * talon.audit.egress.decision. It never carries a secret value: headers and the
+ * query are recorded as the caller sent them (placeholders, not values) and are
+ * scrubbed of credential shapes; bodies are recorded by size only.
  */
 export interface EgressDecision {
   id: string;
@@ -20,15 +27,116 @@ export interface EgressDecision {
   scheme: string;
   host: string;
   port: number;
-  /** Path without the query string (query values may carry secrets). */
+  /** Path without the query string. */
   path: string;
   allowed: boolean;
-  /** Stable snake_case reason, e.g. host_not_allowed, private_address. */
+  /** Stable snake_case reason, e.g. allowed, host_not_allowed, private_address, secret_leak_blocked. */
   reason: string;
   status: number;
   durationMs: number;
   traceId: string;
+  /** Names of the secrets injected (never values). */
+  secrets: string[];
+  /** Leak-scanner rule ids or secret names found in the outgoing request. */
+  findings: string[];
+  /** How the caller reached egress: absolute (absolute-form request) or tunnel (CONNECT + interception). */
+  via: string;
+  query: string;
+  requestHeaders: Header[];
+  responseHeaders: Header[];
+  requestBodyBytes: number;
+  responseBodyBytes: number;
+  /** Milliseconds until response headers arrived. */
+  waitMs: number;
+  /** Secret values found in the response and redacted before the caller saw it. */
+  redactions: number;
+  address: string;
 }
+
+function createBaseHeader(): Header {
+  return { name: "", value: "" };
+}
+
+export const Header: MessageFns<Header> = {
+  encode(message: Header, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Header {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Header {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Header): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Header>): Header {
+    return Header.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Header>): Header {
+    const message = createBaseHeader();
+    message.name = object.name ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
 
 function createBaseEgressDecision(): EgressDecision {
   return {
@@ -45,6 +153,17 @@ function createBaseEgressDecision(): EgressDecision {
     status: 0,
     durationMs: 0,
     traceId: "",
+    secrets: [],
+    findings: [],
+    via: "",
+    query: "",
+    requestHeaders: [],
+    responseHeaders: [],
+    requestBodyBytes: 0,
+    responseBodyBytes: 0,
+    waitMs: 0,
+    redactions: 0,
+    address: "",
   };
 }
 
@@ -88,6 +207,39 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     }
     if (message.traceId !== "") {
       writer.uint32(106).string(message.traceId);
+    }
+    for (const v of message.secrets) {
+      writer.uint32(114).string(v!);
+    }
+    for (const v of message.findings) {
+      writer.uint32(122).string(v!);
+    }
+    if (message.via !== "") {
+      writer.uint32(130).string(message.via);
+    }
+    if (message.query !== "") {
+      writer.uint32(138).string(message.query);
+    }
+    for (const v of message.requestHeaders) {
+      Header.encode(v!, writer.uint32(146).fork()).join();
+    }
+    for (const v of message.responseHeaders) {
+      Header.encode(v!, writer.uint32(154).fork()).join();
+    }
+    if (message.requestBodyBytes !== 0) {
+      writer.uint32(160).uint64(message.requestBodyBytes);
+    }
+    if (message.responseBodyBytes !== 0) {
+      writer.uint32(168).uint64(message.responseBodyBytes);
+    }
+    if (message.waitMs !== 0) {
+      writer.uint32(176).uint32(message.waitMs);
+    }
+    if (message.redactions !== 0) {
+      writer.uint32(184).uint32(message.redactions);
+    }
+    if (message.address !== "") {
+      writer.uint32(194).string(message.address);
     }
     return writer;
   },
@@ -209,6 +361,94 @@ export const EgressDecision: MessageFns<EgressDecision> = {
             message.traceId = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.secrets.push(reader.string());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.findings.push(reader.string());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.via = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.query = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.requestHeaders.push(Header.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.responseHeaders.push(Header.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.requestBodyBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.responseBodyBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.waitMs = reader.uint32();
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.redactions = reader.uint32();
+            continue;
+          }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -248,6 +488,41 @@ export const EgressDecision: MessageFns<EgressDecision> = {
         : isSet(object.trace_id)
         ? globalThis.String(object.trace_id)
         : "",
+      secrets: globalThis.Array.isArray(object?.secrets)
+        ? object.secrets.map((e: any) => globalThis.String(e))
+        : [],
+      findings: globalThis.Array.isArray(object?.findings)
+        ? object.findings.map((e: any) => globalThis.String(e))
+        : [],
+      via: isSet(object.via) ? globalThis.String(object.via) : "",
+      query: isSet(object.query) ? globalThis.String(object.query) : "",
+      requestHeaders: globalThis.Array.isArray(object?.requestHeaders)
+        ? object.requestHeaders.map((e: any) => Header.fromJSON(e))
+        : globalThis.Array.isArray(object?.request_headers)
+        ? object.request_headers.map((e: any) => Header.fromJSON(e))
+        : [],
+      responseHeaders: globalThis.Array.isArray(object?.responseHeaders)
+        ? object.responseHeaders.map((e: any) => Header.fromJSON(e))
+        : globalThis.Array.isArray(object?.response_headers)
+        ? object.response_headers.map((e: any) => Header.fromJSON(e))
+        : [],
+      requestBodyBytes: isSet(object.requestBodyBytes)
+        ? globalThis.Number(object.requestBodyBytes)
+        : isSet(object.request_body_bytes)
+        ? globalThis.Number(object.request_body_bytes)
+        : 0,
+      responseBodyBytes: isSet(object.responseBodyBytes)
+        ? globalThis.Number(object.responseBodyBytes)
+        : isSet(object.response_body_bytes)
+        ? globalThis.Number(object.response_body_bytes)
+        : 0,
+      waitMs: isSet(object.waitMs)
+        ? globalThis.Number(object.waitMs)
+        : isSet(object.wait_ms)
+        ? globalThis.Number(object.wait_ms)
+        : 0,
+      redactions: isSet(object.redactions) ? globalThis.Number(object.redactions) : 0,
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
     };
   },
 
@@ -292,6 +567,39 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     if (message.traceId !== "") {
       obj.traceId = message.traceId;
     }
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets;
+    }
+    if (message.findings?.length) {
+      obj.findings = message.findings;
+    }
+    if (message.via !== "") {
+      obj.via = message.via;
+    }
+    if (message.query !== "") {
+      obj.query = message.query;
+    }
+    if (message.requestHeaders?.length) {
+      obj.requestHeaders = message.requestHeaders.map((e) => Header.toJSON(e));
+    }
+    if (message.responseHeaders?.length) {
+      obj.responseHeaders = message.responseHeaders.map((e) => Header.toJSON(e));
+    }
+    if (message.requestBodyBytes !== 0) {
+      obj.requestBodyBytes = Math.round(message.requestBodyBytes);
+    }
+    if (message.responseBodyBytes !== 0) {
+      obj.responseBodyBytes = Math.round(message.responseBodyBytes);
+    }
+    if (message.waitMs !== 0) {
+      obj.waitMs = Math.round(message.waitMs);
+    }
+    if (message.redactions !== 0) {
+      obj.redactions = Math.round(message.redactions);
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
     return obj;
   },
 
@@ -313,6 +621,17 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     message.status = object.status ?? 0;
     message.durationMs = object.durationMs ?? 0;
     message.traceId = object.traceId ?? "";
+    message.secrets = object.secrets?.map((e) => e) || [];
+    message.findings = object.findings?.map((e) => e) || [];
+    message.via = object.via ?? "";
+    message.query = object.query ?? "";
+    message.requestHeaders = object.requestHeaders?.map((e) => Header.fromPartial(e)) || [];
+    message.responseHeaders = object.responseHeaders?.map((e) => Header.fromPartial(e)) || [];
+    message.requestBodyBytes = object.requestBodyBytes ?? 0;
+    message.responseBodyBytes = object.responseBodyBytes ?? 0;
+    message.waitMs = object.waitMs ?? 0;
+    message.redactions = object.redactions ?? 0;
+    message.address = object.address ?? "";
     return message;
   },
 };

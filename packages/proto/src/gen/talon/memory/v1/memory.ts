@@ -49,6 +49,153 @@ export interface GetHistoryResponse {
   turns: Turn[];
 }
 
+/**
+ * An embedding vector and the model that made it. Memory refuses vectors whose
+ * model or dimension differ from its configuration (TALON_EMBEDDINGS_MODEL/_DIM).
+ */
+export interface Embedding {
+  model: string;
+  dim: number;
+  values: number[];
+}
+
+export interface SearchRequest {
+  /** The user whose memory is searched; nothing of any other user is ever returned. */
+  userId: string;
+  /** Natural-language query text (full-text half, and the local embedder's input). */
+  query: string;
+  /** Hits wanted (default 5, capped by MEMORY_SEARCH_MAX_LIMIT). */
+  limit: number;
+  /**
+   * The query's embedding; required for the vector half when the configured
+   * model is remote. Without it, memory embeds the query with its local
+   * embedder, or searches full text only.
+   */
+  queryEmbedding:
+    | Embedding
+    | undefined;
+  /**
+   * Leave out turns of this conversation (its recent turns are already in context).
+   * Must belong to user_id.
+   */
+  excludeConversation:
+    | ConversationRef
+    | undefined;
+  /** Only content from these sources (user, assistant, tool, web, system); empty: all. */
+  sources: string[];
+  /** Vector candidates less similar than this (cosine, -1..1) are dropped; 0: no floor. */
+  minSimilarity: number;
+}
+
+export interface SearchHit {
+  chunkId: string;
+  /** "turn" (from conversation history) or "document". */
+  kind: string;
+  /** Where the content came from: user, assistant, tool, web, system. */
+  source: string;
+  content: string;
+  /** Reciprocal rank fusion score. */
+  score: number;
+  /** 1-based rank in the full-text list; 0 when absent from it. */
+  textRank: number;
+  /** 1-based rank in the vector list; 0 when absent from it. */
+  vectorRank: number;
+  /** Cosine similarity to the query embedding when vector_rank > 0. */
+  similarity: number;
+  /** Document key and title for documents. */
+  documentKey: string;
+  title: string;
+  /** Conversation a turn came from. */
+  channel: string;
+  threadId: string;
+  createdAtMs: number;
+}
+
+export interface SearchResponse {
+  hits: SearchHit[];
+  /** Whether the vector half ran (false: full text only, e.g. no query embedding). */
+  vectorUsed: boolean;
+}
+
+export interface UpsertDocumentRequest {
+  userId: string;
+  /** Caller-chosen key, unique per user; upserting the same key replaces the document. */
+  key: string;
+  title: string;
+  content: string;
+  /** Where the content came from: user, assistant, tool, web. */
+  source: string;
+  /** Conversation the document came from, if any (must belong to user_id). */
+  origin: ConversationRef | undefined;
+}
+
+export interface UpsertDocumentResponse {
+  documentId: string;
+  chunks: number;
+  /** False when the document existed with identical content, title and source. */
+  changed: boolean;
+}
+
+export interface DeleteDocumentRequest {
+  userId: string;
+  key: string;
+}
+
+export interface DeleteDocumentResponse {
+  deleted: boolean;
+  chunks: number;
+}
+
+export interface ClaimEmbeddingWorkRequest {
+  /** Model and dimension the caller will embed with; must match memory's configuration. */
+  model: string;
+  dim: number;
+  limit: number;
+  /** How long the batch stays reserved for this caller (default 60 s). */
+  leaseMs: number;
+  /** Resume after this chunk id (a cursor; empty: from the start). */
+  afterChunkId: string;
+}
+
+export interface EmbeddingWorkItem {
+  chunkId: string;
+  content: string;
+}
+
+export interface ClaimEmbeddingWorkResponse {
+  items: EmbeddingWorkItem[];
+}
+
+export interface ChunkEmbedding {
+  chunkId: string;
+  values: number[];
+}
+
+export interface PutEmbeddingsRequest {
+  model: string;
+  dim: number;
+  items: ChunkEmbedding[];
+}
+
+export interface PutEmbeddingsResponse {
+  updated: number;
+}
+
+export interface GetEmbeddingStatusRequest {
+}
+
+export interface GetEmbeddingStatusResponse {
+  model: string;
+  dim: number;
+  /** Whether memory computes this model itself (local) or waits for PutEmbeddings. */
+  local: boolean;
+  chunks: number;
+  /** Chunks whose embedding matches model and dim. */
+  current: number;
+  /** Whether the HNSW index for dim exists and is valid. */
+  indexReady: boolean;
+}
+
 function createBaseTurn(): Turn {
   return { id: "", role: "", content: "", source: "", createdAtMs: 0 };
 }
@@ -516,10 +663,1926 @@ export const GetHistoryResponse: MessageFns<GetHistoryResponse> = {
   },
 };
 
-/** The memory service is the only owner of agent data in PostgreSQL. */
+function createBaseEmbedding(): Embedding {
+  return { model: "", dim: 0, values: [] };
+}
+
+export const Embedding: MessageFns<Embedding> = {
+  encode(message: Embedding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.dim !== 0) {
+      writer.uint32(16).uint32(message.dim);
+    }
+    if (message.values.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.values) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Embedding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEmbedding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.dim = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag === 29) {
+              message.values.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.values.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Embedding {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      dim: isSet(object.dim) ? globalThis.Number(object.dim) : 0,
+      values: globalThis.Array.isArray(object?.values) ? object.values.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: Embedding): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.dim !== 0) {
+      obj.dim = Math.round(message.dim);
+    }
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Embedding>): Embedding {
+    return Embedding.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Embedding>): Embedding {
+    const message = createBaseEmbedding();
+    message.model = object.model ?? "";
+    message.dim = object.dim ?? 0;
+    message.values = object.values?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSearchRequest(): SearchRequest {
+  return {
+    userId: "",
+    query: "",
+    limit: 0,
+    queryEmbedding: undefined,
+    excludeConversation: undefined,
+    sources: [],
+    minSimilarity: 0,
+  };
+}
+
+export const SearchRequest: MessageFns<SearchRequest> = {
+  encode(message: SearchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.query !== "") {
+      writer.uint32(18).string(message.query);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    if (message.queryEmbedding !== undefined) {
+      Embedding.encode(message.queryEmbedding, writer.uint32(34).fork()).join();
+    }
+    if (message.excludeConversation !== undefined) {
+      ConversationRef.encode(message.excludeConversation, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.sources) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.minSimilarity !== 0) {
+      writer.uint32(61).float(message.minSimilarity);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.query = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.queryEmbedding = Embedding.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.excludeConversation = ConversationRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sources.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 61) {
+              break;
+            }
+
+            message.minSimilarity = reader.float();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      query: isSet(object.query) ? globalThis.String(object.query) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      queryEmbedding: isSet(object.queryEmbedding)
+        ? Embedding.fromJSON(object.queryEmbedding)
+        : isSet(object.query_embedding)
+        ? Embedding.fromJSON(object.query_embedding)
+        : undefined,
+      excludeConversation: isSet(object.excludeConversation)
+        ? ConversationRef.fromJSON(object.excludeConversation)
+        : isSet(object.exclude_conversation)
+        ? ConversationRef.fromJSON(object.exclude_conversation)
+        : undefined,
+      sources: globalThis.Array.isArray(object?.sources)
+        ? object.sources.map((e: any) => globalThis.String(e))
+        : [],
+      minSimilarity: isSet(object.minSimilarity)
+        ? globalThis.Number(object.minSimilarity)
+        : isSet(object.min_similarity)
+        ? globalThis.Number(object.min_similarity)
+        : 0,
+    };
+  },
+
+  toJSON(message: SearchRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.query !== "") {
+      obj.query = message.query;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.queryEmbedding !== undefined) {
+      obj.queryEmbedding = Embedding.toJSON(message.queryEmbedding);
+    }
+    if (message.excludeConversation !== undefined) {
+      obj.excludeConversation = ConversationRef.toJSON(message.excludeConversation);
+    }
+    if (message.sources?.length) {
+      obj.sources = message.sources;
+    }
+    if (message.minSimilarity !== 0) {
+      obj.minSimilarity = floatToJson(message.minSimilarity);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SearchRequest>): SearchRequest {
+    return SearchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SearchRequest>): SearchRequest {
+    const message = createBaseSearchRequest();
+    message.userId = object.userId ?? "";
+    message.query = object.query ?? "";
+    message.limit = object.limit ?? 0;
+    message.queryEmbedding = (object.queryEmbedding !== undefined && object.queryEmbedding !== null)
+      ? Embedding.fromPartial(object.queryEmbedding)
+      : undefined;
+    message.excludeConversation = (object.excludeConversation !== undefined && object.excludeConversation !== null)
+      ? ConversationRef.fromPartial(object.excludeConversation)
+      : undefined;
+    message.sources = object.sources?.map((e) => e) || [];
+    message.minSimilarity = object.minSimilarity ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchHit(): SearchHit {
+  return {
+    chunkId: "",
+    kind: "",
+    source: "",
+    content: "",
+    score: 0,
+    textRank: 0,
+    vectorRank: 0,
+    similarity: 0,
+    documentKey: "",
+    title: "",
+    channel: "",
+    threadId: "",
+    createdAtMs: 0,
+  };
+}
+
+export const SearchHit: MessageFns<SearchHit> = {
+  encode(message: SearchHit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chunkId !== "") {
+      writer.uint32(10).string(message.chunkId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.source !== "") {
+      writer.uint32(26).string(message.source);
+    }
+    if (message.content !== "") {
+      writer.uint32(34).string(message.content);
+    }
+    if (message.score !== 0) {
+      writer.uint32(41).double(message.score);
+    }
+    if (message.textRank !== 0) {
+      writer.uint32(48).uint32(message.textRank);
+    }
+    if (message.vectorRank !== 0) {
+      writer.uint32(56).uint32(message.vectorRank);
+    }
+    if (message.similarity !== 0) {
+      writer.uint32(69).float(message.similarity);
+    }
+    if (message.documentKey !== "") {
+      writer.uint32(74).string(message.documentKey);
+    }
+    if (message.title !== "") {
+      writer.uint32(82).string(message.title);
+    }
+    if (message.channel !== "") {
+      writer.uint32(90).string(message.channel);
+    }
+    if (message.threadId !== "") {
+      writer.uint32(98).string(message.threadId);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(104).int64(message.createdAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchHit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchHit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chunkId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.content = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.score = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.textRank = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.vectorRank = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 69) {
+              break;
+            }
+
+            message.similarity = reader.float();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.documentKey = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.threadId = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchHit {
+    return {
+      chunkId: isSet(object.chunkId)
+        ? globalThis.String(object.chunkId)
+        : isSet(object.chunk_id)
+        ? globalThis.String(object.chunk_id)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      content: isSet(object.content) ? globalThis.String(object.content) : "",
+      score: isSet(object.score) ? globalThis.Number(object.score) : 0,
+      textRank: isSet(object.textRank)
+        ? globalThis.Number(object.textRank)
+        : isSet(object.text_rank)
+        ? globalThis.Number(object.text_rank)
+        : 0,
+      vectorRank: isSet(object.vectorRank)
+        ? globalThis.Number(object.vectorRank)
+        : isSet(object.vector_rank)
+        ? globalThis.Number(object.vector_rank)
+        : 0,
+      similarity: isSet(object.similarity) ? globalThis.Number(object.similarity) : 0,
+      documentKey: isSet(object.documentKey)
+        ? globalThis.String(object.documentKey)
+        : isSet(object.document_key)
+        ? globalThis.String(object.document_key)
+        : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+      threadId: isSet(object.threadId)
+        ? globalThis.String(object.threadId)
+        : isSet(object.thread_id)
+        ? globalThis.String(object.thread_id)
+        : "",
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: SearchHit): unknown {
+    const obj: any = {};
+    if (message.chunkId !== "") {
+      obj.chunkId = message.chunkId;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.content !== "") {
+      obj.content = message.content;
+    }
+    if (message.score !== 0) {
+      obj.score = floatToJson(message.score);
+    }
+    if (message.textRank !== 0) {
+      obj.textRank = Math.round(message.textRank);
+    }
+    if (message.vectorRank !== 0) {
+      obj.vectorRank = Math.round(message.vectorRank);
+    }
+    if (message.similarity !== 0) {
+      obj.similarity = floatToJson(message.similarity);
+    }
+    if (message.documentKey !== "") {
+      obj.documentKey = message.documentKey;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
+    if (message.threadId !== "") {
+      obj.threadId = message.threadId;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SearchHit>): SearchHit {
+    return SearchHit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SearchHit>): SearchHit {
+    const message = createBaseSearchHit();
+    message.chunkId = object.chunkId ?? "";
+    message.kind = object.kind ?? "";
+    message.source = object.source ?? "";
+    message.content = object.content ?? "";
+    message.score = object.score ?? 0;
+    message.textRank = object.textRank ?? 0;
+    message.vectorRank = object.vectorRank ?? 0;
+    message.similarity = object.similarity ?? 0;
+    message.documentKey = object.documentKey ?? "";
+    message.title = object.title ?? "";
+    message.channel = object.channel ?? "";
+    message.threadId = object.threadId ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseSearchResponse(): SearchResponse {
+  return { hits: [], vectorUsed: false };
+}
+
+export const SearchResponse: MessageFns<SearchResponse> = {
+  encode(message: SearchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hits) {
+      SearchHit.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.vectorUsed !== false) {
+      writer.uint32(16).bool(message.vectorUsed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SearchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSearchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hits.push(SearchHit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.vectorUsed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SearchResponse {
+    return {
+      hits: globalThis.Array.isArray(object?.hits) ? object.hits.map((e: any) => SearchHit.fromJSON(e)) : [],
+      vectorUsed: isSet(object.vectorUsed)
+        ? globalThis.Boolean(object.vectorUsed)
+        : isSet(object.vector_used)
+        ? globalThis.Boolean(object.vector_used)
+        : false,
+    };
+  },
+
+  toJSON(message: SearchResponse): unknown {
+    const obj: any = {};
+    if (message.hits?.length) {
+      obj.hits = message.hits.map((e) => SearchHit.toJSON(e));
+    }
+    if (message.vectorUsed !== false) {
+      obj.vectorUsed = message.vectorUsed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SearchResponse>): SearchResponse {
+    return SearchResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SearchResponse>): SearchResponse {
+    const message = createBaseSearchResponse();
+    message.hits = object.hits?.map((e) => SearchHit.fromPartial(e)) || [];
+    message.vectorUsed = object.vectorUsed ?? false;
+    return message;
+  },
+};
+
+function createBaseUpsertDocumentRequest(): UpsertDocumentRequest {
+  return { userId: "", key: "", title: "", content: "", source: "", origin: undefined };
+}
+
+export const UpsertDocumentRequest: MessageFns<UpsertDocumentRequest> = {
+  encode(message: UpsertDocumentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.key !== "") {
+      writer.uint32(18).string(message.key);
+    }
+    if (message.title !== "") {
+      writer.uint32(26).string(message.title);
+    }
+    if (message.content !== "") {
+      writer.uint32(34).string(message.content);
+    }
+    if (message.source !== "") {
+      writer.uint32(42).string(message.source);
+    }
+    if (message.origin !== undefined) {
+      ConversationRef.encode(message.origin, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpsertDocumentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpsertDocumentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.content = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.origin = ConversationRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpsertDocumentRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      content: isSet(object.content) ? globalThis.String(object.content) : "",
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      origin: isSet(object.origin) ? ConversationRef.fromJSON(object.origin) : undefined,
+    };
+  },
+
+  toJSON(message: UpsertDocumentRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.content !== "") {
+      obj.content = message.content;
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.origin !== undefined) {
+      obj.origin = ConversationRef.toJSON(message.origin);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UpsertDocumentRequest>): UpsertDocumentRequest {
+    return UpsertDocumentRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UpsertDocumentRequest>): UpsertDocumentRequest {
+    const message = createBaseUpsertDocumentRequest();
+    message.userId = object.userId ?? "";
+    message.key = object.key ?? "";
+    message.title = object.title ?? "";
+    message.content = object.content ?? "";
+    message.source = object.source ?? "";
+    message.origin = (object.origin !== undefined && object.origin !== null)
+      ? ConversationRef.fromPartial(object.origin)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUpsertDocumentResponse(): UpsertDocumentResponse {
+  return { documentId: "", chunks: 0, changed: false };
+}
+
+export const UpsertDocumentResponse: MessageFns<UpsertDocumentResponse> = {
+  encode(message: UpsertDocumentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.documentId !== "") {
+      writer.uint32(10).string(message.documentId);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(16).uint32(message.chunks);
+    }
+    if (message.changed !== false) {
+      writer.uint32(24).bool(message.changed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpsertDocumentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpsertDocumentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.documentId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.chunks = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpsertDocumentResponse {
+    return {
+      documentId: isSet(object.documentId)
+        ? globalThis.String(object.documentId)
+        : isSet(object.document_id)
+        ? globalThis.String(object.document_id)
+        : "",
+      chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+      changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false,
+    };
+  },
+
+  toJSON(message: UpsertDocumentResponse): unknown {
+    const obj: any = {};
+    if (message.documentId !== "") {
+      obj.documentId = message.documentId;
+    }
+    if (message.chunks !== 0) {
+      obj.chunks = Math.round(message.chunks);
+    }
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UpsertDocumentResponse>): UpsertDocumentResponse {
+    return UpsertDocumentResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UpsertDocumentResponse>): UpsertDocumentResponse {
+    const message = createBaseUpsertDocumentResponse();
+    message.documentId = object.documentId ?? "";
+    message.chunks = object.chunks ?? 0;
+    message.changed = object.changed ?? false;
+    return message;
+  },
+};
+
+function createBaseDeleteDocumentRequest(): DeleteDocumentRequest {
+  return { userId: "", key: "" };
+}
+
+export const DeleteDocumentRequest: MessageFns<DeleteDocumentRequest> = {
+  encode(message: DeleteDocumentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.key !== "") {
+      writer.uint32(18).string(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteDocumentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteDocumentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteDocumentRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+    };
+  },
+
+  toJSON(message: DeleteDocumentRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteDocumentRequest>): DeleteDocumentRequest {
+    return DeleteDocumentRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteDocumentRequest>): DeleteDocumentRequest {
+    const message = createBaseDeleteDocumentRequest();
+    message.userId = object.userId ?? "";
+    message.key = object.key ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteDocumentResponse(): DeleteDocumentResponse {
+  return { deleted: false, chunks: 0 };
+}
+
+export const DeleteDocumentResponse: MessageFns<DeleteDocumentResponse> = {
+  encode(message: DeleteDocumentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deleted !== false) {
+      writer.uint32(8).bool(message.deleted);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(16).uint32(message.chunks);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteDocumentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteDocumentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.chunks = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteDocumentResponse {
+    return {
+      deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
+      chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+    };
+  },
+
+  toJSON(message: DeleteDocumentResponse): unknown {
+    const obj: any = {};
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
+    if (message.chunks !== 0) {
+      obj.chunks = Math.round(message.chunks);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteDocumentResponse>): DeleteDocumentResponse {
+    return DeleteDocumentResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteDocumentResponse>): DeleteDocumentResponse {
+    const message = createBaseDeleteDocumentResponse();
+    message.deleted = object.deleted ?? false;
+    message.chunks = object.chunks ?? 0;
+    return message;
+  },
+};
+
+function createBaseClaimEmbeddingWorkRequest(): ClaimEmbeddingWorkRequest {
+  return { model: "", dim: 0, limit: 0, leaseMs: 0, afterChunkId: "" };
+}
+
+export const ClaimEmbeddingWorkRequest: MessageFns<ClaimEmbeddingWorkRequest> = {
+  encode(message: ClaimEmbeddingWorkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.dim !== 0) {
+      writer.uint32(16).uint32(message.dim);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).uint32(message.limit);
+    }
+    if (message.leaseMs !== 0) {
+      writer.uint32(32).uint32(message.leaseMs);
+    }
+    if (message.afterChunkId !== "") {
+      writer.uint32(42).string(message.afterChunkId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClaimEmbeddingWorkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClaimEmbeddingWorkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.dim = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.leaseMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.afterChunkId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClaimEmbeddingWorkRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      dim: isSet(object.dim) ? globalThis.Number(object.dim) : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      leaseMs: isSet(object.leaseMs)
+        ? globalThis.Number(object.leaseMs)
+        : isSet(object.lease_ms)
+        ? globalThis.Number(object.lease_ms)
+        : 0,
+      afterChunkId: isSet(object.afterChunkId)
+        ? globalThis.String(object.afterChunkId)
+        : isSet(object.after_chunk_id)
+        ? globalThis.String(object.after_chunk_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ClaimEmbeddingWorkRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.dim !== 0) {
+      obj.dim = Math.round(message.dim);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.leaseMs !== 0) {
+      obj.leaseMs = Math.round(message.leaseMs);
+    }
+    if (message.afterChunkId !== "") {
+      obj.afterChunkId = message.afterChunkId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClaimEmbeddingWorkRequest>): ClaimEmbeddingWorkRequest {
+    return ClaimEmbeddingWorkRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClaimEmbeddingWorkRequest>): ClaimEmbeddingWorkRequest {
+    const message = createBaseClaimEmbeddingWorkRequest();
+    message.model = object.model ?? "";
+    message.dim = object.dim ?? 0;
+    message.limit = object.limit ?? 0;
+    message.leaseMs = object.leaseMs ?? 0;
+    message.afterChunkId = object.afterChunkId ?? "";
+    return message;
+  },
+};
+
+function createBaseEmbeddingWorkItem(): EmbeddingWorkItem {
+  return { chunkId: "", content: "" };
+}
+
+export const EmbeddingWorkItem: MessageFns<EmbeddingWorkItem> = {
+  encode(message: EmbeddingWorkItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chunkId !== "") {
+      writer.uint32(10).string(message.chunkId);
+    }
+    if (message.content !== "") {
+      writer.uint32(18).string(message.content);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EmbeddingWorkItem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEmbeddingWorkItem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chunkId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.content = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EmbeddingWorkItem {
+    return {
+      chunkId: isSet(object.chunkId)
+        ? globalThis.String(object.chunkId)
+        : isSet(object.chunk_id)
+        ? globalThis.String(object.chunk_id)
+        : "",
+      content: isSet(object.content) ? globalThis.String(object.content) : "",
+    };
+  },
+
+  toJSON(message: EmbeddingWorkItem): unknown {
+    const obj: any = {};
+    if (message.chunkId !== "") {
+      obj.chunkId = message.chunkId;
+    }
+    if (message.content !== "") {
+      obj.content = message.content;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EmbeddingWorkItem>): EmbeddingWorkItem {
+    return EmbeddingWorkItem.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EmbeddingWorkItem>): EmbeddingWorkItem {
+    const message = createBaseEmbeddingWorkItem();
+    message.chunkId = object.chunkId ?? "";
+    message.content = object.content ?? "";
+    return message;
+  },
+};
+
+function createBaseClaimEmbeddingWorkResponse(): ClaimEmbeddingWorkResponse {
+  return { items: [] };
+}
+
+export const ClaimEmbeddingWorkResponse: MessageFns<ClaimEmbeddingWorkResponse> = {
+  encode(message: ClaimEmbeddingWorkResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.items) {
+      EmbeddingWorkItem.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClaimEmbeddingWorkResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClaimEmbeddingWorkResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.items.push(EmbeddingWorkItem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClaimEmbeddingWorkResponse {
+    return {
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => EmbeddingWorkItem.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ClaimEmbeddingWorkResponse): unknown {
+    const obj: any = {};
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => EmbeddingWorkItem.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClaimEmbeddingWorkResponse>): ClaimEmbeddingWorkResponse {
+    return ClaimEmbeddingWorkResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClaimEmbeddingWorkResponse>): ClaimEmbeddingWorkResponse {
+    const message = createBaseClaimEmbeddingWorkResponse();
+    message.items = object.items?.map((e) => EmbeddingWorkItem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseChunkEmbedding(): ChunkEmbedding {
+  return { chunkId: "", values: [] };
+}
+
+export const ChunkEmbedding: MessageFns<ChunkEmbedding> = {
+  encode(message: ChunkEmbedding, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chunkId !== "") {
+      writer.uint32(10).string(message.chunkId);
+    }
+    if (message.values.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.values) {
+        writer.float(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChunkEmbedding {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChunkEmbedding();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chunkId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 21) {
+              message.values.push(reader.float());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.values.push(reader.float());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChunkEmbedding {
+    return {
+      chunkId: isSet(object.chunkId)
+        ? globalThis.String(object.chunkId)
+        : isSet(object.chunk_id)
+        ? globalThis.String(object.chunk_id)
+        : "",
+      values: globalThis.Array.isArray(object?.values) ? object.values.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: ChunkEmbedding): unknown {
+    const obj: any = {};
+    if (message.chunkId !== "") {
+      obj.chunkId = message.chunkId;
+    }
+    if (message.values?.length) {
+      obj.values = message.values.map((e) => floatToJson(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChunkEmbedding>): ChunkEmbedding {
+    return ChunkEmbedding.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChunkEmbedding>): ChunkEmbedding {
+    const message = createBaseChunkEmbedding();
+    message.chunkId = object.chunkId ?? "";
+    message.values = object.values?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBasePutEmbeddingsRequest(): PutEmbeddingsRequest {
+  return { model: "", dim: 0, items: [] };
+}
+
+export const PutEmbeddingsRequest: MessageFns<PutEmbeddingsRequest> = {
+  encode(message: PutEmbeddingsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.dim !== 0) {
+      writer.uint32(16).uint32(message.dim);
+    }
+    for (const v of message.items) {
+      ChunkEmbedding.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutEmbeddingsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutEmbeddingsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.dim = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.items.push(ChunkEmbedding.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PutEmbeddingsRequest {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      dim: isSet(object.dim) ? globalThis.Number(object.dim) : 0,
+      items: globalThis.Array.isArray(object?.items) ? object.items.map((e: any) => ChunkEmbedding.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: PutEmbeddingsRequest): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.dim !== 0) {
+      obj.dim = Math.round(message.dim);
+    }
+    if (message.items?.length) {
+      obj.items = message.items.map((e) => ChunkEmbedding.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PutEmbeddingsRequest>): PutEmbeddingsRequest {
+    return PutEmbeddingsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PutEmbeddingsRequest>): PutEmbeddingsRequest {
+    const message = createBasePutEmbeddingsRequest();
+    message.model = object.model ?? "";
+    message.dim = object.dim ?? 0;
+    message.items = object.items?.map((e) => ChunkEmbedding.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePutEmbeddingsResponse(): PutEmbeddingsResponse {
+  return { updated: 0 };
+}
+
+export const PutEmbeddingsResponse: MessageFns<PutEmbeddingsResponse> = {
+  encode(message: PutEmbeddingsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.updated !== 0) {
+      writer.uint32(8).uint32(message.updated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PutEmbeddingsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePutEmbeddingsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.updated = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PutEmbeddingsResponse {
+    return { updated: isSet(object.updated) ? globalThis.Number(object.updated) : 0 };
+  },
+
+  toJSON(message: PutEmbeddingsResponse): unknown {
+    const obj: any = {};
+    if (message.updated !== 0) {
+      obj.updated = Math.round(message.updated);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PutEmbeddingsResponse>): PutEmbeddingsResponse {
+    return PutEmbeddingsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PutEmbeddingsResponse>): PutEmbeddingsResponse {
+    const message = createBasePutEmbeddingsResponse();
+    message.updated = object.updated ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetEmbeddingStatusRequest(): GetEmbeddingStatusRequest {
+  return {};
+}
+
+export const GetEmbeddingStatusRequest: MessageFns<GetEmbeddingStatusRequest> = {
+  encode(_: GetEmbeddingStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetEmbeddingStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetEmbeddingStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetEmbeddingStatusRequest {
+    return {};
+  },
+
+  toJSON(_: GetEmbeddingStatusRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetEmbeddingStatusRequest>): GetEmbeddingStatusRequest {
+    return GetEmbeddingStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetEmbeddingStatusRequest>): GetEmbeddingStatusRequest {
+    const message = createBaseGetEmbeddingStatusRequest();
+    return message;
+  },
+};
+
+function createBaseGetEmbeddingStatusResponse(): GetEmbeddingStatusResponse {
+  return { model: "", dim: 0, local: false, chunks: 0, current: 0, indexReady: false };
+}
+
+export const GetEmbeddingStatusResponse: MessageFns<GetEmbeddingStatusResponse> = {
+  encode(message: GetEmbeddingStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.model !== "") {
+      writer.uint32(10).string(message.model);
+    }
+    if (message.dim !== 0) {
+      writer.uint32(16).uint32(message.dim);
+    }
+    if (message.local !== false) {
+      writer.uint32(24).bool(message.local);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(32).uint32(message.chunks);
+    }
+    if (message.current !== 0) {
+      writer.uint32(40).uint32(message.current);
+    }
+    if (message.indexReady !== false) {
+      writer.uint32(48).bool(message.indexReady);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetEmbeddingStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetEmbeddingStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.model = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.dim = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.local = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.chunks = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.current = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.indexReady = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetEmbeddingStatusResponse {
+    return {
+      model: isSet(object.model) ? globalThis.String(object.model) : "",
+      dim: isSet(object.dim) ? globalThis.Number(object.dim) : 0,
+      local: isSet(object.local) ? globalThis.Boolean(object.local) : false,
+      chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+      current: isSet(object.current) ? globalThis.Number(object.current) : 0,
+      indexReady: isSet(object.indexReady)
+        ? globalThis.Boolean(object.indexReady)
+        : isSet(object.index_ready)
+        ? globalThis.Boolean(object.index_ready)
+        : false,
+    };
+  },
+
+  toJSON(message: GetEmbeddingStatusResponse): unknown {
+    const obj: any = {};
+    if (message.model !== "") {
+      obj.model = message.model;
+    }
+    if (message.dim !== 0) {
+      obj.dim = Math.round(message.dim);
+    }
+    if (message.local !== false) {
+      obj.local = message.local;
+    }
+    if (message.chunks !== 0) {
+      obj.chunks = Math.round(message.chunks);
+    }
+    if (message.current !== 0) {
+      obj.current = Math.round(message.current);
+    }
+    if (message.indexReady !== false) {
+      obj.indexReady = message.indexReady;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetEmbeddingStatusResponse>): GetEmbeddingStatusResponse {
+    return GetEmbeddingStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetEmbeddingStatusResponse>): GetEmbeddingStatusResponse {
+    const message = createBaseGetEmbeddingStatusResponse();
+    message.model = object.model ?? "";
+    message.dim = object.dim ?? 0;
+    message.local = object.local ?? false;
+    message.chunks = object.chunks ?? 0;
+    message.current = object.current ?? 0;
+    message.indexReady = object.indexReady ?? false;
+    return message;
+  },
+};
+
+/**
+ * The memory service is the only owner of agent data in PostgreSQL.
+ * Only the orchestrator may call it. Every request names the user it acts for
+ * (the orchestrator copies it from the inbound message, where the gateway set it
+ * from the authenticated principal) and every query is scoped to that user.
+ */
 export type MemoryServiceService = typeof MemoryServiceService;
 export const MemoryServiceService = {
-  /** Appends turns to a conversation. Idempotent per turn id. */
+  /**
+   * Appends turns to a conversation. Idempotent per turn id. User and assistant
+   * turns also become searchable memory (chunked, embedded when the local
+   * embedder is configured) in the same transaction.
+   */
   appendTurns: {
     path: "/talon.memory.v1.MemoryService/AppendTurns" as const,
     requestStream: false as const,
@@ -539,17 +2602,122 @@ export const MemoryServiceService = {
     responseSerialize: (value: GetHistoryResponse): Buffer => Buffer.from(GetHistoryResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetHistoryResponse => GetHistoryResponse.decode(value),
   },
+  /**
+   * Hybrid recall over one user's memory: PostgreSQL full text and pgvector
+   * similarity, fused by reciprocal rank.
+   */
+  search: {
+    path: "/talon.memory.v1.MemoryService/Search" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SearchRequest): Buffer => Buffer.from(SearchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SearchRequest => SearchRequest.decode(value),
+    responseSerialize: (value: SearchResponse): Buffer => Buffer.from(SearchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SearchResponse => SearchResponse.decode(value),
+  },
+  /** Creates or replaces a document (chunked with overlap) under a caller-chosen key. */
+  upsertDocument: {
+    path: "/talon.memory.v1.MemoryService/UpsertDocument" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpsertDocumentRequest): Buffer =>
+      Buffer.from(UpsertDocumentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpsertDocumentRequest => UpsertDocumentRequest.decode(value),
+    responseSerialize: (value: UpsertDocumentResponse): Buffer =>
+      Buffer.from(UpsertDocumentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UpsertDocumentResponse => UpsertDocumentResponse.decode(value),
+  },
+  /** Deletes a document and its chunks. */
+  deleteDocument: {
+    path: "/talon.memory.v1.MemoryService/DeleteDocument" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteDocumentRequest): Buffer =>
+      Buffer.from(DeleteDocumentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteDocumentRequest => DeleteDocumentRequest.decode(value),
+    responseSerialize: (value: DeleteDocumentResponse): Buffer =>
+      Buffer.from(DeleteDocumentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteDocumentResponse => DeleteDocumentResponse.decode(value),
+  },
+  /**
+   * Leases a batch of chunks whose embedding is missing or was made by another
+   * model or dimension, for a caller that computes embedding vectors memory cannot
+   * compute itself (a remote provider reached through egress). Leases expire, so
+   * a crashed worker's batch is picked up again.
+   */
+  claimEmbeddingWork: {
+    path: "/talon.memory.v1.MemoryService/ClaimEmbeddingWork" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClaimEmbeddingWorkRequest): Buffer =>
+      Buffer.from(ClaimEmbeddingWorkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClaimEmbeddingWorkRequest => ClaimEmbeddingWorkRequest.decode(value),
+    responseSerialize: (value: ClaimEmbeddingWorkResponse): Buffer =>
+      Buffer.from(ClaimEmbeddingWorkResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClaimEmbeddingWorkResponse => ClaimEmbeddingWorkResponse.decode(value),
+  },
+  /** Stores embedding vectors for chunks (from ClaimEmbeddingWork). */
+  putEmbeddings: {
+    path: "/talon.memory.v1.MemoryService/PutEmbeddings" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PutEmbeddingsRequest): Buffer => Buffer.from(PutEmbeddingsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PutEmbeddingsRequest => PutEmbeddingsRequest.decode(value),
+    responseSerialize: (value: PutEmbeddingsResponse): Buffer =>
+      Buffer.from(PutEmbeddingsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PutEmbeddingsResponse => PutEmbeddingsResponse.decode(value),
+  },
+  /** How many chunks carry an embedding of the configured model and dimension. */
+  getEmbeddingStatus: {
+    path: "/talon.memory.v1.MemoryService/GetEmbeddingStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetEmbeddingStatusRequest): Buffer =>
+      Buffer.from(GetEmbeddingStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetEmbeddingStatusRequest => GetEmbeddingStatusRequest.decode(value),
+    responseSerialize: (value: GetEmbeddingStatusResponse): Buffer =>
+      Buffer.from(GetEmbeddingStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetEmbeddingStatusResponse => GetEmbeddingStatusResponse.decode(value),
+  },
 } as const;
 
 export interface MemoryServiceServer extends UntypedServiceImplementation {
-  /** Appends turns to a conversation. Idempotent per turn id. */
+  /**
+   * Appends turns to a conversation. Idempotent per turn id. User and assistant
+   * turns also become searchable memory (chunked, embedded when the local
+   * embedder is configured) in the same transaction.
+   */
   appendTurns: handleUnaryCall<AppendTurnsRequest, AppendTurnsResponse>;
   /** Returns the most recent turns of a conversation, oldest first. */
   getHistory: handleUnaryCall<GetHistoryRequest, GetHistoryResponse>;
+  /**
+   * Hybrid recall over one user's memory: PostgreSQL full text and pgvector
+   * similarity, fused by reciprocal rank.
+   */
+  search: handleUnaryCall<SearchRequest, SearchResponse>;
+  /** Creates or replaces a document (chunked with overlap) under a caller-chosen key. */
+  upsertDocument: handleUnaryCall<UpsertDocumentRequest, UpsertDocumentResponse>;
+  /** Deletes a document and its chunks. */
+  deleteDocument: handleUnaryCall<DeleteDocumentRequest, DeleteDocumentResponse>;
+  /**
+   * Leases a batch of chunks whose embedding is missing or was made by another
+   * model or dimension, for a caller that computes embedding vectors memory cannot
+   * compute itself (a remote provider reached through egress). Leases expire, so
+   * a crashed worker's batch is picked up again.
+   */
+  claimEmbeddingWork: handleUnaryCall<ClaimEmbeddingWorkRequest, ClaimEmbeddingWorkResponse>;
+  /** Stores embedding vectors for chunks (from ClaimEmbeddingWork). */
+  putEmbeddings: handleUnaryCall<PutEmbeddingsRequest, PutEmbeddingsResponse>;
+  /** How many chunks carry an embedding of the configured model and dimension. */
+  getEmbeddingStatus: handleUnaryCall<GetEmbeddingStatusRequest, GetEmbeddingStatusResponse>;
 }
 
 export interface MemoryServiceClient extends Client {
-  /** Appends turns to a conversation. Idempotent per turn id. */
+  /**
+   * Appends turns to a conversation. Idempotent per turn id. User and assistant
+   * turns also become searchable memory (chunked, embedded when the local
+   * embedder is configured) in the same transaction.
+   */
   appendTurns(
     request: AppendTurnsRequest,
     callback: (error: ServiceError | null, response: AppendTurnsResponse) => void,
@@ -580,6 +2748,110 @@ export interface MemoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetHistoryResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Hybrid recall over one user's memory: PostgreSQL full text and pgvector
+   * similarity, fused by reciprocal rank.
+   */
+  search(
+    request: SearchRequest,
+    callback: (error: ServiceError | null, response: SearchResponse) => void,
+  ): ClientUnaryCall;
+  search(
+    request: SearchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SearchResponse) => void,
+  ): ClientUnaryCall;
+  search(
+    request: SearchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SearchResponse) => void,
+  ): ClientUnaryCall;
+  /** Creates or replaces a document (chunked with overlap) under a caller-chosen key. */
+  upsertDocument(
+    request: UpsertDocumentRequest,
+    callback: (error: ServiceError | null, response: UpsertDocumentResponse) => void,
+  ): ClientUnaryCall;
+  upsertDocument(
+    request: UpsertDocumentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UpsertDocumentResponse) => void,
+  ): ClientUnaryCall;
+  upsertDocument(
+    request: UpsertDocumentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UpsertDocumentResponse) => void,
+  ): ClientUnaryCall;
+  /** Deletes a document and its chunks. */
+  deleteDocument(
+    request: DeleteDocumentRequest,
+    callback: (error: ServiceError | null, response: DeleteDocumentResponse) => void,
+  ): ClientUnaryCall;
+  deleteDocument(
+    request: DeleteDocumentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteDocumentResponse) => void,
+  ): ClientUnaryCall;
+  deleteDocument(
+    request: DeleteDocumentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteDocumentResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Leases a batch of chunks whose embedding is missing or was made by another
+   * model or dimension, for a caller that computes embedding vectors memory cannot
+   * compute itself (a remote provider reached through egress). Leases expire, so
+   * a crashed worker's batch is picked up again.
+   */
+  claimEmbeddingWork(
+    request: ClaimEmbeddingWorkRequest,
+    callback: (error: ServiceError | null, response: ClaimEmbeddingWorkResponse) => void,
+  ): ClientUnaryCall;
+  claimEmbeddingWork(
+    request: ClaimEmbeddingWorkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClaimEmbeddingWorkResponse) => void,
+  ): ClientUnaryCall;
+  claimEmbeddingWork(
+    request: ClaimEmbeddingWorkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClaimEmbeddingWorkResponse) => void,
+  ): ClientUnaryCall;
+  /** Stores embedding vectors for chunks (from ClaimEmbeddingWork). */
+  putEmbeddings(
+    request: PutEmbeddingsRequest,
+    callback: (error: ServiceError | null, response: PutEmbeddingsResponse) => void,
+  ): ClientUnaryCall;
+  putEmbeddings(
+    request: PutEmbeddingsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PutEmbeddingsResponse) => void,
+  ): ClientUnaryCall;
+  putEmbeddings(
+    request: PutEmbeddingsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PutEmbeddingsResponse) => void,
+  ): ClientUnaryCall;
+  /** How many chunks carry an embedding of the configured model and dimension. */
+  getEmbeddingStatus(
+    request: GetEmbeddingStatusRequest,
+    callback: (error: ServiceError | null, response: GetEmbeddingStatusResponse) => void,
+  ): ClientUnaryCall;
+  getEmbeddingStatus(
+    request: GetEmbeddingStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetEmbeddingStatusResponse) => void,
+  ): ClientUnaryCall;
+  getEmbeddingStatus(
+    request: GetEmbeddingStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetEmbeddingStatusResponse) => void,
   ): ClientUnaryCall;
 }
 
@@ -591,6 +2863,10 @@ export const MemoryServiceClient = makeGenericClientConstructor(
   service: typeof MemoryServiceService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

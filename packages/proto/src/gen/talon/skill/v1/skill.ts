@@ -7,35 +7,178 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 
+export const SkillStatus = {
+  SKILL_STATUS_UNSPECIFIED: 0,
+  /** SKILL_STATUS_PENDING - Installed and verified, permissions not granted: never runs. */
+  SKILL_STATUS_PENDING: 1,
+  /** SKILL_STATUS_APPROVED - The operator granted `approved` for the binary `approved_sha256`. */
+  SKILL_STATUS_APPROVED: 2,
+  /** SKILL_STATUS_REVOKED - Withdrawn by the operator; never runs again (re-approve to restore). */
+  SKILL_STATUS_REVOKED: 3,
+} as const;
+
+export type SkillStatus = typeof SkillStatus[keyof typeof SkillStatus];
+
+export namespace SkillStatus {
+  export type SKILL_STATUS_UNSPECIFIED = typeof SkillStatus.SKILL_STATUS_UNSPECIFIED;
+  export type SKILL_STATUS_PENDING = typeof SkillStatus.SKILL_STATUS_PENDING;
+  export type SKILL_STATUS_APPROVED = typeof SkillStatus.SKILL_STATUS_APPROVED;
+  export type SKILL_STATUS_REVOKED = typeof SkillStatus.SKILL_STATUS_REVOKED;
+}
+
+export function skillStatusFromJSON(object: any): SkillStatus {
+  switch (object) {
+    case 0:
+    case "SKILL_STATUS_UNSPECIFIED":
+      return SkillStatus.SKILL_STATUS_UNSPECIFIED;
+    case 1:
+    case "SKILL_STATUS_PENDING":
+      return SkillStatus.SKILL_STATUS_PENDING;
+    case 2:
+    case "SKILL_STATUS_APPROVED":
+      return SkillStatus.SKILL_STATUS_APPROVED;
+    case 3:
+    case "SKILL_STATUS_REVOKED":
+      return SkillStatus.SKILL_STATUS_REVOKED;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SkillStatus");
+  }
+}
+
+export function skillStatusToJSON(object: SkillStatus): string {
+  switch (object) {
+    case SkillStatus.SKILL_STATUS_UNSPECIFIED:
+      return "SKILL_STATUS_UNSPECIFIED";
+    case SkillStatus.SKILL_STATUS_PENDING:
+      return "SKILL_STATUS_PENDING";
+    case SkillStatus.SKILL_STATUS_APPROVED:
+      return "SKILL_STATUS_APPROVED";
+    case SkillStatus.SKILL_STATUS_REVOKED:
+      return "SKILL_STATUS_REVOKED";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SkillStatus");
+  }
+}
+
 /**
  * Request on NATS subject talon.skill.invoke.<skill>, answered by a sandbox node
- * (queue group "sandbox").
+ * (queue group "sandbox"). The <skill> subject token must equal `skill`.
  */
 export interface SkillInvocation {
   invocationId: string;
   skill: string;
+  /** Exact version to run. Empty: the highest approved version of the skill. */
   version: string;
-  /** JSON input validated against the skill's declared schema. */
+  /** JSON input, validated by the sandbox against the skill's declared input schema. */
   inputJson: string;
+  /**
+   * Unix ms after which the caller no longer waits; the sandbox stops the plugin then
+   * (or at the skill's own timeout, whichever comes first). 0 = the skill's timeout.
+   */
   deadlineMs: number;
   /** Conversation owner the call is made for (for audit). */
   userId: string;
+  /**
+   * Set by the orchestrator once the user approved this call. Required for skills whose
+   * manifest sets permissions.requiresUserApproval; refused with permission_denied otherwise.
+   */
+  userApproved: boolean;
 }
 
 export interface SkillError {
+  /**
+   * Stable snake_case code. The sandbox uses: invalid_argument, not_found, not_approved,
+   * permission_denied, integrity_error, refused_module, timeout, memory_limit,
+   * output_too_large, trap, plugin_error, rate_limited, busy, unavailable, internal.
+   */
   code: string;
+  /** One sentence for the operator/model; never carries a secret value. */
   message: string;
 }
 
 export interface SkillResult {
   invocationId: string;
+  /** The plugin's output (UTF-8, usually JSON); empty when `error` is set. */
   output: string;
   error: SkillError | undefined;
   durationMs: number;
+  /** Version that ran (useful when the invocation left it empty). */
+  version: string;
+  /** Host calls (HTTP through egress) the plugin made. */
+  hostCalls: number;
+}
+
+/** One destination a skill may call through egress. */
+export interface HostGrant {
+  /** Exact host name or IP (lower-case), or "*.suffix" for any subdomain of suffix. */
+  host: string;
+  /** 0 = the scheme's default port (443 for https, 80 for http). */
+  port: number;
+  /** Upper-case HTTP methods; empty = GET, HEAD and POST. */
+  methods: string[];
+}
+
+export interface SkillPermissions {
+  hosts: HostGrant[];
+  /** Vault secret names the skill may reference as {{secret:NAME}} placeholders. */
+  secrets: string[];
+  /** Memory cap in MiB (the module's declared maximum must fit inside it). */
+  memoryMb: number;
+  /** Wall-clock limit of one invocation. */
+  timeoutMs: number;
+  /** Each call needs the user's approval (the orchestrator asks; see SkillInvocation.user_approved). */
+  requiresUserApproval: boolean;
+}
+
+export interface SkillRecord {
+  name: string;
+  version: string;
+  /** Lower-case hex SHA-256 of the .wasm; also its object name in talon_skill_binaries. */
+  sha256: string;
+  /** Canonical JSON of the manifest exactly as signed (sorted keys, no whitespace). */
+  manifestJson: string;
+  status: SkillStatus;
+  /** Publisher's Ed25519 public key, "ed25519:<base64url of the 32 raw bytes>". */
+  publisherKey: string;
+  /** Base64url Ed25519 signature over the signed payload (see SIGNING in the sandbox README). */
+  signature: string;
+  /** What the manifest asks for. */
+  requested:
+    | SkillPermissions
+    | undefined;
+  /** What the operator granted (only meaningful while status is APPROVED). */
+  approved: SkillPermissions | undefined;
+  description: string;
+  /** JSON Schema of the input (an object schema); the orchestrator exposes it as the tool's parameters. */
+  inputSchemaJson: string;
+  /** Exported function the sandbox calls. */
+  entrypoint: string;
+  wasmSize: number;
+  /** The module's declared maximum linear memory in 64 KiB pages (sum over its memories). */
+  moduleMaxPages: number;
+  installedAtMs: number;
+  approvedAtMs: number;
+  revokedAtMs: number;
+  /** Who approved (the operator's OS user name, for audit). */
+  approvedBy: string;
+  revokedReason: string;
+  /** The binary the approval was given for; must equal sha256 for the skill to run. */
+  approvedSha256: string;
+  /** The module's imports as "module::name", for display. */
+  imports: string[];
+}
+
+export interface TrustedPublisher {
+  /** "ed25519:<base64url of the 32 raw bytes>" */
+  key: string;
+  /** First 16 hex digits of SHA-256 of the raw key. */
+  keyId: string;
+  label: string;
+  addedAtMs: number;
 }
 
 function createBaseSkillInvocation(): SkillInvocation {
-  return { invocationId: "", skill: "", version: "", inputJson: "", deadlineMs: 0, userId: "" };
+  return { invocationId: "", skill: "", version: "", inputJson: "", deadlineMs: 0, userId: "", userApproved: false };
 }
 
 export const SkillInvocation: MessageFns<SkillInvocation> = {
@@ -57,6 +200,9 @@ export const SkillInvocation: MessageFns<SkillInvocation> = {
     }
     if (message.userId !== "") {
       writer.uint32(50).string(message.userId);
+    }
+    if (message.userApproved !== false) {
+      writer.uint32(56).bool(message.userApproved);
     }
     return writer;
   },
@@ -122,6 +268,14 @@ export const SkillInvocation: MessageFns<SkillInvocation> = {
             message.userId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.userApproved = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -158,6 +312,11 @@ export const SkillInvocation: MessageFns<SkillInvocation> = {
         : isSet(object.user_id)
         ? globalThis.String(object.user_id)
         : "",
+      userApproved: isSet(object.userApproved)
+        ? globalThis.Boolean(object.userApproved)
+        : isSet(object.user_approved)
+        ? globalThis.Boolean(object.user_approved)
+        : false,
     };
   },
 
@@ -181,6 +340,9 @@ export const SkillInvocation: MessageFns<SkillInvocation> = {
     if (message.userId !== "") {
       obj.userId = message.userId;
     }
+    if (message.userApproved !== false) {
+      obj.userApproved = message.userApproved;
+    }
     return obj;
   },
 
@@ -195,6 +357,7 @@ export const SkillInvocation: MessageFns<SkillInvocation> = {
     message.inputJson = object.inputJson ?? "";
     message.deadlineMs = object.deadlineMs ?? 0;
     message.userId = object.userId ?? "";
+    message.userApproved = object.userApproved ?? false;
     return message;
   },
 };
@@ -285,7 +448,7 @@ export const SkillError: MessageFns<SkillError> = {
 };
 
 function createBaseSkillResult(): SkillResult {
-  return { invocationId: "", output: "", error: undefined, durationMs: 0 };
+  return { invocationId: "", output: "", error: undefined, durationMs: 0, version: "", hostCalls: 0 };
 }
 
 export const SkillResult: MessageFns<SkillResult> = {
@@ -301,6 +464,12 @@ export const SkillResult: MessageFns<SkillResult> = {
     }
     if (message.durationMs !== 0) {
       writer.uint32(32).uint32(message.durationMs);
+    }
+    if (message.version !== "") {
+      writer.uint32(42).string(message.version);
+    }
+    if (message.hostCalls !== 0) {
+      writer.uint32(48).uint32(message.hostCalls);
     }
     return writer;
   },
@@ -350,6 +519,22 @@ export const SkillResult: MessageFns<SkillResult> = {
             message.durationMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.hostCalls = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -376,6 +561,12 @@ export const SkillResult: MessageFns<SkillResult> = {
         : isSet(object.duration_ms)
         ? globalThis.Number(object.duration_ms)
         : 0,
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      hostCalls: isSet(object.hostCalls)
+        ? globalThis.Number(object.hostCalls)
+        : isSet(object.host_calls)
+        ? globalThis.Number(object.host_calls)
+        : 0,
     };
   },
 
@@ -393,6 +584,12 @@ export const SkillResult: MessageFns<SkillResult> = {
     if (message.durationMs !== 0) {
       obj.durationMs = Math.round(message.durationMs);
     }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.hostCalls !== 0) {
+      obj.hostCalls = Math.round(message.hostCalls);
+    }
     return obj;
   },
 
@@ -407,6 +604,840 @@ export const SkillResult: MessageFns<SkillResult> = {
       ? SkillError.fromPartial(object.error)
       : undefined;
     message.durationMs = object.durationMs ?? 0;
+    message.version = object.version ?? "";
+    message.hostCalls = object.hostCalls ?? 0;
+    return message;
+  },
+};
+
+function createBaseHostGrant(): HostGrant {
+  return { host: "", port: 0, methods: [] };
+}
+
+export const HostGrant: MessageFns<HostGrant> = {
+  encode(message: HostGrant, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.port !== 0) {
+      writer.uint32(16).uint32(message.port);
+    }
+    for (const v of message.methods) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostGrant {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostGrant();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.methods.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostGrant {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      methods: globalThis.Array.isArray(object?.methods) ? object.methods.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: HostGrant): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.methods?.length) {
+      obj.methods = message.methods;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HostGrant>): HostGrant {
+    return HostGrant.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HostGrant>): HostGrant {
+    const message = createBaseHostGrant();
+    message.host = object.host ?? "";
+    message.port = object.port ?? 0;
+    message.methods = object.methods?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSkillPermissions(): SkillPermissions {
+  return { hosts: [], secrets: [], memoryMb: 0, timeoutMs: 0, requiresUserApproval: false };
+}
+
+export const SkillPermissions: MessageFns<SkillPermissions> = {
+  encode(message: SkillPermissions, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hosts) {
+      HostGrant.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.secrets) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.memoryMb !== 0) {
+      writer.uint32(24).uint32(message.memoryMb);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(32).uint32(message.timeoutMs);
+    }
+    if (message.requiresUserApproval !== false) {
+      writer.uint32(40).bool(message.requiresUserApproval);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkillPermissions {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkillPermissions();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hosts.push(HostGrant.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.secrets.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.memoryMb = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.requiresUserApproval = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkillPermissions {
+    return {
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => HostGrant.fromJSON(e)) : [],
+      secrets: globalThis.Array.isArray(object?.secrets) ? object.secrets.map((e: any) => globalThis.String(e)) : [],
+      memoryMb: isSet(object.memoryMb)
+        ? globalThis.Number(object.memoryMb)
+        : isSet(object.memory_mb)
+        ? globalThis.Number(object.memory_mb)
+        : 0,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+      requiresUserApproval: isSet(object.requiresUserApproval)
+        ? globalThis.Boolean(object.requiresUserApproval)
+        : isSet(object.requires_user_approval)
+        ? globalThis.Boolean(object.requires_user_approval)
+        : false,
+    };
+  },
+
+  toJSON(message: SkillPermissions): unknown {
+    const obj: any = {};
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts.map((e) => HostGrant.toJSON(e));
+    }
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets;
+    }
+    if (message.memoryMb !== 0) {
+      obj.memoryMb = Math.round(message.memoryMb);
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    if (message.requiresUserApproval !== false) {
+      obj.requiresUserApproval = message.requiresUserApproval;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SkillPermissions>): SkillPermissions {
+    return SkillPermissions.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SkillPermissions>): SkillPermissions {
+    const message = createBaseSkillPermissions();
+    message.hosts = object.hosts?.map((e) => HostGrant.fromPartial(e)) || [];
+    message.secrets = object.secrets?.map((e) => e) || [];
+    message.memoryMb = object.memoryMb ?? 0;
+    message.timeoutMs = object.timeoutMs ?? 0;
+    message.requiresUserApproval = object.requiresUserApproval ?? false;
+    return message;
+  },
+};
+
+function createBaseSkillRecord(): SkillRecord {
+  return {
+    name: "",
+    version: "",
+    sha256: "",
+    manifestJson: "",
+    status: 0,
+    publisherKey: "",
+    signature: "",
+    requested: undefined,
+    approved: undefined,
+    description: "",
+    inputSchemaJson: "",
+    entrypoint: "",
+    wasmSize: 0,
+    moduleMaxPages: 0,
+    installedAtMs: 0,
+    approvedAtMs: 0,
+    revokedAtMs: 0,
+    approvedBy: "",
+    revokedReason: "",
+    approvedSha256: "",
+    imports: [],
+  };
+}
+
+export const SkillRecord: MessageFns<SkillRecord> = {
+  encode(message: SkillRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    if (message.manifestJson !== "") {
+      writer.uint32(34).string(message.manifestJson);
+    }
+    if (message.status !== 0) {
+      writer.uint32(40).int32(message.status);
+    }
+    if (message.publisherKey !== "") {
+      writer.uint32(50).string(message.publisherKey);
+    }
+    if (message.signature !== "") {
+      writer.uint32(58).string(message.signature);
+    }
+    if (message.requested !== undefined) {
+      SkillPermissions.encode(message.requested, writer.uint32(66).fork()).join();
+    }
+    if (message.approved !== undefined) {
+      SkillPermissions.encode(message.approved, writer.uint32(74).fork()).join();
+    }
+    if (message.description !== "") {
+      writer.uint32(82).string(message.description);
+    }
+    if (message.inputSchemaJson !== "") {
+      writer.uint32(90).string(message.inputSchemaJson);
+    }
+    if (message.entrypoint !== "") {
+      writer.uint32(98).string(message.entrypoint);
+    }
+    if (message.wasmSize !== 0) {
+      writer.uint32(104).uint64(message.wasmSize);
+    }
+    if (message.moduleMaxPages !== 0) {
+      writer.uint32(112).uint32(message.moduleMaxPages);
+    }
+    if (message.installedAtMs !== 0) {
+      writer.uint32(120).int64(message.installedAtMs);
+    }
+    if (message.approvedAtMs !== 0) {
+      writer.uint32(128).int64(message.approvedAtMs);
+    }
+    if (message.revokedAtMs !== 0) {
+      writer.uint32(136).int64(message.revokedAtMs);
+    }
+    if (message.approvedBy !== "") {
+      writer.uint32(146).string(message.approvedBy);
+    }
+    if (message.revokedReason !== "") {
+      writer.uint32(154).string(message.revokedReason);
+    }
+    if (message.approvedSha256 !== "") {
+      writer.uint32(162).string(message.approvedSha256);
+    }
+    for (const v of message.imports) {
+      writer.uint32(170).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkillRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkillRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.manifestJson = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.publisherKey = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.requested = SkillPermissions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.approved = SkillPermissions.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.inputSchemaJson = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.entrypoint = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.wasmSize = longToNumber(reader.uint64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.moduleMaxPages = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.installedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.approvedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.revokedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.approvedBy = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.revokedReason = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.approvedSha256 = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.imports.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkillRecord {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      manifestJson: isSet(object.manifestJson)
+        ? globalThis.String(object.manifestJson)
+        : isSet(object.manifest_json)
+        ? globalThis.String(object.manifest_json)
+        : "",
+      status: isSet(object.status) ? skillStatusFromJSON(object.status) : 0,
+      publisherKey: isSet(object.publisherKey)
+        ? globalThis.String(object.publisherKey)
+        : isSet(object.publisher_key)
+        ? globalThis.String(object.publisher_key)
+        : "",
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+      requested: isSet(object.requested) ? SkillPermissions.fromJSON(object.requested) : undefined,
+      approved: isSet(object.approved) ? SkillPermissions.fromJSON(object.approved) : undefined,
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      inputSchemaJson: isSet(object.inputSchemaJson)
+        ? globalThis.String(object.inputSchemaJson)
+        : isSet(object.input_schema_json)
+        ? globalThis.String(object.input_schema_json)
+        : "",
+      entrypoint: isSet(object.entrypoint) ? globalThis.String(object.entrypoint) : "",
+      wasmSize: isSet(object.wasmSize)
+        ? globalThis.Number(object.wasmSize)
+        : isSet(object.wasm_size)
+        ? globalThis.Number(object.wasm_size)
+        : 0,
+      moduleMaxPages: isSet(object.moduleMaxPages)
+        ? globalThis.Number(object.moduleMaxPages)
+        : isSet(object.module_max_pages)
+        ? globalThis.Number(object.module_max_pages)
+        : 0,
+      installedAtMs: isSet(object.installedAtMs)
+        ? globalThis.Number(object.installedAtMs)
+        : isSet(object.installed_at_ms)
+        ? globalThis.Number(object.installed_at_ms)
+        : 0,
+      approvedAtMs: isSet(object.approvedAtMs)
+        ? globalThis.Number(object.approvedAtMs)
+        : isSet(object.approved_at_ms)
+        ? globalThis.Number(object.approved_at_ms)
+        : 0,
+      revokedAtMs: isSet(object.revokedAtMs)
+        ? globalThis.Number(object.revokedAtMs)
+        : isSet(object.revoked_at_ms)
+        ? globalThis.Number(object.revoked_at_ms)
+        : 0,
+      approvedBy: isSet(object.approvedBy)
+        ? globalThis.String(object.approvedBy)
+        : isSet(object.approved_by)
+        ? globalThis.String(object.approved_by)
+        : "",
+      revokedReason: isSet(object.revokedReason)
+        ? globalThis.String(object.revokedReason)
+        : isSet(object.revoked_reason)
+        ? globalThis.String(object.revoked_reason)
+        : "",
+      approvedSha256: isSet(object.approvedSha256)
+        ? globalThis.String(object.approvedSha256)
+        : isSet(object.approved_sha256)
+        ? globalThis.String(object.approved_sha256)
+        : "",
+      imports: globalThis.Array.isArray(object?.imports)
+        ? object.imports.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SkillRecord): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.manifestJson !== "") {
+      obj.manifestJson = message.manifestJson;
+    }
+    if (message.status !== 0) {
+      obj.status = skillStatusToJSON(message.status);
+    }
+    if (message.publisherKey !== "") {
+      obj.publisherKey = message.publisherKey;
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    if (message.requested !== undefined) {
+      obj.requested = SkillPermissions.toJSON(message.requested);
+    }
+    if (message.approved !== undefined) {
+      obj.approved = SkillPermissions.toJSON(message.approved);
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.inputSchemaJson !== "") {
+      obj.inputSchemaJson = message.inputSchemaJson;
+    }
+    if (message.entrypoint !== "") {
+      obj.entrypoint = message.entrypoint;
+    }
+    if (message.wasmSize !== 0) {
+      obj.wasmSize = Math.round(message.wasmSize);
+    }
+    if (message.moduleMaxPages !== 0) {
+      obj.moduleMaxPages = Math.round(message.moduleMaxPages);
+    }
+    if (message.installedAtMs !== 0) {
+      obj.installedAtMs = Math.round(message.installedAtMs);
+    }
+    if (message.approvedAtMs !== 0) {
+      obj.approvedAtMs = Math.round(message.approvedAtMs);
+    }
+    if (message.revokedAtMs !== 0) {
+      obj.revokedAtMs = Math.round(message.revokedAtMs);
+    }
+    if (message.approvedBy !== "") {
+      obj.approvedBy = message.approvedBy;
+    }
+    if (message.revokedReason !== "") {
+      obj.revokedReason = message.revokedReason;
+    }
+    if (message.approvedSha256 !== "") {
+      obj.approvedSha256 = message.approvedSha256;
+    }
+    if (message.imports?.length) {
+      obj.imports = message.imports;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SkillRecord>): SkillRecord {
+    return SkillRecord.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SkillRecord>): SkillRecord {
+    const message = createBaseSkillRecord();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    message.sha256 = object.sha256 ?? "";
+    message.manifestJson = object.manifestJson ?? "";
+    message.status = object.status ?? 0;
+    message.publisherKey = object.publisherKey ?? "";
+    message.signature = object.signature ?? "";
+    message.requested = (object.requested !== undefined && object.requested !== null)
+      ? SkillPermissions.fromPartial(object.requested)
+      : undefined;
+    message.approved = (object.approved !== undefined && object.approved !== null)
+      ? SkillPermissions.fromPartial(object.approved)
+      : undefined;
+    message.description = object.description ?? "";
+    message.inputSchemaJson = object.inputSchemaJson ?? "";
+    message.entrypoint = object.entrypoint ?? "";
+    message.wasmSize = object.wasmSize ?? 0;
+    message.moduleMaxPages = object.moduleMaxPages ?? 0;
+    message.installedAtMs = object.installedAtMs ?? 0;
+    message.approvedAtMs = object.approvedAtMs ?? 0;
+    message.revokedAtMs = object.revokedAtMs ?? 0;
+    message.approvedBy = object.approvedBy ?? "";
+    message.revokedReason = object.revokedReason ?? "";
+    message.approvedSha256 = object.approvedSha256 ?? "";
+    message.imports = object.imports?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseTrustedPublisher(): TrustedPublisher {
+  return { key: "", keyId: "", label: "", addedAtMs: 0 };
+}
+
+export const TrustedPublisher: MessageFns<TrustedPublisher> = {
+  encode(message: TrustedPublisher, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(18).string(message.keyId);
+    }
+    if (message.label !== "") {
+      writer.uint32(26).string(message.label);
+    }
+    if (message.addedAtMs !== 0) {
+      writer.uint32(32).int64(message.addedAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrustedPublisher {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrustedPublisher();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.addedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrustedPublisher {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
+      addedAtMs: isSet(object.addedAtMs)
+        ? globalThis.Number(object.addedAtMs)
+        : isSet(object.added_at_ms)
+        ? globalThis.Number(object.added_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: TrustedPublisher): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.label !== "") {
+      obj.label = message.label;
+    }
+    if (message.addedAtMs !== 0) {
+      obj.addedAtMs = Math.round(message.addedAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TrustedPublisher>): TrustedPublisher {
+    return TrustedPublisher.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TrustedPublisher>): TrustedPublisher {
+    const message = createBaseTrustedPublisher();
+    message.key = object.key ?? "";
+    message.keyId = object.keyId ?? "";
+    message.label = object.label ?? "";
+    message.addedAtMs = object.addedAtMs ?? 0;
     return message;
   },
 };

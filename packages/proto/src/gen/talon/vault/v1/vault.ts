@@ -99,6 +99,13 @@ export interface StatusResponse {
   epoch: number;
   secrets: number;
   activeKeyId: number;
+  /** Key derivation of the keyring, e.g. "argon2id m=131072KiB t=3 p=1" (empty before the first unseal). */
+  kdf: string;
+  /** Encryptions made with the active data key, and the count at which it is rotated automatically. */
+  activeKeyUses: number;
+  rotateAfter: number;
+  /** Set only in the answer to the Unseal call that created the keyring. */
+  keyringCreated: boolean;
 }
 
 export interface SecretPolicy {
@@ -140,7 +147,7 @@ export interface ScanIndexRequest {
  * SHA-256. Enough to confirm a match, not enough to recover a high-entropy value.
  */
 export interface FormFingerprint {
-  /** raw, base64, base64url, hex, hex_upper, percent */
+  /** raw, base64 (padded), base64_nopad, base64url (unpadded), hex, hex_upper, percent */
   encoding: string;
   length: number;
   prefix: Buffer;
@@ -224,6 +231,8 @@ export interface AuditRecord {
   principal: string;
   allowed: boolean;
   reason: string;
+  /** The egress request id (Resolve), to join vault and egress audit records. */
+  requestId: string;
 }
 
 export interface AuditLogResponse {
@@ -283,7 +292,17 @@ export const StatusRequest: MessageFns<StatusRequest> = {
 };
 
 function createBaseStatusResponse(): StatusResponse {
-  return { sealed: false, initialized: false, epoch: 0, secrets: 0, activeKeyId: 0 };
+  return {
+    sealed: false,
+    initialized: false,
+    epoch: 0,
+    secrets: 0,
+    activeKeyId: 0,
+    kdf: "",
+    activeKeyUses: 0,
+    rotateAfter: 0,
+    keyringCreated: false,
+  };
 }
 
 export const StatusResponse: MessageFns<StatusResponse> = {
@@ -302,6 +321,18 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     }
     if (message.activeKeyId !== 0) {
       writer.uint32(40).uint32(message.activeKeyId);
+    }
+    if (message.kdf !== "") {
+      writer.uint32(50).string(message.kdf);
+    }
+    if (message.activeKeyUses !== 0) {
+      writer.uint32(56).uint64(message.activeKeyUses);
+    }
+    if (message.rotateAfter !== 0) {
+      writer.uint32(64).uint64(message.rotateAfter);
+    }
+    if (message.keyringCreated !== false) {
+      writer.uint32(72).bool(message.keyringCreated);
     }
     return writer;
   },
@@ -359,6 +390,38 @@ export const StatusResponse: MessageFns<StatusResponse> = {
             message.activeKeyId = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.kdf = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.activeKeyUses = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.rotateAfter = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.keyringCreated = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -382,6 +445,22 @@ export const StatusResponse: MessageFns<StatusResponse> = {
         : isSet(object.active_key_id)
         ? globalThis.Number(object.active_key_id)
         : 0,
+      kdf: isSet(object.kdf) ? globalThis.String(object.kdf) : "",
+      activeKeyUses: isSet(object.activeKeyUses)
+        ? globalThis.Number(object.activeKeyUses)
+        : isSet(object.active_key_uses)
+        ? globalThis.Number(object.active_key_uses)
+        : 0,
+      rotateAfter: isSet(object.rotateAfter)
+        ? globalThis.Number(object.rotateAfter)
+        : isSet(object.rotate_after)
+        ? globalThis.Number(object.rotate_after)
+        : 0,
+      keyringCreated: isSet(object.keyringCreated)
+        ? globalThis.Boolean(object.keyringCreated)
+        : isSet(object.keyring_created)
+        ? globalThis.Boolean(object.keyring_created)
+        : false,
     };
   },
 
@@ -402,6 +481,18 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     if (message.activeKeyId !== 0) {
       obj.activeKeyId = Math.round(message.activeKeyId);
     }
+    if (message.kdf !== "") {
+      obj.kdf = message.kdf;
+    }
+    if (message.activeKeyUses !== 0) {
+      obj.activeKeyUses = Math.round(message.activeKeyUses);
+    }
+    if (message.rotateAfter !== 0) {
+      obj.rotateAfter = Math.round(message.rotateAfter);
+    }
+    if (message.keyringCreated !== false) {
+      obj.keyringCreated = message.keyringCreated;
+    }
     return obj;
   },
 
@@ -415,6 +506,10 @@ export const StatusResponse: MessageFns<StatusResponse> = {
     message.epoch = object.epoch ?? 0;
     message.secrets = object.secrets ?? 0;
     message.activeKeyId = object.activeKeyId ?? 0;
+    message.kdf = object.kdf ?? "";
+    message.activeKeyUses = object.activeKeyUses ?? 0;
+    message.rotateAfter = object.rotateAfter ?? 0;
+    message.keyringCreated = object.keyringCreated ?? false;
     return message;
   },
 };
@@ -2188,7 +2283,17 @@ export const AuditLogRequest: MessageFns<AuditLogRequest> = {
 };
 
 function createBaseAuditRecord(): AuditRecord {
-  return { atMs: 0, caller: "", action: "", secretName: "", host: "", principal: "", allowed: false, reason: "" };
+  return {
+    atMs: 0,
+    caller: "",
+    action: "",
+    secretName: "",
+    host: "",
+    principal: "",
+    allowed: false,
+    reason: "",
+    requestId: "",
+  };
 }
 
 export const AuditRecord: MessageFns<AuditRecord> = {
@@ -2216,6 +2321,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     }
     if (message.reason !== "") {
       writer.uint32(66).string(message.reason);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(74).string(message.requestId);
     }
     return writer;
   },
@@ -2297,6 +2405,14 @@ export const AuditRecord: MessageFns<AuditRecord> = {
             message.reason = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2327,6 +2443,11 @@ export const AuditRecord: MessageFns<AuditRecord> = {
       principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
       allowed: isSet(object.allowed) ? globalThis.Boolean(object.allowed) : false,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -2356,6 +2477,9 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -2372,6 +2496,7 @@ export const AuditRecord: MessageFns<AuditRecord> = {
     message.principal = object.principal ?? "";
     message.allowed = object.allowed ?? false;
     message.reason = object.reason ?? "";
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };

@@ -1,0 +1,90 @@
+// Turn latency through the whole pipeline with a zero-latency fake LLM, next to
+// its baseline (the same request sent straight to the fake LLM) in one run.
+// Reports p50/p99 and turns/s, sequential and at 16 concurrent, and the
+// pipeline's own overhead (Talon latency minus the direct-to-LLM latency).
+//   npm run bench:turn [-- --turns 500]
+import { parseArgs } from 'node:util';
+import { Agent, request } from 'undici';
+import { startTestPlatform } from '@talon/testkit';
+import { fmt, machine, summarize, table } from './lib.ts';
+
+const { values } = parseArgs({ options: { turns: { type: 'string', default: '500' }, concurrency: { type: 'string', default: '16' } } });
+const TURNS = Number(values.turns);
+const CONC = Number(values.concurrency);
+
+const tp = await startTestPlatform({ env: { TALON_LOG_LEVEL: 'warn', ORCHESTRATOR_ACK_WAIT_MS: '30000' } });
+const token = await tp.token('bench');
+const agent = new Agent({ connections: CONC * 2, pipelining: 1 });
+const body = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how fast is the pipeline?` }] });
+
+async function viaTalon(i: number): Promise<number> {
+  const t0 = performance.now();
+  const res = await request(`${tp.gatewayUrl}/v1/chat/completions`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-talon-conversation': `bench-${i % 64}` },
+    body: body(i),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`turn ${i}: HTTP ${res.statusCode} ${text}`);
+  return performance.now() - t0;
+}
+
+async function direct(i: number): Promise<number> {
+  const t0 = performance.now();
+  const res = await request(`${tp.llm!.url}/chat/completions`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'fake-model',
+      messages: [
+        { role: 'system', content: 'x' },
+        { role: 'user', content: `turn ${i}` },
+      ],
+    }),
+  });
+  await res.body.text();
+  return performance.now() - t0;
+}
+
+async function run(fn: (i: number) => Promise<number>, n: number, conc: number): Promise<{ lat: number[]; secs: number }> {
+  const lat: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: conc }, async () => {
+      while (next < n) {
+        const i = next++;
+        lat.push(await fn(i));
+      }
+    }),
+  );
+  return { lat, secs: (performance.now() - t0) / 1000 };
+}
+
+console.log(`bench:turn on ${machine()}; ${TURNS} turns per mode; database=${tp.database}`);
+// Warm up connections, JIT and pools.
+await run(viaTalon, 50, 4);
+await run(direct, 50, 4);
+
+const rows: Array<Array<string | number>> = [];
+const results: Record<string, { p50: number; p99: number }> = {};
+for (const [mode, conc] of [
+  ['sequential', 1],
+  [`${CONC} concurrent`, CONC],
+] as const) {
+  const base = await run(direct, TURNS, conc);
+  const talon = await run(viaTalon, TURNS, conc);
+  const b = summarize(base.lat);
+  const t = summarize(talon.lat);
+  results[mode] = { p50: t.p50 - b.p50, p99: t.p99 - b.p99 };
+  rows.push([`direct to fake LLM (${mode})`, fmt(b.p50), fmt(b.p99), fmt(TURNS / base.secs, 0)]);
+  rows.push([`through Talon (${mode})`, fmt(t.p50), fmt(t.p99), fmt(TURNS / talon.secs, 0)]);
+}
+console.log(`\n${table(['path', 'p50 ms', 'p99 ms', 'turns/s'], rows)}`);
+console.log('\npipeline overhead (Talon minus direct):');
+for (const [mode, r] of Object.entries(results)) console.log(`  ${mode.padEnd(14)} p50 ${fmt(r.p50)} ms   p99 ${fmt(r.p99)} ms`);
+console.log('  target: p50 overhead under 15 ms');
+await agent.close();
+await tp.stop();

@@ -1,0 +1,309 @@
+// `talon vault status|unseal|seal|passphrase|rotate-key|audit`, and what `talon secrets`
+// shares with it: the admin gRPC client (mTLS as spiffe://talon/admin) and hidden input.
+// Passphrases and values are read from a terminal with echo off, or from stdin; never
+// from argv, never printed.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { callUnary, createClient, DEFAULT_PORTS, GrpcStatus, pkiPaths, TalonError, type TlsMaterial } from '@talon/kit';
+import { VaultAdminServiceClient, type AuditLogResponse, type RotateKeyResponse, type StatusResponse } from '@talon/proto';
+import { CliError, homeDir } from '../context.ts';
+
+export function vaultAddress(): string {
+  return `127.0.0.1:${process.env.VAULT_GRPC_PORT ?? DEFAULT_PORTS.grpc.vault}`;
+}
+
+function adminTls(): TlsMaterial {
+  const p = pkiPaths(homeDir(), 'admin');
+  try {
+    return { ca: readFileSync(p.ca), cert: readFileSync(p.cert), key: readFileSync(p.key) };
+  } catch {
+    throw new CliError(`no admin certificate in ${homeDir()}/pki. Start Talon once with \`npm start\` (or set TALON_HOME to its state directory).`);
+  }
+}
+
+/** Turns a vault error into a message that says what to do next. */
+export function explainVaultError(err: unknown): CliError {
+  if (!(err instanceof TalonError)) return new CliError(String((err as Error)?.message ?? err));
+  const cause = err.cause as { code?: number; metadata?: { get(k: string): unknown[] } } | undefined;
+  const fromServer = (cause?.metadata?.get('talon-error-code').length ?? 0) > 0;
+  switch (err.code) {
+    case 'unavailable':
+      if (!fromServer && cause?.code === GrpcStatus.UNAVAILABLE) {
+        return new CliError(
+          `cannot reach the vault at ${vaultAddress()} (${err.message}). Is Talon running? Start it with \`npm start\` in another terminal (or set VAULT_GRPC_PORT if the vault listens elsewhere).`,
+          69,
+        );
+      }
+      return new CliError(`the vault is unavailable: ${err.message}`, 69);
+    case 'timeout':
+      return new CliError(`the vault at ${vaultAddress()} did not answer in time; see .talon/logs/vault.log`, 69);
+    case 'vault_sealed':
+      return new CliError(`${err.message.startsWith('the vault is sealed') ? '' : `${err.message}. `}The vault is sealed: unseal it with \`talon vault unseal\` (or start Talon with TALON_VAULT_PASSPHRASE set).`, 75);
+    case 'wrong_passphrase':
+      return new CliError(`${err.message}.`, 77);
+    case 'permission_denied':
+      return new CliError(`${err.message} (the CLI presents ${homeDir()}/pki/admin.crt)`, 77);
+    case 'not_found':
+    case 'invalid_argument':
+    case 'conflict':
+    case 'secret_corrupt':
+      return new CliError(err.message);
+    default:
+      return new CliError(`${err.code}: ${err.message}`);
+  }
+}
+
+/** One admin call to the vault; errors come back as CliErrors with advice. */
+export async function vaultAdmin<Res>(method: string, req: unknown, timeoutMs = 10_000): Promise<Res> {
+  const client = createClient(VaultAdminServiceClient, vaultAddress(), adminTls(), 'vault');
+  try {
+    return await callUnary<unknown, Res>(client, method, req, { timeoutMs });
+  } catch (err) {
+    throw explainVaultError(err);
+  } finally {
+    client.close();
+  }
+}
+
+// ---- hidden input ---------------------------------------------------------
+
+/** Prompts on the terminal with echo off; returns the bytes typed (the caller zeroes them). */
+export function promptHidden(question: string): Promise<Buffer> {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) return Promise.reject(new CliError('not a terminal'));
+  process.stderr.write(question);
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(256);
+    let len = 0;
+    const done = (err?: CliError) => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      if (err) {
+        buf.fill(0);
+        reject(err);
+        return;
+      }
+      const out = Buffer.from(buf.subarray(0, len));
+      buf.fill(0);
+      resolve(out);
+    };
+    const onData = (d: Buffer) => {
+      for (const byte of d) {
+        if (byte === 0x0d || byte === 0x0a || byte === 0x04) return done(); // Enter, Ctrl-D
+        if (byte === 0x03) return done(new CliError('cancelled', 130)); // Ctrl-C
+        if (byte === 0x15) {
+          len = 0; // Ctrl-U clears the line
+          continue;
+        }
+        if (byte === 0x7f || byte === 0x08) {
+          // Backspace removes one character, including all bytes of a UTF-8 sequence.
+          while (len > 0 && (buf[--len]! & 0xc0) === 0x80);
+          continue;
+        }
+        if (len === buf.length) {
+          const bigger = Buffer.alloc(buf.length * 2);
+          buf.copy(bigger);
+          buf.fill(0);
+          buf = bigger;
+        }
+        buf[len++] = byte;
+      }
+      d.fill(0);
+    };
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.on('data', onData);
+  });
+}
+
+/** Everything on stdin (not a terminal), with one trailing newline removed. */
+export async function readStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  const all = Buffer.concat(chunks);
+  for (const c of chunks) c.fill(0);
+  let end = all.length;
+  if (end > 0 && all[end - 1] === 0x0a) end -= 1;
+  if (end > 0 && all[end - 1] === 0x0d && end === all.length - 1) end -= 1;
+  const out = Buffer.from(all.subarray(0, end));
+  all.fill(0);
+  return out;
+}
+
+/** Reads one hidden value: a prompt on a terminal, else stdin. Refuses an empty value. */
+export async function readHidden(question: string, what: string): Promise<Buffer> {
+  const v = process.stdin.isTTY ? await promptHidden(question) : await readStdin();
+  if (v.length === 0) {
+    throw new CliError(
+      `no ${what} given: ${process.stdin.isTTY ? 'type it at the prompt' : 'pipe it on stdin (e.g. `printf %s "$VALUE" | talon ...`) or run the command in a terminal to be prompted'}`,
+    );
+  }
+  return v;
+}
+
+/** Splits stdin (not a terminal) into lines; each Buffer is the caller's to zero. */
+function splitLines(all: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= all.length; i++) {
+    if (i === all.length || all[i] === 0x0a) {
+      let end = i;
+      if (end > start && all[end - 1] === 0x0d) end -= 1;
+      out.push(Buffer.from(all.subarray(start, end)));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+async function newPassphraseTwice(first: string): Promise<Buffer> {
+  const a = await promptHidden(first);
+  const b = await promptHidden('Repeat it: ');
+  const same = a.equals(b);
+  b.fill(0);
+  if (!same) {
+    a.fill(0);
+    throw new CliError('the two entries differ; nothing was changed');
+  }
+  return a;
+}
+
+// ---- commands ---------------------------------------------------------------
+
+function describeStatus(s: StatusResponse): string {
+  const lines = [`Vault ${vaultAddress()}: ${s.sealed ? 'SEALED' : 'unsealed'}`];
+  if (!s.initialized) {
+    lines.push('  keyring    none yet: the first `talon vault unseal` creates it from the passphrase you choose');
+  } else {
+    lines.push(`  keyring    ${s.kdf}`);
+    lines.push(`  secrets    ${s.secrets}`);
+    lines.push(`  data key   ${s.activeKeyId} (${s.activeKeyUses} of ${s.rotateAfter} encryptions before automatic rotation)`);
+  }
+  lines.push(`  epoch      ${s.epoch}`);
+  if (s.sealed && s.initialized) lines.push('Unseal with: talon vault unseal');
+  return lines.join('\n');
+}
+
+export function registerVault(program: Command): void {
+  const vault = program.command('vault').description('seal state and keys of the vault (over mTLS as the admin identity; it never returns a secret value)');
+
+  vault
+    .command('status')
+    .description('sealed or not, keyring parameters, number of secrets, active data key')
+    .action(async () => {
+      console.log(describeStatus(await vaultAdmin<StatusResponse>('status', {})));
+    });
+
+  vault
+    .command('unseal')
+    .description('unseal with the master passphrase (prompted with echo off, or read from stdin); the first unseal of an empty vault creates its keyring')
+    .action(async () => {
+      const before = await vaultAdmin<StatusResponse>('status', {});
+      if (!before.sealed) {
+        console.log('The vault is already unsealed.');
+        return;
+      }
+      let pass: Buffer;
+      if (!before.initialized) {
+        process.stderr.write(
+          'This vault has no keyring yet: the passphrase you enter now creates it.\n' +
+            'Choose at least 12 characters (a few random words). It is never stored; without it the secrets cannot be recovered.\n',
+        );
+        pass = process.stdin.isTTY ? await newPassphraseTwice('New vault passphrase: ') : await readHidden('', 'passphrase');
+      } else {
+        pass = await readHidden('Vault passphrase: ', 'passphrase');
+      }
+      let st: StatusResponse;
+      try {
+        st = await vaultAdmin<StatusResponse>('unseal', { passphrase: pass.toString('utf8') }, 60_000);
+      } finally {
+        pass.fill(0);
+      }
+      if (st.keyringCreated) {
+        console.log(`Vault initialised: a new keyring (${st.kdf}) and data key ${st.activeKeyId} were created. The vault is unsealed.`);
+        console.log('Keep the passphrase safe: it is the only way to unseal this vault again.');
+      } else console.log(`Vault unsealed (${st.secrets} secret${st.secrets === 1 ? '' : 's'}).`);
+    });
+
+  vault
+    .command('seal')
+    .description('drop every key from the vault’s memory; secrets are refused until the next unseal')
+    .action(async () => {
+      await vaultAdmin<StatusResponse>('seal', {});
+      console.log('Vault sealed: keys zeroed and dropped from memory. Unseal with: talon vault unseal');
+    });
+
+  vault
+    .command('passphrase')
+    .description('change the master passphrase (re-wraps the data keys; secrets are not re-encrypted). Prompts for the current one and the new one twice; without a terminal, reads two lines from stdin: current, new')
+    .action(async () => {
+      let oldPass: Buffer;
+      let newPass: Buffer;
+      if (process.stdin.isTTY) {
+        oldPass = await promptHidden('Current vault passphrase: ');
+        newPass = await newPassphraseTwice('New vault passphrase: ');
+      } else {
+        const all = await readStdin();
+        const lines = splitLines(all);
+        all.fill(0);
+        if (lines.length < 2 || lines[0]!.length === 0 || lines[1]!.length === 0) {
+          for (const l of lines) l.fill(0);
+          throw new CliError('expected two lines on stdin: the current passphrase, then the new one');
+        }
+        [oldPass, newPass] = [lines[0]!, lines[1]!];
+        for (const l of lines.slice(2)) l.fill(0);
+      }
+      try {
+        await vaultAdmin<StatusResponse>(
+          'changePassphrase',
+          { oldPassphrase: oldPass.toString('utf8'), newPassphrase: newPass.toString('utf8') },
+          60_000,
+        );
+      } finally {
+        oldPass.fill(0);
+        newPass.fill(0);
+      }
+      console.log('Vault passphrase changed: data keys re-wrapped under the new passphrase. Use the new one from now on.');
+    });
+
+  vault
+    .command('rotate-key')
+    .description('make a fresh data key active for new encryptions (older keys stay for decryption)')
+    .action(async () => {
+      const r = await vaultAdmin<RotateKeyResponse>('rotateKey', {});
+      console.log(`Data key ${r.activeKeyId} is now active${r.retiredKeyId ? `; key ${r.retiredKeyId} retired (kept to decrypt older secrets)` : ''}.`);
+    });
+
+  vault
+    .command('audit')
+    .description('recent vault audit records: who touched which secret, for which host and principal, allowed or not (never values)')
+    .option('--limit <n>', 'how many records, newest first', '50')
+    .action(async (o: { limit: string }) => {
+      const limit = Number(o.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError('--limit must be an integer from 1 to 1000');
+      const r = await vaultAdmin<AuditLogResponse>('auditLog', { limit });
+      if (r.records.length === 0) {
+        console.log('No audit records yet.');
+        return;
+      }
+      for (const a of r.records) {
+        console.log(
+          [
+            new Date(a.atMs).toISOString(),
+            a.allowed ? 'ALLOW' : 'DENY ',
+            a.action.padEnd(15),
+            `caller=${a.caller}`,
+            a.secretName ? `secret=${a.secretName}` : '',
+            a.host ? `host=${a.host}` : '',
+            a.principal ? `principal=${a.principal}` : '',
+            `reason=${a.reason}`,
+            a.requestId ? `request=${a.requestId}` : '',
+          ]
+            .filter((x) => x !== '')
+            .join('  '),
+        );
+      }
+    });
+}

@@ -1,0 +1,134 @@
+// An OpenAI-compatible /v1/embeddings provider (OpenAI, Azure-compatible gateways,
+// Ollama, vLLM, llama.cpp, LM Studio...). It is called only through egress: the
+// request carries the placeholder {{secret:<name>}} and egress fills in the key,
+// so the caller (the orchestrator) never sees it.
+import { scrub, type EgressRequest, type EgressResponse } from '@talon/kit';
+import { EmbeddingError, l2normalize, type Embedder } from './types.ts';
+
+/** What the embedder needs from EgressClient (also lets tests use a loopback fake). */
+export interface HttpTransport {
+  request(req: EgressRequest): Promise<Pick<EgressResponse, 'status' | 'body'>>;
+}
+
+export interface OpenAiEmbedderOptions {
+  transport: HttpTransport;
+  /** Base URL up to the API version, e.g. https://api.openai.com/v1 (…/embeddings is appended). */
+  baseUrl: string;
+  model: string;
+  dim: number;
+  /** Vault secret holding the API key; undefined for servers without auth (local Ollama). */
+  apiKeySecret: string | undefined;
+  /** Texts per request (providers cap the batch; OpenAI allows 2048). */
+  batchSize?: number;
+  timeoutMs?: number;
+  /** Ask the provider for `dim` dimensions (only text-embedding-3* and compatible servers support it). */
+  requestDimensions?: boolean;
+  /** Inputs are cut to this many characters (providers refuse over-long input). */
+  maxInputChars?: number;
+}
+
+interface EmbeddingsResponse {
+  data?: Array<{ index?: number; embedding?: unknown }>;
+}
+
+function detail(text: string): string {
+  try {
+    const j = JSON.parse(text) as { error?: { message?: string } | string; message?: string };
+    const m = typeof j.error === 'string' ? j.error : (j.error?.message ?? j.message);
+    if (m) return scrub(m).slice(0, 300);
+  } catch {
+    /* not JSON */
+  }
+  return scrub(text).slice(0, 300);
+}
+
+export class OpenAiEmbedder implements Embedder {
+  readonly model: string;
+  readonly dim: number;
+  readonly local = false;
+  private readonly o: Required<Omit<OpenAiEmbedderOptions, 'apiKeySecret'>> & { apiKeySecret: string | undefined };
+
+  constructor(opts: OpenAiEmbedderOptions) {
+    this.model = opts.model;
+    this.dim = opts.dim;
+    this.o = {
+      batchSize: 64,
+      timeoutMs: 30_000,
+      requestDimensions: /^text-embedding-3/.test(opts.model),
+      maxInputChars: 16_000,
+      ...opts,
+    };
+  }
+
+  get endpoint(): string {
+    return `${this.o.baseUrl.replace(/\/+$/, '')}/embeddings`;
+  }
+
+  async embed(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (let i = 0; i < texts.length; i += this.o.batchSize) {
+      out.push(...(await this.batch(texts.slice(i, i + this.o.batchSize), signal)));
+    }
+    return out;
+  }
+
+  private async batch(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
+    if (texts.length === 0) return [];
+    const timeout = AbortSignal.timeout(this.o.timeoutMs);
+    const input = texts.map((t) => (t.length > this.o.maxInputChars ? t.slice(0, this.o.maxInputChars) : t || ' '));
+    const res = await this.o.transport.request({
+      method: 'POST',
+      url: this.endpoint,
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        ...(this.o.apiKeySecret ? { authorization: `Bearer {{secret:${this.o.apiKeySecret}}}` } : {}),
+      },
+      body: JSON.stringify({
+        model: this.model,
+        input,
+        encoding_format: 'float',
+        ...(this.o.requestDimensions ? { dimensions: this.dim } : {}),
+      }),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      headersTimeoutMs: this.o.timeoutMs,
+      bodyTimeoutMs: this.o.timeoutMs,
+    });
+    const text = await res.body.text().catch(() => '');
+    if (res.status >= 400) {
+      const retryable = res.status === 408 || res.status === 409 || res.status === 429 || res.status >= 500;
+      throw new EmbeddingError('upstream_error', `the embeddings provider answered HTTP ${res.status}: ${detail(text)}`, { retryable });
+    }
+    let json: EmbeddingsResponse;
+    try {
+      json = JSON.parse(text) as EmbeddingsResponse;
+    } catch {
+      throw new EmbeddingError('upstream_error', 'the embeddings provider returned a response that is not JSON', { retryable: true });
+    }
+    if (!Array.isArray(json.data) || json.data.length !== texts.length) {
+      throw new EmbeddingError(
+        'upstream_error',
+        `the embeddings provider returned ${Array.isArray(json.data) ? json.data.length : 'no'} vectors for ${texts.length} inputs`,
+      );
+    }
+    const vectors: Float32Array[] = new Array<Float32Array>(texts.length);
+    json.data.forEach((d, pos) => {
+      const idx = typeof d.index === 'number' ? d.index : pos;
+      const e = d.embedding;
+      if (!Array.isArray(e) || !e.every((x) => typeof x === 'number' && Number.isFinite(x)) || idx < 0 || idx >= texts.length) {
+        throw new EmbeddingError('upstream_error', 'the embeddings provider returned a malformed vector (expected data[].embedding as numbers)');
+      }
+      if (e.length !== this.dim) {
+        throw new EmbeddingError(
+          'upstream_error',
+          `the embeddings provider returned ${e.length}-dimensional vectors for ${this.model}, but TALON_EMBEDDINGS_DIM is ${this.dim}; set TALON_EMBEDDINGS_DIM=${e.length}`,
+        );
+      }
+      vectors[idx] = l2normalize(Float32Array.from(e as number[]));
+    });
+    for (let i = 0; i < vectors.length; i++) {
+      if (!vectors[i]) throw new EmbeddingError('upstream_error', `the embeddings provider returned no vector for input ${i}`);
+    }
+    return vectors;
+  }
+}

@@ -1,0 +1,224 @@
+// Egress as a real process behind real mTLS: who may call, where to, SSRF
+// defences (including a DNS answer that flips and a redirect to a private
+// address), limits, fail-closed secrets, and the audit trail on JetStream.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'undici';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { STREAMS } from '@talon/kit';
+import { EgressDecision } from '@talon/proto';
+import {
+  egressAs,
+  startFakeDns,
+  startTestPlatform,
+  startUpstream,
+  viaEgress,
+  type FakeDns,
+  type FakeUpstream,
+  type TestPlatform,
+} from '@talon/testkit';
+
+describe('egress proxy', () => {
+  let tp: TestPlatform;
+  let up: FakeUpstream;
+  let dns: FakeDns;
+  let orch: Client;
+  let trap: { port: number; hits: number; close: () => void };
+  const dir = mkdtempSync(join(tmpdir(), 'talon-egress-test-'));
+
+  before(async () => {
+    up = await startUpstream((req, res) => {
+      if (req.url?.startsWith('/redirect')) {
+        res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));
+    });
+    // A listener on loopback that must never be reached.
+    const state = { hits: 0 };
+    const srv = createServer((s) => {
+      state.hits += 1;
+      s.destroy();
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    trap = {
+      port: (srv.address() as { port: number }).port,
+      get hits() {
+        return state.hits;
+      },
+      close: () => srv.close(),
+    };
+    dns = await startFakeDns((name, nth) =>
+      name === 'flip.test' ? (nth === 1 ? '93.184.216.34' : '127.0.0.1') : name === 'internal.test' ? '10.1.2.3' : undefined,
+    );
+    const policy = {
+      rules: [
+        { principal: 'orchestrator', host: '127.0.0.1', port: up.port, methods: ['GET', 'POST'] },
+        { principal: 'orchestrator', host: '127.0.0.1', port: trap.port },
+        { principal: 'orchestrator', host: 'localhost', port: trap.port },
+        { principal: 'orchestrator', host: '169.254.169.254', port: 80 },
+        { principal: 'orchestrator', host: 'flip.test', port: trap.port },
+        { principal: 'orchestrator', host: 'internal.test', port: 80 },
+        { principal: 'orchestrator', host: '::1', port: trap.port },
+        { principal: 'orchestrator', host: '::ffff:7f00:1', port: trap.port },
+        { principal: 'tools', host: '127.0.0.1', port: up.port, methods: ['GET'] },
+      ],
+    };
+    writeFileSync(join(dir, 'policy.json'), JSON.stringify(policy));
+    writeFileSync(
+      join(dir, 'creds.json'),
+      JSON.stringify({ credentials: { tools: createHash('sha256').update('tool-password').digest('hex') } }),
+    );
+    tp = await startTestPlatform({
+      services: ['egress'],
+      llm: false,
+      env: {
+        EGRESS_POLICY_FILE: join(dir, 'policy.json'),
+        EGRESS_PROXY_CREDENTIALS_FILE: join(dir, 'creds.json'),
+        TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${up.port}`,
+        EGRESS_DNS_SERVERS: dns.address,
+        EGRESS_CONNECT_TIMEOUT_MS: '300',
+        EGRESS_MAX_REQUEST_BYTES: '4096',
+        EGRESS_VAULT_POLL_MS: '200',
+      },
+    });
+    orch = egressAs(tp.home, tp.ports.egressProxy, 'orchestrator');
+  });
+  after(async () => {
+    await orch?.close();
+    await tp?.stop();
+    await up?.close();
+    await dns?.close();
+    trap?.close();
+  });
+
+  it('forwards an allowed request and streams the answer back', async () => {
+    const r = await viaEgress(orch, `${up.url}/hello?x=1`);
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json, { path: '/hello?x=1' });
+    assert.equal(up.seen.at(-1)!.headers.host, `127.0.0.1:${up.port}`);
+    assert.equal(up.seen.at(-1)!.headers['traceparent'], undefined, 'internal trace context does not leave');
+  });
+
+  it('default-denies hosts, ports and methods outside the caller’s policy', async () => {
+    const host = await viaEgress(orch, 'http://example.com/');
+    assert.equal(host.status, 403);
+    assert.equal(host.headers['x-talon-egress-error'], 'host_not_allowed');
+    const method = await viaEgress(orch, `${up.url}/x`, { method: 'DELETE' });
+    assert.equal(method.status, 403);
+    assert.equal(method.json.error.reason, 'method_not_allowed');
+    const gw = egressAs(tp.home, tp.ports.egressProxy, 'gateway');
+    const other = await viaEgress(gw, `${up.url}/x`);
+    assert.equal(other.status, 403, 'the orchestrator’s grant is not the gateway’s');
+    await gw.close();
+  });
+
+  it('authenticates callers by certificate or proxy credential, else 407', async () => {
+    const anon = new Client(`https://127.0.0.1:${tp.ports.egressProxy}`, { connect: { rejectUnauthorized: false } });
+    const r1 = await viaEgress(anon, `${up.url}/x`);
+    assert.equal(r1.status, 407);
+    const bad = await viaEgress(anon, `${up.url}/x`, {
+      headers: { 'proxy-authorization': `Basic ${Buffer.from('tools:wrong').toString('base64')}` },
+    });
+    assert.equal(bad.status, 407);
+    const good = await viaEgress(anon, `${up.url}/x`, {
+      headers: { 'proxy-authorization': `Basic ${Buffer.from('tools:tool-password').toString('base64')}` },
+    });
+    assert.equal(good.status, 200);
+    assert.equal(up.seen.at(-1)!.headers['proxy-authorization'], undefined, 'proxy credentials are not forwarded');
+    await anon.close();
+  });
+
+  it('refuses private, loopback and metadata destinations and never connects to them', async () => {
+    const before = trap.hits;
+    for (const url of [
+      `http://127.0.0.1:${trap.port}/`,
+      `http://localhost:${trap.port}/`,
+      `http://[::1]:${trap.port}/`,
+      `http://[::ffff:7f00:1]:${trap.port}/`,
+      'http://169.254.169.254/latest/meta-data/',
+      'http://internal.test/',
+    ]) {
+      const r = await viaEgress(orch, url);
+      assert.equal(r.status, 403, url);
+      assert.equal(r.headers['x-talon-egress-error'], 'private_address', url);
+    }
+    assert.equal(trap.hits, before);
+  });
+
+  it('resolves once and connects to the checked address, so a flipping DNS answer cannot reach loopback', async () => {
+    const before = trap.hits;
+    const q0 = dns.queries.filter((q) => q.name === 'flip.test' && q.type === 1).length;
+    // First answer is public (unreachable here: the connect times out), the next one would be 127.0.0.1.
+    const r = await viaEgress(orch, `http://flip.test:${trap.port}/`);
+    assert.ok([502, 504].includes(r.status), `got ${r.status}`);
+    assert.equal(dns.queries.filter((q) => q.name === 'flip.test' && q.type === 1).length - q0, 1, 'exactly one A lookup per request');
+    assert.equal(trap.hits, before, 'nothing connected to the loopback listener');
+    // The next request sees the private answer and is refused before connecting.
+    const r2 = await viaEgress(orch, `http://flip.test:${trap.port}/`);
+    assert.equal(r2.status, 403);
+    assert.equal(trap.hits, before);
+  });
+
+  it('hands redirects back instead of following them; the next hop is checked again', async () => {
+    const r = await viaEgress(orch, `${up.url}/redirect`);
+    assert.equal(r.status, 302);
+    assert.equal(r.headers.location, 'http://169.254.169.254/latest/meta-data/');
+    const hop = await viaEgress(orch, String(r.headers.location));
+    assert.equal(hop.status, 403);
+  });
+
+  it('answers precise errors for bad requests', async () => {
+    const origin = await orch.request({ method: 'GET', path: '/relative' });
+    assert.equal(origin.statusCode, 400);
+    assert.match(await origin.body.text(), /absolute form/);
+    const big = await viaEgress(orch, `${up.url}/upload`, { method: 'POST', body: 'x'.repeat(10_000) });
+    assert.equal(big.status, 413);
+    const userinfo = await viaEgress(orch, `http://user:pw@127.0.0.1:${up.port}/`);
+    assert.equal(userinfo.status, 400);
+  });
+
+  it('fails closed when a secret is needed and the vault is down, while other requests work', async () => {
+    const r = await viaEgress(orch, `${up.url}/with-secret`, { headers: { authorization: 'Bearer {{secret:llm_api_key}}' } });
+    assert.equal(r.status, 503);
+    assert.equal(up.seen.filter((s) => s.url === '/with-secret').length, 0);
+    const ok = await viaEgress(orch, `${up.url}/plain`);
+    assert.equal(ok.status, 200);
+  });
+
+  it('refuses placeholders in bodies and malformed placeholders', async () => {
+    const body = await viaEgress(orch, `${up.url}/p`, {
+      method: 'POST',
+      body: '{"k":"{{secret:llm_api_key}}"}',
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(body.status, 400);
+    assert.equal(body.json.error.reason, 'placeholder_in_body');
+    const bad = await viaEgress(orch, `${up.url}/p`, { headers: { 'x-key': '{{secret:Bad-Name}}' } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.reason, 'malformed_placeholder');
+  });
+
+  it('records every decision on the audit stream, without secrets', async () => {
+    await new Promise((r) => setTimeout(r, 500));
+    const jsm = await jetstreamManager(await tp.admin());
+    const info = await jsm.streams.info(STREAMS.audit.name);
+    const decisions: EgressDecision[] = [];
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(STREAMS.audit.name, { seq }).catch(() => null);
+      if (m) decisions.push(EgressDecision.decode(m.data));
+    }
+    assert.ok(decisions.some((d) => d.allowed && d.path === '/hello' && d.principal === 'orchestrator'));
+    assert.ok(decisions.some((d) => !d.allowed && d.reason === 'host_not_allowed'));
+    assert.ok(decisions.some((d) => !d.allowed && d.reason === 'loopback_address'));
+    assert.ok(decisions.some((d) => !d.allowed && d.reason === 'no_principal'));
+    const all = JSON.stringify(decisions);
+    assert.doesNotMatch(all, /tool-password/);
+    assert.doesNotMatch(all, new RegExp(Buffer.from('tools:tool-password').toString('base64')));
+  });
+});
