@@ -2,7 +2,11 @@
 import { existsSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { CliError } from './context.ts';
+import { registerDb } from './commands/db.ts';
+import { registerEgress } from './commands/egress.ts';
 import { registerHealth } from './commands/health.ts';
+import { registerInit } from './commands/init.ts';
+import { registerSkills } from './commands/skills.ts';
 import { registerSecrets } from './commands/secrets.ts';
 import { registerVault } from './commands/vault.ts';
 import { registerToken } from './commands/token.ts';
@@ -15,7 +19,9 @@ if (existsSync('.env')) process.loadEnvFile('.env');
 const program = new Command();
 program
   .name('talon')
-  .description('Talon: a self-hosted AI agent platform that keeps credentials out of the model’s reach.\nState lives in TALON_HOME (default ./.talon).')
+  .description(
+    'Talon: a self-hosted AI agent platform that keeps credentials out of the model’s reach.\nState lives in TALON_HOME (default ./.talon).',
+  )
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
@@ -23,6 +29,10 @@ program
 registerUp(program);
 registerToken(program);
 registerHealth(program);
+registerInit(program);
+registerDb(program);
+registerSkills(program);
+registerEgress(program);
 registerSecrets(program);
 registerVault(program);
 

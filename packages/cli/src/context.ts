@@ -28,7 +28,13 @@ export async function adminNats(): Promise<NatsConnection> {
     throw new CliError(`no Talon installation in ${home} (missing ${seed}). Start Talon first with \`npm start\` (or set TALON_HOME).`);
   }
   try {
-    return await connectNats({ servers: natsUrl(), user: 'admin', seedFile: seed, log: createLogger({ service: 'talon', level: 'silent' }), connectTimeoutMs: 3000 });
+    return await connectNats({
+      servers: natsUrl(),
+      user: 'admin',
+      seedFile: seed,
+      log: createLogger({ service: 'talon', level: 'silent' }),
+      connectTimeoutMs: 3000,
+    });
   } catch {
     throw new CliError(`cannot reach Talon's NATS at ${natsUrl()}. Is Talon running? Start it with \`npm start\` in another terminal.`);
   }

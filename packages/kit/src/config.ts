@@ -3,6 +3,8 @@
 // Each service declares a spec of fields; `loadConfig` parses every field once,
 // collects every problem (not just the first) and returns a frozen object.
 // A bad or missing value stops boot with a message naming the key and the fix.
+// Secret fields may instead be read from a file named by KEY_FILE.
+import { readFileSync } from 'node:fs';
 
 export interface Field<T> {
   readonly key: string;
@@ -174,7 +176,21 @@ export function loadConfig<S extends Spec>(service: string, spec: S, env: Record
   const problems: ConfigFieldError[] = [];
   for (const [name, field] of Object.entries(spec)) {
     try {
-      out[name] = field.parse(env[field.key]);
+      let raw = env[field.key];
+      // Secrets may come from a file (container secrets): KEY_FILE names it.
+      const file = env[`${field.key}_FILE`];
+      if (field.secret && (raw === undefined || raw === '') && file) {
+        try {
+          raw = readFileSync(file, 'utf8').trim();
+        } catch {
+          throw new ConfigFieldError(
+            `${field.key}_FILE`,
+            `cannot read ${file}`,
+            `Point ${field.key}_FILE at a readable file or set ${field.key}`,
+          );
+        }
+      }
+      out[name] = field.parse(raw);
     } catch (err) {
       if (err instanceof ConfigFieldError) problems.push(err);
       else throw err;

@@ -5,13 +5,26 @@ import { createServer as createHttps } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, type Dispatcher } from 'undici';
-import { issueCert } from '@talon/kit/pki';
+import { createCa, issueCert } from '@talon/kit/pki';
 
 export interface Seen {
   method: string;
   url: string;
   headers: IncomingMessage['headers'];
   body: Buffer;
+}
+
+export interface UpstreamTls {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/** A throwaway CA and a server certificate for localhost / 127.0.0.1 / the given names. */
+export async function makeUpstreamTls(names: string[] = ['localhost', 'upstream.test']): Promise<UpstreamTls> {
+  const ca = await createCa('Fake Upstream CA');
+  const leaf = await issueCert(ca, { name: 'upstream', uri: null, dnsNames: names, ips: ['127.0.0.1'] });
+  return { caPem: ca.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem };
 }
 
 export interface FakeUpstream {
@@ -26,7 +39,7 @@ export interface FakeUpstream {
 
 export async function startUpstream(
   handler: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void = (_q, res) => res.end('ok'),
-  opts: { https?: { home: string; names?: string[] } } = {},
+  opts: { https?: UpstreamTls } = {},
 ): Promise<FakeUpstream> {
   const seen: Seen[] = [];
   const state = { connections: 0 };
@@ -40,18 +53,8 @@ export async function startUpstream(
   let server: Server;
   let caPem: string | undefined;
   if (opts.https) {
-    const ca = {
-      certPem: readFileSync(join(opts.https.home, 'pki', 'ca.crt'), 'utf8'),
-      keyPem: readFileSync(join(opts.https.home, 'pki', 'ca.key'), 'utf8'),
-    };
-    const leaf = await issueCert(ca, {
-      name: 'upstream',
-      uri: null,
-      dnsNames: opts.https.names ?? ['localhost', 'upstream.test'],
-      ips: ['127.0.0.1'],
-    });
-    server = createHttps({ key: leaf.keyPem, cert: leaf.certPem }, (q, s) => void onReq(q, s)) as unknown as Server;
-    caPem = ca.certPem;
+    server = createHttps({ key: opts.https.keyPem, cert: opts.https.certPem }, (q, s) => void onReq(q, s)) as unknown as Server;
+    caPem = opts.https.caPem;
   } else {
     server = createHttp((q, s) => void onReq(q, s));
   }

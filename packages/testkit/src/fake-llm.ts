@@ -1,5 +1,6 @@
 // A fake LLM provider for tests: a real HTTP server on loopback speaking the
-// OpenAI Chat Completions and Anthropic Messages wire formats (JSON and SSE).
+// OpenAI Chat Completions and Anthropic Messages wire formats (JSON and SSE),
+// including scripted tool calls, and an OpenAI-compatible /embeddings endpoint.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 export interface RecordedLlmRequest {
@@ -18,12 +19,30 @@ export interface FakeLlmBehaviour {
   hang?: (req: RecordedLlmRequest, index: number) => boolean;
   /** HTTP status to answer with instead of a completion. */
   status?: (req: RecordedLlmRequest, index: number) => number | undefined;
+  /** Scripted answer (text and/or tool calls); wins over `reply` when it returns something. */
+  respond?: (req: RecordedLlmRequest, index: number) => FakeLlmResponse | undefined;
+  /** HTTP status for /embeddings requests (default: 200 with vectors). */
+  embeddingsStatus?: (req: RecordedLlmRequest, index: number) => number | undefined;
+}
+
+export interface FakeToolCall {
+  id?: string;
+  name: string;
+  /** Arguments object (sent as JSON) or raw argument text. */
+  arguments: unknown;
+}
+
+export interface FakeLlmResponse {
+  text?: string;
+  toolCalls?: FakeToolCall[];
 }
 
 export interface FakeLlm {
   readonly url: string;
   readonly port: number;
   readonly requests: RecordedLlmRequest[];
+  /** Requests to /embeddings (kept apart so completion counts stay meaningful). */
+  readonly embeddingRequests: RecordedLlmRequest[];
   behaviour: FakeLlmBehaviour;
   close(): Promise<void>;
 }
@@ -38,6 +57,48 @@ export function defaultReply(req: RecordedLlmRequest): string {
   return `echo: ${lastUser(req.body)}`;
 }
 
+/** Every message text the model received in a request (system, messages, tool results), OpenAI or Anthropic shaped. */
+export function receivedTexts(req: RecordedLlmRequest): Array<{ role: string; text: string }> {
+  const out: Array<{ role: string; text: string }> = [];
+  const sys = req.body.system;
+  if (typeof sys === 'string') out.push({ role: 'system', text: sys });
+  for (const m of (req.body.messages as Array<{ role: string; content: unknown }>) ?? []) {
+    if (typeof m.content === 'string') out.push({ role: m.role, text: m.content });
+    else if (Array.isArray(m.content)) {
+      for (const b of m.content as Array<{ type?: string; text?: string; content?: unknown }>) {
+        if (b.type === 'text') out.push({ role: m.role, text: String(b.text ?? '') });
+        if (b.type === 'tool_result') out.push({ role: 'tool', text: typeof b.content === 'string' ? b.content : JSON.stringify(b.content) });
+      }
+    }
+  }
+  return out;
+}
+
+/** Deterministic bag-of-words vector (signed feature hashing, unit length): similar wording, similar vectors. */
+export function fakeEmbedding(text: string, dim: number): number[] {
+  const v = new Array<number>(dim).fill(0);
+  for (const w of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < w.length; i++) h = Math.imul(h ^ w.charCodeAt(i), 0x01000193);
+    h >>>= 0;
+    v[h % dim] = v[h % dim]! + (h & 0x80000000 ? -1 : 1);
+  }
+  const n = Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+  return n > 0 ? v.map((x) => x / n) : v;
+}
+
+function jsonOrEmpty(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return {};
+  }
+}
+
+function argText(a: unknown): string {
+  return typeof a === 'string' ? a : JSON.stringify(a ?? {});
+}
+
 /** Splits text into small deltas so streaming is exercised. */
 function deltas(text: string): string[] {
   const out: string[] = [];
@@ -47,8 +108,13 @@ function deltas(text: string): string[] {
 
 export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): Promise<FakeLlm> {
   const requests: RecordedLlmRequest[] = [];
+  const embeddingRequests: RecordedLlmRequest[] = [];
   const held: ServerResponse[] = [];
-  const fake = { requests, behaviour } as { requests: RecordedLlmRequest[]; behaviour: FakeLlmBehaviour };
+  const fake = { requests, embeddingRequests, behaviour } as {
+    requests: RecordedLlmRequest[];
+    embeddingRequests: RecordedLlmRequest[];
+    behaviour: FakeLlmBehaviour;
+  };
   const server: Server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
@@ -60,6 +126,25 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
       return;
     }
     const rec: RecordedLlmRequest = { path: req.url ?? '', headers: req.headers, body, receivedAt: Date.now() };
+    if ((req.url ?? '').endsWith('/embeddings')) {
+      const eIndex = embeddingRequests.push(rec) - 1;
+      const eStatus = fake.behaviour.embeddingsStatus?.(rec, eIndex);
+      if (eStatus && eStatus >= 400) {
+        res.writeHead(eStatus, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `fake error ${eStatus}` } }));
+        return;
+      }
+      const input = Array.isArray(body.input) ? (body.input as unknown[]).map(String) : [String(body.input ?? '')];
+      const dim = typeof body.dimensions === 'number' ? body.dimensions : 64;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          object: 'list',
+          model: body.model,
+          data: input.map((t, i) => ({ object: 'embedding', index: i, embedding: fakeEmbedding(t, dim) })),
+          usage: { prompt_tokens: input.length, total_tokens: input.length },
+        }),
+      );
+      return;
+    }
     const index = requests.push(rec) - 1;
     const b = fake.behaviour;
     if (b.hang?.(rec, index)) {
@@ -74,7 +159,9 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
         .end(JSON.stringify({ error: { message: `fake error ${status}`, type: 'fake' } }));
       return;
     }
-    const text = (b.reply ?? defaultReply)(rec);
+    const scripted = b.respond?.(rec, index);
+    const text = scripted ? (scripted.text ?? '') : (b.reply ?? defaultReply)(rec);
+    const calls = (scripted?.toolCalls ?? []).map((c, i) => ({ id: c.id ?? `call_fake_${index}_${i}`, name: c.name, args: argText(c.arguments) }));
     const model = String(body.model ?? 'fake-model');
     const anthropic = (req.url ?? '').endsWith('/messages');
     if (body.stream === true) {
@@ -85,7 +172,12 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
         ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
         for (const d of deltas(text)) ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: d } });
         ev('content_block_stop', { index: 0 });
-        ev('message_delta', { delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 7 } });
+        calls.forEach((c, i) => {
+          ev('content_block_start', { index: i + 1, content_block: { type: 'tool_use', id: c.id, name: c.name, input: {} } });
+          for (const d of deltas(c.args)) ev('content_block_delta', { index: i + 1, delta: { type: 'input_json_delta', partial_json: d } });
+          ev('content_block_stop', { index: i + 1 });
+        });
+        ev('message_delta', { delta: { stop_reason: calls.length > 0 ? 'tool_use' : 'end_turn' }, usage: { output_tokens: 7 } });
         ev('message_stop', {});
         res.end();
         return;
@@ -97,8 +189,12 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
           `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`,
         );
       chunk({ role: 'assistant', content: '' }, null);
-      for (const d of deltas(text)) chunk({ content: d }, null);
-      chunk({}, 'stop');
+      if (text !== '' || calls.length === 0) for (const d of deltas(text)) chunk({ content: d }, null);
+      calls.forEach((c, i) => {
+        chunk({ tool_calls: [{ index: i, id: c.id, type: 'function', function: { name: c.name, arguments: '' } }] }, null);
+        for (const d of deltas(c.args)) chunk({ tool_calls: [{ index: i, function: { arguments: d } }] }, null);
+      });
+      chunk({}, calls.length > 0 ? 'tool_calls' : 'stop');
       res.write(
         `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 } })}\n\n`,
       );
@@ -111,8 +207,11 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
           type: 'message',
           role: 'assistant',
           model,
-          content: [{ type: 'text', text }],
-          stop_reason: 'end_turn',
+          content: [
+            ...(text !== '' || calls.length === 0 ? [{ type: 'text', text }] : []),
+            ...calls.map((c) => ({ type: 'tool_use', id: c.id, name: c.name, input: jsonOrEmpty(c.args) })),
+          ],
+          stop_reason: calls.length > 0 ? 'tool_use' : 'end_turn',
           usage: { input_tokens: 5, output_tokens: 7 },
         }
       : {
@@ -120,7 +219,19 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
           object: 'chat.completion',
           created: Math.floor(Date.now() / 1000),
           model,
-          choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: 'assistant',
+                content: calls.length > 0 && text === '' ? null : text,
+                ...(calls.length > 0
+                  ? { tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.args } })) }
+                  : {}),
+              },
+              finish_reason: calls.length > 0 ? 'tool_calls' : 'stop',
+            },
+          ],
           usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
         };
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(json));

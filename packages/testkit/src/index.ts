@@ -4,3 +4,4 @@ export * from './ports.ts';
 export * from './database.ts';
 export * from './egress-client.ts';
 export * from './fake-dns.ts';
+export * from './mitmdump.ts';

@@ -84,8 +84,13 @@ function writeCompanions(dir: string, keyPem: string, certPem: string, includeKe
   const write = (name: string, data: string | Buffer, mode: number) => {
     const p = join(dir, name);
     if (!includeKeyFile && existsSync(p)) return;
-    writeFileSync(p, data, { mode });
-    chmodSync(p, mode);
+    try {
+      writeFileSync(p, data, { mode });
+      chmodSync(p, mode);
+    } catch (err) {
+      // A CA mounted read-only (a Kubernetes secret) simply keeps the files it has.
+      if (includeKeyFile) throw err;
+    }
   };
   if (includeKeyFile) write(CA_FILES.keyAndCert, `${keyPem}${certPem}`, 0o600);
   write(CA_FILES.certPem, certPem, 0o644);

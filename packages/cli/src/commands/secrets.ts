@@ -33,7 +33,8 @@ export function parseExpiry(s: string, nowMs = Date.now()): number {
   if (d) at = nowMs + Number(d[1]) * UNIT_MS[d[2]!]!;
   else if (/^\d{4}-\d{2}-\d{2}/.test(s.trim())) at = Date.parse(s.trim());
   else at = NaN;
-  if (!Number.isFinite(at)) throw new CliError(`--expires ${JSON.stringify(s)}: give an ISO 8601 time (2026-01-31T12:00:00Z) or a duration such as 90d, 12h, 30m`);
+  if (!Number.isFinite(at))
+    throw new CliError(`--expires ${JSON.stringify(s)}: give an ISO 8601 time (2026-01-31T12:00:00Z) or a duration such as 90d, 12h, 30m`);
   if (at <= nowMs) throw new CliError(`--expires ${JSON.stringify(s)} is in the past`);
   return at;
 }
@@ -75,19 +76,33 @@ function placementOf(o: SetOptions): { placement: Placement; field: string } {
 export function registerSecrets(program: Command): void {
   const secrets = program
     .command('secrets')
-    .description('store secrets in the vault and bind each to hosts, a placement and principals (values are read from stdin, never printed)');
+    .description(
+      'store secrets in the vault and bind each to hosts, a placement and principals (values are read from stdin, never printed)',
+    );
 
   secrets
     .command('set')
-    .description('store a secret (a new version if NAME exists). The value is read from stdin, or prompted for with echo off on a terminal; one trailing newline is removed')
+    .description(
+      'store a secret (a new version if NAME exists). The value is read from stdin, or prompted for with echo off on a terminal; one trailing newline is removed',
+    )
     .argument('<name>', 'secret name, used in placeholders as {{secret:NAME}} (the LLM key is llm_api_key)')
-    .requiredOption('--host <hosts>', 'host(s) the value may be sent to, comma-separated or repeated: api.example.com, api.example.com:8443, *.example.com, 203.0.113.7 (no port = 443)', collect, [])
+    .requiredOption(
+      '--host <hosts>',
+      'host(s) the value may be sent to, comma-separated or repeated: api.example.com, api.example.com:8443, *.example.com, 203.0.113.7 (no port = 443)',
+      collect,
+      [],
+    )
     .option('--bearer', 'Authorization: Bearer <value> (default)')
     .option('--basic', 'Authorization: Basic; the value is user:password')
     .option('--header <name>', 'the value goes in this request header')
     .option('--query <name>', 'the value goes in this query parameter')
     .option('--path', 'the value goes in the URL path')
-    .option('--principal <principals>', 'who may use it: orchestrator, gateway, or skill:name@version; comma-separated or repeated (default orchestrator)', collect, [])
+    .option(
+      '--principal <principals>',
+      'who may use it: orchestrator, gateway, or skill:name@version; comma-separated or repeated (default orchestrator)',
+      collect,
+      [],
+    )
     .option('--expires <when>', 'refuse the secret after this ISO 8601 time or duration from now (90d, 12h)')
     .action(async (name: string, o: SetOptions) => {
       if (o.host.length === 0) throw new CliError('--host needs at least one host');
@@ -130,7 +145,13 @@ export function registerSecrets(program: Command): void {
       ]);
       const head = ['NAME', 'VERSION', 'PLACEMENT', 'HOSTS', 'PRINCIPALS', 'EXPIRES', 'KEY', 'CREATED'];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-      for (const row of [head, ...rows]) console.log(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+      for (const row of [head, ...rows])
+        console.log(
+          row
+            .map((c, i) => c.padEnd(widths[i]!))
+            .join('  ')
+            .trimEnd(),
+        );
     });
 
   secrets

@@ -14,7 +14,9 @@ export function registerToken(program: Command): void {
       if (o.scope !== 'user' && o.scope !== 'operator') throw new CliError('--scope must be user or operator');
       const userId = o.user ?? o.name.toLowerCase();
       if (!USER_ID.test(userId)) throw new CliError(`user id "${userId}" must be 1-64 characters of a-z, 0-9, . _ - (pass --user)`);
-      const { token: value, info } = await withAdminNats((nc) => createToken(nc, { name: o.name, userId, scope: o.scope as 'user' | 'operator' }));
+      const { token: value, info } = await withAdminNats((nc) =>
+        createToken(nc, { name: o.name, userId, scope: o.scope as 'user' | 'operator' }),
+      );
       process.stderr.write(`Created ${info.scope} token "${info.name}" for user ${info.userId} (id ${info.id}). It is shown only now:\n`);
       process.stdout.write(`${value}\n`);
     });
@@ -29,7 +31,9 @@ export function registerToken(program: Command): void {
       }
       for (const t of all) {
         const state = t.revokedAtMs ? `revoked ${new Date(t.revokedAtMs).toISOString()}` : 'active';
-        console.log(`${t.id}  ${t.name.padEnd(16)} user=${t.userId.padEnd(12)} scope=${t.scope.padEnd(8)} created=${new Date(t.createdAtMs).toISOString()}  ${state}`);
+        console.log(
+          `${t.id}  ${t.name.padEnd(16)} user=${t.userId.padEnd(12)} scope=${t.scope.padEnd(8)} created=${new Date(t.createdAtMs).toISOString()}  ${state}`,
+        );
       }
     });
   token

@@ -30,7 +30,10 @@ export function registerUp(program: Command): void {
         baseEnv: process.env,
         autoRestart: true,
         onProgress: say,
-        onCrash: (name, info) => process.stderr.write(`  ! ${name} exited (code ${info.code ?? '-'}, signal ${info.signal ?? '-'}); see ${shown(platform.logFile(name))}\n`),
+        onCrash: (name, info) =>
+          process.stderr.write(
+            `  ! ${name} exited (code ${info.code ?? '-'}, signal ${info.signal ?? '-'}); see ${shown(platform.logFile(name))}\n`,
+          ),
       });
       let stopping = false;
       const stop = async (sig: string) => {

@@ -17,7 +17,9 @@ function adminTls(): TlsMaterial {
   try {
     return { ca: readFileSync(p.ca), cert: readFileSync(p.cert), key: readFileSync(p.key) };
   } catch {
-    throw new CliError(`no admin certificate in ${homeDir()}/pki. Start Talon once with \`npm start\` (or set TALON_HOME to its state directory).`);
+    throw new CliError(
+      `no admin certificate in ${homeDir()}/pki. Start Talon once with \`npm start\` (or set TALON_HOME to its state directory).`,
+    );
   }
 }
 
@@ -38,7 +40,10 @@ export function explainVaultError(err: unknown): CliError {
     case 'timeout':
       return new CliError(`the vault at ${vaultAddress()} did not answer in time; see .talon/logs/vault.log`, 69);
     case 'vault_sealed':
-      return new CliError(`${err.message.startsWith('the vault is sealed') ? '' : `${err.message}. `}The vault is sealed: unseal it with \`talon vault unseal\` (or start Talon with TALON_VAULT_PASSPHRASE set).`, 75);
+      return new CliError(
+        `${err.message.startsWith('the vault is sealed') ? '' : `${err.message}. `}The vault is sealed: unseal it with \`talon vault unseal\` (or start Talon with TALON_VAULT_PASSPHRASE set).`,
+        75,
+      );
     case 'wrong_passphrase':
       return new CliError(`${err.message}.`, 77);
     case 'permission_denied':
@@ -187,7 +192,9 @@ function describeStatus(s: StatusResponse): string {
 }
 
 export function registerVault(program: Command): void {
-  const vault = program.command('vault').description('seal state and keys of the vault (over mTLS as the admin identity; it never returns a secret value)');
+  const vault = program
+    .command('vault')
+    .description('seal state and keys of the vault (over mTLS as the admin identity; it never returns a secret value)');
 
   vault
     .command('status')
@@ -198,7 +205,9 @@ export function registerVault(program: Command): void {
 
   vault
     .command('unseal')
-    .description('unseal with the master passphrase (prompted with echo off, or read from stdin); the first unseal of an empty vault creates its keyring')
+    .description(
+      'unseal with the master passphrase (prompted with echo off, or read from stdin); the first unseal of an empty vault creates its keyring',
+    )
     .action(async () => {
       const before = await vaultAdmin<StatusResponse>('status', {});
       if (!before.sealed) {
@@ -237,7 +246,9 @@ export function registerVault(program: Command): void {
 
   vault
     .command('passphrase')
-    .description('change the master passphrase (re-wraps the data keys; secrets are not re-encrypted). Prompts for the current one and the new one twice; without a terminal, reads two lines from stdin: current, new')
+    .description(
+      'change the master passphrase (re-wraps the data keys; secrets are not re-encrypted). Prompts for the current one and the new one twice; without a terminal, reads two lines from stdin: current, new',
+    )
     .action(async () => {
       let oldPass: Buffer;
       let newPass: Buffer;
@@ -273,7 +284,9 @@ export function registerVault(program: Command): void {
     .description('make a fresh data key active for new encryptions (older keys stay for decryption)')
     .action(async () => {
       const r = await vaultAdmin<RotateKeyResponse>('rotateKey', {});
-      console.log(`Data key ${r.activeKeyId} is now active${r.retiredKeyId ? `; key ${r.retiredKeyId} retired (kept to decrypt older secrets)` : ''}.`);
+      console.log(
+        `Data key ${r.activeKeyId} is now active${r.retiredKeyId ? `; key ${r.retiredKeyId} retired (kept to decrypt older secrets)` : ''}.`,
+      );
     });
 
   vault

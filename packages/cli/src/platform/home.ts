@@ -53,7 +53,11 @@ export function prepareHome(root: string): HomeLayout {
 }
 
 /** Creates the CA and one certificate per identity unless they already exist. */
-export async function ensurePki(l: HomeLayout, onCreate?: (what: string) => void): Promise<void> {
+export async function ensurePki(
+  l: HomeLayout,
+  onCreate?: (what: string) => void,
+  dnsNames?: (identity: string) => string[],
+): Promise<void> {
   const caCert = join(l.pki, 'ca.crt');
   const caKey = join(l.pki, 'ca.key');
   let ca: KeyAndCert;
@@ -69,7 +73,7 @@ export async function ensurePki(l: HomeLayout, onCreate?: (what: string) => void
     const crt = join(l.pki, `${id}.crt`);
     const key = join(l.pki, `${id}.key`);
     if (existsSync(crt) && existsSync(key)) continue;
-    const leaf = await issueCert(ca, { name: id });
+    const leaf = await issueCert(ca, { name: id, ...(dnsNames ? { dnsNames: dnsNames(id) } : {}) });
     writePrivate(key, leaf.keyPem);
     writeFileSync(crt, leaf.certPem, { mode: 0o644 });
     onCreate?.(`certificate spiffe://talon/${id}`);

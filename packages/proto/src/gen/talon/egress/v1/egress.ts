@@ -6,6 +6,71 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  Client,
+  type ClientOptions,
+  type ClientUnaryCall,
+  type handleUnaryCall,
+  makeGenericClientConstructor,
+  type Metadata,
+  type ServiceError,
+  type UntypedServiceImplementation,
+} from "@grpc/grpc-js";
+
+export const WebhookScheme = {
+  WEBHOOK_SCHEME_UNSPECIFIED: 0,
+  /** WEBHOOK_SCHEME_HMAC_SHA256_HEX - signature = lower-case hex HMAC-SHA256(secret, message) (Slack "v0=" and generic signed webhooks). */
+  WEBHOOK_SCHEME_HMAC_SHA256_HEX: 1,
+  /** WEBHOOK_SCHEME_TOKEN - signature = the shared secret itself, compared in constant time (Telegram's secret-token header). */
+  WEBHOOK_SCHEME_TOKEN: 2,
+  /** WEBHOOK_SCHEME_ED25519 - signature = hex Ed25519 signature of message under the stored public key (Discord interactions). */
+  WEBHOOK_SCHEME_ED25519: 3,
+} as const;
+
+export type WebhookScheme = typeof WebhookScheme[keyof typeof WebhookScheme];
+
+export namespace WebhookScheme {
+  export type WEBHOOK_SCHEME_UNSPECIFIED = typeof WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED;
+  export type WEBHOOK_SCHEME_HMAC_SHA256_HEX = typeof WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX;
+  export type WEBHOOK_SCHEME_TOKEN = typeof WebhookScheme.WEBHOOK_SCHEME_TOKEN;
+  export type WEBHOOK_SCHEME_ED25519 = typeof WebhookScheme.WEBHOOK_SCHEME_ED25519;
+}
+
+export function webhookSchemeFromJSON(object: any): WebhookScheme {
+  switch (object) {
+    case 0:
+    case "WEBHOOK_SCHEME_UNSPECIFIED":
+      return WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED;
+    case 1:
+    case "WEBHOOK_SCHEME_HMAC_SHA256_HEX":
+      return WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX;
+    case 2:
+    case "WEBHOOK_SCHEME_TOKEN":
+      return WebhookScheme.WEBHOOK_SCHEME_TOKEN;
+    case 3:
+    case "WEBHOOK_SCHEME_ED25519":
+      return WebhookScheme.WEBHOOK_SCHEME_ED25519;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum WebhookScheme");
+  }
+}
+
+export function webhookSchemeToJSON(object: WebhookScheme): string {
+  switch (object) {
+    case WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED:
+      return "WEBHOOK_SCHEME_UNSPECIFIED";
+    case WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX:
+      return "WEBHOOK_SCHEME_HMAC_SHA256_HEX";
+    case WebhookScheme.WEBHOOK_SCHEME_TOKEN:
+      return "WEBHOOK_SCHEME_TOKEN";
+    case WebhookScheme.WEBHOOK_SCHEME_ED25519:
+      return "WEBHOOK_SCHEME_ED25519";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum WebhookScheme");
+  }
+}
 
 export interface Header {
   name: string;
@@ -51,6 +116,37 @@ export interface EgressDecision {
   /** Secret values found in the response and redacted before the caller saw it. */
   redactions: number;
   address: string;
+}
+
+export interface VerifyWebhookRequest {
+  /** Vault secret holding the verification key. */
+  secretName: string;
+  scheme: WebhookScheme;
+  /** The exact bytes the platform signed (e.g. "v0:<timestamp>:<body>" for Slack). */
+  message: Buffer;
+  /** The signature or token as the platform sent it. */
+  signature: string;
+}
+
+export interface VerifyWebhookResponse {
+  valid: boolean;
+}
+
+export interface ListSecretNamesRequest {
+}
+
+export interface SecretName {
+  name: string;
+  version: number;
+  hosts: string[];
+  principals: string[];
+  placement: string;
+  createdAtMs: number;
+  expiresAtMs: number;
+}
+
+export interface ListSecretNamesResponse {
+  secrets: SecretName[];
 }
 
 function createBaseHeader(): Header {
@@ -635,6 +731,578 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     return message;
   },
 };
+
+function createBaseVerifyWebhookRequest(): VerifyWebhookRequest {
+  return { secretName: "", scheme: 0, message: Buffer.alloc(0), signature: "" };
+}
+
+export const VerifyWebhookRequest: MessageFns<VerifyWebhookRequest> = {
+  encode(message: VerifyWebhookRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secretName !== "") {
+      writer.uint32(10).string(message.secretName);
+    }
+    if (message.scheme !== 0) {
+      writer.uint32(16).int32(message.scheme);
+    }
+    if (message.message.length !== 0) {
+      writer.uint32(26).bytes(message.message);
+    }
+    if (message.signature !== "") {
+      writer.uint32(34).string(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyWebhookRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyWebhookRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secretName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.scheme = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyWebhookRequest {
+    return {
+      secretName: isSet(object.secretName)
+        ? globalThis.String(object.secretName)
+        : isSet(object.secret_name)
+        ? globalThis.String(object.secret_name)
+        : "",
+      scheme: isSet(object.scheme) ? webhookSchemeFromJSON(object.scheme) : 0,
+      message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+    };
+  },
+
+  toJSON(message: VerifyWebhookRequest): unknown {
+    const obj: any = {};
+    if (message.secretName !== "") {
+      obj.secretName = message.secretName;
+    }
+    if (message.scheme !== 0) {
+      obj.scheme = webhookSchemeToJSON(message.scheme);
+    }
+    if (message.message.length !== 0) {
+      obj.message = base64FromBytes(message.message);
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyWebhookRequest>): VerifyWebhookRequest {
+    return VerifyWebhookRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyWebhookRequest>): VerifyWebhookRequest {
+    const message = createBaseVerifyWebhookRequest();
+    message.secretName = object.secretName ?? "";
+    message.scheme = object.scheme ?? 0;
+    message.message = object.message ?? Buffer.alloc(0);
+    message.signature = object.signature ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifyWebhookResponse(): VerifyWebhookResponse {
+  return { valid: false };
+}
+
+export const VerifyWebhookResponse: MessageFns<VerifyWebhookResponse> = {
+  encode(message: VerifyWebhookResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.valid !== false) {
+      writer.uint32(8).bool(message.valid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyWebhookResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyWebhookResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.valid = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyWebhookResponse {
+    return { valid: isSet(object.valid) ? globalThis.Boolean(object.valid) : false };
+  },
+
+  toJSON(message: VerifyWebhookResponse): unknown {
+    const obj: any = {};
+    if (message.valid !== false) {
+      obj.valid = message.valid;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyWebhookResponse>): VerifyWebhookResponse {
+    return VerifyWebhookResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyWebhookResponse>): VerifyWebhookResponse {
+    const message = createBaseVerifyWebhookResponse();
+    message.valid = object.valid ?? false;
+    return message;
+  },
+};
+
+function createBaseListSecretNamesRequest(): ListSecretNamesRequest {
+  return {};
+}
+
+export const ListSecretNamesRequest: MessageFns<ListSecretNamesRequest> = {
+  encode(_: ListSecretNamesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSecretNamesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSecretNamesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListSecretNamesRequest {
+    return {};
+  },
+
+  toJSON(_: ListSecretNamesRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSecretNamesRequest>): ListSecretNamesRequest {
+    return ListSecretNamesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ListSecretNamesRequest>): ListSecretNamesRequest {
+    const message = createBaseListSecretNamesRequest();
+    return message;
+  },
+};
+
+function createBaseSecretName(): SecretName {
+  return { name: "", version: 0, hosts: [], principals: [], placement: "", createdAtMs: 0, expiresAtMs: 0 };
+}
+
+export const SecretName: MessageFns<SecretName> = {
+  encode(message: SecretName, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint32(message.version);
+    }
+    for (const v of message.hosts) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.principals) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.placement !== "") {
+      writer.uint32(42).string(message.placement);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(48).int64(message.createdAtMs);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(56).int64(message.expiresAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretName {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretName();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hosts.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.principals.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.placement = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SecretName {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => globalThis.String(e)) : [],
+      principals: globalThis.Array.isArray(object?.principals)
+        ? object.principals.map((e: any) => globalThis.String(e))
+        : [],
+      placement: isSet(object.placement) ? globalThis.String(object.placement) : "",
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: SecretName): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts;
+    }
+    if (message.principals?.length) {
+      obj.principals = message.principals;
+    }
+    if (message.placement !== "") {
+      obj.placement = message.placement;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SecretName>): SecretName {
+    return SecretName.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretName>): SecretName {
+    const message = createBaseSecretName();
+    message.name = object.name ?? "";
+    message.version = object.version ?? 0;
+    message.hosts = object.hosts?.map((e) => e) || [];
+    message.principals = object.principals?.map((e) => e) || [];
+    message.placement = object.placement ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.expiresAtMs = object.expiresAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseListSecretNamesResponse(): ListSecretNamesResponse {
+  return { secrets: [] };
+}
+
+export const ListSecretNamesResponse: MessageFns<ListSecretNamesResponse> = {
+  encode(message: ListSecretNamesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.secrets) {
+      SecretName.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSecretNamesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSecretNamesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secrets.push(SecretName.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSecretNamesResponse {
+    return {
+      secrets: globalThis.Array.isArray(object?.secrets) ? object.secrets.map((e: any) => SecretName.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListSecretNamesResponse): unknown {
+    const obj: any = {};
+    if (message.secrets?.length) {
+      obj.secrets = message.secrets.map((e) => SecretName.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListSecretNamesResponse>): ListSecretNamesResponse {
+    return ListSecretNamesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListSecretNamesResponse>): ListSecretNamesResponse {
+    const message = createBaseListSecretNamesResponse();
+    message.secrets = object.secrets?.map((e) => SecretName.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+/**
+ * Answers only the gateway (spiffe://talon/gateway). Lets the edge check webhook
+ * signatures and show operators secret names without ever holding a key: egress
+ * relays to the vault, which computes and compares inside.
+ */
+export type EgressServiceService = typeof EgressServiceService;
+export const EgressServiceService = {
+  verifyWebhook: {
+    path: "/talon.egress.v1.EgressService/VerifyWebhook" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifyWebhookRequest): Buffer => Buffer.from(VerifyWebhookRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifyWebhookRequest => VerifyWebhookRequest.decode(value),
+    responseSerialize: (value: VerifyWebhookResponse): Buffer =>
+      Buffer.from(VerifyWebhookResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifyWebhookResponse => VerifyWebhookResponse.decode(value),
+  },
+  /** Names and metadata of the vault's secrets (never values), for the operator UI. */
+  listSecretNames: {
+    path: "/talon.egress.v1.EgressService/ListSecretNames" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSecretNamesRequest): Buffer =>
+      Buffer.from(ListSecretNamesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSecretNamesRequest => ListSecretNamesRequest.decode(value),
+    responseSerialize: (value: ListSecretNamesResponse): Buffer =>
+      Buffer.from(ListSecretNamesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSecretNamesResponse => ListSecretNamesResponse.decode(value),
+  },
+} as const;
+
+export interface EgressServiceServer extends UntypedServiceImplementation {
+  verifyWebhook: handleUnaryCall<VerifyWebhookRequest, VerifyWebhookResponse>;
+  /** Names and metadata of the vault's secrets (never values), for the operator UI. */
+  listSecretNames: handleUnaryCall<ListSecretNamesRequest, ListSecretNamesResponse>;
+}
+
+export interface EgressServiceClient extends Client {
+  verifyWebhook(
+    request: VerifyWebhookRequest,
+    callback: (error: ServiceError | null, response: VerifyWebhookResponse) => void,
+  ): ClientUnaryCall;
+  verifyWebhook(
+    request: VerifyWebhookRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifyWebhookResponse) => void,
+  ): ClientUnaryCall;
+  verifyWebhook(
+    request: VerifyWebhookRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifyWebhookResponse) => void,
+  ): ClientUnaryCall;
+  /** Names and metadata of the vault's secrets (never values), for the operator UI. */
+  listSecretNames(
+    request: ListSecretNamesRequest,
+    callback: (error: ServiceError | null, response: ListSecretNamesResponse) => void,
+  ): ClientUnaryCall;
+  listSecretNames(
+    request: ListSecretNamesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSecretNamesResponse) => void,
+  ): ClientUnaryCall;
+  listSecretNames(
+    request: ListSecretNamesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSecretNamesResponse) => void,
+  ): ClientUnaryCall;
+}
+
+export const EgressServiceClient = makeGenericClientConstructor(
+  EgressServiceService,
+  "talon.egress.v1.EgressService",
+) as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): EgressServiceClient;
+  service: typeof EgressServiceService;
+  serviceName: string;
+};
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -177,6 +177,25 @@ export interface TrustedPublisher {
   addedAtMs: number;
 }
 
+/**
+ * Published by a sandbox node on talon.audit.sandbox.invocation (JetStream TALON_AUDIT)
+ * after every invocation. Carries no input or output.
+ */
+export interface SkillInvocationAudit {
+  invocationId: string;
+  skill: string;
+  version: string;
+  sha256: string;
+  userId: string;
+  /** "ok" or the SkillError code. */
+  outcome: string;
+  durationMs: number;
+  hostCalls: number;
+  atMs: number;
+  /** Host name and pid of the node that ran it. */
+  node: string;
+}
+
 function createBaseSkillInvocation(): SkillInvocation {
   return { invocationId: "", skill: "", version: "", inputJson: "", deadlineMs: 0, userId: "", userApproved: false };
 }
@@ -1438,6 +1457,250 @@ export const TrustedPublisher: MessageFns<TrustedPublisher> = {
     message.keyId = object.keyId ?? "";
     message.label = object.label ?? "";
     message.addedAtMs = object.addedAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseSkillInvocationAudit(): SkillInvocationAudit {
+  return {
+    invocationId: "",
+    skill: "",
+    version: "",
+    sha256: "",
+    userId: "",
+    outcome: "",
+    durationMs: 0,
+    hostCalls: 0,
+    atMs: 0,
+    node: "",
+  };
+}
+
+export const SkillInvocationAudit: MessageFns<SkillInvocationAudit> = {
+  encode(message: SkillInvocationAudit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.invocationId !== "") {
+      writer.uint32(10).string(message.invocationId);
+    }
+    if (message.skill !== "") {
+      writer.uint32(18).string(message.skill);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(34).string(message.sha256);
+    }
+    if (message.userId !== "") {
+      writer.uint32(42).string(message.userId);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(50).string(message.outcome);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(56).uint32(message.durationMs);
+    }
+    if (message.hostCalls !== 0) {
+      writer.uint32(64).uint32(message.hostCalls);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(72).int64(message.atMs);
+    }
+    if (message.node !== "") {
+      writer.uint32(82).string(message.node);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkillInvocationAudit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkillInvocationAudit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.invocationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.skill = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.durationMs = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.hostCalls = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkillInvocationAudit {
+    return {
+      invocationId: isSet(object.invocationId)
+        ? globalThis.String(object.invocationId)
+        : isSet(object.invocation_id)
+        ? globalThis.String(object.invocation_id)
+        : "",
+      skill: isSet(object.skill) ? globalThis.String(object.skill) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      durationMs: isSet(object.durationMs)
+        ? globalThis.Number(object.durationMs)
+        : isSet(object.duration_ms)
+        ? globalThis.Number(object.duration_ms)
+        : 0,
+      hostCalls: isSet(object.hostCalls)
+        ? globalThis.Number(object.hostCalls)
+        : isSet(object.host_calls)
+        ? globalThis.Number(object.host_calls)
+        : 0,
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+    };
+  },
+
+  toJSON(message: SkillInvocationAudit): unknown {
+    const obj: any = {};
+    if (message.invocationId !== "") {
+      obj.invocationId = message.invocationId;
+    }
+    if (message.skill !== "") {
+      obj.skill = message.skill;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.durationMs !== 0) {
+      obj.durationMs = Math.round(message.durationMs);
+    }
+    if (message.hostCalls !== 0) {
+      obj.hostCalls = Math.round(message.hostCalls);
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SkillInvocationAudit>): SkillInvocationAudit {
+    return SkillInvocationAudit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SkillInvocationAudit>): SkillInvocationAudit {
+    const message = createBaseSkillInvocationAudit();
+    message.invocationId = object.invocationId ?? "";
+    message.skill = object.skill ?? "";
+    message.version = object.version ?? "";
+    message.sha256 = object.sha256 ?? "";
+    message.userId = object.userId ?? "";
+    message.outcome = object.outcome ?? "";
+    message.durationMs = object.durationMs ?? 0;
+    message.hostCalls = object.hostCalls ?? 0;
+    message.atMs = object.atMs ?? 0;
+    message.node = object.node ?? "";
     return message;
   },
 };

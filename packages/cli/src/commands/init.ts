@@ -1,0 +1,40 @@
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { DEFAULT_PORTS } from '@talon/kit';
+import { ensureNkeys, ensurePki, prepareHome } from '../platform/home.ts';
+import { writeNatsConfig } from '../platform/nats-server.ts';
+import { homeDir } from '../context.ts';
+
+export function registerInit(program: Command): void {
+  program
+    .command('init')
+    .description(
+      'create the identity material without starting anything: CA, one certificate per service, NATS nkeys and server config (for containers and Kubernetes)',
+    )
+    .option('--nats-host <host>', 'address nats-server listens on, written into its config', '0.0.0.0')
+    .option('--nats-port <port>', 'port nats-server listens on', String(DEFAULT_PORTS.nats))
+    .option('--nats-store <dir>', 'JetStream directory inside the NATS container', '/data/jetstream')
+    .option(
+      '--dns <names>',
+      'extra DNS names for every service certificate, comma-separated, with {service} as a placeholder',
+      '{service},{service}.talon,{service}.talon.svc,{service}.talon.svc.cluster.local',
+    )
+    .action(async (o: { natsHost: string; natsPort: string; natsStore: string; dns: string }) => {
+      const home = prepareHome(resolve(homeDir()));
+      const patterns = o.dns
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      await ensurePki(
+        home,
+        (what) => console.error(`created ${what}`),
+        (svc) => ['localhost', ...patterns.map((p) => p.replaceAll('{service}', svc))],
+      );
+      const users = ensureNkeys(home);
+      writeNatsConfig({ file: home.natsConfig, host: o.natsHost, port: Number(o.natsPort), storeDir: o.natsStore, users });
+      console.log(`Identity material is in ${home.root}:`);
+      console.log(`  ${join(home.pki, '<service>.crt|.key')} and ca.crt  (mount each service only its own pair)`);
+      console.log(`  ${join(home.nats, '<service>.nk')}                 (NATS nkey seeds; vault and memory have none)`);
+      console.log(`  ${home.natsConfig}          (nats-server configuration with per-service permissions)`);
+    });
+}

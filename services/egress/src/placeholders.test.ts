@@ -1,0 +1,109 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Placement } from '@talon/proto';
+import { applySecrets, findPlaceholders, PlaceholderError } from './placeholders.ts';
+
+const empty = new Uint8Array();
+const find = (url: string, headers: Record<string, string> = {}, body = empty) => findPlaceholders({ url: new URL(url), headers, body });
+
+describe('finding placeholders', () => {
+  it('classifies each placement', () => {
+    assert.deepEqual(find('https://api.test/v1', { authorization: 'Bearer {{secret:llm_api_key}}' }), [
+      { name: 'llm_api_key', placement: Placement.PLACEMENT_BEARER, field: '' },
+    ]);
+    assert.deepEqual(find('https://api.test/v1', { Authorization: 'Basic {{secret:creds}}' }), [
+      { name: 'creds', placement: Placement.PLACEMENT_BASIC, field: '' },
+    ]);
+    assert.deepEqual(find('https://api.test/v1', { authorization: 'Bot {{secret:discord}}' }), [
+      { name: 'discord', placement: Placement.PLACEMENT_HEADER, field: 'authorization' },
+    ]);
+    assert.deepEqual(find('https://api.test/v1', { 'X-Api-Key': '{{secret:k}}' }), [
+      { name: 'k', placement: Placement.PLACEMENT_HEADER, field: 'x-api-key' },
+    ]);
+    assert.deepEqual(find('https://api.test/v1?key={{secret:g}}&q=1'), [{ name: 'g', placement: Placement.PLACEMENT_QUERY, field: 'key' }]);
+    assert.deepEqual(find('https://api.telegram.org/bot{{secret:tg}}/sendMessage'), [
+      { name: 'tg', placement: Placement.PLACEMENT_PATH, field: '' },
+    ]);
+    assert.deepEqual(find('https://api.test/plain'), []);
+  });
+
+  it('refuses placeholders where a secret must never go', () => {
+    const reason = (fn: () => unknown) => {
+      try {
+        fn();
+        return 'none';
+      } catch (e) {
+        assert.ok(e instanceof PlaceholderError);
+        return e.reason;
+      }
+    };
+    assert.equal(
+      reason(() => find('https://a.test/', {}, Buffer.from('{"token":"{{secret:x}}"}'))),
+      'placeholder_in_body',
+    );
+    assert.equal(
+      reason(() => find('https://a.test/?{{secret:x}}=1')),
+      'placeholder_in_query_name',
+    );
+    assert.equal(
+      reason(() => find('https://a.test/#{{secret:x}}')),
+      'placeholder_in_fragment',
+    );
+    assert.equal(
+      reason(() => find('https://a.test/', { 'proxy-authorization': 'Basic {{secret:x}}' })),
+      'placeholder_in_proxy_auth',
+    );
+    assert.equal(
+      reason(() => find('https://a.test/', { 'x-k': '{{secret:UPPER}}' })),
+      'malformed_placeholder',
+    );
+    assert.equal(
+      reason(() => find('https://a.test/', { 'x-k': '{{ secret:x ' })),
+      'malformed_placeholder',
+    );
+    assert.equal(
+      reason(() => find('https://a.test/%7B%7Bsecret:bad-name%7D%7D')),
+      'malformed_placeholder',
+    );
+  });
+});
+
+describe('applying secrets', () => {
+  const values = new Map([
+    ['tok', Buffer.from('s3cr3t/+=&?')],
+    ['creds', Buffer.from('user:pa ss')],
+  ]);
+
+  it('encodes values for their placement', () => {
+    const out = applySecrets(
+      {
+        url: new URL('https://a.test/bot{{secret:tok}}/send?key={{secret:tok}}&q=1'),
+        headers: { authorization: 'Basic {{secret:creds}}', 'x-key': '{{secret:tok}}' },
+      },
+      values,
+    );
+    assert.equal(out.url.pathname, '/bots3cr3t%2F%2B%3D%26%3F/send');
+    assert.equal(out.url.searchParams.get('key'), 's3cr3t/+=&?');
+    assert.equal(out.url.searchParams.get('q'), '1');
+    assert.equal(out.headers.authorization, `Basic ${Buffer.from('user:pa ss').toString('base64')}`);
+    assert.equal(out.headers['x-key'], 's3cr3t/+=&?');
+  });
+
+  it('refuses a value that would inject headers', () => {
+    assert.throws(
+      () =>
+        applySecrets(
+          { url: new URL('https://a.test/'), headers: { 'x-k': '{{secret:evil}}' } },
+          new Map([['evil', Buffer.from('v\r\nx-admin: 1')]]),
+        ),
+      /control characters/,
+    );
+  });
+
+  it('never leaves a placeholder unresolved silently', () => {
+    assert.throws(
+      () => applySecrets({ url: new URL('https://a.test/'), headers: { 'x-k': '{{secret:missing}}' } }, values),
+      /was not resolved/,
+    );
+  });
+});
