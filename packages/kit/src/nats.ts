@@ -125,6 +125,23 @@ export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamM
   await new Kvm(nc).create(KV_BUCKETS.tokens, { history: 1, storage: StorageType.File, allow_direct: true } as never);
   // Skill registry: a few revisions per key keep the approval history inspectable.
   await new Kvm(nc).create(KV_BUCKETS.skills, { history: 5, storage: StorageType.File, allow_direct: true } as never);
+  // Gateway state: users, channel pairings and approvals keep a little history for audit;
+  // delivery progress and inbound dedupe marks expire on their own.
+  await new Kvm(nc).create(KV_BUCKETS.users, { history: 5, storage: StorageType.File, allow_direct: true } as never);
+  await new Kvm(nc).create(KV_BUCKETS.pairings, { history: 5, storage: StorageType.File, allow_direct: true } as never);
+  await new Kvm(nc).create(KV_BUCKETS.approvals, { history: 5, storage: StorageType.File, allow_direct: true } as never);
+  await new Kvm(nc).create(KV_BUCKETS.deliveries, {
+    history: 1,
+    storage: StorageType.File,
+    allow_direct: true,
+    ttl: 3 * 86_400_000,
+  } as never);
+  await new Kvm(nc).create(KV_BUCKETS.inboundSeen, {
+    history: 1,
+    storage: StorageType.File,
+    allow_direct: true,
+    ttl: 2 * 86_400_000,
+  } as never);
   await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File });
   return jsm;
 }

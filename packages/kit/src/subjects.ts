@@ -7,7 +7,12 @@ export const SUBJECTS = {
   stream: (gateway: string, requestId: string) => `talon.stream.${gateway}.${requestId}`,
   skillInvoke: (skill: string) => `talon.skill.invoke.${skill}`,
   auditEgress: (kind: string) => `talon.audit.egress.${kind}`,
+  /** Reply route of chat-platform channels: any gateway replica delivers it (durable consumer). */
+  channelReply: (channel: string) => `talon.outbound.ch.${channel}`,
 } as const;
+
+/** Filter of the gateway's durable consumer of channel replies on TALON_OUTBOUND. */
+export const CHANNEL_REPLY_FILTER = 'talon.outbound.ch.>';
 
 export const STREAMS = {
   inbound: { name: 'TALON_INBOUND', subjects: ['talon.inbound.>'] },
@@ -19,6 +24,16 @@ export const KV_BUCKETS = {
   tokens: 'talon_tokens',
   /** Skill records (`skill.<name>.<version>`) and trusted publisher keys (`publisher.<key_id>`); written by admin only. */
   skills: 'talon_skills',
+  /** Users (`user.<id>`); written by admin (`talon users`, `talon token create`), read by the gateway. */
+  users: 'talon_users',
+  /** Channel pairing codes (`pending.<channel>.<account>`, `code.<CODE>`) and approved pairings (`paired.<channel>.<account>`). */
+  pairings: 'talon_pairings',
+  /** Pending and decided approvals (`approval.<id>`): tool calls and skills. */
+  approvals: 'talon_approvals',
+  /** Progress of replies the gateway sends to chat platforms (`delivery.<hash>`). */
+  deliveries: 'talon_deliveries',
+  /** Platform message ids the gateway accepted (`seen.<hash>`), deduplicating retries beyond the stream's window. */
+  inboundSeen: 'talon_inbound_seen',
 } as const;
 
 export const OBJECT_BUCKETS = {
@@ -36,8 +51,35 @@ export function publisherKey(keyId: string): string {
   return `publisher.${keyId}`;
 }
 
+/** KV key of a user record (talon_users). */
+export function userKey(id: string): string {
+  return `user.${id}`;
+}
+
+/** KV key of an approved pairing (talon_pairings); account is [A-Za-z0-9_.-]. */
+export function pairedKey(channel: string, account: string): string {
+  return `paired.${channel}.${account}`;
+}
+
+/** KV key of the pending pairing request of a channel identity (talon_pairings). */
+export function pendingPairingKey(channel: string, account: string): string {
+  return `pending.${channel}.${account}`;
+}
+
+/** KV key of a pairing request by its code (talon_pairings); code without the dash. */
+export function pairingCodeKey(code: string): string {
+  return `code.${code}`;
+}
+
+/** KV key of an approval (talon_approvals). */
+export function approvalKey(id: string): string {
+  return `approval.${id}`;
+}
+
 export const CONSUMERS = {
   orchestratorInbound: 'orchestrator',
+  /** The gateway's durable consumer of channel replies (TALON_OUTBOUND, filter CHANNEL_REPLY_FILTER). */
+  gatewayChannels: 'gateway-channels',
 } as const;
 
 export const SANDBOX_QUEUE = 'sandbox';
@@ -70,12 +112,17 @@ export function kvReadRights(bucket: string, prefix = '>'): string[] {
 }
 
 /**
- * Read-only access to an object store bucket without creating consumers: stream info,
- * the metadata entry by name (last-by-subject direct get) and the chunks by sequence
- * (direct get with a JSON body naming next_by_subj).
+ * Read-only access to an object store bucket without creating consumers: the metadata
+ * entry by name (last-by-subject direct get) and the chunks by sequence (direct get
+ * with a JSON body naming next_by_subj). Read with a direct-get reader, not Objm.open.
  */
 export function objectReadRights(bucket: string): string[] {
-  return [js('STREAM.INFO', `OBJ_${bucket}`), js('DIRECT.GET', `OBJ_${bucket}`), js('DIRECT.GET', `OBJ_${bucket}`, `$O.${bucket}.M.>`)];
+  return [js('DIRECT.GET', `OBJ_${bucket}`), js('DIRECT.GET', `OBJ_${bucket}`, `$O.${bucket}.M.>`)];
+}
+
+/** Read and write access to a KV bucket (put, create, update, delete) without consumers. */
+export function kvWriteRights(bucket: string): string[] {
+  return [...kvReadRights(bucket), `$KV.${bucket}.>`];
 }
 
 function consumerRights(stream: string, durable: string): string[] {
@@ -94,6 +141,10 @@ function consumerRights(stream: string, durable: string): string[] {
 export function natsPermissions(user: NatsUser): NatsPermissions {
   switch (user) {
     case 'gateway':
+      // Edge: publishes inbound turns; reads tokens, users and skills; keeps pairings,
+      // approvals decisions, delivery progress and inbound dedupe marks; consumes channel
+      // replies durably; reads (never writes) the audit stream for operators. Token writes
+      // are revocation and rotation requested through the operator API.
       return {
         publish: {
           allow: [
@@ -104,9 +155,19 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
             js('DIRECT.GET', `KV_${KV_BUCKETS.tokens}`, '>'),
             js('DIRECT.GET', `KV_${KV_BUCKETS.tokens}`),
             js('STREAM.MSG.GET', `KV_${KV_BUCKETS.tokens}`),
+            `$KV.${KV_BUCKETS.tokens}.>`,
+            ...kvReadRights(KV_BUCKETS.users),
+            ...kvReadRights(KV_BUCKETS.skills),
+            ...[KV_BUCKETS.pairings, KV_BUCKETS.approvals, KV_BUCKETS.deliveries, KV_BUCKETS.inboundSeen].flatMap(kvWriteRights),
+            ...consumerRights(STREAMS.outbound.name, CONSUMERS.gatewayChannels),
+            js('STREAM.INFO', STREAMS.audit.name),
+            js('STREAM.MSG.GET', STREAMS.audit.name),
           ],
         },
-        subscribe: { allow: ['talon.outbound.>', 'talon.stream.>', `${inboxPrefix('gateway')}.>`] },
+        // New pairings (from the CLI or another replica) are announced to the paired sender.
+        subscribe: {
+          allow: ['talon.outbound.>', 'talon.stream.>', `${inboxPrefix('gateway')}.>`, `$KV.${KV_BUCKETS.pairings}.paired.>`],
+        },
       };
     case 'orchestrator':
       return {

@@ -67,7 +67,8 @@ export function receivedTexts(req: RecordedLlmRequest): Array<{ role: string; te
     else if (Array.isArray(m.content)) {
       for (const b of m.content as Array<{ type?: string; text?: string; content?: unknown }>) {
         if (b.type === 'text') out.push({ role: m.role, text: String(b.text ?? '') });
-        if (b.type === 'tool_result') out.push({ role: 'tool', text: typeof b.content === 'string' ? b.content : JSON.stringify(b.content) });
+        if (b.type === 'tool_result')
+          out.push({ role: 'tool', text: typeof b.content === 'string' ? b.content : JSON.stringify(b.content) });
       }
     }
   }
@@ -161,7 +162,11 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
     }
     const scripted = b.respond?.(rec, index);
     const text = scripted ? (scripted.text ?? '') : (b.reply ?? defaultReply)(rec);
-    const calls = (scripted?.toolCalls ?? []).map((c, i) => ({ id: c.id ?? `call_fake_${index}_${i}`, name: c.name, args: argText(c.arguments) }));
+    const calls = (scripted?.toolCalls ?? []).map((c, i) => ({
+      id: c.id ?? `call_fake_${index}_${i}`,
+      name: c.name,
+      args: argText(c.arguments),
+    }));
     const model = String(body.model ?? 'fake-model');
     const anthropic = (req.url ?? '').endsWith('/messages');
     if (body.stream === true) {

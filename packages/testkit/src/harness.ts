@@ -20,6 +20,8 @@ export interface TestPlatformOptions {
   database?: TestDatabaseKind;
   /** Keep TALON_HOME after stop (debugging). */
   keepHome?: boolean;
+  /** Extra Node.js flags for the service processes. */
+  nodeArgs?: readonly string[];
 }
 
 export class TestPlatform {
@@ -139,6 +141,7 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     baseEnv: { ...process.env, ...env },
     autoRestart: false,
     healthTimeoutMs: 60_000,
+    nodeArgs: opts.nodeArgs,
   });
   const tp = new TestPlatform(platform, llm, home, database, native, opts.keepHome ?? false);
   try {

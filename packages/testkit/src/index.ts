@@ -5,3 +5,4 @@ export * from './database.ts';
 export * from './egress-client.ts';
 export * from './fake-dns.ts';
 export * from './mitmdump.ts';
+export * from './fake-otlp.ts';

@@ -20,9 +20,13 @@ export async function startMitmdump(confdir: string, extra: string[] = []): Prom
   mkdirSync(confdir, { recursive: true });
   const port = await freePort();
   let out = '';
-  const child: ChildProcess = spawn('mitmdump', ['--set', `confdir=${confdir}`, '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', 'flow_detail=1', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    'mitmdump',
+    ['--set', `confdir=${confdir}`, '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', 'flow_detail=1', ...extra],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 20_000;

@@ -72,6 +72,10 @@ export function egressSpec(env: Record<string, string | undefined> = process.env
       item: isHostPort,
       expect: 'a comma-separated list of ip:port entries',
     }),
+    scanDisabledRules: list('EGRESS_SCAN_DISABLE_RULES', {
+      doc: 'Leak-scanner rule ids to switch off (e.g. jwt where JWTs are forwarded on purpose); exact matching of vault secrets always stays on.',
+      default: [],
+    }),
     maxRequestBytes: int('EGRESS_MAX_REQUEST_BYTES', {
       doc: 'Largest request body egress forwards (413 above).',
       default: 10 * 1024 * 1024,

@@ -54,7 +54,18 @@ runMain('egress', async () => {
       { dir: cfg.caDir },
       'created the TLS interception CA (mitmproxy layout); clients that use CONNECT must trust mitmproxy-ca-cert.pem',
     );
-  const scanner = createScanner();
+  let scanner;
+  try {
+    scanner = createScanner({ maxScanBytes: Math.max(16 * 1024 * 1024, cfg.maxRequestBytes), disabledRules: cfg.scanDisabledRules });
+  } catch (err) {
+    throw new ConfigError('egress', [
+      new ConfigFieldError(
+        'EGRESS_SCAN_DISABLE_RULES',
+        (err as Error).message,
+        'List only rule ids from services/egress/src/scan/rules.ts',
+      ),
+    ]);
+  }
   const vault = new VaultLink(cfg.vaultAddr, tls, log);
   vault.onIndex = (fps) => scanner.setFingerprints(fps);
   vault.start(cfg.vaultPollMs);

@@ -204,6 +204,40 @@ describe('egress proxy', () => {
     assert.equal(bad.json.error.reason, 'malformed_placeholder');
   });
 
+  it('blocks credential-shaped data leaving in any encoding, before it reaches the upstream', async () => {
+    const { gzipSync } = await import('node:zlib');
+    // Built at run time so the repository holds no credential-looking literal.
+    const ghToken = `gh${'p'}_${'A1b2C3d4E5'.repeat(3)}abcdef`;
+    const awsKey = `AKIA${'Q'.repeat(4)}${'7'.repeat(12)}`;
+    const before = up.seen.length;
+    const attempts: Array<[string, Parameters<typeof viaEgress>[2], string]> = [
+      ['header', { headers: { 'x-debug': ghToken } }, '/leak-h'],
+      ['query', {}, `/leak-q?t=${encodeURIComponent(ghToken)}`],
+      [
+        'body',
+        { method: 'POST', body: JSON.stringify({ note: `key ${awsKey}` }), headers: { 'content-type': 'application/json' } },
+        '/leak-b',
+      ],
+      ['base64 body', { method: 'POST', body: Buffer.from(`token=${ghToken}`).toString('base64') }, '/leak-b64'],
+      ['percent query', {}, `/leak-p?x=${[...ghToken].map((c) => `%${c.charCodeAt(0).toString(16)}`).join('')}`],
+      [
+        'gzip body',
+        { method: 'POST', body: gzipSync(Buffer.from(`secret ${awsKey}`)), headers: { 'content-encoding': 'gzip' } },
+        '/leak-gz',
+      ],
+      ['hex body', { method: 'POST', body: Buffer.from(ghToken).toString('hex') }, '/leak-hex'],
+    ];
+    for (const [what, init, path] of attempts) {
+      const r = await viaEgress(orch, `${up.url}${path}`, init);
+      assert.equal(r.status, 403, what);
+      assert.equal(r.json.error.reason, 'secret_leak_blocked', what);
+      assert.doesNotMatch(r.text, new RegExp(ghToken.slice(4))); // the refusal never echoes it
+    }
+    assert.equal(up.seen.length, before, 'nothing reached the upstream');
+    const placeholder = await viaEgress(orch, `${up.url}/ok`, { method: 'POST', body: 'just text', headers: { 'x-note': 'plain' } });
+    assert.equal(placeholder.status, 200);
+  });
+
   it('records every decision on the audit stream, without secrets', async () => {
     await new Promise((r) => setTimeout(r, 500));
     const jsm = await jetstreamManager(await tp.admin());

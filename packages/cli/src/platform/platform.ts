@@ -61,6 +61,8 @@ export interface PlatformOptions {
   /** Called when a managed process exits unexpectedly. */
   onCrash?: (name: string, info: { code: number | null; signal: string | null }) => void;
   healthTimeoutMs?: number;
+  /** Extra Node.js flags for service processes (tests: --heapsnapshot-signal). */
+  nodeArgs?: readonly string[];
 }
 
 const START_ORDER: readonly ServiceName[] = ['memory', 'vault', 'egress', 'sandbox', 'orchestrator', 'gateway'];
@@ -218,6 +220,7 @@ export class Platform {
       OTEL_SERVICE_NAME: s,
       OTEL_EXPORTER_OTLP_ENDPOINT: base.OTEL_EXPORTER_OTLP_ENDPOINT,
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: base.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+      OTEL_BSP_SCHEDULE_DELAY: base.OTEL_BSP_SCHEDULE_DELAY,
       [`${s.toUpperCase()}_GRPC_PORT`]: String(p.grpc[s]),
     };
     switch (s) {
@@ -258,7 +261,7 @@ export class Platform {
     const proc = new ManagedProcess({
       name: s,
       command: process.execPath,
-      args: [join(REPO_ROOT, 'services', s, 'src', 'main.ts')],
+      args: [...(this.opts.nodeArgs ?? []), join(REPO_ROOT, 'services', s, 'src', 'main.ts')],
       env: this.serviceEnv(s),
       cwd: REPO_ROOT,
       logFile: this.logFile(s),

@@ -197,50 +197,95 @@ function writeUtf8(out: Buffer, at: number, cp: number): number {
 
 const SIMPLE_ESCAPE: Record<number, number> = { 0x22: 0x22, 0x5c: 0x5c, 0x2f: 0x2f, 0x62: 8, 0x66: 12, 0x6e: 10, 0x72: 13, 0x74: 9 };
 
+/** Gaps shorter than this between escapes are copied byte by byte; longer ones with one native copy. */
+const BULK_COPY_MIN = 48;
+
 const jsonSegment: SegmentDecoder = (src, start, end, out, at) => {
-  for (let i = start; i < end; i++) {
-    const b = src[i]!;
-    if (b !== BACKSLASH || i + 1 >= end) {
-      out[at++] = b;
-      continue;
+  const buf = asBuffer(src);
+  let i = start;
+  while (i < end) {
+    // Copy up to the next backslash: natively when it is far (sparse escapes, as in
+    // the second round of nested JSON), byte by byte when it is near.
+    let j = i;
+    const probeEnd = Math.min(end, i + BULK_COPY_MIN);
+    while (j < probeEnd && buf[j] !== BACKSLASH) out[at++] = buf[j++]!;
+    if (j === probeEnd && j < end) {
+      const next = buf.indexOf(BACKSLASH, j);
+      const stop = next < 0 || next > end ? end : next;
+      at += buf.copy(out, at, j, stop);
+      j = stop;
     }
-    const c = src[i + 1]!;
+    if (j >= end) break;
+    // buf[j] is a backslash.
+    i = j + 1;
+    if (i >= end) {
+      out[at++] = BACKSLASH;
+      break;
+    }
+    const c = buf[i]!;
     const simple = SIMPLE_ESCAPE[c];
     if (simple !== undefined) {
       out[at++] = simple;
       i += 1;
-    } else if (c === 0x75 && i + 5 < end && isHex(src, i + 2, 4)) {
-      let cp = hexAt(src, i + 2, 4);
+    } else if (c === 0x75 && i + 4 < end && isHex(buf, i + 1, 4)) {
+      let cp = hexAt(buf, i + 1, 4);
       i += 5;
       // A surrogate pair spelled as two escapes is one code point.
-      if (cp >= 0xd800 && cp <= 0xdbff && i + 6 < end && src[i + 1] === BACKSLASH && src[i + 2] === 0x75 && isHex(src, i + 3, 4)) {
-        const lo = hexAt(src, i + 3, 4);
+      if (cp >= 0xd800 && cp <= 0xdbff && i + 5 < end && buf[i] === BACKSLASH && buf[i + 1] === 0x75 && isHex(buf, i + 2, 4)) {
+        const lo = hexAt(buf, i + 2, 4);
         if (lo >= 0xdc00 && lo <= 0xdfff) {
           cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
           i += 6;
         }
       }
       at = writeUtf8(out, at, cp);
-    } else if (c === 0x78 && i + 3 < end && isHex(src, i + 2, 2)) {
-      out[at++] = hexAt(src, i + 2, 2);
+    } else if (c === 0x78 && i + 2 < end && isHex(buf, i + 1, 2)) {
+      out[at++] = hexAt(buf, i + 1, 2);
       i += 3;
     } else {
-      out[at++] = b;
+      out[at++] = BACKSLASH; // not an escape: keep the backslash, the next byte is copied as text
     }
   }
   return at;
 };
 
-/** JSON string unescaping (plus \xNN); null when nothing would change. */
-export function jsonUnescape(src: Uint8Array, margin = Infinity): Buffer | null {
-  const windows = escapeWindows(src, [BACKSLASH], jsonEscapeLength, margin);
-  return windows === null ? null : decodeWindows(src, windows, jsonSegment);
+/** Unescaping rounds applied at most: JSON inside a JSON string (tool-call arguments) is escaped twice. */
+export const MAX_JSON_ROUNDS = 3;
+
+/**
+ * Escapes that can turn into a character of a credential token: \/ (PHP and
+ * others escape every slash), \uXXXX and \xNN. The others (\" \\ \n \r \t \b \f)
+ * decode to characters no credential format contains, and which a secret value
+ * contains only if fingerprintSecret gave it a 'json' form.
+ */
+export function revealingJsonEscapeLength(src: Uint8Array, at: number): number {
+  const c = src[at + 1];
+  return c === 0x2f || c === 0x75 || c === 0x78 ? jsonEscapeLength(src, at) : 0;
+}
+
+/**
+ * JSON string unescaping (plus \xNN), repeated while escapes remain, up to
+ * MAX_JSON_ROUNDS, so nested JSON costs one layer rather than one per level;
+ * null when nothing would change. With `revealingOnly`, windows are placed only
+ * around revealing escapes (see revealingJsonEscapeLength); everything inside a
+ * window is still fully unescaped.
+ */
+export function jsonUnescape(src: Uint8Array, margin = Infinity, revealingOnly = false): Buffer | null {
+  const windows = escapeWindows(src, [BACKSLASH], revealingOnly ? revealingJsonEscapeLength : jsonEscapeLength, margin);
+  if (windows === null) return null;
+  let out = decodeWindows(src, windows, jsonSegment);
+  for (let round = 1; round < MAX_JSON_ROUNDS && hasEscape(out, BACKSLASH, jsonEscapeLength); round++) {
+    out = decodeWindows(out, 'all', jsonSegment);
+  }
+  return out;
+}
+
+function hasEscape(buf: Buffer, marker: number, escapeLength: (src: Uint8Array, at: number) => number): boolean {
+  for (let p = buf.indexOf(marker); p >= 0; p = buf.indexOf(marker, p + 1)) if (escapeLength(buf, p) > 0) return true;
+  return false;
 }
 
 // ---------------------------------------------------------------- base64 / hex runs
-
-const B64_CLASS = new Uint8Array(256);
-for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_') B64_CLASS[c.charCodeAt(0)] = 1;
 
 /** Shortest base64 or hex run decoded (12 bytes of base64, 8 of hex): shorter ones cannot hide a credential worth finding. */
 export const MIN_ENCODED_RUN = 16;
@@ -279,110 +324,243 @@ export function sniffCompression(data: Uint8Array): CompressionFormat | null {
   const [a, b, c, d] = [data[0]!, data[1]!, data[2]!, data[3]!];
   if (a === 0x1f && b === 0x8b && c === 0x08) return 'gzip';
   if (a === 0x28 && b === 0xb5 && c === 0x2f && d === 0xfd) return 'zstd';
-  if ((a & 0x0f) === 8 && a >> 4 <= 7 && ((a << 8) | b) % 31 === 0) return 'deflate';
+  // zlib: CM=8, a 32 KiB window and the header checksum; FDICT unset (no preset dictionary).
+  if (a === 0x78 && (b & 0x20) === 0 && ((a << 8) | b) % 31 === 0) return 'deflate';
   return null;
 }
 
 /**
  * Finds runs of base64 / base64url characters (at least MIN_ENCODED_RUN long, with
- * MIME/PEM line breaks allowed between lines of a multiple of 4) and runs of hex
- * digits inside them, and decodes each. `latin1` returns the layer as a latin1 string
- * (the caller caches it). Decoded runs are grouped by encoding and by whether they
- * look like text, each group joined with newlines.
+ * MIME/PEM line breaks allowed after lines whose length is a multiple of 4) and
+ * runs of hex digits inside them, and decodes each. `latin1` returns the layer as a
+ * latin1 string (the caller caches it). Decoded runs are grouped by encoding and by
+ * whether they look like text, each group joined with newlines.
  */
 export function decodeRuns(src: Uint8Array, latin1: () => string): DecodedRuns {
-  const n = src.length;
-  const MIN = MIN_ENCODED_RUN;
   const b64Runs: number[] = [];
   const hexRuns: number[] = [];
+  findRuns(src, b64Runs, hexRuns);
+  return decodeFound(latin1, b64Runs, hexRuns);
+}
+
+const B64_BIT = 1;
+const HEX_BIT = 2;
+/** Class bits of a byte pair (little-endian 16-bit value): B64_BIT / HEX_BIT set when both bytes are in the class. */
+const PAIR_CLASS = new Uint8Array(65536);
+{
+  const one = new Uint8Array(256);
+  for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_') one[c.charCodeAt(0)]! |= B64_BIT;
+  for (const c of '0123456789abcdefABCDEF') one[c.charCodeAt(0)]! |= HEX_BIT;
+  for (let v = 0; v < 65536; v++) PAIR_CLASS[v] = one[v & 255]! & one[v >> 8]!;
+}
+const BYTE_CLASS = new Uint8Array(256);
+for (let b = 0; b < 256; b++) BYTE_CLASS[b] = PAIR_CLASS[b | (b << 8)]!;
+const IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * Appends [start, end) pairs of the maximal base64-class runs of `src` that are
+ * at least MIN_ENCODED_RUN long to `out` (lines of a wrapped block join; up to
+ * two '=' of padding are included), and the hex runs inside them to `hexOut`.
+ *
+ * A run of 16 bytes covers at least three whole aligned 32-bit words, so only
+ * every third word needs testing (both halves through PAIR_CLASS), and a hit
+ * is only followed byte by byte when neighbouring words could make it 16 long:
+ * prose and JSON are skipped 12 bytes at a time.
+ */
+function findRuns(src: Uint8Array, out: number[], hexOut: number[]): void {
+  const MIN = MIN_ENCODED_RUN;
+  const to = src.length;
+  if (to < MIN) return;
+  const aligned = (4 - (src.byteOffset & 3)) & 3;
+  const words = IS_LITTLE_ENDIAN ? (to - aligned) >> 2 : 0;
   let lastEnd = 0;
-  // Probing every MIN-th byte finds every run of at least MIN: such a run covers a probe.
-  for (let i = MIN - 1; i < n; ) {
-    if (B64_CLASS[src[i]!] === 0) {
-      i += MIN;
+  if (words < 64) {
+    // Big-endian hosts, or short inputs (a word view costs more than it saves): probe every MIN-th byte.
+    for (let i = MIN - 1; i < to;)
+      if ((BYTE_CLASS[src[i]!]! & B64_BIT) === 0) i += MIN;
+      else i = (lastEnd = extendRun(src, i, lastEnd, out, hexOut, null, 0)) + MIN;
+    return;
+  }
+  const u32 = new Uint32Array(src.buffer, src.byteOffset + aligned, words);
+  // Words 0 and 1 need no probe: a run whose three whole words include neither
+  // word 2 nor a later probe would fit in 8 bytes plus 3 head bytes.
+  for (let k = 2; k < words;) {
+    if (!wholeWord(u32, k)) {
+      k += 3;
       continue;
     }
-    let s = i;
-    while (s > lastEnd && B64_CLASS[src[s - 1]!] === 1) s--;
-    let e = s;
-    let lineStart = s;
-    let hexStart = -1;
-    let chars = 0;
-    for (;;) {
-      while (e < n && B64_CLASS[src[e]!] === 1) {
-        if (HEX_VALUE[src[e]!]! >= 0) {
-          if (hexStart < 0) hexStart = e;
-        } else if (hexStart >= 0) {
-          if (e - hexStart >= MIN) hexRuns.push(hexStart, e);
-          hexStart = -1;
-        }
-        e++;
-      }
-      if (hexStart >= 0) {
-        if (e - hexStart >= MIN) hexRuns.push(hexStart, e);
-        hexStart = -1;
-      }
-      chars += e - lineStart;
-      const lineLen = e - lineStart;
-      if (e < n && (src[e] === 13 || src[e] === 10) && lineLen >= MIN && lineLen % 4 === 0) {
-        let f = e + 1;
-        if (src[e] === 13 && f < n && src[f] === 10) f++;
-        if (f < n && B64_CLASS[src[f]!] === 1) {
-          e = f;
-          lineStart = f;
-          continue;
-        }
-      }
-      break;
+    // A run of 16 holding whole word k extends >= 12 bytes beyond it: whole words
+    // k-1 and k+1, or k-2 and k-1, or k+1 and k+2. Most tokens in text fail this.
+    const prev = wholeWord(u32, k - 1);
+    const next = k + 1 < words && wholeWord(u32, k + 1);
+    const at = aligned + (k << 2);
+    const possible = (prev && (next || wholeWord(u32, k - 2))) || (next && k + 2 < words && wholeWord(u32, k + 2));
+    if (!possible || at < lastEnd) {
+      k += 3;
+      continue;
     }
-    let end = e;
-    let pad = 0;
-    while (end < n && pad < 2 && src[end] === 0x3d) {
-      end++;
-      pad++;
-    }
-    if (chars >= MIN) {
-      // Padding marks where the encoding ends, so a run glued to preceding word
-      // characters can be realigned from its end.
-      const skew = pad > 0 && lineStart === s ? (chars + pad) % 4 : 0;
-      b64Runs.push(s + skew, end);
-    }
-    lastEnd = end;
-    i = end + MIN;
+    lastEnd = extendRun(src, at, lastEnd, out, hexOut, u32, aligned);
+    // Next probe: the first word starting at or after the run (a run can follow '=' padding directly).
+    k = Math.max(k + 1, (lastEnd - aligned + 3) >> 2);
   }
+}
 
+function wholeWord(u32: Uint32Array, k: number): boolean {
+  const v = u32[k]!;
+  return (PAIR_CLASS[v & 0xffff]! & PAIR_CLASS[v >>> 16]! & B64_BIT) !== 0;
+}
+
+/**
+ * Records the maximal base64-class run through `probe` (not reaching below
+ * `lastEnd`) if it is long enough, and the hex runs inside it; returns where the
+ * next run may start. Wrapped lines join and up to two '=' of padding are included.
+ */
+function extendRun(
+  src: Uint8Array,
+  probe: number,
+  lastEnd: number,
+  out: number[],
+  hexOut: number[],
+  u32: Uint32Array | null,
+  aligned: number,
+): number {
+  const MIN = MIN_ENCODED_RUN;
+  const to = src.length;
+  let s = probe;
+  while (s > lastEnd && (BYTE_CLASS[src[s - 1]!]! & B64_BIT) !== 0) s--;
+  let e = probe + 1;
+  if (u32 !== null) {
+    // Cross long runs (base64 blobs) a word at a time.
+    while (e < to && ((e - aligned) & 3) !== 0 && (BYTE_CLASS[src[e]!]! & B64_BIT) !== 0) e++;
+    if (((e - aligned) & 3) === 0) {
+      let k = (e - aligned) >> 2;
+      while (k < u32.length && wholeWord(u32, k)) k++;
+      e = aligned + (k << 2);
+    }
+  }
+  while (e < to && (BYTE_CLASS[src[e]!]! & B64_BIT) !== 0) e++;
+  let lineStart = s;
+  let chars = e - s;
+  // Continue over line breaks of wrapped base64 (MIME 76, PEM 64 columns), also
+  // when JSON-escaped (\n, \\r\\n): decodeFound strips those.
+  while (e - lineStart >= MIN && (e - lineStart) % 4 === 0 && e < to) {
+    let f = e;
+    for (let breaks = 0; breaks < 4 && f < to; breaks++) {
+      const c = src[f];
+      if (c === 10 || c === 13) {
+        f++;
+        continue;
+      }
+      if (c !== BACKSLASH) break;
+      let g = f + 1;
+      if (g < to && src[g] === BACKSLASH) g++;
+      if (g >= to || (src[g] !== 0x6e && src[g] !== 0x72)) break;
+      f = g + 1;
+    }
+    // A line starting with '-' is a MIME boundary or PEM footer, not more base64.
+    if (f === e || f >= to || (BYTE_CLASS[src[f]!]! & B64_BIT) === 0 || src[f] === 0x2d) break;
+    let g = f + 1;
+    while (g < to && (BYTE_CLASS[src[g]!]! & B64_BIT) !== 0) g++;
+    chars += g - f;
+    lineStart = f;
+    e = g;
+  }
+  let end = e;
+  let pad = 0;
+  while (end < to && pad < 2 && src[end] === 0x3d) {
+    end++;
+    pad++;
+  }
+  if (chars >= MIN) {
+    // Padding marks where the encoding ends, so a run glued to preceding word
+    // characters can be realigned from its end.
+    const skew = pad > 0 && lineStart === s ? (chars + pad) % 4 : 0;
+    const hexBefore = hexOut.length;
+    findHexRuns(src, s, e, hexOut);
+    // A run that is one hex run throughout is a hash or id, never base64 of anything worth decoding.
+    const allHex = hexOut.length === hexBefore + 2 && hexOut[hexBefore] === s && hexOut[hexBefore + 1] === e && pad === 0;
+    if (!allHex) out.push(s + skew, end);
+  }
+  return end;
+}
+
+/** Hex runs of at least MIN_ENCODED_RUN inside [start, end), probing every MIN-th byte. */
+function findHexRuns(src: Uint8Array, start: number, end: number, out: number[]): void {
+  const MIN = MIN_ENCODED_RUN;
+  let lastEnd = start;
+  for (let j = start + MIN - 1; j < end;) {
+    if ((BYTE_CLASS[src[j]!]! & HEX_BIT) === 0) {
+      j += MIN;
+      continue;
+    }
+    let s = j;
+    while (s > lastEnd && (BYTE_CLASS[src[s - 1]!]! & HEX_BIT) !== 0) s--;
+    let e = j + 1;
+    while (e < end && (BYTE_CLASS[src[e]!]! & HEX_BIT) !== 0) e++;
+    if (e - s >= MIN) out.push(s, e);
+    lastEnd = e;
+    j = e + MIN;
+  }
+}
+
+const GROUP_ENCODINGS = ['base64', 'base64url', 'hex'] as const;
+const ESCAPED_LINE_BREAK = /\\{1,2}[rn]/g;
+
+/**
+ * Decodes the runs found into one buffer, then splits it by encoding and by
+ * text-likeness (copying only when a layer holds more than one kind).
+ */
+function decodeFound(latin1: () => string, b64Runs: number[], hexRuns: number[]): DecodedRuns {
   const out: DecodedRuns = { groups: [], compressed: [], size: 0 };
   if (b64Runs.length === 0 && hexRuns.length === 0) return out;
   const str = latin1();
-  const buckets = new Map<string, { encoding: DecodedGroup['encoding']; text: boolean; parts: Buffer[]; size: number }>();
-  const add = (encoding: DecodedGroup['encoding'], decoded: Buffer) => {
-    if (decoded.length === 0) return;
-    const format = sniffCompression(decoded);
-    if (format !== null) out.compressed.push({ format, encoding, data: decoded });
-    const text = !looksBinary(decoded);
-    const key = `${encoding}/${text}`;
-    let b = buckets.get(key);
-    if (!b) buckets.set(key, (b = { encoding, text, parts: [], size: 0 }));
-    b.parts.push(decoded);
-    b.size += decoded.length + 1;
+  let capacity = 0;
+  for (let k = 0; k < b64Runs.length; k += 2) capacity += ((b64Runs[k + 1]! - b64Runs[k]! + 3) >> 2) * 3 + 1;
+  for (let k = 0; k < hexRuns.length; k += 2) capacity += ((hexRuns[k + 1]! - hexRuns[k]!) >> 1) + 1;
+  const all = Buffer.allocUnsafe(capacity);
+  // Per decoded run: start, end, bucket (encoding * 2 + binary).
+  const parts: number[] = [];
+  let at = 0;
+  const place = (kind: number, written: number) => {
+    if (written === 0) return;
+    const part = all.subarray(at, at + written);
+    const format = sniffCompression(part);
+    if (format !== null) out.compressed.push({ format, encoding: GROUP_ENCODINGS[kind]!, data: Buffer.from(part) });
+    parts.push(at, at + written, kind * 2 + (looksBinary(part) ? 1 : 0));
+    at += written + 1;
+    all[at - 1] = NEWLINE;
   };
   for (let k = 0; k < b64Runs.length; k += 2) {
-    const run = str.slice(b64Runs[k]!, b64Runs[k + 1]!);
-    add(run.includes('-') || run.includes('_') ? 'base64url' : 'base64', Buffer.from(run, 'base64'));
+    let run = str.slice(b64Runs[k]!, b64Runs[k + 1]!);
+    if (run.includes('\\')) run = run.replace(ESCAPED_LINE_BREAK, '');
+    place(run.includes('-') || run.includes('_') ? 1 : 0, all.write(run, at, 'base64'));
   }
   for (let k = 0; k < hexRuns.length; k += 2) {
     const s = hexRuns[k]!;
     const e = hexRuns[k + 1]!;
-    add('hex', Buffer.from(str.slice(s, e - ((e - s) & 1)), 'hex'));
+    place(2, all.write(str.slice(s, e - ((e - s) & 1)), at, 'hex'));
   }
-  for (const b of buckets.values()) {
-    const bytes = Buffer.allocUnsafe(b.size - 1);
-    let at = 0;
-    for (const part of b.parts) {
-      if (at > 0) bytes[at++] = NEWLINE;
-      at += part.copy(bytes, at);
+  if (parts.length === 0) return out;
+  const first = parts[2]!;
+  let uniform = true;
+  for (let p = 5; p < parts.length; p += 3) if (parts[p] !== first) uniform = false;
+  if (uniform) {
+    out.groups.push({ encoding: GROUP_ENCODINGS[first >> 1]!, text: (first & 1) === 0, bytes: all.subarray(0, at - 1) });
+    out.size = at - 1;
+    return out;
+  }
+  for (let bucket = 0; bucket < 6; bucket++) {
+    let size = 0;
+    for (let p = 0; p < parts.length; p += 3) if (parts[p + 2] === bucket) size += parts[p + 1]! - parts[p]! + 1;
+    if (size === 0) continue;
+    const bytes = Buffer.allocUnsafe(size - 1);
+    let w = 0;
+    for (let p = 0; p < parts.length; p += 3) {
+      if (parts[p + 2] !== bucket) continue;
+      if (w > 0) bytes[w++] = NEWLINE;
+      w += all.copy(bytes, w, parts[p]!, parts[p + 1]!);
     }
-    out.groups.push({ encoding: b.encoding, text: b.text, bytes });
+    out.groups.push({ encoding: GROUP_ENCODINGS[bucket >> 1]!, text: (bucket & 1) === 0, bytes });
     out.size += bytes.length;
   }
   return out;
@@ -390,9 +568,7 @@ export function decodeRuns(src: Uint8Array, latin1: () => string): DecodedRuns {
 
 // ---------------------------------------------------------------- decompression
 
-export type Decompressed =
-  | { ok: true; bytes: Buffer }
-  | { ok: false; reason: 'limit' | 'corrupt' | 'unsupported'; detail: string };
+export type Decompressed = { ok: true; bytes: Buffer } | { ok: false; reason: 'limit' | 'corrupt' | 'unsupported'; detail: string };
 
 /** Content-Encoding tokens this module undoes (plus `identity`). */
 export const CONTENT_CODINGS = ['gzip', 'x-gzip', 'deflate', 'br', 'zstd'] as const;

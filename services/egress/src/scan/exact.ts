@@ -52,16 +52,33 @@ export class ExactMatcher {
   /** Longest form, in bytes (0 when empty): what a streaming redactor must hold back, plus one. */
   readonly maxLength: number;
   readonly formCount: number;
+  /**
+   * Some secret may contain a character JSON escapes, so text around \" \\ \n \r \t
+   * escapes must be unescaped and re-scanned to find it. Known exactly when the
+   * fingerprints carry json forms (fingerprintSecret: json differs from raw);
+   * for fingerprints without any json form (another producer), every secret with
+   * a percent form counts, since JSON-escaped characters are all percent-encoded.
+   */
+  readonly jsonSensitive: boolean;
 
   constructor(fingerprints: readonly SecretFingerprint[] = []) {
     const build = new Map<number, { lengths: Set<number>; byDigest: Map<string, FormRef[]> }>();
     let maxLength = 0;
     let formCount = 0;
+    let anyJsonForm = false;
+    let jsonDiffers = false;
+    let anyPercentForm = false;
     const names = new Set<string>();
     for (const fp of fingerprints) {
       if (typeof fp.name !== 'string' || fp.name === '') throw new InvalidFingerprint('a secret fingerprint has no name');
       names.add(fp.name);
+      const raw = fp.forms.find((f) => f.encoding === 'raw');
       for (const form of fp.forms) {
+        if (form.encoding === 'percent') anyPercentForm = true;
+        if (form.encoding === 'json') {
+          anyJsonForm = true;
+          if (!raw || !Buffer.from(raw.sha256).equals(Buffer.from(form.sha256))) jsonDiffers = true;
+        }
         const what = `secret ${fp.name}, form ${form.encoding}`;
         if (form.prefix.length !== FINGERPRINT_PREFIX_BYTES)
           throw new InvalidFingerprint(`${what}: prefix has ${form.prefix.length} bytes, expected ${FINGERPRINT_PREFIX_BYTES}`);
@@ -87,6 +104,7 @@ export class ExactMatcher {
     this.#names = [...names];
     this.maxLength = maxLength;
     this.formCount = formCount;
+    this.jsonSensitive = anyJsonForm ? jsonDiffers : anyPercentForm;
   }
 
   /** Names of the secrets indexed (not their values). */

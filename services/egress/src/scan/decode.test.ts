@@ -1,0 +1,243 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync, zstdCompressSync } from 'node:zlib';
+import {
+  MIN_ENCODED_RUN,
+  decodeRuns,
+  decompress,
+  escapeWindows,
+  jsonEscapeLength,
+  jsonUnescape,
+  looksBinary,
+  percentDecode,
+  percentEscapeLength,
+  sniffCompression,
+  type DecodedRuns,
+} from './decode.ts';
+
+const text = (b: Buffer | null): string | null => (b === null ? null : b.toString('utf8'));
+const runs = (s: string | Buffer): DecodedRuns => {
+  const buf = typeof s === 'string' ? Buffer.from(s, 'latin1') : s;
+  return decodeRuns(buf, () => buf.toString('latin1'));
+};
+const group = (r: DecodedRuns, encoding: string): string =>
+  r.groups
+    .filter((g) => g.encoding === encoding)
+    .map((g) => g.bytes.toString('latin1'))
+    .join('|');
+
+describe('percentDecode', () => {
+  it('decodes %XX in either case and leaves invalid escapes alone', () => {
+    assert.equal(text(percentDecode(Buffer.from('a%20b%2fc%2F%zz%4'), false)), 'a b/c/%zz%4');
+  });
+
+  it('treats + as a space only in form mode', () => {
+    assert.equal(text(percentDecode(Buffer.from('a+b%2B'), false)), 'a+b+');
+    assert.equal(text(percentDecode(Buffer.from('a+b%2B'), true)), 'a b+');
+    assert.equal(percentDecode(Buffer.from('a+b'), false), null);
+  });
+
+  it('returns null when nothing would change', () => {
+    assert.equal(percentDecode(Buffer.from('plain text, 100% sure'), false), null);
+  });
+
+  it('decodes only windows around sparse escapes, joined by newlines', () => {
+    const filler = 'x'.repeat(5000);
+    const src = Buffer.from(`${filler}A%41B${filler}C%43D${filler}`);
+    const out = percentDecode(src, false, 10)!.toString('latin1');
+    // Windows reach 10 bytes either side of each escape (the A/C before it included).
+    assert.equal(out, `${'x'.repeat(9)}AAB${'x'.repeat(9)}\n${'x'.repeat(9)}CCD${'x'.repeat(9)}`);
+  });
+});
+
+describe('escapeWindows', () => {
+  it('merges overlapping windows, and switches to the whole layer once they cover half of it', () => {
+    const sparse = Buffer.from(`${'a'.repeat(100)}%41${'a'.repeat(5)}%42${'a'.repeat(100)}`);
+    assert.deepEqual(escapeWindows(sparse, [0x25], percentEscapeLength, 4), [[96, 115]]);
+    assert.equal(escapeWindows(sparse, [0x25], percentEscapeLength, 60), 'all');
+    assert.equal(escapeWindows(Buffer.from('no escapes'), [0x25], percentEscapeLength, 4), null);
+  });
+});
+
+describe('jsonUnescape', () => {
+  it('undoes every JSON escape, \\xNN, and surrogate pairs', () => {
+    const src = String.raw`q\" b\\ s\/ \b\f\n\r\t u\u0041\u00e9 pair\ud83d\ude00 x\x41`;
+    assert.equal(text(jsonUnescape(Buffer.from(src))), 'q" b\\ s/ \b\f\n\r\t uAé pair😀 xA');
+  });
+
+  it('keeps backslashes that start no escape', () => {
+    assert.equal(text(jsonUnescape(Buffer.from(String.raw`C:\temp\q \u12 end\\`))), 'C:\temp\\q \\u12 end\\');
+    assert.equal(jsonUnescape(Buffer.from(String.raw`C:\q`)), null);
+  });
+
+  it('unescapes JSON nested inside JSON strings in one layer', () => {
+    const nested = JSON.stringify(JSON.stringify({ k: 'a"b\nc' })).slice(1, -1);
+    assert.equal(text(jsonUnescape(Buffer.from(nested))), '{"k":"a"b\nc"}');
+  });
+
+  it('with revealingOnly, opens windows only around \\/, \\u and \\x escapes', () => {
+    const filler = 'y'.repeat(4000);
+    const common = Buffer.from(`${filler}\\n\\"${filler}`);
+    assert.equal(jsonUnescape(common, 16, true), null);
+    assert.notEqual(jsonUnescape(common, 16, false), null);
+    const revealing = Buffer.from(`${filler}a\\/b${filler}\\u0041`);
+    assert.equal(text(jsonUnescape(revealing, 3, true)), 'yya/byy\nyyyA');
+  });
+
+  it('measures escapes precisely', () => {
+    assert.equal(jsonEscapeLength(Buffer.from('\\u00e9'), 0), 6);
+    assert.equal(jsonEscapeLength(Buffer.from('\\u00g9'), 0), 0);
+    assert.equal(jsonEscapeLength(Buffer.from('\\x4'), 0), 0);
+    assert.equal(jsonEscapeLength(Buffer.from('\\n'), 0), 2);
+  });
+});
+
+describe('decodeRuns', () => {
+  const secretText = 'the launch code is 0000-1111';
+  it('decodes base64, base64url and hex runs of 16 characters or more', () => {
+    const b64 = Buffer.from(secretText).toString('base64');
+    const b64url = Buffer.from('>>>?? url-safe ~~~ text ???<<<').toString('base64url');
+    const hex = Buffer.from('hex encoded text').toString('hex');
+    const r = runs(`a=${b64}; b=${b64url}; c=${hex}; short=${Buffer.from('tiny').toString('base64')}`);
+    assert.ok(group(r, 'base64').includes(secretText));
+    assert.match(group(r, 'base64url'), /url-safe ~~~ text/);
+    assert.match(group(r, 'hex'), /hex encoded text/);
+    assert.ok(!group(r, 'base64').includes('tiny'));
+  });
+
+  it('decodes a run made only of hex digits (a hash, an id) as hex alone', () => {
+    const sha = 'da39a3ee5e6b4b0d3255bfef95601890afd80709';
+    const r = runs(`commit ${sha} done`);
+    assert.deepEqual(
+      r.groups.map((g) => g.encoding),
+      ['hex'],
+    );
+    assert.equal(r.groups[0]!.bytes.toString('hex'), sha);
+  });
+
+  it('ignores runs shorter than MIN_ENCODED_RUN', () => {
+    assert.deepEqual(runs(`${'Q'.repeat(MIN_ENCODED_RUN - 1)} ${'R'.repeat(MIN_ENCODED_RUN - 1)}`).groups, []);
+    assert.equal(runs('Q'.repeat(MIN_ENCODED_RUN)).groups.length, 1);
+  });
+
+  it('joins MIME- and PEM-wrapped lines, with real or JSON-escaped line breaks', () => {
+    const payload = Buffer.from(`${'lorem ipsum '.repeat(20)}the needle is here`);
+    const b64 = payload.toString('base64');
+    const wrap = (cols: number, sep: string) => b64.match(new RegExp(`.{1,${cols}}`, 'g'))!.join(sep);
+    for (const [name, wrapped] of [
+      ['MIME CRLF 76', wrap(76, '\r\n')],
+      ['PEM LF 64', wrap(64, '\n')],
+      ['JSON-escaped \\n', wrap(64, '\\n')],
+      ['JSON-escaped \\r\\n', wrap(76, '\\r\\n')],
+    ] as const)
+      assert.match(group(runs(`Content-Transfer-Encoding: base64\r\n\r\n${wrapped}\r\n--b--`), 'base64'), /the needle is here/, name);
+  });
+
+  it('realigns a padded run glued to preceding word characters', () => {
+    const b64 = Buffer.from('aligned from the end').toString('base64');
+    assert.ok(b64.endsWith('='));
+    assert.match(group(runs(`prefix_${b64} tail`), 'base64url'), /aligned from the end/);
+  });
+
+  it('separates text-like from binary decoded runs and reports compressed ones', () => {
+    const binary = Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37) % 32));
+    const gz = gzipSync(Buffer.from('compressed payload'));
+    const r = runs(`${binary.toString('base64')} ${Buffer.from('plain readable words here').toString('base64')} ${gz.toString('base64')}`);
+    const b64 = r.groups.filter((g) => g.encoding === 'base64');
+    assert.ok(b64.some((g) => g.text && g.bytes.toString().includes('plain readable')));
+    assert.ok(b64.some((g) => !g.text));
+    assert.deepEqual(
+      r.compressed.map((c) => [c.format, c.encoding]),
+      [['gzip', 'base64']],
+    );
+  });
+
+  it('finds exactly the runs a regular expression finds, at every buffer alignment and size', () => {
+    let seed = 12345;
+    const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
+    const alphabet = 'aZ09fF+/_-';
+    for (let t = 0; t < 1500; t++) {
+      // Short inputs take the byte-probing path, longer ones (>= 256 bytes) the word-probing one.
+      let s = '';
+      const dense = t % 3 === 0 ? 97 : 86;
+      for (let i = t % 2 === 0 ? rnd() % 220 : 256 + (rnd() % 1500); i > 0; i--)
+        s += rnd() % 100 < dense ? alphabet[rnd() % alphabet.length] : ' ."'[rnd() % 3];
+      const offset = rnd() % 4;
+      const backing = Buffer.alloc(s.length + offset);
+      backing.write(s, offset, 'latin1');
+      const r = runs(backing.subarray(offset));
+      const runs16 = [...s.matchAll(/[A-Za-z0-9+/_-]{16,}/g)].map((m) => m[0]);
+      // Runs made only of hex digits are decoded as hex, not base64.
+      const expected = runs16.filter((r) => !/^[0-9a-fA-F]+$/.test(r));
+      const decodedSize = (strs: Buffer[]) => strs.reduce((n, b) => n + b.length + 1, 0);
+      const gotB64 = r.groups.filter((g) => g.encoding !== 'hex').reduce((n, g) => n + g.bytes.length + 1, 0);
+      assert.equal(gotB64, decodedSize(expected.map((e) => Buffer.from(e, 'base64')).filter((b) => b.length > 0)), `case ${t}`);
+      const hexes = runs16.flatMap((e) => [...e.matchAll(/[0-9a-fA-F]{16,}/g)].map((m) => m[0]));
+      const gotHex = r.groups.filter((g) => g.encoding === 'hex').reduce((n, g) => n + g.bytes.length + 1, 0);
+      assert.equal(
+        gotHex,
+        hexes.reduce((n, h) => n + (h.length >> 1) + 1, 0),
+        `hex case ${t}`,
+      );
+    }
+  });
+});
+
+describe('decompress', () => {
+  const body = Buffer.from('{"message":"hello through a content coding"}'.repeat(20));
+  it('undoes gzip, x-gzip, deflate (zlib and raw), br, zstd and identity', () => {
+    for (const [coding, data] of [
+      ['gzip', gzipSync(body)],
+      ['x-gzip', gzipSync(body)],
+      ['deflate', deflateSync(body)],
+      ['deflate', deflateRawSync(body)],
+      ['br', brotliCompressSync(body)],
+      ['zstd', zstdCompressSync(body)],
+      ['identity', body],
+      [' GZIP ', gzipSync(body)],
+    ] as const) {
+      const r = decompress(coding, data, 1 << 20);
+      assert.ok(r.ok, coding);
+      assert.ok(r.bytes.equals(body), coding);
+    }
+  });
+
+  it('stops at the output cap (decompression bomb) for every coding', () => {
+    const bomb = Buffer.alloc(8 << 20);
+    for (const [coding, data] of [
+      ['gzip', gzipSync(bomb)],
+      ['deflate', deflateSync(bomb)],
+      ['br', brotliCompressSync(bomb)],
+      ['zstd', zstdCompressSync(bomb)],
+      ['identity', bomb],
+    ] as const) {
+      const r = decompress(coding, data, 64 * 1024);
+      assert.equal(r.ok, false, coding);
+      assert.equal(!r.ok && r.reason, 'limit', coding);
+    }
+  });
+
+  it('reports corrupt data and unknown codings', () => {
+    const corrupt = decompress('gzip', Buffer.from('not gzip at all'), 1024);
+    assert.equal(!corrupt.ok && corrupt.reason, 'corrupt');
+    const truncated = gzipSync(body).subarray(0, 20);
+    assert.equal(decompress('gzip', truncated, 1 << 20).ok, false);
+    const unknown = decompress('compress', body, 1024);
+    assert.equal(!unknown.ok && unknown.reason, 'unsupported');
+  });
+});
+
+describe('sniffCompression and looksBinary', () => {
+  it('recognise gzip, zlib and zstd magic', () => {
+    assert.equal(sniffCompression(gzipSync(Buffer.from('x'))), 'gzip');
+    assert.equal(sniffCompression(deflateSync(Buffer.from('x'))), 'deflate');
+    assert.equal(sniffCompression(zstdCompressSync(Buffer.from('x'))), 'zstd');
+    assert.equal(sniffCompression(Buffer.from('plain text')), null);
+    assert.equal(sniffCompression(Buffer.from([0x1f])), null);
+  });
+
+  it('tell text (including UTF-8) from binary', () => {
+    assert.equal(looksBinary(Buffer.from('plain text\r\n\twith tabs, naïve café ☕')), false);
+    assert.equal(looksBinary(Buffer.from(Array.from({ length: 100 }, (_, i) => i % 40))), true);
+  });
+});
