@@ -254,5 +254,20 @@ describe('egress proxy', () => {
     const all = JSON.stringify(decisions);
     assert.doesNotMatch(all, /tool-password/);
     assert.doesNotMatch(all, new RegExp(Buffer.from('tools:tool-password').toString('base64')));
+    // The operator's view: `talon egress har` exports the same decisions as HAR 1.2.
+    const { spawnSync } = await import('node:child_process');
+    const { REPO_ROOT } = await import('@talon/cli/platform');
+    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), 'egress', 'har', '--refused', '--limit', '50'], {
+      encoding: 'utf8',
+      env: { ...process.env, TALON_HOME: tp.home, TALON_NATS_URL: tp.platform.natsUrl },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const har = JSON.parse(r.stdout) as {
+      log: { version: string; entries: Array<{ response: { status: number }; _talon: { allowed: boolean } }> };
+    };
+    assert.equal(har.log.version, '1.2');
+    assert.ok(har.log.entries.length >= 5);
+    assert.ok(har.log.entries.every((e) => !e._talon.allowed && e.response.status >= 400));
+    assert.doesNotMatch(r.stdout, /tool-password/);
   });
 });

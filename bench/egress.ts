@@ -1,0 +1,200 @@
+// Egress throughput and added latency, side by side in one run:
+//   direct           client -> upstream
+//   talon egress     client -(mTLS)-> egress -> upstream, scanning on and a secret
+//                    injected from the vault on every request
+//   mitmdump         client -> mitmdump (regular proxy mode) -> upstream
+//   tinyproxy        client -> tinyproxy -> upstream
+// for 1 KiB and 256 KiB POST bodies. req/s at a fixed concurrency, and p50/p99
+// latency of sequential requests (added latency = proxy p50 - direct p50).
+//   npm run bench:egress [-- --seconds 5 --concurrency 16]
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Pool, type Dispatcher } from 'undici';
+import { REPO_ROOT } from '@talon/cli/platform';
+import { freePort, mitmdumpAvailable, startMitmdump, startTestPlatform, type Mitmdump } from '@talon/testkit';
+import { fmt, machine, summarize, table } from './lib.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    concurrency: { type: 'string', default: '16' },
+    sequential: { type: 'string', default: '1000' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const CONC = Number(values.concurrency);
+const SEQ = Number(values.sequential);
+const dir = mkdtempSync(join(tmpdir(), 'talon-bench-egress-'));
+
+// Upstream in its own process so it does not share the load generator's event loop.
+const upstreamPort = await freePort();
+const upstream = spawn(
+  process.execPath,
+  [
+    '-e',
+    `require('node:http').createServer((q,s)=>{let n=0;q.on('data',c=>n+=c.length);q.on('end',()=>{s.writeHead(200,{'content-type':'application/json'});s.end(JSON.stringify({ok:true,bytes:n}))})}).listen(${upstreamPort},'127.0.0.1',()=>console.log('up'))`,
+  ],
+  {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
+await new Promise((r) => upstream.stdout!.once('data', r));
+const target = `http://127.0.0.1:${upstreamPort}`;
+
+writeFileSync(
+  join(dir, 'policy.json'),
+  JSON.stringify({ rules: [{ principal: 'orchestrator', host: '127.0.0.1', port: upstreamPort, methods: ['GET', 'POST'] }] }),
+);
+const tp = await startTestPlatform({
+  services: ['vault', 'egress'],
+  llm: false,
+  env: {
+    TALON_LOG_LEVEL: 'warn',
+    TALON_VAULT_PASSPHRASE: 'bench-passphrase-not-secret',
+    EGRESS_POLICY_FILE: join(dir, 'policy.json'),
+    TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${upstreamPort}`,
+    EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
+  },
+});
+const set = spawnSync(
+  process.execPath,
+  [
+    join(REPO_ROOT, 'packages/cli/src/bin.ts'),
+    'secrets',
+    'set',
+    'bench_key',
+    '--host',
+    `127.0.0.1:${upstreamPort}`,
+    '--bearer',
+    '--principal',
+    'orchestrator',
+  ],
+  {
+    input: 'bench-secret-value-0123456789abcdef\n',
+    encoding: 'utf8',
+    env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault) },
+  },
+);
+const injecting = set.status === 0;
+if (!injecting) console.error(`(could not store the bench secret, running without injection: ${set.stderr.trim()})`);
+await new Promise((r) => setTimeout(r, 1500));
+
+let mitm: Mitmdump | undefined;
+let tiny: ChildProcess | undefined;
+let tinyPort = 0;
+if (mitmdumpAvailable()) mitm = await startMitmdump(join(dir, 'mitm'), ['--set', 'flow_detail=0', '-q']);
+const tinyBin = spawnSync('sh', ['-c', 'command -v tinyproxy || ls /usr/bin/tinyproxy'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+if (tinyBin) {
+  tinyPort = await freePort();
+  writeFileSync(
+    join(dir, 'tinyproxy.conf'),
+    `Port ${tinyPort}\nListen 127.0.0.1\nTimeout 60\nMaxClients 200\nLogLevel Critical\nAllow 127.0.0.1\nDisableViaHeader Yes\n`,
+  );
+  tiny = spawn(tinyBin, ['-d', '-c', join(dir, 'tinyproxy.conf')], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 500));
+}
+
+interface Path {
+  name: string;
+  dispatcher: Dispatcher;
+  path: (p: string) => string;
+  headers: Record<string, string>;
+}
+const pki = join(tp.home, 'pki');
+const paths: Path[] = [
+  { name: 'direct', dispatcher: new Pool(target, { connections: CONC }), path: (p) => p, headers: {} },
+  {
+    name: `talon egress (mTLS, scan${injecting ? ' + inject' : ''})`,
+    dispatcher: new Pool(`https://127.0.0.1:${tp.ports.egressProxy}`, {
+      connections: CONC,
+      connect: {
+        ca: readFileSync(join(pki, 'ca.crt')),
+        cert: readFileSync(join(pki, 'orchestrator.crt')),
+        key: readFileSync(join(pki, 'orchestrator.key')),
+        servername: 'egress',
+      },
+    }),
+    path: (p) => `${target}${p}`,
+    headers: injecting ? { authorization: 'Bearer {{secret:bench_key}}' } : {},
+  },
+];
+if (mitm)
+  paths.push({
+    name: 'mitmdump 8.1 (regular proxy)',
+    dispatcher: new Pool(`http://127.0.0.1:${mitm.port}`, { connections: CONC }),
+    path: (p) => `${target}${p}`,
+    headers: {},
+  });
+if (tiny)
+  paths.push({
+    name: 'tinyproxy',
+    dispatcher: new Pool(`http://127.0.0.1:${tinyPort}`, { connections: CONC }),
+    path: (p) => `${target}${p}`,
+    headers: {},
+  });
+
+async function once(p: Path, body: Buffer): Promise<number> {
+  const t0 = performance.now();
+  const res = await p.dispatcher.request({
+    method: 'POST',
+    path: p.path('/echo'),
+    headers: { 'content-type': 'application/octet-stream', ...p.headers },
+    body,
+  });
+  await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${p.name}: HTTP ${res.statusCode}`);
+  return performance.now() - t0;
+}
+
+async function throughput(p: Path, body: Buffer): Promise<number> {
+  let n = 0;
+  const end = performance.now() + SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: CONC }, async () => {
+      while (performance.now() < end) {
+        await once(p, body);
+        n += 1;
+      }
+    }),
+  );
+  return n / SECONDS;
+}
+
+console.log(`bench:egress on ${machine()}; ${SECONDS}s per throughput run at concurrency ${CONC}; ${SEQ} sequential requests for latency`);
+const rows: Array<Array<string | number>> = [];
+const summary: Record<string, { rps: number; p50: number }> = {};
+for (const size of [1024, 256 * 1024]) {
+  const body = Buffer.alloc(size, 'a');
+  let directP50 = NaN;
+  for (const p of paths) {
+    for (let i = 0; i < 100; i++) await once(p, body); // warm-up
+    const lat: number[] = [];
+    for (let i = 0; i < (size > 1024 ? SEQ / 4 : SEQ); i++) lat.push(await once(p, body));
+    const s = summarize(lat);
+    if (p.name === 'direct') directP50 = s.p50;
+    const rps = await throughput(p, body);
+    summary[`${p.name}@${size}`] = { rps, p50: s.p50 };
+    rows.push([
+      `${size / 1024} KiB`,
+      p.name,
+      fmt(rps, 0),
+      fmt(s.p50, 3),
+      fmt(s.p99, 3),
+      p.name === 'direct' ? '-' : fmt(s.p50 - directP50, 3),
+    ]);
+  }
+}
+console.log(`\n${table(['body', 'path', 'req/s', 'p50 ms', 'p99 ms', 'added p50 ms'], rows)}`);
+const talon1 = Object.entries(summary).find(([k]) => k.startsWith('talon') && k.endsWith('@1024'))?.[1];
+const mitm1 = summary['mitmdump 8.1 (regular proxy)@1024'];
+if (talon1 && mitm1) console.log(`\ntalon egress / mitmdump req/s at 1 KiB: ${fmt(talon1.rps / mitm1.rps, 1)}x (target: at least 3x)`);
+console.log('target: added p50 latency under 1 ms at 1 KiB');
+
+for (const p of paths) await p.dispatcher.close();
+await mitm?.stop();
+tiny?.kill('SIGTERM');
+upstream.kill('SIGTERM');
+await tp.stop();
