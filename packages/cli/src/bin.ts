@@ -3,13 +3,16 @@ import { existsSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { CliError } from './context.ts';
 import { registerDb } from './commands/db.ts';
+import { registerApprovals } from './commands/approvals.ts';
 import { registerEgress } from './commands/egress.ts';
 import { registerHealth } from './commands/health.ts';
+import { registerPairing } from './commands/pairing.ts';
 import { registerInit } from './commands/init.ts';
 import { registerSkills } from './commands/skills.ts';
 import { registerSecrets } from './commands/secrets.ts';
 import { registerVault } from './commands/vault.ts';
 import { registerToken } from './commands/token.ts';
+import { registerUsers } from './commands/users.ts';
 import { registerUp } from './commands/up.ts';
 
 // Operators may keep settings in a .env file next to where they run talon; real
@@ -28,6 +31,9 @@ program
 
 registerUp(program);
 registerToken(program);
+registerUsers(program);
+registerPairing(program);
+registerApprovals(program);
 registerHealth(program);
 registerInit(program);
 registerDb(program);

@@ -44,3 +44,12 @@ describe('log redaction', () => {
     assert.equal(scrub(`seed SUAM${'A'.repeat(54)}`), 'seed [REDACTED]');
   });
 });
+
+describe('log robustness', () => {
+  it('accepts a non-Error err without throwing', () => {
+    const { lines, log } = capture();
+    log.warn({ err: 'plain string with Bearer abcdefghijk' }, 'x');
+    log.warn({ err: undefined }, 'y');
+    assert.match(lines.join(''), /Bearer \[REDACTED\]/);
+  });
+});

@@ -75,8 +75,10 @@ export function createLogger(cfg: LoggerConfig): Logger {
     redact: { paths: [...REDACT_PATHS], censor: REDACTED },
     serializers: {
       err: (err: unknown) => {
-        const s = pino.stdSerializers.err(err as Error);
-        return { ...s, message: scrub(s.message), stack: s.stack ? scrub(s.stack) : s.stack };
+        // Callers sometimes pass a message instead of an Error; never let logging throw.
+        if (!(err instanceof Error)) return { message: scrub(typeof err === 'string' ? err : String(err)) };
+        const s = pino.stdSerializers.err(err);
+        return { ...s, message: scrub(s.message ?? ''), stack: s.stack ? scrub(s.stack) : s.stack };
       },
     },
     formatters: {

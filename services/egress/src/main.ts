@@ -12,8 +12,11 @@ import {
   readTls,
   runMain,
   startGrpcServer,
+  type UnaryHandler,
 } from '@talon/kit';
+import { EgressServiceService } from '@talon/proto';
 import { AuditSink } from './audit.ts';
+import { edgeHandlers } from './edge-api.ts';
 import { ProxyCredentials } from './auth.ts';
 import { loadOrCreateCa, LeafIssuer } from './ca.ts';
 import { loadEgressConfig } from './config.ts';
@@ -115,7 +118,20 @@ runMain('egress', async () => {
     servers.push(plain as unknown as typeof proxy);
   }
 
-  const grpc = await startGrpcServer({ name: 'egress', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
+  const grpc = await startGrpcServer({
+    name: 'egress',
+    host: cfg.grpcHost,
+    port: cfg.grpcPort,
+    tls,
+    log,
+    services: [
+      {
+        definition: EgressServiceService,
+        handlers: edgeHandlers(vault) as unknown as Record<string, UnaryHandler<never, unknown>>,
+        allow: ['gateway'],
+      },
+    ],
+  });
   grpc.setServing('SERVING');
 
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });

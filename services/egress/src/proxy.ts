@@ -8,7 +8,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { EGRESS_ERROR_HEADER, scrub, SpanKind, TalonError, withSpan, type Logger } from '@talon/kit';
+import { EGRESS_ERROR_HEADER, extractRecord, scrub, SpanKind, TalonError, withSpan, type Logger } from '@talon/kit';
 import { Placement, type Header, type SecretFingerprint } from '@talon/proto';
 import { decision, type AuditSink, type DecisionInput } from './audit.ts';
 import { principalOf, type ProxyCredentials } from './auth.ts';
@@ -179,9 +179,11 @@ export function createProxyHandler(deps: ProxyDeps) {
     const finish = (d: Partial<DecisionInput>) => deps.audit.record({ ...base, ...d, durationMs: Date.now() - started });
     const resolved = new Map<string, Buffer>();
 
+    // The caller's trace continues here (its traceparent header is never forwarded upstream).
+    const parent = extractRecord(req.headers as Record<string, string | string[] | undefined>);
     await withSpan(
       'egress.request',
-      { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'talon.egress.via': base.via } },
+      { kind: SpanKind.SERVER, parent, attributes: { 'http.request.method': method, 'talon.egress.via': base.via } },
       async (span) => {
         base.traceId = span.spanContext().traceId;
         try {

@@ -10,6 +10,10 @@ import {
   type ScanIndexResponse,
   type SecretFingerprint,
   type StatusResponse,
+  type ListSecretsResponse,
+  type SecretInfo,
+  type VerifySignatureRequest,
+  type VerifySignatureResponse,
 } from '@talon/proto';
 
 export interface VaultApi {
@@ -68,6 +72,16 @@ export class VaultLink implements VaultApi {
       }
       throw err;
     }
+  }
+
+  async verifySignature(req: VerifySignatureRequest): Promise<boolean> {
+    const res = await callUnary<VerifySignatureRequest, VerifySignatureResponse>(this.client, 'verifySignature', req, { timeoutMs: 5000 });
+    return res.valid;
+  }
+
+  async listSecrets(): Promise<SecretInfo[]> {
+    const res = await callUnary<unknown, ListSecretsResponse>(this.client, 'listSecrets', {}, { timeoutMs: 5000 });
+    return res.secrets;
   }
 
   close(): void {

@@ -98,7 +98,9 @@ describe('egress proxy', () => {
   });
 
   it('forwards an allowed request and streams the answer back', async () => {
-    const r = await viaEgress(orch, `${up.url}/hello?x=1`);
+    const r = await viaEgress(orch, `${up.url}/hello?x=1`, {
+      headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+    });
     assert.equal(r.status, 200);
     assert.deepEqual(r.json, { path: '/hello?x=1' });
     assert.equal(up.seen.at(-1)!.headers.host, `127.0.0.1:${up.port}`);
@@ -247,7 +249,9 @@ describe('egress proxy', () => {
       const m = await jsm.streams.getMessage(STREAMS.audit.name, { seq }).catch(() => null);
       if (m) decisions.push(EgressDecision.decode(m.data));
     }
-    assert.ok(decisions.some((d) => d.allowed && d.path === '/hello' && d.principal === 'orchestrator'));
+    const hello = decisions.find((d) => d.allowed && d.path === '/hello' && d.principal === 'orchestrator');
+    assert.ok(hello);
+    assert.equal(hello.traceId, '0af7651916cd43dd8448eb211c80319c', 'egress continues the caller’s trace');
     assert.ok(decisions.some((d) => !d.allowed && d.reason === 'host_not_allowed'));
     assert.ok(decisions.some((d) => !d.allowed && d.reason === 'loopback_address'));
     assert.ok(decisions.some((d) => !d.allowed && d.reason === 'no_principal'));

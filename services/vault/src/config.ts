@@ -1,4 +1,5 @@
 import { commonFields, int, loadConfig, optionalStr, str, type ConfigOf } from '@talon/kit';
+import { DEFAULT_ROTATE_AFTER, KDF_DEFAULT, KDF_MAXIMUM, KDF_MINIMUM } from './crypto.ts';
 
 export function vaultSpec(env: Record<string, string | undefined> = process.env) {
   return {
@@ -10,15 +11,53 @@ export function vaultSpec(env: Record<string, string | undefined> = process.env)
       expect: 'a postgres:// URL',
     }),
     passphrase: optionalStr('TALON_VAULT_PASSPHRASE', {
-      doc: 'Master passphrase that unseals the vault at start. Unset: the vault starts sealed; unseal with `talon vault unseal`. Never written to disk.',
+      doc: 'Master passphrase that unseals the vault at start (the first start creates the keyring with it). Unset: the vault starts sealed; unseal with `talon vault unseal`. Never written to disk.',
       secret: true,
     }),
     dbPoolMax: int('VAULT_DB_POOL_MAX', { doc: 'Maximum PostgreSQL connections held by the vault.', default: 4, min: 1, max: 100 }),
+    kdfMemoryKiB: int('VAULT_KDF_MEMORY_KIB', {
+      doc: 'Argon2id memory cost (KiB) for a new keyring or passphrase change; unseal uses the parameters stored with the keyring.',
+      default: KDF_DEFAULT.memoryKiB,
+      min: KDF_MINIMUM.memoryKiB,
+      max: KDF_MAXIMUM.memoryKiB,
+    }),
+    kdfPasses: int('VAULT_KDF_PASSES', {
+      doc: 'Argon2id passes (time cost) for a new keyring or passphrase change.',
+      default: KDF_DEFAULT.passes,
+      min: KDF_MINIMUM.passes,
+      max: KDF_MAXIMUM.passes,
+    }),
+    kdfParallelism: int('VAULT_KDF_PARALLELISM', {
+      doc: 'Argon2id lanes for a new keyring or passphrase change.',
+      default: KDF_DEFAULT.parallelism,
+      min: KDF_MINIMUM.parallelism,
+      max: KDF_MAXIMUM.parallelism,
+    }),
+    rotateAfter: int('VAULT_KEY_ROTATE_AFTER', {
+      doc: 'Encryptions per data key before the vault rotates to a new one automatically (AES-GCM random nonces: keep far below 2^32).',
+      default: DEFAULT_ROTATE_AFTER,
+      min: 1,
+      max: 2 ** 32,
+    }),
+    auditRetentionDays: int('VAULT_AUDIT_RETENTION_DAYS', {
+      doc: 'Days of vault audit records kept; older ones are deleted hourly. 0 keeps everything.',
+      default: 90,
+      min: 0,
+    }),
   };
 }
 
 export type VaultConfig = ConfigOf<ReturnType<typeof vaultSpec>>;
 
+/** Loads the configuration without the passphrase (read once by takePassphrase, never kept in the frozen config). */
 export function loadVaultConfig(env: Record<string, string | undefined> = process.env): VaultConfig {
-  return loadConfig('vault', vaultSpec(env), env);
+  return loadConfig('vault', vaultSpec(env), { ...env, TALON_VAULT_PASSPHRASE: undefined });
+}
+
+/** Reads TALON_VAULT_PASSPHRASE once and removes it from the environment, so child processes and later reads never see it. */
+export function takePassphrase(env: Record<string, string | undefined> = process.env): Buffer | undefined {
+  const raw = env.TALON_VAULT_PASSPHRASE;
+  delete env.TALON_VAULT_PASSPHRASE;
+  if (raw === undefined || raw === '') return undefined;
+  return Buffer.from(raw, 'utf8');
 }

@@ -11,22 +11,43 @@ import {
   waitForDatabase,
   type UnaryHandler,
 } from '@talon/kit';
-import { VaultServiceService, type StatusResponse } from '@talon/proto';
-import { loadVaultConfig } from './config.ts';
+import { VaultAdminServiceService, VaultServiceService } from '@talon/proto';
+import { AuditWriter } from './audit.ts';
+import { loadVaultConfig, takePassphrase } from './config.ts';
+import { adminHandlers, egressHandlers } from './handlers.ts';
 import { VAULT_SCHEMA, vaultMigrations } from './migrations.ts';
+import { VaultStore } from './store.ts';
+import { Vault } from './vault.ts';
 
 runMain('vault', async () => {
+  const passphrase = takePassphrase();
   const cfg = loadVaultConfig();
   const log = createLogger({ service: 'vault', level: cfg.logLevel });
   const telemetry = initTelemetry('vault');
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
+
   const pool = createPool(cfg.databaseUrl, { max: cfg.dbPoolMax, applicationName: 'talon-vault' });
   await waitForDatabase(pool, 30_000, log);
   await migrate(pool, VAULT_SCHEMA, vaultMigrations, log);
-  const status: UnaryHandler<unknown, StatusResponse> = async () => {
-    const { rowCount } = await pool.query('select 1 from vault.keyring');
-    return { sealed: true, initialized: (rowCount ?? 0) > 0 };
-  };
+
+  const audit = new AuditWriter(pool);
+  const vault = new Vault({
+    store: new VaultStore(pool),
+    audit,
+    log,
+    kdf: { memoryKiB: cfg.kdfMemoryKiB, passes: cfg.kdfPasses, parallelism: cfg.kdfParallelism },
+    rotateAfter: cfg.rotateAfter,
+  });
+  if (passphrase) {
+    // Unseal before serving, so a vault started with the passphrase is never seen sealed.
+    await vault.unseal(passphrase, 'operator-env').catch((err: unknown) => {
+      log.error(
+        { code: (err as { code?: string }).code, reason: (err as Error).message },
+        'TALON_VAULT_PASSPHRASE did not unseal the vault; it stays sealed (run `talon vault unseal`)',
+      );
+    });
+  }
+
   const grpc = await startGrpcServer({
     name: 'vault',
     host: cfg.grpcHost,
@@ -34,14 +55,47 @@ runMain('vault', async () => {
     tls: readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey }),
     log,
     services: [
-      { definition: VaultServiceService, handlers: { status } as Record<string, UnaryHandler<never, unknown>>, allow: ['egress'] },
+      {
+        definition: VaultServiceService,
+        handlers: egressHandlers(vault) as unknown as Record<string, UnaryHandler<never, unknown>>,
+        allow: ['egress'],
+      },
+      {
+        definition: VaultAdminServiceService,
+        handlers: adminHandlers(vault, audit) as unknown as Record<string, UnaryHandler<never, unknown>>,
+        allow: ['admin'],
+      },
     ],
   });
   grpc.setServing('SERVING');
+
+  let pruneTimer: NodeJS.Timeout | undefined;
+  if (cfg.auditRetentionDays > 0) {
+    const prune = () =>
+      void audit.prune(cfg.auditRetentionDays).then(
+        (n) => n > 0 && log.info({ deleted: n, retention_days: cfg.auditRetentionDays }, 'old audit records pruned'),
+        (err: unknown) => log.warn({ err }, 'audit pruning failed; will retry'),
+      );
+    pruneTimer = setInterval(prune, 3_600_000);
+    pruneTimer.unref();
+  }
+
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({ name: 'grpc drain', run: () => grpc.shutdown(5000), timeoutMs: 6000 });
+  life.onShutdown({
+    name: 'seal (zero keys)',
+    run: () =>
+      vault.seal('shutdown').then(
+        () => undefined,
+        () => undefined,
+      ),
+  });
+  life.onShutdown({ name: 'stop audit pruning', run: () => clearInterval(pruneTimer) });
   life.onShutdown({ name: 'close database pool', run: () => pool.end() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
-  log.info({ grpc_port: grpc.port }, 'vault ready (sealed)');
+  log.info(
+    { grpc_port: grpc.port, sealed: vault.sealed },
+    vault.sealed ? 'vault ready (sealed: unseal with `talon vault unseal`)' : 'vault ready (unsealed)',
+  );
 });

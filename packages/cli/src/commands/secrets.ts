@@ -48,6 +48,7 @@ function placementText(p: SecretPolicy | undefined): string {
 function summary(i: SecretInfo): string {
   const p = i.policy;
   const exp = p && p.expiresAtMs ? `, expires ${new Date(p.expiresAtMs).toISOString()}` : '';
+  if (p?.verifyOnly) return `verification key (never sent anywhere) for ${p.principals.join(', ')}${exp}`;
   return `${placementText(p)} to ${p?.hosts.join(', ') ?? '-'} for ${p?.principals.join(', ') ?? '-'}${exp}`;
 }
 
@@ -60,6 +61,7 @@ interface SetOptions {
   path?: boolean;
   principal: string[];
   expires?: string;
+  verify?: boolean;
 }
 
 function placementOf(o: SetOptions): { placement: Placement; field: string } {
@@ -85,8 +87,8 @@ export function registerSecrets(program: Command): void {
     .description(
       'store a secret (a new version if NAME exists). The value is read from stdin, or prompted for with echo off on a terminal; one trailing newline is removed',
     )
-    .argument('<name>', 'secret name, used in placeholders as {{secret:NAME}} (the LLM key is llm_api_key)')
-    .requiredOption(
+    .argument('<name>', 'secret name: a-z, 0-9 and _, used in placeholders as {{secret:NAME}} (the LLM key is llm_api_key)')
+    .option(
       '--host <hosts>',
       'host(s) the value may be sent to, comma-separated or repeated: api.example.com, api.example.com:8443, *.example.com, 203.0.113.7 (no port = 443)',
       collect,
@@ -104,16 +106,35 @@ export function registerSecrets(program: Command): void {
       [],
     )
     .option('--expires <when>', 'refuse the secret after this ISO 8601 time or duration from now (90d, 12h)')
+    .option(
+      '--verify',
+      'a webhook verification key (Slack signing secret, Telegram secret token, Discord public key): checked inside the vault, never sent anywhere; no --host; default principal gateway',
+    )
     .action(async (name: string, o: SetOptions) => {
-      if (o.host.length === 0) throw new CliError('--host needs at least one host');
-      const { placement, field } = placementOf(o);
-      const policy: SecretPolicy = {
-        hosts: o.host,
-        placement,
-        field,
-        principals: o.principal.length > 0 ? o.principal : ['orchestrator'],
-        expiresAtMs: o.expires ? parseExpiry(o.expires) : 0,
-      };
+      let policy: SecretPolicy;
+      if (o.verify) {
+        if (o.host.length > 0 || o.bearer || o.basic || o.header !== undefined || o.query !== undefined || o.path) {
+          throw new CliError('--verify keys are bound to no host and no placement; drop --host and the placement flags');
+        }
+        policy = {
+          hosts: [],
+          placement: Placement.PLACEMENT_UNSPECIFIED,
+          field: '',
+          principals: o.principal.length > 0 ? o.principal : ['gateway'],
+          expiresAtMs: o.expires ? parseExpiry(o.expires) : 0,
+          verifyOnly: true,
+        };
+      } else {
+        if (o.host.length === 0) throw new CliError('--host needs at least one host (or --verify for a webhook verification key)');
+        const { placement, field } = placementOf(o);
+        policy = {
+          hosts: o.host,
+          placement,
+          field,
+          principals: o.principal.length > 0 ? o.principal : ['orchestrator'],
+          expiresAtMs: o.expires ? parseExpiry(o.expires) : 0,
+        };
+      }
       const value = await readHidden(`Value for ${name} (input hidden): `, 'value');
       let info: SecretInfo;
       try {

@@ -72,6 +72,10 @@ export async function vaultAdmin<Res>(method: string, req: unknown, timeoutMs = 
 
 // ---- hidden input ---------------------------------------------------------
 
+// Bytes typed (or pasted) after an Enter, kept for the next prompt (a pasted
+// "passphrase<Enter>passphrase<Enter>" answers both prompts).
+let typedAhead: Buffer = Buffer.alloc(0);
+
 /** Prompts on the terminal with echo off; returns the bytes typed (the caller zeroes them). */
 export function promptHidden(question: string): Promise<Buffer> {
   const stdin = process.stdin;
@@ -80,7 +84,9 @@ export function promptHidden(question: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(256);
     let len = 0;
+    let finished = false;
     const done = (err?: CliError) => {
+      finished = true;
       stdin.off('data', onData);
       stdin.setRawMode(false);
       stdin.pause();
@@ -95,31 +101,40 @@ export function promptHidden(question: string): Promise<Buffer> {
       resolve(out);
     };
     const onData = (d: Buffer) => {
-      for (const byte of d) {
-        if (byte === 0x0d || byte === 0x0a || byte === 0x04) return done(); // Enter, Ctrl-D
-        if (byte === 0x03) return done(new CliError('cancelled', 130)); // Ctrl-C
-        if (byte === 0x15) {
+      for (let i = 0; i < d.length && !finished; i++) {
+        const byte = d[i]!;
+        if (byte === 0x0d || byte === 0x0a || byte === 0x04) {
+          // Enter or Ctrl-D; a CR LF pair counts once.
+          const rest = d.subarray(byte === 0x0d && d[i + 1] === 0x0a ? i + 2 : i + 1);
+          typedAhead = Buffer.from(rest);
+          done();
+        } else if (byte === 0x03)
+          done(new CliError('cancelled', 130)); // Ctrl-C
+        else if (byte === 0x15)
           len = 0; // Ctrl-U clears the line
-          continue;
-        }
-        if (byte === 0x7f || byte === 0x08) {
+        else if (byte === 0x7f || byte === 0x08) {
           // Backspace removes one character, including all bytes of a UTF-8 sequence.
           while (len > 0 && (buf[--len]! & 0xc0) === 0x80);
-          continue;
+        } else {
+          if (len === buf.length) {
+            const bigger = Buffer.alloc(buf.length * 2);
+            buf.copy(bigger);
+            buf.fill(0);
+            buf = bigger;
+          }
+          buf[len++] = byte;
         }
-        if (len === buf.length) {
-          const bigger = Buffer.alloc(buf.length * 2);
-          buf.copy(bigger);
-          buf.fill(0);
-          buf = bigger;
-        }
-        buf[len++] = byte;
       }
       d.fill(0);
     };
     stdin.setRawMode(true);
     stdin.resume();
     stdin.on('data', onData);
+    if (typedAhead.length > 0) {
+      const ahead = typedAhead;
+      typedAhead = Buffer.alloc(0);
+      onData(ahead);
+    }
   });
 }
 
@@ -306,7 +321,7 @@ export function registerVault(program: Command): void {
           [
             new Date(a.atMs).toISOString(),
             a.allowed ? 'ALLOW' : 'DENY ',
-            a.action.padEnd(15),
+            a.action.padEnd(17),
             `caller=${a.caller}`,
             a.secretName ? `secret=${a.secretName}` : '',
             a.host ? `host=${a.host}` : '',

@@ -124,6 +124,27 @@ export interface StreamChunk {
   attempt: number;
 }
 
+/**
+ * Progress of one reply sent to a chat platform by the gateway (KV bucket
+ * talon_deliveries, key `delivery.<sha256 of inbound_id>`). A redelivered reply
+ * resumes after the last part the platform confirmed, so a send is not repeated.
+ */
+export interface DeliveryRecord {
+  inboundId: string;
+  channel: string;
+  partsTotal: number;
+  partsSent: number;
+  /** Message ids the platform returned, one per part sent. */
+  platformMessageIds: string[];
+  firstAttemptAtMs: number;
+  doneAtMs: number;
+  attempts: number;
+  /** Stable code of the last failure (never a platform response body). */
+  lastError: string;
+  /** Gave up (permanent refusal or too old); done_at_ms is then the time it gave up. */
+  failed: boolean;
+}
+
 function createBaseChatMessage(): ChatMessage {
   return { role: 0, content: "", name: "" };
 }
@@ -1005,6 +1026,258 @@ export const StreamChunk: MessageFns<StreamChunk> = {
     message.seq = object.seq ?? 0;
     message.delta = object.delta ?? "";
     message.attempt = object.attempt ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeliveryRecord(): DeliveryRecord {
+  return {
+    inboundId: "",
+    channel: "",
+    partsTotal: 0,
+    partsSent: 0,
+    platformMessageIds: [],
+    firstAttemptAtMs: 0,
+    doneAtMs: 0,
+    attempts: 0,
+    lastError: "",
+    failed: false,
+  };
+}
+
+export const DeliveryRecord: MessageFns<DeliveryRecord> = {
+  encode(message: DeliveryRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inboundId !== "") {
+      writer.uint32(10).string(message.inboundId);
+    }
+    if (message.channel !== "") {
+      writer.uint32(18).string(message.channel);
+    }
+    if (message.partsTotal !== 0) {
+      writer.uint32(24).uint32(message.partsTotal);
+    }
+    if (message.partsSent !== 0) {
+      writer.uint32(32).uint32(message.partsSent);
+    }
+    for (const v of message.platformMessageIds) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.firstAttemptAtMs !== 0) {
+      writer.uint32(48).int64(message.firstAttemptAtMs);
+    }
+    if (message.doneAtMs !== 0) {
+      writer.uint32(56).int64(message.doneAtMs);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(64).uint32(message.attempts);
+    }
+    if (message.lastError !== "") {
+      writer.uint32(74).string(message.lastError);
+    }
+    if (message.failed !== false) {
+      writer.uint32(80).bool(message.failed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeliveryRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeliveryRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.inboundId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.partsTotal = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.partsSent = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.platformMessageIds.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.firstAttemptAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.doneAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.attempts = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lastError = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.failed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeliveryRecord {
+    return {
+      inboundId: isSet(object.inboundId)
+        ? globalThis.String(object.inboundId)
+        : isSet(object.inbound_id)
+        ? globalThis.String(object.inbound_id)
+        : "",
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+      partsTotal: isSet(object.partsTotal)
+        ? globalThis.Number(object.partsTotal)
+        : isSet(object.parts_total)
+        ? globalThis.Number(object.parts_total)
+        : 0,
+      partsSent: isSet(object.partsSent)
+        ? globalThis.Number(object.partsSent)
+        : isSet(object.parts_sent)
+        ? globalThis.Number(object.parts_sent)
+        : 0,
+      platformMessageIds: globalThis.Array.isArray(object?.platformMessageIds)
+        ? object.platformMessageIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.platform_message_ids)
+        ? object.platform_message_ids.map((e: any) => globalThis.String(e))
+        : [],
+      firstAttemptAtMs: isSet(object.firstAttemptAtMs)
+        ? globalThis.Number(object.firstAttemptAtMs)
+        : isSet(object.first_attempt_at_ms)
+        ? globalThis.Number(object.first_attempt_at_ms)
+        : 0,
+      doneAtMs: isSet(object.doneAtMs)
+        ? globalThis.Number(object.doneAtMs)
+        : isSet(object.done_at_ms)
+        ? globalThis.Number(object.done_at_ms)
+        : 0,
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      lastError: isSet(object.lastError)
+        ? globalThis.String(object.lastError)
+        : isSet(object.last_error)
+        ? globalThis.String(object.last_error)
+        : "",
+      failed: isSet(object.failed) ? globalThis.Boolean(object.failed) : false,
+    };
+  },
+
+  toJSON(message: DeliveryRecord): unknown {
+    const obj: any = {};
+    if (message.inboundId !== "") {
+      obj.inboundId = message.inboundId;
+    }
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
+    if (message.partsTotal !== 0) {
+      obj.partsTotal = Math.round(message.partsTotal);
+    }
+    if (message.partsSent !== 0) {
+      obj.partsSent = Math.round(message.partsSent);
+    }
+    if (message.platformMessageIds?.length) {
+      obj.platformMessageIds = message.platformMessageIds;
+    }
+    if (message.firstAttemptAtMs !== 0) {
+      obj.firstAttemptAtMs = Math.round(message.firstAttemptAtMs);
+    }
+    if (message.doneAtMs !== 0) {
+      obj.doneAtMs = Math.round(message.doneAtMs);
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.lastError !== "") {
+      obj.lastError = message.lastError;
+    }
+    if (message.failed !== false) {
+      obj.failed = message.failed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeliveryRecord>): DeliveryRecord {
+    return DeliveryRecord.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeliveryRecord>): DeliveryRecord {
+    const message = createBaseDeliveryRecord();
+    message.inboundId = object.inboundId ?? "";
+    message.channel = object.channel ?? "";
+    message.partsTotal = object.partsTotal ?? 0;
+    message.partsSent = object.partsSent ?? 0;
+    message.platformMessageIds = object.platformMessageIds?.map((e) => e) || [];
+    message.firstAttemptAtMs = object.firstAttemptAtMs ?? 0;
+    message.doneAtMs = object.doneAtMs ?? 0;
+    message.attempts = object.attempts ?? 0;
+    message.lastError = object.lastError ?? "";
+    message.failed = object.failed ?? false;
     return message;
   },
 };

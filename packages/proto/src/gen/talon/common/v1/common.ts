@@ -7,6 +7,108 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 
+export const ApprovalKind = {
+  APPROVAL_KIND_UNSPECIFIED: 0,
+  /** APPROVAL_KIND_TOOL_CALL - One call of a tool or skill that requires the user's approval. */
+  APPROVAL_KIND_TOOL_CALL: 1,
+  /** APPROVAL_KIND_SKILL - Installing or upgrading a skill (its permissions need an operator). */
+  APPROVAL_KIND_SKILL: 2,
+} as const;
+
+export type ApprovalKind = typeof ApprovalKind[keyof typeof ApprovalKind];
+
+export namespace ApprovalKind {
+  export type APPROVAL_KIND_UNSPECIFIED = typeof ApprovalKind.APPROVAL_KIND_UNSPECIFIED;
+  export type APPROVAL_KIND_TOOL_CALL = typeof ApprovalKind.APPROVAL_KIND_TOOL_CALL;
+  export type APPROVAL_KIND_SKILL = typeof ApprovalKind.APPROVAL_KIND_SKILL;
+}
+
+export function approvalKindFromJSON(object: any): ApprovalKind {
+  switch (object) {
+    case 0:
+    case "APPROVAL_KIND_UNSPECIFIED":
+      return ApprovalKind.APPROVAL_KIND_UNSPECIFIED;
+    case 1:
+    case "APPROVAL_KIND_TOOL_CALL":
+      return ApprovalKind.APPROVAL_KIND_TOOL_CALL;
+    case 2:
+    case "APPROVAL_KIND_SKILL":
+      return ApprovalKind.APPROVAL_KIND_SKILL;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum ApprovalKind");
+  }
+}
+
+export function approvalKindToJSON(object: ApprovalKind): string {
+  switch (object) {
+    case ApprovalKind.APPROVAL_KIND_UNSPECIFIED:
+      return "APPROVAL_KIND_UNSPECIFIED";
+    case ApprovalKind.APPROVAL_KIND_TOOL_CALL:
+      return "APPROVAL_KIND_TOOL_CALL";
+    case ApprovalKind.APPROVAL_KIND_SKILL:
+      return "APPROVAL_KIND_SKILL";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum ApprovalKind");
+  }
+}
+
+export const ApprovalStatus = {
+  APPROVAL_STATUS_UNSPECIFIED: 0,
+  APPROVAL_STATUS_PENDING: 1,
+  APPROVAL_STATUS_APPROVED: 2,
+  APPROVAL_STATUS_DENIED: 3,
+  APPROVAL_STATUS_EXPIRED: 4,
+} as const;
+
+export type ApprovalStatus = typeof ApprovalStatus[keyof typeof ApprovalStatus];
+
+export namespace ApprovalStatus {
+  export type APPROVAL_STATUS_UNSPECIFIED = typeof ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED;
+  export type APPROVAL_STATUS_PENDING = typeof ApprovalStatus.APPROVAL_STATUS_PENDING;
+  export type APPROVAL_STATUS_APPROVED = typeof ApprovalStatus.APPROVAL_STATUS_APPROVED;
+  export type APPROVAL_STATUS_DENIED = typeof ApprovalStatus.APPROVAL_STATUS_DENIED;
+  export type APPROVAL_STATUS_EXPIRED = typeof ApprovalStatus.APPROVAL_STATUS_EXPIRED;
+}
+
+export function approvalStatusFromJSON(object: any): ApprovalStatus {
+  switch (object) {
+    case 0:
+    case "APPROVAL_STATUS_UNSPECIFIED":
+      return ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED;
+    case 1:
+    case "APPROVAL_STATUS_PENDING":
+      return ApprovalStatus.APPROVAL_STATUS_PENDING;
+    case 2:
+    case "APPROVAL_STATUS_APPROVED":
+      return ApprovalStatus.APPROVAL_STATUS_APPROVED;
+    case 3:
+    case "APPROVAL_STATUS_DENIED":
+      return ApprovalStatus.APPROVAL_STATUS_DENIED;
+    case 4:
+    case "APPROVAL_STATUS_EXPIRED":
+      return ApprovalStatus.APPROVAL_STATUS_EXPIRED;
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum ApprovalStatus");
+  }
+}
+
+export function approvalStatusToJSON(object: ApprovalStatus): string {
+  switch (object) {
+    case ApprovalStatus.APPROVAL_STATUS_UNSPECIFIED:
+      return "APPROVAL_STATUS_UNSPECIFIED";
+    case ApprovalStatus.APPROVAL_STATUS_PENDING:
+      return "APPROVAL_STATUS_PENDING";
+    case ApprovalStatus.APPROVAL_STATUS_APPROVED:
+      return "APPROVAL_STATUS_APPROVED";
+    case ApprovalStatus.APPROVAL_STATUS_DENIED:
+      return "APPROVAL_STATUS_DENIED";
+    case ApprovalStatus.APPROVAL_STATUS_EXPIRED:
+      return "APPROVAL_STATUS_EXPIRED";
+    default:
+      throw new globalThis.Error("Unrecognized enum value " + object + " for enum ApprovalStatus");
+  }
+}
+
 /**
  * Identifies one conversation. The user is always derived by the gateway from
  * the authenticated principal (API token or paired channel identity), never
@@ -28,6 +130,96 @@ export interface ReplyRoute {
   /** NATS subject for incremental stream chunks (inside talon.stream.>); empty when not streaming. */
   streamSubject: string;
   requestId: string;
+}
+
+/**
+ * A person who uses Talon. KV bucket talon_users, key `user.<id>`; written by the
+ * admin identity (`talon users`, `talon token create`), read by the gateway.
+ */
+export interface User {
+  id: string;
+  displayName: string;
+  createdAtMs: number;
+  /** Set when an operator disabled the user (their tokens and pairings are revoked too). */
+  disabledAtMs: number;
+}
+
+/** An account on a chat platform, as the platform's verified webhook names it. */
+export interface ChannelIdentity {
+  /** telegram, slack, discord or webhook. */
+  channel: string;
+  /** Platform user id (Slack: "<team>.<user>", webhook: "<source>.<user>"); [A-Za-z0-9_.-] only. */
+  account: string;
+  /** Display name the platform reported; informational, never used for authorization. */
+  displayName: string;
+}
+
+/**
+ * Given to an unknown sender instead of the agent. KV bucket talon_pairings:
+ *   pending.<channel>.<account> -> PairingRequest
+ *   code.<CODE>                 -> PairingRequest (the same record, found by the operator's code)
+ */
+export interface PairingRequest {
+  /** Eight characters of an unambiguous alphabet, shown as XXXX-XXXX. */
+  code: string;
+  identity: ChannelIdentity | undefined;
+  createdAtMs: number;
+  expiresAtMs: number;
+  /** Last time the sender was told the code (notices are rate limited). */
+  notifiedAtMs: number;
+  /** Conversation on the platform where the sender asked (to tell them once approved). */
+  threadId: string;
+}
+
+/**
+ * An operator-approved link from a channel identity to a Talon user.
+ * KV bucket talon_pairings, key `paired.<channel>.<account>`.
+ */
+export interface Pairing {
+  identity: ChannelIdentity | undefined;
+  userId: string;
+  approvedAtMs: number;
+  /** Who approved: "cli:<os user>" or "token:<token id>". */
+  approvedBy: string;
+  code: string;
+  /** Platform conversation the code was requested from (the gateway tells the sender there). */
+  threadId: string;
+}
+
+/**
+ * A decision someone must take before work continues. KV bucket talon_approvals,
+ * key `approval.<id>`. The requester (orchestrator, sandbox) creates it PENDING and
+ * watches the key; the conversation's user or an operator decides it through the
+ * gateway (UI, API) or `talon approvals`, by compare-and-set on the KV revision, so
+ * exactly one decision wins. A PENDING record past expires_at_ms counts as expired.
+ */
+export interface Approval {
+  /** [A-Za-z0-9_-]{1,64} */
+  id: string;
+  kind: ApprovalKind;
+  /** The user on whose behalf the action runs (may decide tool calls). */
+  userId: string;
+  conversation: ConversationRef | undefined;
+  skill: string;
+  version: string;
+  tool: string;
+  /** One line for the approver, e.g. "weather: GET api.weather.example/forecast"; never a secret value. */
+  summary: string;
+  /** The call's arguments as JSON (at most 4 KiB), shown to the approver. */
+  argumentsJson: string;
+  status: ApprovalStatus;
+  requestedAtMs: number;
+  expiresAtMs: number;
+  decidedAtMs: number;
+  /** "token:<token id>" or "cli:<os user>". */
+  decidedBy: string;
+  reason: string;
+  /** Component that asked: orchestrator, sandbox. */
+  requestedBy: string;
+  /** Inbound message the action belongs to, when there is one. */
+  inboundId: string;
+  /** Operators only (skill approvals): users cannot decide this one. */
+  operatorOnly: boolean;
 }
 
 function createBaseConversationRef(): ConversationRef {
@@ -248,6 +440,972 @@ export const ReplyRoute: MessageFns<ReplyRoute> = {
   },
 };
 
+function createBaseUser(): User {
+  return { id: "", displayName: "", createdAtMs: 0, disabledAtMs: 0 };
+}
+
+export const User: MessageFns<User> = {
+  encode(message: User, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.displayName !== "") {
+      writer.uint32(18).string(message.displayName);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(24).int64(message.createdAtMs);
+    }
+    if (message.disabledAtMs !== 0) {
+      writer.uint32(32).int64(message.disabledAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): User {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUser();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.displayName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.disabledAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): User {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      displayName: isSet(object.displayName)
+        ? globalThis.String(object.displayName)
+        : isSet(object.display_name)
+        ? globalThis.String(object.display_name)
+        : "",
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      disabledAtMs: isSet(object.disabledAtMs)
+        ? globalThis.Number(object.disabledAtMs)
+        : isSet(object.disabled_at_ms)
+        ? globalThis.Number(object.disabled_at_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: User): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.displayName !== "") {
+      obj.displayName = message.displayName;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.disabledAtMs !== 0) {
+      obj.disabledAtMs = Math.round(message.disabledAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<User>): User {
+    return User.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<User>): User {
+    const message = createBaseUser();
+    message.id = object.id ?? "";
+    message.displayName = object.displayName ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.disabledAtMs = object.disabledAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseChannelIdentity(): ChannelIdentity {
+  return { channel: "", account: "", displayName: "" };
+}
+
+export const ChannelIdentity: MessageFns<ChannelIdentity> = {
+  encode(message: ChannelIdentity, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== "") {
+      writer.uint32(10).string(message.channel);
+    }
+    if (message.account !== "") {
+      writer.uint32(18).string(message.account);
+    }
+    if (message.displayName !== "") {
+      writer.uint32(26).string(message.displayName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChannelIdentity {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChannelIdentity();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.account = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.displayName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChannelIdentity {
+    return {
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+      account: isSet(object.account) ? globalThis.String(object.account) : "",
+      displayName: isSet(object.displayName)
+        ? globalThis.String(object.displayName)
+        : isSet(object.display_name)
+        ? globalThis.String(object.display_name)
+        : "",
+    };
+  },
+
+  toJSON(message: ChannelIdentity): unknown {
+    const obj: any = {};
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
+    if (message.account !== "") {
+      obj.account = message.account;
+    }
+    if (message.displayName !== "") {
+      obj.displayName = message.displayName;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ChannelIdentity>): ChannelIdentity {
+    return ChannelIdentity.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChannelIdentity>): ChannelIdentity {
+    const message = createBaseChannelIdentity();
+    message.channel = object.channel ?? "";
+    message.account = object.account ?? "";
+    message.displayName = object.displayName ?? "";
+    return message;
+  },
+};
+
+function createBasePairingRequest(): PairingRequest {
+  return { code: "", identity: undefined, createdAtMs: 0, expiresAtMs: 0, notifiedAtMs: 0, threadId: "" };
+}
+
+export const PairingRequest: MessageFns<PairingRequest> = {
+  encode(message: PairingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.identity !== undefined) {
+      ChannelIdentity.encode(message.identity, writer.uint32(18).fork()).join();
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(24).int64(message.createdAtMs);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(32).int64(message.expiresAtMs);
+    }
+    if (message.notifiedAtMs !== 0) {
+      writer.uint32(40).int64(message.notifiedAtMs);
+    }
+    if (message.threadId !== "") {
+      writer.uint32(50).string(message.threadId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PairingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePairingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.identity = ChannelIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.notifiedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.threadId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PairingRequest {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      identity: isSet(object.identity) ? ChannelIdentity.fromJSON(object.identity) : undefined,
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+      notifiedAtMs: isSet(object.notifiedAtMs)
+        ? globalThis.Number(object.notifiedAtMs)
+        : isSet(object.notified_at_ms)
+        ? globalThis.Number(object.notified_at_ms)
+        : 0,
+      threadId: isSet(object.threadId)
+        ? globalThis.String(object.threadId)
+        : isSet(object.thread_id)
+        ? globalThis.String(object.thread_id)
+        : "",
+    };
+  },
+
+  toJSON(message: PairingRequest): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.identity !== undefined) {
+      obj.identity = ChannelIdentity.toJSON(message.identity);
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    if (message.notifiedAtMs !== 0) {
+      obj.notifiedAtMs = Math.round(message.notifiedAtMs);
+    }
+    if (message.threadId !== "") {
+      obj.threadId = message.threadId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PairingRequest>): PairingRequest {
+    return PairingRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PairingRequest>): PairingRequest {
+    const message = createBasePairingRequest();
+    message.code = object.code ?? "";
+    message.identity = (object.identity !== undefined && object.identity !== null)
+      ? ChannelIdentity.fromPartial(object.identity)
+      : undefined;
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.expiresAtMs = object.expiresAtMs ?? 0;
+    message.notifiedAtMs = object.notifiedAtMs ?? 0;
+    message.threadId = object.threadId ?? "";
+    return message;
+  },
+};
+
+function createBasePairing(): Pairing {
+  return { identity: undefined, userId: "", approvedAtMs: 0, approvedBy: "", code: "", threadId: "" };
+}
+
+export const Pairing: MessageFns<Pairing> = {
+  encode(message: Pairing, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.identity !== undefined) {
+      ChannelIdentity.encode(message.identity, writer.uint32(10).fork()).join();
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.approvedAtMs !== 0) {
+      writer.uint32(24).int64(message.approvedAtMs);
+    }
+    if (message.approvedBy !== "") {
+      writer.uint32(34).string(message.approvedBy);
+    }
+    if (message.code !== "") {
+      writer.uint32(42).string(message.code);
+    }
+    if (message.threadId !== "") {
+      writer.uint32(50).string(message.threadId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Pairing {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePairing();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.identity = ChannelIdentity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.approvedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.approvedBy = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.threadId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Pairing {
+    return {
+      identity: isSet(object.identity) ? ChannelIdentity.fromJSON(object.identity) : undefined,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      approvedAtMs: isSet(object.approvedAtMs)
+        ? globalThis.Number(object.approvedAtMs)
+        : isSet(object.approved_at_ms)
+        ? globalThis.Number(object.approved_at_ms)
+        : 0,
+      approvedBy: isSet(object.approvedBy)
+        ? globalThis.String(object.approvedBy)
+        : isSet(object.approved_by)
+        ? globalThis.String(object.approved_by)
+        : "",
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      threadId: isSet(object.threadId)
+        ? globalThis.String(object.threadId)
+        : isSet(object.thread_id)
+        ? globalThis.String(object.thread_id)
+        : "",
+    };
+  },
+
+  toJSON(message: Pairing): unknown {
+    const obj: any = {};
+    if (message.identity !== undefined) {
+      obj.identity = ChannelIdentity.toJSON(message.identity);
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.approvedAtMs !== 0) {
+      obj.approvedAtMs = Math.round(message.approvedAtMs);
+    }
+    if (message.approvedBy !== "") {
+      obj.approvedBy = message.approvedBy;
+    }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.threadId !== "") {
+      obj.threadId = message.threadId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Pairing>): Pairing {
+    return Pairing.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Pairing>): Pairing {
+    const message = createBasePairing();
+    message.identity = (object.identity !== undefined && object.identity !== null)
+      ? ChannelIdentity.fromPartial(object.identity)
+      : undefined;
+    message.userId = object.userId ?? "";
+    message.approvedAtMs = object.approvedAtMs ?? 0;
+    message.approvedBy = object.approvedBy ?? "";
+    message.code = object.code ?? "";
+    message.threadId = object.threadId ?? "";
+    return message;
+  },
+};
+
+function createBaseApproval(): Approval {
+  return {
+    id: "",
+    kind: 0,
+    userId: "",
+    conversation: undefined,
+    skill: "",
+    version: "",
+    tool: "",
+    summary: "",
+    argumentsJson: "",
+    status: 0,
+    requestedAtMs: 0,
+    expiresAtMs: 0,
+    decidedAtMs: 0,
+    decidedBy: "",
+    reason: "",
+    requestedBy: "",
+    inboundId: "",
+    operatorOnly: false,
+  };
+}
+
+export const Approval: MessageFns<Approval> = {
+  encode(message: Approval, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.userId !== "") {
+      writer.uint32(26).string(message.userId);
+    }
+    if (message.conversation !== undefined) {
+      ConversationRef.encode(message.conversation, writer.uint32(34).fork()).join();
+    }
+    if (message.skill !== "") {
+      writer.uint32(42).string(message.skill);
+    }
+    if (message.version !== "") {
+      writer.uint32(50).string(message.version);
+    }
+    if (message.tool !== "") {
+      writer.uint32(58).string(message.tool);
+    }
+    if (message.summary !== "") {
+      writer.uint32(66).string(message.summary);
+    }
+    if (message.argumentsJson !== "") {
+      writer.uint32(74).string(message.argumentsJson);
+    }
+    if (message.status !== 0) {
+      writer.uint32(80).int32(message.status);
+    }
+    if (message.requestedAtMs !== 0) {
+      writer.uint32(88).int64(message.requestedAtMs);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(96).int64(message.expiresAtMs);
+    }
+    if (message.decidedAtMs !== 0) {
+      writer.uint32(104).int64(message.decidedAtMs);
+    }
+    if (message.decidedBy !== "") {
+      writer.uint32(114).string(message.decidedBy);
+    }
+    if (message.reason !== "") {
+      writer.uint32(122).string(message.reason);
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(130).string(message.requestedBy);
+    }
+    if (message.inboundId !== "") {
+      writer.uint32(138).string(message.inboundId);
+    }
+    if (message.operatorOnly !== false) {
+      writer.uint32(144).bool(message.operatorOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Approval {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApproval();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.conversation = ConversationRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.skill = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.tool = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.summary = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.argumentsJson = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.requestedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.decidedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.decidedBy = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.inboundId = reader.string();
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.operatorOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Approval {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      kind: isSet(object.kind) ? approvalKindFromJSON(object.kind) : 0,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      conversation: isSet(object.conversation) ? ConversationRef.fromJSON(object.conversation) : undefined,
+      skill: isSet(object.skill) ? globalThis.String(object.skill) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      tool: isSet(object.tool) ? globalThis.String(object.tool) : "",
+      summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+      argumentsJson: isSet(object.argumentsJson)
+        ? globalThis.String(object.argumentsJson)
+        : isSet(object.arguments_json)
+        ? globalThis.String(object.arguments_json)
+        : "",
+      status: isSet(object.status) ? approvalStatusFromJSON(object.status) : 0,
+      requestedAtMs: isSet(object.requestedAtMs)
+        ? globalThis.Number(object.requestedAtMs)
+        : isSet(object.requested_at_ms)
+        ? globalThis.Number(object.requested_at_ms)
+        : 0,
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+        ? globalThis.Number(object.expires_at_ms)
+        : 0,
+      decidedAtMs: isSet(object.decidedAtMs)
+        ? globalThis.Number(object.decidedAtMs)
+        : isSet(object.decided_at_ms)
+        ? globalThis.Number(object.decided_at_ms)
+        : 0,
+      decidedBy: isSet(object.decidedBy)
+        ? globalThis.String(object.decidedBy)
+        : isSet(object.decided_by)
+        ? globalThis.String(object.decided_by)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      requestedBy: isSet(object.requestedBy)
+        ? globalThis.String(object.requestedBy)
+        : isSet(object.requested_by)
+        ? globalThis.String(object.requested_by)
+        : "",
+      inboundId: isSet(object.inboundId)
+        ? globalThis.String(object.inboundId)
+        : isSet(object.inbound_id)
+        ? globalThis.String(object.inbound_id)
+        : "",
+      operatorOnly: isSet(object.operatorOnly)
+        ? globalThis.Boolean(object.operatorOnly)
+        : isSet(object.operator_only)
+        ? globalThis.Boolean(object.operator_only)
+        : false,
+    };
+  },
+
+  toJSON(message: Approval): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.kind !== 0) {
+      obj.kind = approvalKindToJSON(message.kind);
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.conversation !== undefined) {
+      obj.conversation = ConversationRef.toJSON(message.conversation);
+    }
+    if (message.skill !== "") {
+      obj.skill = message.skill;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.tool !== "") {
+      obj.tool = message.tool;
+    }
+    if (message.summary !== "") {
+      obj.summary = message.summary;
+    }
+    if (message.argumentsJson !== "") {
+      obj.argumentsJson = message.argumentsJson;
+    }
+    if (message.status !== 0) {
+      obj.status = approvalStatusToJSON(message.status);
+    }
+    if (message.requestedAtMs !== 0) {
+      obj.requestedAtMs = Math.round(message.requestedAtMs);
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    if (message.decidedAtMs !== 0) {
+      obj.decidedAtMs = Math.round(message.decidedAtMs);
+    }
+    if (message.decidedBy !== "") {
+      obj.decidedBy = message.decidedBy;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
+    if (message.inboundId !== "") {
+      obj.inboundId = message.inboundId;
+    }
+    if (message.operatorOnly !== false) {
+      obj.operatorOnly = message.operatorOnly;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Approval>): Approval {
+    return Approval.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Approval>): Approval {
+    const message = createBaseApproval();
+    message.id = object.id ?? "";
+    message.kind = object.kind ?? 0;
+    message.userId = object.userId ?? "";
+    message.conversation = (object.conversation !== undefined && object.conversation !== null)
+      ? ConversationRef.fromPartial(object.conversation)
+      : undefined;
+    message.skill = object.skill ?? "";
+    message.version = object.version ?? "";
+    message.tool = object.tool ?? "";
+    message.summary = object.summary ?? "";
+    message.argumentsJson = object.argumentsJson ?? "";
+    message.status = object.status ?? 0;
+    message.requestedAtMs = object.requestedAtMs ?? 0;
+    message.expiresAtMs = object.expiresAtMs ?? 0;
+    message.decidedAtMs = object.decidedAtMs ?? 0;
+    message.decidedBy = object.decidedBy ?? "";
+    message.reason = object.reason ?? "";
+    message.requestedBy = object.requestedBy ?? "";
+    message.inboundId = object.inboundId ?? "";
+    message.operatorOnly = object.operatorOnly ?? false;
+    return message;
+  },
+};
+
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 type DeepPartial<T> = T extends Builtin ? T
@@ -255,6 +1413,17 @@ type DeepPartial<T> = T extends Builtin ? T
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -140,7 +140,7 @@ export interface SkillRecord {
   status: SkillStatus;
   /** Publisher's Ed25519 public key, "ed25519:<base64url of the 32 raw bytes>". */
   publisherKey: string;
-  /** Base64url Ed25519 signature over the signed payload (see SIGNING in the sandbox README). */
+  /** Base64url Ed25519 signature over the signed payload (services/sandbox/README.md, "Signature"). */
   signature: string;
   /** What the manifest asks for. */
   requested:

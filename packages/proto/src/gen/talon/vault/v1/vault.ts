@@ -118,6 +118,11 @@ export interface SecretPolicy {
   principals: string[];
   /** Unix ms after which the secret is refused; 0 = never. */
   expiresAtMs: number;
+  /**
+   * A key that only checks webhook signatures inside the vault: never injected
+   * into a request, bound to no host.
+   */
+  verifyOnly?: boolean | undefined;
 }
 
 export interface ResolveRequest {
@@ -139,6 +144,21 @@ export interface ResolveResponse {
   policy: SecretPolicy | undefined;
 }
 
+export interface VerifySignatureRequest {
+  secretName: string;
+  /** hmac_sha256_hex | token | ed25519 */
+  scheme: string;
+  message: Buffer;
+  signature: string;
+  /** The principal egress authenticated (the gateway). */
+  principal: string;
+  requestId: string;
+}
+
+export interface VerifySignatureResponse {
+  valid: boolean;
+}
+
 export interface ScanIndexRequest {
 }
 
@@ -147,7 +167,10 @@ export interface ScanIndexRequest {
  * SHA-256. Enough to confirm a match, not enough to recover a high-entropy value.
  */
 export interface FormFingerprint {
-  /** raw, base64 (padded), base64_nopad, base64url (unpadded), hex, hex_upper, percent */
+  /**
+   * raw, base64 (unpadded), base64url (unpadded), hex, hex_upper, percent, json
+   * (spec: services/vault/src/fingerprint.ts, matched by services/egress/src/scan/fingerprint.ts)
+   */
   encoding: string;
   length: number;
   prefix: Buffer;
@@ -515,7 +538,7 @@ export const StatusResponse: MessageFns<StatusResponse> = {
 };
 
 function createBaseSecretPolicy(): SecretPolicy {
-  return { hosts: [], placement: 0, field: "", principals: [], expiresAtMs: 0 };
+  return { hosts: [], placement: 0, field: "", principals: [], expiresAtMs: 0, verifyOnly: undefined };
 }
 
 export const SecretPolicy: MessageFns<SecretPolicy> = {
@@ -534,6 +557,9 @@ export const SecretPolicy: MessageFns<SecretPolicy> = {
     }
     if (message.expiresAtMs !== 0) {
       writer.uint32(40).int64(message.expiresAtMs);
+    }
+    if (message.verifyOnly !== undefined) {
+      writer.uint32(48).bool(message.verifyOnly);
     }
     return writer;
   },
@@ -591,6 +617,14 @@ export const SecretPolicy: MessageFns<SecretPolicy> = {
             message.expiresAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.verifyOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -616,6 +650,11 @@ export const SecretPolicy: MessageFns<SecretPolicy> = {
         : isSet(object.expires_at_ms)
         ? globalThis.Number(object.expires_at_ms)
         : 0,
+      verifyOnly: isSet(object.verifyOnly)
+        ? globalThis.Boolean(object.verifyOnly)
+        : isSet(object.verify_only)
+        ? globalThis.Boolean(object.verify_only)
+        : undefined,
     };
   },
 
@@ -636,6 +675,9 @@ export const SecretPolicy: MessageFns<SecretPolicy> = {
     if (message.expiresAtMs !== 0) {
       obj.expiresAtMs = Math.round(message.expiresAtMs);
     }
+    if (message.verifyOnly !== undefined) {
+      obj.verifyOnly = message.verifyOnly;
+    }
     return obj;
   },
 
@@ -649,6 +691,7 @@ export const SecretPolicy: MessageFns<SecretPolicy> = {
     message.field = object.field ?? "";
     message.principals = object.principals?.map((e) => e) || [];
     message.expiresAtMs = object.expiresAtMs ?? 0;
+    message.verifyOnly = object.verifyOnly ?? undefined;
     return message;
   },
 };
@@ -921,6 +964,230 @@ export const ResolveResponse: MessageFns<ResolveResponse> = {
     message.policy = (object.policy !== undefined && object.policy !== null)
       ? SecretPolicy.fromPartial(object.policy)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseVerifySignatureRequest(): VerifySignatureRequest {
+  return { secretName: "", scheme: "", message: Buffer.alloc(0), signature: "", principal: "", requestId: "" };
+}
+
+export const VerifySignatureRequest: MessageFns<VerifySignatureRequest> = {
+  encode(message: VerifySignatureRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secretName !== "") {
+      writer.uint32(10).string(message.secretName);
+    }
+    if (message.scheme !== "") {
+      writer.uint32(18).string(message.scheme);
+    }
+    if (message.message.length !== 0) {
+      writer.uint32(26).bytes(message.message);
+    }
+    if (message.signature !== "") {
+      writer.uint32(34).string(message.signature);
+    }
+    if (message.principal !== "") {
+      writer.uint32(42).string(message.principal);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(50).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifySignatureRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifySignatureRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secretName = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.scheme = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.message = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifySignatureRequest {
+    return {
+      secretName: isSet(object.secretName)
+        ? globalThis.String(object.secretName)
+        : isSet(object.secret_name)
+        ? globalThis.String(object.secret_name)
+        : "",
+      scheme: isSet(object.scheme) ? globalThis.String(object.scheme) : "",
+      message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: VerifySignatureRequest): unknown {
+    const obj: any = {};
+    if (message.secretName !== "") {
+      obj.secretName = message.secretName;
+    }
+    if (message.scheme !== "") {
+      obj.scheme = message.scheme;
+    }
+    if (message.message.length !== 0) {
+      obj.message = base64FromBytes(message.message);
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifySignatureRequest>): VerifySignatureRequest {
+    return VerifySignatureRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifySignatureRequest>): VerifySignatureRequest {
+    const message = createBaseVerifySignatureRequest();
+    message.secretName = object.secretName ?? "";
+    message.scheme = object.scheme ?? "";
+    message.message = object.message ?? Buffer.alloc(0);
+    message.signature = object.signature ?? "";
+    message.principal = object.principal ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseVerifySignatureResponse(): VerifySignatureResponse {
+  return { valid: false };
+}
+
+export const VerifySignatureResponse: MessageFns<VerifySignatureResponse> = {
+  encode(message: VerifySignatureResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.valid !== false) {
+      writer.uint32(8).bool(message.valid);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifySignatureResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifySignatureResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.valid = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifySignatureResponse {
+    return { valid: isSet(object.valid) ? globalThis.Boolean(object.valid) : false };
+  },
+
+  toJSON(message: VerifySignatureResponse): unknown {
+    const obj: any = {};
+    if (message.valid !== false) {
+      obj.valid = message.valid;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifySignatureResponse>): VerifySignatureResponse {
+    return VerifySignatureResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifySignatureResponse>): VerifySignatureResponse {
+    const message = createBaseVerifySignatureResponse();
+    message.valid = object.valid ?? false;
     return message;
   },
 };
@@ -2609,6 +2876,31 @@ export const VaultServiceService = {
     responseSerialize: (value: ScanIndexResponse): Buffer => Buffer.from(ScanIndexResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ScanIndexResponse => ScanIndexResponse.decode(value),
   },
+  /**
+   * Checks a webhook signature with a verification key that never leaves the
+   * vault (egress relays this for the gateway).
+   */
+  verifySignature: {
+    path: "/talon.vault.v1.VaultService/VerifySignature" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VerifySignatureRequest): Buffer =>
+      Buffer.from(VerifySignatureRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VerifySignatureRequest => VerifySignatureRequest.decode(value),
+    responseSerialize: (value: VerifySignatureResponse): Buffer =>
+      Buffer.from(VerifySignatureResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VerifySignatureResponse => VerifySignatureResponse.decode(value),
+  },
+  /** Names and policies (never values), for the operator UI behind egress. */
+  listSecrets: {
+    path: "/talon.vault.v1.VaultService/ListSecrets" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSecretsRequest): Buffer => Buffer.from(ListSecretsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSecretsRequest => ListSecretsRequest.decode(value),
+    responseSerialize: (value: ListSecretsResponse): Buffer => Buffer.from(ListSecretsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSecretsResponse => ListSecretsResponse.decode(value),
+  },
 } as const;
 
 export interface VaultServiceServer extends UntypedServiceImplementation {
@@ -2624,6 +2916,13 @@ export interface VaultServiceServer extends UntypedServiceImplementation {
    * find a secret leaving in a request without holding the plaintext.
    */
   scanIndex: handleUnaryCall<ScanIndexRequest, ScanIndexResponse>;
+  /**
+   * Checks a webhook signature with a verification key that never leaves the
+   * vault (egress relays this for the gateway).
+   */
+  verifySignature: handleUnaryCall<VerifySignatureRequest, VerifySignatureResponse>;
+  /** Names and policies (never values), for the operator UI behind egress. */
+  listSecrets: handleUnaryCall<ListSecretsRequest, ListSecretsResponse>;
 }
 
 export interface VaultServiceClient extends Client {
@@ -2680,6 +2979,41 @@ export interface VaultServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ScanIndexResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Checks a webhook signature with a verification key that never leaves the
+   * vault (egress relays this for the gateway).
+   */
+  verifySignature(
+    request: VerifySignatureRequest,
+    callback: (error: ServiceError | null, response: VerifySignatureResponse) => void,
+  ): ClientUnaryCall;
+  verifySignature(
+    request: VerifySignatureRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VerifySignatureResponse) => void,
+  ): ClientUnaryCall;
+  verifySignature(
+    request: VerifySignatureRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VerifySignatureResponse) => void,
+  ): ClientUnaryCall;
+  /** Names and policies (never values), for the operator UI behind egress. */
+  listSecrets(
+    request: ListSecretsRequest,
+    callback: (error: ServiceError | null, response: ListSecretsResponse) => void,
+  ): ClientUnaryCall;
+  listSecrets(
+    request: ListSecretsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSecretsResponse) => void,
+  ): ClientUnaryCall;
+  listSecrets(
+    request: ListSecretsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSecretsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,58 @@
+// EgressService: what the gateway may ask egress besides proxying. The gateway
+// checks webhook signatures and shows operators secret names without holding a
+// key or talking to the vault: egress relays to the vault, naming the gateway as
+// the principal it authenticated.
+import { randomUUID } from 'node:crypto';
+import { InvalidArgument, type UnaryHandler } from '@talon/kit';
+import {
+  Placement,
+  WebhookScheme,
+  type ListSecretNamesResponse,
+  type VerifyWebhookRequest,
+  type VerifyWebhookResponse,
+} from '@talon/proto';
+import type { VaultLink } from './vault-client.ts';
+
+const SCHEMES: Record<number, string> = {
+  [WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX]: 'hmac_sha256_hex',
+  [WebhookScheme.WEBHOOK_SCHEME_TOKEN]: 'token',
+  [WebhookScheme.WEBHOOK_SCHEME_ED25519]: 'ed25519',
+};
+
+const PLACEMENTS: Record<number, string> = {
+  [Placement.PLACEMENT_BEARER]: 'bearer',
+  [Placement.PLACEMENT_BASIC]: 'basic',
+  [Placement.PLACEMENT_HEADER]: 'header',
+  [Placement.PLACEMENT_QUERY]: 'query',
+  [Placement.PLACEMENT_PATH]: 'path',
+};
+
+export function edgeHandlers(vault: VaultLink) {
+  const verifyWebhook: UnaryHandler<VerifyWebhookRequest, VerifyWebhookResponse> = async (req, ctx) => {
+    const scheme = SCHEMES[req.scheme];
+    if (!scheme) throw new InvalidArgument('scheme must be HMAC_SHA256_HEX, TOKEN or ED25519');
+    const valid = await vault.verifySignature({
+      secretName: req.secretName,
+      scheme,
+      message: req.message,
+      signature: req.signature,
+      principal: ctx.peer,
+      requestId: randomUUID(),
+    });
+    return { valid };
+  };
+  const listSecretNames: UnaryHandler<unknown, ListSecretNamesResponse> = async () => ({
+    secrets: (await vault.listSecrets()).map((s) => ({
+      name: s.name,
+      version: s.version,
+      hosts: s.policy?.hosts ?? [],
+      principals: s.policy?.principals ?? [],
+      placement: s.policy?.verifyOnly
+        ? 'verify'
+        : `${PLACEMENTS[s.policy?.placement ?? 0] ?? 'bearer'}${s.policy?.field ? ` ${s.policy.field}` : ''}`,
+      createdAtMs: s.createdAtMs,
+      expiresAtMs: s.policy?.expiresAtMs ?? 0,
+    })),
+  });
+  return { verifyWebhook, listSecretNames };
+}
