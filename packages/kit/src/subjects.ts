@@ -184,9 +184,11 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
         subscribe: { allow: [`${inboxPrefix('orchestrator')}.>`] },
       };
     case 'egress':
+      // Publishes its decisions; reads skill grants (never writes them), with live
+      // invalidation through a plain subscription to the bucket's subjects.
       return {
-        publish: { allow: ['talon.audit.egress.>', js('INFO'), js('STREAM.INFO', STREAMS.audit.name)] },
-        subscribe: { allow: [`${inboxPrefix('egress')}.>`] },
+        publish: { allow: ['talon.audit.egress.>', js('INFO'), js('STREAM.INFO', STREAMS.audit.name), ...kvReadRights(KV_BUCKETS.skills)] },
+        subscribe: { allow: [`${inboxPrefix('egress')}.>`, `$KV.${KV_BUCKETS.skills}.>`] },
       };
     case 'sandbox':
       // Reads skill records and binaries (never writes them); live record updates

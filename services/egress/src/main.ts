@@ -25,6 +25,7 @@ import { builtinRules, parseHostPort, parsePolicyDocument, type DestinationRule 
 import { createProxyHandler } from './proxy.ts';
 import { makeLookup } from './resolve-dns.ts';
 import { createScanner } from './scanning.ts';
+import { SkillGrants } from './skill-grants.ts';
 import { Upstreams } from './upstream.ts';
 import { VaultLink } from './vault-client.ts';
 
@@ -79,8 +80,11 @@ runMain('egress', async () => {
   });
   const credentials = new ProxyCredentials(cfg.credentialsFile);
   const rulesFor = () => rules;
+  const skillGrants = new SkillGrants(nc, log);
+  await skillGrants.start();
   const handle = createProxyHandler({
     rules: rulesFor,
+    skillGrant: (p) => skillGrants.grantFor(p),
     allowPrivate: cfg.allowPrivate.map((e) => parseHostPort(e)!),
     lookup: makeLookup(cfg.dnsServers),
     upstreams,
@@ -152,7 +156,13 @@ runMain('egress', async () => {
   life.onShutdown({ name: 'close tunnels', run: () => tunnels.close() });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(2000) });
   life.onShutdown({ name: 'flush audit', run: () => audit.flush(3000), timeoutMs: 3500 });
-  life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
+  life.onShutdown({
+    name: 'drain nats',
+    run: async () => {
+      skillGrants.stop();
+      await nc.drain();
+    },
+  });
   life.onShutdown({
     name: 'close upstreams and vault link',
     run: async () => {

@@ -60,6 +60,8 @@ export interface ScannerLike {
 
 export interface ProxyDeps {
   rules: (principal: string) => readonly DestinationRule[];
+  /** Grants of `skill:name@version` principals (hosts and secret names the operator approved). */
+  skillGrant: (principal: string) => Promise<{ rules: readonly DestinationRule[]; secrets: ReadonlySet<string> } | { refused: string }>;
   allowPrivate: ReadonlyArray<{ host: string; port: number }>;
   lookup: Lookup;
   upstreams: Upstreams;
@@ -243,7 +245,23 @@ export function createProxyHandler(deps: ProxyDeps) {
           span.setAttributes({ 'server.address': host, 'server.port': port, 'url.scheme': base.scheme });
 
           // 3. Policy for this principal.
-          const decision = decideDestination(deps.rules(principal), { principal, method, scheme: target.protocol, host, port });
+          let rules: readonly DestinationRule[];
+          let grantedSecrets: ReadonlySet<string> | undefined;
+          if (principal.startsWith('skill:')) {
+            const grant = await deps.skillGrant(principal);
+            if ('refused' in grant)
+              throw new ProxyError('policy_denied', grant.refused, `${principal} has no approved grant (${grant.refused})`);
+            rules = grant.rules;
+            grantedSecrets = grant.secrets;
+          } else if (deps.skillDelegates.includes(principal)) {
+            // The sandbox has no rights of its own: it always acts for a named skill.
+            throw new ProxyError(
+              'policy_denied',
+              'skill_required',
+              `${principal} requests must name the skill they act for (x-talon-skill)`,
+            );
+          } else rules = deps.rules(principal);
+          const decision = decideDestination(rules, { principal, method, scheme: target.protocol, host, port });
           if (!decision.allowed) {
             const code = decision.reason === 'host_not_allowed' ? 'host_not_allowed' : 'policy_denied';
             throw new ProxyError(
@@ -272,6 +290,14 @@ export function createProxyHandler(deps: ProxyDeps) {
 
           // 5. Placeholders and the address to connect to.
           const uses = findPlaceholders({ url: target, headers, body });
+          const ungranted = grantedSecrets ? uses.filter((u) => !grantedSecrets.has(u.name)).map((u) => u.name) : [];
+          if (ungranted.length > 0) {
+            throw new ProxyError(
+              'policy_denied',
+              'secret_not_granted',
+              `${principal} was not granted secret(s) ${[...new Set(ungranted)].join(', ')}`,
+            );
+          }
           const addr = await resolveDestination(host, port, { allowPrivate: deps.allowPrivate, lookup: deps.lookup });
           base.address = addr.address;
 

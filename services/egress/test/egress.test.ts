@@ -118,6 +118,15 @@ describe('egress proxy', () => {
     const other = await viaEgress(gw, `${up.url}/x`);
     assert.equal(other.status, 403, 'the orchestrator’s grant is not the gateway’s');
     await gw.close();
+    // The sandbox has no rights of its own, and only it may speak for a skill.
+    const sb = egressAs(tp.home, tp.ports.egressProxy, 'sandbox');
+    const bare = await viaEgress(sb, `${up.url}/x`);
+    assert.equal(bare.json.error.reason, 'skill_required');
+    const unknownSkill = await viaEgress(sb, `${up.url}/x`, { headers: { 'x-talon-skill': 'ghost@1.0.0' } });
+    assert.equal(unknownSkill.json.error.reason, 'skill_not_installed');
+    await sb.close();
+    const forged = await viaEgress(orch, `${up.url}/x`, { headers: { 'x-talon-skill': 'ghost@1.0.0' } });
+    assert.equal(forged.json.error.reason, 'skill_header_not_allowed');
   });
 
   it('authenticates callers by certificate or proxy credential, else 407', async () => {

@@ -1,10 +1,87 @@
-import { commonFields, int, loadConfig, natsFields, type ConfigOf } from '@talon/kit';
+import { join } from 'node:path';
+import { commonFields, DEFAULT_PORTS, int, loadConfig, natsFields, str, talonHome, url, type ConfigOf } from '@talon/kit';
 
 export function sandboxSpec(env: Record<string, string | undefined> = process.env) {
   return {
     ...commonFields('sandbox', env),
     ...natsFields('sandbox', env),
-    concurrency: int('SANDBOX_CONCURRENCY', { doc: 'Skill invocations one sandbox node runs at once.', default: 4, min: 1, max: 256 }),
+    concurrency: int('SANDBOX_CONCURRENCY', {
+      doc: 'Plugin host processes of one sandbox node, i.e. skill calls it runs at once.',
+      default: 4,
+      min: 1,
+      max: 256,
+    }),
+    perSkillConcurrency: int('SANDBOX_PER_SKILL_CONCURRENCY', {
+      doc: 'Most plugin hosts one skill version may occupy at once (0: half of SANDBOX_CONCURRENCY, at least 1), so one slow skill cannot starve the others.',
+      default: 0,
+      min: 0,
+      max: 256,
+    }),
+    queueLimit: int('SANDBOX_QUEUE_LIMIT', {
+      doc: 'Calls a node keeps waiting for a free plugin host; beyond it calls are refused with "busy".',
+      default: 64,
+      min: 0,
+      max: 100_000,
+    }),
+    egressUrl: url('SANDBOX_EGRESS_URL', {
+      doc: 'The egress proxy (mTLS) that carries every plugin HTTP request; the node connects with its own certificate.',
+      default: `https://127.0.0.1:${DEFAULT_PORTS.egressProxy}`,
+      protocols: ['https:'],
+    }),
+    maxMemoryMb: int('SANDBOX_MAX_MEMORY_MB', {
+      doc: 'Largest memory (MiB) a skill may be granted on this node; skills asking for more are refused.',
+      default: 256,
+      min: 1,
+      max: 4096,
+    }),
+    maxTimeoutMs: int('SANDBOX_MAX_TIMEOUT_MS', {
+      doc: 'Longest wall-clock time (ms) one skill call may run on this node, whatever its manifest says.',
+      default: 60_000,
+      min: 10,
+      max: 600_000,
+    }),
+    maxModuleBytes: int('SANDBOX_MAX_MODULE_BYTES', { doc: 'Largest skill .wasm a node loads.', default: 32 * 1024 * 1024, min: 1024 }),
+    maxInputBytes: int('SANDBOX_MAX_INPUT_BYTES', { doc: 'Largest JSON input of one call.', default: 256 * 1024, min: 64 }),
+    maxOutputBytes: int('SANDBOX_MAX_OUTPUT_BYTES', {
+      doc: 'Largest output one call may return (larger outputs fail with output_too_large).',
+      default: 1024 * 1024,
+      min: 64,
+      max: 3 * 1024 * 1024,
+    }),
+    hostHeapMb: int('SANDBOX_HOST_HEAP_MB', { doc: 'V8 heap limit (MiB) of each plugin host process.', default: 128, min: 32, max: 8192 }),
+    hostMaxRssMb: int('SANDBOX_HOST_MAX_RSS_MB', {
+      doc: 'Resident memory (MiB) above which a plugin host is killed and replaced (backstop behind the per-skill caps).',
+      default: 768,
+      min: 64,
+      max: 65_536,
+    }),
+    httpCallsPerInvocation: int('SANDBOX_HTTP_CALLS_PER_INVOCATION', {
+      doc: 'HTTP requests one skill call may make; the next one stops the call with rate_limited.',
+      default: 32,
+      min: 0,
+      max: 10_000,
+    }),
+    httpRatePerSkill: int('SANDBOX_HTTP_RATE_PER_SKILL', {
+      doc: 'Sustained HTTP requests per second one skill version may make on one node (burst: twice this).',
+      default: 20,
+      min: 1,
+      max: 100_000,
+    }),
+    maxHttpRequestBytes: int('SANDBOX_MAX_HTTP_REQUEST_BYTES', {
+      doc: 'Largest HTTP request body a skill may send.',
+      default: 1024 * 1024,
+      min: 1024,
+    }),
+    maxHttpResponseBytes: int('SANDBOX_MAX_HTTP_RESPONSE_BYTES', {
+      doc: 'Largest HTTP response body handed to a skill (larger responses fail with payload_too_large).',
+      default: 2 * 1024 * 1024,
+      min: 1024,
+    }),
+    cacheDir: str('SANDBOX_CACHE_DIR', {
+      doc: 'Directory caching verified skill binaries (re-hashed on every read).',
+      default: join(talonHome(env), 'sandbox', 'cache'),
+    }),
+    cacheMb: int('SANDBOX_CACHE_MB', { doc: 'Memory (MiB) for cached skill binaries per node.', default: 256, min: 1 }),
   };
 }
 

@@ -1,35 +1,154 @@
-// Handles one invocation request. Until a skill is installed and approved there
-// is nothing to run, and the caller gets a precise error rather than silence.
-import { SkillInvocation, SkillResult } from '@talon/proto';
+// One invocation, start to finish: decode, check the request, find the approved and
+// verified skill, run it in a plugin host with its limits, answer with a SkillResult.
+// Every failure becomes a SkillError with a stable code; nothing a plugin does can
+// make this function throw.
+import { SkillInvocation, SkillResult, type SkillInvocationAudit } from '@talon/proto';
+import type { Logger } from '@talon/kit';
+import { SkillRunError, type SkillErrorCode } from './errors.ts';
+import type { HttpBridge, InvocationContext } from './http-bridge.ts';
+import type { HostJob, HostOutcome } from './host/pool.ts';
+import { NAME_PATTERN, VERSION_PATTERN, skillId } from './package/manifest.ts';
+import type { ApprovedSkill } from './registry/records.ts';
+import type { RunnableSkill } from './registry/reader.ts';
 
-export interface SkillRunner {
-  run(inv: SkillInvocation): Promise<SkillResult>;
+export const INVOKE_PREFIX = 'talon.skill.invoke.';
+
+export interface SkillSource {
+  approvedSkill(name: string, version: string): Promise<ApprovedSkill>;
+  runnable(skill: ApprovedSkill): Promise<RunnableSkill>;
 }
 
-export class NoSkillsInstalled implements SkillRunner {
-  async run(inv: SkillInvocation): Promise<SkillResult> {
-    return {
-      invocationId: inv.invocationId,
-      output: '',
-      error: { code: 'not_found', message: `no approved skill ${inv.skill}@${inv.version || 'latest'} is installed on this sandbox` },
-      durationMs: 0,
-    };
-  }
+export interface Runner {
+  run(job: HostJob): Promise<HostOutcome>;
 }
 
-export async function handleInvocation(data: Uint8Array, runner: SkillRunner): Promise<Uint8Array> {
-  let inv: SkillInvocation;
-  try {
-    inv = SkillInvocation.decode(data);
-  } catch {
-    return SkillResult.encode({
-      invocationId: '',
-      output: '',
-      error: { code: 'invalid_argument', message: 'undecodable invocation' },
-      durationMs: 0,
-    }).finish();
+export interface InvokeLimits {
+  maxInputBytes: number;
+  maxOutputBytes: number;
+  maxLogLines: number;
+}
+
+export interface InvokerDeps {
+  skills: SkillSource;
+  pool: Runner;
+  bridge: Pick<HttpBridge, 'handle'>;
+  limits: InvokeLimits;
+  log: Logger;
+  audit?: (a: SkillInvocationAudit) => void;
+  node?: string;
+}
+
+function fail(
+  inv: Pick<SkillInvocation, 'invocationId'>,
+  code: SkillErrorCode | string,
+  message: string,
+  extra: Partial<SkillResult> = {},
+): SkillResult {
+  return { invocationId: inv.invocationId, output: '', error: { code, message }, durationMs: 0, version: '', hostCalls: 0, ...extra };
+}
+
+export class Invoker {
+  private readonly d: InvokerDeps;
+  constructor(deps: InvokerDeps) {
+    this.d = deps;
   }
-  const started = Date.now();
-  const res = await runner.run(inv);
-  return SkillResult.encode({ ...res, durationMs: res.durationMs || Date.now() - started }).finish();
+
+  /** Handles a raw NATS request; `subject` is the subject it arrived on. Never throws. */
+  async handle(subject: string, data: Uint8Array): Promise<Uint8Array> {
+    const started = Date.now();
+    let inv: SkillInvocation;
+    try {
+      inv = SkillInvocation.decode(data);
+    } catch {
+      return SkillResult.encode(fail({ invocationId: '' }, 'invalid_argument', 'undecodable SkillInvocation')).finish();
+    }
+    let res: SkillResult;
+    let sha = '';
+    try {
+      const r = await this.run(subject, inv);
+      res = r.result;
+      sha = r.sha256;
+    } catch (err) {
+      if (err instanceof SkillRunError) res = fail(inv, err.code, err.message);
+      else {
+        this.d.log.error({ err, skill: inv.skill }, 'invocation failed unexpectedly');
+        res = fail(inv, 'internal', 'the sandbox failed to run the skill; see the sandbox log');
+      }
+    }
+    res.durationMs = Date.now() - started;
+    const audit = this.d.audit;
+    if (audit) {
+      const record: SkillInvocationAudit = {
+        invocationId: inv.invocationId,
+        skill: inv.skill,
+        version: res.version || inv.version,
+        sha256: sha,
+        userId: inv.userId,
+        outcome: res.error ? res.error.code : 'ok',
+        durationMs: res.durationMs,
+        hostCalls: res.hostCalls,
+        atMs: started,
+        node: this.d.node ?? '',
+      };
+      // After the reply is on its way: the audit record is captured by JetStream, which
+      // must not sit between the caller and its answer.
+      setImmediate(() => audit(record));
+    }
+    return SkillResult.encode(res).finish();
+  }
+
+  private async run(subject: string, inv: SkillInvocation): Promise<{ result: SkillResult; sha256: string }> {
+    const { limits } = this.d;
+    if (!NAME_PATTERN.test(inv.skill)) throw new SkillRunError('invalid_argument', 'skill must be a skill name (a-z, 0-9, -)');
+    if (subject !== `${INVOKE_PREFIX}${inv.skill}`) {
+      throw new SkillRunError('invalid_argument', `the invocation names skill ${inv.skill} but was sent to ${subject.slice(0, 100)}`);
+    }
+    if (inv.version !== '' && !VERSION_PATTERN.test(inv.version))
+      throw new SkillRunError('invalid_argument', 'version must be a semantic version or empty');
+    if (Buffer.byteLength(inv.inputJson) > limits.maxInputBytes) {
+      throw new SkillRunError('invalid_argument', `input is larger than ${limits.maxInputBytes} bytes`);
+    }
+    const now = Date.now();
+    if (inv.deadlineMs > 0 && inv.deadlineMs <= now) throw new SkillRunError('timeout', 'the invocation arrived after its deadline');
+    const approved = await this.d.skills.approvedSkill(inv.skill, inv.version);
+    if (approved.requiresUserApproval && !inv.userApproved) {
+      throw new SkillRunError(
+        'permission_denied',
+        `skill ${approved.id} needs the user's approval for every call; ask the user, then invoke with user_approved`,
+      );
+    }
+    const skill = await this.d.skills.runnable(approved);
+    const deadline = Math.min(now + skill.timeoutMs, inv.deadlineMs > 0 ? inv.deadlineMs : Number.MAX_SAFE_INTEGER);
+    const ctx: InvocationContext = { skill: skill.record.name, version: skill.record.version, invocationId: inv.invocationId, calls: 0 };
+    const outcome = await this.d.pool.run({
+      skillKey: skill.id,
+      sha256: skill.record.sha256,
+      wasm: skill.wasm,
+      entrypoint: skill.entrypoint,
+      input: inv.inputJson === '' ? '{}' : inv.inputJson,
+      inputSchema: skill.inputSchema,
+      maxPages: skill.maxPages,
+      limits: {
+        // The Extism kernel's host-side allocations share the skill's memory budget.
+        maxAllocBytes: skill.memoryMb * 1024 * 1024,
+        maxOutputBytes: limits.maxOutputBytes,
+        maxVarBytes: Math.min(1024 * 1024, skill.memoryMb * 1024 * 1024),
+        maxLogLines: limits.maxLogLines,
+      },
+      deadline,
+      onHostCall: (fn, payload, signal) => this.d.bridge.handle(ctx, fn, payload, signal),
+    });
+    if (outcome.logs.length > 0) this.d.log.debug({ skill: skill.id, plugin_logs: outcome.logs }, 'plugin log lines');
+    const extra = { version: skill.record.version, hostCalls: ctx.calls };
+    if (!outcome.ok) {
+      const e = outcome.error ?? { code: 'internal', message: 'the plugin host gave no result' };
+      if (outcome.hostReplaced) this.d.log.warn({ skill: skill.id, code: e.code }, 'plugin stopped; its host was replaced');
+      return {
+        result: fail(inv, e.code, `${skillId(skill.record.name, skill.record.version)}: ${e.message}`, extra),
+        sha256: skill.record.sha256,
+      };
+    }
+    const output = Buffer.from(outcome.output ?? new Uint8Array(0)).toString('utf8');
+    return { result: { invocationId: inv.invocationId, output, error: undefined, durationMs: 0, ...extra }, sha256: skill.record.sha256 };
+  }
 }

@@ -1,7 +1,9 @@
 // Wiring only: config -> clients -> servers -> shutdown.
+import { hostname } from 'node:os';
 import {
   connectNats,
   createLogger,
+  EgressClient,
   InFlight,
   initTelemetry,
   Lifecycle,
@@ -10,8 +12,12 @@ import {
   SANDBOX_QUEUE,
   startGrpcServer,
 } from '@talon/kit';
+import { SkillInvocationAudit } from '@talon/proto';
 import { loadSandboxConfig } from './config.ts';
-import { handleInvocation, NoSkillsInstalled } from './invoke.ts';
+import { HostPool } from './host/pool.ts';
+import { HttpBridge } from './http-bridge.ts';
+import { INVOKE_PREFIX, Invoker } from './invoke.ts';
+import { SkillReader } from './registry/reader.ts';
 
 runMain('sandbox', async () => {
   const cfg = loadSandboxConfig();
@@ -20,26 +26,84 @@ runMain('sandbox', async () => {
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'sandbox', seedFile: cfg.natsSeedFile, log });
-  const runner = new NoSkillsInstalled();
+
+  const caps = { memoryCapMb: cfg.maxMemoryMb, maxModuleBytes: cfg.maxModuleBytes, maxTimeoutMs: cfg.maxTimeoutMs };
+  const reader = new SkillReader(nc, {
+    caps,
+    cacheDir: cfg.cacheDir,
+    memoryCacheBytes: cfg.cacheMb * 1024 * 1024,
+    recordTtlMs: 30_000,
+    log,
+  });
+  await reader.start();
+  // The node's only network client besides NATS: the egress proxy, under the node's own identity.
+  const egress = new EgressClient({ proxyUrl: cfg.egressUrl, tls, connections: Math.max(4, cfg.concurrency * 2) });
+  const bridge = new HttpBridge(egress, {
+    maxCallsPerInvocation: cfg.httpCallsPerInvocation,
+    callsPerSecondPerSkill: cfg.httpRatePerSkill,
+    burstPerSkill: cfg.httpRatePerSkill * 2,
+    maxRequestBytes: cfg.maxHttpRequestBytes,
+    maxResponseBytes: cfg.maxHttpResponseBytes,
+    maxHeaders: 64,
+    maxUrlLength: 8192,
+  });
+  const pool = new HostPool({
+    size: cfg.concurrency,
+    perSkill: cfg.perSkillConcurrency || Math.max(1, Math.floor(cfg.concurrency / 2)),
+    queueLimit: cfg.queueLimit,
+    heapMb: cfg.hostHeapMb,
+    rssLimitBytes: cfg.hostMaxRssMb * 1024 * 1024,
+    warmTimeoutMs: Math.min(cfg.maxTimeoutMs, 10_000),
+    log,
+  });
+  await pool.start();
+  const node = `${hostname()}:${process.pid}`;
+  const invoker = new Invoker({
+    skills: reader,
+    pool,
+    bridge,
+    limits: { maxInputBytes: cfg.maxInputBytes, maxOutputBytes: cfg.maxOutputBytes, maxLogLines: 20 },
+    log,
+    node,
+    audit: (a) => nc.publish('talon.audit.sandbox.invocation', SkillInvocationAudit.encode(a).finish()),
+  });
+
   const inFlight = new InFlight();
-  // Queue group: any number of sandbox nodes share the invocations.
-  const sub = nc.subscribe('talon.skill.invoke.>', { queue: SANDBOX_QUEUE });
-  void (async () => {
-    for await (const m of sub) {
+  // Queue group: any number of sandbox nodes share the invocations. A callback (not an
+  // async iterator) hands each request to the invoker without extra scheduling hops.
+  const sub = nc.subscribe(`${INVOKE_PREFIX}>`, {
+    queue: SANDBOX_QUEUE,
+    callback: (_err, m) => {
       void inFlight.track(async () => {
-        const out = await handleInvocation(m.data, runner);
-        m.respond(out);
+        m.respond(await invoker.handle(m.subject, m.data));
       });
-    }
-  })();
+    },
+  });
   const grpc = await startGrpcServer({ name: 'sandbox', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   grpc.setServing('SERVING');
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({ name: 'stop taking invocations', run: () => sub.drain() });
-  life.onShutdown({ name: 'finish in-flight invocations', run: () => inFlight.idle() });
+  life.onShutdown({
+    name: 'finish in-flight invocations',
+    run: () => inFlight.idle(),
+    timeoutMs: Math.min(cfg.maxTimeoutMs + 1000, 30_000),
+  });
+  life.onShutdown({ name: 'stop plugin hosts', run: () => pool.close() });
+  life.onShutdown({ name: 'stop registry updates', run: () => reader.stop() });
   life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
+  life.onShutdown({ name: 'close egress client', run: () => egress.close() });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(1000) });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
-  log.info({ concurrency: cfg.concurrency }, 'sandbox ready');
+  // Plugin hosts die with the node even when it exits abruptly (they also watch for orphaning).
+  process.once('exit', () => {
+    for (const pid of pool.pids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  });
+  log.info({ concurrency: cfg.concurrency, egress: cfg.egressUrl, node }, 'sandbox ready');
 });

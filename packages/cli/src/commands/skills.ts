@@ -21,7 +21,7 @@ import {
   signPackageDir,
   skillId,
   statusName,
-} from '../../../../services/sandbox/src/admin.ts';
+} from '@talon/sandbox/admin';
 import { scaffoldSkill, ScaffoldError } from '../../../../skills/scaffold.ts';
 import { CliError, withAdminNats } from '../context.ts';
 

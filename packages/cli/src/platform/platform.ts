@@ -248,6 +248,7 @@ export class Platform {
         env.EGRESS_POLICY_FILE = base.EGRESS_POLICY_FILE;
         break;
       case 'sandbox':
+        env.SANDBOX_EGRESS_URL = this.egressProxyUrl;
         break;
     }
     // Anything the caller set explicitly wins (tests tune timeouts this way).

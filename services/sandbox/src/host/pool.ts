@@ -1,0 +1,468 @@
+// The plugin host pool of one sandbox node: a fixed number of child processes, each
+// running one plugin call at a time. The pool enforces what a plugin cannot be
+// trusted to respect: the wall-clock deadline (SIGKILL and a fresh host), a resident
+// memory ceiling per host, a per-skill share of the hosts (one slow skill cannot take
+// them all) and a bounded queue (excess work is refused, not buffered forever).
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '@talon/kit';
+import type { FromChild, RunLimits, ToChild } from './protocol.ts';
+
+export interface HostCallAnswer {
+  result?: string;
+  fatal?: { code: string; message: string };
+}
+
+export interface HostJob {
+  /** name@version: the unit of the per-skill share. */
+  skillKey: string;
+  sha256: string;
+  wasm: Uint8Array;
+  entrypoint: string;
+  input: string;
+  inputSchema: string;
+  maxPages: number;
+  limits: RunLimits;
+  /** Epoch ms by which the call must be finished (queue time included). */
+  deadline: number;
+  onHostCall: (fn: string, payload: string, signal: AbortSignal) => Promise<HostCallAnswer>;
+}
+
+export interface HostOutcome {
+  ok: boolean;
+  output?: Uint8Array;
+  error?: { code: string; message: string };
+  logs: string[];
+  queuedMs: number;
+  /** Time spent inside the plugin host (instantiate + call), microseconds. */
+  childUs?: number;
+  /** True when the host running the call was killed (timeout, memory) and replaced. */
+  hostReplaced: boolean;
+}
+
+export interface PoolOptions {
+  size: number;
+  /** Most hosts one skill may occupy at once. */
+  perSkill: number;
+  /** Most calls waiting for a host; beyond it calls are refused with `busy`. */
+  queueLimit: number;
+  /** V8 heap cap of a host (MiB). */
+  heapMb: number;
+  /** Resident memory (bytes) above which a host is killed. */
+  rssLimitBytes: number;
+  /** Time a host may take to prepare its next instance after a call. */
+  warmTimeoutMs: number;
+  log: Logger;
+}
+
+type HostState = 'starting' | 'idle' | 'busy' | 'warming' | 'dead';
+
+interface Active {
+  id: number;
+  job: HostJob;
+  resolve: (o: HostOutcome) => void;
+  queuedMs: number;
+  timer: NodeJS.Timeout;
+  abort: AbortController;
+}
+
+const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
+const SANDBOX_ROOT = resolve(dirname(CHILD), '..', '..');
+
+/** Directories a plugin host may read: its own code and Extism. Nothing else (no TALON_HOME, no keys). */
+function readablePaths(): string[] {
+  const extismEntry = fileURLToPath(import.meta.resolve('@extism/extism'));
+  const extismDir = extismEntry.slice(0, extismEntry.lastIndexOf('/dist/') + 1);
+  return [resolve(SANDBOX_ROOT, 'src'), resolve(SANDBOX_ROOT, 'package.json'), extismDir];
+}
+
+/**
+ * util-linux setpriv, when present, starts each host with a parent-death signal (the
+ * kernel kills it if the node dies, however it dies), no_new_privs, and — when the node
+ * runs as root — an unprivileged uid with no capabilities. Without it the host runs a
+ * watchdog thread instead (see orphan-watchdog.ts).
+ */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv'].find((p) => existsSync(p));
+const NOBODY = 65534;
+
+function launcher(): { execPath: string; prefix: string[]; watchdog: boolean } {
+  if (!SETPRIV || process.platform !== 'linux') return { execPath: process.execPath, prefix: [], watchdog: true };
+  const drop =
+    process.geteuid?.() === 0 ? [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all'] : [];
+  return { execPath: SETPRIV, prefix: ['--pdeathsig', 'KILL', '--no-new-privs', ...drop, '--', process.execPath], watchdog: false };
+}
+
+function residentBytes(pid: number): number | undefined {
+  try {
+    const pages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]);
+    return Number.isFinite(pages) ? pages * 4096 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+class PluginHost {
+  readonly child: ChildProcess;
+  state: HostState = 'starting';
+  active: Active | undefined;
+  /** Modules this host has compiled (advisory: the child asks again if it evicted one). */
+  readonly warm = new Set<string>();
+  killReason: 'timeout' | 'memory' | 'warm_timeout' | 'shutdown' | undefined;
+  /** Module the host is preparing a fresh instance of (state "warming"). */
+  warmingSha: string | undefined;
+  /** When the host last finished a call: the most recent one has the hottest caches. */
+  lastUsed = 0;
+  /** The last call the host finished; only its `idle` counts (earlier ones are stale). */
+  lastDoneId = 0;
+  warmTimer: NodeJS.Timeout | undefined;
+  stderrTail = '';
+  readonly ready: Promise<void>;
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+
+  constructor(heapMb: number) {
+    const how = launcher();
+    this.child = fork(CHILD, how.watchdog ? ['--watchdog'] : [], {
+      execPath: how.execPath,
+      execArgv: [
+        ...how.prefix,
+        '--permission',
+        ...readablePaths().map((p) => `--allow-fs-read=${p}`),
+        '--allow-worker',
+        `--max-old-space-size=${heapMb}`,
+        '--max-semi-space-size=2',
+        '--disallow-code-generation-from-strings',
+        '--no-warnings',
+      ],
+      env: {},
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    this.child.stderr?.on('data', (d: Buffer) => {
+      this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-2000);
+    });
+    this.ready = new Promise((resolveReady, reject) => {
+      const onMsg = (m: FromChild) => {
+        if (m.t === 'ready') {
+          this.child.off('message', onMsg);
+          resolveReady();
+        }
+      };
+      this.child.on('message', onMsg);
+      this.child.once('exit', () => reject(new Error(`plugin host exited during start: ${this.stderrTail.slice(-300)}`)));
+    });
+    this.exited = new Promise((r) => this.child.once('exit', (code, signal) => r({ code, signal })));
+    this.ready.catch(() => undefined);
+  }
+
+  send(m: ToChild): void {
+    if (this.child.connected) this.child.send(m);
+  }
+
+  kill(reason: NonNullable<PluginHost['killReason']>): void {
+    this.killReason ??= reason;
+    this.child.kill('SIGKILL');
+  }
+}
+
+export class PoolBusy extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PoolBusy';
+  }
+}
+
+export class HostPool {
+  private readonly opts: PoolOptions;
+  private readonly hosts = new Set<PluginHost>();
+  private readonly queue: Array<{ job: HostJob; resolve: (o: HostOutcome) => void; enqueuedAt: number; timer: NodeJS.Timeout }> = [];
+  private readonly running = new Map<string, number>();
+  private nextId = 1;
+  private closed = false;
+  private rssTimer: NodeJS.Timeout | undefined;
+  private consecutiveStartFailures = 0;
+  /** Counters for metrics and tests. */
+  readonly counters = { started: 0, killed: 0, crashed: 0, completed: 0, refusedBusy: 0 };
+
+  constructor(opts: PoolOptions) {
+    this.opts = opts;
+  }
+
+  async start(): Promise<void> {
+    const hosts = Array.from({ length: this.opts.size }, () => this.spawn());
+    await Promise.all(hosts.map((h) => h.ready));
+    this.rssTimer = setInterval(() => this.checkMemory(), 100);
+    this.rssTimer.unref();
+  }
+
+  get size(): number {
+    return this.hosts.size;
+  }
+
+  /** PIDs of the live hosts (tests check they share the node's network namespace). */
+  pids(): number[] {
+    return [...this.hosts].map((h) => h.child.pid).filter((p): p is number => p !== undefined);
+  }
+
+  queued(): number {
+    return this.queue.length;
+  }
+
+  run(job: HostJob): Promise<HostOutcome> {
+    if (this.closed) return Promise.resolve(this.failure('unavailable', 'the sandbox node is shutting down', 0));
+    if (this.queue.length >= this.opts.queueLimit) {
+      this.counters.refusedBusy += 1;
+      return Promise.resolve(
+        this.failure(
+          'busy',
+          `this sandbox node is at capacity (${this.opts.size} running, ${this.queue.length} queued); retry or add sandbox nodes`,
+          0,
+        ),
+      );
+    }
+    return new Promise((resolveRun) => {
+      const enqueuedAt = Date.now();
+      const entry = {
+        job,
+        resolve: resolveRun,
+        enqueuedAt,
+        timer: setTimeout(
+          () => {
+            const i = this.queue.indexOf(entry);
+            if (i >= 0) this.queue.splice(i, 1);
+            resolveRun(this.failure('timeout', 'the deadline passed before a plugin host became free', Date.now() - enqueuedAt));
+          },
+          Math.max(0, job.deadline - enqueuedAt),
+        ),
+      };
+      this.queue.push(entry);
+      this.dispatch();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.rssTimer) clearInterval(this.rssTimer);
+    for (const q of this.queue.splice(0)) {
+      clearTimeout(q.timer);
+      q.resolve(this.failure('unavailable', 'the sandbox node is shutting down', Date.now() - q.enqueuedAt));
+    }
+    const all = [...this.hosts];
+    for (const h of all) h.kill('shutdown');
+    await Promise.all(all.map((h) => h.exited));
+  }
+
+  private failure(code: string, message: string, queuedMs: number): HostOutcome {
+    return { ok: false, error: { code, message }, logs: [], queuedMs, hostReplaced: false };
+  }
+
+  private spawn(): PluginHost {
+    const h = new PluginHost(this.opts.heapMb);
+    this.counters.started += 1;
+    this.hosts.add(h);
+    h.child.on('message', (m: FromChild) => this.onMessage(h, m));
+    h.ready.then(
+      () => {
+        this.consecutiveStartFailures = 0;
+        if (h.state === 'starting') h.state = 'idle';
+        this.dispatch();
+      },
+      () => undefined,
+    );
+    void h.exited.then((info) => this.onExit(h, info));
+    return h;
+  }
+
+  private onExit(h: PluginHost, info: { code: number | null; signal: string | null }): void {
+    const wasStarting = h.state === 'starting';
+    h.state = 'dead';
+    if (h.warmTimer) clearTimeout(h.warmTimer);
+    this.hosts.delete(h);
+    if (h.killReason && h.killReason !== 'shutdown') this.counters.killed += 1;
+    else if (!this.closed) this.counters.crashed += 1;
+    const a = h.active;
+    if (a) {
+      h.active = undefined;
+      const oom = /heap out of memory|Reached heap limit|allocation failed/i.test(h.stderrTail);
+      const error =
+        h.killReason === 'memory' || oom
+          ? { code: 'memory_limit', message: `the plugin host exceeded its memory ceiling and was replaced` }
+          : { code: 'internal', message: `the plugin host exited unexpectedly (${info.signal ?? `code ${info.code}`}) and was replaced` };
+      this.finish(a, { ok: false, error, logs: [], queuedMs: a.queuedMs, hostReplaced: true });
+    }
+    if (this.closed) return;
+    if (h.killReason !== 'timeout' && h.killReason !== 'memory' && h.killReason !== 'warm_timeout') {
+      this.opts.log.warn(
+        { code: info.code, signal: info.signal, stderr: h.stderrTail.slice(-500) },
+        'plugin host exited; starting a new one',
+      );
+    }
+    if (wasStarting) this.consecutiveStartFailures += 1;
+    const delay = this.consecutiveStartFailures === 0 ? 0 : Math.min(5000, 100 * 2 ** this.consecutiveStartFailures);
+    setTimeout(() => {
+      if (!this.closed) this.spawn();
+    }, delay).unref();
+    this.dispatch();
+  }
+
+  private onMessage(h: PluginHost, m: FromChild): void {
+    const a = h.active;
+    switch (m.t) {
+      case 'need-wasm':
+        if (a && a.id === m.id) h.send({ t: 'wasm', id: m.id, sha256: a.job.sha256, wasm: a.job.wasm });
+        return;
+      case 'host-call': {
+        if (!a || a.id !== m.id) return;
+        a.job.onHostCall(m.fn, m.payload, a.abort.signal).then(
+          (ans) => {
+            if (h.active === a) h.send({ t: 'host-res', id: m.id, callId: m.callId, ...ans });
+          },
+          (err: unknown) => {
+            if (h.active === a) {
+              h.send({
+                t: 'host-res',
+                id: m.id,
+                callId: m.callId,
+                fatal: { code: 'internal', message: `host call failed: ${(err as Error).message}` },
+              });
+            }
+          },
+        );
+        return;
+      }
+      case 'done': {
+        if (!a || a.id !== m.id) return;
+        h.active = undefined;
+        h.state = 'warming';
+        h.warmingSha = a.job.sha256;
+        h.lastUsed = Date.now();
+        h.lastDoneId = m.id;
+        h.warmTimer = setTimeout(() => h.kill('warm_timeout'), this.opts.warmTimeoutMs);
+        h.warmTimer.unref();
+        this.finish(a, {
+          ok: m.ok,
+          output: m.output,
+          error: m.error,
+          logs: m.logs,
+          queuedMs: a.queuedMs,
+          childUs: m.elapsedUs,
+          hostReplaced: false,
+        });
+        return;
+      }
+      case 'idle':
+        if (h.state !== 'warming' || m.id !== h.lastDoneId) return;
+        if (h.warmTimer) clearTimeout(h.warmTimer);
+        h.warmingSha = undefined;
+        h.state = 'idle';
+        this.dispatch();
+        return;
+      case 'ready':
+        return;
+    }
+  }
+
+  private finish(a: Active, outcome: HostOutcome): void {
+    clearTimeout(a.timer);
+    a.abort.abort();
+    const n = (this.running.get(a.job.skillKey) ?? 1) - 1;
+    if (n <= 0) this.running.delete(a.job.skillKey);
+    else this.running.set(a.job.skillKey, n);
+    this.counters.completed += 1;
+    a.resolve(outcome);
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    if (this.closed) return;
+    for (let i = 0; i < this.queue.length;) {
+      const q = this.queue[i]!;
+      if ((this.running.get(q.job.skillKey) ?? 0) >= this.opts.perSkill) {
+        i += 1;
+        continue;
+      }
+      const host = this.pickHost(q.job.sha256);
+      if (!host) return;
+      this.queue.splice(i, 1);
+      clearTimeout(q.timer);
+      this.assign(host, q.job, q.resolve, Date.now() - q.enqueuedAt);
+    }
+  }
+
+  /**
+   * The host that just ran this module and is preparing its next instance (hottest
+   * caches; the call queues behind a ~0.1 ms instantiation, and only this skill's own
+   * start-up code can delay it), else an idle host that compiled the module (most
+   * recently used first), else any idle host.
+   */
+  private pickHost(sha256: string): PluginHost | undefined {
+    let best: PluginHost | undefined;
+    let warming: PluginHost | undefined;
+    let any: PluginHost | undefined;
+    for (const h of this.hosts) {
+      if (h.state === 'idle') {
+        any ??= h;
+        if (h.warm.has(sha256) && (!best || h.lastUsed > best.lastUsed)) best = h;
+      } else if (h.state === 'warming' && h.warmingSha === sha256) warming ??= h;
+    }
+    return warming ?? best ?? any;
+  }
+
+  private assign(h: PluginHost, job: HostJob, resolveRun: (o: HostOutcome) => void, queuedMs: number): void {
+    const id = this.nextId++;
+    this.running.set(job.skillKey, (this.running.get(job.skillKey) ?? 0) + 1);
+    const active: Active = {
+      id,
+      job,
+      resolve: resolveRun,
+      queuedMs,
+      abort: new AbortController(),
+      timer: setTimeout(
+        () => {
+          if (h.active !== active) return;
+          h.active = undefined;
+          h.kill('timeout');
+          this.finish(active, {
+            ok: false,
+            error: { code: 'timeout', message: `the skill did not finish before its deadline and was stopped` },
+            logs: [],
+            queuedMs,
+            hostReplaced: true,
+          });
+        },
+        Math.max(0, job.deadline - Date.now()),
+      ),
+    };
+    h.active = active;
+    if (h.warmTimer) clearTimeout(h.warmTimer);
+    h.state = 'busy';
+    const sendWasm = !h.warm.has(job.sha256);
+    h.warm.add(job.sha256);
+    h.send({
+      t: 'run',
+      id,
+      sha256: job.sha256,
+      wasm: sendWasm ? job.wasm : undefined,
+      entrypoint: job.entrypoint,
+      input: job.input,
+      inputSchema: job.inputSchema,
+      maxPages: job.maxPages,
+      limits: job.limits,
+    });
+  }
+
+  private checkMemory(): void {
+    for (const h of this.hosts) {
+      if (h.state === 'dead' || h.child.pid === undefined) continue;
+      const rss = residentBytes(h.child.pid);
+      if (rss !== undefined && rss > this.opts.rssLimitBytes) {
+        this.opts.log.warn(
+          { rss_mb: Math.round(rss / 1048576), skill: h.active?.job.skillKey },
+          'plugin host over its memory ceiling; killing it',
+        );
+        h.kill('memory');
+      }
+    }
+  }
+}
