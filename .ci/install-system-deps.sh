@@ -22,12 +22,15 @@ if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; t
 fi
 
 # mitmdump: the egress upstream-proxy and CA-compatibility tests run against it;
-# tinyproxy: the egress benchmark compares against it. iproute2/nftables: sandbox network-namespace test.
+# tinyproxy: the egress benchmark compares against it. iproute2/nftables: sandbox network-namespace test;
+# setpriv (util-linux) confines sandbox plugin hosts.
 missing=()
 command -v mitmdump >/dev/null 2>&1 || missing+=(mitmproxy)
 command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# chromium: the web UI is tested in headless Chromium (playwright-core drives it).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt_update_once

@@ -19,7 +19,9 @@ if (major >= 24) {
     node24 = undefined;
   }
   if (!node24 || !existsSync(node24)) {
-    console.error(`talon needs Node.js 24 (this is ${process.version}). Run \`npm ci\` in the repository to install the pinned Node 24, or install Node 24 LTS.`);
+    console.error(
+      `talon needs Node.js 24 (this is ${process.version}). Run \`npm ci\` in the repository to install the pinned Node 24, or install Node 24 LTS.`,
+    );
     process.exit(1);
   }
   const r = spawnSync(node24, [entry, ...process.argv.slice(2)], { stdio: 'inherit' });

@@ -10,7 +10,7 @@
 import { createHmac, generateKeyPairSync, randomBytes, sign as edSign, type KeyObject } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
@@ -561,21 +561,16 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
     ...opts.env,
   };
   // The gateway needs egress's ports, which the harness picks: start it last.
-  const tp = await startTestPlatform({ services: services.filter((s) => s !== 'gateway'), llm: false, env });
-  const platformEnv = tp.platform.opts.env!;
-  // SCRATCH-STANDIN-BEGIN
-  if (process.env.SCRATCH_STANDIN) {
-    const { startStandin } = await import(join(REPO_ROOT, '.tmp-standin.ts'));
-    const [p] = await (await import('./ports.ts')).freePorts(1);
-    await startStandin(tp.home, p, {
-      telegram_webhook_secret: telegram.webhookSecret,
-      slack_signing_secret: slack.signingSecret,
-      discord_public_key: discord.publicKeyHex,
-      webhook_signing_secret: webhook.signingSecret,
-    });
-    platformEnv.GATEWAY_EGRESS_ADDR = `127.0.0.1:${p}`;
+  let tp: TestPlatform;
+  try {
+    tp = await startTestPlatform({ services: services.filter((s) => s !== 'gateway'), llm: false, env });
+  } catch (err) {
+    await llm.close();
+    for (const f of fakes) await f.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
-  // SCRATCH-STANDIN-END
+  const platformEnv = tp.platform.opts.env!;
   platformEnv.GATEWAY_EGRESS_URL ??= tp.platform.egressProxyUrl;
   platformEnv.GATEWAY_EGRESS_ADDR ??= `127.0.0.1:${tp.ports.grpc.egress}`;
 
@@ -606,18 +601,22 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
     await tp.stop();
     await llm.close();
     for (const f of fakes) await f.close();
+    rmSync(dir, { recursive: true, force: true });
   };
   try {
     if (opts.storeSecrets !== false && services.includes('vault')) {
       const host = (p: number) => `127.0.0.1:${p}`;
+      // Verification keys are stored verify-only: the vault checks signatures with them and
+      // never releases them, so they are bound to no host and no placement.
+      const verify = (): string[] => ['--verify'];
       const secrets: Array<[string, string, string[]]> = [
         ['telegram_bot_token', telegram.botToken, ['--host', host(telegram.port), '--path']],
-        ['telegram_webhook_secret', telegram.webhookSecret, ['--host', host(telegram.port), '--header', 'x-telegram-bot-api-secret-token']],
+        ['telegram_webhook_secret', telegram.webhookSecret, verify()],
         ['slack_bot_token', slack.botToken, ['--host', host(slack.port), '--bearer']],
-        ['slack_signing_secret', slack.signingSecret, ['--host', host(slack.port), '--header', 'x-slack-signature']],
+        ['slack_signing_secret', slack.signingSecret, verify()],
         ['discord_bot_token', discord.botToken, ['--host', host(discord.port), '--header', 'authorization']],
-        ['discord_public_key', discord.publicKeyHex, ['--host', host(discord.port), '--header', 'x-signature-ed25519']],
-        ['webhook_signing_secret', webhook.signingSecret, ['--host', host(webhook.port), '--header', 'x-talon-signature']],
+        ['discord_public_key', discord.publicKeyHex, verify()],
+        ['webhook_signing_secret', webhook.signingSecret, verify()],
         ['webhook_callback_token', webhook.callbackToken, ['--host', host(webhook.port), '--bearer']],
       ];
       for (const [name, value, flags] of secrets) {

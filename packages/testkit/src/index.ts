@@ -6,3 +6,4 @@ export * from './egress-client.ts';
 export * from './fake-dns.ts';
 export * from './mitmdump.ts';
 export * from './fake-otlp.ts';
+export * from './fake-platforms.ts';

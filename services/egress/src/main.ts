@@ -31,7 +31,11 @@ import { VaultLink } from './vault-client.ts';
 
 runMain('egress', async () => {
   const cfg = loadEgressConfig();
-  let rules: DestinationRule[] = builtinRules({ llmBaseUrl: cfg.llmBaseUrl, embeddingsBaseUrl: cfg.embeddingsBaseUrl });
+  let rules: DestinationRule[] = builtinRules({
+    llmBaseUrl: cfg.llmBaseUrl,
+    embeddingsBaseUrl: cfg.embeddingsBaseUrl,
+    channelUrls: [cfg.telegramApiUrl, cfg.slackApiUrl, cfg.discordApiUrl, cfg.webhookCallbackUrl],
+  });
   if (cfg.policyFile) {
     try {
       rules = [...rules, ...parsePolicyDocument(JSON.parse(readFileSync(cfg.policyFile, 'utf8')))];

@@ -43,6 +43,14 @@ describe('destination policy', () => {
       { principal: 'orchestrator', host: '127.0.0.1', port: 11434, methods: ['GET', 'POST'] },
     ]);
     assert.equal(builtinRules({ llmBaseUrl: 'https://api.anthropic.com/v1' })[0]!.port, 443);
+    const ch = builtinRules({ channelUrls: ['https://api.telegram.org', 'http://127.0.0.1:9000/slack', undefined] });
+    assert.deepEqual(
+      ch.map((r) => [r.principal, r.host, r.port]),
+      [
+        ['gateway', 'api.telegram.org', 443],
+        ['gateway', '127.0.0.1', 9000],
+      ],
+    );
   });
 
   it('parses TALON_EGRESS_ALLOW_PRIVATE entries', () => {

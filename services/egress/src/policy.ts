@@ -73,19 +73,30 @@ export function privateAllowed(list: ReadonlyArray<{ host: string; port: number 
   return list.some((e) => e.host === h && e.port === port);
 }
 
-/** Rules Talon derives from its own configuration (the LLM endpoint for the orchestrator). */
-export function builtinRules(opts: { llmBaseUrl?: string; embeddingsBaseUrl?: string }): DestinationRule[] {
+/**
+ * Rules Talon derives from its own configuration: the orchestrator may reach the
+ * LLM (and remote embeddings) endpoint, the gateway the chat platforms it
+ * delivers to. Everything else needs an operator policy file or a skill grant.
+ */
+export function builtinRules(opts: {
+  llmBaseUrl?: string;
+  embeddingsBaseUrl?: string;
+  channelUrls?: ReadonlyArray<string | undefined>;
+}): DestinationRule[] {
   const rules: DestinationRule[] = [];
-  for (const base of [opts.llmBaseUrl, opts.embeddingsBaseUrl]) {
-    if (!base) continue;
+  const add = (principal: string, base: string | undefined) => {
+    if (!base) return;
     const u = new URL(base);
     rules.push({
-      principal: 'orchestrator',
+      principal,
       host: normalizeHost(u.hostname),
       port: u.port ? Number(u.port) : defaultPort(u.protocol),
       methods: ['GET', 'POST'],
     });
-  }
+  };
+  add('orchestrator', opts.llmBaseUrl);
+  add('orchestrator', opts.embeddingsBaseUrl);
+  for (const c of opts.channelUrls ?? []) add('gateway', c);
   return rules;
 }
 

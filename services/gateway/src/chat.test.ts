@@ -16,7 +16,13 @@ describe('parseChatRequest', () => {
         max_completion_tokens: 100,
         messages: [
           { role: 'developer', content: 'be brief' },
-          { role: 'user', content: [{ type: 'text', text: 'hel' }, { type: 'text', text: 'lo' }] },
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'hel' },
+              { type: 'text', text: 'lo' },
+            ],
+          },
         ],
         unknown_field: 1,
       },
@@ -24,7 +30,10 @@ describe('parseChatRequest', () => {
     );
     assert.equal(r.stream, true);
     assert.equal(r.maxTokens, 100);
-    assert.deepEqual(r.messages.map((m) => m.role), [Role.ROLE_SYSTEM, Role.ROLE_USER]);
+    assert.deepEqual(
+      r.messages.map((m) => m.role),
+      [Role.ROLE_SYSTEM, Role.ROLE_USER],
+    );
     assert.equal(r.messages[1]!.content, 'hello');
     assert.equal(r.conversationId, 'default');
   });

@@ -1,4 +1,17 @@
-import { commonFields, int, loadConfig, natsFields, port, str, type ConfigOf } from '@talon/kit';
+import { bool, commonFields, int, list, loadConfig, natsFields, optionalStr, port, str, url, type ConfigOf } from '@talon/kit';
+import { isIpOrCidr } from './net.ts';
+import { CHANNELS, type Channel } from './channels/types.ts';
+
+const SECRET_NAME = /^[a-z0-9_]{1,64}$/;
+
+function isOrigin(v: string): boolean {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === v.replace(/\/$/, '');
+  } catch {
+    return false;
+  }
+}
 
 export function gatewaySpec(env: Record<string, string | undefined> = process.env) {
   return {
@@ -6,11 +19,29 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
     ...natsFields('gateway', env),
     httpHost: str('TALON_GATEWAY_HOST', { doc: 'Address the gateway HTTP server listens on.', default: '127.0.0.1' }),
     httpPort: port('TALON_GATEWAY_PORT', { doc: 'Port of the gateway HTTP server (API, web UI, WebSocket, webhooks).', default: 8080 }),
+    allowedOrigins: list('TALON_GATEWAY_ALLOWED_ORIGINS', {
+      doc: 'Origins (scheme://host[:port]) whose pages may use the WebSocket and the API from a browser. Empty: the gateway’s own origin (http://TALON_GATEWAY_HOST:PORT, plus localhost/127.0.0.1 when bound to loopback). Set it to your public URL behind a reverse proxy.',
+      default: [],
+      item: isOrigin,
+      expect: 'a comma-separated list of origins such as https://talon.example.com',
+    }),
+    trustedProxies: list('TALON_GATEWAY_TRUSTED_PROXIES', {
+      doc: 'IP addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (rightmost untrusted address wins). Empty: the socket address is the client, whatever headers say; loopback is not trusted by default.',
+      default: [],
+      item: isIpOrCidr,
+      expect: 'a comma-separated list of IPs or CIDRs such as 10.0.0.0/8,::1',
+    }),
     maxBodyBytes: int('GATEWAY_MAX_BODY_BYTES', {
-      doc: 'Largest request body the gateway accepts (413 above).',
+      doc: 'Largest request body the gateway accepts (413 above); also the largest WebSocket message.',
       default: 1024 * 1024,
       min: 1024,
       max: 64 * 1024 * 1024,
+    }),
+    maxWebhookBytes: int('GATEWAY_MAX_WEBHOOK_BYTES', {
+      doc: 'Largest webhook body accepted from a chat platform (413 above).',
+      default: 256 * 1024,
+      min: 1024,
+      max: 16 * 1024 * 1024,
     }),
     turnTimeoutMs: int('GATEWAY_TURN_TIMEOUT_MS', {
       doc: 'How long an API request waits for its reply before answering 504 (the turn itself continues).',
@@ -18,11 +49,175 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
       min: 1000,
     }),
     maxMessages: int('GATEWAY_MAX_MESSAGES', { doc: 'Most messages accepted in one chat request.', default: 256, min: 1 }),
+
+    // Rate limits (token buckets; a minute's allowance may be spent at once).
+    rateAddressPerMin: int('GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN', {
+      doc: 'API and WebSocket requests per minute from one client address (IPv4-mapped IPv6 folded to IPv4; IPv6 per /64).',
+      default: 600,
+      min: 1,
+    }),
+    rateTokenPerMin: int('GATEWAY_RATE_LIMIT_TOKEN_PER_MIN', {
+      doc: 'Authenticated requests (and WebSocket chat messages) per minute per API token.',
+      default: 300,
+      min: 1,
+    }),
+    authFailuresPerMin: int('GATEWAY_AUTH_FAILURES_PER_MIN', {
+      doc: 'Failed authentications (bad token, bad webhook signature) one client address may make per minute before it gets 429 for everything.',
+      default: 20,
+      min: 1,
+    }),
+    rateWebhookPerMin: int('GATEWAY_RATE_LIMIT_WEBHOOK_PER_MIN', {
+      doc: 'Webhook requests per minute from one client address (platforms send from few addresses, so this is higher).',
+      default: 6000,
+      min: 1,
+    }),
+
+    // WebSocket.
+    wsMaxConnections: int('GATEWAY_WS_MAX_CONNECTIONS', { doc: 'Most WebSocket connections open at once.', default: 10_000, min: 1 }),
+    wsMaxPerAddress: int('GATEWAY_WS_MAX_PER_ADDRESS', { doc: 'Most WebSocket connections from one client address.', default: 64, min: 1 }),
+    wsAuthTimeoutMs: int('GATEWAY_WS_AUTH_TIMEOUT_MS', {
+      doc: 'Time a WebSocket client has to authenticate (first message or subprotocol) before it is closed.',
+      default: 5000,
+      min: 100,
+    }),
+    wsMaxInflight: int('GATEWAY_WS_MAX_INFLIGHT', { doc: 'Turns one WebSocket connection may have running at once.', default: 4, min: 1 }),
+
+    // Egress (the only way to a chat platform) and its gRPC API.
+    egressUrl: url('GATEWAY_EGRESS_URL', {
+      doc: 'The egress proxy: replies to chat platforms go out through it (the gateway holds no platform token).',
+      default: 'https://127.0.0.1:7480',
+      protocols: ['https:'],
+    }),
+    egressAddr: str('GATEWAY_EGRESS_ADDR', {
+      doc: 'host:port of egress’s gRPC API (EgressService: webhook signature checks, secret names).',
+      default: '127.0.0.1:7406',
+    }),
+
+    // Channels.
+    channels: list('TALON_CHANNELS', {
+      doc: `Chat platforms whose webhooks the gateway accepts (${CHANNELS.join(', ')}); empty disables all /hooks routes.`,
+      default: [],
+      item: (v) => (CHANNELS as readonly string[]).includes(v),
+      expect: `a comma-separated subset of ${CHANNELS.join(', ')}`,
+    }),
+    telegramApiUrl: url('TALON_TELEGRAM_API_URL', {
+      doc: 'Telegram Bot API base URL (egress must allow the gateway to reach it).',
+      default: 'https://api.telegram.org',
+    }),
+    slackApiUrl: url('TALON_SLACK_API_URL', {
+      doc: 'Slack Web API base URL (egress must allow the gateway to reach it).',
+      default: 'https://slack.com/api',
+    }),
+    discordApiUrl: url('TALON_DISCORD_API_URL', {
+      doc: 'Discord REST API base URL (egress must allow the gateway to reach it).',
+      default: 'https://discord.com/api/v10',
+    }),
+    webhookCallbackUrl: optionalStr('TALON_WEBHOOK_CALLBACK_URL', {
+      doc: 'Where replies to the generic signed webhook are POSTed (through egress, with Authorization: Bearer {{secret:<GATEWAY_WEBHOOK_CALLBACK_SECRET>}}). Unset: generic webhook turns run without a delivered reply.',
+      pattern: /^https?:\/\/\S+$/,
+    }),
+    telegramBotTokenSecret: str('GATEWAY_TELEGRAM_BOT_TOKEN_SECRET', {
+      doc: 'Vault secret with the Telegram bot token (placement --path, principal gateway, host of TALON_TELEGRAM_API_URL).',
+      default: 'telegram_bot_token',
+      pattern: SECRET_NAME,
+    }),
+    telegramWebhookSecret: str('GATEWAY_TELEGRAM_WEBHOOK_SECRET', {
+      doc: 'Vault secret with the secret_token given to Telegram setWebhook (checked against X-Telegram-Bot-Api-Secret-Token by the vault).',
+      default: 'telegram_webhook_secret',
+      pattern: SECRET_NAME,
+    }),
+    slackBotTokenSecret: str('GATEWAY_SLACK_BOT_TOKEN_SECRET', {
+      doc: 'Vault secret with the Slack bot token xoxb-… (placement --bearer, principal gateway).',
+      default: 'slack_bot_token',
+      pattern: SECRET_NAME,
+    }),
+    slackSigningSecret: str('GATEWAY_SLACK_SIGNING_SECRET', {
+      doc: 'Vault secret with the Slack app signing secret (v0 HMAC-SHA256 of requests).',
+      default: 'slack_signing_secret',
+      pattern: SECRET_NAME,
+    }),
+    discordBotTokenSecret: str('GATEWAY_DISCORD_BOT_TOKEN_SECRET', {
+      doc: 'Vault secret with the Discord bot token (placement --header authorization, principal gateway).',
+      default: 'discord_bot_token',
+      pattern: SECRET_NAME,
+    }),
+    discordPublicKeySecret: str('GATEWAY_DISCORD_PUBLIC_KEY_SECRET', {
+      doc: 'Vault secret with the Discord application public key (hex, as the developer portal shows it) for Ed25519 interaction signatures.',
+      default: 'discord_public_key',
+      pattern: SECRET_NAME,
+    }),
+    webhookSigningSecret: str('GATEWAY_WEBHOOK_SIGNING_SECRET', {
+      doc: 'Vault secret with the HMAC-SHA256 key of the generic signed webhook (/hooks/webhook).',
+      default: 'webhook_signing_secret',
+      pattern: SECRET_NAME,
+    }),
+    webhookCallbackSecret: str('GATEWAY_WEBHOOK_CALLBACK_SECRET', {
+      doc: 'Vault secret sent as the bearer token of generic webhook reply callbacks.',
+      default: 'webhook_callback_token',
+      pattern: SECRET_NAME,
+    }),
+    replayWindowS: int('GATEWAY_WEBHOOK_REPLAY_WINDOW_S', {
+      doc: 'Signed webhooks (Slack, Discord, generic) older or newer than this many seconds are refused as replays.',
+      default: 300,
+      min: 10,
+      max: 3600,
+    }),
+    pairingCodeTtlMs: int('GATEWAY_PAIRING_CODE_TTL_MS', {
+      doc: 'How long a pairing code given to an unknown sender stays valid.',
+      default: 86_400_000,
+      min: 60_000,
+    }),
+    pairingNoticeIntervalMs: int('GATEWAY_PAIRING_NOTICE_INTERVAL_MS', {
+      doc: 'An unknown sender is told their pairing code at most once per this interval.',
+      default: 600_000,
+      min: 0,
+    }),
+
+    // Durable delivery of replies to chat platforms.
+    deliveryConcurrency: int('GATEWAY_DELIVERY_CONCURRENCY', {
+      doc: 'Replies one gateway replica sends to platforms at once.',
+      default: 16,
+      min: 1,
+      max: 1024,
+    }),
+    deliveryTimeoutMs: int('GATEWAY_DELIVERY_TIMEOUT_MS', { doc: 'Upper bound for one platform API call.', default: 15_000, min: 500 }),
+    deliveryBackoffMs: int('GATEWAY_DELIVERY_BACKOFF_MS', {
+      doc: 'First retry delay when a platform is slow or down (doubles per attempt, with jitter).',
+      default: 1000,
+      min: 10,
+    }),
+    deliveryMaxBackoffMs: int('GATEWAY_DELIVERY_MAX_BACKOFF_MS', { doc: 'Longest retry delay.', default: 300_000, min: 10 }),
+    deliveryMaxAgeMs: int('GATEWAY_DELIVERY_MAX_AGE_MS', {
+      doc: 'A reply not delivered after this long is given up (recorded as failed).',
+      default: 86_400_000,
+      min: 1000,
+    }),
+    deliveryAckWaitMs: int('GATEWAY_DELIVERY_ACK_WAIT_MS', {
+      doc: 'JetStream ack wait of the channel reply consumer (the worker extends it while sending).',
+      default: 30_000,
+      min: 500,
+    }),
+    hsts: bool('GATEWAY_HSTS', {
+      doc: 'Send Strict-Transport-Security (enable when the gateway is served over HTTPS).',
+      default: false,
+    }),
   };
 }
 
-export type GatewayConfig = ConfigOf<ReturnType<typeof gatewaySpec>>;
+export type GatewayConfig = Omit<ConfigOf<ReturnType<typeof gatewaySpec>>, 'channels'> & { readonly channels: readonly Channel[] };
 
 export function loadGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
-  return loadConfig('gateway', gatewaySpec(env), env);
+  return loadConfig('gateway', gatewaySpec(env), env) as GatewayConfig;
+}
+
+/** The gateway's own origins, used when TALON_GATEWAY_ALLOWED_ORIGINS is empty. */
+export function defaultOrigins(host: string, port: number): string[] {
+  const h = host.includes(':') ? `[${host}]` : host;
+  const out = new Set([`http://${h}:${port}`]);
+  if (['127.0.0.1', 'localhost', '::1', '0.0.0.0', '::'].includes(host)) {
+    out.add(`http://127.0.0.1:${port}`);
+    out.add(`http://localhost:${port}`);
+    out.add(`http://[::1]:${port}`);
+  }
+  return [...out];
 }

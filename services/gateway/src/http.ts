@@ -1,78 +1,31 @@
-// The gateway's HTTP surface. Every API call is authenticated; bodies are capped;
-// errors are JSON with a stable code. A chat request is accepted once JetStream
-// has stored it, then answered from the orchestrator's reply.
+// The gateway's HTTP surface. Every API call is authenticated from the
+// Authorization header only; bodies are capped; browser requests from foreign
+// origins are refused; errors are JSON with a stable code. A chat request is
+// accepted once JetStream has stored it, then answered from the orchestrator's reply.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { JetStreamClient } from '@nats-io/jetstream';
-import {
-  ERROR_TABLE,
-  httpErrorBody,
-  InFlight,
-  isErrorCode,
-  PayloadTooLarge,
-  SpanKind,
-  SUBJECTS,
-  TalonError,
-  tracedHeaders,
-  withSpan,
-  extractRecord,
-  type Logger,
-} from '@talon/kit';
-import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/proto';
-import type { TokenStore } from './auth.ts';
+import { ERROR_TABLE, extractRecord, httpErrorBody, InFlight, isErrorCode, SpanKind, TalonError, withSpan, type Logger } from '@talon/kit';
+import type { Api } from './api.ts';
 import { chunkBody, completionBody, parseChatRequest } from './chat.ts';
-import type { ReplyRouter } from './replies.ts';
-import { loadUi, UI_CSP, type StaticAsset } from './ui.ts';
+import { isChannel, WebhookRejected, type Channel } from './channels/types.ts';
+import { BASE_HEADERS, errorHeaders, Guard, readBody, readJson, refuseCredentialsInUrl, sendError, sendJson } from './guard.ts';
+import type { WebhookIngress } from './ingress.ts';
+import { remainder, type TurnRunner } from './turns.ts';
+import { loadUi, uiHeaders, type StaticAsset } from './ui.ts';
+
+export { sendError, readBody };
 
 export interface GatewayDeps {
-  tokens: TokenStore;
-  router: ReplyRouter;
-  js: JetStreamClient;
+  guard: Guard;
+  turns: TurnRunner;
+  api: Api;
+  ingress: WebhookIngress;
+  channels: readonly Channel[];
   log: Logger;
   maxBodyBytes: number;
-  turnTimeoutMs: number;
+  maxWebhookBytes: number;
   maxMessages: number;
-}
-
-const BASE_HEADERS = {
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'cache-control': 'no-store',
-};
-
-function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    ...BASE_HEADERS,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(text),
-    ...extra,
-  });
-  res.end(text);
-}
-
-export function sendError(res: ServerResponse, err: TalonError): void {
-  if (res.headersSent) {
-    res.end();
-    return;
-  }
-  const extra: Record<string, string> = err.code === 'unauthenticated' ? { 'www-authenticate': 'Bearer realm="talon"' } : {};
-  // After a refused oversized body the rest of it is unread; do not keep the connection.
-  if (err.code === 'payload_too_large') extra.connection = 'close';
-  sendJson(res, err.httpStatus, httpErrorBody(err), extra);
-}
-
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) throw new PayloadTooLarge(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new PayloadTooLarge(limit);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+  hsts: boolean;
 }
 
 function statusForCode(code: string): number {
@@ -85,12 +38,21 @@ export class GatewayHttp {
   private draining = false;
   private readonly ui: ReadonlyMap<string, StaticAsset> = loadUi();
   private readonly d: GatewayDeps;
+  /** Counters for logs and benchmarks. */
+  readonly counters = { webhooksAccepted: 0, webhooksRejected: 0, webhooksDuplicate: 0, webhooksUnpaired: 0 };
 
   constructor(deps: GatewayDeps) {
     this.d = deps;
-    this.server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 }, (req, res) => {
-      void this.inFlight.track(() => this.route(req, res));
-    });
+    this.server = createServer(
+      { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000, maxHeaderSize: 16 * 1024 },
+      (req, res) => {
+        void this.inFlight.track(() => this.route(req, res));
+      },
+    );
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   /** Health turns 503 and new API calls are refused while in-flight ones finish. */
@@ -99,39 +61,49 @@ export class GatewayHttp {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://gateway.invalid');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://gateway.invalid');
+    } catch {
+      url = new URL('http://gateway.invalid/');
+    }
+    const extra = this.d.hsts ? { 'strict-transport-security': 'max-age=31536000' } : {};
+    let address = 'unknown';
     try {
       if (url.pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
         sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok' });
         return;
       }
-      const asset = req.method === 'GET' ? this.ui.get(url.pathname) : undefined;
+      refuseCredentialsInUrl(req.url ?? '/');
+      address = this.d.guard.clientAddress(req);
+      if (url.pathname.startsWith('/hooks/')) {
+        this.d.guard.admit(address, 'webhook');
+        await this.webhook(req, res, url, address);
+        return;
+      }
+      this.d.guard.admit(address, 'api');
+      const asset = req.method === 'GET' || req.method === 'HEAD' ? this.ui.get(url.pathname) : undefined;
       if (asset) {
-        res.writeHead(200, {
-          ...BASE_HEADERS,
-          'content-type': asset.type,
-          'content-length': asset.body.length,
-          'content-security-policy': UI_CSP,
-          'x-frame-options': 'DENY',
-        });
-        res.end(asset.body);
+        res.writeHead(200, { ...BASE_HEADERS, ...uiHeaders, ...extra, 'content-type': asset.type, 'content-length': asset.body.length });
+        res.end(req.method === 'HEAD' ? undefined : asset.body);
         return;
       }
       if (url.pathname.startsWith('/v1/')) {
-        if (url.searchParams.has('token') || url.searchParams.has('access_token') || url.searchParams.has('api_key')) {
-          throw new TalonError('invalid_argument', 'credentials are never accepted in a URL; send Authorization: Bearer <token>');
-        }
         if (this.draining) throw new TalonError('shutting_down', 'the gateway is shutting down; retry shortly');
+        this.d.guard.checkApiOrigin(req);
+        if (url.pathname === '/v1/ws')
+          throw new TalonError('invalid_argument', 'GET /v1/ws is a WebSocket endpoint; connect with Upgrade: websocket');
+        const principal = await this.d.guard.authenticate(address, { header: req.headers.authorization });
         if (url.pathname === '/v1/chat/completions') {
           if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'use POST');
-          await this.chat(req, res);
+          await this.chat(req, res, principal);
           return;
         }
         if (url.pathname === '/v1/models') {
-          await this.d.tokens.authenticate(req.headers.authorization);
           sendJson(res, 200, { object: 'list', data: [{ id: 'talon', object: 'model', created: 0, owned_by: 'talon' }] });
           return;
         }
+        if (await this.d.api.route(req, res, url, principal)) return;
       }
       throw new TalonError('not_found', `no route for ${req.method} ${url.pathname}`);
     } catch (err) {
@@ -142,79 +114,78 @@ export class GatewayHttp {
     }
   }
 
-  private async chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const principal = await this.d.tokens.authenticate(req.headers.authorization);
-    const ctype = String(req.headers['content-type'] ?? '');
-    if (!/^application\/json\b/i.test(ctype)) throw new TalonError('unsupported_media_type', 'send the request as application/json');
-    const raw = await readBody(req, this.d.maxBodyBytes);
-    let body: unknown;
-    try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      throw new TalonError('invalid_json', 'the request body is not valid JSON');
+  private async webhook(req: IncomingMessage, res: ServerResponse, url: URL, address: string): Promise<void> {
+    const name = url.pathname.slice('/hooks/'.length);
+    if (!isChannel(name) || !this.d.channels.includes(name)) {
+      throw new TalonError(
+        'not_found',
+        `no webhook for ${name.slice(0, 32)}; enabled channels: ${this.d.channels.join(', ') || 'none (set TALON_CHANNELS)'}`,
+      );
     }
+    if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'webhooks are POSTed');
+    if (this.draining) throw new TalonError('shutting_down', 'the gateway is shutting down; the platform will retry');
+    this.d.guard.assertNotBlocked(address);
+    const raw = await readBody(req, this.d.maxWebhookBytes);
+    let result;
+    try {
+      result = await this.d.ingress.handle(name, req.headers, raw);
+    } catch (err) {
+      if (err instanceof WebhookRejected) {
+        this.counters.webhooksRejected += 1;
+        this.d.guard.recordAuthFailure(address);
+        this.warnThrottled(`rejected:${name}:${err.message}`, { channel: name, client: address, reason: err.message }, 'webhook refused');
+      } else if (err instanceof TalonError && err.code === 'unavailable') {
+        // The platform retries; the operator needs to know why (vault sealed, secret missing, egress down).
+        this.warnThrottled(
+          `unavailable:${name}:${err.message}`,
+          { channel: name, reason: err.message },
+          'webhook not verified; answered 503 so the platform retries',
+        );
+      }
+      throw err;
+    }
+    if (result.outcome === 'accepted') this.counters.webhooksAccepted += 1;
+    else if (result.outcome === 'duplicate') this.counters.webhooksDuplicate += 1;
+    else if (result.outcome === 'pairing_required') this.counters.webhooksUnpaired += 1;
+    sendJson(res, result.status, result.body);
+  }
+
+  private readonly lastWarn = new Map<string, number>();
+
+  /** One log line per distinct problem per 10 s: a flood of bad webhooks must not flood the logs. */
+  private warnThrottled(key: string, fields: Record<string, unknown>, msg: string): void {
+    const now = Date.now();
+    if ((this.lastWarn.get(key) ?? 0) > now - 10_000) return;
+    if (this.lastWarn.size > 1000) this.lastWarn.clear();
+    this.lastWarn.set(key, now);
+    this.d.log.warn(fields, msg);
+  }
+
+  private async chat(req: IncomingMessage, res: ServerResponse, principal: Awaited<ReturnType<Guard['authenticate']>>): Promise<void> {
+    const body = await readJson(req, this.d.maxBodyBytes);
     const convHeader = req.headers['x-talon-conversation'];
     const chat = parseChatRequest(body, {
       maxMessages: this.d.maxMessages,
       conversationHeader: typeof convHeader === 'string' ? convHeader : undefined,
     });
-    const id = randomUUID();
     const created = Math.floor(Date.now() / 1000);
-    const completionId = `chatcmpl-${id.replace(/-/g, '')}`;
     const parent = extractRecord(req.headers as Record<string, string>);
-
-    await withSpan(
-      'gateway.chat',
-      { kind: SpanKind.SERVER, parent, attributes: { 'talon.inbound_id': id, 'talon.stream': chat.stream } },
-      async () => {
-        const inbound: InboundMessage = {
-          id,
-          conversation: { userId: principal.userId, channel: 'api', threadId: chat.conversationId },
-          messages: chat.messages,
-          stream: chat.stream,
-          reply: { subject: this.d.router.replySubject, streamSubject: chat.stream ? this.d.router.streamSubject(id) : '', requestId: id },
-          model: chat.model,
-          receivedAtMs: Date.now(),
-          temperature: chat.temperature,
-          maxTokens: chat.maxTokens,
-        };
-        let settle!: (m: OutboundMessage | undefined) => void;
-        const done = new Promise<OutboundMessage | undefined>((r) => (settle = r));
-        let lockedAttempt = 0;
-        let sent = '';
-        let interrupted = false;
-        const writeSse = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-        this.d.router.register(id, {
-          onReply: (m) => settle(m),
-          onChunk: chat.stream
-            ? (c: StreamChunk) => {
-                if (lockedAttempt === 0) lockedAttempt = c.attempt;
-                if (c.attempt !== lockedAttempt) {
-                  // A retried turn streams again; never interleave two attempts.
-                  if (sent !== '') interrupted = true;
-                  else lockedAttempt = c.attempt;
-                }
-                if (c.attempt !== lockedAttempt || interrupted) return;
-                sent += c.delta;
-                writeSse(chunkBody(completionId, created, chat.model || 'talon', { content: c.delta }, null));
-              }
-            : undefined,
-        });
-        const timer = setTimeout(() => settle(undefined), this.d.turnTimeoutMs);
-        res.on('close', () => {
-          if (!res.writableFinished) settle(undefined);
-        });
-        try {
-          try {
-            await this.d.js.publish(SUBJECTS.inbound('api'), InboundMessage.encode(inbound).finish(), {
-              msgID: id,
-              headers: tracedHeaders(),
-              timeout: 5000,
-            });
-          } catch (err) {
-            throw new TalonError('unavailable', 'the message could not be queued (NATS unavailable); retry shortly', { cause: err });
-          }
-          if (chat.stream) {
+    const abort = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    await withSpan('gateway.chat', { kind: SpanKind.SERVER, parent, attributes: { 'talon.stream': chat.stream } }, async () => {
+      const id = randomUUID();
+      const completionId = `chatcmpl-${id.replace(/-/g, '')}`;
+      const writeSse = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+      const r = await this.d.turns.run(
+        principal,
+        chat,
+        'api',
+        {
+          abort: abort.signal,
+          onQueued: () => {
+            if (!chat.stream) return;
             res.writeHead(200, {
               ...BASE_HEADERS,
               'content-type': 'text/event-stream; charset=utf-8',
@@ -222,51 +193,52 @@ export class GatewayHttp {
               'x-accel-buffering': 'no',
             });
             writeSse(chunkBody(completionId, created, chat.model || 'talon', { role: 'assistant', content: '' }, null));
-          }
-          const out = await done;
-          if (!out) {
-            if (res.destroyed) return;
-            const te = new TalonError(
-              'timeout',
-              `no reply within ${this.d.turnTimeoutMs} ms; the turn may still complete and be stored in memory`,
-            );
-            if (chat.stream) {
-              writeSse(httpErrorBody(te));
-              res.end();
-            } else sendError(res, te);
-            return;
-          }
-          if (out.error) {
-            const status = statusForCode(out.error.code);
-            const errBody = { error: { code: out.error.code, message: out.error.message, type: out.error.code } };
-            if (chat.stream) {
-              writeSse(errBody);
-              res.end('data: [DONE]\n\n');
-            } else sendJson(res, status, errBody);
-            return;
-          }
-          if (chat.stream) {
-            if (interrupted && !out.content.startsWith(sent)) {
-              writeSse({
-                error: {
-                  code: 'stream_interrupted',
-                  message: 'the turn was retried after a failure and produced a different reply; send the request again',
-                },
-              });
-            } else if (out.content.length > sent.length && out.content.startsWith(sent)) {
-              // Deltas lost in flight (core NATS is at-most-once) are made up from the stored reply.
-              writeSse(chunkBody(completionId, created, out.model, { content: out.content.slice(sent.length) }, null));
-            }
-            writeSse(chunkBody(completionId, created, out.model, {}, out.finishReason || 'stop'));
-            res.end('data: [DONE]\n\n');
-          } else {
-            sendJson(res, 200, completionBody(completionId, created, out));
-          }
-        } finally {
-          clearTimeout(timer);
-          this.d.router.forget(id);
+          },
+          onDelta: (delta) => writeSse(chunkBody(completionId, created, chat.model || 'talon', { content: delta }, null)),
+        },
+        id,
+      );
+      const out = r.out;
+      if (!out) {
+        if (res.destroyed) return;
+        const te = new TalonError(
+          'timeout',
+          `no reply within ${this.d.turns.timeout} ms; the turn may still complete and be stored in memory`,
+        );
+        if (chat.stream) {
+          writeSse(httpErrorBody(te));
+          res.end();
+        } else sendError(res, te);
+        return;
+      }
+      if (out.error) {
+        const errBody = { error: { code: out.error.code, message: out.error.message, type: out.error.code } };
+        if (chat.stream) {
+          writeSse(errBody);
+          res.end('data: [DONE]\n\n');
+        } else sendJson(res, statusForCode(out.error.code), errBody);
+        return;
+      }
+      if (chat.stream) {
+        const rest = remainder(r);
+        if (rest === 'mismatch') {
+          writeSse({
+            error: {
+              code: 'stream_interrupted',
+              message: 'the turn was retried after a failure and produced a different reply; send the request again',
+            },
+          });
+        } else if (rest !== '') {
+          // Deltas lost in flight (core NATS is at-most-once) are made up from the stored reply.
+          writeSse(chunkBody(completionId, created, out.model, { content: rest }, null));
         }
-      },
-    );
+        writeSse(chunkBody(completionId, created, out.model, {}, out.finishReason || 'stop'));
+        res.end('data: [DONE]\n\n');
+      } else {
+        sendJson(res, 200, completionBody(completionId, created, out));
+      }
+    });
   }
 }
+
+export { errorHeaders };

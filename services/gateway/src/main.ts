@@ -1,10 +1,37 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { jetstream } from '@nats-io/jetstream';
-import { connectNats, createLogger, initTelemetry, Lifecycle, readTls, runMain, startGrpcServer } from '@talon/kit';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import {
+  connectNats,
+  createLogger,
+  EgressClient,
+  initTelemetry,
+  KV_BUCKETS,
+  Lifecycle,
+  readTls,
+  runMain,
+  startGrpcServer,
+} from '@talon/kit';
+import { Api } from './api.ts';
 import { TokenStore } from './auth.ts';
-import { loadGatewayConfig } from './config.ts';
+import { adapters } from './channels/index.ts';
+import { defaultOrigins, loadGatewayConfig } from './config.ts';
+import { ReplyDeliverer } from './delivery.ts';
+import { EgressApi } from './egress-api.ts';
+import { Guard } from './guard.ts';
 import { GatewayHttp } from './http.ts';
+import { WebhookIngress } from './ingress.ts';
+import { originSet } from './net.ts';
+import { PlatformNotifier } from './notices.ts';
 import { ReplyRouter } from './replies.ts';
+import { PlatformSender } from './sender.ts';
+import { ApprovalStore } from './stores/approvals.ts';
+import { AuditReader } from './stores/audit.ts';
+import { openBucket } from './stores/kv.ts';
+import { PairingStore } from './stores/pairing.ts';
+import { SkillCatalog } from './stores/skills.ts';
+import { UserDirectory } from './stores/users.ts';
+import { TurnRunner } from './turns.ts';
+import { WsGateway } from './ws.ts';
 
 runMain('gateway', async () => {
   const cfg = loadGatewayConfig();
@@ -14,19 +41,95 @@ runMain('gateway', async () => {
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
 
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'gateway', seedFile: cfg.natsSeedFile, log });
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const js = jetstream(nc);
   const tokens = new TokenStore(nc);
   await tokens.open();
+  const users = new UserDirectory(nc);
+  const pairings = new PairingStore(nc, users, { ttlMs: cfg.pairingCodeTtlMs, noticeIntervalMs: cfg.pairingNoticeIntervalMs });
+  const approvals = new ApprovalStore(nc);
+  const skills = new SkillCatalog(nc);
+  await Promise.all([users.open(jsm), pairings.open(jsm), approvals.open(jsm), skills.open(jsm)]);
+  const [seen, deliveryRecords] = await Promise.all([
+    openBucket(nc, KV_BUCKETS.inboundSeen, jsm),
+    openBucket(nc, KV_BUCKETS.deliveries, jsm),
+  ]);
+
+  // Egress: gRPC for signature checks and secret names; the proxy for platform calls. Both connect lazily.
+  const egressApi = new EgressApi(cfg.egressAddr, tls);
+  const egress = new EgressClient({ proxyUrl: cfg.egressUrl, tls, connections: cfg.deliveryConcurrency + 4 });
+  const channelAdapters = adapters(cfg);
+  const sender = new PlatformSender(egress, channelAdapters, cfg.deliveryTimeoutMs);
+  const notifier = new PlatformNotifier(sender, channelAdapters, log);
+
   const router = new ReplyRouter(nc, log);
   router.start();
-  const http = new GatewayHttp({
+  const turns = new TurnRunner(router, js, cfg.turnTimeoutMs);
+  const guard = new Guard({
     tokens,
-    router,
-    js: jetstream(nc),
+    trustedProxies: cfg.trustedProxies,
+    allowedOrigins: originSet(cfg.allowedOrigins.length > 0 ? cfg.allowedOrigins : defaultOrigins(cfg.httpHost, cfg.httpPort)),
+    rateAddressPerMin: cfg.rateAddressPerMin,
+    rateTokenPerMin: cfg.rateTokenPerMin,
+    authFailuresPerMin: cfg.authFailuresPerMin,
+    rateWebhookPerMin: cfg.rateWebhookPerMin,
+  });
+  const ingress = new WebhookIngress({ adapters: channelAdapters, verifier: egressApi, pairings, seen, js, notifier, log });
+  const api = new Api({
+    tokens,
+    approvals,
+    pairings,
+    users,
+    skills,
+    audit: new AuditReader(jsm),
+    egress: egressApi,
+    maxBodyBytes: cfg.maxBodyBytes,
+  });
+  const http = new GatewayHttp({
+    guard,
+    turns,
+    api,
+    ingress,
+    channels: cfg.channels,
     log,
     maxBodyBytes: cfg.maxBodyBytes,
-    turnTimeoutMs: cfg.turnTimeoutMs,
+    maxWebhookBytes: cfg.maxWebhookBytes,
     maxMessages: cfg.maxMessages,
+    hsts: cfg.hsts,
   });
+  const ws = new WsGateway({
+    guard,
+    turns,
+    log,
+    maxPayload: cfg.maxBodyBytes,
+    maxConnections: cfg.wsMaxConnections,
+    maxPerAddress: cfg.wsMaxPerAddress,
+    authTimeoutMs: cfg.wsAuthTimeoutMs,
+    maxInflight: cfg.wsMaxInflight,
+    maxMessages: cfg.maxMessages,
+    isDraining: () => http.isDraining,
+  });
+  http.server.on('upgrade', (req, socket, head) => ws.handleUpgrade(req, socket, head));
+
+  const deliverer =
+    cfg.channels.length > 0
+      ? new ReplyDeliverer({
+          nc,
+          adapters: channelAdapters,
+          enabled: cfg.channels,
+          sender,
+          records: deliveryRecords,
+          log,
+          concurrency: cfg.deliveryConcurrency,
+          ackWaitMs: cfg.deliveryAckWaitMs,
+          backoffMs: cfg.deliveryBackoffMs,
+          maxBackoffMs: cfg.deliveryMaxBackoffMs,
+          maxAgeMs: cfg.deliveryMaxAgeMs,
+        })
+      : undefined;
+  await deliverer?.start();
+  if (cfg.channels.length > 0) notifier.watchPairings(nc, cfg.channels);
+
   await new Promise<void>((resolve, reject) => {
     http.server.once('error', reject);
     http.server.listen(cfg.httpPort, cfg.httpHost, () => resolve());
@@ -46,22 +149,42 @@ runMain('gateway', async () => {
     run: () => {
       http.server.close();
       http.server.closeIdleConnections();
+      ws.closeAll();
     },
   });
+  life.onShutdown({ name: 'stop reply delivery intake', run: async () => deliverer?.stop() });
   life.onShutdown({
-    name: 'finish in-flight requests',
-    run: () => http.inFlight.idle(),
+    name: 'finish in-flight requests and deliveries',
+    run: async () => {
+      await Promise.all([http.inFlight.idle(), deliverer?.inFlight.idle()]);
+    },
     timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000),
   });
   life.onShutdown({
     name: 'drain nats',
     run: async () => {
+      notifier.stop();
       router.stop();
       await nc.drain();
+    },
+  });
+  life.onShutdown({
+    name: 'close egress clients',
+    run: async () => {
+      egressApi.close();
+      await egress.close();
     },
   });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(1000) });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
-  log.info({ url: `http://${cfg.httpHost}:${cfg.httpPort}`, instance: router.instance }, 'gateway ready');
+  log.info(
+    {
+      url: `http://${cfg.httpHost}:${cfg.httpPort}`,
+      instance: router.instance,
+      channels: cfg.channels,
+      origins: [...guard.allowedOrigins],
+    },
+    'gateway ready',
+  );
 });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { CliError, withAdminNats } from '../context.ts';
-import { createToken, listTokens, revokeToken, USER_ID } from '../tokens.ts';
+import { createToken, listTokens, revokeToken, rotateToken, TokenSelectionError, USER_ID } from '../tokens.ts';
 
 export function registerToken(program: Command): void {
   const token = program.command('token').description('create, list and revoke API tokens (stored hashed; shown once)');
@@ -35,6 +35,23 @@ export function registerToken(program: Command): void {
           `${t.id}  ${t.name.padEnd(16)} user=${t.userId.padEnd(12)} scope=${t.scope.padEnd(8)} created=${new Date(t.createdAtMs).toISOString()}  ${state}`,
         );
       }
+    });
+  token
+    .command('rotate')
+    .description('replace a token with a new value (same name, user and scope); the old one stops working at once')
+    .argument('<id-or-name>')
+    .action(async (idOrName: string) => {
+      let r;
+      try {
+        r = await withAdminNats((nc) => rotateToken(nc, idOrName));
+      } catch (err) {
+        if (err instanceof TokenSelectionError) throw new CliError(err.message);
+        throw err;
+      }
+      process.stderr.write(
+        `Rotated ${r.info.scope} token "${r.info.name}" of user ${r.info.userId}: ${r.replaced.id} is revoked, the new id is ${r.info.id}. The new token is shown only now:\n`,
+      );
+      process.stdout.write(`${r.token}\n`);
     });
   token
     .command('revoke')

@@ -65,6 +65,9 @@ export interface PlatformOptions {
   nodeArgs?: readonly string[];
 }
 
+/** Chat-platform API endpoints: the gateway delivers to them, egress allows exactly them. */
+const CHANNEL_KEYS = ['TALON_TELEGRAM_API_URL', 'TALON_SLACK_API_URL', 'TALON_DISCORD_API_URL', 'TALON_WEBHOOK_CALLBACK_URL'] as const;
+
 const START_ORDER: readonly ServiceName[] = ['memory', 'vault', 'egress', 'sandbox', 'orchestrator', 'gateway'];
 const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox', 'egress', 'vault', 'memory'];
 
@@ -227,6 +230,10 @@ export class Platform {
       case 'gateway':
         env.TALON_GATEWAY_PORT = String(p.gatewayHttp);
         env.TALON_GATEWAY_HOST = base.TALON_GATEWAY_HOST;
+        env.GATEWAY_EGRESS_URL = this.egressProxyUrl;
+        env.GATEWAY_EGRESS_ADDR = `127.0.0.1:${p.grpc.egress}`;
+        for (const k of [...CHANNEL_KEYS, 'TALON_CHANNELS', 'TALON_GATEWAY_ALLOWED_ORIGINS', 'TALON_GATEWAY_TRUSTED_PROXIES'])
+          env[k] = base[k];
         break;
       case 'orchestrator':
         env.ORCHESTRATOR_MEMORY_ADDR = `127.0.0.1:${p.grpc.memory}`;
@@ -246,6 +253,8 @@ export class Platform {
         env.TALON_EGRESS_ALLOW_PRIVATE = base.TALON_EGRESS_ALLOW_PRIVATE;
         env.TALON_LLM_BASE_URL = base.TALON_LLM_BASE_URL;
         env.EGRESS_POLICY_FILE = base.EGRESS_POLICY_FILE;
+        // Egress derives the gateway's delivery destinations from the same keys the gateway uses.
+        for (const k of CHANNEL_KEYS) env[k] = base[k];
         break;
       case 'sandbox':
         env.SANDBOX_EGRESS_URL = this.egressProxyUrl;

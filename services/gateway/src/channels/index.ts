@@ -1,0 +1,63 @@
+// The adapter table: one entry per chat platform.
+import type { GatewayConfig } from '../config.ts';
+import { discordSend, discordSignature, discordVerdict, parseDiscord } from './discord.ts';
+import { parseSlack, slackSend, slackSignature, slackVerdict } from './slack.ts';
+import { parseTelegram, telegramSend, telegramSignature, telegramVerdict } from './telegram.ts';
+import type { Channel, HeaderBag, PlatformCall, SendVerdict, SignatureCheck, WebhookOutcome } from './types.ts';
+import { parseWebhook, webhookSend, webhookSignature, webhookVerdict } from './webhook.ts';
+
+export interface ChannelAdapter {
+  signature(headers: HeaderBag, raw: Buffer, nowS: number): SignatureCheck;
+  parse(raw: Buffer): WebhookOutcome;
+  /** Calls that deliver `text` to `threadId`; empty when the channel has nowhere to deliver. */
+  send(threadId: string, text: string, inboundId: string, error?: string): PlatformCall[];
+  verdict(status: number, body: string, retryAfter?: string): SendVerdict;
+}
+
+export type ChannelConfig = Pick<
+  GatewayConfig,
+  | 'replayWindowS'
+  | 'telegramApiUrl'
+  | 'slackApiUrl'
+  | 'discordApiUrl'
+  | 'webhookCallbackUrl'
+  | 'telegramBotTokenSecret'
+  | 'telegramWebhookSecret'
+  | 'slackBotTokenSecret'
+  | 'slackSigningSecret'
+  | 'discordBotTokenSecret'
+  | 'discordPublicKeySecret'
+  | 'webhookSigningSecret'
+  | 'webhookCallbackSecret'
+>;
+
+export function adapters(c: ChannelConfig): Record<Channel, ChannelAdapter> {
+  const w = c.replayWindowS;
+  return {
+    telegram: {
+      signature: (h) => telegramSignature(h, c.telegramWebhookSecret),
+      parse: parseTelegram,
+      send: (t, text) => telegramSend(c.telegramApiUrl, c.telegramBotTokenSecret, t, text),
+      verdict: telegramVerdict,
+    },
+    slack: {
+      signature: (h, raw, now) => slackSignature(h, raw, now, w, c.slackSigningSecret),
+      parse: parseSlack,
+      send: (t, text) => slackSend(c.slackApiUrl, c.slackBotTokenSecret, t, text),
+      verdict: slackVerdict,
+    },
+    discord: {
+      signature: (h, raw, now) => discordSignature(h, raw, now, w, c.discordPublicKeySecret),
+      parse: parseDiscord,
+      send: (t, text, id) => discordSend(c.discordApiUrl, c.discordBotTokenSecret, t, text, id),
+      verdict: discordVerdict,
+    },
+    webhook: {
+      signature: (h, raw, now) => webhookSignature(h, raw, now, w, c.webhookSigningSecret),
+      parse: parseWebhook,
+      send: (t, text, id, error) =>
+        c.webhookCallbackUrl ? webhookSend(c.webhookCallbackUrl, c.webhookCallbackSecret, t, text, id, error) : [],
+      verdict: webhookVerdict,
+    },
+  };
+}

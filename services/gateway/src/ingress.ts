@@ -1,0 +1,139 @@
+// Webhook intake for chat platforms. Order matters and is the security boundary:
+//   1. the platform's signature is checked (by the vault, through egress) over the
+//      exact raw bytes, within the replay window, before the body is even parsed;
+//   2. retries of a platform message already accepted are acknowledged, not re-run;
+//   3. the sender must be paired with a Talon user, or gets a pairing code only;
+//   4. the turn is stored in JetStream (deduplicated by platform message id) before
+//      the platform hears 200, so an accepted message survives any crash.
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { SUBJECTS, TalonError, tracedHeaders, type Logger } from '@talon/kit';
+import { InboundMessage, Role, type ChannelIdentity } from '@talon/proto';
+import type { ChannelAdapter } from './channels/index.ts';
+import { ephemeral } from './channels/discord.ts';
+import { ACCOUNT, inboundIdFor, WebhookRejected, type Channel, type HeaderBag, type InboundEvent } from './channels/types.ts';
+import type { WebhookVerifier } from './egress-api.ts';
+import type { Notifier } from './notices.ts';
+import type { Bucket } from './stores/kv.ts';
+import { displayCode, type PairingStore } from './stores/pairing.ts';
+
+export interface WebhookResult {
+  status: number;
+  body: unknown;
+  /** What happened, for logs and metrics (never message content). */
+  outcome: 'accepted' | 'duplicate' | 'pairing_required' | 'ignored' | 'answered';
+  inboundId?: string;
+}
+
+export interface IngressDeps {
+  adapters: Record<Channel, ChannelAdapter>;
+  verifier: WebhookVerifier;
+  pairings: PairingStore;
+  seen: Bucket;
+  js: JetStreamClient;
+  notifier: Notifier;
+  log: Logger;
+  now?: () => number;
+}
+
+const THREAD = /^[A-Za-z0-9][A-Za-z0-9:@._+-]{0,199}$/;
+
+export function pairingNotice(code: string, ttlMs: number): string {
+  const hours = Math.round(ttlMs / 3_600_000);
+  return (
+    `Hi! This Talon assistant only talks to people its operator has approved. ` +
+    `Your pairing code is ${displayCode(code)}. Send it to the operator; they approve it with ` +
+    `\`talon pairing approve ${displayCode(code)} --user <name>\` or in the web UI. ` +
+    `The code is valid for ${hours >= 1 ? `${hours} h` : `${Math.round(ttlMs / 60_000)} min`}.`
+  );
+}
+
+export class WebhookIngress {
+  private readonly d: IngressDeps;
+  private readonly now: () => number;
+
+  constructor(deps: IngressDeps) {
+    this.d = deps;
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Checks the signature; throws WebhookRejected (401) or an unavailable error (503: the platform retries). */
+  async verify(channel: Channel, headers: HeaderBag, raw: Buffer): Promise<void> {
+    const check = this.d.adapters[channel].signature(headers, raw, Math.floor(this.now() / 1000));
+    const valid = await this.d.verifier.verify(check);
+    if (!valid) throw new WebhookRejected(`the ${channel} webhook signature does not match`);
+  }
+
+  async handle(channel: Channel, headers: HeaderBag, raw: Buffer): Promise<WebhookResult> {
+    await this.verify(channel, headers, raw);
+    const outcome = this.d.adapters[channel].parse(raw);
+    if (outcome.kind === 'respond') return { status: outcome.status, body: outcome.body, outcome: 'answered' };
+    if (outcome.kind === 'ignore') return { status: 200, body: { ok: true, ignored: outcome.reason }, outcome: 'ignored' };
+    const ev = outcome.event;
+    if (!ACCOUNT.test(ev.account) || !THREAD.test(ev.threadId)) {
+      return { status: 200, body: { ok: true, ignored: 'unusable sender or conversation id' }, outcome: 'ignored' };
+    }
+    const inboundId = inboundIdFor(channel, ev.dedupeId);
+    if (await this.d.seen.get(`seen.${inboundId}`)) {
+      return { status: 200, body: this.ackBody(channel, true), outcome: 'duplicate', inboundId };
+    }
+    const pairing = await this.d.pairings.lookup(channel, ev.account);
+    if (!pairing) return this.unpaired(ev, inboundId);
+    await this.publish(ev, inboundId, pairing.userId);
+    await this.d.seen.kv.put(`seen.${inboundId}`, new Uint8Array([1])).catch((err: unknown) => {
+      // JetStream's own dedupe window still covers quick retries.
+      this.d.log.warn({ inbound_id: inboundId, err: (err as Error).message }, 'could not record inbound message as seen');
+    });
+    return { status: 200, body: this.ackBody(channel, false), outcome: 'accepted', inboundId };
+  }
+
+  private ackBody(channel: Channel, duplicate: boolean): unknown {
+    if (channel === 'discord') return ephemeral('Talon is on it; the answer will appear in this channel.');
+    return duplicate ? { ok: true, duplicate: true } : { ok: true };
+  }
+
+  private async publish(ev: InboundEvent, id: string, userId: string): Promise<void> {
+    const inbound: InboundMessage = {
+      id,
+      conversation: { userId, channel: ev.channel, threadId: ev.threadId },
+      messages: [{ role: Role.ROLE_USER, content: ev.text, name: '' }],
+      stream: false,
+      reply: { subject: SUBJECTS.channelReply(ev.channel), streamSubject: '', requestId: id },
+      model: '',
+      receivedAtMs: this.now(),
+      temperature: undefined,
+      maxTokens: undefined,
+    };
+    try {
+      await this.d.js.publish(SUBJECTS.inbound(ev.channel), InboundMessage.encode(inbound).finish(), {
+        msgID: id,
+        headers: tracedHeaders(),
+        timeout: 5000,
+      });
+    } catch (err) {
+      throw new TalonError('unavailable', 'the message could not be queued (NATS unavailable); the platform will retry', { cause: err });
+    }
+  }
+
+  private async unpaired(ev: InboundEvent, inboundId: string): Promise<WebhookResult> {
+    const identity: ChannelIdentity = { channel: ev.channel, account: ev.account, displayName: ev.displayName.slice(0, 64) };
+    const { request, notify } = await this.d.pairings.request(identity, ev.threadId, this.now());
+    const text = pairingNotice(request.code, request.expiresAtMs - request.createdAtMs);
+    await this.d.seen.kv.put(`seen.${inboundId}`, new Uint8Array([2])).catch(() => undefined);
+    this.d.log.info({ channel: ev.channel, account: ev.account, notify }, 'unpaired sender; pairing code issued');
+    switch (ev.channel) {
+      case 'discord':
+        // The interaction response itself carries the code (only the sender sees it).
+        return { status: 200, body: ephemeral(text), outcome: 'pairing_required', inboundId };
+      case 'webhook':
+        return {
+          status: 202,
+          body: { status: 'pairing_required', pairing_code: displayCode(request.code), message: text },
+          outcome: 'pairing_required',
+          inboundId,
+        };
+      default:
+        if (notify) this.d.notifier.notify(ev.channel, ev.threadId, text, `pairing:${request.code}:${request.notifiedAtMs}`);
+        return { status: 200, body: { ok: true }, outcome: 'pairing_required', inboundId };
+    }
+  }
+}

@@ -1,0 +1,115 @@
+// One chat turn for a connected client (HTTP API or WebSocket): publish the
+// inbound message to JetStream, then wait on this replica's reply route for the
+// orchestrator's answer, relaying stream chunks as they come.
+import { randomUUID } from 'node:crypto';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { SUBJECTS, TalonError, tracedHeaders } from '@talon/kit';
+import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/proto';
+import type { Principal } from './auth.ts';
+import type { ChatRequest } from './chat.ts';
+import type { ReplyRouter } from './replies.ts';
+
+export interface TurnHooks {
+  /** Called once the turn is durably queued (e.g. to send response headers). */
+  onQueued?: () => void;
+  /** Stream deltas of one attempt, in order (retried attempts are not interleaved). */
+  onDelta?: (text: string) => void;
+  /** Resolves the turn early (client went away): the wait ends, the turn continues. */
+  abort?: AbortSignal;
+}
+
+export interface TurnResult {
+  id: string;
+  /** Undefined: timed out or aborted. */
+  out: OutboundMessage | undefined;
+  /** Text already relayed as deltas. */
+  sent: string;
+  /** A retried attempt streamed something else after deltas were sent. */
+  interrupted: boolean;
+}
+
+/** What remains to send after the final reply: the missing tail, or 'mismatch' when a retry diverged. */
+export function remainder(r: TurnResult): string | 'mismatch' {
+  const content = r.out?.content ?? '';
+  if (r.interrupted && !content.startsWith(r.sent)) return 'mismatch';
+  if (content.startsWith(r.sent)) return content.slice(r.sent.length);
+  return r.sent === '' ? content : 'mismatch';
+}
+
+export class TurnRunner {
+  private readonly router: ReplyRouter;
+  private readonly js: JetStreamClient;
+  private readonly timeoutMs: number;
+
+  constructor(router: ReplyRouter, js: JetStreamClient, timeoutMs: number) {
+    this.router = router;
+    this.js = js;
+    this.timeoutMs = timeoutMs;
+  }
+
+  async run(
+    principal: Principal,
+    chat: ChatRequest,
+    channel: 'api' | 'web',
+    hooks: TurnHooks = {},
+    id: string = randomUUID(),
+  ): Promise<TurnResult> {
+    const inbound: InboundMessage = {
+      id,
+      conversation: { userId: principal.userId, channel, threadId: chat.conversationId },
+      messages: chat.messages,
+      stream: chat.stream,
+      reply: { subject: this.router.replySubject, streamSubject: chat.stream ? this.router.streamSubject(id) : '', requestId: id },
+      model: chat.model,
+      receivedAtMs: Date.now(),
+      temperature: chat.temperature,
+      maxTokens: chat.maxTokens,
+    };
+    let settle!: (m: OutboundMessage | undefined) => void;
+    const done = new Promise<OutboundMessage | undefined>((r) => (settle = r));
+    let lockedAttempt = 0;
+    const result: TurnResult = { id, out: undefined, sent: '', interrupted: false };
+    this.router.register(id, {
+      onReply: (m) => settle(m),
+      onChunk:
+        chat.stream && hooks.onDelta
+          ? (c: StreamChunk) => {
+              if (lockedAttempt === 0) lockedAttempt = c.attempt;
+              if (c.attempt !== lockedAttempt) {
+                // A retried turn streams again; never interleave two attempts.
+                if (result.sent !== '') result.interrupted = true;
+                else lockedAttempt = c.attempt;
+              }
+              if (c.attempt !== lockedAttempt || result.interrupted) return;
+              result.sent += c.delta;
+              hooks.onDelta!(c.delta);
+            }
+          : undefined,
+    });
+    const timer = setTimeout(() => settle(undefined), this.timeoutMs);
+    const onAbort = () => settle(undefined);
+    hooks.abort?.addEventListener('abort', onAbort, { once: true });
+    try {
+      try {
+        await this.js.publish(SUBJECTS.inbound(channel), InboundMessage.encode(inbound).finish(), {
+          msgID: id,
+          headers: tracedHeaders(),
+          timeout: 5000,
+        });
+      } catch (err) {
+        throw new TalonError('unavailable', 'the message could not be queued (NATS unavailable); retry shortly', { cause: err });
+      }
+      hooks.onQueued?.();
+      result.out = await done;
+      return result;
+    } finally {
+      clearTimeout(timer);
+      hooks.abort?.removeEventListener('abort', onAbort);
+      this.router.forget(id);
+    }
+  }
+
+  get timeout(): number {
+    return this.timeoutMs;
+  }
+}
