@@ -64,12 +64,20 @@ describe('malformed and hostile API requests', () => {
   });
 
   it('415 for a non-JSON content type', async () => {
-    const res = await fetch(`${tp.gatewayUrl}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' }, body: 'hi' });
+    const res = await fetch(`${tp.gatewayUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+      body: 'hi',
+    });
     assert.equal(res.status, 415);
   });
 
   it('refuses tokens in the URL and unknown routes', async () => {
-    const q = await fetch(`${tp.gatewayUrl}/v1/chat/completions?token=${token}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const q = await fetch(`${tp.gatewayUrl}/v1/chat/completions?token=${token}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     assert.equal(q.status, 400);
     assert.match(((await q.json()) as { error: { message: string } }).error.message, /never accepted in a URL/);
     const nf = await fetch(`${tp.gatewayUrl}/v1/nope`, { headers: { authorization: `Bearer ${token}` } });

@@ -22,7 +22,9 @@ function imports(file: string): string[] {
 
 function importsOf(text: string): string[] {
   const out: string[] = [];
-  for (const m of text.matchAll(/(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g)) {
+  for (const m of text.matchAll(
+    /(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g,
+  )) {
     out.push((m[1] ?? m[2] ?? m[3])!);
   }
   return out;
@@ -79,12 +81,14 @@ describe('package boundaries', () => {
   }
 
   it('the sandbox never mentions vault code', () => {
-    for (const f of files.sandbox!) for (const spec of imports(f)) assert.doesNotMatch(spec, /vault/i, `${relative(REPO_ROOT, f)} imports ${spec}`);
+    for (const f of files.sandbox!)
+      for (const spec of imports(f)) assert.doesNotMatch(spec, /vault/i, `${relative(REPO_ROOT, f)} imports ${spec}`);
   });
 
   for (const s of ['memory', 'vault'] as const) {
     it(`${s} holds no NATS client (it talks only to PostgreSQL and gRPC callers)`, () => {
-      for (const f of files[s]!) for (const spec of imports(f)) assert.ok(!spec.startsWith('@nats-io/'), `${relative(REPO_ROOT, f)} imports ${spec}`);
+      for (const f of files[s]!)
+        for (const spec of imports(f)) assert.ok(!spec.startsWith('@nats-io/'), `${relative(REPO_ROOT, f)} imports ${spec}`);
     });
   }
 });

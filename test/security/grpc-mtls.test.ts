@@ -24,7 +24,12 @@ describe('gRPC over mTLS with SPIFFE identities', () => {
     return { ca: Buffer.from(ca.certPem), cert: Buffer.from(leaf.certPem), key: Buffer.from(leaf.keyPem) };
   };
   const append = (tls: TlsMaterial, expectServer = 'memory') =>
-    callUnary<unknown, AppendTurnsResponse>(createClient(MemoryServiceClient, addr, tls, expectServer), 'appendTurns', { conversation, turns }, { timeoutMs: 3000 });
+    callUnary<unknown, AppendTurnsResponse>(
+      createClient(MemoryServiceClient, addr, tls, expectServer),
+      'appendTurns',
+      { conversation, turns },
+      { timeoutMs: 3000 },
+    );
 
   before(async () => {
     tp = await startTestPlatform({ services: ['memory'], llm: false });
@@ -41,7 +46,10 @@ describe('gRPC over mTLS with SPIFFE identities', () => {
   });
 
   it('refuses a valid certificate naming the wrong workload', async () => {
-    await assert.rejects(append(await tlsFor('gateway')), (e: TalonError) => e.code === 'permission_denied' && /spiffe:\/\/talon\/gateway/.test(e.message));
+    await assert.rejects(
+      append(await tlsFor('gateway')),
+      (e: TalonError) => e.code === 'permission_denied' && /spiffe:\/\/talon\/gateway/.test(e.message),
+    );
     await assert.rejects(append(await tlsFor('sandbox')), (e: TalonError) => e.code === 'permission_denied');
   });
 
@@ -54,12 +62,20 @@ describe('gRPC over mTLS with SPIFFE identities', () => {
   });
 
   it('refuses a SPIFFE id from another trust domain', async () => {
-    await assert.rejects(append(await tlsFor('orchestrator', { uri: 'spiffe://evil/orchestrator' })), (e: TalonError) => e.code === 'permission_denied');
+    await assert.rejects(
+      append(await tlsFor('orchestrator', { uri: 'spiffe://evil/orchestrator' })),
+      (e: TalonError) => e.code === 'permission_denied',
+    );
   });
 
   it('refuses a client without a certificate', async () => {
-    const client = new MemoryServiceClient(addr, credentials.createSsl(Buffer.from(ca.certPem)), { 'grpc.ssl_target_name_override': 'memory' });
-    await assert.rejects(callUnary(client, 'appendTurns', { conversation, turns }, { timeoutMs: 3000 }), (e: TalonError) => e.code === 'unavailable');
+    const client = new MemoryServiceClient(addr, credentials.createSsl(Buffer.from(ca.certPem)), {
+      'grpc.ssl_target_name_override': 'memory',
+    });
+    await assert.rejects(
+      callUnary(client, 'appendTurns', { conversation, turns }, { timeoutMs: 3000 }),
+      (e: TalonError) => e.code === 'unavailable',
+    );
   });
 
   it('a client refuses a server whose certificate names another workload', async () => {

@@ -112,6 +112,9 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
   it('refuses a connection without credentials and one with an unknown nkey', async () => {
     await assert.rejects(connect({ servers: tp.platform.natsUrl, reconnect: false }), /authorization/i);
     const { createUser } = await import('@nats-io/nkeys');
-    await assert.rejects(connect({ servers: tp.platform.natsUrl, reconnect: false, authenticator: nkeyAuthenticator(createUser().getSeed()) }), /authorization/i);
+    await assert.rejects(
+      connect({ servers: tp.platform.natsUrl, reconnect: false, authenticator: nkeyAuthenticator(createUser().getSeed()) }),
+      /authorization/i,
+    );
   });
 });

@@ -41,7 +41,10 @@ describe('OpenAI-compatible embedder', () => {
         if (mode === 'secret-error')
           return void res.writeHead(401).end(JSON.stringify({ error: { message: 'bad key Bearer sk-abcdefghijklmnopqrstuvwxyz' } }));
         const dim = mode === 'wrong-dim' ? 8 : 4;
-        let data = body.input.map((t, index) => ({ index, embedding: Array.from({ length: dim }, (_, j) => (j === index % dim ? 3 : t.length % 2)) }));
+        let data = body.input.map((t, index) => ({
+          index,
+          embedding: Array.from({ length: dim }, (_, j) => (j === index % dim ? 3 : t.length % 2)),
+        }));
         if (mode === 'reversed') data = data.reverse();
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data, model: body.model }));
       });
@@ -58,7 +61,14 @@ describe('OpenAI-compatible embedder', () => {
   it('sends the key only as a placeholder egress fills in, batches, and normalises', async () => {
     mode = 'ok';
     seen.length = 0;
-    const e = new OpenAiEmbedder({ transport, baseUrl: base, model: 'text-embedding-3-small', dim: 4, apiKeySecret: 'embed_key', batchSize: 2 });
+    const e = new OpenAiEmbedder({
+      transport,
+      baseUrl: base,
+      model: 'text-embedding-3-small',
+      dim: 4,
+      apiKeySecret: 'embed_key',
+      batchSize: 2,
+    });
     assert.equal(e.local, false);
     const out = await e.embed(['a', 'bb', 'ccc']);
     assert.equal(out.length, 3);

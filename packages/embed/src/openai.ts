@@ -116,7 +116,10 @@ export class OpenAiEmbedder implements Embedder {
       const idx = typeof d.index === 'number' ? d.index : pos;
       const e = d.embedding;
       if (!Array.isArray(e) || !e.every((x) => typeof x === 'number' && Number.isFinite(x)) || idx < 0 || idx >= texts.length) {
-        throw new EmbeddingError('upstream_error', 'the embeddings provider returned a malformed vector (expected data[].embedding as numbers)');
+        throw new EmbeddingError(
+          'upstream_error',
+          'the embeddings provider returned a malformed vector (expected data[].embedding as numbers)',
+        );
       }
       if (e.length !== this.dim) {
         throw new EmbeddingError(

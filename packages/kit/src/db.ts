@@ -13,14 +13,19 @@ export interface Migration {
   sql: string;
 }
 
-export function createPool(url: string, opts: { max?: number; applicationName: string }): pg.Pool {
+export function createPool(
+  url: string,
+  opts: { max?: number; applicationName: string; onConnect?: (client: pg.PoolClient) => Promise<void> },
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 5,
     application_name: opts.applicationName,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
-  });
+    // Session settings applied before the pool hands a new connection out.
+    ...(opts.onConnect ? { onConnect: opts.onConnect } : {}),
+  } as pg.PoolConfig);
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   return pool;

@@ -1,10 +1,47 @@
-// gRPC handlers for talon.memory.v1.MemoryService.
+// gRPC handlers for talon.memory.v1.MemoryService: validate, then call the store.
 import type { UnaryHandler } from '@talon/kit';
-import type { AppendTurnsRequest, AppendTurnsResponse, GetHistoryRequest, GetHistoryResponse } from '@talon/proto';
+import type {
+  AppendTurnsRequest,
+  AppendTurnsResponse,
+  ClaimEmbeddingWorkRequest,
+  ClaimEmbeddingWorkResponse,
+  DeleteDocumentRequest,
+  DeleteDocumentResponse,
+  GetEmbeddingStatusRequest,
+  GetEmbeddingStatusResponse,
+  GetHistoryRequest,
+  GetHistoryResponse,
+  PutEmbeddingsRequest,
+  PutEmbeddingsResponse,
+  SearchRequest,
+  SearchResponse,
+  UpsertDocumentRequest,
+  UpsertDocumentResponse,
+} from '@talon/proto';
+import type { HnswParams } from './sql.ts';
 import type { MemoryStore } from './store.ts';
-import { clampLimit, validConversation, validTurns } from './validate.ts';
+import {
+  clampLimit,
+  validClaim,
+  validConversation,
+  validDocument,
+  validDocumentKey,
+  validPut,
+  validSearch,
+  validTurns,
+} from './validate.ts';
 
-export function memoryHandlers(store: MemoryStore, opts: { maxTurnBytes: number }) {
+export interface HandlerOptions {
+  maxTurnBytes: number;
+  maxDocumentBytes: number;
+  searchMaxLimit: number;
+  hnsw: HnswParams;
+}
+
+export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
+  const emb = { model: store.model, dim: store.dim };
+  const local = store.opts.embedder !== undefined;
+
   const appendTurns: UnaryHandler<AppendTurnsRequest, AppendTurnsResponse> = async (req) => {
     const conv = validConversation(req.conversation);
     const turns = validTurns(req.turns, opts.maxTurnBytes);
@@ -14,10 +51,44 @@ export function memoryHandlers(store: MemoryStore, opts: { maxTurnBytes: number 
     );
     return { conversationId: res.conversationId, inserted: res.inserted };
   };
+
   const getHistory: UnaryHandler<GetHistoryRequest, GetHistoryResponse> = async (req) => {
     const conv = validConversation(req.conversation);
     const turns = await store.history(conv, clampLimit(req.limit));
     return { turns };
   };
-  return { appendTurns, getHistory };
+
+  const search: UnaryHandler<SearchRequest, SearchResponse> = async (req) => {
+    const input = validSearch(req, { ...emb, maxLimit: opts.searchMaxLimit });
+    const res = await store.search(input);
+    return { hits: res.hits, vectorUsed: res.vectorUsed };
+  };
+
+  const upsertDocument: UnaryHandler<UpsertDocumentRequest, UpsertDocumentResponse> = async (req) => {
+    const doc = validDocument(req, opts.maxDocumentBytes);
+    return store.upsertDocument(doc);
+  };
+
+  const deleteDocument: UnaryHandler<DeleteDocumentRequest, DeleteDocumentResponse> = async (req) => {
+    const { userId, key } = validDocumentKey(req.userId, req.key);
+    return store.deleteDocument(userId, key);
+  };
+
+  const claimEmbeddingWork: UnaryHandler<ClaimEmbeddingWorkRequest, ClaimEmbeddingWorkResponse> = async (req) => {
+    const c = validClaim(req, emb);
+    const items = await store.claimEmbeddingWork(c.after, c.limit, c.leaseMs);
+    return { items: items.map((i) => ({ chunkId: i.id, content: i.content })) };
+  };
+
+  const putEmbeddings: UnaryHandler<PutEmbeddingsRequest, PutEmbeddingsResponse> = async (req) => {
+    const items = validPut(req, emb);
+    return { updated: await store.putEmbeddings(items) };
+  };
+
+  const getEmbeddingStatus: UnaryHandler<GetEmbeddingStatusRequest, GetEmbeddingStatusResponse> = async () => {
+    const s = await store.embeddingStatus(opts.hnsw);
+    return { model: store.model, dim: store.dim, local, chunks: s.chunks, current: s.current, indexReady: s.indexReady };
+  };
+
+  return { appendTurns, getHistory, search, upsertDocument, deleteDocument, claimEmbeddingWork, putEmbeddings, getEmbeddingStatus };
 }

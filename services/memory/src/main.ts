@@ -11,11 +11,13 @@ import {
   waitForDatabase,
   type UnaryHandler,
 } from '@talon/kit';
+import { localEmbedder } from '@talon/embed';
 import { MemoryServiceService } from '@talon/proto';
+import { BackgroundUpkeep } from './background.ts';
 import { loadMemoryConfig } from './config.ts';
 import { memoryHandlers } from './handlers.ts';
 import { MEMORY_SCHEMA, memoryMigrations } from './migrations.ts';
-import { MemoryStore } from './store.ts';
+import { MemoryStore, searchSessionSetup } from './store.ts';
 
 runMain('memory', async () => {
   const cfg = loadMemoryConfig();
@@ -23,11 +25,30 @@ runMain('memory', async () => {
   const telemetry = initTelemetry('memory');
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
 
-  const pool = createPool(cfg.databaseUrl, { max: cfg.dbPoolMax, applicationName: 'talon-memory' });
+  const pool = createPool(cfg.databaseUrl, {
+    max: cfg.dbPoolMax,
+    applicationName: 'talon-memory',
+    onConnect: searchSessionSetup({ efSearch: cfg.hnswEfSearch }, log),
+  });
   await waitForDatabase(pool, 30_000, log);
   await migrate(pool, MEMORY_SCHEMA, memoryMigrations, log);
 
-  const handlers = memoryHandlers(new MemoryStore(pool), { maxTurnBytes: cfg.maxTurnBytes });
+  const store = new MemoryStore(pool, {
+    model: cfg.embeddingsModel,
+    dim: cfg.embeddingsDim,
+    embedder: localEmbedder(cfg),
+    chunk: { size: cfg.chunkChars, overlap: cfg.chunkOverlapChars },
+    candidates: cfg.searchCandidates,
+    rrfK: cfg.rrfK,
+    maxTermFreq: cfg.textMaxTermFreq,
+  });
+  const hnsw = { m: cfg.hnswM, efConstruction: cfg.hnswEfConstruction };
+  const handlers = memoryHandlers(store, {
+    maxTurnBytes: cfg.maxTurnBytes,
+    maxDocumentBytes: cfg.maxDocumentBytes,
+    searchMaxLimit: cfg.searchMaxLimit,
+    hnsw,
+  });
   const grpc = await startGrpcServer({
     name: 'memory',
     host: cfg.grpcHost,
@@ -44,10 +65,24 @@ runMain('memory', async () => {
   });
   grpc.setServing('SERVING');
 
+  // Re-embedding and index builds run behind the serving API, never before it.
+  const upkeep = new BackgroundUpkeep({
+    store,
+    log,
+    batch: cfg.reembedBatch,
+    idleMs: cfg.reembedIdleMs,
+    hnsw: { ...hnsw, buildMemoryMb: cfg.hnswBuildMemoryMb },
+  });
+  upkeep.start();
+
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({ name: 'grpc drain', run: () => grpc.shutdown(5000), timeoutMs: 6000 });
+  life.onShutdown({ name: 'stop background upkeep', run: () => upkeep.stop(), timeoutMs: 2000 });
   life.onShutdown({ name: 'close database pool', run: () => pool.end() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
-  log.info({ grpc_port: grpc.port }, 'memory ready');
+  log.info(
+    { grpc_port: grpc.port, embeddings: `${cfg.embeddingsModel}/${cfg.embeddingsDim}`, local_embedder: cfg.embeddingsProvider === 'local' },
+    'memory ready',
+  );
 });

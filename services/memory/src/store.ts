@@ -1,6 +1,23 @@
-// SQL for conversations and history. Every query is scoped by user_id.
-import type { Pool } from '@talon/kit';
+// SQL for conversations, history, documents and hybrid recall. Every query that
+// reads or writes user data is scoped by user_id.
+import { createHash } from 'node:crypto';
+import type { Logger, Pool, PoolClient } from '@talon/kit';
 import type { ConversationRef } from '@talon/proto';
+import type { Embedder } from '@talon/embed';
+import { chunkText, type ChunkOptions } from './chunk.ts';
+import {
+  assertDim,
+  COMMON_LEXEMES_SQL,
+  createHnswIndexSql,
+  fuseRrf,
+  hnswIndexName,
+  QUERY_LEXEMES_SQL,
+  textHalfSql,
+  vectorHalfSql,
+  vectorLiteral,
+  type HalfRow,
+  type HnswParams,
+} from './sql.ts';
 import type { Role, Source } from './validate.ts';
 
 export interface StoredTurn {
@@ -11,19 +28,185 @@ export interface StoredTurn {
   createdAtMs: number;
 }
 
+export interface StoreOptions {
+  /** The configured embedding model and dimension (stored with every vector). */
+  model: string;
+  dim: number;
+  /** Set when memory computes this model itself (the local embedder); undefined for remote models. */
+  embedder: Embedder | undefined;
+  chunk: ChunkOptions;
+  /** Candidates per half of the hybrid search, and the RRF constant. */
+  candidates: number;
+  rrfK: number;
+  /** Query terms in more than this fraction of rows are left out of the text half (default 1: none). */
+  maxTermFreq?: number;
+  /** Most query terms the text half uses (default 32). */
+  maxTerms?: number;
+}
+
+export interface SearchInput {
+  userId: string;
+  query: string;
+  limit: number;
+  /** Query embedding of the configured model; computed locally when absent and possible. */
+  vector?: ArrayLike<number>;
+  exclude?: { channel: string; threadId: string };
+  sources?: readonly string[];
+  /** Cosine floor for vector candidates (0: none). */
+  minSimilarity?: number;
+}
+
+export interface Hit {
+  chunkId: string;
+  kind: 'turn' | 'document';
+  source: string;
+  content: string;
+  score: number;
+  textRank: number;
+  vectorRank: number;
+  similarity: number;
+  documentKey: string;
+  title: string;
+  channel: string;
+  threadId: string;
+  createdAtMs: number;
+}
+
+export interface DocumentInput {
+  userId: string;
+  key: string;
+  title: string;
+  content: string;
+  source: Source;
+  origin?: ConversationRef;
+}
+
+interface ChunkRow {
+  userId: string;
+  documentId?: string;
+  historyId?: string;
+  conversationId?: string;
+  source: string;
+  seq: number;
+  content: string;
+  vector?: Float32Array;
+}
+
+/** Roles whose turns become searchable memory. */
+export const INDEXED_ROLES: ReadonlySet<string> = new Set(['user', 'assistant']);
+
+/**
+ * Per-session settings for vector search, applied to every new pooled connection
+ * before the pool hands it out (kit createPool's onConnect).
+ */
+export function searchSessionSetup(opts: { efSearch: number }, log?: Logger): (client: PoolClient) => Promise<void> {
+  let warned = false;
+  return async (client: PoolClient): Promise<void> => {
+    try {
+      // pgvector >= 0.8: keep scanning the HNSW graph until enough rows pass the user filter.
+      await client.query(`set hnsw.ef_search = ${Math.trunc(opts.efSearch)}; set hnsw.iterative_scan = relaxed_order`);
+    } catch (err) {
+      if (!warned) log?.warn({ err: (err as Error).message }, 'could not apply HNSW session settings (pgvector older than 0.8?)');
+      warned = true;
+    }
+  };
+}
+
+/** The same settings for a pool created elsewhere (tests, benchmarks). */
+export function configureSearchSessions(pool: Pool, opts: { efSearch: number }, log?: Logger): void {
+  (pool as unknown as { options: { onConnect?: (c: PoolClient) => Promise<void> } }).options.onConnect = searchSessionSetup(opts, log);
+}
+
+function sha256(...parts: string[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p).update('\u0000');
+  return h.digest('hex');
+}
+
+async function inTransaction<T>(pool: Pool, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    const out = await fn(client);
+    await client.query('commit');
+    return out;
+  } catch (err) {
+    await client.query('rollback').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
 export class MemoryStore {
   private readonly pool: Pool;
-  constructor(pool: Pool) {
+  readonly opts: StoreOptions;
+  private analyzedAt = 0;
+  private common: { at: number; map: Map<string, number> } | undefined;
+
+  constructor(pool: Pool, opts: StoreOptions) {
     this.pool = pool;
+    assertDim(opts.dim);
+    if (opts.embedder && (opts.embedder.model !== opts.model || opts.embedder.dim !== opts.dim)) {
+      throw new Error(
+        `local embedder is ${opts.embedder.model}/${opts.embedder.dim} but the store is configured for ${opts.model}/${opts.dim}`,
+      );
+    }
+    this.opts = opts;
+  }
+
+  get model(): string {
+    return this.opts.model;
+  }
+  get dim(): number {
+    return this.opts.dim;
+  }
+
+  private async embedLocal(texts: readonly string[]): Promise<Float32Array[] | undefined> {
+    if (!this.opts.embedder || texts.length === 0) return undefined;
+    return this.opts.embedder.embed(texts);
+  }
+
+  /** Inserts chunk rows in multi-row statements (embedding columns set when a vector is given). */
+  private async insertChunks(client: PoolClient, rows: readonly ChunkRow[]): Promise<void> {
+    const COLS = 10;
+    for (let i = 0; i < rows.length; i += 500) {
+      const batch = rows.slice(i, i + 500);
+      const values: unknown[] = [];
+      const tuples = batch.map((r, j) => {
+        values.push(
+          r.userId,
+          r.documentId ?? null,
+          r.historyId ?? null,
+          r.conversationId ?? null,
+          r.source,
+          r.seq,
+          r.content,
+          r.vector ? vectorLiteral(r.vector) : null,
+          r.vector ? this.opts.model : null,
+          r.vector ? this.opts.dim : null,
+        );
+        const b = j * COLS;
+        const p = (k: number) => `$${b + k}`;
+        return `(${p(1)}, ${p(2)}::uuid, ${p(3)}::bigint, ${p(4)}::uuid, ${p(5)}, ${p(6)}::int, ${p(7)}, ${p(8)}::vector, ${p(9)}, ${p(10)}::int, case when ${p(8)}::text is null then null else now() end)`;
+      });
+      await client.query(
+        `insert into memory.vector_embeddings
+           (user_id, document_id, history_id, conversation_id, source, seq, content, embedding, embedding_model, embedding_dim, embedded_at)
+         values ${tuples.join(', ')}`,
+        values,
+      );
+    }
   }
 
   async appendTurns(
     conv: ConversationRef,
     turns: ReadonlyArray<{ id: string; role: Role; source: Source; content: string; createdAtMs?: number }>,
   ): Promise<{ conversationId: string; inserted: number }> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('begin');
+    // Chunk and embed before the transaction so it stays short.
+    const chunks = turns.map((t) => (INDEXED_ROLES.has(t.role) ? chunkText(t.content, this.opts.chunk) : []));
+    const vectors = await this.embedLocal(chunks.flat());
+    return inTransaction(this.pool, async (client) => {
       const { rows } = await client.query<{ id: string }>(
         `insert into memory.conversations (user_id, channel, thread_id) values ($1, $2, $3)
          on conflict (user_id, channel, thread_id) do update set user_id = excluded.user_id
@@ -32,23 +215,37 @@ export class MemoryStore {
       );
       const conversationId = rows[0]!.id;
       let inserted = 0;
-      for (const t of turns) {
-        const r = await client.query(
-          `insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at)
-           values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()))
-           on conflict (conversation_id, turn_id) do nothing`,
+      let v = 0;
+      const chunkRows: ChunkRow[] = [];
+      for (const [i, t] of turns.entries()) {
+        const r = await client.query<{ id: string }>(
+          `insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at, indexed_at)
+           values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()), now())
+           on conflict (conversation_id, turn_id) do nothing
+           returning id`,
           [conversationId, conv.userId, t.id, t.role, t.source, t.content, t.createdAtMs ? t.createdAtMs : null],
         );
-        inserted += r.rowCount ?? 0;
+        const turnChunks = chunks[i]!;
+        const historyId = r.rows[0]?.id;
+        if (historyId !== undefined) {
+          inserted += 1;
+          turnChunks.forEach((content, seq) =>
+            chunkRows.push({
+              userId: conv.userId,
+              historyId,
+              conversationId,
+              source: t.source,
+              seq,
+              content,
+              ...(vectors ? { vector: vectors[v + seq]! } : {}),
+            }),
+          );
+        }
+        v += turnChunks.length;
       }
-      await client.query('commit');
+      await this.insertChunks(client, chunkRows);
       return { conversationId, inserted };
-    } catch (err) {
-      await client.query('rollback').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async history(conv: ConversationRef, limit: number): Promise<StoredTurn[]> {
@@ -62,5 +259,333 @@ export class MemoryStore {
       [conv.userId, conv.channel, conv.threadId, limit],
     );
     return rows.reverse().map((r) => ({ id: r.turn_id, role: r.role, content: r.content, source: r.source, createdAtMs: Number(r.ms) }));
+  }
+
+  async upsertDocument(doc: DocumentInput): Promise<{ documentId: string; chunks: number; changed: boolean }> {
+    const digest = sha256(doc.title, doc.source, doc.content);
+    const existing = await this.pool.query<{ id: string; content_sha256: string; n: number }>(
+      `select d.id, d.content_sha256, (select count(*)::int from memory.vector_embeddings e where e.document_id = d.id and e.user_id = $1) as n
+         from memory.documents d where d.user_id = $1 and d.doc_key = $2`,
+      [doc.userId, doc.key],
+    );
+    const prev = existing.rows[0];
+    if (prev && prev.content_sha256 === digest) return { documentId: prev.id, chunks: prev.n, changed: false };
+    const pieces = chunkText(doc.content, this.opts.chunk);
+    const vectors = await this.embedLocal(pieces);
+    // One statement (its own transaction, one round trip): upsert the document,
+    // replace its chunks. The delete sees only the chunks that existed before.
+    const { rows } = await this.pool.query<{ id: string }>(
+      `with origin as (select id from memory.conversations where user_id = $1 and channel = $7 and thread_id = $8),
+       doc as (
+         insert into memory.documents (user_id, doc_key, title, source, origin_conversation_id, content_sha256, content_chars)
+         values ($1, $2, $3, $4, (select id from origin), $5, $6)
+         on conflict (user_id, doc_key) do update set title = excluded.title, source = excluded.source,
+           origin_conversation_id = excluded.origin_conversation_id, content_sha256 = excluded.content_sha256,
+           content_chars = excluded.content_chars, updated_at = now()
+         returning id),
+       del as (delete from memory.vector_embeddings e using doc where e.document_id = doc.id and e.user_id = $1),
+       ins as (
+         insert into memory.vector_embeddings (user_id, document_id, source, seq, content, embedding, embedding_model, embedding_dim, embedded_at)
+         select $1, doc.id, $4, (c.n - 1)::int, c.content, c.emb::vector,
+                case when c.emb is null then null else $11 end, case when c.emb is null then null else $12::int end,
+                case when c.emb is null then null else now() end
+           from doc, unnest($9::text[], $10::text[]) with ordinality as c(content, emb, n))
+       select id from doc`,
+      [
+        doc.userId,
+        doc.key,
+        doc.title,
+        doc.source,
+        digest,
+        doc.content.length,
+        doc.origin?.channel ?? null,
+        doc.origin?.threadId ?? null,
+        pieces,
+        pieces.map((_, i) => (vectors ? vectorLiteral(vectors[i]!) : null)),
+        this.opts.model,
+        this.opts.dim,
+      ],
+    );
+    return { documentId: rows[0]!.id, chunks: pieces.length, changed: true };
+  }
+
+  async deleteDocument(userId: string, key: string): Promise<{ deleted: boolean; chunks: number }> {
+    // One statement: the count sees the chunks as they were before the cascade removes them.
+    const { rows } = await this.pool.query<{ deleted: number; chunks: number }>(
+      `with d as (delete from memory.documents where user_id = $1 and doc_key = $2 returning id)
+       select (select count(*) from d)::int as deleted,
+              (select count(*) from memory.vector_embeddings e where e.user_id = $1 and e.document_id in (select id from d))::int as chunks`,
+      [userId, key],
+    );
+    return { deleted: (rows[0]?.deleted ?? 0) > 0, chunks: rows[0]?.chunks ?? 0 };
+  }
+
+  /** Common lexemes and their row fractions (from ANALYZE), refreshed every few minutes. */
+  private async commonLexemes(): Promise<Map<string, number>> {
+    const now = Date.now();
+    if (this.common && now - this.common.at < 300_000) return this.common.map;
+    const { rows } = await this.pool.query<{ elem: string; freq: number }>(COMMON_LEXEMES_SQL);
+    const map = new Map(rows.map((r) => [r.elem, Number(r.freq)]));
+    this.common = { at: now, map };
+    return map;
+  }
+
+  /**
+   * The text half's terms: the query's lexemes without those found in more than
+   * maxTermFreq of all rows (they barely rank and would make the OR query rank
+   * most of the table), at most maxTerms, rarest first.
+   */
+  async queryTerms(query: string): Promise<string[]> {
+    if (query.trim() === '') return [];
+    const [lex, common] = await Promise.all([this.pool.query<{ l: string }>(QUERY_LEXEMES_SQL, [query]), this.commonLexemes()]);
+    const max = this.opts.maxTermFreq ?? 1;
+    return lex.rows
+      .map((r) => ({ l: r.l, f: common.get(r.l) ?? 0 }))
+      .filter((t) => t.f <= max)
+      .sort((a, b) => a.f - b.f || (a.l < b.l ? -1 : 1))
+      .slice(0, this.opts.maxTerms ?? 32)
+      .map((t) => t.l);
+  }
+
+  /**
+   * Hybrid search: the full-text and vector halves run concurrently (on two
+   * pooled connections) and are fused by reciprocal rank. `{ vector: false }`
+   * runs the text half only (evaluation and diagnostics).
+   */
+  async search(input: SearchInput, halves: { vector: boolean } = { vector: true }): Promise<{ hits: Hit[]; vectorUsed: boolean }> {
+    let vector = halves.vector ? input.vector : undefined;
+    if (halves.vector && !vector && this.opts.embedder && input.query.trim() !== '')
+      vector = (await this.opts.embedder.embed([input.query]))[0];
+    const candidates = Math.max(this.opts.candidates, input.limit);
+    const base = {
+      userId: input.userId,
+      candidates,
+      ...(input.exclude ? { exclude: input.exclude } : {}),
+      ...(input.sources && input.sources.length > 0 ? { sources: input.sources } : {}),
+    };
+    const ms = input.minSimilarity ?? 0;
+    const [text, vec] = await Promise.all([
+      this.queryTerms(input.query).then(async (terms) => {
+        if (terms.length === 0) return [];
+        const q = textHalfSql({ ...base, terms });
+        return (await this.pool.query<HalfRow>(q.text, q.values)).rows;
+      }),
+      (async () => {
+        if (!vector) return [];
+        const q = vectorHalfSql({
+          ...base,
+          vector: vectorLiteral(vector),
+          model: this.opts.model,
+          dim: this.opts.dim,
+          // Unit vectors: |a-b|^2 = 2 - 2 cos(a, b).
+          ...(ms > 0 ? { maxDistance: Math.sqrt(Math.max(0, 2 - 2 * Math.min(1, ms))) } : {}),
+        });
+        return (await this.pool.query<HalfRow>(q.text, q.values)).rows;
+      })(),
+    ]);
+    const fused = fuseRrf(text, vec, this.opts.rrfK, input.limit);
+    return {
+      vectorUsed: vector !== undefined,
+      hits: fused.map((r) => ({
+        chunkId: r.id,
+        kind: r.is_document ? 'document' : 'turn',
+        source: r.source,
+        content: r.content,
+        score: r.score,
+        textRank: r.textRank,
+        vectorRank: r.vectorRank,
+        similarity: r.distance === undefined ? 0 : 1 - (Number(r.distance) * Number(r.distance)) / 2,
+        documentKey: r.doc_key ?? '',
+        title: r.title ?? '',
+        channel: r.channel ?? '',
+        threadId: r.thread_id ?? '',
+        createdAtMs: Math.round(Number(r.created_ms)),
+      })),
+    };
+  }
+
+  /**
+   * Leases up to `limit` chunks whose embedding is missing or of another model or
+   * dimension, after the cursor `after` (chunk id). Rows leased by someone else
+   * are skipped until their lease expires, so workers in several replicas share
+   * the work and a crashed worker's batch is retried.
+   */
+  async claimEmbeddingWork(after: string, limit: number, leaseMs: number): Promise<Array<{ id: string; content: string }>> {
+    const { rows } = await this.pool.query<{ id: string; content: string }>(
+      `with c as (
+         select id from memory.vector_embeddings
+          where id > $1::bigint
+            and (embedding_model is distinct from $2 or embedding_dim is distinct from $3)
+            and (embed_lease_until is null or embed_lease_until < now())
+          order by id
+          limit $4
+          for update skip locked)
+       update memory.vector_embeddings e set embed_lease_until = now() + make_interval(secs => $5::float8 / 1000)
+         from c where e.id = c.id
+       returning e.id::text as id, e.content`,
+      [after === '' ? '0' : after, this.opts.model, this.opts.dim, limit, leaseMs],
+    );
+    return rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  }
+
+  /** Stores vectors of the configured model for chunks; returns how many rows changed. */
+  async putEmbeddings(items: ReadonlyArray<{ id: string; vector: ArrayLike<number> }>): Promise<number> {
+    if (items.length === 0) return 0;
+    const r = await this.pool.query(
+      `update memory.vector_embeddings e
+          set embedding = v.emb::vector, embedding_model = $3, embedding_dim = $4, embedded_at = now(), embed_lease_until = null
+         from (select unnest($1::bigint[]) as id, unnest($2::text[]) as emb) v
+        where e.id = v.id`,
+      [items.map((i) => i.id), items.map((i) => vectorLiteral(i.vector)), this.opts.model, this.opts.dim],
+    );
+    return r.rowCount ?? 0;
+  }
+
+  /** Embeds one leased batch with the local embedder; returns the number of chunks processed (0: nothing left after `after`). */
+  async reembedLocalBatch(after: string, limit: number): Promise<{ processed: number; last: string }> {
+    if (!this.opts.embedder) throw new Error('reembedLocalBatch needs the local embedder');
+    const work = await this.claimEmbeddingWork(after, limit, 60_000);
+    if (work.length === 0) return { processed: 0, last: after };
+    const vectors = await this.opts.embedder.embed(work.map((w) => w.content));
+    await this.putEmbeddings(work.map((w, i) => ({ id: w.id, vector: vectors[i]! })));
+    return { processed: work.length, last: work.at(-1)!.id };
+  }
+
+  /**
+   * Makes history turns written before searchable memory existed (migration 2)
+   * searchable: chunks them (embedding them when the embedder is local) and marks
+   * them indexed, in one transaction per batch. Returns the turns indexed.
+   */
+  async indexPendingHistory(limit: number): Promise<number> {
+    const pending = await this.pool.query<{ id: string; user_id: string; conversation_id: string; source: string; content: string }>(
+      `select id::text as id, user_id, conversation_id, source, content from memory.conversation_history
+        where indexed_at is null and role in ('user', 'assistant') order by id limit $1`,
+      [limit],
+    );
+    if (pending.rows.length === 0) return 0;
+    const chunks = pending.rows.map((r) => chunkText(r.content, this.opts.chunk));
+    const vectors = await this.embedLocal(chunks.flat());
+    return inTransaction(this.pool, async (client) => {
+      // Lock the rows and re-check: another replica may have indexed them meanwhile.
+      const locked = await client.query<{ id: string }>(
+        `select id::text as id from memory.conversation_history where id = any($1::bigint[]) and indexed_at is null for update skip locked`,
+        [pending.rows.map((r) => r.id)],
+      );
+      const mine = new Set(locked.rows.map((r) => r.id));
+      const rows: ChunkRow[] = [];
+      let v = 0;
+      pending.rows.forEach((r, i) => {
+        const cs = chunks[i]!;
+        if (mine.has(r.id)) {
+          cs.forEach((content, seq) =>
+            rows.push({
+              userId: r.user_id,
+              historyId: r.id,
+              conversationId: r.conversation_id,
+              source: r.source,
+              seq,
+              content,
+              ...(vectors ? { vector: vectors[v + seq]! } : {}),
+            }),
+          );
+        }
+        v += cs.length;
+      });
+      await this.insertChunks(client, rows);
+      await client.query('update memory.conversation_history set indexed_at = now() where id = any($1::bigint[])', [[...mine]]);
+      return mine.size;
+    });
+  }
+
+  /**
+   * Refreshes planner and term statistics (the text half prunes common terms with
+   * them) once the table has grown by a tenth since the last time. Servers run
+   * autovacuum anyway; the embedded database has no autovacuum.
+   */
+  async analyzeIfGrown(): Promise<boolean> {
+    const { rows } = await this.pool.query<{ max: string | null }>('select max(id)::text as max from memory.vector_embeddings');
+    const now = Number(rows[0]?.max ?? 0);
+    if (now - this.analyzedAt < Math.max(500, this.analyzedAt / 10)) return false;
+    await this.pool.query('analyze memory.vector_embeddings');
+    this.analyzedAt = now;
+    this.common = undefined;
+    return true;
+  }
+
+  async embeddingStatus(hnsw: HnswParams): Promise<{ chunks: number; current: number; indexReady: boolean }> {
+    const { rows } = await this.pool.query<{ chunks: number; current: number }>(
+      `select count(*)::int as chunks, (count(*) filter (where embedding_model = $1 and embedding_dim = $2))::int as current
+         from memory.vector_embeddings`,
+      [this.opts.model, this.opts.dim],
+    );
+    return { chunks: rows[0]?.chunks ?? 0, current: rows[0]?.current ?? 0, indexReady: (await this.indexState(hnsw)) === 'valid' };
+  }
+
+  private async indexState(hnsw: HnswParams, client: Pick<PoolClient, 'query'> = this.pool): Promise<'missing' | 'invalid' | 'valid'> {
+    const { rows } = await client.query<{ valid: boolean }>(
+      `select i.indisvalid as valid from pg_class c join pg_index i on i.indexrelid = c.oid
+         join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'memory' and c.relname = $1`,
+      [hnswIndexName(this.opts.dim, hnsw)],
+    );
+    if (rows.length === 0) return 'missing';
+    return rows[0]!.valid ? 'valid' : 'invalid';
+  }
+
+  /**
+   * Builds the HNSW index for the configured dimension if it is missing (or left
+   * invalid by an interrupted build), without blocking writes where the server
+   * supports CREATE INDEX CONCURRENTLY, then drops vector indexes built for other
+   * dimensions or parameters. One replica builds; the others return 'busy'.
+   * Until the index is valid, vector search is an exact scan (correct, slower).
+   */
+  async ensureVectorIndex(hnsw: HnswParams & { buildMemoryMb: number }, log?: Logger): Promise<'ready' | 'built' | 'busy'> {
+    const name = hnswIndexName(this.opts.dim, hnsw);
+    const client = await this.pool.connect();
+    const lock = 0x7a10_4d01;
+    try {
+      const got = await client.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [lock]);
+      if (!got.rows[0]?.ok) return 'busy';
+      try {
+        let state = await this.indexState(hnsw, client);
+        let built = false;
+        if (state === 'invalid') {
+          log?.warn({ index: name }, 'dropping an invalid vector index left by an interrupted build');
+          await client.query(`drop index if exists memory.${name}`);
+          state = 'missing';
+        }
+        if (state === 'missing') {
+          const t0 = Date.now();
+          log?.info({ index: name, dim: this.opts.dim, m: hnsw.m, ef_construction: hnsw.efConstruction }, 'building vector index');
+          await client.query(`set maintenance_work_mem = '${Math.trunc(hnsw.buildMemoryMb)}MB'`);
+          try {
+            await client.query(createHnswIndexSql(this.opts.dim, hnsw, true));
+          } catch (err) {
+            // Single-process servers (the embedded PGlite) cannot build concurrently.
+            log?.info({ err: (err as Error).message }, 'concurrent index build unavailable; building in place');
+            await client.query(`drop index if exists memory.${name}`);
+            await client.query(createHnswIndexSql(this.opts.dim, hnsw, false));
+          } finally {
+            await client.query('reset maintenance_work_mem').catch(() => undefined);
+          }
+          built = true;
+          log?.info({ index: name, ms: Date.now() - t0 }, 'vector index built');
+        }
+        const others = await client.query<{ relname: string }>(
+          `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+            where n.nspname = 'memory' and c.relkind = 'i' and c.relname like 'vector\\_embeddings\\_hnsw\\_%' and c.relname <> $1`,
+          [name],
+        );
+        for (const o of others.rows) {
+          if (!/^vector_embeddings_hnsw_[a-z0-9_]+$/.test(o.relname)) continue;
+          await client.query(`drop index if exists memory.${o.relname}`);
+          log?.info({ index: o.relname }, 'dropped vector index of another dimension or parameters');
+        }
+        return built ? 'built' : 'ready';
+      } finally {
+        await client.query('select pg_advisory_unlock($1)', [lock]).catch(() => undefined);
+      }
+    } finally {
+      client.release();
+    }
   }
 }

@@ -1,10 +1,15 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { connectNats, createLogger, EgressClient, initTelemetry, Lifecycle, readTls, runMain, startGrpcServer } from '@talon/kit';
+import { remoteEmbedder } from '@talon/embed';
 import { loadOrchestratorConfig } from './config.ts';
+import { RemoteEmbeddingWorker } from './embed-worker.ts';
 import { anthropicFormat } from './llm/anthropic.ts';
 import { LlmClient } from './llm/client.ts';
 import { openaiFormat } from './llm/openai.ts';
 import { memoryClient } from './memory.ts';
+import { Recall } from './recall.ts';
+import { memoryTools } from './tools/memory-tools.ts';
+import { ToolRegistry } from './tools/registry.ts';
 import { InboundWorker } from './worker.ts';
 
 runMain('orchestrator', async () => {
@@ -24,6 +29,15 @@ runMain('orchestrator', async () => {
     timeoutMs: cfg.llmTimeoutMs,
   });
   const memory = memoryClient(cfg.memoryAddr, tls);
+  // A remote embedding model is called here, through egress; the local one runs inside memory.
+  const embedder = remoteEmbedder(cfg, egress);
+  const recall = new Recall({ memory, embedder, log, minSimilarity: cfg.recallMinSimilarity });
+  const tools = new ToolRegistry();
+  if (cfg.memoryTools)
+    for (const t of memoryTools({ memory, recall, maxNoteChars: cfg.memoryNoteMaxChars, maxResults: 10 })) tools.register(t);
+  const embedWorker = embedder
+    ? new RemoteEmbeddingWorker({ memory, embedder, log, batch: cfg.embeddingsBatch, idleMs: cfg.reembedIdleMs })
+    : undefined;
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'orchestrator', seedFile: cfg.natsSeedFile, log });
 
   const worker = new InboundWorker({
@@ -37,8 +51,22 @@ runMain('orchestrator', async () => {
     concurrency: cfg.concurrency,
     historyTurns: cfg.historyTurns,
     recordTurns: cfg.recordTurns,
+    recall,
+    recallLimit: cfg.recallLimit,
+    contextBudgetTokens: cfg.contextBudgetTokens,
+    recallBudgetTokens: cfg.recallBudgetTokens,
+    tools,
+    toolLimits: {
+      maxSteps: cfg.toolMaxSteps,
+      timeoutMs: cfg.toolLoopTimeoutMs,
+      toolTimeoutMs: cfg.toolTimeoutMs,
+      maxCallsPerStep: cfg.toolMaxCallsPerStep,
+      maxToolOutputChars: cfg.toolOutputMaxChars,
+    },
+    ...(embedWorker ? { onMemoryWritten: () => embedWorker.nudge() } : {}),
   });
   await worker.start();
+  embedWorker?.start();
   const grpc = await startGrpcServer({ name: 'orchestrator', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   grpc.setServing('SERVING');
 
@@ -49,6 +77,7 @@ runMain('orchestrator', async () => {
     run: () => worker.inFlight.idle(),
     timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000),
   });
+  life.onShutdown({ name: 'stop background embedding', run: () => embedWorker?.stop(1500), timeoutMs: 2500 });
   life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
   life.onShutdown({
     name: 'close clients',
@@ -61,7 +90,15 @@ runMain('orchestrator', async () => {
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
   log.info(
-    { provider: cfg.llmProvider, model: cfg.llmModel, llm: cfg.llmBaseUrl, egress: cfg.egressUrl, concurrency: cfg.concurrency },
+    {
+      provider: cfg.llmProvider,
+      model: cfg.llmModel,
+      llm: cfg.llmBaseUrl,
+      egress: cfg.egressUrl,
+      concurrency: cfg.concurrency,
+      embeddings: `${cfg.embeddingsProvider}:${cfg.embeddingsModel}/${cfg.embeddingsDim}`,
+      tools: tools.specs().map((t) => t.name),
+    },
     'orchestrator ready',
   );
 });

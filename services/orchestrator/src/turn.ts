@@ -1,5 +1,5 @@
-// Pure turn logic: which messages go to the model, which turns are recorded,
-// and what a failure means for redelivery.
+// Pure turn logic: roles, which message is new, and what a failure means for
+// redelivery. (What the model sees is assembled in context.ts.)
 import { TalonError } from '@talon/kit';
 import { Role, type ChatMessage, type InboundMessage } from '@talon/proto';
 import type { LlmMessage } from './llm/types.ts';
@@ -18,34 +18,6 @@ export function roleName(r: Role): LlmMessage['role'] | 'tool' | undefined {
     default:
       return undefined;
   }
-}
-
-export interface StoredTurnLike {
-  role: string;
-  content: string;
-}
-
-/**
- * Messages for the model: our system prompt first, then client-supplied system
- * messages, then either the client's own history (OpenAI-style full history) or,
- * when the client sent a single message, the stored recent turns before it.
- */
-export function buildMessages(systemPrompt: string, inbound: readonly ChatMessage[], stored: readonly StoredTurnLike[]): LlmMessage[] {
-  const out: LlmMessage[] = [{ role: 'system', content: systemPrompt }];
-  const conversational = inbound.filter((m) => m.role !== Role.ROLE_SYSTEM);
-  for (const m of inbound) if (m.role === Role.ROLE_SYSTEM) out.push({ role: 'system', content: m.content });
-  if (conversational.length <= 1) {
-    for (const t of stored) {
-      if (t.role === 'user' || t.role === 'assistant') out.push({ role: t.role, content: t.content });
-    }
-  }
-  for (const m of conversational) {
-    const r = roleName(m.role);
-    // Tool output is never given the authority of a user message.
-    if (r === 'tool') out.push({ role: 'user', content: `<untrusted source="tool">\n${m.content}\n</untrusted>` });
-    else if (r === 'user' || r === 'assistant') out.push({ role: r, content: m.content });
-  }
-  return out;
 }
 
 /** The message of this turn that is new: the last user message the client sent. */

@@ -24,11 +24,17 @@ import {
   type NatsConnection,
 } from '@talon/kit';
 import { InboundMessage, OutboundMessage, Role, StreamChunk } from '@talon/proto';
+import { runToolLoop, type ToolLoopLimits } from './agent-loop.ts';
+import { assembleContext } from './context.ts';
 import type { LlmClient } from './llm/client.ts';
 import type { MemoryApi } from './memory.ts';
-import { buildMessages, newUserMessage, onFailure } from './turn.ts';
+import type { Recall } from './recall.ts';
+import { ToolRegistry } from './tools/registry.ts';
+import { newUserMessage, onFailure } from './turn.ts';
 
 type ReplyBody = Omit<OutboundMessage, 'inboundId' | 'conversation' | 'requestId' | 'createdAtMs'>;
+
+const EMPTY_TOOLS = new ToolRegistry();
 
 export interface WorkerOptions {
   nc: NatsConnection;
@@ -41,6 +47,15 @@ export interface WorkerOptions {
   concurrency: number;
   historyTurns: number;
   recordTurns: boolean;
+  /** Recall of the user's memories from their other conversations. */
+  recall: Recall;
+  recallLimit: number;
+  contextBudgetTokens: number;
+  recallBudgetTokens: number;
+  tools: ToolRegistry;
+  toolLimits: ToolLoopLimits;
+  /** Called after this turn wrote memory rows that need a (remote) embedding. */
+  onMemoryWritten?: () => void;
 }
 
 export class InboundWorker {
@@ -182,16 +197,34 @@ export class InboundWorker {
   private async runTurn(inbound: InboundMessage, attempt: number): Promise<ReplyBody> {
     const conv = inbound.conversation;
     const userMsg = newUserMessage(inbound);
-    const history =
-      conv && this.o.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1
-        ? await this.o.memory.history(conv, this.o.historyTurns)
-        : [];
+    const wantHistory = conv && this.o.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
+    const wantRecall = conv && userMsg && this.o.recallLimit > 0 && this.o.recallBudgetTokens > 0;
+    const [history, memories] = await Promise.all([
+      wantHistory ? this.o.memory.history(conv, this.o.historyTurns) : Promise.resolve([]),
+      // Recall is an aid, not a requirement: if it fails the turn goes on without it.
+      wantRecall
+        ? withSpan('memory.recall', { kind: SpanKind.CLIENT }, () =>
+            this.o.recall.search(conv.userId, userMsg.content, { limit: this.o.recallLimit, exclude: conv }),
+          ).catch((err: unknown) => {
+            this.o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'memory recall failed; answering without it');
+            return [];
+          })
+        : Promise.resolve([]),
+    ]);
     if (this.o.recordTurns && conv && userMsg) {
       await this.o.memory.append(conv, [
         { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs },
       ]);
+      this.o.onMemoryWritten?.();
     }
-    const messages = buildMessages(this.o.systemPrompt, inbound.messages, history);
+    const ctx = assembleContext({
+      systemPrompt: this.o.systemPrompt,
+      inbound: inbound.messages,
+      stored: history,
+      memories,
+      budgetTokens: this.o.contextBudgetTokens,
+      recallBudgetTokens: this.o.recallBudgetTokens,
+    });
     let seq = 0;
     const streamSubject = inbound.stream ? (inbound.reply?.streamSubject ?? '') : '';
     const onDelta = streamSubject
@@ -200,24 +233,39 @@ export class InboundWorker {
           this.o.nc.publish(streamSubject, StreamChunk.encode({ requestId: inbound.reply?.requestId ?? '', seq, delta, attempt }).finish());
         }
       : undefined;
+    // Without a conversation there is no user to act for: no tools.
+    const tools = conv ? this.o.tools : undefined;
     const result = await withSpan(
       'llm.call',
-      { kind: SpanKind.CLIENT, attributes: { 'gen_ai.request.model': this.o.llm.model, 'talon.stream': inbound.stream } },
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'gen_ai.request.model': this.o.llm.model,
+          'talon.stream': inbound.stream,
+          'talon.memories_recalled': ctx.memoriesUsed,
+          'talon.context_tokens_estimate': ctx.estimatedTokens,
+        },
+      },
       () =>
-        this.o.llm.complete(
-          {
-            messages,
-            stream: inbound.stream,
-            ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
-            ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
-          },
-          onDelta,
-        ),
+        runToolLoop({
+          llm: this.o.llm,
+          tools: tools ?? EMPTY_TOOLS,
+          messages: ctx.messages,
+          context: { conversation: conv ?? { userId: '', channel: '', threadId: '' }, inboundId: inbound.id },
+          limits: this.o.toolLimits,
+          stream: inbound.stream,
+          ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
+          ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
+          ...(onDelta ? { onDelta } : {}),
+          onToolCall: (t) => this.o.log.info({ inbound_id: inbound.id, tool: t.name, ok: t.ok, ms: t.ms, step: t.step }, 'tool call'),
+        }),
     );
+    if (result.toolCallsRun > 0) this.o.onMemoryWritten?.();
     if (this.o.recordTurns && conv) {
       await this.o.memory.append(conv, [
         { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: result.content, createdAtMs: Date.now() },
       ]);
+      this.o.onMemoryWritten?.();
     }
     return {
       content: result.content,

@@ -65,8 +65,14 @@ export interface PlatformOptions {
   nodeArgs?: readonly string[];
 }
 
-/** Chat-platform API endpoints: the gateway delivers to them, egress allows exactly them. */
-const CHANNEL_KEYS = ['TALON_TELEGRAM_API_URL', 'TALON_SLACK_API_URL', 'TALON_DISCORD_API_URL', 'TALON_WEBHOOK_CALLBACK_URL'] as const;
+/** Platform settings that no service process receives (the passphrase goes to the vault alone). */
+const PLATFORM_ONLY_KEYS = new Set([
+  'TALON_VAULT_PASSPHRASE',
+  'TALON_DATABASE_URL',
+  'TALON_TEST_DATABASE',
+  'TALON_TEST_DATABASE_URL',
+  'TALON_TEST_LOG_LEVEL',
+]);
 
 const START_ORDER: readonly ServiceName[] = ['memory', 'vault', 'egress', 'sandbox', 'orchestrator', 'gateway'];
 const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox', 'egress', 'vault', 'memory'];
@@ -209,36 +215,44 @@ export class Platform {
     throw new Error(`database not reachable: ${String((lastErr as Error)?.message ?? lastErr)}`);
   }
 
-  /** Environment of one service process. */
+  /**
+   * Environment of one service process. Settings reach a service when they are
+   * its own (`<SERVICE>_*`) or platform-wide (`TALON_*`), except those that must
+   * stay with one process: the vault passphrase goes to the vault only, the
+   * database admin URL to nobody. Addresses and ports come from the platform.
+   */
   serviceEnv(s: ServiceName): Record<string, string | undefined> {
     const p = this.opts.ports;
     const base = this.opts.baseEnv ?? process.env;
-    const env: Record<string, string | undefined> = {
+    const own = `${s.toUpperCase()}_`;
+    const env: Record<string, string | undefined> = {};
+    for (const [k, v] of Object.entries(base)) {
+      if (v === undefined) continue;
+      if (k.startsWith(own)) env[k] = v;
+      else if (k.startsWith('TALON_') && !PLATFORM_ONLY_KEYS.has(k)) env[k] = v;
+    }
+    Object.assign(env, {
       PATH: base.PATH,
       HOME: base.HOME,
       NODE_ENV: base.NODE_ENV,
       TALON_HOME: this.home.root,
-      TALON_LOG_LEVEL: base.TALON_LOG_LEVEL,
       TALON_NATS_URL: this.natsUrl,
       OTEL_SERVICE_NAME: s,
       OTEL_EXPORTER_OTLP_ENDPOINT: base.OTEL_EXPORTER_OTLP_ENDPOINT,
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: base.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+      OTEL_EXPORTER_OTLP_HEADERS: base.OTEL_EXPORTER_OTLP_HEADERS,
       OTEL_BSP_SCHEDULE_DELAY: base.OTEL_BSP_SCHEDULE_DELAY,
-      [`${s.toUpperCase()}_GRPC_PORT`]: String(p.grpc[s]),
-    };
+      [`${own}GRPC_PORT`]: String(p.grpc[s]),
+    });
     switch (s) {
       case 'gateway':
         env.TALON_GATEWAY_PORT = String(p.gatewayHttp);
-        env.TALON_GATEWAY_HOST = base.TALON_GATEWAY_HOST;
         env.GATEWAY_EGRESS_URL = this.egressProxyUrl;
         env.GATEWAY_EGRESS_ADDR = `127.0.0.1:${p.grpc.egress}`;
-        for (const k of [...CHANNEL_KEYS, 'TALON_CHANNELS', 'TALON_GATEWAY_ALLOWED_ORIGINS', 'TALON_GATEWAY_TRUSTED_PROXIES'])
-          env[k] = base[k];
         break;
       case 'orchestrator':
         env.ORCHESTRATOR_MEMORY_ADDR = `127.0.0.1:${p.grpc.memory}`;
         env.ORCHESTRATOR_EGRESS_URL = this.egressProxyUrl;
-        for (const k of ['TALON_LLM_BASE_URL', 'TALON_LLM_MODEL', 'TALON_LLM_PROVIDER', 'TALON_SYSTEM_PROMPT']) env[k] = base[k];
         break;
       case 'memory':
         env.MEMORY_DATABASE_URL = this.dbUrls?.memory;
@@ -250,18 +264,16 @@ export class Platform {
       case 'egress':
         env.EGRESS_PROXY_PORT = String(p.egressProxy);
         env.EGRESS_VAULT_ADDR = `127.0.0.1:${p.grpc.vault}`;
-        env.TALON_EGRESS_ALLOW_PRIVATE = base.TALON_EGRESS_ALLOW_PRIVATE;
-        env.TALON_LLM_BASE_URL = base.TALON_LLM_BASE_URL;
-        env.EGRESS_POLICY_FILE = base.EGRESS_POLICY_FILE;
-        // Egress derives the gateway's delivery destinations from the same keys the gateway uses.
-        for (const k of CHANNEL_KEYS) env[k] = base[k];
         break;
       case 'sandbox':
         env.SANDBOX_EGRESS_URL = this.egressProxyUrl;
         break;
     }
     // Anything the caller set explicitly wins (tests tune timeouts this way).
-    for (const [k, v] of Object.entries(this.opts.env ?? {})) env[k] = v;
+    for (const [k, v] of Object.entries(this.opts.env ?? {})) {
+      if (PLATFORM_ONLY_KEYS.has(k) && !(k === 'TALON_VAULT_PASSPHRASE' && s === 'vault')) continue;
+      env[k] = v;
+    }
     return env;
   }
 

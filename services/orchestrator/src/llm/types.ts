@@ -1,7 +1,24 @@
-export interface LlmMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
+/** A tool invocation requested by the model; `arguments` is the raw JSON text. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string;
 }
+
+/** A tool offered to the model (OpenAI `tools[].function`, Anthropic `tools[]`). */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments object. */
+  parameters: Record<string, unknown>;
+}
+
+export type LlmMessage =
+  | { role: 'system'; content: string }
+  | { role: 'user'; content: string }
+  | { role: 'assistant'; content: string; toolCalls?: ToolCall[] }
+  /** A tool's output; content is already wrapped as untrusted data. */
+  | { role: 'tool'; toolCallId: string; name: string; content: string };
 
 export interface LlmRequest {
   model: string;
@@ -9,6 +26,9 @@ export interface LlmRequest {
   stream: boolean;
   temperature?: number;
   maxTokens?: number;
+  tools?: ToolSpec[];
+  /** `none` keeps tools declared (history may reference them) but asks for a text answer. */
+  toolChoice?: 'auto' | 'none';
 }
 
 export interface LlmResult {
@@ -16,6 +36,7 @@ export interface LlmResult {
   finishReason: string;
   model: string;
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  toolCalls: ToolCall[];
 }
 
 /** One provider's wire format: pure builders and parsers, no I/O. */
@@ -36,6 +57,17 @@ export class StreamAccumulator {
   promptTokens = 0;
   completionTokens = 0;
   done = false;
+  /** Tool calls assembled from streamed fragments, by the provider's block/call index. */
+  readonly toolCalls = new Map<number, ToolCall>();
+
+  toolCall(index: number): ToolCall {
+    let c = this.toolCalls.get(index);
+    if (!c) {
+      c = { id: '', name: '', arguments: '' };
+      this.toolCalls.set(index, c);
+    }
+    return c;
+  }
 
   result(fallbackModel: string): LlmResult {
     return {
@@ -47,6 +79,10 @@ export class StreamAccumulator {
         completionTokens: this.completionTokens,
         totalTokens: this.promptTokens + this.completionTokens,
       },
+      toolCalls: [...this.toolCalls.entries()]
+        .sort((a, b) => a[0] - b[0])
+        .filter(([, c]) => c.name !== '')
+        .map(([i, c]) => ({ id: c.id || `call_${i}`, name: c.name, arguments: c.arguments || '{}' })),
     };
   }
 }

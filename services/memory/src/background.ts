@@ -1,0 +1,99 @@
+// Background upkeep that must never block startup or requests:
+//   1. index history turns written before searchable memory existed,
+//   2. re-embed chunks whose embedding is missing or of another model/dimension
+//      (only when memory computes the configured model itself; a remote model's
+//      vectors come from the orchestrator through ClaimEmbeddingWork/PutEmbeddings),
+//   3. build the HNSW index for the configured dimension.
+// Every step works in small transactions keyed on database state, so it resumes
+// where it stopped after a restart and several replicas can run it at once.
+import type { Logger } from '@talon/kit';
+import type { HnswParams } from './sql.ts';
+import type { MemoryStore } from './store.ts';
+
+export interface BackgroundOptions {
+  store: MemoryStore;
+  log: Logger;
+  batch: number;
+  idleMs: number;
+  hnsw: HnswParams & { buildMemoryMb: number };
+}
+
+export class BackgroundUpkeep {
+  private readonly o: BackgroundOptions;
+  private stopped = false;
+  private running: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(opts: BackgroundOptions) {
+    this.o = opts;
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  /** Runs one full pass now (tests and the bench call this directly). */
+  async runOnce(): Promise<{ historyIndexed: number; reembedded: number; index: 'ready' | 'built' | 'busy' }> {
+    const { store, batch } = this.o;
+    let historyIndexed = 0;
+    for (;;) {
+      if (this.stopped) break;
+      const n = await store.indexPendingHistory(batch);
+      historyIndexed += n;
+      if (n === 0) break;
+    }
+    let reembedded = 0;
+    if (store.opts.embedder) {
+      let cursor = '';
+      let wrapped = false;
+      while (!this.stopped) {
+        const r = await store.reembedLocalBatch(cursor, batch);
+        reembedded += r.processed;
+        if (r.processed > 0) {
+          cursor = r.last;
+          continue;
+        }
+        // Rows behind the cursor whose lease expired get one more sweep from the start.
+        if (cursor === '' || wrapped) break;
+        cursor = '';
+        wrapped = true;
+      }
+    }
+    if (historyIndexed + reembedded > 0)
+      this.o.log.info({ history_indexed: historyIndexed, reembedded, model: store.model, dim: store.dim }, 'memory upkeep pass');
+    if (!this.stopped) await store.analyzeIfGrown();
+    const index = this.stopped ? 'busy' : await store.ensureVectorIndex(this.o.hnsw, this.o.log);
+    return { historyIndexed, reembedded, index };
+  }
+
+  private async loop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      let delay = this.o.idleMs;
+      try {
+        const r = await this.runOnce();
+        failures = 0;
+        // Another replica is building the index: look again soon.
+        if (r.index === 'busy') delay = Math.min(delay, 5000);
+      } catch (err) {
+        failures += 1;
+        delay = Math.min(this.o.idleMs, 1000 * 2 ** Math.min(failures, 6));
+        this.o.log.warn({ err: (err as Error).message, retry_ms: delay }, 'memory upkeep failed; retrying');
+      }
+      if (this.stopped) break;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        this.timer = setTimeout(resolve, delay);
+        this.timer.unref();
+      });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.wake?.();
+    await this.running?.catch(() => undefined);
+  }
+}
