@@ -2,7 +2,7 @@
 // the package index. With --check, generates into a temporary copy and fails if
 // the committed code differs (CI's drift check).
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 
@@ -48,7 +48,16 @@ function generate(outSrc: string): void {
 }
 
 if (!check) {
-  generate(pkgSrc);
+  // Generate beside the package, then swap directories, so a process importing
+  // the generated code never sees it half-written.
+  const staging = mkdtempSync(join(root, 'packages', 'proto', '.gen-'));
+  generate(staging);
+  const old = join(root, 'packages', 'proto', `.old-${process.pid}`);
+  if (existsSync(join(pkgSrc, 'gen'))) renameSync(join(pkgSrc, 'gen'), old);
+  renameSync(join(staging, 'gen'), join(pkgSrc, 'gen'));
+  renameSync(join(staging, 'index.ts'), join(pkgSrc, 'index.ts'));
+  rmSync(old, { recursive: true, force: true });
+  rmSync(staging, { recursive: true, force: true });
   console.log('proto: generated packages/proto/src');
 } else {
   const tmp = mkdtempSync(join(tmpdir(), 'talon-proto-'));

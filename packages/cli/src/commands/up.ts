@@ -5,7 +5,9 @@ import { SERVICES } from '@talon/kit';
 import { defaultPorts, Platform } from '../platform/platform.ts';
 import { NatsServerNotFound } from '../platform/nats-server.ts';
 import { redactUrl } from '../platform/database.ts';
+import type { StatusResponse } from '@talon/proto';
 import { CliError, homeDir } from '../context.ts';
+import { vaultAdmin } from './vault.ts';
 
 function shown(p: string): string {
   const r = relative(process.cwd(), p);
@@ -58,6 +60,17 @@ export function registerUp(program: Command): void {
         throw new CliError(`Talon did not start: ${(err as Error).message}`);
       }
       const secs = ((Date.now() - started) / 1000).toFixed(1);
+      let vaultLine: string;
+      try {
+        const st = await vaultAdmin<StatusResponse>('status', {});
+        vaultLine = !st.initialized
+          ? 'sealed, no keyring yet: run `npm run talon -- vault unseal` to choose the passphrase'
+          : st.sealed
+            ? 'sealed: run `npm run talon -- vault unseal` (or start with TALON_VAULT_PASSPHRASE)'
+            : `unsealed, ${st.secrets} secret${st.secrets === 1 ? '' : 's'}`;
+      } catch {
+        vaultLine = 'status unknown';
+      }
       const env = process.env;
       const llm = env.TALON_LLM_BASE_URL ?? 'https://api.openai.com/v1';
       const out = [
@@ -66,13 +79,15 @@ export function registerUp(program: Command): void {
         '',
         `  Gateway   ${platform.gatewayUrl}  (web chat at /, OpenAI-compatible API at /v1/chat/completions)`,
         `  LLM       ${llm}  model ${env.TALON_LLM_MODEL ?? 'gpt-4o-mini'}`,
+        `  Vault     ${vaultLine}`,
         `  NATS      ${platform.natsUrl}`,
         `  Database  ${platform.embedded ? `embedded PostgreSQL (PGlite + pgvector) in ${shown(platform.home.pgdata)}` : redactUrl(databaseUrl ?? '')}`,
         `  Logs      ${shown(platform.home.logs)}/<service>.log`,
         '',
         'Next steps (in another terminal):',
-        '  1. Create an API token:   npm run talon -- token create --name you',
-        `  2. Chat:                  curl -s ${platform.gatewayUrl}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\`,
+        '  1. Create an API token:   npm run talon -- token create --name you --scope operator',
+        `  2. Store the LLM key:     npm run talon -- secrets set llm_api_key --host ${new URL(llm).host}   (value on stdin)`,
+        `  3. Chat:                  curl -s ${platform.gatewayUrl}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\`,
         `                              -H 'content-type: application/json' -d '{"messages":[{"role":"user","content":"hello"}]}'`,
         '',
         'Press Ctrl-C to stop.',
