@@ -80,6 +80,17 @@ export function publicKeyOfSeed(seed: string): string {
   return fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey();
 }
 
+/**
+ * Creates a KV bucket, or brings an existing one's expiry in line with `ttl`
+ * (creating over an existing bucket leaves its settings as they were).
+ */
+async function ensureKv(nc: NatsConnection, jsm: JetStreamManager, name: string, opts: Record<string, unknown>): Promise<void> {
+  await new Kvm(nc).create(name, opts);
+  const ttlMs = typeof opts.ttl === 'number' ? opts.ttl : 0;
+  const info = await jsm.streams.info(`KV_${name}`);
+  if (info.config.max_age !== ttlMs * 1e6) await jsm.streams.update(`KV_${name}`, { ...info.config, max_age: ttlMs * 1e6 });
+}
+
 /** Creates or updates every stream and bucket Talon needs. Idempotent. */
 export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc);
@@ -122,26 +133,36 @@ export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamM
     max_age: 30 * day,
     max_msg_size: 256 * 1024,
   });
-  await new Kvm(nc).create(KV_BUCKETS.tokens, { history: 1, storage: StorageType.File, allow_direct: true } as never);
+  await ensureKv(nc, jsm, KV_BUCKETS.tokens, { history: 1, storage: StorageType.File, allow_direct: true });
   // Skill registry: a few revisions per key keep the approval history inspectable.
-  await new Kvm(nc).create(KV_BUCKETS.skills, { history: 5, storage: StorageType.File, allow_direct: true } as never);
+  await ensureKv(nc, jsm, KV_BUCKETS.skills, { history: 5, storage: StorageType.File, allow_direct: true });
   // Gateway state: users, channel pairings and approvals keep a little history for audit;
   // delivery progress and inbound dedupe marks expire on their own.
-  await new Kvm(nc).create(KV_BUCKETS.users, { history: 5, storage: StorageType.File, allow_direct: true } as never);
-  await new Kvm(nc).create(KV_BUCKETS.pairings, { history: 5, storage: StorageType.File, allow_direct: true } as never);
-  await new Kvm(nc).create(KV_BUCKETS.approvals, { history: 5, storage: StorageType.File, allow_direct: true } as never);
-  await new Kvm(nc).create(KV_BUCKETS.deliveries, {
+  await ensureKv(nc, jsm, KV_BUCKETS.users, { history: 5, storage: StorageType.File, allow_direct: true });
+  await ensureKv(nc, jsm, KV_BUCKETS.pairings, { history: 5, storage: StorageType.File, allow_direct: true });
+  // Approvals are decided within days (the orchestrator's limit is 3); decided records
+  // stay a month for audit, then expire.
+  await ensureKv(nc, jsm, KV_BUCKETS.approvals, { history: 5, storage: StorageType.File, allow_direct: true, ttl: 30 * 86_400_000 });
+  await ensureKv(nc, jsm, KV_BUCKETS.deliveries, {
     history: 1,
     storage: StorageType.File,
     allow_direct: true,
     ttl: 3 * 86_400_000,
-  } as never);
-  await new Kvm(nc).create(KV_BUCKETS.inboundSeen, {
+  });
+  await ensureKv(nc, jsm, KV_BUCKETS.inboundSeen, {
     history: 1,
     storage: StorageType.File,
     allow_direct: true,
     ttl: 2 * 86_400_000,
-  } as never);
+  });
+  // Parked turns of the orchestrator: kept past any approval's expiry (at most 3 days)
+  // so a redelivered inbound message is recognised; then they expire on their own.
+  await ensureKv(nc, jsm, KV_BUCKETS.turns, {
+    history: 1,
+    storage: StorageType.File,
+    allow_direct: true,
+    ttl: 7 * 86_400_000,
+  });
   await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File });
   return jsm;
 }

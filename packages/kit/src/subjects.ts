@@ -7,6 +7,8 @@ export const SUBJECTS = {
   stream: (gateway: string, requestId: string) => `talon.stream.${gateway}.${requestId}`,
   skillInvoke: (skill: string) => `talon.skill.invoke.${skill}`,
   auditEgress: (kind: string) => `talon.audit.egress.${kind}`,
+  /** The orchestrator's audit events (`tool`: one per tool call, talon.agent.v1.ToolCallAudit). */
+  auditOrchestrator: (kind: string) => `talon.audit.orchestrator.${kind}`,
   /** Reply route of chat-platform channels: any gateway replica delivers it (durable consumer). */
   channelReply: (channel: string) => `talon.outbound.ch.${channel}`,
 } as const;
@@ -34,6 +36,8 @@ export const KV_BUCKETS = {
   deliveries: 'talon_deliveries',
   /** Platform message ids the gateway accepted (`seen.<hash>`), deduplicating retries beyond the stream's window. */
   inboundSeen: 'talon_inbound_seen',
+  /** Turns parked while a tool call waits for the user's approval (`turn.<hash>`); written by the orchestrator only. */
+  turns: 'talon_turns',
 } as const;
 
 export const OBJECT_BUCKETS = {
@@ -170,18 +174,29 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
         },
       };
     case 'orchestrator':
+      // Runs turns: consumes inbound, publishes replies, invokes skills and audits each
+      // tool call. Reads the skill registry (never writes it); creates tool-call
+      // approvals and reads decisions (only `approval.*` keys); keeps its own parked
+      // turns. Registry and approval changes arrive on plain subscriptions, no consumers.
       return {
         publish: {
           allow: [
             'talon.outbound.>',
             'talon.stream.>',
             'talon.skill.invoke.>',
+            'talon.audit.orchestrator.>',
             js('INFO'),
             js('STREAM.INFO', STREAMS.outbound.name),
             ...consumerRights(STREAMS.inbound.name, CONSUMERS.orchestratorInbound),
+            ...kvReadRights(KV_BUCKETS.skills),
+            ...kvReadRights(KV_BUCKETS.approvals),
+            `$KV.${KV_BUCKETS.approvals}.approval.>`,
+            ...kvWriteRights(KV_BUCKETS.turns),
           ],
         },
-        subscribe: { allow: [`${inboxPrefix('orchestrator')}.>`] },
+        subscribe: {
+          allow: [`${inboxPrefix('orchestrator')}.>`, `$KV.${KV_BUCKETS.skills}.>`, `$KV.${KV_BUCKETS.approvals}.approval.>`],
+        },
       };
     case 'egress':
       // Publishes its decisions; reads skill grants (never writes them), with live

@@ -75,6 +75,22 @@ export function receivedTexts(req: RecordedLlmRequest): Array<{ role: string; te
   return out;
 }
 
+/** The tools a request offered the model (OpenAI `tools[].function`, Anthropic `tools[]`), normalised. */
+export function offeredTools(req: RecordedLlmRequest): Array<{ name: string; description: string; parameters: unknown }> {
+  const tools = (req.body.tools as Array<Record<string, unknown>> | undefined) ?? [];
+  return tools.map((t) => {
+    const f = (t.function as Record<string, unknown> | undefined) ?? t;
+    return { name: String(f.name ?? ''), description: String(f.description ?? ''), parameters: f.parameters ?? f.input_schema };
+  });
+}
+
+/** The tool results a request carried back to the model, in order (either wire format). */
+export function toolResults(req: RecordedLlmRequest): string[] {
+  return receivedTexts(req)
+    .filter((m) => m.role === 'tool')
+    .map((m) => m.text);
+}
+
 /** Deterministic bag-of-words vector (signed feature hashing, unit length): similar wording, similar vectors. */
 export function fakeEmbedding(text: string, dim: number): number[] {
   const v = new Array<number>(dim).fill(0);

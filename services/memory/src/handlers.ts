@@ -1,5 +1,5 @@
 // gRPC handlers for talon.memory.v1.MemoryService: validate, then call the store.
-import type { UnaryHandler } from '@talon/kit';
+import { InvalidArgument, type UnaryHandler } from '@talon/kit';
 import type {
   AppendTurnsRequest,
   AppendTurnsResponse,
@@ -21,6 +21,7 @@ import type {
 import type { HnswParams } from './sql.ts';
 import type { MemoryStore } from './store.ts';
 import {
+  ROLES,
   clampLimit,
   validClaim,
   validConversation,
@@ -54,7 +55,9 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
 
   const getHistory: UnaryHandler<GetHistoryRequest, GetHistoryResponse> = async (req) => {
     const conv = validConversation(req.conversation);
-    const turns = await store.history(conv, clampLimit(req.limit));
+    const roles = req.roles.filter((r) => (ROLES as readonly string[]).includes(r));
+    if (roles.length !== req.roles.length) throw new InvalidArgument(`roles must be among ${ROLES.join(', ')}`);
+    const turns = await store.history(conv, clampLimit(req.limit), roles);
     return { turns };
   };
 

@@ -248,15 +248,16 @@ export class MemoryStore {
     });
   }
 
-  async history(conv: ConversationRef, limit: number): Promise<StoredTurn[]> {
+  async history(conv: ConversationRef, limit: number, roles: readonly string[] = []): Promise<StoredTurn[]> {
     const { rows } = await this.pool.query<{ turn_id: string; role: string; content: string; source: string; ms: string }>(
       `select h.turn_id, h.role, h.content, h.source, (extract(epoch from h.created_at) * 1000)::bigint as ms
          from memory.conversation_history h
          join memory.conversations c on c.id = h.conversation_id
         where c.user_id = $1 and c.channel = $2 and c.thread_id = $3 and h.user_id = $1
+          and (cardinality($5::text[]) = 0 or h.role = any($5::text[]))
         order by h.id desc
         limit $4`,
-      [conv.userId, conv.channel, conv.threadId, limit],
+      [conv.userId, conv.channel, conv.threadId, limit, [...roles]],
     );
     return rows.reverse().map((r) => ({ id: r.turn_id, role: r.role, content: r.content, source: r.source, createdAtMs: Number(r.ms) }));
   }

@@ -233,7 +233,10 @@ for (const { kind, skip } of kinds) {
       );
       const b = await search(req({ userId: 'bob', query: 'tangerine bob writes' }));
       assert.deepEqual([...owners(b)], ['bob']);
-      const hist = (await h.getHistory({ conversation: { userId: 'bob', channel: 'api', threadId: 't1' }, limit: 500 }, ctx)) as {
+      const hist = (await h.getHistory(
+        { conversation: { userId: 'bob', channel: 'api', threadId: 't1' }, limit: 500, roles: [] },
+        ctx,
+      )) as {
         turns: unknown[];
       };
       assert.equal(hist.turns.length, 0, "bob's view of alice's thread id is empty");

@@ -4,8 +4,15 @@
 // The last permitted step declares the tools with tool_choice "none", so the
 // model answers in text. Tool output goes back as a `tool` message whose content
 // is an <untrusted source="tool"> block: data, never instructions.
+//
+// The loop can stop part-way and continue later: a gate consulted before each
+// call may answer "park" (the call waits for the user's approval). The loop then
+// returns its progress — messages, counters, text so far — which is plain data;
+// continuing it with that progress runs the parked call first (the gate is asked
+// again and now knows the decision) and goes on as if nothing happened. Time spent
+// parked does not count against the time budget.
 import type { LlmMessage, LlmRequest, LlmResult, ToolCall } from './llm/types.ts';
-import type { ToolContext, ToolRegistry } from './tools/registry.ts';
+import type { Tool, ToolContext, ToolOutcome, ToolRegistry } from './tools/registry.ts';
 import { untrustedBlock } from './untrusted.ts';
 
 export interface CompletionClient {
@@ -25,18 +32,81 @@ export interface ToolLoopLimits {
   maxToolOutputChars: number;
 }
 
+/** Where a loop stands; serialisable (turn-state.ts), so a parked loop can continue in another process. */
+export interface LoopProgress {
+  messages: LlmMessage[];
+  /** Model calls made so far. */
+  steps: number;
+  /** Index the next tool call gets (every call the model asks for gets one, run or not). */
+  callIndex: number;
+  toolCallsRun: number;
+  /** Assistant text of all steps so far, joined by blank lines. */
+  text: string;
+  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  /** Loop time spent before this run. */
+  elapsedMs: number;
+  model: string;
+  finishReason: string;
+}
+
+/** A call about to run: its tool exists and its arguments passed the schema. */
+export interface GateInput {
+  call: ToolCall;
+  tool: Tool;
+  args: Record<string, unknown>;
+  callIndex: number;
+  step: number;
+}
+
+/** What an approval on a call decided, for records and audit. */
+export interface ApprovalNote {
+  approvalId: string;
+  /** approved, denied or expired. */
+  approval: string;
+  decidedBy: string;
+}
+
+export type GateDecision =
+  | { kind: 'run'; userApproved: boolean; note?: ApprovalNote }
+  /** Do not run: answer the model with this error instead (denied, expired...). */
+  | { kind: 'answer'; code: string; output: string; note?: ApprovalNote }
+  /** Stop the loop here; the call runs when the loop continues. `data` is returned as is. */
+  | { kind: 'park'; data: unknown };
+
+export type CallGate = (c: GateInput) => Promise<GateDecision>;
+
+/** One call the model asked for, after it ended (ran, failed, was refused or denied). */
+export interface ToolCallReport {
+  call: ToolCall;
+  /** The registered tool (undefined for unknown names). */
+  tool: Tool | undefined;
+  callIndex: number;
+  step: number;
+  ok: boolean;
+  /** "ok" or a stable error code. */
+  code: string;
+  ms: number;
+  outputChars: number;
+  note?: ApprovalNote;
+}
+
 export interface ToolLoopInput {
   llm: CompletionClient;
   tools: ToolRegistry;
+  /** The messages of a new loop (ignored when `resume` is given). */
   messages: LlmMessage[];
-  context: Omit<ToolContext, 'signal' | 'callIndex'>;
+  /** Continue a parked loop from here. */
+  resume?: LoopProgress;
+  context: Omit<ToolContext, 'signal' | 'callIndex' | 'deadline' | 'userApproved'>;
   limits: ToolLoopLimits;
   stream: boolean;
   temperature?: number;
   maxTokens?: number;
   onDelta?: (delta: string) => void;
-  /** Observability hook per executed tool call. */
-  onToolCall?: (info: { name: string; ok: boolean; ms: number; step: number }) => void;
+  /** Consulted before each valid call (approvals). Without it every call runs. */
+  gate?: CallGate;
+  /** Called after each call the model asked for, before the loop goes on (records, audit). */
+  onToolCall?: (r: ToolCallReport) => void | Promise<void>;
   now?: () => number;
 }
 
@@ -47,22 +117,53 @@ export interface ToolLoopResult extends LlmResult {
   messages: LlmMessage[];
 }
 
+export type LoopOutcome =
+  ({ status: 'done' } & ToolLoopResult) | { status: 'parked'; progress: LoopProgress; callIndex: number; call: ToolCall; data: unknown };
+
 function cut(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max)}\n[output truncated: ${text.length - max} more characters]`;
 }
 
-export async function runToolLoop(input: ToolLoopInput): Promise<ToolLoopResult> {
+export function newProgress(messages: LlmMessage[]): LoopProgress {
+  return {
+    messages: [...messages],
+    steps: 0,
+    callIndex: 0,
+    toolCallsRun: 0,
+    text: '',
+    usage: { promptTokens: 0, completionTokens: 0, totalTokens: 0 },
+    elapsedMs: 0,
+    model: '',
+    finishReason: '',
+  };
+}
+
+/** Calls of the last assistant message that no tool message answers yet, with their position in that step. */
+export function unansweredCalls(messages: readonly LlmMessage[]): Array<{ call: ToolCall; position: number }> {
+  const answered = new Set<string>();
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.role === 'tool') {
+      answered.add(m.toolCallId);
+      continue;
+    }
+    if (m.role !== 'assistant' || !m.toolCalls) return [];
+    return m.toolCalls.map((call, position) => ({ call, position })).filter((c) => !answered.has(c.call.id));
+  }
+  return [];
+}
+
+/** Runs (or continues) the loop until the model answers in text or a call parks. */
+export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> {
   const now = input.now ?? Date.now;
   const { limits } = input;
-  const deadline = now() + limits.timeoutMs;
-  const messages = [...input.messages];
+  const startedAt = now();
+  const r = input.resume;
+  const p: LoopProgress = r ? { ...r, messages: [...r.messages], usage: { ...r.usage } } : newProgress(input.messages);
+  const deadline = startedAt + limits.timeoutMs - p.elapsedMs;
   const specs = input.tools.specs();
-  const usage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
-  let text = '';
-  let callIndex = 0;
-  let toolCallsRun = 0;
   // Text of several steps is joined like it was streamed: a blank line between non-empty parts.
-  let needsSeparator = false;
+  let needsSeparator = p.text !== '';
   const onDelta = input.onDelta
     ? (d: string) => {
         if (d === '') return;
@@ -74,11 +175,91 @@ export async function runToolLoop(input: ToolLoopInput): Promise<ToolLoopResult>
       }
     : undefined;
 
-  for (let step = 1; ; step++) {
+  const runCall = async (call: ToolCall, position: number): Promise<{ park: unknown } | undefined> => {
+    const callIndex = p.callIndex;
+    const step = p.steps;
+    const t0 = now();
+    let outcome: ToolOutcome;
+    let tool: Tool | undefined;
+    let note: ApprovalNote | undefined;
+    if (position >= limits.maxCallsPerStep) {
+      outcome = {
+        ok: false,
+        code: 'limit_exceeded',
+        output: `error: at most ${limits.maxCallsPerStep} tool calls per step; this one was not run`,
+      };
+    } else if (deadline - t0 <= 0) {
+      outcome = {
+        ok: false,
+        code: 'time_budget_exhausted',
+        output: 'error: the time budget for tools in this turn is used up; this call was not run',
+      };
+    } else {
+      const prepared = input.tools.prepare(call.name, call.arguments);
+      if ('tool' in prepared) {
+        tool = prepared.tool;
+        const d: GateDecision = input.gate
+          ? await input.gate({ call, tool, args: prepared.args, callIndex, step })
+          : { kind: 'run', userApproved: false };
+        if (d.kind === 'park') return { park: d.data };
+        note = d.note;
+        if (d.kind === 'answer') outcome = { ok: false, code: d.code, output: d.output };
+        else {
+          outcome = await input.tools.run(
+            prepared,
+            { ...input.context, callIndex, userApproved: d.userApproved },
+            Math.max(1, Math.min(limits.toolTimeoutMs, deadline - now())),
+          );
+          p.toolCallsRun += 1;
+        }
+      } else {
+        tool = input.tools.get(call.name);
+        outcome = prepared;
+      }
+    }
+    p.callIndex += 1;
+    await input.onToolCall?.({
+      call,
+      tool,
+      callIndex,
+      step,
+      ok: outcome.ok,
+      code: outcome.code,
+      ms: now() - t0,
+      outputChars: outcome.output.length,
+      ...(note ? { note } : {}),
+    });
+    p.messages.push({
+      role: 'tool',
+      toolCallId: call.id,
+      name: call.name,
+      content: untrustedBlock('tool', cut(outcome.output, limits.maxToolOutputChars), {
+        tool: call.name,
+        status: outcome.ok ? 'ok' : 'error',
+      }),
+    });
+    return undefined;
+  };
+
+  for (;;) {
+    // Calls asked for but not answered yet: the current step's (or a parked one's).
+    for (const { call, position } of unansweredCalls(p.messages)) {
+      const parked = await runCall(call, position);
+      if (parked) {
+        return {
+          status: 'parked',
+          progress: { ...p, messages: [...p.messages], elapsedMs: p.elapsedMs + (now() - startedAt) },
+          callIndex: p.callIndex,
+          call,
+          data: parked.park,
+        };
+      }
+    }
+    const step = p.steps + 1;
     const final = specs.length === 0 || step >= limits.maxSteps || now() >= deadline;
     const res = await input.llm.complete(
       {
-        messages,
+        messages: p.messages,
         stream: input.stream,
         ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
         ...(input.maxTokens !== undefined ? { maxTokens: input.maxTokens } : {}),
@@ -86,53 +267,46 @@ export async function runToolLoop(input: ToolLoopInput): Promise<ToolLoopResult>
       },
       onDelta,
     );
-    usage.promptTokens += res.usage.promptTokens;
-    usage.completionTokens += res.usage.completionTokens;
-    usage.totalTokens += res.usage.totalTokens;
+    p.steps = step;
+    p.usage.promptTokens += res.usage.promptTokens;
+    p.usage.completionTokens += res.usage.completionTokens;
+    p.usage.totalTokens += res.usage.totalTokens;
+    p.model = res.model;
+    p.finishReason = res.finishReason;
     if (res.content !== '') {
-      text = text === '' ? res.content : `${text}\n\n${res.content}`;
+      p.text = p.text === '' ? res.content : `${p.text}\n\n${res.content}`;
       if (onDelta) needsSeparator = true;
     }
     if (final || res.toolCalls.length === 0) {
       return {
+        status: 'done',
         ...res,
-        content: text,
+        content: p.text,
         // A model that ignored tool_choice "none" still ends the turn here.
         finishReason: res.toolCalls.length > 0 ? 'stop' : res.finishReason,
         toolCalls: [],
-        usage,
+        usage: p.usage,
         steps: step,
-        toolCallsRun,
-        messages,
+        toolCallsRun: p.toolCallsRun,
+        messages: p.messages,
       };
     }
-    const calls: ToolCall[] = res.toolCalls.map((c, i) => ({ ...c, id: c.id || `call_${step}_${i}` }));
-    messages.push({ role: 'assistant', content: res.content, toolCalls: calls });
-    for (const [i, call] of calls.entries()) {
-      let output: string;
-      let ok = false;
-      const t0 = now();
-      const left = deadline - t0;
-      if (i >= limits.maxCallsPerStep) output = `error: at most ${limits.maxCallsPerStep} tool calls per step; this one was not run`;
-      else if (left <= 0) output = 'error: the time budget for tools in this turn is used up; this call was not run';
-      else {
-        const r = await input.tools.invoke(
-          call.name,
-          call.arguments,
-          { ...input.context, callIndex: callIndex++ },
-          Math.min(limits.toolTimeoutMs, left),
-        );
-        output = r.output;
-        ok = r.ok;
-        toolCallsRun += 1;
-        input.onToolCall?.({ name: call.name, ok, ms: now() - t0, step });
-      }
-      messages.push({
-        role: 'tool',
-        toolCallId: call.id,
-        name: call.name,
-        content: untrustedBlock('tool', cut(output, limits.maxToolOutputChars), { tool: call.name, status: ok ? 'ok' : 'error' }),
-      });
-    }
+    // Ids must be unique: they pair each call with its answer, also across a park.
+    const seen = new Set<string>();
+    const calls: ToolCall[] = res.toolCalls.map((c, i) => {
+      let id = c.id && !seen.has(c.id) ? c.id : `call_${step}_${i}`;
+      while (seen.has(id)) id = `${id}_`;
+      seen.add(id);
+      return { ...c, id };
+    });
+    p.messages.push({ role: 'assistant', content: res.content, toolCalls: calls });
   }
+}
+
+/** The loop without parking (no gate): always runs to a final answer. */
+export async function runToolLoop(input: Omit<ToolLoopInput, 'gate' | 'resume'>): Promise<ToolLoopResult> {
+  const out = await driveToolLoop(input);
+  if (out.status !== 'done') throw new Error('a tool loop without a gate cannot park');
+  const { status: _status, ...rest } = out;
+  return rest;
 }

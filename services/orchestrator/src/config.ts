@@ -139,6 +139,31 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
       min: 100,
       max: 100_000,
     }),
+    skills: bool('ORCHESTRATOR_SKILLS', {
+      doc: 'Offer the model the approved skills (talon skills approve) as tools, run by the sandbox.',
+      default: true,
+    }),
+    skillCatalogTtlMs: int('ORCHESTRATOR_SKILL_CATALOG_TTL_MS', {
+      doc: 'Longest time the list of offered skills is reused without a change notification from the registry.',
+      default: 60_000,
+      min: 100,
+    }),
+    approvalTimeoutMs: int('ORCHESTRATOR_APPROVAL_TIMEOUT_MS', {
+      doc: "How long a tool call that needs the user's approval waits for a decision; then the model is told it was not approved.",
+      default: 1_800_000,
+      min: 1000,
+      max: 3 * 86_400_000,
+    }),
+    turnLeaseMs: int('ORCHESTRATOR_TURN_LEASE_MS', {
+      doc: 'Claim on a parked turn being continued; renewed while it runs, taken over by another replica when it lapses.',
+      default: 30_000,
+      min: 1000,
+    }),
+    turnSweepMs: int('ORCHESTRATOR_TURN_SWEEP_MS', {
+      doc: 'Interval of the sweep over parked turns (expired approvals, decisions missed while down, replicas that died).',
+      default: 10_000,
+      min: 100,
+    }),
     reembedIdleMs: int('ORCHESTRATOR_REEMBED_IDLE_MS', {
       doc: 'With a remote embedding model: pause between checks for memory chunks to embed when none are left.',
       default: 30_000,

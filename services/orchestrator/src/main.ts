@@ -1,6 +1,7 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { connectNats, createLogger, EgressClient, initTelemetry, Lifecycle, readTls, runMain, startGrpcServer } from '@talon/kit';
+import { connectNats, createLogger, EgressClient, InFlight, initTelemetry, Lifecycle, readTls, runMain, startGrpcServer } from '@talon/kit';
 import { remoteEmbedder } from '@talon/embed';
+import { ApprovalBook } from './approvals.ts';
 import { loadOrchestratorConfig } from './config.ts';
 import { RemoteEmbeddingWorker } from './embed-worker.ts';
 import { anthropicFormat } from './llm/anthropic.ts';
@@ -8,8 +9,15 @@ import { LlmClient } from './llm/client.ts';
 import { openaiFormat } from './llm/openai.ts';
 import { memoryClient } from './memory.ts';
 import { Recall } from './recall.ts';
+import { TurnResumer } from './resume.ts';
+import { SkillCatalog } from './skills/catalog.ts';
+import { SkillInvoker } from './skills/invoke.ts';
+import { Slots } from './slots.ts';
+import { ToolAudit } from './tool-record.ts';
 import { memoryTools } from './tools/memory-tools.ts';
-import { ToolRegistry } from './tools/registry.ts';
+import type { Tool } from './tools/registry.ts';
+import { TurnEngine } from './turn-engine.ts';
+import { TurnStore } from './turn-state.ts';
 import { InboundWorker } from './worker.ts';
 
 runMain('orchestrator', async () => {
@@ -32,23 +40,24 @@ runMain('orchestrator', async () => {
   // A remote embedding model is called here, through egress; the local one runs inside memory.
   const embedder = remoteEmbedder(cfg, egress);
   const recall = new Recall({ memory, embedder, log, minSimilarity: cfg.recallMinSimilarity });
-  const tools = new ToolRegistry();
-  if (cfg.memoryTools)
-    for (const t of memoryTools({ memory, recall, maxNoteChars: cfg.memoryNoteMaxChars, maxResults: 10 })) tools.register(t);
+  const tools: Tool[] = cfg.memoryTools ? memoryTools({ memory, recall, maxNoteChars: cfg.memoryNoteMaxChars, maxResults: 10 }) : [];
   const embedWorker = embedder
     ? new RemoteEmbeddingWorker({ memory, embedder, log, batch: cfg.embeddingsBatch, idleMs: cfg.reembedIdleMs })
     : undefined;
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'orchestrator', seedFile: cfg.natsSeedFile, log });
 
-  const worker = new InboundWorker({
+  const catalog = cfg.skills ? new SkillCatalog(nc, { log, ttlMs: cfg.skillCatalogTtlMs }) : undefined;
+  await catalog?.start();
+  const approvals = new ApprovalBook(nc);
+  const turns = new TurnStore(nc);
+  await approvals.start();
+  await turns.start();
+  const engine = new TurnEngine({
     nc,
     log,
     llm,
     memory,
     systemPrompt: cfg.systemPrompt,
-    ackWaitMs: cfg.ackWaitMs,
-    maxDeliver: cfg.maxDeliver,
-    concurrency: cfg.concurrency,
     historyTurns: cfg.historyTurns,
     recordTurns: cfg.recordTurns,
     recall,
@@ -56,6 +65,9 @@ runMain('orchestrator', async () => {
     contextBudgetTokens: cfg.contextBudgetTokens,
     recallBudgetTokens: cfg.recallBudgetTokens,
     tools,
+    ...(catalog ? { skills: { catalog, invoker: new SkillInvoker(nc) } } : {}),
+    parking: { approvals, turns, approvalTtlMs: cfg.approvalTimeoutMs },
+    audit: new ToolAudit(nc, log),
     toolLimits: {
       maxSteps: cfg.toolMaxSteps,
       timeoutMs: cfg.toolLoopTimeoutMs,
@@ -65,7 +77,35 @@ runMain('orchestrator', async () => {
     },
     ...(embedWorker ? { onMemoryWritten: () => embedWorker.nudge() } : {}),
   });
+  // New turns and continued (parked) turns share the replica's concurrency and its shutdown wait.
+  const slots = new Slots(cfg.concurrency);
+  const inFlight = new InFlight();
+  const resumer = new TurnResumer({
+    nc,
+    log,
+    turns,
+    approvals,
+    engine,
+    slots,
+    inFlight,
+    leaseMs: cfg.turnLeaseMs,
+    sweepMs: cfg.turnSweepMs,
+    maxAttempts: cfg.maxDeliver,
+  });
+  const worker = new InboundWorker({
+    nc,
+    log,
+    engine,
+    turns,
+    onParkedAgain: (key) => resumer.poke(key),
+    ackWaitMs: cfg.ackWaitMs,
+    maxDeliver: cfg.maxDeliver,
+    concurrency: cfg.concurrency,
+    slots,
+    inFlight,
+  });
   await worker.start();
+  resumer.start();
   embedWorker?.start();
   const grpc = await startGrpcServer({ name: 'orchestrator', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   grpc.setServing('SERVING');
@@ -73,8 +113,15 @@ runMain('orchestrator', async () => {
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({ name: 'stop pulling inbound messages', run: () => worker.stopIntake() });
   life.onShutdown({
+    name: 'stop continuing parked turns',
+    run: () => {
+      resumer.stop();
+      catalog?.stop();
+    },
+  });
+  life.onShutdown({
     name: 'finish in-flight turns',
-    run: () => worker.inFlight.idle(),
+    run: () => inFlight.idle(),
     timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000),
   });
   life.onShutdown({ name: 'stop background embedding', run: () => embedWorker?.stop(1500), timeoutMs: 2500 });
@@ -97,7 +144,8 @@ runMain('orchestrator', async () => {
       egress: cfg.egressUrl,
       concurrency: cfg.concurrency,
       embeddings: `${cfg.embeddingsProvider}:${cfg.embeddingsModel}/${cfg.embeddingsDim}`,
-      tools: tools.specs().map((t) => t.name),
+      tools: tools.map((t) => t.name),
+      skills: cfg.skills,
     },
     'orchestrator ready',
   );

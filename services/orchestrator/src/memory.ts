@@ -24,6 +24,7 @@ import {
 
 export interface MemoryApi {
   append(conv: ConversationRef, turns: Turn[]): Promise<void>;
+  /** The conversation's recent user and assistant turns (tool records are left out). */
   history(conv: ConversationRef, limit: number): Promise<Turn[]>;
   search(req: SearchRequest): Promise<SearchResponse>;
   upsertDocument(req: UpsertDocumentRequest): Promise<UpsertDocumentResponse>;
@@ -42,7 +43,7 @@ export function memoryClient(address: string, tls: TlsMaterial): MemoryApi {
       await call<AppendTurnsRequest, AppendTurnsResponse>('appendTurns', { conversation, turns });
     },
     async history(conversation, limit) {
-      const res = await call<GetHistoryRequest, GetHistoryResponse>('getHistory', { conversation, limit });
+      const res = await call<GetHistoryRequest, GetHistoryResponse>('getHistory', { conversation, limit, roles: ['user', 'assistant'] });
       return res.turns;
     },
     search: (req) => call<SearchRequest, SearchResponse>('search', req),

@@ -1,61 +1,41 @@
 // Consumes TALON_INBOUND durably and runs one turn per message.
 // A message is acknowledged only after its reply is stored in JetStream, so a
 // crash at any point means redelivery; the reply's Nats-Msg-Id makes a second
-// publication of the same reply a no-op (answered exactly once).
+// publication of the same reply a no-op (answered exactly once). A turn that
+// parks (a tool call waits for the user's approval) is acknowledged once it is
+// stored in talon_turns: from then on the resumer owns it, and a redelivered copy
+// of its message is recognised and not run again.
 import {
-  jetstream,
   jetstreamManager,
   AckPolicy,
   DeliverPolicy,
+  jetstream,
   type JsMsg,
   type Consumer,
   type ConsumerMessages,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import {
-  CONSUMERS,
-  STREAMS,
-  SpanKind,
-  extractHeaders,
-  InFlight,
-  tracedHeaders,
-  withSpan,
-  type Logger,
-  type NatsConnection,
-} from '@talon/kit';
-import { InboundMessage, OutboundMessage, Role, StreamChunk } from '@talon/proto';
-import { runToolLoop, type ToolLoopLimits } from './agent-loop.ts';
-import { assembleContext } from './context.ts';
-import type { LlmClient } from './llm/client.ts';
-import type { MemoryApi } from './memory.ts';
-import type { Recall } from './recall.ts';
-import { ToolRegistry } from './tools/registry.ts';
-import { newUserMessage, onFailure } from './turn.ts';
-
-type ReplyBody = Omit<OutboundMessage, 'inboundId' | 'conversation' | 'requestId' | 'createdAtMs'>;
-
-const EMPTY_TOOLS = new ToolRegistry();
+import { CONSUMERS, STREAMS, SpanKind, extractHeaders, InFlight, withSpan, type Logger, type NatsConnection } from '@talon/kit';
+import { InboundMessage } from '@talon/proto';
+import { Slots } from './slots.ts';
+import type { ReplyBody, TurnEngine, TurnOutcome } from './turn-engine.ts';
+import { turnKey, type TurnStore } from './turn-state.ts';
+import { onFailure } from './turn.ts';
 
 export interface WorkerOptions {
   nc: NatsConnection;
   log: Logger;
-  llm: LlmClient;
-  memory: MemoryApi;
-  systemPrompt: string;
+  engine: Pick<TurnEngine, 'start' | 'outbound' | 'publish' | 'errorBody'>;
+  /** Parked turns: a message whose turn is stored there was handled already. */
+  turns?: Pick<TurnStore, 'get'>;
+  /** Told when a message of a parked turn arrives again (the resumer looks at the turn). */
+  onParkedAgain?: (key: string) => void;
   ackWaitMs: number;
   maxDeliver: number;
   concurrency: number;
-  historyTurns: number;
-  recordTurns: boolean;
-  /** Recall of the user's memories from their other conversations. */
-  recall: Recall;
-  recallLimit: number;
-  contextBudgetTokens: number;
-  recallBudgetTokens: number;
-  tools: ToolRegistry;
-  toolLimits: ToolLoopLimits;
-  /** Called after this turn wrote memory rows that need a (remote) embedding. */
-  onMemoryWritten?: () => void;
+  /** Shared with the resumer; default: a pool of `concurrency`. */
+  slots?: Slots;
+  inFlight?: InFlight;
 }
 
 export class InboundWorker {
@@ -63,14 +43,14 @@ export class InboundWorker {
   private readonly js;
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
-  readonly inFlight = new InFlight();
-  private slots: number;
-  private slotWaiters: Array<() => void> = [];
+  readonly inFlight: InFlight;
+  private readonly slots: Slots;
 
   constructor(opts: WorkerOptions) {
     this.o = opts;
     this.js = jetstream(opts.nc);
-    this.slots = opts.concurrency;
+    this.slots = opts.slots ?? new Slots(opts.concurrency);
+    this.inFlight = opts.inFlight ?? new InFlight();
   }
 
   /** Creates or updates the durable consumer this worker pulls from. */
@@ -109,8 +89,8 @@ export class InboundWorker {
     this.messages = await consumer.consume({ max_messages: this.o.concurrency });
     this.loop = (async () => {
       for await (const m of this.messages!) {
-        await this.acquire();
-        void this.inFlight.track(() => this.handle(m)).finally(() => this.release());
+        await this.slots.acquire();
+        void this.inFlight.track(() => this.handle(m)).finally(() => this.slots.release());
       }
     })();
   }
@@ -119,20 +99,6 @@ export class InboundWorker {
   async stopIntake(): Promise<void> {
     await this.messages?.close();
     await this.loop?.catch(() => undefined);
-  }
-
-  private acquire(): Promise<void> {
-    if (this.slots > 0) {
-      this.slots -= 1;
-      return Promise.resolve();
-    }
-    return new Promise((r) => this.slotWaiters.push(r));
-  }
-
-  private release(): void {
-    const next = this.slotWaiters.shift();
-    if (next) next();
-    else this.slots += 1;
   }
 
   private async handle(m: JsMsg): Promise<void> {
@@ -159,9 +125,16 @@ export class InboundWorker {
         'orchestrator.turn',
         { kind: SpanKind.CONSUMER, parent, attributes: { 'talon.inbound_id': inbound.id, 'talon.attempt': attempt } },
         async () => {
-          let out: ReplyBody;
+          let out: TurnOutcome;
           try {
-            out = await this.runTurn(inbound, attempt);
+            // Parked before (then crashed before the ack): the resumer owns this turn.
+            if (attempt > 1 && this.o.turns && (await this.o.turns.get(inbound.id))) {
+              this.o.log.info({ inbound_id: inbound.id, attempt }, 'turn is parked already; acknowledging the redelivered message');
+              this.o.onParkedAgain?.(turnKey(inbound.id));
+              await m.ackAck();
+              return;
+            }
+            out = await this.o.engine.start(inbound, attempt);
           } catch (err) {
             const action = onFailure(err, attempt, this.o.maxDeliver);
             if (action.kind === 'retry') {
@@ -173,16 +146,9 @@ export class InboundWorker {
               return;
             }
             this.o.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
-            out = {
-              content: '',
-              model: this.o.llm.model,
-              finishReason: 'error',
-              usage: undefined,
-              error: { code: action.code, message: action.message },
-              attempt,
-            };
+            out = { kind: 'reply', body: this.o.engine.errorBody(action.code, action.message, attempt) };
           }
-          await this.publishReply(inbound, out);
+          if (out.kind === 'reply') await this.publishReply(inbound, out.body);
           await m.ackAck();
         },
       );
@@ -194,101 +160,7 @@ export class InboundWorker {
     }
   }
 
-  private async runTurn(inbound: InboundMessage, attempt: number): Promise<ReplyBody> {
-    const conv = inbound.conversation;
-    const userMsg = newUserMessage(inbound);
-    const wantHistory = conv && this.o.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
-    const wantRecall = conv && userMsg && this.o.recallLimit > 0 && this.o.recallBudgetTokens > 0;
-    const [history, memories] = await Promise.all([
-      wantHistory ? this.o.memory.history(conv, this.o.historyTurns) : Promise.resolve([]),
-      // Recall is an aid, not a requirement: if it fails the turn goes on without it.
-      wantRecall
-        ? withSpan('memory.recall', { kind: SpanKind.CLIENT }, () =>
-            this.o.recall.search(conv.userId, userMsg.content, { limit: this.o.recallLimit, exclude: conv }),
-          ).catch((err: unknown) => {
-            this.o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'memory recall failed; answering without it');
-            return [];
-          })
-        : Promise.resolve([]),
-    ]);
-    if (this.o.recordTurns && conv && userMsg) {
-      await this.o.memory.append(conv, [
-        { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs },
-      ]);
-      this.o.onMemoryWritten?.();
-    }
-    const ctx = assembleContext({
-      systemPrompt: this.o.systemPrompt,
-      inbound: inbound.messages,
-      stored: history,
-      memories,
-      budgetTokens: this.o.contextBudgetTokens,
-      recallBudgetTokens: this.o.recallBudgetTokens,
-    });
-    let seq = 0;
-    const streamSubject = inbound.stream ? (inbound.reply?.streamSubject ?? '') : '';
-    const onDelta = streamSubject
-      ? (delta: string) => {
-          seq += 1;
-          this.o.nc.publish(streamSubject, StreamChunk.encode({ requestId: inbound.reply?.requestId ?? '', seq, delta, attempt }).finish());
-        }
-      : undefined;
-    // Without a conversation there is no user to act for: no tools.
-    const tools = conv ? this.o.tools : undefined;
-    const result = await withSpan(
-      'llm.call',
-      {
-        kind: SpanKind.CLIENT,
-        attributes: {
-          'gen_ai.request.model': this.o.llm.model,
-          'talon.stream': inbound.stream,
-          'talon.memories_recalled': ctx.memoriesUsed,
-          'talon.context_tokens_estimate': ctx.estimatedTokens,
-        },
-      },
-      () =>
-        runToolLoop({
-          llm: this.o.llm,
-          tools: tools ?? EMPTY_TOOLS,
-          messages: ctx.messages,
-          context: { conversation: conv ?? { userId: '', channel: '', threadId: '' }, inboundId: inbound.id },
-          limits: this.o.toolLimits,
-          stream: inbound.stream,
-          ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
-          ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
-          ...(onDelta ? { onDelta } : {}),
-          onToolCall: (t) => this.o.log.info({ inbound_id: inbound.id, tool: t.name, ok: t.ok, ms: t.ms, step: t.step }, 'tool call'),
-        }),
-    );
-    if (result.toolCallsRun > 0) this.o.onMemoryWritten?.();
-    if (this.o.recordTurns && conv) {
-      await this.o.memory.append(conv, [
-        { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: result.content, createdAtMs: Date.now() },
-      ]);
-      this.o.onMemoryWritten?.();
-    }
-    return {
-      content: result.content,
-      model: result.model,
-      finishReason: result.finishReason,
-      usage: result.usage,
-      error: undefined,
-      attempt,
-    };
-  }
-
-  private async publishReply(inbound: InboundMessage, out: ReplyBody): Promise<void> {
-    const msg: OutboundMessage = {
-      ...out,
-      inboundId: inbound.id,
-      conversation: inbound.conversation,
-      requestId: inbound.reply?.requestId ?? '',
-      createdAtMs: Date.now(),
-    };
-    await this.js.publish(inbound.reply!.subject, OutboundMessage.encode(msg).finish(), {
-      msgID: `reply:${inbound.id}`,
-      headers: tracedHeaders(),
-      timeout: 5000,
-    });
+  private async publishReply(inbound: InboundMessage, body: ReplyBody): Promise<void> {
+    await this.o.engine.publish(inbound, this.o.engine.outbound(inbound, body));
   }
 }

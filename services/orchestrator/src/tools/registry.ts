@@ -1,6 +1,6 @@
-// The tools offered to the model in the agent loop. Memory tools are the first;
-// skills (WASM tools run by the sandbox) register the same way later: a name, a
-// JSON schema for the arguments, and a handler returning text. The registry
+// The tools offered to the model in the agent loop: the memory tools and the
+// approved skills (WASM tools run by the sandbox), each a name, a JSON schema for
+// the arguments, and a handler returning text. The registry
 // validates arguments against the schema before a handler runs and bounds each
 // call in time; handlers get an AbortSignal and must honour it.
 import type { ConversationRef } from '@talon/proto';
@@ -14,7 +14,19 @@ export interface ToolContext {
   inboundId: string;
   /** 0-based index of this call within the turn (stable idempotency keys). */
   callIndex: number;
+  /** The user approved this very call (tools that need approval run only then). */
+  userApproved?: boolean;
   signal: AbortSignal;
+  /** Epoch ms at which the registry gives up on the call. */
+  deadline: number;
+}
+
+/** What the platform knows about a tool beyond its schema (skills: which skill, which version). */
+export interface ToolMeta {
+  skill: string;
+  version: string;
+  /** Each call waits for the user's approval before it runs. */
+  requiresApproval: boolean;
 }
 
 export interface Tool {
@@ -23,14 +35,31 @@ export interface Tool {
   description: string;
   /** JSON Schema of the arguments object. */
   parameters: JsonSchema;
+  meta?: ToolMeta;
   handler(args: Record<string, unknown>, ctx: ToolContext): Promise<string>;
 }
 
+/** A tool failure the model may read; `code` is a stable snake_case outcome for records and audit. */
 export class ToolError extends Error {
-  constructor(message: string) {
+  readonly code: string;
+  constructor(message: string, code = 'tool_error') {
     super(message);
     this.name = 'ToolError';
+    this.code = code;
   }
+}
+
+export interface ToolOutcome {
+  ok: boolean;
+  output: string;
+  /** "ok" or a stable error code (unknown_tool, invalid_arguments, timeout, tool_error, or the tool's own). */
+  code: string;
+}
+
+/** A call whose tool exists and whose arguments passed the schema. */
+export interface PreparedCall {
+  tool: Tool;
+  args: Record<string, unknown>;
 }
 
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -54,46 +83,59 @@ export class ToolRegistry {
     return [...this.tools.values()].map((t) => ({ name: t.name, description: t.description, parameters: t.parameters }));
   }
 
-  /**
-   * Runs one call. Never throws: an unknown tool, bad arguments, a failure or a
-   * timeout become an error text the model can read and recover from.
-   */
-  async invoke(
-    name: string,
-    rawArgs: string,
-    ctx: Omit<ToolContext, 'signal'>,
-    timeoutMs: number,
-  ): Promise<{ ok: boolean; output: string }> {
+  get(name: string): Tool | undefined {
+    return this.tools.get(name);
+  }
+
+  /** Finds the tool and checks the arguments; an error outcome when either fails. */
+  prepare(name: string, rawArgs: string): PreparedCall | ToolOutcome {
     const tool = this.tools.get(name);
-    if (!tool) return { ok: false, output: `error: there is no tool named ${JSON.stringify(name.slice(0, 64))}` };
+    if (!tool) return { ok: false, code: 'unknown_tool', output: `error: there is no tool named ${JSON.stringify(name.slice(0, 64))}` };
     let args: unknown;
     try {
       args = rawArgs.trim() === '' ? {} : JSON.parse(rawArgs);
     } catch {
-      return { ok: false, output: 'error: the arguments are not valid JSON' };
+      return { ok: false, code: 'invalid_arguments', output: 'error: the arguments are not valid JSON' };
     }
     const problem = validate(tool.parameters, args, 'arguments');
-    if (problem) return { ok: false, output: `error: ${problem}` };
+    if (problem) return { ok: false, code: 'invalid_arguments', output: `error: ${problem}` };
+    return { tool, args: args as Record<string, unknown> };
+  }
+
+  /** Runs a prepared call within timeoutMs. Never throws: failures become error outcomes. */
+  async run(call: PreparedCall, ctx: Omit<ToolContext, 'signal' | 'deadline'>, timeoutMs: number): Promise<ToolOutcome> {
+    const { tool } = call;
     const ac = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     try {
       const output = await Promise.race([
-        tool.handler(args as Record<string, unknown>, { ...ctx, signal: ac.signal }),
+        tool.handler(call.args, { ...ctx, signal: ac.signal, deadline: Date.now() + timeoutMs }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
             // Settle the race first, then tell the handler to stop.
-            reject(new ToolError(`${name} did not finish within ${timeoutMs} ms`));
+            reject(new ToolError(`${tool.name} did not finish within ${timeoutMs} ms`, 'timeout'));
             ac.abort();
           }, timeoutMs);
         }),
       ]);
-      return { ok: true, output };
+      return { ok: true, code: 'ok', output };
     } catch (err) {
-      const msg = err instanceof ToolError ? err.message : `${name} failed: ${(err as Error).message ?? String(err)}`;
-      return { ok: false, output: `error: ${msg.slice(0, 500)}` };
+      const te = err instanceof ToolError ? err : undefined;
+      const msg = te ? te.message : `${tool.name} failed: ${(err as Error).message ?? String(err)}`;
+      return { ok: false, code: te?.code ?? 'tool_error', output: `error: ${msg.slice(0, 500)}` };
     } finally {
       if (timer) clearTimeout(timer);
     }
+  }
+
+  /**
+   * Runs one call. Never throws: an unknown tool, bad arguments, a failure or a
+   * timeout become an error text the model can read and recover from.
+   */
+  async invoke(name: string, rawArgs: string, ctx: Omit<ToolContext, 'signal' | 'deadline'>, timeoutMs: number): Promise<ToolOutcome> {
+    const p = this.prepare(name, rawArgs);
+    if (!('tool' in p)) return p;
+    return this.run(p, ctx, timeoutMs);
   }
 }
 

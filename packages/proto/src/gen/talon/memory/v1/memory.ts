@@ -43,6 +43,8 @@ export interface AppendTurnsResponse {
 export interface GetHistoryRequest {
   conversation: ConversationRef | undefined;
   limit: number;
+  /** Only turns of these roles (empty: all), so tool records do not crowd out the conversation. */
+  roles: string[];
 }
 
 export interface GetHistoryResponse {
@@ -510,7 +512,7 @@ export const AppendTurnsResponse: MessageFns<AppendTurnsResponse> = {
 };
 
 function createBaseGetHistoryRequest(): GetHistoryRequest {
-  return { conversation: undefined, limit: 0 };
+  return { conversation: undefined, limit: 0, roles: [] };
 }
 
 export const GetHistoryRequest: MessageFns<GetHistoryRequest> = {
@@ -520,6 +522,9 @@ export const GetHistoryRequest: MessageFns<GetHistoryRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(16).uint32(message.limit);
+    }
+    for (const v of message.roles) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -553,6 +558,14 @@ export const GetHistoryRequest: MessageFns<GetHistoryRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.roles.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -569,6 +582,7 @@ export const GetHistoryRequest: MessageFns<GetHistoryRequest> = {
     return {
       conversation: isSet(object.conversation) ? ConversationRef.fromJSON(object.conversation) : undefined,
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      roles: globalThis.Array.isArray(object?.roles) ? object.roles.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -579,6 +593,9 @@ export const GetHistoryRequest: MessageFns<GetHistoryRequest> = {
     }
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
+    }
+    if (message.roles?.length) {
+      obj.roles = message.roles;
     }
     return obj;
   },
@@ -592,6 +609,7 @@ export const GetHistoryRequest: MessageFns<GetHistoryRequest> = {
       ? ConversationRef.fromPartial(object.conversation)
       : undefined;
     message.limit = object.limit ?? 0;
+    message.roles = object.roles?.map((e) => e) || [];
     return message;
   },
 };

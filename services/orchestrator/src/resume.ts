@@ -1,0 +1,302 @@
+// Continues parked turns once their approval is decided. Two ways in: a plain
+// subscription to talon_approvals (a decision arrives within milliseconds), and a
+// sweep of talon_turns at start and every few seconds (decisions taken while no
+// orchestrator ran, approvals that expired, replicas that died mid-continuation).
+// A replica continues a turn only after claiming it: a compare-and-set on the
+// turn's revision sets RUNNING, an owner and a lease it renews while it works, so
+// exactly one replica continues and a dead one's turn is taken over when its lease
+// runs out. The reply is stored in the turn before it is published (then the turn is
+// marked DONE), so a crash in between publishes the same reply again — under the same
+// message id — and never computes a second one.
+import { randomBytes } from 'node:crypto';
+import type { Subscription } from '@nats-io/transport-node';
+import { KV_BUCKETS, SpanKind, withSpan, type InFlight, type Logger, type NatsConnection } from '@talon/kit';
+import { Approval, ApprovalKind, InboundMessage, OutboundMessage, ParkedTurnStatus, type ParkedTurn } from '@talon/proto';
+import { isSettled, type ApprovalBook } from './approvals.ts';
+import type { Slots } from './slots.ts';
+import type { TurnEngine, ReplyBody } from './turn-engine.ts';
+import { doneRecord, progressFromProto, turnKey, type StoredTurn, type TurnStore } from './turn-state.ts';
+import { onFailure } from './turn.ts';
+
+/** A claim on one turn: every write is a compare-and-set on the revision this claim last wrote. */
+export class Claim {
+  private readonly store: Pick<TurnStore, 'update'>;
+  private rev: number;
+  private current: ParkedTurn;
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly owner: string;
+  private readonly leaseMs: number;
+  lost = false;
+
+  constructor(store: Pick<TurnStore, 'update'>, stored: StoredTurn, owner: string, leaseMs: number) {
+    this.store = store;
+    this.rev = stored.revision;
+    this.current = stored.turn;
+    this.owner = owner;
+    this.leaseMs = leaseMs;
+  }
+
+  get turn(): ParkedTurn {
+    return this.current;
+  }
+
+  /** Claims a PARKED turn, or a RUNNING one whose lease ran out; false when someone else was first. */
+  async take(now = Date.now()): Promise<boolean> {
+    const ok = await this.write({
+      ...this.current,
+      status: ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING,
+      owner: this.owner,
+      leaseUntilMs: now + this.leaseMs,
+      claims: this.current.claims + 1,
+      updatedAtMs: now,
+    });
+    if (ok) {
+      this.timer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.leaseMs / 3)));
+      this.timer.unref();
+    }
+    return ok;
+  }
+
+  private async renew(): Promise<void> {
+    if (this.lost || this.current.status !== ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING || this.current.owner !== this.owner) return;
+    await this.write({ ...this.current, leaseUntilMs: Date.now() + this.leaseMs }).catch(() => undefined);
+  }
+
+  /** Writes the next state of the turn (serialised with lease renewals); false once the claim is lost. */
+  write(next: ParkedTurn): Promise<boolean> {
+    const run = this.chain.then(async () => {
+      if (this.lost) return false;
+      const rev = await this.store.update({ ...next, updatedAtMs: Date.now() }, this.rev);
+      if (rev === undefined) {
+        this.lost = true;
+        this.stop();
+        return false;
+      }
+      this.rev = rev;
+      this.current = next;
+      if (next.status !== ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING || next.owner !== this.owner) this.stop();
+      return true;
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+export interface ResumerOptions {
+  nc: NatsConnection;
+  log: Logger;
+  turns: Pick<TurnStore, 'getKey' | 'update' | 'keys'>;
+  approvals: Pick<ApprovalBook, 'settle' | 'create'>;
+  engine: Pick<TurnEngine, 'continue' | 'outbound' | 'publish' | 'errorBody'>;
+  slots: Slots;
+  inFlight: InFlight;
+  /** How long a claim holds without renewal (a dead replica's turn is taken over after it). */
+  leaseMs: number;
+  /** Interval of the sweep over stored turns. */
+  sweepMs: number;
+  /** Continuation attempts before the turn ends with an error reply. */
+  maxAttempts: number;
+}
+
+export class TurnResumer {
+  private readonly o: ResumerOptions;
+  readonly owner = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  private sub: Subscription | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private sweeping: Promise<void> | undefined;
+  /** Turns seen DONE: they never change again, so sweeps skip them. */
+  private readonly done = new Set<string>();
+  private readonly active = new Set<string>();
+  private readonly again = new Set<string>();
+  /** Counters for tests and metrics. */
+  readonly counters = { claims: 0, resumed: 0, sweeps: 0 };
+
+  constructor(opts: ResumerOptions) {
+    this.o = opts;
+  }
+
+  start(): void {
+    this.sub = this.o.nc.subscribe(`$KV.${KV_BUCKETS.approvals}.approval.>`, {
+      callback: (_err, msg) => {
+        if (msg.data.length === 0) return;
+        let a: Approval;
+        try {
+          a = Approval.decode(msg.data);
+        } catch {
+          return;
+        }
+        if (a.requestedBy !== 'orchestrator' || a.kind !== ApprovalKind.APPROVAL_KIND_TOOL_CALL || !a.inboundId) return;
+        if (!isSettled(a, Date.now())) return;
+        this.poke(turnKey(a.inboundId));
+      },
+    });
+    void this.sweep();
+    this.timer = setInterval(() => void this.sweep(), this.o.sweepMs);
+    this.timer.unref();
+  }
+
+  /** Stops taking up turns; continuations already running finish (main waits on inFlight). */
+  stop(): void {
+    this.stopped = true;
+    this.sub?.unsubscribe();
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Looks at one turn soon (a decision arrived, or its inbound message was delivered again). */
+  poke(key: string): void {
+    if (this.stopped || this.done.has(key)) return;
+    if (this.active.has(key)) {
+      this.again.add(key);
+      return;
+    }
+    void this.check(key);
+  }
+
+  /** Looks at every stored turn once; concurrent calls share one sweep. */
+  sweep(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.sweeping ??= (async () => {
+      this.counters.sweeps += 1;
+      try {
+        for (const key of await this.o.turns.keys()) if (!this.done.has(key)) this.poke(key);
+      } catch (err) {
+        this.o.log.warn({ err: (err as Error).message }, 'could not list parked turns; will try again');
+      }
+    })().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async check(key: string): Promise<void> {
+    this.active.add(key);
+    try {
+      await this.checkOnce(key);
+    } catch (err) {
+      this.o.log.warn({ turn: key, err: (err as Error).message }, 'could not continue a parked turn; will try again');
+    } finally {
+      this.active.delete(key);
+      if (this.again.delete(key)) this.poke(key);
+    }
+  }
+
+  private async checkOnce(key: string): Promise<void> {
+    const s = await this.o.turns.getKey(key);
+    if (!s || this.stopped) return;
+    const t = s.turn;
+    const now = Date.now();
+    if (t.status === ParkedTurnStatus.PARKED_TURN_STATUS_DONE) {
+      this.done.add(key);
+      return;
+    }
+    if (t.status === ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING && t.leaseUntilMs > now) return;
+    if (t.status === ParkedTurnStatus.PARKED_TURN_STATUS_PARKED) {
+      const a = await this.o.approvals.settle(t.approvalId, now);
+      if (!a) {
+        // Parked but the approval was never written (crash in between): ask now.
+        if (t.approval) await this.o.approvals.create(t.approval);
+        return;
+      }
+      if (!isSettled(a, now)) return;
+    }
+    await this.o.slots.acquire();
+    try {
+      if (this.stopped) return;
+      const fresh = await this.o.turns.getKey(key);
+      if (!fresh || fresh.revision !== s.revision) {
+        this.again.add(key);
+        return;
+      }
+      const claim = new Claim(this.o.turns, fresh, this.owner, this.o.leaseMs);
+      if (!(await claim.take())) return;
+      this.counters.claims += 1;
+      try {
+        await this.o.inFlight.track(() => this.run(claim));
+      } finally {
+        claim.stop();
+      }
+    } finally {
+      this.o.slots.release();
+    }
+  }
+
+  private async run(claim: Claim): Promise<void> {
+    const t = claim.turn;
+    const log = this.o.log;
+    let inbound: InboundMessage;
+    try {
+      inbound = InboundMessage.decode(t.inbound);
+      if (!inbound.reply?.subject.startsWith('talon.outbound.')) throw new Error('no reply route');
+    } catch (err) {
+      log.error({ inbound_id: t.inboundId, err: (err as Error).message }, 'parked turn is unreadable; dropping it');
+      await claim.write(doneRecord(t, Date.now()));
+      return;
+    }
+    if (t.reply.length > 0) {
+      // The reply was computed before a crash: publish that one, never a second.
+      await this.o.engine.publish(inbound, OutboundMessage.decode(t.reply));
+      await claim.write(doneRecord(claim.turn, Date.now()));
+      return;
+    }
+    // A retried continuation streams under a new attempt number, so the gateway never splices two attempts.
+    const attempt = t.attempt + Math.max(0, t.claims - 1);
+    const body = await this.compute(claim, inbound, attempt);
+    if (!body) return;
+    const reply = this.o.engine.outbound(inbound, body);
+    if (!(await claim.write({ ...claim.turn, reply: Buffer.from(OutboundMessage.encode(reply).finish()) }))) return;
+    await this.o.engine.publish(inbound, reply);
+    await claim.write(doneRecord(claim.turn, Date.now()));
+    log.info({ inbound_id: t.inboundId, parks: t.parks }, 'parked turn answered');
+  }
+
+  /** The reply of a claimed turn: its continuation, or an error; undefined when it parked again, was lost or will be retried. */
+  private async compute(claim: Claim, inbound: InboundMessage, attempt: number): Promise<ReplyBody | undefined> {
+    const t = claim.turn;
+    const log = this.o.log;
+    if (t.claims > this.o.maxAttempts) {
+      // Claimed again and again without an answer (e.g. the process dies each time): give up.
+      log.error({ inbound_id: t.inboundId, claims: t.claims }, 'parked turn keeps failing; answering with an error');
+      return this.o.engine.errorBody('internal', 'the turn could not be completed after the approval; please ask again', attempt);
+    }
+    try {
+      const out = await withSpan(
+        'orchestrator.turn.resume',
+        { kind: SpanKind.INTERNAL, attributes: { 'talon.inbound_id': t.inboundId, 'talon.claims': t.claims, 'talon.parks': t.parks } },
+        () =>
+          this.o.engine.continue({
+            inbound,
+            attempt,
+            progress: progressFromProto(t.progress),
+            streamSeq: t.streamSeq,
+            parks: t.parks,
+            createdAtMs: t.createdAtMs,
+            write: (next) => claim.write(next),
+          }),
+      );
+      if (out.kind !== 'reply') return undefined;
+      this.counters.resumed += 1;
+      return out.body;
+    } catch (err) {
+      if (claim.lost) return undefined;
+      const action = onFailure(err, t.claims, this.o.maxAttempts);
+      if (action.kind === 'retry') {
+        log.warn(
+          { inbound_id: t.inboundId, attempt: t.claims, err: (err as Error).message, retry_in_ms: action.delayMs },
+          'continuing a parked turn failed; will retry',
+        );
+        // Released: any replica's sweep takes it up once this short lease has passed.
+        await claim.write({ ...claim.turn, owner: '', leaseUntilMs: Date.now() + action.delayMs });
+        return undefined;
+      }
+      log.warn({ inbound_id: t.inboundId, code: action.code, err: (err as Error).message }, 'parked turn failed');
+      return this.o.engine.errorBody(action.code, action.message, attempt);
+    }
+  }
+}

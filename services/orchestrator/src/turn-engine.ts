@@ -1,0 +1,399 @@
+// One turn, from the inbound message to the reply, and its continuation after a
+// park. Shared by the inbound worker (new turns) and the resumer (turns that
+// waited for an approval):
+//   start: history + recall -> record the user turn -> context -> loop;
+//   continue: the loop from stored progress, with the tools offered now (memory
+//     tools + approved skills, rebuilt for every run so approvals and revocations
+//     apply at once);
+//   end: either a reply (tool records and the assistant turn written to memory
+//     first), or a park: tool records written, the turn stored in talon_turns, then
+//     the approval created — in that order, so a decision always finds its turn.
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { SpanKind, TalonError, tracedHeaders, withSpan, type Logger, type NatsConnection } from '@talon/kit';
+import {
+  InboundMessage,
+  OutboundMessage,
+  ParkedTurn,
+  ParkedTurnStatus,
+  Role,
+  StreamChunk,
+  type Approval,
+  type ConversationRef,
+  type Turn,
+} from '@talon/proto';
+import { driveToolLoop, newProgress, type CallGate, type GateDecision, type LoopProgress, type ToolLoopLimits } from './agent-loop.ts';
+import { APPROVAL_ARGS_MAX_BYTES, approvalIdFor, buildApproval, decisionOf, type ApprovalBook, type ApprovalSubject } from './approvals.ts';
+import { assembleContext } from './context.ts';
+import type { LlmClient } from './llm/client.ts';
+import type { MemoryApi } from './memory.ts';
+import type { Recall } from './recall.ts';
+import type { SkillCatalog } from './skills/catalog.ts';
+import type { SkillInvoker } from './skills/invoke.ts';
+import { skillTool } from './skills/skill-tools.ts';
+import { toolAuditEvent, toolRecordTurn, type ToolAudit } from './tool-record.ts';
+import { ToolRegistry, type Tool } from './tools/registry.ts';
+import { newUserMessage } from './turn.ts';
+import { progressToProto, type TurnStore } from './turn-state.ts';
+
+export type ReplyBody = Omit<OutboundMessage, 'inboundId' | 'conversation' | 'requestId' | 'createdAtMs'>;
+
+/** Largest stored turn; a larger one cannot wait for an approval (NATS max_payload is 4 MiB). */
+export const MAX_PARKED_BYTES = 3 * 1024 * 1024;
+
+export interface ParkingOptions {
+  approvals: Pick<ApprovalBook, 'settle' | 'create'>;
+  turns: Pick<TurnStore, 'create'>;
+  /** How long a user has to decide. */
+  approvalTtlMs: number;
+}
+
+export interface EngineOptions {
+  nc: NatsConnection;
+  log: Logger;
+  llm: Pick<LlmClient, 'complete' | 'model'>;
+  memory: MemoryApi;
+  systemPrompt: string;
+  historyTurns: number;
+  recordTurns: boolean;
+  recall: Pick<Recall, 'search'>;
+  recallLimit: number;
+  contextBudgetTokens: number;
+  recallBudgetTokens: number;
+  /** Built-in tools offered in every turn with a conversation (memory_save, memory_search). */
+  tools: readonly Tool[];
+  /** Approved skills as tools; undefined: none. */
+  skills?: { catalog: Pick<SkillCatalog, 'list'>; invoker: Pick<SkillInvoker, 'invoke'> };
+  /** Where turns wait for approvals; undefined: calls needing approval are refused. */
+  parking?: ParkingOptions;
+  audit?: Pick<ToolAudit, 'publish'>;
+  toolLimits: ToolLoopLimits;
+  /** Called after this turn wrote memory rows that need a (remote) embedding. */
+  onMemoryWritten?: () => void;
+}
+
+export interface ContinueArgs {
+  inbound: InboundMessage;
+  /** Delivery attempt the reply and stream chunks carry. */
+  attempt: number;
+  progress: LoopProgress;
+  /** Last stream chunk sequence number already sent. */
+  streamSeq: number;
+  parks: number;
+  createdAtMs: number;
+  /** Stores a parked turn; false when another execution owns the turn (this one stops). */
+  write: (t: ParkedTurn) => Promise<boolean>;
+  /** Extra attributes of the turn's llm.call span. */
+  attributes?: Record<string, string | number | boolean>;
+}
+
+export type TurnOutcome =
+  | { kind: 'reply'; body: ReplyBody }
+  | { kind: 'parked'; approvalId: string }
+  /** Another execution of the same turn parked or claimed it first: nothing more to do here. */
+  | { kind: 'superseded' };
+
+const NO_CONVERSATION: ConversationRef = { userId: '', channel: '', threadId: '' };
+
+export class TurnEngine {
+  private readonly o: EngineOptions;
+  private readonly js: JetStreamClient;
+
+  constructor(opts: EngineOptions) {
+    this.o = opts;
+    this.js = jetstream(opts.nc);
+  }
+
+  get model(): string {
+    return this.o.llm.model;
+  }
+
+  /** A new turn: context from history, recall and the client's messages, then the loop. */
+  async start(inbound: InboundMessage, attempt: number): Promise<TurnOutcome> {
+    const o = this.o;
+    const conv = inbound.conversation;
+    const userMsg = newUserMessage(inbound);
+    const wantHistory = conv && o.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
+    const wantRecall = conv && userMsg && o.recallLimit > 0 && o.recallBudgetTokens > 0;
+    const [history, memories] = await Promise.all([
+      wantHistory ? o.memory.history(conv, o.historyTurns) : Promise.resolve([]),
+      // Recall is an aid, not a requirement: if it fails the turn goes on without it.
+      wantRecall
+        ? withSpan('memory.recall', { kind: SpanKind.CLIENT }, () =>
+            o.recall.search(conv.userId, userMsg.content, { limit: o.recallLimit, exclude: conv }),
+          ).catch((err: unknown) => {
+            o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'memory recall failed; answering without it');
+            return [];
+          })
+        : Promise.resolve([]),
+    ]);
+    if (o.recordTurns && conv && userMsg) {
+      await o.memory.append(conv, [
+        { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs },
+      ]);
+      o.onMemoryWritten?.();
+    }
+    const ctx = assembleContext({
+      systemPrompt: o.systemPrompt,
+      inbound: inbound.messages,
+      stored: history,
+      memories,
+      budgetTokens: o.contextBudgetTokens,
+      recallBudgetTokens: o.recallBudgetTokens,
+    });
+    const parking = o.parking;
+    return this.continue({
+      inbound,
+      attempt,
+      progress: newProgress(ctx.messages),
+      streamSeq: 0,
+      parks: 0,
+      createdAtMs: Date.now(),
+      write: async (t) => (parking ? (await parking.turns.create(t)) !== undefined : false),
+      attributes: { 'talon.memories_recalled': ctx.memoriesUsed, 'talon.context_tokens_estimate': ctx.estimatedTokens },
+    });
+  }
+
+  /** The tools of a turn: built-in ones plus the skills approved right now. */
+  async registry(): Promise<ToolRegistry> {
+    const reg = new ToolRegistry();
+    for (const t of this.o.tools) reg.register(t);
+    const skills = this.o.skills;
+    if (!skills) return reg;
+    let offered: Awaited<ReturnType<SkillCatalog['list']>> = [];
+    try {
+      offered = await skills.catalog.list();
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'skill registry unreachable; this turn offers no skills');
+    }
+    for (const s of offered) {
+      try {
+        reg.register(skillTool(s, skills.invoker));
+      } catch (err) {
+        this.o.log.warn({ skill: `${s.name}@${s.version}`, err: (err as Error).message }, 'skill not offered');
+      }
+    }
+    return reg;
+  }
+
+  /** Before a call runs: does it need the user's approval, and what did they decide? */
+  private gate(inboundId: string, conversation: ConversationRef): CallGate {
+    return async (g): Promise<GateDecision> => {
+      const meta = g.tool.meta;
+      if (!meta?.requiresApproval) return { kind: 'run', userApproved: false };
+      const parking = this.o.parking;
+      if (!parking) {
+        return {
+          kind: 'answer',
+          code: 'approval_unavailable',
+          output: "error: this skill needs the user's approval for every call and approvals are not available; it was not run",
+        };
+      }
+      const argumentsJson = JSON.stringify(g.args);
+      if (Buffer.byteLength(argumentsJson) > APPROVAL_ARGS_MAX_BYTES) {
+        return {
+          kind: 'answer',
+          code: 'arguments_too_large',
+          output: `error: the arguments are larger than ${APPROVAL_ARGS_MAX_BYTES} bytes, too large to show the user for approval; it was not run`,
+        };
+      }
+      const subject: ApprovalSubject = {
+        inboundId,
+        callIndex: g.callIndex,
+        conversation,
+        tool: g.tool.name,
+        skill: meta.skill,
+        version: meta.version,
+        argumentsJson,
+      };
+      const id = approvalIdFor(subject);
+      const now = Date.now();
+      const stored = await parking.approvals.settle(id, now);
+      if (!stored) return { kind: 'park', data: buildApproval(subject, now, parking.approvalTtlMs) };
+      const state = decisionOf(stored, subject, now);
+      const note = { approvalId: id, approval: state, decidedBy: stored.decidedBy };
+      switch (state) {
+        case 'pending':
+          return { kind: 'park', data: stored };
+        case 'approved':
+          return { kind: 'run', userApproved: true, note };
+        case 'denied': {
+          const reason = stored.reason.replace(/\s+/g, ' ').trim().slice(0, 300);
+          return {
+            kind: 'answer',
+            code: 'denied',
+            note,
+            output: `error: the user denied this call${reason ? ` (reason: ${reason})` : ''}; it was not run. Do not call it again unless the user asks.`,
+          };
+        }
+        case 'expired':
+          return {
+            kind: 'answer',
+            code: 'approval_expired',
+            note,
+            output: 'error: the user did not approve this call in time; it was not run.',
+          };
+        default:
+          this.o.log.error(
+            { inbound_id: inboundId, approval_id: id },
+            'approval record does not match the call it is named for; not running it',
+          );
+          return {
+            kind: 'answer',
+            code: 'approval_mismatch',
+            note,
+            output: 'error: the approval record for this call does not match it; it was not run.',
+          };
+      }
+    };
+  }
+
+  /** Runs (or continues) the loop of a turn until it answers or parks. */
+  async continue(a: ContinueArgs): Promise<TurnOutcome> {
+    const o = this.o;
+    const { inbound } = a;
+    const conv = inbound.conversation;
+    // Without a conversation there is no user to act for: no tools.
+    const tools = conv ? await this.registry() : new ToolRegistry();
+    let seq = a.streamSeq;
+    const streamSubject = inbound.stream ? (inbound.reply?.streamSubject ?? '') : '';
+    const onDelta = streamSubject
+      ? (delta: string) => {
+          seq += 1;
+          o.nc.publish(
+            streamSubject,
+            StreamChunk.encode({ requestId: inbound.reply?.requestId ?? '', seq, delta, attempt: a.attempt }).finish(),
+          );
+        }
+      : undefined;
+    const records: Turn[] = [];
+    const out = await withSpan(
+      'llm.call',
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          'gen_ai.request.model': o.llm.model,
+          'talon.stream': inbound.stream,
+          'talon.resumed': a.progress.steps > 0,
+          'talon.tools_offered': tools.size,
+          ...a.attributes,
+        },
+      },
+      () =>
+        driveToolLoop({
+          llm: o.llm,
+          tools,
+          messages: a.progress.messages,
+          resume: a.progress,
+          context: { conversation: conv ?? NO_CONVERSATION, inboundId: inbound.id },
+          limits: o.toolLimits,
+          stream: inbound.stream,
+          ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
+          ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
+          ...(onDelta ? { onDelta } : {}),
+          ...(conv ? { gate: this.gate(inbound.id, conv) } : {}),
+          onToolCall: async (r) => {
+            o.log.info(
+              {
+                inbound_id: inbound.id,
+                tool: r.call.name.slice(0, 64),
+                ...(r.tool?.meta ? { skill: r.tool.meta.skill, version: r.tool.meta.version } : {}),
+                outcome: r.ok ? 'ok' : r.code,
+                ms: r.ms,
+                step: r.step,
+                call_index: r.callIndex,
+                ...(r.note ? { approval: r.note.approval } : {}),
+              },
+              'tool call',
+            );
+            if (o.recordTurns && conv) records.push(toolRecordTurn(inbound.id, r));
+            await o.audit?.publish(toolAuditEvent(inbound.id, conv, r));
+          },
+        }),
+    );
+
+    if (out.status === 'parked') {
+      if (records.length > 0 && conv) {
+        await o.memory.append(conv, records);
+        o.onMemoryWritten?.();
+      }
+      const approval = out.data as Approval;
+      const now = Date.now();
+      const turn: ParkedTurn = {
+        inboundId: inbound.id,
+        status: ParkedTurnStatus.PARKED_TURN_STATUS_PARKED,
+        inbound: Buffer.from(InboundMessage.encode(inbound).finish()),
+        progress: progressToProto(out.progress),
+        approvalId: approval.id,
+        approval,
+        attempt: a.attempt,
+        streamSeq: seq,
+        owner: '',
+        leaseUntilMs: 0,
+        claims: 0,
+        createdAtMs: a.createdAtMs,
+        updatedAtMs: now,
+        reply: Buffer.alloc(0),
+        parks: a.parks + 1,
+      };
+      const size = ParkedTurn.encode(turn).finish().length;
+      if (size > MAX_PARKED_BYTES) {
+        throw new TalonError(
+          'payload_too_large',
+          `this turn (${size} bytes of context) is too large to wait for an approval; start a new conversation or shorten it`,
+        );
+      }
+      if (!(await a.write(turn))) return { kind: 'superseded' };
+      await o.parking!.approvals.create(approval);
+      o.log.info(
+        { inbound_id: inbound.id, approval_id: approval.id, skill: approval.skill, version: approval.version, call_index: out.callIndex },
+        'turn parked until the user decides on a tool call',
+      );
+      return { kind: 'parked', approvalId: approval.id };
+    }
+
+    if (out.toolCallsRun > 0) o.onMemoryWritten?.();
+    if (o.recordTurns && conv) {
+      await o.memory.append(conv, [
+        ...records,
+        { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: out.content, createdAtMs: Date.now() },
+      ]);
+      o.onMemoryWritten?.();
+    }
+    return {
+      kind: 'reply',
+      body: {
+        content: out.content,
+        model: out.model,
+        finishReason: out.finishReason,
+        usage: out.usage,
+        error: undefined,
+        attempt: a.attempt,
+      },
+    };
+  }
+
+  /** The reply message for an inbound message. */
+  outbound(inbound: InboundMessage, body: ReplyBody): OutboundMessage {
+    return {
+      ...body,
+      inboundId: inbound.id,
+      conversation: inbound.conversation,
+      requestId: inbound.reply?.requestId ?? '',
+      createdAtMs: Date.now(),
+    };
+  }
+
+  /** Stores the reply in JetStream; its message id makes a second publication a no-op (answered exactly once). */
+  async publish(inbound: InboundMessage, msg: OutboundMessage): Promise<void> {
+    await this.js.publish(inbound.reply!.subject, OutboundMessage.encode(msg).finish(), {
+      msgID: `reply:${inbound.id}`,
+      headers: tracedHeaders(),
+      timeout: 5000,
+    });
+  }
+
+  /** An error reply for a turn that failed for good. */
+  errorBody(code: string, message: string, attempt: number): ReplyBody {
+    return { content: '', model: this.o.llm.model, finishReason: 'error', usage: undefined, error: { code, message }, attempt };
+  }
+}
