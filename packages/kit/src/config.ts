@@ -110,6 +110,14 @@ export function int(key: string, opts: Common<number> & { min?: number; max?: nu
   });
 }
 
+/** A decimal number in [min, max]. */
+export function decimal(key: string, opts: Common<number> & { min: number; max: number }): Field<number> {
+  return make(key, opts, `a number from ${opts.min} to ${opts.max}`, (v) => {
+    const n = /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : Number.NaN;
+    return n >= opts.min && n <= opts.max ? n : undefined;
+  });
+}
+
 export function port(key: string, opts: Common<number>): Field<number> {
   return int(key, { ...opts, min: 0, max: 65535 });
 }

@@ -1,7 +1,7 @@
 // Shared pieces of every service's boot: common config fields, default ports,
 // and a main() wrapper that turns config errors into a clear message and exit code.
 import { resolve } from 'node:path';
-import { ConfigError, int, port, str, oneOf, type Field } from './config.ts';
+import { ConfigError, int, optionalStr, port, str, oneOf, url, type Field } from './config.ts';
 import { scrub } from './log.ts';
 
 export const SERVICES = ['gateway', 'orchestrator', 'memory', 'vault', 'sandbox', 'egress'] as const;
@@ -66,6 +66,31 @@ export function natsFields(service: ServiceName, env: Record<string, string | un
     natsSeedFile: str(`${up}_NATS_SEED_FILE`, {
       doc: `File holding ${service}'s NATS nkey seed (mode 0600); its public key is a user in the nats-server config.`,
       default: natsSeedPath(talonHome(env), service),
+    }),
+  } satisfies Record<string, Field<unknown>>;
+}
+
+/**
+ * Chat-platform API endpoints. The gateway delivers to them and egress allows the
+ * gateway exactly these: both read the same keys.
+ */
+export function channelApiFields() {
+  return {
+    telegramApiUrl: url('TALON_TELEGRAM_API_URL', {
+      doc: 'Telegram Bot API base URL (egress must allow the gateway to reach it).',
+      default: 'https://api.telegram.org',
+    }),
+    slackApiUrl: url('TALON_SLACK_API_URL', {
+      doc: 'Slack Web API base URL (egress must allow the gateway to reach it).',
+      default: 'https://slack.com/api',
+    }),
+    discordApiUrl: url('TALON_DISCORD_API_URL', {
+      doc: 'Discord REST API base URL (egress must allow the gateway to reach it).',
+      default: 'https://discord.com/api/v10',
+    }),
+    webhookCallbackUrl: optionalStr('TALON_WEBHOOK_CALLBACK_URL', {
+      doc: 'Where replies to the generic signed webhook are POSTed (through egress, with Authorization: Bearer {{secret:<GATEWAY_WEBHOOK_CALLBACK_SECRET>}}). Unset: generic webhook turns run without a delivered reply.',
+      pattern: /^https?:\/\/\S+$/,
     }),
   } satisfies Record<string, Field<unknown>>;
 }

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import {
+  channelApiFields,
   commonFields,
   int,
   isHostPort,
@@ -38,22 +39,7 @@ export function egressSpec(env: Record<string, string | undefined> = process.env
       doc: 'Base URL of the LLM API (OpenAI-compatible or Anthropic).',
       default: 'https://api.openai.com/v1',
     }),
-    telegramApiUrl: url('TALON_TELEGRAM_API_URL', {
-      doc: 'Telegram Bot API base URL (egress must allow the gateway to reach it).',
-      default: 'https://api.telegram.org',
-    }),
-    slackApiUrl: url('TALON_SLACK_API_URL', {
-      doc: 'Slack Web API base URL (egress must allow the gateway to reach it).',
-      default: 'https://slack.com/api',
-    }),
-    discordApiUrl: url('TALON_DISCORD_API_URL', {
-      doc: 'Discord REST API base URL (egress must allow the gateway to reach it).',
-      default: 'https://discord.com/api/v10',
-    }),
-    webhookCallbackUrl: optionalStr('TALON_WEBHOOK_CALLBACK_URL', {
-      doc: 'Where replies to the generic signed webhook are POSTed (through egress, with Authorization: Bearer {{secret:<GATEWAY_WEBHOOK_CALLBACK_SECRET>}}). Unset: generic webhook turns run without a delivered reply.',
-      pattern: /^https?:\/\/\S+$/,
-    }),
+    ...channelApiFields(),
     embeddingsBaseUrl: optionalStr('TALON_EMBEDDINGS_BASE_URL', {
       doc: 'Base URL of a remote OpenAI-compatible embeddings API, when one is used.',
     }),

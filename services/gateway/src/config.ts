@@ -1,4 +1,16 @@
-import { bool, commonFields, int, list, loadConfig, natsFields, optionalStr, port, str, url, type ConfigOf } from '@talon/kit';
+import {
+  channelApiFields,
+  bool,
+  commonFields,
+  int,
+  list,
+  loadConfig,
+  natsFields,
+  port,
+  str,
+  url,
+  type ConfigOf,
+} from '@talon/kit';
 import { isIpOrCidr } from './net.ts';
 import { CHANNELS, type Channel } from './channels/types.ts';
 
@@ -100,22 +112,7 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
       item: (v) => (CHANNELS as readonly string[]).includes(v),
       expect: `a comma-separated subset of ${CHANNELS.join(', ')}`,
     }),
-    telegramApiUrl: url('TALON_TELEGRAM_API_URL', {
-      doc: 'Telegram Bot API base URL (egress must allow the gateway to reach it).',
-      default: 'https://api.telegram.org',
-    }),
-    slackApiUrl: url('TALON_SLACK_API_URL', {
-      doc: 'Slack Web API base URL (egress must allow the gateway to reach it).',
-      default: 'https://slack.com/api',
-    }),
-    discordApiUrl: url('TALON_DISCORD_API_URL', {
-      doc: 'Discord REST API base URL (egress must allow the gateway to reach it).',
-      default: 'https://discord.com/api/v10',
-    }),
-    webhookCallbackUrl: optionalStr('TALON_WEBHOOK_CALLBACK_URL', {
-      doc: 'Where replies to the generic signed webhook are POSTed (through egress, with Authorization: Bearer {{secret:<GATEWAY_WEBHOOK_CALLBACK_SECRET>}}). Unset: generic webhook turns run without a delivered reply.',
-      pattern: /^https?:\/\/\S+$/,
-    }),
+    ...channelApiFields(),
     telegramBotTokenSecret: str('GATEWAY_TELEGRAM_BOT_TOKEN_SECRET', {
       doc: 'Vault secret with the Telegram bot token (placement --path, principal gateway, host of TALON_TELEGRAM_API_URL).',
       default: 'telegram_bot_token',

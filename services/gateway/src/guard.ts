@@ -195,12 +195,25 @@ export async function readBody(req: IncomingMessage, limit: number): Promise<Buf
   if (declared !== undefined && Number(declared) > limit) throw new PayloadTooLarge(limit);
   const chunks: Buffer[] = [];
   let size = 0;
+  let over = false;
+  // Past the limit the rest is read and dropped (up to a bound) so the client can
+  // finish sending and read the 413; breaking off would reset the connection under it.
+  const drainLimit = limit * 4 + 1024 * 1024;
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > limit) throw new PayloadTooLarge(limit);
+      if (over) {
+        if (size > drainLimit) throw new PayloadTooLarge(limit);
+        continue;
+      }
+      if (size > limit) {
+        over = true;
+        chunks.length = 0;
+        continue;
+      }
       chunks.push(chunk);
     }
+    if (over) throw new PayloadTooLarge(limit);
   } catch (err) {
     if (err instanceof TalonError) throw err;
     // The client went away mid-body: its problem, not ours (and nobody reads the answer).

@@ -1,28 +1,5 @@
-import { commonFields, ConfigFieldError, int, loadConfig, str, type ConfigOf, type Field } from '@talon/kit';
+import { commonFields, decimal, int, loadConfig, str, type ConfigOf } from '@talon/kit';
 import { checkEmbeddingConfig, embeddingModelFields } from '@talon/embed';
-
-/** A decimal number field (kit has integers only). */
-function decimal(key: string, opts: { doc: string; default: number; min: number; max: number }): Field<number> {
-  return {
-    key,
-    doc: opts.doc,
-    secret: false,
-    defaultText: String(opts.default),
-    parse(raw) {
-      if (raw === undefined || raw.trim() === '') return opts.default;
-      const v = raw.trim();
-      const n = /^-?\d+(\.\d+)?$/.test(v) ? Number(v) : Number.NaN;
-      if (!(n >= opts.min && n <= opts.max)) {
-        throw new ConfigFieldError(
-          key,
-          `expected a number from ${opts.min} to ${opts.max}, got ${JSON.stringify(v.slice(0, 40))}`,
-          `Set ${key} to a number from ${opts.min} to ${opts.max} or unset it for the default (${opts.default})`,
-        );
-      }
-      return n;
-    },
-  };
-}
 
 export function memorySpec(env: Record<string, string | undefined> = process.env) {
   return {
