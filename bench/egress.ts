@@ -85,7 +85,7 @@ await new Promise((r) => setTimeout(r, 1500));
 let mitm: Mitmdump | undefined;
 let tiny: ChildProcess | undefined;
 let tinyPort = 0;
-if (mitmdumpAvailable()) mitm = await startMitmdump(join(dir, 'mitm'), ['--set', 'flow_detail=0', '-q']);
+if (mitmdumpAvailable()) mitm = await startMitmdump(join(dir, 'mitm'), ['-q']);
 const tinyBin = spawnSync('sh', ['-c', 'command -v tinyproxy || ls /usr/bin/tinyproxy'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
 if (tinyBin) {
   tinyPort = await freePort();

@@ -12,7 +12,15 @@ const { values } = parseArgs({ options: { turns: { type: 'string', default: '500
 const TURNS = Number(values.turns);
 const CONC = Number(values.concurrency);
 
-const tp = await startTestPlatform({ env: { TALON_LOG_LEVEL: 'warn', ORCHESTRATOR_ACK_WAIT_MS: '30000' } });
+// Rate limits are raised: the bench measures the pipeline, not the limiter.
+const tp = await startTestPlatform({
+  env: {
+    TALON_LOG_LEVEL: 'warn',
+    ORCHESTRATOR_ACK_WAIT_MS: '30000',
+    GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000',
+    GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000',
+  },
+});
 const token = await tp.token('bench');
 const agent = new Agent({ connections: CONC * 2, pipelining: 1 });
 const body = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how fast is the pipeline?` }] });

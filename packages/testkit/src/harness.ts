@@ -147,7 +147,7 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     healthTimeoutMs: 60_000,
     nodeArgs: opts.nodeArgs,
   });
-  const tp = new TestPlatform(platform, llm, home, database, native, opts.keepHome ?? false);
+  const tp = new TestPlatform(platform, llm, home, database, native, opts.keepHome ?? process.env.TALON_TEST_KEEP_HOME === '1');
   try {
     await platform.start(opts.services ?? SERVICES);
   } catch (err) {

@@ -1,16 +1,4 @@
-import {
-  channelApiFields,
-  bool,
-  commonFields,
-  int,
-  list,
-  loadConfig,
-  natsFields,
-  port,
-  str,
-  url,
-  type ConfigOf,
-} from '@talon/kit';
+import { channelApiFields, bool, commonFields, int, list, loadConfig, natsFields, port, str, url, type ConfigOf } from '@talon/kit';
 import { isIpOrCidr } from './net.ts';
 import { CHANNELS, type Channel } from './channels/types.ts';
 

@@ -24,6 +24,8 @@ export class BackgroundUpkeep {
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private indexing: Promise<void> | undefined;
+  private indexAgain = false;
 
   constructor(opts: BackgroundOptions) {
     this.o = opts;
@@ -90,7 +92,33 @@ export class BackgroundUpkeep {
     }
   }
 
+  /**
+   * Indexes newly stored turns now, outside the request that stored them. Calls
+   * while a pass runs are coalesced into one more pass.
+   */
+  indexSoon(): void {
+    if (this.stopped) return;
+    if (this.indexing) {
+      this.indexAgain = true;
+      return;
+    }
+    this.indexing = (async () => {
+      do {
+        this.indexAgain = false;
+        try {
+          while (!this.stopped && (await this.o.store.indexPendingHistory(this.o.batch)) > 0);
+        } catch (err) {
+          // The periodic pass picks up whatever is left.
+          this.o.log.warn({ err: (err as Error).message }, 'indexing new turns failed; the upkeep pass will retry');
+        }
+      } while (this.indexAgain && !this.stopped);
+    })().finally(() => {
+      this.indexing = undefined;
+    });
+  }
+
   async stop(): Promise<void> {
+    await this.indexing?.catch(() => undefined);
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.wake?.();

@@ -33,6 +33,8 @@ import {
 } from './validate.ts';
 
 export interface HandlerOptions {
+  /** Called after turns are stored unindexed, so they are indexed right away in the background. */
+  onTurnsStored?: () => void;
   maxTurnBytes: number;
   maxDocumentBytes: number;
   searchMaxLimit: number;
@@ -49,7 +51,9 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
     const res = await store.appendTurns(
       conv,
       turns.map((t, i) => ({ ...t, createdAtMs: req.turns[i]?.createdAtMs })),
+      { index: opts.onTurnsStored ? 'deferred' : 'inline' },
     );
+    if (res.inserted > 0) opts.onTurnsStored?.();
     return { conversationId: res.conversationId, inserted: res.inserted };
   };
 

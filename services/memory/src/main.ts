@@ -43,7 +43,17 @@ runMain('memory', async () => {
     maxTermFreq: cfg.textMaxTermFreq,
   });
   const hnsw = { m: cfg.hnswM, efConstruction: cfg.hnswEfConstruction };
+  // Re-embedding and index builds run behind the serving API, never before it;
+  // new turns are indexed right after they are stored, off the turn's latency.
+  const upkeep = new BackgroundUpkeep({
+    store,
+    log,
+    batch: cfg.reembedBatch,
+    idleMs: cfg.reembedIdleMs,
+    hnsw: { ...hnsw, buildMemoryMb: cfg.hnswBuildMemoryMb },
+  });
   const handlers = memoryHandlers(store, {
+    onTurnsStored: () => upkeep.indexSoon(),
     maxTurnBytes: cfg.maxTurnBytes,
     maxDocumentBytes: cfg.maxDocumentBytes,
     searchMaxLimit: cfg.searchMaxLimit,
@@ -65,14 +75,6 @@ runMain('memory', async () => {
   });
   grpc.setServing('SERVING');
 
-  // Re-embedding and index builds run behind the serving API, never before it.
-  const upkeep = new BackgroundUpkeep({
-    store,
-    log,
-    batch: cfg.reembedBatch,
-    idleMs: cfg.reembedIdleMs,
-    hnsw: { ...hnsw, buildMemoryMb: cfg.hnswBuildMemoryMb },
-  });
   upkeep.start();
 
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });

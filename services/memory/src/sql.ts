@@ -90,11 +90,25 @@ function params(): { values: unknown[]; $: (v: unknown) => string } {
  * best ts_rank first. Each lexeme becomes a tsquery through plainto_tsquery, so
  * nothing the user typed is ever parsed as tsquery syntax.
  */
-export function textHalfSql(i: HalfInput & { terms: readonly string[] }): { text: string; values: unknown[] } {
+export function textHalfSql(
+  i: HalfInput &
+    ({ terms: readonly string[] } | { query: string; common: ReadonlyMap<string, number>; maxTermFreq: number; maxTerms: number }),
+): { text: string; values: unknown[] } {
   const { values, $ } = params();
   const { user, where } = halfFilters(i, $);
-  const text = `with tq as (select coalesce(string_agg('(' || plainto_tsquery('simple', t)::text || ')', ' | '), '')::tsquery as q
-                   from unnest(${$([...i.terms])}::text[]) as t where plainto_tsquery('simple', t)::text <> ''),
+  // Terms given, or taken from the query inside this statement (one round trip):
+  // its lexemes without those ANALYZE found in more than maxTermFreq of all rows,
+  // rarest first, at most maxTerms.
+  const terms =
+    'terms' in i
+      ? `select t from unnest(${$([...i.terms])}::text[]) as t`
+      : `select l as t from unnest(tsvector_to_array(to_tsvector('${TEXT_SEARCH_CONFIG}', ${$(i.query)}))) as l
+           left join unnest(${$([...i.common.keys()])}::text[], ${$([...i.common.values()])}::float8[]) as c(elem, freq) on c.elem = l
+          where coalesce(c.freq, 0) <= ${$(i.maxTermFreq)}
+          order by coalesce(c.freq, 0), l limit ${$(i.maxTerms)}`;
+  const text = `with terms as (${terms}),
+     tq as (select coalesce(string_agg('(' || plainto_tsquery('simple', t)::text || ')', ' | '), '')::tsquery as q
+                   from terms where plainto_tsquery('simple', t)::text <> ''),
      f as (select e.id, ts_rank(e.tsv, tq.q) as rank from memory.vector_embeddings e, tq
             where ${where} and e.tsv @@ tq.q order by rank desc, e.id desc limit ${$(i.candidates)})
 select ${HIT_COLUMNS}, f.rank::float8 as key

@@ -199,12 +199,20 @@ export class MemoryStore {
     }
   }
 
+  /**
+   * Stores turns. `index: 'inline'` also chunks and embeds them in the same
+   * transaction; `'deferred'` leaves them for indexPendingHistory (the serving path:
+   * the turn is durable at once and becomes searchable moments later, off the
+   * latency of the chat turn).
+   */
   async appendTurns(
     conv: ConversationRef,
     turns: ReadonlyArray<{ id: string; role: Role; source: Source; content: string; createdAtMs?: number }>,
+    opts: { index?: 'inline' | 'deferred' } = {},
   ): Promise<{ conversationId: string; inserted: number }> {
+    const inline = opts.index !== 'deferred';
     // Chunk and embed before the transaction so it stays short.
-    const chunks = turns.map((t) => (INDEXED_ROLES.has(t.role) ? chunkText(t.content, this.opts.chunk) : []));
+    const chunks = turns.map((t) => (inline && INDEXED_ROLES.has(t.role) ? chunkText(t.content, this.opts.chunk) : []));
     const vectors = await this.embedLocal(chunks.flat());
     return inTransaction(this.pool, async (client) => {
       const { rows } = await client.query<{ id: string }>(
@@ -220,10 +228,10 @@ export class MemoryStore {
       for (const [i, t] of turns.entries()) {
         const r = await client.query<{ id: string }>(
           `insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at, indexed_at)
-           values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()), now())
+           values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()), case when $8 then now() end)
            on conflict (conversation_id, turn_id) do nothing
            returning id`,
-          [conversationId, conv.userId, t.id, t.role, t.source, t.content, t.createdAtMs ? t.createdAtMs : null],
+          [conversationId, conv.userId, t.id, t.role, t.source, t.content, t.createdAtMs ? t.createdAtMs : null, inline],
         );
         const turnChunks = chunks[i]!;
         const historyId = r.rows[0]?.id;
@@ -366,11 +374,17 @@ export class MemoryStore {
     };
     const ms = input.minSimilarity ?? 0;
     const [text, vec] = await Promise.all([
-      this.queryTerms(input.query).then(async (terms) => {
-        if (terms.length === 0) return [];
-        const q = textHalfSql({ ...base, terms });
+      (async () => {
+        if (input.query.trim() === '') return [];
+        const q = textHalfSql({
+          ...base,
+          query: input.query,
+          common: await this.commonLexemes(),
+          maxTermFreq: this.opts.maxTermFreq ?? 1,
+          maxTerms: this.opts.maxTerms ?? 32,
+        });
         return (await this.pool.query<HalfRow>(q.text, q.values)).rows;
-      }),
+      })(),
       (async () => {
         if (!vector) return [];
         const q = vectorHalfSql({

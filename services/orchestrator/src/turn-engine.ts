@@ -84,10 +84,16 @@ export interface ContinueArgs {
   write: (t: ParkedTurn) => Promise<boolean>;
   /** Extra attributes of the turn's llm.call span. */
   attributes?: Record<string, string | number | boolean>;
+  /**
+   * Record the turn's tool calls and answer in memory after the reply is
+   * published (returned as `afterReply`) instead of before: the user is answered
+   * one memory round trip sooner; the message is still acknowledged only after.
+   */
+  recordAfterReply?: boolean;
 }
 
 export type TurnOutcome =
-  | { kind: 'reply'; body: ReplyBody }
+  | { kind: 'reply'; body: ReplyBody; afterReply?: () => Promise<void> }
   | { kind: 'parked'; approvalId: string }
   /** Another execution of the same turn parked or claimed it first: nothing more to do here. */
   | { kind: 'superseded' };
@@ -114,8 +120,19 @@ export class TurnEngine {
     const userMsg = newUserMessage(inbound);
     const wantHistory = conv && o.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
     const wantRecall = conv && userMsg && o.recallLimit > 0 && o.recallBudgetTokens > 0;
+    const userTurnId = `${inbound.id}:user`;
+    // The new user turn is stored while history and recall are read (it is left
+    // out of the history read, also on a redelivery that stored it before).
+    const storeUser =
+      o.recordTurns && conv && userMsg
+        ? o.memory
+            .append(conv, [{ id: userTurnId, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs }])
+            .then(() => o.onMemoryWritten?.())
+        : Promise.resolve();
     const [history, memories] = await Promise.all([
-      wantHistory ? o.memory.history(conv, o.historyTurns) : Promise.resolve([]),
+      wantHistory
+        ? o.memory.history(conv, o.historyTurns + 1).then((h) => h.filter((t) => t.id !== userTurnId).slice(-o.historyTurns))
+        : Promise.resolve([]),
       // Recall is an aid, not a requirement: if it fails the turn goes on without it.
       wantRecall
         ? withSpan('memory.recall', { kind: SpanKind.CLIENT }, () =>
@@ -125,13 +142,9 @@ export class TurnEngine {
             return [];
           })
         : Promise.resolve([]),
+      // Storing the user turn must succeed (the turn fails and is redelivered otherwise).
+      storeUser,
     ]);
-    if (o.recordTurns && conv && userMsg) {
-      await o.memory.append(conv, [
-        { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs },
-      ]);
-      o.onMemoryWritten?.();
-    }
     const ctx = assembleContext({
       systemPrompt: o.systemPrompt,
       inbound: inbound.messages,
@@ -142,6 +155,7 @@ export class TurnEngine {
     });
     const parking = o.parking;
     return this.continue({
+      recordAfterReply: true,
       inbound,
       attempt,
       progress: newProgress(ctx.messages),
@@ -352,15 +366,18 @@ export class TurnEngine {
     }
 
     if (out.toolCallsRun > 0) o.onMemoryWritten?.();
-    if (o.recordTurns && conv) {
+    const record = async () => {
+      if (!o.recordTurns || !conv) return;
       await o.memory.append(conv, [
         ...records,
         { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: out.content, createdAtMs: Date.now() },
       ]);
       o.onMemoryWritten?.();
-    }
+    };
+    if (!a.recordAfterReply) await record();
     return {
       kind: 'reply',
+      ...(a.recordAfterReply ? { afterReply: record } : {}),
       body: {
         content: out.content,
         model: out.model,

@@ -148,7 +148,17 @@ export class InboundWorker {
             this.o.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
             out = { kind: 'reply', body: this.o.engine.errorBody(action.code, action.message, attempt) };
           }
-          if (out.kind === 'reply') await this.publishReply(inbound, out.body);
+          if (out.kind === 'reply') {
+            await this.publishReply(inbound, out.body);
+            try {
+              await out.afterReply?.();
+            } catch (err) {
+              // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
+              this.o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'recording the answer in memory failed; will retry');
+              m.nak(1000);
+              return;
+            }
+          }
           await m.ackAck();
         },
       );

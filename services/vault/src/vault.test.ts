@@ -6,7 +6,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { PgliteWireServer } from '@talon/cli/pglite-wire';
 import { createLogger, createPool, migrate, TalonError, type Pool } from '@talon/kit';
 import { Placement, type ResolveRequest } from '@talon/proto';
 import { createNativeDatabase, testDatabaseKind, type NativeTestDatabase } from '@talon/testkit';
@@ -69,7 +69,7 @@ describe('vault state machine (real PostgreSQL)', () => {
     } else {
       const db = await PGlite.create('memory://');
       const port = await freePort();
-      const server = new PGLiteSocketServer({ db, port, host: '127.0.0.1', maxConnections: 16 });
+      const server = new PgliteWireServer({ db, port, host: '127.0.0.1', maxConnections: 16 });
       await server.start();
       url = `postgres://postgres@127.0.0.1:${port}/postgres`;
       stopDb = async () => {
@@ -255,7 +255,7 @@ describe('Resolve row cache and audit-before-release (real PostgreSQL)', () => {
   before(async () => {
     const db = await PGlite.create('memory://');
     const port = await freePort();
-    const server = new PGLiteSocketServer({ db, port, host: '127.0.0.1', maxConnections: 16 });
+    const server = new PgliteWireServer({ db, port, host: '127.0.0.1', maxConnections: 16 });
     await server.start();
     pool = createPool(`postgres://postgres@127.0.0.1:${port}/postgres`, { max: 4, applicationName: 'vault-unit' });
     await migrate(pool, VAULT_SCHEMA, vaultMigrations);

@@ -1,12 +1,13 @@
 // The embedded database: PGlite (PostgreSQL compiled to WASM) with pgvector,
-// served over the PostgreSQL wire protocol on loopback so services use the same
-// `pg` driver they use against a real server. Run as its own OS process by `talon up`.
+// served over the PostgreSQL wire protocol on loopback (./wire.ts) so services use
+// the same `pg` driver they use against a real server. Run as its own OS process
+// by `talon up`.
 //   node pglite-server.ts --data DIR --port N [--host 127.0.0.1]
 import { parseArgs } from 'node:util';
 import { mkdirSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { PgliteWireServer } from './wire.ts';
 
 const { values } = parseArgs({
   options: {
@@ -29,11 +30,12 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 
 if (!values.data.startsWith('memory://')) mkdirSync(values.data, { recursive: true, mode: 0o700 });
 const db = await PGlite.create(values.data, { extensions: { vector } });
-const server = new PGLiteSocketServer({
+const server = new PgliteWireServer({
   db,
   port,
   host: values.host,
   maxConnections: Number(values['max-connections']),
+  onError: (err) => process.stderr.write(`${JSON.stringify({ msg: 'pglite wire error', err: err.message })}\n`),
 });
 await server.start();
 process.stdout.write(`${JSON.stringify({ msg: 'pglite ready', host: values.host, port, data: values.data })}\n`);

@@ -1,6 +1,14 @@
 // A child process with its output appended to a log file, an exit promise and a
 // bounded stop (SIGTERM, then SIGKILL after the grace period).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+
+/**
+ * On Linux, children are started under `setpriv --pdeathsig KILL` so they die
+ * with us even when we are killed with SIGKILL (a stuck test runner, an OOM kill)
+ * and no exit handler runs.
+ */
+const SETPRIV: string | undefined =
+  process.platform === 'linux' && spawnSync('setpriv', ['--help'], { stdio: 'ignore' }).status === 0 ? 'setpriv' : undefined;
 import { createWriteStream, type WriteStream } from 'node:fs';
 
 export interface ManagedProcessOptions {
@@ -31,7 +39,8 @@ export class ManagedProcess {
   constructor(opts: ManagedProcessOptions) {
     this.name = opts.name;
     this.log = createWriteStream(opts.logFile, { flags: 'a', mode: 0o600 });
-    this.child = spawn(opts.command, [...opts.args], {
+    const [command, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', opts.command, ...opts.args]] : [opts.command, [...opts.args]];
+    this.child = spawn(command, args, {
       env: opts.env as NodeJS.ProcessEnv,
       cwd: opts.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,70 @@
+// Several clients on the one PGlite session: parameterised queries of different
+// shapes from concurrent connections must never interleave between Parse and Sync,
+// and a transaction keeps its connection's statements together.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+import { PgliteWireServer } from './wire.ts';
+
+describe('PGlite wire server', () => {
+  let db: PGlite;
+  let server: PgliteWireServer;
+  let url: string;
+  before(async () => {
+    db = await PGlite.create('memory://');
+    server = new PgliteWireServer({ db, host: '127.0.0.1', port: 0, maxConnections: 32 });
+    url = `postgres://postgres@127.0.0.1:${await server.start()}/postgres`;
+  });
+  after(async () => {
+    await server.stop();
+    await db.close();
+  });
+
+  it('keeps concurrent extended-protocol queries of different shapes apart', async () => {
+    const a = new pg.Pool({ connectionString: url, max: 8 });
+    const b = new pg.Pool({ connectionString: url, max: 8 });
+    try {
+      const runs: Array<Promise<void>> = [];
+      for (let i = 0; i < 200; i++) {
+        runs.push(
+          a.query('select $1::int + $2::int as s', [i, 1]).then((r) => assert.equal(r.rows[0].s, i + 1)),
+          b
+            .query('select $1::text || $2::text || $3::text || $4::text || $5::text as s', ['a', 'b', 'c', 'd', String(i)])
+            .then((r) => assert.equal(r.rows[0].s, `abcd${i}`)),
+        );
+      }
+      await Promise.all(runs);
+    } finally {
+      await a.end();
+      await b.end();
+    }
+  });
+
+  it('runs a transaction’s statements together and rolls back a client that vanishes mid-transaction', async () => {
+    const pool = new pg.Pool({ connectionString: url, max: 4 });
+    try {
+      await pool.query('create table t (v int)');
+      const c1 = await pool.connect();
+      await c1.query('begin');
+      await c1.query('insert into t values ($1)', [1]);
+      // Another connection's query waits for the transaction, then sees its outcome.
+      const other = pool.query('select count(*)::int as n from t');
+      await c1.query('insert into t values ($1)', [2]);
+      await c1.query('commit');
+      c1.release();
+      assert.equal((await other).rows[0].n, 2);
+
+      const c2 = new pg.Client({ connectionString: url });
+      c2.on('error', () => undefined); // we cut its connection on purpose
+      await c2.connect();
+      await c2.query('begin');
+      await c2.query('insert into t values (99)');
+      (c2 as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await pool.query('select count(*)::int as n from t where v = 99')).rows[0].n, 0);
+    } finally {
+      await pool.end();
+    }
+  });
+});

@@ -1,0 +1,195 @@
+// PostgreSQL wire protocol in front of PGlite for several client connections.
+//
+// PGlite is one backend session. Clients speak the extended query protocol
+// (Parse, Bind, Describe, Execute, Sync), so messages of two connections must not
+// interleave between a Parse and its Sync: the unnamed statement of one would be
+// replaced by the other's ("bind message supplies 5 parameters, but prepared
+// statement requires 7"). This server therefore runs each connection's messages
+// in units that end at Sync, Query, Flush or Terminate, one unit at a time, and
+// while a connection holds an open transaction only that connection's units run.
+// (The upstream pglite-socket queues single messages, which interleaves them.)
+import { createServer, type Server, type Socket } from 'node:net';
+import type { PGlite } from '@electric-sql/pglite';
+
+const SSL_REQUEST = 80877103;
+const CANCEL_REQUEST = 80877102;
+const GSS_REQUEST = 80877104;
+/** Message types that end a unit of work the client waits on. */
+const UNIT_END = new Set(['S', 'Q', 'H', 'X']);
+
+interface Unit {
+  conn: Connection;
+  bytes: Uint8Array;
+}
+
+class Connection {
+  readonly id: number;
+  readonly socket: Socket;
+  buf: Buffer = Buffer.alloc(0);
+  started = false;
+  pending: Buffer[] = [];
+  closed = false;
+  constructor(id: number, socket: Socket) {
+    this.id = id;
+    this.socket = socket;
+  }
+}
+
+export interface WireServerOptions {
+  db: PGlite;
+  host: string;
+  port: number;
+  maxConnections: number;
+  onError?: (err: Error) => void;
+}
+
+export class PgliteWireServer {
+  private readonly o: WireServerOptions;
+  private server: Server | undefined;
+  private readonly queue: Unit[] = [];
+  private running = false;
+  /** Connection whose transaction is open, if any. */
+  private owner: Connection | undefined;
+  private readonly conns = new Set<Connection>();
+  private nextId = 1;
+  private stopped = false;
+
+  constructor(opts: WireServerOptions) {
+    this.o = opts;
+  }
+
+  async start(): Promise<number> {
+    this.server = createServer((s) => this.accept(s));
+    this.server.maxConnections = this.o.maxConnections;
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(this.o.port, this.o.host, () => resolve());
+    });
+    return (this.server.address() as { port: number }).port;
+  }
+
+  private accept(socket: Socket): void {
+    socket.setNoDelay(true);
+    const conn = new Connection(this.nextId++, socket);
+    this.conns.add(conn);
+    socket.on('data', (d: Buffer) => {
+      conn.buf = conn.buf.length === 0 ? d : Buffer.concat([conn.buf, d]);
+      try {
+        this.parse(conn);
+      } catch (err) {
+        this.o.onError?.(err as Error);
+        socket.destroy();
+      }
+    });
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => void this.drop(conn));
+  }
+
+  private parse(conn: Connection): void {
+    for (;;) {
+      if (!conn.started) {
+        if (conn.buf.length < 8) return;
+        const len = conn.buf.readInt32BE(0);
+        const code = conn.buf.readInt32BE(4);
+        if (code === SSL_REQUEST || code === GSS_REQUEST) {
+          conn.buf = conn.buf.subarray(8);
+          conn.socket.write('N');
+          continue;
+        }
+        if (code === CANCEL_REQUEST) {
+          // Not supported by a single-session backend; the client just waits.
+          conn.buf = conn.buf.subarray(Math.min(len, conn.buf.length));
+          conn.socket.end();
+          return;
+        }
+        if (len < 8 || len > 10_000) throw new Error(`bad startup packet length ${len}`);
+        if (conn.buf.length < len) return;
+        const msg = conn.buf.subarray(0, len);
+        conn.buf = conn.buf.subarray(len);
+        conn.started = true;
+        this.enqueue({ conn, bytes: new Uint8Array(msg) });
+        continue;
+      }
+      if (conn.buf.length < 5) return;
+      const type = String.fromCharCode(conn.buf[0]!);
+      const len = conn.buf.readInt32BE(1);
+      if (len < 4) throw new Error(`bad message length ${len}`);
+      if (conn.buf.length < 1 + len) return;
+      const msg = Buffer.from(conn.buf.subarray(0, 1 + len));
+      conn.buf = conn.buf.subarray(1 + len);
+      conn.pending.push(msg);
+      if (UNIT_END.has(type)) {
+        const bytes = new Uint8Array(Buffer.concat(conn.pending));
+        conn.pending = [];
+        this.enqueue({ conn, bytes });
+        if (type === 'X') {
+          conn.closed = true;
+          return;
+        }
+      }
+    }
+  }
+
+  private enqueue(u: Unit): void {
+    this.queue.push(u);
+    void this.pump();
+  }
+
+  private next(): Unit | undefined {
+    if (this.owner && this.o.db.isInTransaction()) {
+      const i = this.queue.findIndex((u) => u.conn === this.owner);
+      return i >= 0 ? this.queue.splice(i, 1)[0] : undefined;
+    }
+    this.owner = undefined;
+    return this.queue.shift();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (;;) {
+        const u = this.next();
+        if (!u) break;
+        if (u.conn.socket.destroyed) continue;
+        try {
+          await this.o.db.runExclusive(() =>
+            this.o.db.execProtocolRawStream(u.bytes, {
+              onRawData: (data: Uint8Array) => {
+                if (!u.conn.socket.destroyed && data.length > 0) u.conn.socket.write(Buffer.from(data));
+              },
+            }),
+          );
+        } catch (err) {
+          this.o.onError?.(err as Error);
+          u.conn.socket.destroy();
+        }
+        if (this.o.db.isInTransaction()) this.owner = u.conn;
+        if (u.conn.closed) u.conn.socket.end();
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** A client that disconnects inside a transaction must not block everyone: roll it back. */
+  private async drop(conn: Connection): Promise<void> {
+    this.conns.delete(conn);
+    if (this.stopped) return;
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
+    if (this.owner === conn) {
+      this.owner = undefined;
+      if (this.o.db.isInTransaction()) {
+        // exec() takes PGlite's own lock (wrapping it in runExclusive would deadlock).
+        await this.o.db.exec('ROLLBACK').catch((err: unknown) => this.o.onError?.(err as Error));
+      }
+      void this.pump();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const c of this.conns) c.socket.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
