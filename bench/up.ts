@@ -58,11 +58,13 @@ function descendants(pid: number): Array<{ pid: number; name: string }> {
       return { pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! };
     });
   const kids = rows.filter((r) => r.ppid === pid);
-  return kids.map((k) => {
+  return kids.flatMap((k) => {
     const svc = SERVICES.find((s) => k.args.includes(`services/${s}/src/main.ts`));
     const name =
       svc ?? (k.args.includes('nats-server') ? 'nats-server' : k.args.includes('pglite-server') ? 'pglite (embedded PostgreSQL)' : k.args);
-    return { pid: k.pid, name };
+    // The sandbox's plugin hosts are its own children: count them with it.
+    const hosts = rows.filter((r) => r.ppid === k.pid).map((g) => ({ pid: g.pid, name: `${name}: plugin host` }));
+    return [{ pid: k.pid, name }, ...hosts];
   });
 }
 

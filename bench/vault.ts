@@ -25,7 +25,13 @@ async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
 }
 
 async function run(database: TestDatabaseKind) {
-  const tp = await startTestPlatform({ services: ['vault'], llm: false, database, env: { TALON_LOG_LEVEL: 'warn' } });
+  // The production key-derivation cost (the test harness lowers it for speed).
+  const tp = await startTestPlatform({
+    services: ['vault'],
+    llm: false,
+    database,
+    env: { TALON_LOG_LEVEL: 'warn', VAULT_KDF_MEMORY_KIB: '131072', VAULT_KDF_PASSES: '3', VAULT_KDF_PARALLELISM: '1' },
+  });
   try {
     const addr = `127.0.0.1:${tp.ports.grpc.vault}`;
     const admin = createClient(VaultAdminServiceClient, addr, tp.platform.tls('admin'), 'vault');

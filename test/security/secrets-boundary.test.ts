@@ -144,9 +144,24 @@ describe('secrets boundary: egress + vault', () => {
     assert.equal(r.headers['x-echo'], 'Bearer [REDACTED:api_key]');
   });
 
+  it('a rotated value is used from the next poll on (cached values are dropped when the vault changes)', async () => {
+    const first = await viaEgress(orch, `${bound.url}/rot`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
+    assert.equal(first.status, 200);
+    const r = cli(['secrets', 'rotate', 'api_key'], `${CANARY}-v2\n`);
+    assert.equal(r.status, 0, r.stderr);
+    await new Promise((res) => setTimeout(res, 400));
+    await viaEgress(orch, `${bound.url}/rot2`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
+    assert.equal(bound.seen.at(-1)!.headers.authorization, `Bearer ${CANARY}-v2`);
+    const back = cli(['secrets', 'rotate', 'api_key'], `${CANARY}\n`);
+    assert.equal(back.status, 0, back.stderr);
+    await new Promise((res) => setTimeout(res, 400));
+  });
+
   it('fails closed when the vault is sealed, and keeps other requests working', async () => {
     const s = cli(['vault', 'seal']);
     assert.equal(s.status, 0, s.stderr);
+    // Egress learns of the seal within its poll interval (150 ms here) and drops cached values.
+    await new Promise((r) => setTimeout(r, 400));
     const sealed = await viaEgress(orch, `${bound.url}/v1`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
     assert.equal(sealed.status, 503);
     assert.equal(sealed.headers['x-talon-egress-error'], 'vault_sealed');
@@ -163,6 +178,7 @@ describe('secrets boundary: egress + vault', () => {
 
   it('fails closed when the vault is down, and keeps other requests working', async () => {
     await tp.platform.stopService('vault', { kill: true });
+    await new Promise((r) => setTimeout(r, 400));
     const down = await viaEgress(orch, `${bound.url}/v1`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
     assert.equal(down.status, 503);
     const plain = await viaEgress(orch, `${bound.url}/plain`);

@@ -2,6 +2,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { diesWithParent } from '@talon/cli/process';
 import { freePort } from './ports.ts';
 
 export function mitmdumpAvailable(): boolean {
@@ -16,17 +17,22 @@ export interface Mitmdump {
 }
 
 /** Starts mitmdump in regular (forward proxy) mode; its CA lands in confdir/mitmproxy-ca*.pem. */
-export async function startMitmdump(confdir: string, extra: string[] = []): Promise<Mitmdump> {
+export async function startMitmdump(confdir: string, extra: string[] = [], opts: { flowDetail?: number } = {}): Promise<Mitmdump> {
   mkdirSync(confdir, { recursive: true });
   const port = await freePort();
   let out = '';
-  const child: ChildProcess = spawn(
-    'mitmdump',
-    ['--set', `confdir=${confdir}`, '--listen-host', '127.0.0.1', '--listen-port', String(port), '--set', 'flow_detail=1', ...extra],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const [cmd, args] = diesWithParent('mitmdump', [
+    '--set',
+    `confdir=${confdir}`,
+    '--listen-host',
+    '127.0.0.1',
+    '--listen-port',
+    String(port),
+    '--set',
+    `flow_detail=${opts.flowDetail ?? 1}`,
+    ...extra,
+  ]);
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 20_000;

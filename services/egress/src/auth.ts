@@ -56,6 +56,9 @@ export class ProxyCredentials {
   }
 }
 
+/** Certificate identity per connection: parsing the peer certificate is costly, and it cannot change on a TLS connection. */
+const certIdentity = new WeakMap<object, string | null>();
+
 /** The caller's principal: certificate identity first, proxy credential second. */
 export function principalOf(
   req: IncomingMessage,
@@ -63,7 +66,11 @@ export function principalOf(
 ): { principal: string; method: 'mtls' | 'credential' } | undefined {
   const sock = req.socket as Partial<TLSSocket>;
   if (sock.authorized && typeof sock.getPeerCertificate === 'function') {
-    const id = identityFromSan(sock.getPeerCertificate().subjectaltname);
+    let id = certIdentity.get(sock);
+    if (id === undefined) {
+      id = identityFromSan(sock.getPeerCertificate().subjectaltname) ?? null;
+      certIdentity.set(sock, id);
+    }
     if (id) return { principal: id, method: 'mtls' };
   }
   const p = creds.verify(req.headers['proxy-authorization']);

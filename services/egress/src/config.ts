@@ -48,9 +48,15 @@ export function egressSpec(env: Record<string, string | undefined> = process.env
     }),
     vaultAddr: str('EGRESS_VAULT_ADDR', { doc: 'host:port of the vault gRPC service.', default: '127.0.0.1:7404' }),
     vaultPollMs: int('EGRESS_VAULT_POLL_MS', {
-      doc: 'How often egress asks the vault for its state (seal, secret changes) to refresh the scan index.',
-      default: 1000,
-      min: 100,
+      doc: 'How often egress asks the vault for its state: a seal, unseal or secret change refreshes the scan index and drops cached values within this time.',
+      default: 500,
+      min: 50,
+    }),
+    secretCacheMs: int('EGRESS_SECRET_CACHE_MS', {
+      doc: 'How long egress may reuse a value the vault released for the same secret, caller, host and placement (dropped at once on any vault change, seal or outage, detected within EGRESS_VAULT_POLL_MS). 0: ask the vault for every request.',
+      default: 5000,
+      min: 0,
+      max: 300_000,
     }),
     caDir: str('EGRESS_CA_DIR', {
       doc: 'Directory of the TLS interception CA, in mitmproxy layout (mitmproxy-ca.pem, mitmproxy-ca-cert.pem/.cer/.p12); an existing mitmproxy CA there is used as-is.',

@@ -74,7 +74,7 @@ runMain('egress', async () => {
       ),
     ]);
   }
-  const vault = new VaultLink(cfg.vaultAddr, tls, log);
+  const vault = new VaultLink(cfg.vaultAddr, tls, log, { cacheMs: cfg.secretCacheMs });
   vault.onIndex = (fps) => scanner.setFingerprints(fps);
   vault.start(cfg.vaultPollMs);
   const upstreams = new Upstreams({

@@ -7,9 +7,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
  * with us even when we are killed with SIGKILL (a stuck test runner, an OOM kill)
  * and no exit handler runs.
  */
-const SETPRIV: string | undefined =
+export const SETPRIV: string | undefined =
   process.platform === 'linux' && spawnSync('setpriv', ['--help'], { stdio: 'ignore' }).status === 0 ? 'setpriv' : undefined;
 import { createWriteStream, type WriteStream } from 'node:fs';
+
+/** Command and arguments that make `command` die with this process (when setpriv exists). */
+export function diesWithParent(command: string, args: readonly string[]): [string, string[]] {
+  return SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, [...args]];
+}
 
 export interface ManagedProcessOptions {
   name: string;
@@ -39,7 +44,7 @@ export class ManagedProcess {
   constructor(opts: ManagedProcessOptions) {
     this.name = opts.name;
     this.log = createWriteStream(opts.logFile, { flags: 'a', mode: 0o600 });
-    const [command, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', opts.command, ...opts.args]] : [opts.command, [...opts.args]];
+    const [command, args] = diesWithParent(opts.command, opts.args);
     this.child = spawn(command, args, {
       env: opts.env as NodeJS.ProcessEnv,
       cwd: opts.cwd,
