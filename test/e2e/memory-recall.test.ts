@@ -153,18 +153,37 @@ describe('memory recall across conversations, end to end', () => {
     assert.match(memoryMessage(asked.requests.at(-1)!) ?? '', /passport number ends in 7731/);
     const db = new pg.Client({ connectionString: tp.platform.adminDatabaseUrl() });
     await db.connect();
+    // The answer is recorded just after the reply is out and indexed just after that: allow a moment.
+    const eventually = async <T>(read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> => {
+      let v = await read();
+      for (let i = 0; i < 50 && !ok(v); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        v = await read();
+      }
+      return v;
+    };
     try {
-      const { rows } = await db.query(
-        `select h.role, count(*)::int as n from memory.conversation_history h join memory.conversations c on c.id = h.conversation_id
-          where c.user_id = 'alice' and c.thread_id = 'restart' group by h.role order by h.role`,
+      const rows = await eventually(
+        async () =>
+          (
+            await db.query(
+              `select h.role, count(*)::int as n from memory.conversation_history h join memory.conversations c on c.id = h.conversation_id
+                where c.user_id = 'alice' and c.thread_id = 'restart' group by h.role order by h.role`,
+            )
+          ).rows,
+        (r) => r.length >= 2,
       );
       assert.deepEqual(rows, [
         { role: 'assistant', n: 1 },
         { role: 'user', n: 1 },
       ]);
-      const chunks = await db.query(
-        `select count(*)::int as n from memory.vector_embeddings e join memory.conversations c on c.id = e.conversation_id
-          where c.user_id = 'alice' and c.thread_id = 'restart' and e.embedding is not null`,
+      const chunks = await eventually(
+        () =>
+          db.query(
+            `select count(*)::int as n from memory.vector_embeddings e join memory.conversations c on c.id = e.conversation_id
+              where c.user_id = 'alice' and c.thread_id = 'restart' and e.embedding is not null`,
+          ),
+        (r) => r.rows[0].n >= 2,
       );
       assert.equal(chunks.rows[0].n, 2, 'both turns searchable and embedded');
     } finally {

@@ -52,14 +52,26 @@ describe('orchestrator crash mid-turn', () => {
     }
     assert.equal(replies, 1);
 
-    // Memory holds the user turn and the assistant turn once each.
+    // Memory holds the user turn and the assistant turn once each. The answer is
+    // recorded right after the reply is published (and before the message is
+    // acknowledged), so it may land a moment after the client has its response.
     const db = new pg.Client({ connectionString: tp.platform.adminDatabaseUrl() });
     await db.connect();
     try {
-      const { rows } = await db.query(
-        `select h.role, count(*)::int as n from memory.conversation_history h join memory.conversations c on c.id = h.conversation_id
-          where c.user_id = 'bob' and c.thread_id = 'crash-test' group by h.role order by h.role`,
-      );
+      const count = async () =>
+        (
+          await db.query(
+            `select h.role, count(*)::int as n from memory.conversation_history h join memory.conversations c on c.id = h.conversation_id
+              where c.user_id = 'bob' and c.thread_id = 'crash-test' group by h.role order by h.role`,
+          )
+        ).rows;
+      let rows = await count();
+      for (let i = 0; i < 50 && rows.length < 2; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        rows = await count();
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      rows = await count();
       assert.deepEqual(rows, [
         { role: 'assistant', n: 1 },
         { role: 'user', n: 1 },
