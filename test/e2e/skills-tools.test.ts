@@ -57,6 +57,8 @@ function streamedText(sse: string): string {
     .join('');
 }
 
+type HistoryRow = { role: string; source: string; content: string; turn_id: string };
+
 describe('skills as tools, end to end', () => {
   let tp: TestPlatform;
   let alice: string;
@@ -118,11 +120,25 @@ describe('skills as tools, end to end', () => {
     return out;
   };
 
-  const historyOf = async (thread: string) => {
+  /**
+   * A conversation's stored history once `ready` holds: the orchestrator records a
+   * turn's tool calls and answer just after the reply is out (before its ack).
+   */
+  const historyOf = (thread: string, ready: (rows: HistoryRow[]) => boolean) =>
+    waitFor(
+      async () => {
+        const rows = await readHistory(thread);
+        return ready(rows) ? rows : undefined;
+      },
+      10_000,
+      `the history of ${thread}`,
+    );
+
+  const readHistory = async (thread: string) => {
     const db = new pg.Client({ connectionString: tp.platform.adminDatabaseUrl() });
     await db.connect();
     try {
-      const { rows } = await db.query<{ role: string; source: string; content: string; turn_id: string }>(
+      const { rows } = await db.query<HistoryRow>(
         `select h.role, h.source, h.content, h.turn_id from memory.conversation_history h
            join memory.conversations c on c.id = h.conversation_id where c.thread_id = $1 order by h.id`,
         [thread],
@@ -178,7 +194,7 @@ describe('skills as tools, end to end', () => {
     ]);
     assert.equal(res.json.choices[0].message.content, `Working on it.\n\nTool said: ${toolResults(second)[0]}`);
 
-    const hist = await historyOf('convert');
+    const hist = await historyOf('convert', (rows) => rows.some((r) => r.role === 'tool'));
     const toolRow = hist.find((r) => r.role === 'tool');
     assert.ok(toolRow, 'the call is recorded in memory');
     assert.equal(toolRow.source, 'tool');
@@ -306,7 +322,7 @@ describe('skills as tools, end to end', () => {
     const ev = await waitFor(() => audits.find((x) => x.inboundId === a.inboundId), 5000, 'audit');
     assert.equal(ev.outcome, 'denied');
     assert.equal(ev.approval, 'denied');
-    const tool = (await historyOf('deny-me')).find((r) => r.role === 'tool')!;
+    const tool = (await historyOf('deny-me', (rows) => rows.some((r) => r.role === 'tool'))).find((r) => r.role === 'tool')!;
     assert.equal((JSON.parse(tool.content) as { outcome: string }).outcome, 'denied');
   });
 
@@ -329,7 +345,7 @@ describe('skills as tools, end to end', () => {
     assert.equal(requestsSince(n).length, 2, 'the step before the park was not run again');
     await new Promise((r) => setTimeout(r, 1500)); // room for a duplicate to show up
     assert.equal((await storedReplies('durable')).length, 1, 'exactly one reply stored');
-    const hist = await historyOf('durable');
+    const hist = await historyOf('durable', (rows) => rows.some((r) => r.role === 'assistant'));
     assert.deepEqual(
       hist.map((r) => r.role),
       ['user', 'tool', 'assistant'],
