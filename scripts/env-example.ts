@@ -28,7 +28,7 @@ const PLATFORM: Array<{ key: string; doc: string; def?: string }> = [
     def: 'postgres://postgres@127.0.0.1:5432/postgres',
   },
   { key: 'TALON_TEST_LOG_LEVEL', doc: 'Tests only: log level of the services a test platform starts.', def: 'info' },
-  { key: 'TALON_TEST_KEEP_HOME', doc: 'Tests only: 1 keeps each test platform\'s TALON_HOME (logs, database) for inspection.', def: '0' },
+  { key: 'TALON_TEST_KEEP_HOME', doc: "Tests only: 1 keeps each test platform's TALON_HOME (logs, database) for inspection.", def: '0' },
 ];
 
 async function render(): Promise<string> {
