@@ -90,6 +90,21 @@ describe('memory recall across conversations, end to end', () => {
     }
   });
 
+  it('a message sent the instant the previous reply arrived sees that reply in its history', async () => {
+    // The answer is recorded just after the reply goes out; the next turn of the conversation waits for it.
+    let previous: string | undefined;
+    for (let i = 0; i < 8; i++) {
+      const { res, requests } = await say(alice, 'rapid', `rapid message ${i}`);
+      const msgs = requests[0]!.body.messages as Array<{ role: string; content: string }>;
+      if (previous !== undefined)
+        assert.ok(
+          msgs.some((m) => m.role === 'assistant' && m.content === previous),
+          `turn ${i} lacks the answer of turn ${i - 1}: ${JSON.stringify(msgs.map((m) => m.role))}`,
+        );
+      previous = (res.json as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content;
+    }
+  });
+
   it('saves with memory_save and recalls the note in a new conversation (OpenAI tool calling)', async () => {
     const saved = await say(alice, 'notes', 'SAVE: Alice prefers window seats on night trains to Kiruna.');
     assert.equal(saved.res.json.choices[0].message.content, 'Saving that.\n\ndone after 1 tool call(s)');

@@ -10,6 +10,9 @@ import type { Logger } from '@talon/kit';
 import type { HnswParams } from './sql.ts';
 import type { MemoryStore } from './store.ts';
 
+/** Longest a search waits for turns stored just before it to be indexed. */
+export const SEARCH_WAITS_FOR_INDEXING_MS = 2000;
+
 export interface BackgroundOptions {
   store: MemoryStore;
   log: Logger;
@@ -115,6 +118,24 @@ export class BackgroundUpkeep {
     })().finally(() => {
       this.indexing = undefined;
     });
+  }
+
+  /**
+   * Resolves once the turns stored so far are indexed, or after `maxWaitMs`:
+   * a search right after a store reads its own writes (a fact stated in one
+   * turn is recallable in the next), without ever hanging on a slow pass.
+   */
+  async indexed(maxWaitMs: number): Promise<void> {
+    const pending = this.indexing;
+    if (!pending) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      pending.catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, maxWaitMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   async stop(): Promise<void> {

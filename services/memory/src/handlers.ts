@@ -35,6 +35,8 @@ import {
 export interface HandlerOptions {
   /** Called after turns are stored unindexed, so they are indexed right away in the background. */
   onTurnsStored?: () => void;
+  /** Awaited before a search: turns stored before it are indexed (read-your-writes). */
+  beforeSearch?: () => Promise<void>;
   maxTurnBytes: number;
   maxDocumentBytes: number;
   searchMaxLimit: number;
@@ -67,6 +69,7 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
 
   const search: UnaryHandler<SearchRequest, SearchResponse> = async (req) => {
     const input = validSearch(req, { ...emb, maxLimit: opts.searchMaxLimit });
+    await opts.beforeSearch?.();
     const res = await store.search(input);
     return { hits: res.hits, vectorUsed: res.vectorUsed };
   };

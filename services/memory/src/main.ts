@@ -13,7 +13,7 @@ import {
 } from '@talon/kit';
 import { localEmbedder } from '@talon/embed';
 import { MemoryServiceService } from '@talon/proto';
-import { BackgroundUpkeep } from './background.ts';
+import { BackgroundUpkeep, SEARCH_WAITS_FOR_INDEXING_MS } from './background.ts';
 import { loadMemoryConfig } from './config.ts';
 import { memoryHandlers } from './handlers.ts';
 import { MEMORY_SCHEMA, memoryMigrations } from './migrations.ts';
@@ -54,6 +54,7 @@ runMain('memory', async () => {
   });
   const handlers = memoryHandlers(store, {
     onTurnsStored: () => upkeep.indexSoon(),
+    beforeSearch: () => upkeep.indexed(SEARCH_WAITS_FOR_INDEXING_MS),
     maxTurnBytes: cfg.maxTurnBytes,
     maxDocumentBytes: cfg.maxDocumentBytes,
     searchMaxLimit: cfg.searchMaxLimit,

@@ -17,6 +17,7 @@ import {
 import { nanos } from '@nats-io/transport-node';
 import { CONSUMERS, STREAMS, SpanKind, extractHeaders, InFlight, withSpan, type Logger, type NatsConnection } from '@talon/kit';
 import { InboundMessage } from '@talon/proto';
+import { PendingRecords, withRetries } from './pending-records.ts';
 import { Slots } from './slots.ts';
 import type { ReplyBody, TurnEngine, TurnOutcome } from './turn-engine.ts';
 import { turnKey, type TurnStore } from './turn-state.ts';
@@ -45,6 +46,8 @@ export class InboundWorker {
   private loop: Promise<void> | undefined;
   readonly inFlight: InFlight;
   private readonly slots: Slots;
+  /** Answers still being written to memory, per conversation (see pending-records.ts). */
+  private readonly records = new PendingRecords();
 
   constructor(opts: WorkerOptions) {
     this.o = opts;
@@ -134,6 +137,8 @@ export class InboundWorker {
               await m.ackAck();
               return;
             }
+            // The previous answer of this conversation is in its history before this turn reads it.
+            await this.records.settled(inbound.conversation);
             out = await this.o.engine.start(inbound, attempt);
           } catch (err) {
             const action = onFailure(err, attempt, this.o.maxDeliver);
@@ -150,8 +155,11 @@ export class InboundWorker {
           }
           if (out.kind === 'reply') {
             await this.publishReply(inbound, out.body);
+            const record = out.afterReply;
             try {
-              await out.afterReply?.();
+              // Idempotent by turn id: a brief memory outage is retried here rather than by
+              // running the turn again (which would record an answer the user never saw).
+              if (record) await this.records.track(inbound.conversation, () => withRetries(record, 4, 250));
             } catch (err) {
               // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
               this.o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'recording the answer in memory failed; will retry');
