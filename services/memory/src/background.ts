@@ -13,6 +13,42 @@ import type { MemoryStore } from './store.ts';
 /** Longest a search waits for turns stored just before it to be indexed. */
 export const SEARCH_WAITS_FOR_INDEXING_MS = 2000;
 
+/** Where turns were stored: their conversation. */
+export interface StoredIn {
+  userId: string;
+  channel: string;
+  threadId: string;
+}
+
+/** One indexing pass: the conversations it covers (key -> user) and its end. */
+interface Pass {
+  convs: Map<string, string>;
+  done: Promise<void>;
+  finish: () => void;
+}
+
+function newPass(): Pass {
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  return { convs: new Map(), done, finish };
+}
+
+const conversationKey = (c: StoredIn) => `${c.userId}\u0000${c.channel}\u0000${c.threadId}`;
+
+async function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
 export interface BackgroundOptions {
   store: MemoryStore;
   log: Logger;
@@ -29,6 +65,10 @@ export class BackgroundUpkeep {
   private timer: NodeJS.Timeout | undefined;
   private indexing: Promise<void> | undefined;
   private indexAgain = false;
+  /** Conversations with turns stored since the running pass began (covered by the next pass). */
+  private next: Pass = newPass();
+  /** The running indexing pass. */
+  private current: Pass | undefined;
 
   constructor(opts: BackgroundOptions) {
     this.o = opts;
@@ -97,10 +137,12 @@ export class BackgroundUpkeep {
 
   /**
    * Indexes newly stored turns now, outside the request that stored them. Calls
-   * while a pass runs are coalesced into one more pass.
+   * while a pass runs are coalesced into one more pass. `stored` names the
+   * conversation the turns went to, so searches can wait for exactly them.
    */
-  indexSoon(): void {
+  indexSoon(stored?: StoredIn): void {
     if (this.stopped) return;
+    if (stored) this.next.convs.set(conversationKey(stored), stored.userId);
     if (this.indexing) {
       this.indexAgain = true;
       return;
@@ -108,11 +150,18 @@ export class BackgroundUpkeep {
     this.indexing = (async () => {
       do {
         this.indexAgain = false;
+        // Turns stored from now on may miss this pass's read: they belong to the next one.
+        const pass = this.next;
+        this.next = newPass();
+        this.current = pass;
         try {
           while (!this.stopped && (await this.o.store.indexPendingHistory(this.o.batch)) > 0);
         } catch (err) {
           // The periodic pass picks up whatever is left.
           this.o.log.warn({ err: (err as Error).message }, 'indexing new turns failed; the upkeep pass will retry');
+        } finally {
+          this.current = undefined;
+          pass.finish();
         }
       } while (this.indexAgain && !this.stopped);
     })().finally(() => {
@@ -121,26 +170,36 @@ export class BackgroundUpkeep {
   }
 
   /**
-   * Resolves once the turns stored so far are indexed, or after `maxWaitMs`:
-   * a search right after a store reads its own writes (a fact stated in one
-   * turn is recallable in the next), without ever hanging on a slow pass.
+   * Resolves once the turns this user stored in other conversations than
+   * `exclude` are indexed, or after `maxWaitMs`: a search right after a store
+   * reads its own writes (a fact stated in one turn is recallable in the next),
+   * without waiting for the turn being answered (recall leaves its conversation
+   * out) or for other users, and without ever hanging on a slow pass.
    */
+  async indexedFor(userId: string, exclude: { channel: string; threadId: string } | undefined, maxWaitMs: number): Promise<void> {
+    const skip = exclude ? conversationKey({ userId, ...exclude }) : undefined;
+    const waits: Array<Promise<void>> = [];
+    for (const pass of [this.current, this.next]) {
+      if (!pass) continue;
+      for (const [key, owner] of pass.convs)
+        if (owner === userId && key !== skip) {
+          waits.push(pass.done);
+          break;
+        }
+    }
+    if (waits.length > 0) await settleWithin(Promise.all(waits), maxWaitMs);
+  }
+
+  /** Resolves once every turn stored so far is indexed, or after `maxWaitMs`. */
   async indexed(maxWaitMs: number): Promise<void> {
-    const pending = this.indexing;
-    if (!pending) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      pending.catch(() => undefined),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, maxWaitMs);
-      }),
-    ]);
-    clearTimeout(timer);
+    if (this.indexing) await settleWithin(this.indexing, maxWaitMs);
   }
 
   async stop(): Promise<void> {
     await this.indexing?.catch(() => undefined);
     this.stopped = true;
+    // No pass will cover these any more; nobody waits for them.
+    this.next.finish();
     if (this.timer) clearTimeout(this.timer);
     this.wake?.();
     await this.running?.catch(() => undefined);

@@ -1,6 +1,7 @@
 // gRPC handlers for talon.memory.v1.MemoryService: validate, then call the store.
 import { InvalidArgument, type UnaryHandler } from '@talon/kit';
 import type {
+  ConversationRef,
   AppendTurnsRequest,
   AppendTurnsResponse,
   ClaimEmbeddingWorkRequest,
@@ -19,7 +20,7 @@ import type {
   UpsertDocumentResponse,
 } from '@talon/proto';
 import type { HnswParams } from './sql.ts';
-import type { MemoryStore } from './store.ts';
+import type { MemoryStore, SearchInput } from './store.ts';
 import {
   ROLES,
   clampLimit,
@@ -34,9 +35,9 @@ import {
 
 export interface HandlerOptions {
   /** Called after turns are stored unindexed, so they are indexed right away in the background. */
-  onTurnsStored?: () => void;
-  /** Awaited before a search: turns stored before it are indexed (read-your-writes). */
-  beforeSearch?: () => Promise<void>;
+  onTurnsStored?: (conversation: ConversationRef) => void;
+  /** Awaited before a search: the turns it could find, stored before it, are indexed (read-your-writes). */
+  beforeSearch?: (search: SearchInput) => Promise<void>;
   maxTurnBytes: number;
   maxDocumentBytes: number;
   searchMaxLimit: number;
@@ -55,7 +56,7 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
       turns.map((t, i) => ({ ...t, createdAtMs: req.turns[i]?.createdAtMs })),
       { index: opts.onTurnsStored ? 'deferred' : 'inline' },
     );
-    if (res.inserted > 0) opts.onTurnsStored?.();
+    if (res.inserted > 0) opts.onTurnsStored?.(conv);
     return { conversationId: res.conversationId, inserted: res.inserted };
   };
 
@@ -69,7 +70,7 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
 
   const search: UnaryHandler<SearchRequest, SearchResponse> = async (req) => {
     const input = validSearch(req, { ...emb, maxLimit: opts.searchMaxLimit });
-    await opts.beforeSearch?.();
+    await opts.beforeSearch?.(input);
     const res = await store.search(input);
     return { hits: res.hits, vectorUsed: res.vectorUsed };
   };

@@ -53,8 +53,8 @@ runMain('memory', async () => {
     hnsw: { ...hnsw, buildMemoryMb: cfg.hnswBuildMemoryMb },
   });
   const handlers = memoryHandlers(store, {
-    onTurnsStored: () => upkeep.indexSoon(),
-    beforeSearch: () => upkeep.indexed(SEARCH_WAITS_FOR_INDEXING_MS),
+    onTurnsStored: (conversation) => upkeep.indexSoon(conversation),
+    beforeSearch: (s) => upkeep.indexedFor(s.userId, s.exclude, SEARCH_WAITS_FOR_INDEXING_MS),
     maxTurnBytes: cfg.maxTurnBytes,
     maxDocumentBytes: cfg.maxDocumentBytes,
     searchMaxLimit: cfg.searchMaxLimit,

@@ -10,7 +10,7 @@ import { SearchRequest, type SearchResponse } from '@talon/proto';
 import { BackgroundUpkeep, SEARCH_WAITS_FOR_INDEXING_MS } from '../src/background.ts';
 import { memoryHandlers } from '../src/handlers.ts';
 import { MEMORY_SCHEMA, memoryMigrations } from '../src/migrations.ts';
-import { configureSearchSessions, MemoryStore } from '../src/store.ts';
+import { configureSearchSessions, MemoryStore, type SearchInput } from '../src/store.ts';
 import { databaseKinds, startDb, type TestDb } from './databases.ts';
 
 const DIM = 384;
@@ -45,10 +45,11 @@ for (const { kind, skip } of await databaseKinds()) {
       await db?.close();
     });
 
-    const handlers = (beforeSearch?: () => Promise<void>) =>
+    /** The handlers as `talon up` wires them; `waitMs` undefined: searches do not wait. */
+    const handlers = (waitMs?: number) =>
       memoryHandlers(store, {
-        onTurnsStored: () => upkeep.indexSoon(),
-        ...(beforeSearch ? { beforeSearch } : {}),
+        onTurnsStored: (c) => upkeep.indexSoon(c),
+        ...(waitMs === undefined ? {} : { beforeSearch: (q: SearchInput) => upkeep.indexedFor(q.userId, q.exclude, waitMs) }),
         maxTurnBytes: 256 * 1024,
         maxDocumentBytes: 1024 * 1024,
         searchMaxLimit: 50,
@@ -67,8 +68,11 @@ for (const { kind, skip } of await databaseKinds()) {
       };
     }
 
-    /** Stores a fact in one conversation, then at once searches for it from another: how many hits. */
-    async function storeThenSearch(h: ReturnType<typeof handlers>, word: string) {
+    /**
+     * Stores a fact in conversation `word`, then at once searches for it as `searcher`
+     * (excluding `exclude`, as recall leaves out the conversation being answered).
+     */
+    async function storeThenSearch(h: ReturnType<typeof handlers>, word: string, searcher = 'alice', exclude?: string) {
       await h.appendTurns(
         {
           conversation: { userId: 'alice', channel: 'api', threadId: word },
@@ -76,27 +80,52 @@ for (const { kind, skip } of await databaseKinds()) {
         },
         ctx,
       );
-      const res = (await h.search(SearchRequest.fromPartial({ userId: 'alice', query: word, limit: 5 }), ctx)) as SearchResponse;
-      return res.hits.filter((x) => x.content.includes(word)).length;
+      const t0 = Date.now();
+      const res = (await h.search(
+        SearchRequest.fromPartial({
+          userId: searcher,
+          query: word,
+          limit: 5,
+          ...(exclude ? { excludeConversation: { userId: searcher, channel: 'api', threadId: exclude } } : {}),
+        }),
+        ctx,
+      )) as SearchResponse;
+      return { found: res.hits.filter((x) => x.content.includes(word)).length, ms: Date.now() - t0 };
     }
 
     it('without waiting, a search right after the store misses the turn (the race is real)', async () => {
       const restore = slowIndexing(300);
       try {
-        assert.equal(await storeThenSearch(handlers(), 'zeppelin'), 0);
+        assert.equal((await storeThenSearch(handlers(), 'zeppelin')).found, 0);
       } finally {
         await upkeep.indexed(5000);
         restore();
       }
     });
 
-    it('a search waits for the turns stored before it, and finds them', async () => {
+    it("a search waits for the user's turns stored before it, and finds them", async () => {
       const restore = slowIndexing(300);
       try {
-        const h = handlers(() => upkeep.indexed(SEARCH_WAITS_FOR_INDEXING_MS));
-        assert.equal(await storeThenSearch(h, 'marmalade'), 1);
-        assert.equal(await storeThenSearch(h, 'zeppelin'), 1, 'and the turn of the first test, indexed since');
+        const h = handlers(SEARCH_WAITS_FOR_INDEXING_MS);
+        assert.equal((await storeThenSearch(h, 'marmalade')).found, 1);
+        assert.equal((await storeThenSearch(h, 'zeppelin', 'alice', 'elsewhere')).found, 1, 'also when another conversation is left out');
       } finally {
+        restore();
+      }
+    });
+
+    it('does not wait for the conversation it leaves out, nor for other users', async () => {
+      const restore = slowIndexing(800);
+      try {
+        const h = handlers(SEARCH_WAITS_FOR_INDEXING_MS);
+        const own = await storeThenSearch(h, 'pelican', 'alice', 'pelican');
+        assert.equal(own.found, 0, 'the left-out conversation is not searched');
+        assert.ok(own.ms < 500, `waited ${own.ms} ms for the conversation being answered`);
+        const other = await storeThenSearch(h, 'walrus', 'bob');
+        assert.equal(other.found, 0, "bob never sees alice's turn");
+        assert.ok(other.ms < 500, `bob's search waited ${other.ms} ms for alice's turns`);
+      } finally {
+        await upkeep.indexed(10_000);
         restore();
       }
     });
@@ -104,13 +133,8 @@ for (const { kind, skip } of await databaseKinds()) {
     it('never waits longer than its bound for a slow indexing pass', async () => {
       const restore = slowIndexing(1500);
       try {
-        const t0 = Date.now();
-        const found = await storeThenSearch(
-          handlers(() => upkeep.indexed(100)),
-          'quokka',
-        );
-        const took = Date.now() - t0;
-        assert.ok(took < 1000, `the search took ${took} ms`);
+        const { found, ms } = await storeThenSearch(handlers(100), 'quokka');
+        assert.ok(ms < 1000, `the search took ${ms} ms`);
         assert.equal(found, 0, 'answered before the slow pass finished');
       } finally {
         await upkeep.indexed(10_000);
