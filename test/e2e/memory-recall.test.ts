@@ -93,7 +93,7 @@ describe('memory recall across conversations, end to end', () => {
   it('a message sent the instant the previous reply arrived sees that reply in its history', async () => {
     // The answer is recorded just after the reply goes out; the next turn of the conversation waits for it.
     let previous: string | undefined;
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 20; i++) {
       const { res, requests } = await say(alice, 'rapid', `rapid message ${i}`);
       const msgs = requests[0]!.body.messages as Array<{ role: string; content: string }>;
       if (previous !== undefined)

@@ -4,58 +4,45 @@ import { PendingRecords, withRetries } from './pending-records.ts';
 
 const conv = (threadId: string) => ({ userId: 'u1', channel: 'api', threadId });
 
-function deferred() {
-  let resolve!: () => void;
-  let reject!: (e: Error) => void;
-  const promise = new Promise<void>((a, b) => {
-    resolve = a;
-    reject = b;
-  });
-  return { promise, resolve, reject };
-}
-
 describe('PendingRecords', () => {
-  it('makes the next turn of a conversation wait for the record in flight, and only that conversation', async () => {
+  it('makes the next turn of a conversation wait for the held record, and only that conversation', async () => {
     const p = new PendingRecords();
-    const d = deferred();
-    const run = p.track(conv('a'), () => d.promise);
+    const hold = p.hold(conv('a'));
     let waited = false;
     const next = p.settled(conv('a')).then(() => (waited = true));
     let other = false;
     await p.settled(conv('b')).then(() => (other = true));
     assert.equal(other, true, 'another conversation does not wait');
+    await p.settled(undefined);
     await new Promise((r) => setTimeout(r, 10));
     assert.equal(waited, false, 'still recording');
-    d.resolve();
-    await run;
+    hold.release();
     await next;
     assert.equal(waited, true);
-    assert.equal(p.size, 0, 'forgotten once settled');
+    assert.equal(p.size, 0, 'forgotten once released');
   });
 
-  it('a failed record releases the waiters and still fails its own caller', async () => {
+  it('waits for every overlapping hold of a conversation; releasing twice is harmless', async () => {
     const p = new PendingRecords();
-    const d = deferred();
-    const run = p.track(conv('a'), () => d.promise);
-    d.reject(new Error('memory down'));
-    await assert.rejects(run, /memory down/);
-    await p.settled(conv('a'));
+    const first = p.hold(conv('a'));
+    const second = p.hold(conv('a'));
+    let waited = false;
+    const next = p.settled(conv('a')).then(() => (waited = true));
+    first.release();
+    first.release();
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(waited, false, 'the second is still being written');
+    assert.equal(p.size, 1);
+    second.release();
+    await next;
     assert.equal(p.size, 0);
   });
 
-  it('keeps the newest record of a conversation when two overlap', async () => {
+  it('a turn without a conversation neither holds nor waits', async () => {
     const p = new PendingRecords();
-    const first = deferred();
-    const second = deferred();
-    void p.track(conv('a'), () => first.promise);
-    void p.track(conv('a'), () => second.promise);
-    first.resolve();
-    await new Promise((r) => setTimeout(r, 5));
-    assert.equal(p.size, 1, 'the second is still being written');
-    second.resolve();
-    await p.settled(conv('a'));
-    await new Promise((r) => setTimeout(r, 5));
+    p.hold(undefined).release();
     assert.equal(p.size, 0);
+    await p.settled(undefined);
   });
 });
 

@@ -154,17 +154,28 @@ export class InboundWorker {
             out = { kind: 'reply', body: this.o.engine.errorBody(action.code, action.message, attempt) };
           }
           if (out.kind === 'reply') {
-            await this.publishReply(inbound, out.body);
             const record = out.afterReply;
+            // Held before the reply goes out: the user's next message can arrive before publish() returns.
+            const hold = record ? this.records.hold(inbound.conversation) : undefined;
             try {
-              // Idempotent by turn id: a brief memory outage is retried here rather than by
-              // running the turn again (which would record an answer the user never saw).
-              if (record) await this.records.track(inbound.conversation, () => withRetries(record, 4, 250));
-            } catch (err) {
-              // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
-              this.o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'recording the answer in memory failed; will retry');
-              m.nak(1000);
-              return;
+              await this.publishReply(inbound, out.body);
+              if (record) {
+                try {
+                  // Idempotent by turn id: a brief memory outage is retried here rather than by
+                  // running the turn again (which would record an answer the user never saw).
+                  await withRetries(record, 4, 250);
+                } catch (err) {
+                  // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
+                  this.o.log.warn(
+                    { inbound_id: inbound.id, err: (err as Error).message },
+                    'recording the answer in memory failed; will retry',
+                  );
+                  m.nak(1000);
+                  return;
+                }
+              }
+            } finally {
+              hold?.release();
             }
           }
           await m.ackAck();
