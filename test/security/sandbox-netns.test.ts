@@ -160,6 +160,10 @@ describe(
     after(async () => {
       node?.kill('SIGKILL');
       for (const r of relays) r.close();
+      // Destroyed, not ended: once the namespace is gone a FIN to it is never acknowledged,
+      // and an ended socket would keep this file's process alive until TCP gives up (~15 min).
+      for (const s of relayed) s.destroy();
+      relayed.clear();
       spawnSync('ip', ['netns', 'del', NS]);
       spawnSync('ip', ['link', 'del', VETH_HOST]);
       await upstream?.close();
