@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { receivedTexts, startTestPlatform, type RecordedLlmRequest, type TestPlatform } from '@talon/testkit';
+import { receivedTexts, startTestPlatform, streamedText, type RecordedLlmRequest, type TestPlatform } from '@talon/testkit';
 
 /** Scripted model: "SAVE: x" calls memory_save(x); "SEARCH: q" calls memory_search(q); otherwise echo. Either wire format. */
 function respond(req: RecordedLlmRequest) {
@@ -33,15 +33,6 @@ function systemText(req: RecordedLlmRequest): string {
     .filter((m) => m.role === 'system')
     .map((m) => m.text)
     .join('\n');
-}
-
-/** The assistant text of a streamed (SSE) chat completion. */
-function streamedText(sse: string): string {
-  return sse
-    .split('\n\n')
-    .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
-    .map((e) => (JSON.parse(e.slice(6)) as { choices: Array<{ delta?: { content?: string } }> }).choices[0]?.delta?.content ?? '')
-    .join('');
 }
 
 /** The user-role message carrying recalled memories, if any. */

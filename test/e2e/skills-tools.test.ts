@@ -19,7 +19,15 @@ import { Kvm } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
 import { approvalKey, KV_BUCKETS, STREAMS } from '@talon/kit';
 import { Approval, ApprovalKind, ApprovalStatus, OutboundMessage, ParkedTurn, ParkedTurnStatus, ToolCallAudit } from '@talon/proto';
-import { offeredTools, receivedTexts, startTestPlatform, toolResults, type RecordedLlmRequest, type TestPlatform } from '@talon/testkit';
+import {
+  offeredTools,
+  receivedTexts,
+  startTestPlatform,
+  streamedText,
+  toolResults,
+  type RecordedLlmRequest,
+  type TestPlatform,
+} from '@talon/testkit';
 import { SkillAdmin } from '../../services/sandbox/src/registry/admin.ts';
 import { builtSkill, ensureSkillsBuilt, installApproved } from '../../services/sandbox/test/support.ts';
 import { decideApproval } from '../../packages/cli/src/commands/approvals.ts';
@@ -46,15 +54,6 @@ async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, time
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/** The assistant text of a streamed (SSE) chat completion. */
-function streamedText(sse: string): string {
-  return sse
-    .split('\n\n')
-    .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
-    .map((e) => (JSON.parse(e.slice(6)) as { choices: Array<{ delta?: { content?: string } }> }).choices[0]?.delta?.content ?? '')
-    .join('');
 }
 
 type HistoryRow = { role: string; source: string; content: string; turn_id: string };

@@ -5,6 +5,7 @@ export * from './telemetry.ts';
 export * from './identity.ts';
 export * from './grpc.ts';
 export * from './subjects.ts';
+export * from './approvals.ts';
 export * from './nats.ts';
 export * from './lifecycle.ts';
 export * from './egress-client.ts';

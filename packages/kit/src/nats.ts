@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { connect, nkeyAuthenticator, headers as natsHeaders, type NatsConnection, type MsgHdrs } from '@nats-io/transport-node';
 import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { createUser, fromSeed } from '@nats-io/nkeys';
 import { STREAMS, KV_BUCKETS, OBJECT_BUCKETS, inboxPrefix } from './subjects.ts';
@@ -78,6 +78,15 @@ export function newNkeyUser(): NkeyPair {
 
 export function publicKeyOfSeed(seed: string): string {
   return fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey();
+}
+
+/**
+ * Opens a KV bucket for reads by direct get: no consumer and no STREAM.MSG.GET
+ * right needed, which is all most services' NATS users may do. (The option is
+ * missing from the client's KvOptions type, hence the cast.)
+ */
+export function openDirectKv(nc: NatsConnection, bucket: string): Promise<KV> {
+  return new Kvm(nc).open(bucket, { allow_direct: true } as never);
 }
 
 /**

@@ -24,6 +24,15 @@ export interface TestPlatformOptions {
   nodeArgs?: readonly string[];
 }
 
+/** The assistant text of a streamed (SSE) chat completion, as the gateway sends it. */
+export function streamedText(sse: string): string {
+  return sse
+    .split('\n\n')
+    .filter((e) => e.startsWith('data: ') && e !== 'data: [DONE]')
+    .map((e) => (JSON.parse(e.slice(6)) as { choices: Array<{ delta?: { content?: string } }> }).choices[0]?.delta?.content ?? '')
+    .join('');
+}
+
 export class TestPlatform {
   readonly platform: Platform;
   readonly llm: FakeLlm | undefined;

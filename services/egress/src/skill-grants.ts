@@ -5,9 +5,9 @@
 // while the record is approved for the binary it was approved for and its
 // publisher is still trusted. Changes to the bucket drop cached grants at once.
 import { createHash } from 'node:crypto';
-import { Kvm, type KV } from '@nats-io/kv';
+import { type KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS, publisherKey, skillRecordKey, type Logger, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS, publisherKey, skillRecordKey, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
 import { SkillRecord, SkillStatus, type SkillPermissions } from '@talon/proto';
 import { normalizeHost, type DestinationRule } from './policy.ts';
 
@@ -58,7 +58,7 @@ export class SkillGrants {
   }
 
   async start(): Promise<void> {
-    this.kv = await new Kvm(this.nc).open(KV_BUCKETS.skills, { allow_direct: true } as never);
+    this.kv = await openDirectKv(this.nc, KV_BUCKETS.skills);
     // Any change (approve, revoke, re-install, untrust) invalidates everything cached.
     this.sub = this.nc.subscribe(`$KV.${KV_BUCKETS.skills}.>`, {
       callback: () => {

@@ -4,8 +4,8 @@
 // very next request: nothing is cached.
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
-import { KV_BUCKETS, PermissionDenied, TalonError, Unauthenticated, type NatsConnection } from '@talon/kit';
+import { type KV } from '@nats-io/kv';
+import { KV_BUCKETS, PermissionDenied, TalonError, Unauthenticated, type NatsConnection, openDirectKv } from '@talon/kit';
 import { ApiToken, Scope } from '@talon/proto';
 
 export const TOKEN_PATTERN = /^talon_pat_[0-9a-f]{64}$/;
@@ -81,7 +81,7 @@ export class TokenStore {
   }
 
   async open(): Promise<void> {
-    this.kv = await new Kvm(this.nc).open(KV_BUCKETS.tokens, { allow_direct: true } as never);
+    this.kv = await openDirectKv(this.nc, KV_BUCKETS.tokens);
     this.jsm = await jetstreamManager(this.nc, { checkAPI: false });
   }
 

@@ -8,8 +8,8 @@
 // expired; the orchestrator writes EXPIRED by compare-and-set so a late decision
 // and the expiry cannot both win.
 import { createHash } from 'node:crypto';
-import { Kvm, type KV } from '@nats-io/kv';
-import { approvalKey, KV_BUCKETS, TalonError, type NatsConnection } from '@talon/kit';
+import { type KV } from '@nats-io/kv';
+import { approvalKey, approvalState, KV_BUCKETS, TalonError, type NatsConnection, openDirectKv } from '@talon/kit';
 import { Approval, ApprovalKind, ApprovalStatus, type ConversationRef } from '@talon/proto';
 
 /** Arguments larger than this cannot be shown to the approver in full; such calls are refused. */
@@ -80,24 +80,13 @@ export function decisionOf(a: Approval, s: ApprovalSubject, now: number): Decisi
     a.argumentsJson !== s.argumentsJson
   )
     return 'mismatch';
-  switch (a.status) {
-    case ApprovalStatus.APPROVAL_STATUS_APPROVED:
-      return 'approved';
-    case ApprovalStatus.APPROVAL_STATUS_DENIED:
-      return 'denied';
-    case ApprovalStatus.APPROVAL_STATUS_EXPIRED:
-      return 'expired';
-    case ApprovalStatus.APPROVAL_STATUS_PENDING:
-      return a.expiresAtMs > 0 && a.expiresAtMs <= now ? 'expired' : 'pending';
-    default:
-      return 'mismatch';
-  }
+  const state = approvalState(a, now);
+  return state === 'unknown' ? 'mismatch' : state;
 }
 
 /** Pending for the record alone (no call to compare with): what the resumer needs to know. */
 export function isSettled(a: Approval, now: number): boolean {
-  if (a.status === ApprovalStatus.APPROVAL_STATUS_PENDING) return a.expiresAtMs > 0 && a.expiresAtMs <= now;
-  return true;
+  return approvalState(a, now) !== 'pending';
 }
 
 /** A compare-and-set lost: the key changed (or exists) since the revision we wrote against. */
@@ -132,7 +121,7 @@ export class ApprovalBook {
   }
 
   async start(): Promise<void> {
-    this.kv = await new Kvm(this.nc).open(KV_BUCKETS.approvals, { allow_direct: true } as never);
+    this.kv = await openDirectKv(this.nc, KV_BUCKETS.approvals);
   }
 
   private bucket(): KV {

@@ -6,8 +6,8 @@
 // progress and its protobuf form are pure and tested on their own.
 import { createHash } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
-import { KV_BUCKETS, type NatsConnection } from '@talon/kit';
+import { type KV } from '@nats-io/kv';
+import { KV_BUCKETS, type NatsConnection, openDirectKv } from '@talon/kit';
 import { AgentLoopProgress, ParkedTurn, ParkedTurnStatus, type AgentMessage } from '@talon/proto';
 import type { LoopProgress } from './agent-loop.ts';
 import { isWrongSequence, kvCall } from './approvals.ts';
@@ -115,7 +115,7 @@ export class TurnStore {
 
   async start(): Promise<void> {
     this.jsm = await jetstreamManager(this.nc, { checkAPI: false });
-    this.kv = await new Kvm(this.nc).open(KV_BUCKETS.turns, { allow_direct: true } as never);
+    this.kv = await openDirectKv(this.nc, KV_BUCKETS.turns);
   }
 
   private bucket(): KV {

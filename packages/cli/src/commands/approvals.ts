@@ -5,26 +5,11 @@
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { Kvm } from '@nats-io/kv';
-import { approvalKey, KV_BUCKETS, type NatsConnection } from '@talon/kit';
+import { approvalKey, approvalState, KV_BUCKETS, type NatsConnection } from '@talon/kit';
 import { Approval, ApprovalKind, ApprovalStatus } from '@talon/proto';
 import { CliError, withAdminNats } from '../context.ts';
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
-
-export function approvalState(a: Approval, now = Date.now()): string {
-  switch (a.status) {
-    case ApprovalStatus.APPROVAL_STATUS_PENDING:
-      return a.expiresAtMs > 0 && a.expiresAtMs <= now ? 'expired' : 'pending';
-    case ApprovalStatus.APPROVAL_STATUS_APPROVED:
-      return 'approved';
-    case ApprovalStatus.APPROVAL_STATUS_DENIED:
-      return 'denied';
-    case ApprovalStatus.APPROVAL_STATUS_EXPIRED:
-      return 'expired';
-    default:
-      return 'unknown';
-  }
-}
 
 export async function listApprovals(nc: NatsConnection): Promise<Approval[]> {
   const kv = await new Kvm(nc).open(KV_BUCKETS.approvals);

@@ -1,7 +1,7 @@
 // Approvals (talon_approvals): requesters create PENDING records; the user who
 // owns the conversation (tool calls) or an operator decides them here, by
 // compare-and-set on the record's revision, so exactly one decision wins.
-import { approvalKey, KV_BUCKETS, PermissionDenied, TalonError, type NatsConnection } from '@talon/kit';
+import { approvalKey, approvalState, KV_BUCKETS, PermissionDenied, TalonError, type ApprovalState, type NatsConnection } from '@talon/kit';
 import { Approval, ApprovalKind, ApprovalStatus } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Principal } from '../auth.ts';
@@ -19,7 +19,7 @@ export interface ApprovalView {
   tool: string;
   summary: string;
   argumentsJson: string;
-  status: 'pending' | 'approved' | 'denied' | 'expired' | 'unknown';
+  status: ApprovalState;
   requestedAtMs: number;
   expiresAtMs: number;
   decidedAtMs: number;
@@ -27,21 +27,6 @@ export interface ApprovalView {
   reason: string;
   requestedBy: string;
   operatorOnly: boolean;
-}
-
-export function statusOf(a: Approval, now: number): ApprovalView['status'] {
-  switch (a.status) {
-    case ApprovalStatus.APPROVAL_STATUS_PENDING:
-      return a.expiresAtMs > 0 && a.expiresAtMs <= now ? 'expired' : 'pending';
-    case ApprovalStatus.APPROVAL_STATUS_APPROVED:
-      return 'approved';
-    case ApprovalStatus.APPROVAL_STATUS_DENIED:
-      return 'denied';
-    case ApprovalStatus.APPROVAL_STATUS_EXPIRED:
-      return 'expired';
-    default:
-      return 'unknown';
-  }
 }
 
 export function approvalView(a: Approval, now = Date.now()): ApprovalView {
@@ -55,7 +40,7 @@ export function approvalView(a: Approval, now = Date.now()): ApprovalView {
     tool: a.tool,
     summary: a.summary,
     argumentsJson: a.argumentsJson.slice(0, 4096),
-    status: statusOf(a, now),
+    status: approvalState(a, now),
     requestedAtMs: a.requestedAtMs,
     expiresAtMs: a.expiresAtMs,
     decidedAtMs: a.decidedAtMs,
@@ -99,7 +84,7 @@ export class ApprovalStore {
     // Someone else's approval is reported exactly like a missing one: no probing of ids.
     if (!e || !a || (p.scope !== 'operator' && a.userId !== p.userId)) throw new TalonError('not_found', `no approval ${id}`);
     if (!mayDecide(p, a)) throw new PermissionDenied('only an operator can decide this approval');
-    const status = statusOf(a, now);
+    const status = approvalState(a, now);
     if (status !== 'pending') throw new TalonError('conflict', `approval ${id} is already ${status}`);
     const next: Approval = {
       ...a,

@@ -1,8 +1,8 @@
 // KV access without consumers: direct gets by key and key listing through stream
 // info (the gateway's NATS user has no consumer rights on KV buckets).
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
-import { TalonError, type NatsConnection } from '@talon/kit';
+import { type KV, type KvEntry } from '@nats-io/kv';
+import { TalonError, type NatsConnection, openDirectKv } from '@talon/kit';
 
 export interface Bucket {
   readonly name: string;
@@ -12,7 +12,7 @@ export interface Bucket {
 }
 
 export async function openBucket(nc: NatsConnection, name: string, jsm?: JetStreamManager): Promise<Bucket> {
-  const kv = await new Kvm(nc).open(name, { allow_direct: true } as never);
+  const kv = await openDirectKv(nc, name);
   const m = jsm ?? (await jetstreamManager(nc, { checkAPI: false }));
   return {
     name,

@@ -7,9 +7,9 @@
 // binary, permissions) before it runs a call: this is what to offer, not what to trust.
 import { createHash } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { type KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS, type Logger, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
 import { SkillRecord, SkillStatus, TrustedPublisher } from '@talon/proto';
 import type { JsonSchema } from '../tools/registry.ts';
 
@@ -179,8 +179,7 @@ export class SkillCatalog {
 
   async start(): Promise<void> {
     this.jsm = await jetstreamManager(this.nc, { checkAPI: false });
-    // allow_direct: reads are direct gets (no consumer, no STREAM.MSG.GET right).
-    this.kv = await new Kvm(this.nc).open(KV_BUCKETS.skills, { allow_direct: true } as never);
+    this.kv = await openDirectKv(this.nc, KV_BUCKETS.skills);
     this.sub = this.nc.subscribe(`$KV.${KV_BUCKETS.skills}.>`, { callback: () => this.invalidate() });
     // Changes published while disconnected were missed.
     void (async () => {

@@ -7,9 +7,9 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { type KV, type KvEntry } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS, OBJECT_BUCKETS, publisherKey, skillRecordKey, type Logger, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS, OBJECT_BUCKETS, publisherKey, skillRecordKey, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
 import { SkillRecord, SkillStatus, TrustedPublisher } from '@talon/proto';
 import { SkillRunError } from '../errors.ts';
 import { VERSION_PATTERN, skillId } from '../package/manifest.ts';
@@ -71,8 +71,7 @@ export class SkillReader {
 
   async start(): Promise<void> {
     this.jsm = await jetstreamManager(this.nc, { checkAPI: false });
-    // allow_direct: reads are direct gets (no STREAM.MSG.GET right needed).
-    this.kv = await new Kvm(this.nc).open(KV_BUCKETS.skills, { allow_direct: true } as never);
+    this.kv = await openDirectKv(this.nc, KV_BUCKETS.skills);
     if (this.opts.cacheDir) mkdirSync(this.opts.cacheDir, { recursive: true, mode: 0o700 });
     const prefix = `$KV.${KV_BUCKETS.skills}.`;
     this.sub = this.nc.subscribe(`${prefix}>`, {
