@@ -1,6 +1,6 @@
 // Static validation of the deployment files (no Docker engine or cluster here):
 // they parse, name every service consistently, give each container only its own
-// key material, and encode the network shape of DESIGN.md.
+// key material, and encode the network shape of docs/architecture.md.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';

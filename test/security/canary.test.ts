@@ -1,4 +1,4 @@
-// DESIGN.md invariant 1 for a whole chat turn: a canary secret put into the vault
+// docs/architecture.md invariant 1 for a whole chat turn: a canary secret put into the vault
 // through the CLI is injected by egress into the LLM call (the fake LLM checks
 // it), yet it is never observed on NATS, in any log, in any exported span, in any
 // table except as ciphertext, or in the heap of gateway, orchestrator, memory or

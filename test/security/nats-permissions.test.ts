@@ -1,4 +1,4 @@
-// DESIGN.md invariant 5: each service's NATS credentials allow only its own
+// docs/architecture.md invariant 5: each service's NATS credentials allow only its own
 // subjects; publishing or subscribing elsewhere is refused by nats-server itself.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// DESIGN.md invariant 5 for the skill registry: the sandbox identity reads skill
+// docs/architecture.md invariant 5 for the skill registry: the sandbox identity reads skill
 // records and binaries (direct gets and plain subscriptions only, no consumers) and can
 // write neither; the admin identity (the CLI) writes them. Enforced by nats-server.
 import { after, before, describe, it } from 'node:test';

@@ -1,4 +1,4 @@
-// DESIGN.md invariant 4: a sandbox node has no route to the network except the
+// docs/architecture.md invariant 4: a sandbox node has no route to the network except the
 // egress proxy and NATS. The node runs inside its own network namespace whose only
 // way out is a veth link to the host, filtered by nftables to exactly the NATS and
 // egress ports. From inside, the node (and any process next to it) reaches nothing
