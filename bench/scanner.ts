@@ -3,8 +3,13 @@
 // (a) throughput of LeakScanner.scanRequest over ~20 MB of mixed realistic
 //     request bodies (JSON API payloads, prose, base64 blobs, code, form bodies)
 //     with every built-in rule and 50 secret fingerprints loaded (target >= 150 MB/s);
+//     then (a2) on documents the newer layers work on: multilingual chat and HTML
+//     (clean), and documents carrying a leak in each carrier the scanner reads
+//     (Unicode tricks, split values, reversal, ROT13, base32, HTML entities,
+//     UTF-16, separators). Kept apart from (a) so that (a) stays comparable over time.
 // (b) for every rule, the slowest of several 100 KB near-miss inputs crafted to
-//     almost match it over and over (target < 20 ms);
+//     almost match it over and over, and for each newer layer the slowest of
+//     inputs crafted against it (target < 20 ms);
 // (c) ExactMatcher alone, and the streaming ResponseRedactor, on the same corpus.
 // Figures, not assertions: the process exits 0 whatever it measures.
 import { cpus, totalmem } from 'node:os';
@@ -16,6 +21,7 @@ import { ResponseRedactor } from '../services/egress/src/scan/redactor.ts';
 import { fingerprintSecret } from '../services/egress/src/scan/fingerprint.ts';
 import { BUILTIN_RULES } from '../services/egress/src/scan/rules.ts';
 import { RULE_FIXTURES } from '../services/egress/src/scan/rule-fixtures.ts';
+import { redactText } from '../services/egress/src/scan/redact.ts';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(name);
@@ -305,6 +311,106 @@ if (PARTS.includes('a')) {
   );
 }
 
+// (a2) the newer layers: clean documents they work on, and documents carrying a leak in each carrier
+if (PARTS.includes('a')) {
+  const token = RULE_FIXTURES.github_pat!.positives[0]!;
+  const secret = chars(ALNUM, 32);
+  const carrierScanner = new LeakScanner();
+  carrierScanner.setFingerprints([...fingerprints, fingerprintSecret('bench_canary', Buffer.from(secret))]);
+  const spaced = (s: string, sep: string) => [...s].join(sep);
+  const rot = (s: string) =>
+    s.replace(/[a-z]/gi, (c) => String.fromCharCode(((c.toLowerCase().charCodeAt(0) - 97 + 13) % 26) + (c <= 'Z' ? 65 : 97)));
+  const html = (s: string) => [...s].map((c) => `&#${c.charCodeAt(0)};`).join('');
+  const halves = (s: string) => [s.slice(0, s.length >> 1), s.slice(s.length >> 1)];
+  const MULTI = [
+    'Grüße aus Köln',
+    '東京の天気は晴れです！（本当に）',
+    'Привет, как дела?',
+    'مرحبا بالعالم',
+    'naïve café, 10\u00a0€…',
+    'weather 🌤️ family 👨‍👩‍👧',
+    'señor, façade, smörgåsbord',
+  ];
+  const multilingual = (): string =>
+    JSON.stringify({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: `Acme™ notes. ${prose(int(500, 3000)).replace(/\. /g, () => `. ${pick(MULTI)} `)}` }],
+    });
+  const htmlPage = (): string =>
+    `<!doctype html><html><body>${Array.from({ length: int(10, 60) }, () => `<p class="x">${sentence().replace(/ and /g, ' &amp; ')} &mdash; &#8220;${pick(WORDS)}&#8221; <a href="https://docs.example.com/?a=1&amp;b=2">${pick(WORDS)}</a></p>`).join('\n')}</body></html>`;
+  const carriers: Array<[string, (leak: string) => string]> = [
+    ['zero-width', (l) => spaced(l, '\u200b')],
+    ['fullwidth', (l) => [...l].map((c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0)).join('')],
+    ['reversed', (l) => [...l].reverse().join('')],
+    ['rot13', rot],
+    ['base32', (l) => Buffer.from(l).toString('hex').toUpperCase()], // replaced below by real base32
+    ['html', html],
+    ['utf16le', (l) => Buffer.from(`k=${l}`, 'utf16le').toString('base64')],
+    ['separated', (l) => spaced(l, ' ')],
+  ];
+  const b32 = (b: Buffer) => {
+    const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+    let bits = 0;
+    let v = 0;
+    let out = '';
+    for (const x of b) {
+      v = (v << 8) | x;
+      bits += 8;
+      while (bits >= 5) out += A[(v >> (bits -= 5)) & 31];
+    }
+    return bits > 0 ? out + A[(v << (5 - bits)) & 31] : out;
+  };
+  carriers[4] = ['base32', (l) => b32(Buffer.from(` ${l}`))];
+  const leaky: Doc[] = [];
+  for (let i = 0; i < 200; i++) {
+    const leak = i % 2 === 0 ? token : secret;
+    const [name, wrap] = carriers[i % carriers.length]!;
+    const [a, b] = halves(leak);
+    const body =
+      i % 5 === 0
+        ? JSON.stringify({ model: 'gpt-4o-mini', a, b, messages: [{ role: 'user', content: prose(int(500, 3000)) }] })
+        : JSON.stringify({
+            model: 'gpt-4o-mini',
+            messages: [{ role: 'user', content: `${prose(int(500, 3000))} ${wrap(leak)} ${prose(200)}` }],
+          });
+    leaky.push({ kind: i % 5 === 0 ? 'split JSON' : name, contentType: 'application/json', body: Buffer.from(body) });
+  }
+  const clean: Doc[] = [];
+  for (let i = 0; i < 120; i++)
+    clean.push(
+      i % 2 === 0
+        ? { kind: 'multilingual', contentType: 'application/json', body: Buffer.from(multilingual()) }
+        : { kind: 'HTML', contentType: 'text/html', body: Buffer.from(htmlPage()) },
+    );
+  const measure = (set: Doc[]) => {
+    const bytes = set.reduce((n, d) => n + d.body.length, 0);
+    let found = 0;
+    const scan = () => {
+      found = 0;
+      for (const d of set)
+        if (
+          carrierScanner.scanRequest({ url: 'https://api.example.com/v1/x', headers: { 'content-type': d.contentType }, body: d.body })
+            .length > 0
+        )
+          found++;
+    };
+    scan();
+    const cpu = median(Array.from({ length: 5 }, () => timeBoth(scan).cpu));
+    return { mb: mbps(bytes, cpu), found, bytes };
+  };
+  const c = measure(clean);
+  const l = measure(leaky);
+  console.log(
+    `\n(a2) newer layers: clean multilingual chat and HTML (${(c.bytes / 1e6).toFixed(1)} MB): ${c.mb} MB/s per CPU time, ` +
+      `${c.found} of ${clean.length} flagged; documents with one leak in a carrier (${(l.bytes / 1e6).toFixed(1)} MB): ` +
+      `${l.mb} MB/s, ${l.found} of ${leaky.length} caught`,
+  );
+  const redactMs = timeBoth(() => {
+    for (const d of leaky.slice(0, 50)) redactText(carrierScanner, d.body.toString());
+  }).cpu;
+  console.log(`    redactText on 50 of them: ${(redactMs / 50).toFixed(2)} ms each (CPU)`);
+}
+
 // (b) near misses
 if (PARTS.includes('b')) {
   console.log(
@@ -335,6 +441,35 @@ if (PARTS.includes('b')) {
         worst = { ms: m, max: Math.max(...times.map((t) => t.wall)), cpu: median(times.map((t) => t.cpu)), input: label, findings: n };
     }
     rows.push({ id: rule.id, ...worst });
+  }
+  // Inputs crafted against the newer layers (labelled "layer:" in place of a rule id).
+  const rep = (u: string) => repeatTo(u, NEAR_MISS_BYTES);
+  const layerInputs: Array<[string, string, 'body' | 'url']> = [
+    ['layer:reversed', rep('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa_phg '), 'body'],
+    ['layer:rot13', rep('tuc_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa '), 'body'],
+    ['layer:separated', rep('g h p _ '), 'body'],
+    ['layer:html', rep('&amp;#103;&#x68;'), 'body'],
+    ['layer:unicode zero-width', rep('g\u200b'), 'body'],
+    ['layer:unicode NFKC expansion', rep('\ufdfa'), 'body'],
+    ['layer:base32', rep('MZXW6YTBOI2345'), 'body'],
+    ['layer:utf16', Buffer.from(rep('ghp_a'), 'utf16le').toString('base64'), 'body'],
+    ['layer:json values', `[${rep('"gh","p_",')}"x"]`, 'body'],
+    ['layer:json literal values', `[${rep('"xghp_aaaa",')}"x"]`, 'body'],
+    ['layer:query values', `https://h.example/x?${rep('a=ghp_&')}`, 'url'],
+  ];
+  for (const [id, text, location] of layerInputs) {
+    const body = Buffer.from(text);
+    scanner.scanText(body, location);
+    let n = 0;
+    const times = Array.from({ length: 5 }, () => timeBoth(() => (n = scanner.scanText(body, location).length)));
+    rows.push({
+      id,
+      ms: median(times.map((t) => t.wall)),
+      max: Math.max(...times.map((t) => t.wall)),
+      cpu: median(times.map((t) => t.cpu)),
+      input: `${(body.length / 1024).toFixed(0)} KB crafted`,
+      findings: n,
+    });
   }
   const idWidth = Math.max(...rows.map((r) => r.id.length));
   console.log(`    ${'rule'.padEnd(idWidth)}  median ms  max ms  CPU ms  slowest input`);

@@ -85,6 +85,25 @@ describe('package boundaries', () => {
       for (const spec of imports(f)) assert.doesNotMatch(spec, /vault/i, `${relative(REPO_ROOT, f)} imports ${spec}`);
   });
 
+  it('only egress/src/record.ts builds what a decision records of a request (host, path, query, headers)', () => {
+    // Everything recorded about a request must come from the redacted copy record.ts makes.
+    const fields = /\b(?:requestHeaders|path|query|host)\s*:/;
+    const decisions = /\bdecision\(\{([^}]*)\}/gs;
+    let checked = 0;
+    for (const f of files.egress!) {
+      const rel = relative(REPO_ROOT, f);
+      const text = readFileSync(f, 'utf8');
+      if (rel === 'services/egress/src/record.ts') continue;
+      for (const m of text.matchAll(decisions)) {
+        checked++;
+        assert.doesNotMatch(m[1]!, fields, `${rel} puts request fields into a decision itself: decision({${m[1]}})`);
+      }
+      assert.doesNotMatch(text, /\b(?:base|decision)\.(?:requestHeaders|path|query|host)\s*=/, `${rel} assigns a recorded request field`);
+      assert.doesNotMatch(text, /Object\.assign\(\s*base\s*,\s*\{[^}]*\b(?:path|query|host)\b/, `${rel} assigns a recorded request field`);
+    }
+    assert.ok(checked >= 2, 'the decision calls were found');
+  });
+
   for (const s of ['memory', 'vault'] as const) {
     it(`${s} holds no NATS client (it talks only to PostgreSQL and gRPC callers)`, () => {
       for (const f of files[s]!)

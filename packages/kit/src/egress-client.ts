@@ -10,6 +10,18 @@ import type { TlsMaterial } from './grpc.ts';
 import { injectRecord } from './telemetry.ts';
 
 export const EGRESS_ERROR_HEADER = 'x-talon-egress-error';
+/** Egress's stable reason for a refusal (e.g. host_not_allowed, secret_leak_blocked). */
+export const EGRESS_REASON_HEADER = 'x-talon-egress-reason';
+
+/** A request egress refused; `reason` says why (EGRESS_REASON_HEADER). */
+export class EgressRefusal extends TalonError {
+  readonly reason: string;
+  constructor(code: ConstructorParameters<typeof TalonError>[0], reason: string, message: string) {
+    super(code, message);
+    this.name = 'EgressRefusal';
+    this.reason = reason;
+  }
+}
 
 export interface EgressRequest {
   method: string;
@@ -96,7 +108,12 @@ export class EgressClient {
       } catch {
         /* keep default */
       }
-      throw new TalonError(isErrorCode(egressCode) ? egressCode : 'policy_denied', message);
+      const reason = res.headers[EGRESS_REASON_HEADER];
+      throw new EgressRefusal(
+        isErrorCode(egressCode) ? egressCode : 'policy_denied',
+        typeof reason === 'string' ? reason : egressCode,
+        message,
+      );
     }
     return { status: res.statusCode, headers: res.headers, body: res.body };
   }

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type { SecretFingerprint as ProtoSecretFingerprint } from '@talon/proto';
-import { FINGERPRINT_PREFIX_BYTES, MIN_SECRET_BYTES, encodedForms, fingerprintSecret } from './fingerprint.ts';
+import { FINGERPRINT_PREFIX_BYTES, MIN_SECRET_BYTES, REVERSED_MIN_BYTES, encodedForms, fingerprintSecret } from './fingerprint.ts';
 
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest();
 
@@ -20,6 +20,11 @@ describe('fingerprintSecret', () => {
       hex_upper: value.toString('hex').toUpperCase(),
       percent: encodeURIComponent(value.toString('utf8')),
       json: JSON.stringify(value.toString('utf8')).slice(1, -1),
+      html: value.toString('utf8').replace(/"/g, '&quot;').replace(/>/g, '&gt;'),
+      reversed: [...value.toString('utf8')].reverse().join(''),
+      rot13: value
+        .toString('utf8')
+        .replace(/[a-z]/gi, (c) => String.fromCharCode(((c.toLowerCase().charCodeAt(0) - 97 + 13) % 26) + (c <= 'Z' ? 65 : 97))),
     };
     assert.deepEqual(
       fp.forms.map((f) => f.encoding),
@@ -38,13 +43,30 @@ describe('fingerprintSecret', () => {
     const fp = fingerprintSecret('plain', Buffer.from('abcdefghijklmnop'));
     assert.deepEqual(
       fp.forms.map((f) => f.encoding),
-      ['raw', 'base64', 'hex', 'hex_upper', 'json'],
+      ['raw', 'base64', 'hex', 'hex_upper', 'json', 'reversed', 'rot13'],
     );
     assert.ok(fp.forms[4]!.sha256.equals(fp.forms[0]!.sha256), 'json equals raw: nothing to escape');
     const digits = fingerprintSecret('digits', Buffer.from('1234567812345678'));
     assert.ok(
       !digits.forms.some((f) => f.encoding === 'hex_upper' && digits.forms.some((g) => g.encoding === 'hex' && g.sha256.equals(f.sha256))),
     );
+  });
+
+  it('gives no reversed form to values shorter than REVERSED_MIN_BYTES (its anchor is their last four bytes)', () => {
+    const short = fingerprintSecret('short', Buffer.from('x'.repeat(REVERSED_MIN_BYTES - 3) + 'yz'));
+    assert.ok(!short.forms.some((f) => f.encoding === 'reversed'));
+    assert.ok(
+      fingerprintSecret('long', Buffer.from('x'.repeat(REVERSED_MIN_BYTES - 1) + 'y')).forms.some((f) => f.encoding === 'reversed'),
+    );
+  });
+
+  it('reverses UTF-8 values by character, other bytes byte by byte; rot13 leaves all but ASCII letters alone', () => {
+    const utf8 = Buffer.from('päss-wörd-ünïcode-1234');
+    const [rev] = encodedForms(utf8).filter((f) => f.encoding === 'reversed');
+    assert.equal(rev!.bytes.toString('utf8'), [...utf8.toString('utf8')].reverse().join(''));
+    const binary = Buffer.from([0xff, 0xfe, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e]);
+    assert.deepEqual(encodedForms(binary).find((f) => f.encoding === 'reversed')!.bytes, Buffer.from(binary).reverse());
+    assert.ok(!encodedForms(Buffer.from('1234-5678-9012')).some((f) => f.encoding === 'rot13'), 'no letters: same as raw');
   });
 
   it('gives values shorter than MIN_SECRET_BYTES no fingerprints', () => {

@@ -17,18 +17,28 @@ export const MIN_SECRET_BYTES = 8;
 /** Bytes of each encoded form kept in clear as the match anchor. */
 export const FINGERPRINT_PREFIX_BYTES = 4;
 
+/** Shortest value given a reversed form (see FORM_ENCODINGS). */
+export const REVERSED_MIN_BYTES = 16;
+
 /**
  * Encodings of a value that egress matches exactly:
  * - raw: the bytes themselves;
  * - base64 / base64url: without padding (a padded occurrence contains the unpadded form, so both match);
  * - hex / hex_upper;
  * - percent: encodeURIComponent's set, upper-case escapes, every non-ASCII byte escaped;
- * - json: the body of a JSON string literal (quotes, backslashes and control characters escaped).
+ * - json: the body of a JSON string literal (quotes, backslashes and control characters escaped);
+ * - html: `&`, `<`, `>`, `"` and `'` escaped as `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&#39;`
+ *   (the scanner decodes other character references itself, but not these five, which fill
+ *   ordinary HTML);
+ * - reversed: the value written backwards (by character when it is UTF-8), for values of
+ *   REVERSED_MIN_BYTES or more: its anchor is the value's last four bytes, which with the raw
+ *   form's first four would leave too little of a shorter value hidden;
+ * - rot13: letters rotated by 13 (its anchor tells nothing the raw form's does not).
  * A form identical to one already listed is left out, except json: every UTF-8
  * value gets one, so that a json form equal to raw tells the scanner the value
  * holds nothing JSON escapes (it then skips re-scanning around \n \" escapes).
  */
-export const FORM_ENCODINGS = ['raw', 'base64', 'base64url', 'hex', 'hex_upper', 'percent', 'json'] as const;
+export const FORM_ENCODINGS = ['raw', 'base64', 'base64url', 'hex', 'hex_upper', 'percent', 'json', 'html', 'reversed', 'rot13'] as const;
 export type FormEncoding = (typeof FORM_ENCODINGS)[number];
 
 /** Structurally the generated proto's FormFingerprint (Buffer is a Uint8Array). */
@@ -85,6 +95,36 @@ function jsonForm(value: Buffer): Buffer | null {
   return Buffer.from(JSON.stringify(text).slice(1, -1), 'utf8');
 }
 
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+function htmlForm(value: Buffer): Buffer {
+  return Buffer.from(
+    value.toString('latin1').replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!),
+    'latin1',
+  );
+}
+
+function reversedForm(value: Buffer): Buffer | null {
+  if (value.length < REVERSED_MIN_BYTES) return null;
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(value);
+  } catch {
+    return Buffer.from(value).reverse(); // not text: bytes backwards
+  }
+  return Buffer.from([...text].reverse().join(''), 'utf8');
+}
+
+function rot13Form(value: Buffer): Buffer {
+  const out = Buffer.from(value);
+  for (let i = 0; i < out.length; i++) {
+    const b = out[i]!;
+    if (b >= 0x41 && b <= 0x5a) out[i] = 0x41 + ((b - 0x41 + 13) % 26);
+    else if (b >= 0x61 && b <= 0x7a) out[i] = 0x61 + ((b - 0x61 + 13) % 26);
+  }
+  return out;
+}
+
 /** Every distinct encoded form of `value`, in FORM_ENCODINGS order. Holds plaintext: for the vault and tests only. */
 export function encodedForms(value: Uint8Array): Array<{ encoding: FormEncoding; bytes: Buffer }> {
   const raw = Buffer.from(value);
@@ -96,6 +136,9 @@ export function encodedForms(value: Uint8Array): Array<{ encoding: FormEncoding;
     ['hex_upper', Buffer.from(raw.toString('hex').toUpperCase(), 'latin1')],
     ['percent', percentForm(raw)],
     ['json', jsonForm(raw)],
+    ['html', htmlForm(raw)],
+    ['reversed', reversedForm(raw)],
+    ['rot13', rot13Form(raw)],
   ];
   const out: Array<{ encoding: FormEncoding; bytes: Buffer }> = [];
   for (const [encoding, bytes] of candidates) {

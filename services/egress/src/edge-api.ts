@@ -7,11 +7,18 @@ import { InvalidArgument, type UnaryHandler } from '@talon/kit';
 import {
   Placement,
   WebhookScheme,
+  type RedactTextRequest,
+  type RedactTextResponse,
   type ListSecretNamesResponse,
   type VerifyWebhookRequest,
   type VerifyWebhookResponse,
 } from '@talon/proto';
+import type { UserRedaction } from './scanning.ts';
 import type { VaultLink } from './vault-client.ts';
+
+/** Limits of one RedactText call (gRPC's own cap is 4 MiB per message). */
+export const REDACT_MAX_TEXTS = 256;
+export const REDACT_MAX_BYTES = 2 * 1024 * 1024;
 
 const SCHEMES: Record<number, string> = {
   [WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX]: 'hmac_sha256_hex',
@@ -27,7 +34,14 @@ const PLACEMENTS: Record<number, string> = {
   [Placement.PLACEMENT_PATH]: 'path',
 };
 
-export function edgeHandlers(vault: VaultLink) {
+export function edgeHandlers(vault: VaultLink, scanner: { redactForUser(text: string): UserRedaction }) {
+  const redactText: UnaryHandler<RedactTextRequest, RedactTextResponse> = async (req) => {
+    if (req.texts.length > REDACT_MAX_TEXTS) throw new InvalidArgument(`at most ${REDACT_MAX_TEXTS} texts per RedactText call`);
+    let size = 0;
+    for (const t of req.texts) size += Buffer.byteLength(t);
+    if (size > REDACT_MAX_BYTES) throw new InvalidArgument(`texts of one RedactText call may hold at most ${REDACT_MAX_BYTES} bytes`);
+    return { texts: req.texts.map((t) => (t === '' ? { text: t, labels: [] } : scanner.redactForUser(t))) };
+  };
   const verifyWebhook: UnaryHandler<VerifyWebhookRequest, VerifyWebhookResponse> = async (req, ctx) => {
     const scheme = SCHEMES[req.scheme];
     if (!scheme) throw new InvalidArgument('scheme must be HMAC_SHA256_HEX, TOKEN or ED25519');
@@ -54,5 +68,5 @@ export function edgeHandlers(vault: VaultLink) {
       expiresAtMs: s.policy?.expiresAtMs ?? 0,
     })),
   });
-  return { verifyWebhook, listSecretNames };
+  return { verifyWebhook, listSecretNames, redactText };
 }

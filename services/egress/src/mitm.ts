@@ -11,25 +11,30 @@ import { principalOf, type ProxyCredentials } from './auth.ts';
 import type { LeafIssuer } from './ca.ts';
 import { normalizeHost, hostMatches, type DestinationRule } from './policy.ts';
 import { decision, type AuditSink } from './audit.ts';
-import type { TunnelContext } from './proxy.ts';
+import { ProxyError, type TunnelContext } from './proxy.ts';
+import { recordRequest, type RecordScanner } from './record.ts';
 
 export interface TunnelDeps {
   issuer: LeafIssuer;
   credentials: ProxyCredentials;
   rules: (principal: string) => readonly DestinationRule[];
   handle: (req: IncomingMessage, res: import('node:http').ServerResponse, tunnel: TunnelContext) => Promise<void>;
+  /** Refuses a host name that carries credential material or names a metadata service (proxy.ts checkHostName). */
+  checkHost: (rawHost: string, host: string, port: number) => void;
+  /** Redacts what a refusal records (record.ts). */
+  scanner: RecordScanner | undefined;
   audit: AuditSink;
   log: Logger;
   maxTunnels: number;
 }
 
-export function parseConnectTarget(authority: string | undefined): { host: string; port: number } | undefined {
+export function parseConnectTarget(authority: string | undefined): { host: string; rawHost: string; port: number } | undefined {
   if (!authority) return undefined;
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(authority);
   if (!m) return undefined;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
-  return { host: normalizeHost(m[1]!), port };
+  return { host: normalizeHost(m[1]!), rawHost: m[1]!, port };
 }
 
 export class Tunnels {
@@ -55,37 +60,63 @@ export class Tunnels {
     return this.active;
   }
 
-  private refuse(socket: Duplex, status: number, code: string, message: string, principal = ''): void {
+  private refuse(
+    socket: Duplex,
+    status: number,
+    code: string,
+    message: string,
+    req: IncomingMessage,
+    seen: { principal?: string; findings?: readonly string[]; target?: { host: string; port: number } } = {},
+  ): void {
     const body = JSON.stringify({ error: { code, message } });
     const extra = status === 407 ? 'Proxy-Authenticate: Basic realm="talon-egress"\r\n' : '';
     socket.end(
       `HTTP/1.1 ${status} ${status === 407 ? 'Proxy Authentication Required' : status === 503 ? 'Service Unavailable' : status === 400 ? 'Bad Request' : 'Forbidden'}\r\n` +
         `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nx-talon-egress-error: ${code}\r\n${extra}Connection: close\r\n\r\n${body}`,
     );
-    this.d.audit.record(decision({ principal, method: 'CONNECT', scheme: 'https', reason: code, status, via: 'tunnel' }));
+    const parts = { host: seen.target?.host ?? '', path: '', query: '', headers: req.headers };
+    this.d.audit.record(
+      decision({
+        ...recordRequest(this.d.scanner, parts),
+        principal: seen.principal ?? '',
+        method: 'CONNECT',
+        scheme: 'https',
+        port: seen.target?.port ?? 0,
+        reason: code,
+        status,
+        via: 'tunnel',
+        findings: [...(seen.findings ?? [])],
+      }),
+    );
   }
 
   /** Handler for the 'connect' event of an http(s) server. */
   onConnect = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => socket.destroy());
     const who = principalOf(req, this.d.credentials);
-    if (!who) return this.refuse(socket, 407, 'unauthenticated', 'egress needs a Talon client certificate or a proxy credential');
+    if (!who) return this.refuse(socket, 407, 'unauthenticated', 'egress needs a Talon client certificate or a proxy credential', req);
     const target = parseConnectTarget(req.url);
-    if (!target) return this.refuse(socket, 400, 'invalid_argument', 'CONNECT needs host:port', who.principal);
+    if (!target) return this.refuse(socket, 400, 'invalid_argument', 'CONNECT needs host:port', req, { principal: who.principal });
+    try {
+      this.d.checkHost(target.rawHost, target.host, target.port);
+    } catch (err) {
+      if (!(err instanceof ProxyError)) throw err;
+      return this.refuse(socket, 403, err.reason, err.message, req, { principal: who.principal, findings: err.findings, target });
+    }
     // The method is checked per request inside; here only that some rule covers host:port.
     const rules = this.d
       .rules(who.principal)
       .filter((r) => r.principal === who.principal && hostMatches(r.host, target.host) && (r.port ?? 443) === target.port);
     if (rules.length === 0)
-      return this.refuse(
-        socket,
-        403,
-        'host_not_allowed',
-        `${who.principal} may not connect to ${target.host}:${target.port}`,
-        who.principal,
-      );
+      return this.refuse(socket, 403, 'host_not_allowed', `${who.principal} may not connect to ${target.host}:${target.port}`, req, {
+        principal: who.principal,
+        target,
+      });
     if (this.active >= this.d.maxTunnels)
-      return this.refuse(socket, 503, 'unavailable', `too many open tunnels (${this.d.maxTunnels}); retry shortly`, who.principal);
+      return this.refuse(socket, 503, 'unavailable', `too many open tunnels (${this.d.maxTunnels}); retry shortly`, req, {
+        principal: who.principal,
+        target,
+      });
     this.active += 1;
     this.sockets.add(socket);
     socket.once('close', () => {
@@ -104,7 +135,7 @@ export class Tunnels {
           SNICallback: (_servername, cb) => cb(null, secureContext),
         });
         tls.on('error', () => tls.destroy());
-        this.contexts.set(tls, { principal: who.principal, host: target.host, port: target.port });
+        this.contexts.set(tls, { principal: who.principal, host: target.host, rawHost: target.rawHost, port: target.port });
         this.inner.emit('connection', tls);
       },
       (err: unknown) => {

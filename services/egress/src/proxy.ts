@@ -6,15 +6,29 @@
 // Refusals carry a stable code (x-talon-egress-error) and never echo a secret.
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { EGRESS_ERROR_HEADER, extractRecord, scrub, SpanKind, TalonError, withSpan, type Logger } from '@talon/kit';
-import { Placement, type Header, type SecretFingerprint } from '@talon/proto';
+import {
+  EGRESS_ERROR_HEADER,
+  EGRESS_REASON_HEADER,
+  extractRecord,
+  parseSkillRef,
+  SKILL_HEADER,
+  scrub,
+  SpanKind,
+  TalonError,
+  withSpan,
+  type Logger,
+  type Span,
+} from '@talon/kit';
+import { Placement, type SecretFingerprint } from '@talon/proto';
 import { decision, type AuditSink, type DecisionInput } from './audit.ts';
+import { isMetadataHostName } from './metadata-names.ts';
+import { recordHeaders, recordRequest, type RecordScanner, type RequestParts } from './record.ts';
 import { principalOf, type ProxyCredentials } from './auth.ts';
 import { decideDestination, defaultPort, normalizeHost, type DestinationRule } from './policy.ts';
-import { applySecrets, findPlaceholders, PlaceholderError } from './placeholders.ts';
-import { DestinationRefused, resolveDestination, type Lookup } from './resolve.ts';
+import { applySecrets, findPlaceholders, PlaceholderError, type PlaceholderUse } from './placeholders.ts';
+import { DestinationRefused, resolveDestination, type Lookup, type ResolvedAddress } from './resolve.ts';
 import type { Upstreams } from './upstream.ts';
 import type { VaultApi } from './vault-client.ts';
 
@@ -33,7 +47,7 @@ const HOP_HEADERS = new Set([
   'traceparent',
   'tracestate',
   'baggage',
-  'x-talon-skill',
+  SKILL_HEADER,
 ]);
 
 /** What the leak scanner provides to the proxy (services/egress/src/scan). */
@@ -49,8 +63,10 @@ export interface RedactorLike {
   end(): Uint8Array;
   readonly redactions: number;
 }
-export interface ScannerLike {
+export interface ScannerLike extends RecordScanner {
   scanRequest(req: { url: string; headers: Record<string, string | string[] | undefined>; body: Uint8Array }): ScanFindingLike[];
+  /** Scans a destination host name as sent, its labels decoded (hex, base32, base64url), before any DNS lookup. */
+  scanHost(host: string): ScanFindingLike[];
   setFingerprints(fps: readonly SecretFingerprint[]): void;
   /** A streaming redactor of every vault secret value in its encoded forms. */
   createRedactor(): RedactorLike;
@@ -80,15 +96,25 @@ export interface ProxyDeps {
 export interface TunnelContext {
   principal: string;
   host: string;
+  /** The CONNECT host as the caller wrote it (case kept), for the host-name scan. */
+  rawHost: string;
   port: number;
 }
 
 export class ProxyError extends TalonError {
   readonly reason: string;
-  constructor(code: ConstructorParameters<typeof TalonError>[0], reason: string, message: string) {
+  /** Leak-scanner rule ids and `secret:<name>` labels behind a secret_leak_blocked refusal. */
+  readonly findings: readonly string[];
+  constructor(code: ConstructorParameters<typeof TalonError>[0], reason: string, message: string, findings: readonly string[] = []) {
     super(code, message);
     this.reason = reason;
+    this.findings = findings;
   }
+}
+
+/** `secret:<name>` for a vault secret, the rule id otherwise: how findings are named in records and errors. */
+export function findingLabels(findings: readonly ScanFindingLike[]): string[] {
+  return [...new Set(findings.map((f) => (f.kind === 'secret' ? `secret:${f.id}` : f.id)))];
 }
 
 export function sendProxyError(res: ServerResponse, err: TalonError, reason: string): void {
@@ -101,7 +127,7 @@ export function sendProxyError(res: ServerResponse, err: TalonError, reason: str
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     [EGRESS_ERROR_HEADER]: err.code,
-    'x-talon-egress-reason': reason,
+    [EGRESS_REASON_HEADER]: reason,
   };
   if (err.code === 'unauthenticated') headers['proxy-authenticate'] = 'Basic realm="talon-egress"';
   res.writeHead(err.code === 'unauthenticated' ? 407 : err.httpStatus, headers);
@@ -142,20 +168,6 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function recordHeaders(h: Record<string, string | string[] | undefined>): Header[] {
-  const out: Header[] = [];
-  for (const [name, v] of Object.entries(h)) {
-    if (v === undefined) continue;
-    const lower = name.toLowerCase();
-    for (const value of Array.isArray(v) ? v : [v]) {
-      // Placeholders are kept (they are names, not values); everything else credential-shaped is scrubbed.
-      const keep = /\{\{\s*secret:[a-z0-9_]+\s*\}\}/.test(value);
-      out.push({ name: lower, value: lower === 'proxy-authorization' || lower === 'cookie' ? '[REDACTED]' : keep ? value : scrub(value) });
-    }
-  }
-  return out;
-}
-
 function placementName(p: Placement): string {
   switch (p) {
     case Placement.PLACEMENT_BEARER:
@@ -173,14 +185,329 @@ function placementName(p: Placement): string {
   }
 }
 
+/** The host of an absolute-form request target as the caller wrote it (case kept), or '' when there is none. */
+export function rawHostOf(url: string | undefined): string {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)/i.exec(url ?? '');
+  return m?.[1] ?? '';
+}
+
+/**
+ * Refuses, before any DNS lookup, a destination whose name carries credential
+ * material (hex, base32 or base64url labels included) or names a cloud metadata
+ * service (unless the operator listed it in TALON_EGRESS_ALLOW_PRIVATE).
+ */
+export function checkHostName(deps: Pick<ProxyDeps, 'scanner' | 'allowPrivate'>, rawHost: string, host: string, port: number): void {
+  if (deps.scanner) {
+    const seen = [rawHost, host].filter((h, i, all) => h !== '' && all.indexOf(h) === i);
+    const findings = seen.flatMap((h) => deps.scanner!.scanHost(h));
+    if (findings.length > 0) {
+      const ids = findingLabels(findings);
+      throw new ProxyError(
+        'policy_denied',
+        'secret_leak_blocked',
+        `egress blocked a request whose destination host name carries credential material: ${ids.join(', ')}; it was not resolved`,
+        ids,
+      );
+    }
+  }
+  if (isMetadataHostName(host) && !deps.allowPrivate.some((a) => normalizeHost(a.host) === host && a.port === port))
+    throw new ProxyError(
+      'policy_denied',
+      'metadata_host',
+      `${host} names a cloud metadata service; egress refuses it without resolving it`,
+    );
+}
+
+/** One request in flight: what the steps below learn, and what the decision will record. */
+interface Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly tunnel: TunnelContext | undefined;
+  readonly method: string;
+  readonly span: Span;
+  readonly base: DecisionInput;
+  /** What the record shows of the request: built only by record.ts, from these parts, when the decision is final. */
+  readonly parts: RequestParts;
+  /** Set once the leak scan read the URL and these headers and found nothing. */
+  scannedClean?: { headers: ReadonlySet<string> };
+  /** Released secret values, zeroed as soon as the request is sent (or fails). */
+  readonly resolved: Map<string, Buffer>;
+}
+
+interface Destination {
+  target: URL;
+  host: string;
+  port: number;
+}
+
+/** 1. Who is calling: the certificate or proxy credential, or the skill the sandbox acts for. */
+function identify(deps: ProxyDeps, x: Exchange): string {
+  let principal: string;
+  if (x.tunnel) principal = x.tunnel.principal;
+  else {
+    const who = principalOf(x.req, deps.credentials);
+    if (!who)
+      throw new ProxyError(
+        'unauthenticated',
+        'no_principal',
+        'egress needs a Talon client certificate or a proxy credential (Proxy-Authorization)',
+      );
+    principal = who.principal;
+  }
+  const skill = x.req.headers[SKILL_HEADER];
+  if (typeof skill === 'string') {
+    if (!deps.skillDelegates.includes(principal))
+      throw new ProxyError('permission_denied', 'skill_header_not_allowed', `${principal} may not act for a skill`);
+    if (!parseSkillRef(skill)) throw new ProxyError('invalid_argument', 'bad_skill_header', 'x-talon-skill must be name@version');
+    principal = `skill:${skill}`;
+  }
+  x.base.principal = principal;
+  x.span.setAttribute('talon.principal', principal);
+  return principal;
+}
+
+/** 2. Where to: the absolute-form target (or the tunnel's host), its name checked before anything resolves it. */
+function destination(deps: ProxyDeps, x: Exchange): Destination {
+  const { req, tunnel } = x;
+  let target: URL;
+  try {
+    target = tunnel
+      ? new URL(
+          `https://${tunnel.host.includes(':') ? `[${tunnel.host}]` : tunnel.host}:${tunnel.port}${req.url?.startsWith('/') ? req.url : '/'}`,
+        )
+      : new URL(req.url ?? '');
+  } catch {
+    throw new ProxyError(
+      'invalid_argument',
+      'not_absolute_form',
+      'egress is a forward proxy: send the request target in absolute form (https://host/path) or use CONNECT',
+    );
+  }
+  if (tunnel && req.url && !req.url.startsWith('/')) {
+    const inner = new URL(req.url);
+    if (normalizeHost(inner.hostname) !== normalizeHost(tunnel.host))
+      throw new ProxyError('policy_denied', 'tunnel_host_mismatch', 'a request inside a tunnel must go to the tunnel host');
+  }
+  const host = normalizeHost(target.hostname);
+  const port = target.port ? Number(target.port) : defaultPort(target.protocol);
+  Object.assign(x.parts, { host, path: target.pathname, query: target.search });
+  Object.assign(x.base, { scheme: target.protocol.replace(':', ''), port });
+  if (target.username || target.password)
+    throw new ProxyError(
+      'invalid_argument',
+      'userinfo_in_url',
+      'URLs with user:password@ are refused; use a secret placeholder in a header',
+    );
+  // The host name is data leaving too (in DNS queries and Host): scanned before anything resolves it.
+  checkHostName(deps, tunnel ? tunnel.rawHost : rawHostOf(req.url), host, port);
+  x.span.setAttributes({ 'server.address': host, 'server.port': port, 'url.scheme': x.base.scheme });
+  return { target, host, port };
+}
+
+/** 3. Policy for this principal; for a skill, also the secret names its grant allows. */
+async function authorize(deps: ProxyDeps, x: Exchange, principal: string, d: Destination): Promise<ReadonlySet<string> | undefined> {
+  let rules: readonly DestinationRule[];
+  let grantedSecrets: ReadonlySet<string> | undefined;
+  if (principal.startsWith('skill:')) {
+    const grant = await deps.skillGrant(principal);
+    if ('refused' in grant) throw new ProxyError('policy_denied', grant.refused, `${principal} has no approved grant (${grant.refused})`);
+    rules = grant.rules;
+    grantedSecrets = grant.secrets;
+  } else if (deps.skillDelegates.includes(principal)) {
+    // The sandbox has no rights of its own: it always acts for a named skill.
+    throw new ProxyError('policy_denied', 'skill_required', `${principal} requests must name the skill they act for (x-talon-skill)`);
+  } else rules = deps.rules(principal);
+  const verdict = decideDestination(rules, { principal, method: x.method, scheme: d.target.protocol, host: d.host, port: d.port });
+  if (!verdict.allowed) {
+    const code = verdict.reason === 'host_not_allowed' ? 'host_not_allowed' : 'policy_denied';
+    throw new ProxyError(
+      code,
+      verdict.reason,
+      `${principal} may not ${x.method} ${d.target.protocol}//${d.host}:${d.port} (${verdict.reason})`,
+    );
+  }
+  return grantedSecrets;
+}
+
+/** 4. The body, then the leak scan of everything leaving — before any secret is put in. */
+async function readAndScan(
+  deps: ProxyDeps,
+  x: Exchange,
+  d: Destination,
+): Promise<{ body: Buffer; headers: Record<string, string | string[]> }> {
+  const body = await readBody(x.req, deps.maxRequestBytes);
+  x.base.requestBodyBytes = body.length;
+  const headers = forwardableHeaders(x.req.headers);
+  if (!deps.scanner) return { body, headers };
+  const findings = deps.scanner.scanRequest({ url: d.target.toString(), headers, body });
+  if (findings.length > 0) {
+    const ids = findingLabels(findings);
+    const where = [...new Set(findings.map((f) => `${f.location}${f.field ? `:${f.field}` : ''} (${f.encoding})`))].join(', ');
+    throw new ProxyError(
+      'policy_denied',
+      'secret_leak_blocked',
+      `egress blocked a request that carries credential material: ${ids.join(', ')} in ${where}`,
+      ids,
+    );
+  }
+  x.scannedClean = { headers: new Set(Object.keys(headers)) };
+  return { body, headers };
+}
+
+/** 6. Secrets from the vault, only now that everything else passed; the values land in x.resolved. */
+async function releaseSecrets(
+  deps: ProxyDeps,
+  x: Exchange,
+  principal: string,
+  d: Destination,
+  uses: readonly PlaceholderUse[],
+): Promise<void> {
+  x.base.secrets = [...new Set(uses.map((u) => u.name))];
+  await Promise.all(
+    uses.map(async (u) => {
+      if (x.resolved.has(u.name)) return;
+      try {
+        const value = await deps.vault.resolve({
+          name: u.name,
+          principal,
+          host: d.host,
+          port: d.port,
+          placement: u.placement,
+          field: u.field,
+          requestId: x.base.traceId,
+        });
+        x.resolved.set(u.name, value);
+      } catch (err) {
+        if (err instanceof TalonError) {
+          throw new ProxyError(
+            err.code,
+            err.code === 'unavailable' || err.code === 'vault_sealed' ? err.code : `secret_${err.code}`,
+            `secret ${u.name} (${placementName(u.placement)}${u.field ? ` ${u.field}` : ''}): ${err.message}`,
+          );
+        }
+        throw err;
+      }
+    }),
+  );
+}
+
+/** 7. Forward to the checked address; released values are zeroed once the request is sent. */
+async function forward(
+  deps: ProxyDeps,
+  x: Exchange,
+  d: Destination,
+  addr: ResolvedAddress,
+  out: { url: URL; headers: Record<string, string | string[]>; body: Buffer },
+): Promise<Dispatcher.ResponseData> {
+  const dispatcher = deps.upstreams.dispatcherFor(d.target.protocol, d.host, addr, d.port);
+  const t0 = Date.now();
+  try {
+    const upstream = await dispatcher.request({
+      origin: `${d.target.protocol}//${d.target.host}`,
+      method: x.method as Dispatcher.HttpMethod,
+      path: `${out.url.pathname}${out.url.search}`,
+      headers: out.headers,
+      body: out.body.length > 0 || !['GET', 'HEAD'].includes(x.method) ? out.body : undefined,
+      headersTimeout: deps.headersTimeoutMs,
+      bodyTimeout: deps.bodyTimeoutMs,
+    });
+    x.base.waitMs = Date.now() - t0;
+    return upstream;
+  } catch (err) {
+    const c = (err as { code?: string }).code ?? '';
+    if (c === 'UND_ERR_HEADERS_TIMEOUT' || c === 'UND_ERR_CONNECT_TIMEOUT')
+      throw new ProxyError('upstream_timeout', 'upstream_timeout', `${d.host}:${d.port} did not answer in time`);
+    throw new ProxyError(
+      'upstream_error',
+      'upstream_unreachable',
+      `cannot reach ${d.host}:${d.port} (${c || scrub((err as Error).message)})`,
+    );
+  } finally {
+    for (const v of x.resolved.values()) v.fill(0);
+  }
+}
+
+function decoderFor(contentEncoding: string): Transform | undefined {
+  const encoding = contentEncoding.toLowerCase();
+  if (encoding === 'gzip' || encoding === 'x-gzip') return createGunzip();
+  if (encoding === 'deflate') return createInflate();
+  if (encoding === 'br') return createBrotliDecompress();
+  return undefined;
+}
+
+/** 8. The response, streamed back with secret values redacted wherever they appear. */
+async function relayResponse(
+  deps: ProxyDeps,
+  x: Exchange,
+  principal: string,
+  d: Destination,
+  upstream: Dispatcher.ResponseData,
+): Promise<{ bytes: number; redactions: number }> {
+  const listed = connectionTokens(upstream.headers.connection);
+  const outHeaders: Record<string, string | string[]> = {};
+  let redactions = 0;
+  const decode = decoderFor(String(upstream.headers['content-encoding'] ?? ''));
+  const scanner = deps.scanner;
+  const redact = (v: string) => {
+    const r = scanner!.redactText(v);
+    redactions += r.redactions;
+    return r.text;
+  };
+  for (const [k, v] of Object.entries(upstream.headers)) {
+    if (v === undefined || HOP_HEADERS.has(k) || listed.has(k)) continue;
+    if (decode && (k === 'content-encoding' || k === 'content-length')) continue;
+    outHeaders[k] = scanner && k !== 'content-length' ? (Array.isArray(v) ? v.map(redact) : redact(v)) : v;
+  }
+  const redactor = scanner?.createRedactor();
+  // Redaction may shorten the body; the length is known only at the end.
+  if (redactor) delete outHeaders['content-length'];
+  x.res.writeHead(upstream.statusCode, outHeaders);
+  x.span.setAttribute('http.response.status_code', upstream.statusCode);
+  // Response headers were redacted of secret values above; the record scrubs credential shapes too.
+  x.base.responseHeaders = recordHeaders(undefined, outHeaders);
+  let bytes = 0;
+  const source: AsyncIterable<Buffer> = decode
+    ? (Readable.from(upstream.body).pipe(decode) as AsyncIterable<Buffer>)
+    : (upstream.body as AsyncIterable<Buffer>);
+  try {
+    for await (const chunk of source) {
+      const out = redactor ? redactor.push(chunk) : chunk;
+      bytes += out.length;
+      if (out.length > 0 && !x.res.write(out)) await new Promise((r) => x.res.once('drain', r));
+    }
+    if (redactor) {
+      const tail = redactor.end();
+      bytes += tail.length;
+      if (tail.length > 0) x.res.write(tail);
+      redactions += redactor.redactions;
+    }
+    x.res.end();
+  } catch (err) {
+    deps.log.warn({ host: d.host, err: scrub((err as Error).message) }, 'upstream body failed mid-stream');
+    x.res.destroy();
+  }
+  if (redactions > 0) deps.log.warn({ host: d.host, principal, redactions }, 'secret values in a response were redacted');
+  x.span.setAttribute('talon.egress.redactions', redactions);
+  return { bytes, redactions };
+}
+
+/** A refusal: the stable code and reason for the caller and the record, never a value. */
+function refusal(deps: ProxyDeps, x: Exchange, err: unknown): { te: TalonError; reason: string } {
+  if (err instanceof ProxyError || err instanceof DestinationRefused) {
+    if (err instanceof ProxyError && err.findings.length > 0) x.base.findings = [...err.findings];
+    return { te: err, reason: err.reason };
+  }
+  if (err instanceof PlaceholderError) return { te: new TalonError('invalid_argument', err.message), reason: err.reason };
+  if (err instanceof TalonError) return { te: err, reason: err.code };
+  deps.log.error({ err }, 'egress handler failed');
+  return { te: new TalonError('internal', 'internal error'), reason: 'internal' };
+}
+
 export function createProxyHandler(deps: ProxyDeps) {
   return async function handle(req: IncomingMessage, res: ServerResponse, tunnel?: TunnelContext): Promise<void> {
     const started = Date.now();
     const method = (req.method ?? 'GET').toUpperCase();
-    const base: DecisionInput = decision({ method, via: tunnel ? 'tunnel' : 'absolute', requestHeaders: recordHeaders(req.headers) });
-    const finish = (d: Partial<DecisionInput>) => deps.audit.record({ ...base, ...d, durationMs: Date.now() - started });
-    const resolved = new Map<string, Buffer>();
-
+    const base: DecisionInput = decision({ method, via: tunnel ? 'tunnel' : 'absolute' });
     // The caller's trace continues here (its traceparent header is never forwarded upstream).
     const parent = extractRecord(req.headers as Record<string, string | string[] | undefined>);
     await withSpan(
@@ -188,256 +515,47 @@ export function createProxyHandler(deps: ProxyDeps) {
       { kind: SpanKind.SERVER, parent, attributes: { 'http.request.method': method, 'talon.egress.via': base.via } },
       async (span) => {
         base.traceId = span.spanContext().traceId;
+        const x: Exchange = {
+          req,
+          res,
+          tunnel,
+          method,
+          span,
+          base,
+          parts: { host: '', path: '', query: '', headers: req.headers },
+          resolved: new Map(),
+        };
+        const finish = (d: Partial<DecisionInput>) =>
+          deps.audit.record({ ...base, ...recordRequest(deps.scanner, x.parts, x.scannedClean), ...d, durationMs: Date.now() - started });
         try {
-          // 1. Who is calling.
-          let principal: string;
-          if (tunnel) principal = tunnel.principal;
-          else {
-            const who = principalOf(req, deps.credentials);
-            if (!who)
-              throw new ProxyError(
-                'unauthenticated',
-                'no_principal',
-                'egress needs a Talon client certificate or a proxy credential (Proxy-Authorization)',
-              );
-            principal = who.principal;
-          }
-          const skill = req.headers['x-talon-skill'];
-          if (typeof skill === 'string') {
-            if (!deps.skillDelegates.includes(principal))
-              throw new ProxyError('permission_denied', 'skill_header_not_allowed', `${principal} may not act for a skill`);
-            if (!/^[a-z0-9][a-z0-9._-]{0,63}@[0-9A-Za-z.+-]{1,32}$/.test(skill))
-              throw new ProxyError('invalid_argument', 'bad_skill_header', 'x-talon-skill must be name@version');
-            principal = `skill:${skill}`;
-          }
-          base.principal = principal;
-          span.setAttribute('talon.principal', principal);
-
-          // 2. Where to.
-          let target: URL;
-          try {
-            target = tunnel
-              ? new URL(
-                  `https://${tunnel.host.includes(':') ? `[${tunnel.host}]` : tunnel.host}:${tunnel.port}${req.url?.startsWith('/') ? req.url : '/'}`,
-                )
-              : new URL(req.url ?? '');
-          } catch {
-            throw new ProxyError(
-              'invalid_argument',
-              'not_absolute_form',
-              'egress is a forward proxy: send the request target in absolute form (https://host/path) or use CONNECT',
-            );
-          }
-          if (tunnel && req.url && !req.url.startsWith('/')) {
-            const inner = new URL(req.url);
-            if (normalizeHost(inner.hostname) !== normalizeHost(tunnel.host))
-              throw new ProxyError('policy_denied', 'tunnel_host_mismatch', 'a request inside a tunnel must go to the tunnel host');
-          }
-          if (target.username || target.password)
-            throw new ProxyError(
-              'invalid_argument',
-              'userinfo_in_url',
-              'URLs with user:password@ are refused; use a secret placeholder in a header',
-            );
-          const host = normalizeHost(target.hostname);
-          const port = target.port ? Number(target.port) : defaultPort(target.protocol);
-          Object.assign(base, { scheme: target.protocol.replace(':', ''), host, port, path: target.pathname, query: scrub(target.search) });
-          span.setAttributes({ 'server.address': host, 'server.port': port, 'url.scheme': base.scheme });
-
-          // 3. Policy for this principal.
-          let rules: readonly DestinationRule[];
-          let grantedSecrets: ReadonlySet<string> | undefined;
-          if (principal.startsWith('skill:')) {
-            const grant = await deps.skillGrant(principal);
-            if ('refused' in grant)
-              throw new ProxyError('policy_denied', grant.refused, `${principal} has no approved grant (${grant.refused})`);
-            rules = grant.rules;
-            grantedSecrets = grant.secrets;
-          } else if (deps.skillDelegates.includes(principal)) {
-            // The sandbox has no rights of its own: it always acts for a named skill.
-            throw new ProxyError(
-              'policy_denied',
-              'skill_required',
-              `${principal} requests must name the skill they act for (x-talon-skill)`,
-            );
-          } else rules = deps.rules(principal);
-          const decision = decideDestination(rules, { principal, method, scheme: target.protocol, host, port });
-          if (!decision.allowed) {
-            const code = decision.reason === 'host_not_allowed' ? 'host_not_allowed' : 'policy_denied';
-            throw new ProxyError(
-              code,
-              decision.reason,
-              `${principal} may not ${method} ${target.protocol}//${host}:${port} (${decision.reason})`,
-            );
-          }
-
-          // 4. Body, then the leak scan of everything leaving — before any secret is put in.
-          const body = await readBody(req, deps.maxRequestBytes);
-          base.requestBodyBytes = body.length;
-          const headers = forwardableHeaders(req.headers);
-          if (deps.scanner) {
-            const findings = deps.scanner.scanRequest({ url: target.toString(), headers, body });
-            if (findings.length > 0) {
-              base.findings = [...new Set(findings.map((f) => (f.kind === 'secret' ? `secret:${f.id}` : f.id)))];
-              const where = [...new Set(findings.map((f) => `${f.location}${f.field ? `:${f.field}` : ''} (${f.encoding})`))].join(', ');
-              throw new ProxyError(
-                'policy_denied',
-                'secret_leak_blocked',
-                `egress blocked a request that carries credential material: ${base.findings.join(', ')} in ${where}`,
-              );
-            }
-          }
-
-          // 5. Placeholders and the address to connect to.
-          const uses = findPlaceholders({ url: target, headers, body });
-          const ungranted = grantedSecrets ? uses.filter((u) => !grantedSecrets.has(u.name)).map((u) => u.name) : [];
-          if (ungranted.length > 0) {
-            throw new ProxyError(
-              'policy_denied',
-              'secret_not_granted',
-              `${principal} was not granted secret(s) ${[...new Set(ungranted)].join(', ')}`,
-            );
-          }
-          const addr = await resolveDestination(host, port, { allowPrivate: deps.allowPrivate, lookup: deps.lookup });
+          const principal = identify(deps, x);
+          const dest = destination(deps, x);
+          const grantedSecrets = await authorize(deps, x, principal, dest);
+          const { body, headers } = await readAndScan(deps, x, dest);
+          // 5. Placeholders (a skill only for granted names) and the address to connect to.
+          const uses = findPlaceholders({ url: dest.target, headers, body });
+          const ungranted = grantedSecrets ? [...new Set(uses.filter((u) => !grantedSecrets.has(u.name)).map((u) => u.name))] : [];
+          if (ungranted.length > 0)
+            throw new ProxyError('policy_denied', 'secret_not_granted', `${principal} was not granted secret(s) ${ungranted.join(', ')}`);
+          const addr = await resolveDestination(dest.host, dest.port, { allowPrivate: deps.allowPrivate, lookup: deps.lookup });
           base.address = addr.address;
-
-          // 6. Secrets from the vault, only now that everything else passed.
-          const names = [...new Set(uses.map((u) => u.name))];
-          base.secrets = names;
-          await Promise.all(
-            uses.map(async (u) => {
-              if (resolved.has(u.name)) return;
-              try {
-                resolved.set(
-                  u.name,
-                  await deps.vault.resolve({
-                    name: u.name,
-                    principal,
-                    host,
-                    port,
-                    placement: u.placement,
-                    field: u.field,
-                    requestId: base.traceId,
-                  }),
-                );
-              } catch (err) {
-                if (err instanceof TalonError) {
-                  throw new ProxyError(
-                    err.code,
-                    err.code === 'unavailable' || err.code === 'vault_sealed' ? err.code : `secret_${err.code}`,
-                    `secret ${u.name} (${placementName(u.placement)}${u.field ? ` ${u.field}` : ''}): ${err.message}`,
-                  );
-                }
-                throw err;
-              }
-            }),
-          );
-          const filled = uses.length > 0 ? applySecrets({ url: target, headers }, resolved) : { url: target, headers };
-          filled.headers.host = target.host;
+          await releaseSecrets(deps, x, principal, dest, uses);
+          const filled = uses.length > 0 ? applySecrets({ url: dest.target, headers }, x.resolved) : { url: dest.target, headers };
+          filled.headers.host = dest.target.host;
           // Egress reads every response to redact secrets; ask for it uncompressed.
           filled.headers['accept-encoding'] = 'identity';
-
-          // 7. Forward to the checked address.
-          const dispatcher = deps.upstreams.dispatcherFor(target.protocol, host, addr, port);
-          let upstream: Dispatcher.ResponseData;
-          const t0 = Date.now();
-          try {
-            upstream = await dispatcher.request({
-              origin: `${target.protocol}//${target.host}`,
-              method: method as Dispatcher.HttpMethod,
-              path: `${filled.url.pathname}${filled.url.search}`,
-              headers: filled.headers,
-              body: body.length > 0 || !['GET', 'HEAD'].includes(method) ? body : undefined,
-              headersTimeout: deps.headersTimeoutMs,
-              bodyTimeout: deps.bodyTimeoutMs,
-            });
-          } catch (err) {
-            const c = (err as { code?: string }).code ?? '';
-            if (c === 'UND_ERR_HEADERS_TIMEOUT' || c === 'UND_ERR_CONNECT_TIMEOUT')
-              throw new ProxyError('upstream_timeout', 'upstream_timeout', `${host}:${port} did not answer in time`);
-            throw new ProxyError(
-              'upstream_error',
-              'upstream_unreachable',
-              `cannot reach ${host}:${port} (${c || scrub((err as Error).message)})`,
-            );
-          } finally {
-            for (const v of resolved.values()) v.fill(0);
-          }
-          base.waitMs = Date.now() - t0;
-
-          // 8. The response, with secret values redacted wherever they appear.
-          const listed = connectionTokens(upstream.headers.connection);
-          const outHeaders: Record<string, string | string[]> = {};
-          let redactions = 0;
-          const encoding = String(upstream.headers['content-encoding'] ?? '').toLowerCase();
-          const decode =
-            encoding === 'gzip' || encoding === 'x-gzip'
-              ? createGunzip()
-              : encoding === 'deflate'
-                ? createInflate()
-                : encoding === 'br'
-                  ? createBrotliDecompress()
-                  : undefined;
-          for (const [k, v] of Object.entries(upstream.headers)) {
-            if (v === undefined || HOP_HEADERS.has(k) || listed.has(k)) continue;
-            if (decode && (k === 'content-encoding' || k === 'content-length')) continue;
-            if (deps.scanner && k !== 'content-length') {
-              const redact = (s: string) => {
-                const r = deps.scanner!.redactText(s);
-                redactions += r.redactions;
-                return r.text;
-              };
-              outHeaders[k] = Array.isArray(v) ? v.map(redact) : redact(v);
-            } else outHeaders[k] = v;
-          }
-          const redactor = deps.scanner?.createRedactor();
-          // Redaction may shorten the body; the length is known only at the end.
-          if (redactor) delete outHeaders['content-length'];
-          res.writeHead(upstream.statusCode, outHeaders);
-          span.setAttribute('http.response.status_code', upstream.statusCode);
-          base.responseHeaders = recordHeaders(outHeaders);
-          let bytes = 0;
-          const source: AsyncIterable<Buffer> = decode
-            ? (Readable.from(upstream.body).pipe(decode) as AsyncIterable<Buffer>)
-            : (upstream.body as AsyncIterable<Buffer>);
-          try {
-            for await (const chunk of source) {
-              const out = redactor ? redactor.push(chunk) : chunk;
-              bytes += out.length;
-              if (out.length > 0 && !res.write(out)) await new Promise((r) => res.once('drain', r));
-            }
-            if (redactor) {
-              const tail = redactor.end();
-              bytes += tail.length;
-              if (tail.length > 0) res.write(tail);
-              redactions += redactor.redactions;
-            }
-            res.end();
-          } catch (err) {
-            deps.log.warn({ host, err: scrub((err as Error).message) }, 'upstream body failed mid-stream');
-            res.destroy();
-          }
-          if (redactions > 0) deps.log.warn({ host, principal, redactions }, 'secret values in a response were redacted');
-          span.setAttribute('talon.egress.redactions', redactions);
-          finish({ allowed: true, reason: 'allowed', status: upstream.statusCode, responseBodyBytes: bytes, redactions });
+          const upstream = await forward(deps, x, dest, addr, { ...filled, body });
+          const sent = await relayResponse(deps, x, principal, dest, upstream);
+          finish({
+            allowed: true,
+            reason: 'allowed',
+            status: upstream.statusCode,
+            responseBodyBytes: sent.bytes,
+            redactions: sent.redactions,
+          });
         } catch (err) {
-          for (const v of resolved.values()) v.fill(0);
-          let te: TalonError;
-          let reason: string;
-          if (err instanceof ProxyError || err instanceof DestinationRefused) {
-            te = err;
-            reason = err.reason;
-          } else if (err instanceof PlaceholderError) {
-            te = new TalonError('invalid_argument', err.message);
-            reason = err.reason;
-          } else if (err instanceof TalonError) {
-            te = err;
-            reason = err.code;
-          } else {
-            deps.log.error({ err }, 'egress handler failed');
-            te = new TalonError('internal', 'internal error');
-            reason = 'internal';
-          }
+          for (const v of x.resolved.values()) v.fill(0);
+          const { te, reason } = refusal(deps, x, err);
           span.setAttribute('talon.egress.reason', reason);
           req.resume();
           sendProxyError(res, te, reason);

@@ -1,8 +1,26 @@
 // Adapter between the proxy and the leak scanner (./scan): rule set selection,
 // the exact-value index from the vault, and response redaction.
 import type { SecretFingerprint } from '@talon/proto';
-import { BUILTIN_RULES, LeakScanner, ResponseRedactor } from './scan/index.ts';
+import { BUILTIN_RULES, LeakScanner, redactText, ResponseRedactor, scanHost, type ScanFinding } from './scan/index.ts';
 import type { RedactorLike, ScannerLike } from './proxy.ts';
+
+/** Label of what was found, as records name it: the rule id, or `secret:<name>` for a vault secret. */
+function recordLabel(f: Pick<ScanFinding, 'kind' | 'id'>): string {
+  return f.kind === 'secret' ? `secret:${f.id}` : f.id;
+}
+
+/**
+ * Label shown to the person whose text was redacted: the rule id, or
+ * `vault_secret` — a vault secret's name is operator metadata, not theirs to learn.
+ */
+export function userLabel(f: Pick<ScanFinding, 'kind' | 'id'>): string {
+  return f.kind === 'secret' ? 'vault_secret' : f.id;
+}
+
+export interface UserRedaction {
+  text: string;
+  labels: string[];
+}
 
 export class UnknownScanRule extends Error {
   constructor(ids: readonly string[]) {
@@ -14,7 +32,7 @@ export class UnknownScanRule extends Error {
 export function createScanner(opts: {
   maxScanBytes: number;
   disabledRules?: readonly string[];
-}): ScannerLike & { ruleIds: readonly string[] } {
+}): ScannerLike & { ruleIds: readonly string[]; redactForUser(text: string): UserRedaction } {
   const disabled = new Set(opts.disabledRules ?? []);
   const unknown = [...disabled].filter((id) => !BUILTIN_RULES.some((r) => r.id === id));
   if (unknown.length > 0) throw new UnknownScanRule(unknown);
@@ -32,8 +50,22 @@ export function createScanner(opts: {
       },
     };
   };
+  const redactWith = (
+    text: string,
+    label: (f: ScanFinding) => string,
+    marker: (f: ScanFinding) => string,
+    location: ScanFinding['location'],
+    field?: string,
+  ) => {
+    const r = redactText(scanner, text, { location, ...(field !== undefined ? { field } : {}), marker });
+    return { text: r.text, labels: [...new Set(r.findings.map(label))] };
+  };
   return {
     ruleIds: scanner.ruleIds,
+    redact: (text, location, field) => redactWith(text, recordLabel, (f) => `[REDACTED:${recordLabel(f)}]`, location, field),
+    labels: (text, location, field) => [...new Set(scanner.scanText(text, location, field).map(recordLabel))],
+    scanHost: (host) => scanHost(scanner, host),
+    redactForUser: (text) => redactWith(text, userLabel, (f) => `[redacted:${userLabel(f)}]`, 'body'),
     scanRequest: (req) => scanner.scanRequest(req),
     setFingerprints: (fps: readonly SecretFingerprint[]) => scanner.setFingerprints(fps),
     createRedactor: redactor,

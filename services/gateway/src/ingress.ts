@@ -3,8 +3,9 @@
 //      exact raw bytes, within the replay window, before the body is even parsed;
 //   2. retries of a platform message already accepted are acknowledged, not re-run;
 //   3. the sender must be paired with a Talon user, or gets a pairing code only;
-//   4. the turn is stored in JetStream (deduplicated by platform message id) before
-//      the platform hears 200, so an accepted message survives any crash.
+//   4. any credential in the text is redacted (egress's scanner), then the turn is
+//      stored in JetStream (deduplicated by platform message id) before the
+//      platform hears 200, so an accepted message survives any crash.
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { SUBJECTS, TalonError, tracedHeaders, type Logger } from '@talon/kit';
 import { InboundMessage, Role, type ChannelIdentity } from '@talon/proto';
@@ -12,6 +13,7 @@ import type { ChannelAdapter } from './channels/index.ts';
 import { ephemeral } from './channels/discord.ts';
 import { ACCOUNT, inboundIdFor, WebhookRejected, type Channel, type HeaderBag, type InboundEvent } from './channels/types.ts';
 import type { WebhookVerifier } from './egress-api.ts';
+import { redactMessages, type TextRedactor } from './redaction.ts';
 import type { Notifier } from './notices.ts';
 import type { Bucket } from './stores/kv.ts';
 import { displayCode, type PairingStore } from './stores/pairing.ts';
@@ -27,6 +29,7 @@ export interface WebhookResult {
 export interface IngressDeps {
   adapters: Record<Channel, ChannelAdapter>;
   verifier: WebhookVerifier;
+  redactor: TextRedactor;
   pairings: PairingStore;
   seen: Bucket;
   js: JetStreamClient;
@@ -92,10 +95,12 @@ export class WebhookIngress {
   }
 
   private async publish(ev: InboundEvent, id: string, userId: string): Promise<void> {
+    const clean = await redactMessages(this.d.redactor, [{ role: Role.ROLE_USER, content: ev.text, name: '' }]);
     const inbound: InboundMessage = {
       id,
       conversation: { userId, channel: ev.channel, threadId: ev.threadId },
-      messages: [{ role: Role.ROLE_USER, content: ev.text, name: '' }],
+      messages: clean.messages,
+      redacted: clean.labels,
       stream: false,
       reply: { subject: SUBJECTS.channelReply(ev.channel), streamSubject: '', requestId: id },
       model: '',

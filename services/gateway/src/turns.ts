@@ -1,12 +1,14 @@
-// One chat turn for a connected client (HTTP API or WebSocket): publish the
-// inbound message to JetStream, then wait on this replica's reply route for the
-// orchestrator's answer, relaying stream chunks as they come.
+// One chat turn for a connected client (HTTP API or WebSocket): redact any
+// credential from the messages (egress's scanner), publish the inbound message to
+// JetStream, then wait on this replica's reply route for the orchestrator's
+// answer, relaying stream chunks as they come.
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { SUBJECTS, TalonError, tracedHeaders } from '@talon/kit';
 import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/proto';
 import type { Principal } from './auth.ts';
 import type { ChatRequest } from './chat.ts';
+import { redactMessages, type TextRedactor } from './redaction.ts';
 import type { ReplyRouter } from './replies.ts';
 
 export interface TurnHooks {
@@ -40,11 +42,13 @@ export class TurnRunner {
   private readonly router: ReplyRouter;
   private readonly js: JetStreamClient;
   private readonly timeoutMs: number;
+  private readonly redactor: TextRedactor;
 
-  constructor(router: ReplyRouter, js: JetStreamClient, timeoutMs: number) {
+  constructor(router: ReplyRouter, js: JetStreamClient, timeoutMs: number, redactor: TextRedactor) {
     this.router = router;
     this.js = js;
     this.timeoutMs = timeoutMs;
+    this.redactor = redactor;
   }
 
   async run(
@@ -54,10 +58,13 @@ export class TurnRunner {
     hooks: TurnHooks = {},
     id: string = randomUUID(),
   ): Promise<TurnResult> {
+    // Before anything is queued or stored: a pasted credential never leaves the gateway.
+    const clean = await redactMessages(this.redactor, chat.messages);
     const inbound: InboundMessage = {
       id,
       conversation: { userId: principal.userId, channel, threadId: chat.conversationId },
-      messages: chat.messages,
+      messages: clean.messages,
+      redacted: clean.labels,
       stream: chat.stream,
       reply: { subject: this.router.replySubject, streamSubject: chat.stream ? this.router.streamSubject(id) : '', requestId: id },
       model: chat.model,

@@ -107,6 +107,8 @@ export interface ToolLoopInput {
   gate?: CallGate;
   /** Called after each call the model asked for, before the loop goes on (records, audit). */
   onToolCall?: (r: ToolCallReport) => void | Promise<void>;
+  /** Applied to each tool output before the model (or a stored parked turn) sees it: credential redaction. */
+  redactOutput?: (output: string) => Promise<string>;
   now?: () => number;
 }
 
@@ -229,11 +231,12 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
       outputChars: outcome.output.length,
       ...(note ? { note } : {}),
     });
+    const output = cut(outcome.output, limits.maxToolOutputChars);
     p.messages.push({
       role: 'tool',
       toolCallId: call.id,
       name: call.name,
-      content: untrustedBlock('tool', cut(outcome.output, limits.maxToolOutputChars), {
+      content: untrustedBlock('tool', input.redactOutput && output !== '' ? await input.redactOutput(output) : output, {
         tool: call.name,
         status: outcome.ok ? 'ok' : 'error',
       }),

@@ -34,6 +34,7 @@ import { toolAuditEvent, toolRecordTurn, type ToolAudit } from './tool-record.ts
 import { ToolRegistry, type Tool } from './tools/registry.ts';
 import { newUserMessage } from './turn.ts';
 import { progressToProto, type TurnStore } from './turn-state.ts';
+import { leakGuarded, redactionNotice, redactTurns, type TextRedactor } from './redaction.ts';
 
 export type ReplyBody = Omit<OutboundMessage, 'inboundId' | 'conversation' | 'requestId' | 'createdAtMs'>;
 
@@ -69,6 +70,8 @@ export interface EngineOptions {
   toolLimits: ToolLoopLimits;
   /** Called after this turn wrote memory rows that need a (remote) embedding. */
   onMemoryWritten?: () => void;
+  /** Egress's credential redaction (tool outputs, stored turns, a context egress refused); undefined: none. */
+  redactor?: TextRedactor;
 }
 
 export interface ContinueArgs {
@@ -280,6 +283,15 @@ export class TurnEngine {
         }
       : undefined;
     const records: Turn[] = [];
+    // Credentials removed from the context after egress refused a model call (stored before redaction existed).
+    const fromContext: string[] = [];
+    const redactor = o.redactor;
+    const llm = redactor ? leakGuarded(o.llm, redactor, (labels) => fromContext.push(...labels)) : o.llm;
+    const store = async (turns: Turn[]) => {
+      if (turns.length === 0 || !conv) return;
+      await o.memory.append(conv, redactor ? await redactTurns(redactor, turns) : turns);
+      o.onMemoryWritten?.();
+    };
     const out = await withSpan(
       'llm.call',
       {
@@ -294,7 +306,7 @@ export class TurnEngine {
       },
       () =>
         driveToolLoop({
-          llm: o.llm,
+          llm,
           tools,
           messages: a.progress.messages,
           resume: a.progress,
@@ -305,6 +317,7 @@ export class TurnEngine {
           ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
           ...(onDelta ? { onDelta } : {}),
           ...(conv ? { gate: this.gate(inbound.id, conv) } : {}),
+          ...(redactor ? { redactOutput: async (text: string) => (await redactor.redactTexts([text]))[0]?.text ?? text } : {}),
           onToolCall: async (r) => {
             o.log.info(
               {
@@ -326,10 +339,7 @@ export class TurnEngine {
     );
 
     if (out.status === 'parked') {
-      if (records.length > 0 && conv) {
-        await o.memory.append(conv, records);
-        o.onMemoryWritten?.();
-      }
+      await store(records);
       const approval = out.data as Approval;
       const now = Date.now();
       const turn: ParkedTurn = {
@@ -368,18 +378,19 @@ export class TurnEngine {
     if (out.toolCallsRun > 0) o.onMemoryWritten?.();
     const record = async () => {
       if (!o.recordTurns || !conv) return;
-      await o.memory.append(conv, [
+      await store([
         ...records,
         { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: out.content, createdAtMs: Date.now() },
       ]);
-      o.onMemoryWritten?.();
     };
+    // Told after the answer (a streamed reply gets it as the remaining tail); never stored as part of the answer.
+    const notice = redactionNotice(inbound.redacted, [...new Set(fromContext)]);
     if (!a.recordAfterReply) await record();
     return {
       kind: 'reply',
       ...(a.recordAfterReply ? { afterReply: record } : {}),
       body: {
-        content: out.content,
+        content: notice ? `${out.content}\n\n${notice}` : out.content,
         model: out.model,
         finishReason: out.finishReason,
         usage: out.usage,

@@ -130,6 +130,7 @@ describe('parked turns across replicas', () => {
     id,
     conversation: { userId: 'alice', channel: 'api', threadId: id },
     messages: [{ role: Role.ROLE_USER, content: 'go', name: '' }],
+    redacted: [],
     stream: false,
     reply: { subject: REPLY_SUBJECT, streamSubject: '', requestId: id },
     model: '',
@@ -162,6 +163,12 @@ describe('parked turns across replicas', () => {
     }
   };
 
+  /** Waits until each replica has begun `n` more sweeps: "nothing (more) happens" is shown over sweeps, not over time. */
+  const moreSweeps = async (rs: ReadonlyArray<{ resumer: { counters: { sweeps: number } } }>, n: number) => {
+    const from = rs.map((r) => r.resumer.counters.sweeps);
+    await until(() => rs.every((r, i) => r.resumer.counters.sweeps >= from[i]! + n), 30_000, `${n} more sweeps of every replica`);
+  };
+
   before(async () => {
     tp = await startTestPlatform({ services: [], llm: false });
   });
@@ -188,11 +195,11 @@ describe('parked turns across replicas', () => {
 
     const replies = await countReplies('race-1');
     for (const r of [a, b, c]) r.resumer.start();
-    await new Promise((r) => setTimeout(r, 500));
+    await moreSweeps([a, b, c], 3);
     assert.equal(replies.seen.length, 0, 'nothing continues before the decision');
     await decideApproval(await tp.admin(), ap.id, true, '', 'cli:test');
-    await until(() => replies.seen.length > 0, 10_000, 'the reply');
-    await new Promise((r) => setTimeout(r, 1500)); // several sweeps: room for a second continuation to show up
+    await until(() => replies.seen.length > 0, 30_000, 'the reply');
+    await moreSweeps([a, b, c], 4); // room for a second continuation to show up
     replies.stop();
     assert.equal(replies.seen.length, 1, 'one reply');
     assert.equal(replies.seen[0]!.content, 'asking\n\nanswer after run');
@@ -212,7 +219,7 @@ describe('parked turns across replicas', () => {
     const replies = await countReplies('lease-1');
     dying.resumer.start();
     await decideApproval(await tp.admin(), (await stored('lease-1'))!.approvalId, true, '', 'cli:test');
-    await until(() => toolRuns === 1 && dying.llm.calls === 2, 10_000, 'the first replica to run the call and hang');
+    await until(() => toolRuns === 1 && dying.llm.calls === 2, 30_000, 'the first replica to run the call and hang');
     const claimed = await stored('lease-1');
     assert.equal(claimed?.status, ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING);
     assert.equal(claimed?.owner, dying.resumer.owner);
@@ -222,8 +229,8 @@ describe('parked turns across replicas', () => {
 
     const heir = await replica({ leaseMs: 1000 });
     heir.resumer.start();
-    await until(() => replies.seen.length > 0, 10_000, 'the reply from the replica that took over');
-    await new Promise((r) => setTimeout(r, 1000));
+    await until(() => replies.seen.length > 0, 30_000, 'the reply from the replica that took over');
+    await moreSweeps([heir], 3); // room for a second reply to show up
     replies.stop();
     assert.equal(replies.seen.length, 1);
     assert.equal(replies.seen[0]!.content, 'asking\n\nanswer after run');
@@ -244,7 +251,7 @@ describe('parked turns across replicas', () => {
     r.resumer.start();
     const again = await (async () => {
       const kv = await new Kvm(await tp.admin()).open(KV_BUCKETS.approvals);
-      for (let i = 0; i < 100; i++) {
+      for (const end = Date.now() + 30_000; Date.now() < end;) {
         const e = await kv.get(approvalKey(t.approvalId));
         if (e && e.operation === 'PUT') return Approval.decode(e.value);
         await new Promise((res) => setTimeout(res, 50));
@@ -289,8 +296,8 @@ describe('parked turns across replicas', () => {
     const replies = await countReplies(inb.id);
     const calls = r.llm.calls;
     r.resumer.start();
-    await until(() => replies.seen.length > 0, 10_000, 'the stored reply');
-    await new Promise((res) => setTimeout(res, 800));
+    await until(() => replies.seen.length > 0, 30_000, 'the stored reply');
+    await moreSweeps([r], 3); // room for a second reply to show up
     replies.stop();
     assert.equal(replies.seen.length, 1);
     assert.equal(replies.seen[0]!.content, 'the reply computed before the crash');

@@ -3,7 +3,19 @@ import assert from 'node:assert/strict';
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync, zstdCompressSync } from 'node:zlib';
 import {
   MIN_ENCODED_RUN,
+  MIN_SEPARATED_CHARS,
+  base32Decode,
   decodeRuns,
+  decodeWindows,
+  htmlDecode,
+  htmlEscapeLength,
+  mergeWindows,
+  reverseSegment,
+  rot13,
+  rot13Segment,
+  separatedDecode,
+  unicodeFold,
+  utf16Decode,
   decompress,
   escapeWindows,
   jsonEscapeLength,
@@ -117,7 +129,22 @@ describe('decodeRuns', () => {
 
   it('ignores runs shorter than MIN_ENCODED_RUN', () => {
     assert.deepEqual(runs(`${'Q'.repeat(MIN_ENCODED_RUN - 1)} ${'R'.repeat(MIN_ENCODED_RUN - 1)}`).groups, []);
-    assert.equal(runs('Q'.repeat(MIN_ENCODED_RUN)).groups.length, 1);
+    assert.deepEqual(
+      runs('Q'.repeat(MIN_ENCODED_RUN)).groups.map((g) => g.encoding),
+      ['base64'],
+    );
+    // With a digit 2-7, and 24 characters or padding, it is base32 too (one case, RFC 4648 alphabet);
+    // shorter unpadded ones (an AWS access key ID) are identifiers far more often.
+    for (const run of ['Q'.repeat(23) + '7', 'Q'.repeat(15) + '7======'])
+      assert.deepEqual(
+        runs(run).groups.map((g) => g.encoding),
+        ['base64', 'base32'],
+        run,
+      );
+    assert.deepEqual(
+      runs('AKIA' + 'Q'.repeat(15) + '7').groups.map((g) => g.encoding),
+      ['base64'],
+    );
   });
 
   it('joins MIME- and PEM-wrapped lines, with real or JSON-escaped line breaks', () => {
@@ -239,5 +266,193 @@ describe('sniffCompression and looksBinary', () => {
   it('tell text (including UTF-8) from binary', () => {
     assert.equal(looksBinary(Buffer.from('plain text\r\n\twith tabs, naïve café ☕')), false);
     assert.equal(looksBinary(Buffer.from(Array.from({ length: 100 }, (_, i) => i % 40))), true);
+  });
+});
+
+describe('base32', () => {
+  it('decodes RFC 4648 base32 in either case, with or without padding', () => {
+    const cases: Array<[string, string]> = [
+      ['', ''],
+      ['f', 'MY======'],
+      ['fo', 'MZXQ===='],
+      ['foo', 'MZXW6==='],
+      ['foob', 'MZXW6YQ='],
+      ['fooba', 'MZXW6YTB'],
+      ['foobar', 'MZXW6YTBOI======'],
+    ];
+    for (const [plain, enc] of cases) {
+      assert.equal(base32Decode(enc).toString(), plain, enc);
+      assert.equal(base32Decode(enc.toLowerCase().replace(/=/g, '')).toString(), plain, enc);
+    }
+  });
+
+  it('finds single-case base32 runs with a digit 2-7 among the encoded runs', () => {
+    const enc = 'ORUGKIDTMVRXEZLUEBXGC3LFEBUXGIDTO5XXEZDGNFZWQ'; // "the secret name is swordfish"
+    const r = runs(`k=${enc}; lower=${enc.toLowerCase()}`);
+    assert.match(group(r, 'base32'), /the secret name is swordfish.*\n.*the secret name is swordfish/s);
+    assert.equal(group(runs('ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF'), 'base32'), '', 'letters only: a word, not base32');
+    assert.equal(group(runs('MZXW6YTBMZXW6YTBmzxw6ytb'), 'base32'), '', 'mixed case is base64');
+  });
+});
+
+describe('utf16Decode', () => {
+  it('transcodes UTF-16LE and UTF-16BE text, by byte-order mark or by its zero bytes', () => {
+    const text = 'token=abc123 päss ✓';
+    assert.deepEqual(utf16Decode(Buffer.from(text, 'utf16le')), { encoding: 'utf16le', bytes: Buffer.from(text) });
+    assert.deepEqual(utf16Decode(Buffer.from(text, 'utf16le').swap16()), { encoding: 'utf16be', bytes: Buffer.from(text) });
+    assert.equal(utf16Decode(Buffer.from(`\ufeff${text}`, 'utf16le'))?.bytes.toString(), text);
+  });
+
+  it('leaves other bytes alone', () => {
+    assert.equal(utf16Decode(Buffer.from('plain ascii text, long enough')), null);
+    assert.equal(utf16Decode(Buffer.from('short', 'utf16le').subarray(0, 8)), null);
+    const random = Buffer.from(Array.from({ length: 256 }, (_, i) => (i * 97 + 13) & 255));
+    assert.equal(utf16Decode(random), null);
+  });
+
+  it('is applied to each decoded run on its own', () => {
+    const r = runs(
+      `a=${Buffer.from('first hidden text', 'utf16le').toString('base64')} b=${Buffer.from('second hidden', 'utf16le').toString('hex')}`,
+    );
+    const u = r.groups.filter((g) => g.utf16 === 'utf16le').map((g) => `${g.encoding}:${g.bytes.toString()}`);
+    assert.deepEqual(u.sort(), ['base64:first hidden text', 'hex:second hidden']);
+  });
+});
+
+describe('htmlDecode', () => {
+  it('decodes decimal, hex and named references, with or without the semicolon for numeric ones', () => {
+    assert.equal(text(htmlDecode(Buffer.from('&#103;&#x68;&#X70;&lowbar;a&amp;b &lt;i&gt; &#65 &quot;x&quot;'))), 'ghp_a&b <i> A "x"');
+  });
+
+  it('keeps what is not a reference, and decodes invalid code points to U+FFFD', () => {
+    assert.equal(text(htmlDecode(Buffer.from('a & b &nosuch; &#; &#x110000; &amp'))), 'a & b &nosuch; &#; \ufffd &amp');
+    assert.equal(htmlDecode(Buffer.from('R&D, fish & chips, a && b')), null);
+  });
+
+  it('undoes references escaped again (&amp;#103;), up to three rounds', () => {
+    assert.equal(text(htmlDecode(Buffer.from('&amp;#103;&amp;amp;#104;'))), 'gh');
+  });
+
+  it('measures references precisely', () => {
+    assert.equal(htmlEscapeLength(Buffer.from('&#103;x'), 0), 6);
+    assert.equal(htmlEscapeLength(Buffer.from('&#103x'), 0), 5);
+    assert.equal(htmlEscapeLength(Buffer.from('&amp;'), 0), 5);
+    assert.equal(htmlEscapeLength(Buffer.from('&amp'), 0), 0);
+    assert.equal(htmlEscapeLength(Buffer.from('&x'), 0), 0);
+  });
+
+  it('decodes only windows around sparse references', () => {
+    const pad = 'x'.repeat(5000);
+    assert.equal(
+      text(htmlDecode(Buffer.from(`${pad}&#65;${pad}&#66;${pad}`), 10)),
+      `${'x'.repeat(10)}A${'x'.repeat(10)}\n${'x'.repeat(10)}B${'x'.repeat(10)}`,
+    );
+  });
+});
+
+describe('separatedDecode', () => {
+  const secret = 'ghp_Ab3De5Fg7Hj9Kl1Mn2Pq4Rs6Tu8Vw0XyZ12';
+
+  it('removes a one- or two-byte separator repeated between every character', () => {
+    for (const sep of [' ', '-', '.', '_', ',', '|', '\n', '\t', ', ', '\r\n', ' -'])
+      assert.equal(text(separatedDecode(Buffer.from(`key: ${[...secret].join(sep)} (sent)`))), secret, JSON.stringify(sep));
+  });
+
+  it('keeps characters that equal the separator', () => {
+    assert.equal(text(separatedDecode(Buffer.from([...'a_b_c_d_e_f_g_h_i_j_k_l_m'].join('_')))), 'a_b_c_d_e_f_g_h_i_j_k_l_m');
+  });
+
+  it('does not take in the letters of neighbouring words', () => {
+    assert.equal(text(separatedDecode(Buffer.from(`see ${[...secret].join(' ')} here`))), secret);
+  });
+
+  it('finds runs at every offset and alignment, and several runs', () => {
+    const spaced = [...secret].join(' ');
+    for (let pre = 0; pre < 80; pre++)
+      for (const off of [0, 1, 2, 3]) {
+        // (A one-letter word right before the run would be read as part of it.)
+        const buf = Buffer.from(`${'y'.repeat(off)}${'x'.repeat(pre + 2)}: ${spaced} tail words follow here`).subarray(off);
+        assert.equal(text(separatedDecode(buf)), secret, `pre ${pre} off ${off}`);
+      }
+    assert.equal(text(separatedDecode(Buffer.from(`${[...secret].join('.')} and ${[...secret].join('-')}`))), `${secret}\n${secret}`);
+  });
+
+  it('ignores short runs, prose, indentation, rulers and digit lists', () => {
+    assert.equal(separatedDecode(Buffer.from([...'abcdefghijklmno'].join(' '))), null, `${MIN_SEPARATED_CHARS - 1} characters`);
+    for (const t of [
+      'The quick brown fox jumps over the lazy dog. '.repeat(20),
+      ' '.repeat(200),
+      '- - - - - - - - - - - - - - - - - - - -',
+      '=-'.repeat(50),
+    ])
+      assert.equal(separatedDecode(Buffer.from(t)), null, JSON.stringify(t.slice(0, 20)));
+  });
+});
+
+describe('unicodeFold', () => {
+  it('removes default-ignorable code points and applies NFKC, returning only windows that changed', () => {
+    const out = unicodeFold(Buffer.from('a\u200Bb\u00ADc\uFE0Fd ｇｈｐ＿'), 1024, 1 << 20);
+    assert.equal(text(out as Buffer), 'abcd ghp_');
+    assert.equal(unicodeFold(Buffer.from('naïve Grüße 東京'), 1024, 1 << 20), null, 'already NFKC, nothing ignorable');
+  });
+
+  it('spells out Unicode tag characters as the ASCII they shadow', () => {
+    const tags = [...'secret'].map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0))).join('');
+    assert.equal(text(unicodeFold(Buffer.from(`hi${tags}there`), 1024, 1 << 20) as Buffer), 'hithere\nsecret');
+  });
+
+  it('leaves ordinary non-ASCII text alone: accents, CJK, Arabic, emoji with selectors and joiners, fullwidth punctuation', () => {
+    const text = 'Grüße, 東京は晴れ！（本当に）… مَرْحَبًا 🌤️ 👨‍👩‍👧 10\u00a0€ naïve';
+    assert.equal(unicodeFold(Buffer.from(text.repeat(100)), 1024, 1 << 20), null);
+  });
+
+  it('folds only windows around characters that can hide a token', () => {
+    const pad = 'x'.repeat(5000);
+    // Four bytes each side of the zero-width space's three.
+    assert.equal(text(unicodeFold(Buffer.from(`${pad}a\u200Bb${pad}`), 4, 1 << 20) as Buffer), 'xxxabxxx');
+  });
+
+  it('gives up past its output cap or a fourfold expansion', () => {
+    assert.equal(unicodeFold(Buffer.from('\uFDFA'.repeat(20000)), 1024, 1 << 30), null, 'expands, but into no token character');
+    assert.equal(unicodeFold(Buffer.from('ｇ' + '\uFDFA'.repeat(20000)), 1024, 1 << 30), 'limit');
+    assert.equal(unicodeFold(Buffer.from('ｇ'.repeat(1000)), 1024, 100), 'limit');
+  });
+});
+
+describe('reversal, ROT13 and windows', () => {
+  it('reverse and rot13 segments transform windows', () => {
+    const src = Buffer.from('0123456789abcdefghij');
+    assert.equal(
+      decodeWindows(
+        src,
+        [
+          [0, 4],
+          [10, 14],
+        ],
+        reverseSegment,
+      ).toString(),
+      '3210\ndcba',
+    );
+    assert.equal(decodeWindows(src, 'all', rot13Segment).toString(), '0123456789nopqrstuvw');
+    assert.equal(rot13('Hello, World!'), 'Uryyb, Jbeyq!');
+  });
+
+  it('mergeWindows clips, merges and switches to the whole layer past half', () => {
+    assert.deepEqual(
+      mergeWindows(
+        [
+          [50, 60],
+          [-5, 5],
+          [55, 70],
+        ],
+        1000,
+      ),
+      [
+        [0, 5],
+        [50, 70],
+      ],
+    );
+    assert.equal(mergeWindows([[0, 600]], 1000), 'all');
+    assert.equal(mergeWindows([], 1000), null);
   });
 });

@@ -21,7 +21,8 @@ export function key4OfLatin1(s: string): number {
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-const GOLDEN = 0x9e3779b1 | 0;
+/** Multiplier of the filter's hash: a key's filter slot is `Math.imul(key, GOLDEN) >>> filterShift`. */
+export const GOLDEN = 0x9e3779b1 | 0;
 
 export class Prefix4Index<T> {
   readonly #filter: Uint8Array;
@@ -71,6 +72,16 @@ export class Prefix4Index<T> {
 
   keys(): readonly number[] {
     return this.#keyList;
+  }
+
+  /** Whether `key` may be in the index (the filter alone: false positives, never false negatives). */
+  mayHave(key: number): boolean {
+    return this.#filter[Math.imul(key | 0, GOLDEN) >>> this.#filterShift] !== 0;
+  }
+
+  /** The filter itself, for loops that test many keys without a call each (slot: see GOLDEN). */
+  get filter(): { readonly slots: Uint8Array; readonly shift: number } {
+    return { slots: this.#filter, shift: this.#filterShift };
   }
 
   get(key: number): readonly T[] | undefined {

@@ -364,3 +364,164 @@ describe('LeakScanner configuration', () => {
     ]);
   });
 });
+
+// ------------------------------------------------------------------ carriers beyond encodings
+// Each case names the layer that must reveal it: without that layer the finding is gone.
+
+/** `s` with `sep` between every character. */
+const interleave = (s: string, sep: string) => [...s].join(sep);
+const fullwidth = (s: string) => [...s].map((c) => (c >= '!' && c <= '~' ? String.fromCharCode(c.charCodeAt(0) + 0xfee0) : c)).join('');
+const backwards = (s: string) => [...s].reverse().join('');
+const rot13 = (s: string) =>
+  s.replace(/[a-z]/gi, (c) => String.fromCharCode(((c.toLowerCase().charCodeAt(0) - 97 + 13) % 26) + (c <= 'Z' ? 65 : 97)));
+function base32(b: Buffer, lower = false, pad = true): string {
+  const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let v = 0;
+  let out = '';
+  for (const x of b) {
+    v = (v << 8) | x;
+    bits += 8;
+    while (bits >= 5) out += A[(v >> (bits -= 5)) & 31];
+  }
+  if (bits > 0) out += A[(v << (5 - bits)) & 31];
+  while (pad && out.length % 8) out += '=';
+  return lower ? out.toLowerCase() : out;
+}
+
+/** Both the rule and the vault secret are found in `body`, each by the chain `encoding`. */
+function foundBoth(body: string, encoding: string, s = scanner) {
+  const findings = s.scanRequest(req(body, { 'content-type': 'text/plain' }));
+  assert.equal(find(findings, 'github_pat')?.encoding, encoding, `token via ${encoding}`);
+  assert.equal(find(findings, 'canary')?.encoding, encoding, `secret via ${encoding}`);
+}
+
+describe('carriers: Unicode', () => {
+  it('removes default-ignorable code points between the characters of a secret', () => {
+    for (const zw of ['\u200B', '\u200C', '\u200D', '\u2060', '\uFEFF', '\u00AD', '\uFE0F', '\u180E', '\u{E0020}'])
+      foundBoth(`a ${interleave(TOKEN, zw)} b ${interleave(CANARY, zw)} c`, 'unicode');
+  });
+
+  it('applies NFKC: fullwidth and other compatibility forms', () => {
+    foundBoth(`x ${fullwidth(TOKEN)} y ${fullwidth(CANARY)}`, 'unicode');
+    const bold = [...TOKEN].map((c) => (/[a-z]/.test(c) ? String.fromCodePoint(0x1d41a + c.charCodeAt(0) - 97) : c)).join('');
+    assert.equal(find(scanner.scanText(bold, 'body'), 'github_pat')?.encoding, 'unicode');
+  });
+
+  it('spells out Unicode tag characters, which shadow ASCII invisibly', () => {
+    const tags = (s: string) => [...s].map((c) => String.fromCodePoint(0xe0000 + c.charCodeAt(0))).join('');
+    foundBoth(`Nothing to see here. ${tags(TOKEN)} ${tags(CANARY)}`, 'unicode');
+  });
+
+  it('leaves ordinary non-ASCII text alone', () => {
+    const text = 'Grüße aus Köln — 東京の天気は晴れ 🌤️, naïve café, ½ cup, ﬁne ligatures, Ｆｕｌｌｗｉｄｔｈ words.';
+    assert.deepEqual(scanner.scanText(text.repeat(50), 'body'), []);
+  });
+});
+
+describe('carriers: values split across fields', () => {
+  const [t1, t2] = [TOKEN.slice(0, 15), TOKEN.slice(15)];
+  const [c1, c2] = [CANARY.slice(0, 8), CANARY.slice(8)];
+
+  it('joins JSON string values in order, whatever lies between them', () => {
+    foundBoth(JSON.stringify({ a: t1, b: t2, c: c1, d: c2 }), 'json_values');
+    // Neighbouring values that are whitespace-free tokens themselves, and a split inside the literal.
+    foundBoth(JSON.stringify({ model: 'gpt-4o', x: t1, y: t2, stream: 'true', n: 3, c: c1, d: c2, e: 'end1' }), 'json_values');
+    foundBoth(JSON.stringify([TOKEN.slice(0, 2), TOKEN.slice(2), CANARY.slice(0, 1), CANARY.slice(1)]), 'json_values');
+    foundBoth(JSON.stringify({ p: [...TOKEN], q: [...CANARY] }, null, 2), 'json_values');
+  });
+
+  it('joins the values of JSON inside a JSON string (tool-call arguments)', () => {
+    foundBoth(JSON.stringify({ tool: 'send', arguments: JSON.stringify({ a: t1, b: t2, c: c1, d: c2 }) }), 'json>json_values');
+  });
+
+  it('joins all header values, query values and form values in order', () => {
+    const h = scanner.scanRequest(req('', { 'user-agent': 'talon/0.1', 'x-a': t1, 'x-b': t2, 'x-c': c1, 'x-d': c2, accept: '*/*' }));
+    assert.deepEqual(find(h, 'github_pat'), { kind: 'rule', id: 'github_pat', location: 'header', encoding: 'header_values' });
+    assert.equal(find(h, 'canary')?.encoding, 'header_values');
+    const q = scanner.scanRequest(req('', {}, `https://api.example.com/x?u=1&a=${t1}&b=${t2}&c=${c1}&d=${c2}&z=9`));
+    assert.equal(find(q, 'github_pat')?.encoding, 'query_values');
+    assert.equal(find(q, 'canary')?.encoding, 'query_values');
+    const f = scanner.scanRequest(req(`u=1&a=${t1}&b=${t2}&c=${c1}&d=${c2}`, { 'content-type': 'application/x-www-form-urlencoded' }));
+    assert.equal(find(f, 'github_pat')?.encoding, 'form_values');
+    assert.equal(find(f, 'canary')?.encoding, 'form_values');
+  });
+
+  it('reports a secret wholly inside one header only there, not again as joined', () => {
+    const h = scanner.scanRequest(req('', { 'x-a': `token ${TOKEN}`, 'x-b': 'other' }));
+    assert.deepEqual(
+      h.map((x) => `${x.field}:${x.encoding}`),
+      ['x-a:raw'],
+    );
+  });
+
+  it('does not glue a prose value onto a token that falls short of a format', () => {
+    for (const rule of BUILTIN_RULES) {
+      for (const near of RULE_FIXTURES[rule.id]!.nearMisses) {
+        const body = JSON.stringify({ config: { value: near, note: 'line one\nline two' }, other: 'and some prose here' });
+        assert.deepEqual(
+          scanner.scanText(body, 'body').map((x) => x.id),
+          [],
+          `${rule.id}: near miss joined with prose`,
+        );
+      }
+    }
+  });
+});
+
+describe('carriers: transformations', () => {
+  it('reads text backwards', () => {
+    foundBoth(`reversed: ${backwards(TOKEN)} and ${backwards(CANARY)}.`, 'reversed');
+  });
+
+  it('undoes ROT13', () => {
+    foundBoth(`rot13: ${rot13(TOKEN)} and ${rot13(CANARY)}.`, 'rot13');
+  });
+
+  it('decodes base32, upper or lower case, with or without padding', () => {
+    for (const [lower, pad] of [
+      [false, true],
+      [true, false],
+      [false, false],
+      [true, true],
+    ] as const)
+      foundBoth(`k=${base32(Buffer.from(`token ${TOKEN}`), lower, pad)} s=${base32(Buffer.from(` ${CANARY}`), lower, pad)}`, 'base32');
+  });
+
+  it('decodes HTML character references: decimal, hex and named, nested', () => {
+    const dec = (s: string) => [...s].map((c) => `&#${c.charCodeAt(0)};`).join('');
+    const hex = (s: string) => [...s].map((c) => `&#x${c.charCodeAt(0).toString(16)}`).join('');
+    foundBoth(`<p>${dec(TOKEN)}</p><p>${hex(CANARY)}</p>`, 'html');
+    foundBoth(`<p>${TOKEN.replace(/_/g, '&lowbar;')} ${CANARY.replace(/-/g, '&amp;#45;')}</p>`, 'html');
+  });
+
+  it('transcodes UTF-16 (little- and big-endian) found inside base64 or hex', () => {
+    foundBoth(b64(Buffer.from(`token=${TOKEN} pw=${CANARY}`, 'utf16le')), 'base64>utf16le');
+    foundBoth(Buffer.from(`token=${TOKEN} pw=${CANARY}`, 'utf16le').swap16().toString('hex'), 'hex>utf16be');
+    const f = scanner.scanRequest(req(Buffer.from(`\ufeffpw=${CANARY} t=${TOKEN}`, 'utf16le')));
+    assert.equal(find(f, 'canary')?.encoding, 'utf16le');
+  });
+
+  it('removes one separator between every character', () => {
+    for (const sep of [' ', '-', '.', '_', ',', ', ', '|', '\n', ' -'])
+      foundBoth(`my token: ${interleave(TOKEN, sep)} and the password is ${interleave(CANARY, sep)}.`, 'separated');
+  });
+
+  it('does not turn near misses into matches through any of them', () => {
+    for (const rule of BUILTIN_RULES)
+      for (const near of RULE_FIXTURES[rule.id]!.nearMisses)
+        for (const [how, text] of [
+          ['reversed', backwards(near)],
+          ['rot13', rot13(near)],
+          ['separated', interleave(near, ' ')],
+          ['zero-width', interleave(near, '\u200B')],
+          ['html', [...near].map((c) => `&#${c.charCodeAt(0)};`).join('')],
+          ['base32', base32(Buffer.from(near))],
+        ])
+          assert.deepEqual(
+            scanner.scanText(`see ${text} here`, 'body').map((x) => x.id),
+            [],
+            `${rule.id}: near miss ${how}`,
+          );
+  });
+});

@@ -83,7 +83,16 @@ export interface InboundMessage {
   receivedAtMs: number;
   /** Sampling controls passed through to the provider when set. */
   temperature?: number | undefined;
-  maxTokens?: number | undefined;
+  maxTokens?:
+    | number
+    | undefined;
+  /**
+   * What the gateway removed from the messages before publishing them (egress's
+   * RedactText): one label per kind of credential, a leak-scanner rule id such as
+   * github_pat, or vault_secret for a value held in the vault. Never the text.
+   * The orchestrator tells the user in its reply.
+   */
+  redacted: string[];
 }
 
 export interface Usage {
@@ -257,6 +266,7 @@ function createBaseInboundMessage(): InboundMessage {
     receivedAtMs: 0,
     temperature: undefined,
     maxTokens: undefined,
+    redacted: [],
   };
 }
 
@@ -288,6 +298,9 @@ export const InboundMessage: MessageFns<InboundMessage> = {
     }
     if (message.maxTokens !== undefined) {
       writer.uint32(72).int32(message.maxTokens);
+    }
+    for (const v of message.redacted) {
+      writer.uint32(82).string(v!);
     }
     return writer;
   },
@@ -377,6 +390,14 @@ export const InboundMessage: MessageFns<InboundMessage> = {
             message.maxTokens = reader.int32();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.redacted.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -410,6 +431,9 @@ export const InboundMessage: MessageFns<InboundMessage> = {
         : isSet(object.max_tokens)
         ? globalThis.Number(object.max_tokens)
         : undefined,
+      redacted: globalThis.Array.isArray(object?.redacted)
+        ? object.redacted.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -442,6 +466,9 @@ export const InboundMessage: MessageFns<InboundMessage> = {
     if (message.maxTokens !== undefined) {
       obj.maxTokens = Math.round(message.maxTokens);
     }
+    if (message.redacted?.length) {
+      obj.redacted = message.redacted;
+    }
     return obj;
   },
 
@@ -463,6 +490,7 @@ export const InboundMessage: MessageFns<InboundMessage> = {
     message.receivedAtMs = object.receivedAtMs ?? 0;
     message.temperature = object.temperature ?? undefined;
     message.maxTokens = object.maxTokens ?? undefined;
+    message.redacted = object.redacted?.map((e) => e) || [];
     return message;
   },
 };

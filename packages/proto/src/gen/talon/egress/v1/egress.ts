@@ -79,9 +79,11 @@ export interface Header {
 
 /**
  * One decision taken by the egress proxy; published on JetStream subject
- * talon.audit.egress.decision. It never carries a secret value: headers and the
- * query are recorded as the caller sent them (placeholders, not values) and are
- * scrubbed of credential shapes; bodies are recorded by size only.
+ * talon.audit.egress.decision. It never carries a secret value or a detected
+ * credential: it is built only by services/egress/src/record.ts from a redacted
+ * copy of the request (host, path, query and header values with every span the
+ * leak scanner flags replaced by [REDACTED:<rule>] or [REDACTED:secret:<name>];
+ * placeholders are kept, they are names); bodies are recorded by size only.
  */
 export interface EgressDecision {
   id: string;
@@ -116,6 +118,26 @@ export interface EgressDecision {
   /** Secret values found in the response and redacted before the caller saw it. */
   redactions: number;
   address: string;
+}
+
+export interface RedactTextRequest {
+  /** At most 256 texts, 2 MiB together. */
+  texts: string[];
+}
+
+export interface RedactedText {
+  /** The text with every flagged span replaced; equal to the input when labels is empty. */
+  text: string;
+  /**
+   * What was removed: leak-scanner rule ids (e.g. github_pat) or vault_secret. Never a
+   * secret's name or value: the caller may show these to the person who typed the text.
+   */
+  labels: string[];
+}
+
+export interface RedactTextResponse {
+  /** One per request text, in order. */
+  texts: RedactedText[];
 }
 
 export interface VerifyWebhookRequest {
@@ -732,6 +754,227 @@ export const EgressDecision: MessageFns<EgressDecision> = {
   },
 };
 
+function createBaseRedactTextRequest(): RedactTextRequest {
+  return { texts: [] };
+}
+
+export const RedactTextRequest: MessageFns<RedactTextRequest> = {
+  encode(message: RedactTextRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.texts) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedactTextRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedactTextRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.texts.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedactTextRequest {
+    return { texts: globalThis.Array.isArray(object?.texts) ? object.texts.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: RedactTextRequest): unknown {
+    const obj: any = {};
+    if (message.texts?.length) {
+      obj.texts = message.texts;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RedactTextRequest>): RedactTextRequest {
+    return RedactTextRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RedactTextRequest>): RedactTextRequest {
+    const message = createBaseRedactTextRequest();
+    message.texts = object.texts?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRedactedText(): RedactedText {
+  return { text: "", labels: [] };
+}
+
+export const RedactedText: MessageFns<RedactedText> = {
+  encode(message: RedactedText, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.text !== "") {
+      writer.uint32(10).string(message.text);
+    }
+    for (const v of message.labels) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedactedText {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedactedText();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.labels.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedactedText {
+    return {
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      labels: globalThis.Array.isArray(object?.labels) ? object.labels.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: RedactedText): unknown {
+    const obj: any = {};
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.labels?.length) {
+      obj.labels = message.labels;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RedactedText>): RedactedText {
+    return RedactedText.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RedactedText>): RedactedText {
+    const message = createBaseRedactedText();
+    message.text = object.text ?? "";
+    message.labels = object.labels?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRedactTextResponse(): RedactTextResponse {
+  return { texts: [] };
+}
+
+export const RedactTextResponse: MessageFns<RedactTextResponse> = {
+  encode(message: RedactTextResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.texts) {
+      RedactedText.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedactTextResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedactTextResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.texts.push(RedactedText.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedactTextResponse {
+    return {
+      texts: globalThis.Array.isArray(object?.texts) ? object.texts.map((e: any) => RedactedText.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RedactTextResponse): unknown {
+    const obj: any = {};
+    if (message.texts?.length) {
+      obj.texts = message.texts.map((e) => RedactedText.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RedactTextResponse>): RedactTextResponse {
+    return RedactTextResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RedactTextResponse>): RedactTextResponse {
+    const message = createBaseRedactTextResponse();
+    message.texts = object.texts?.map((e) => RedactedText.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseVerifyWebhookRequest(): VerifyWebhookRequest {
   return { secretName: "", scheme: 0, message: Buffer.alloc(0), signature: "" };
 }
@@ -1217,9 +1460,11 @@ export const ListSecretNamesResponse: MessageFns<ListSecretNamesResponse> = {
 };
 
 /**
- * Answers only the gateway (spiffe://talon/gateway). Lets the edge check webhook
- * signatures and show operators secret names without ever holding a key: egress
- * relays to the vault, which computes and compares inside.
+ * Answers the gateway (spiffe://talon/gateway) and, for RedactText only, the
+ * orchestrator. Lets the edge check webhook signatures and show operators secret
+ * names without ever holding a key (egress relays to the vault, which computes and
+ * compares inside), and lets both redact credentials from text before it is
+ * stored or sent anywhere without holding the vault's fingerprints.
  */
 export type EgressServiceService = typeof EgressServiceService;
 export const EgressServiceService = {
@@ -1245,12 +1490,34 @@ export const EgressServiceService = {
       Buffer.from(ListSecretNamesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListSecretNamesResponse => ListSecretNamesResponse.decode(value),
   },
+  /**
+   * Scans texts with the leak scanner (credential rules and every vault secret in
+   * its encoded forms) and returns them with each flagged span replaced by
+   * [redacted:<label>]. Gateway: user messages before they are queued;
+   * orchestrator: tool results and answers before they are stored.
+   */
+  redactText: {
+    path: "/talon.egress.v1.EgressService/RedactText" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedactTextRequest): Buffer => Buffer.from(RedactTextRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedactTextRequest => RedactTextRequest.decode(value),
+    responseSerialize: (value: RedactTextResponse): Buffer => Buffer.from(RedactTextResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedactTextResponse => RedactTextResponse.decode(value),
+  },
 } as const;
 
 export interface EgressServiceServer extends UntypedServiceImplementation {
   verifyWebhook: handleUnaryCall<VerifyWebhookRequest, VerifyWebhookResponse>;
   /** Names and metadata of the vault's secrets (never values), for the operator UI. */
   listSecretNames: handleUnaryCall<ListSecretNamesRequest, ListSecretNamesResponse>;
+  /**
+   * Scans texts with the leak scanner (credential rules and every vault secret in
+   * its encoded forms) and returns them with each flagged span replaced by
+   * [redacted:<label>]. Gateway: user messages before they are queued;
+   * orchestrator: tool results and answers before they are stored.
+   */
+  redactText: handleUnaryCall<RedactTextRequest, RedactTextResponse>;
 }
 
 export interface EgressServiceClient extends Client {
@@ -1284,6 +1551,27 @@ export interface EgressServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListSecretNamesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Scans texts with the leak scanner (credential rules and every vault secret in
+   * its encoded forms) and returns them with each flagged span replaced by
+   * [redacted:<label>]. Gateway: user messages before they are queued;
+   * orchestrator: tool results and answers before they are stored.
+   */
+  redactText(
+    request: RedactTextRequest,
+    callback: (error: ServiceError | null, response: RedactTextResponse) => void,
+  ): ClientUnaryCall;
+  redactText(
+    request: RedactTextRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedactTextResponse) => void,
+  ): ClientUnaryCall;
+  redactText(
+    request: RedactTextRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedactTextResponse) => void,
   ): ClientUnaryCall;
 }
 
