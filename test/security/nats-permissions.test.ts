@@ -77,6 +77,9 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     assert.deepEqual(await tryPublish(tp, 'gateway', 'talon.inbound.probe'), { delivered: true, refused: false });
     assert.deepEqual(await tryPublish(tp, 'orchestrator', 'talon.outbound.probe'), { delivered: true, refused: false });
     assert.deepEqual(await tryPublish(tp, 'egress', 'talon.audit.egress.probe'), { delivered: true, refused: false });
+    // Conversation requests: the gateway asks, the orchestrator answers.
+    assert.deepEqual(await tryPublish(tp, 'gateway', 'talon.conversations.list'), { delivered: true, refused: false });
+    assert.equal((await trySubscribe(tp, 'orchestrator', 'talon.conversations.>')).refused, false);
   });
 
   for (const [user, subject] of [
@@ -90,6 +93,11 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     ['sandbox', 'talon.inbound.api'],
     ['sandbox', '$JS.API.STREAM.DELETE.TALON_AUDIT'],
     ['gateway', '$JS.API.STREAM.PURGE.TALON_INBOUND'],
+    ['orchestrator', 'talon.conversations.forget'],
+    // Answering requests (allow_responses) is no licence to publish on anyone's inbox.
+    ['orchestrator', '_INBOX.gateway.forged'],
+    ['sandbox', 'talon.conversations.forget'],
+    ['egress', 'talon.conversations.list'],
   ] as const) {
     it(`refuses ${user} publishing to ${subject}`, async () => {
       const r = await tryPublish(tp, user, subject);
@@ -103,6 +111,9 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     ['egress', 'talon.outbound.>'],
     ['orchestrator', '_INBOX.gateway.>'],
     ['gateway', 'talon.audit.>'],
+    ['gateway', 'talon.conversations.>'],
+    ['sandbox', 'talon.conversations.>'],
+    ['egress', 'talon.conversations.>'],
   ] as const) {
     it(`refuses ${user} subscribing to ${subject}`, async () => {
       assert.equal((await trySubscribe(tp, user, subject)).refused, true);

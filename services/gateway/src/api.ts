@@ -3,6 +3,7 @@
 //   POST /v1/me/token/rotate                 new token for this one; the old one stops working now
 //   GET  /v1/approvals[?status=pending]      mine (operators: everyone's)
 //   POST /v1/approvals/<id>/approve|deny     {"reason"?: "..."}
+//   GET|DELETE /v1/conversations…, DELETE /v1/memory   my conversations and memory (conversations.ts)
 // Operator scope only:
 //   GET  /v1/admin/skills                    installed skills, requested and granted permissions
 //   GET  /v1/admin/secrets                   vault secret names and bindings (never values; via egress)
@@ -16,6 +17,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TalonError } from '@talon/kit';
 import { requireOperator, type Principal, type TokenStore } from './auth.ts';
+import type { ConversationsApi } from './conversations.ts';
 import type { EgressApi } from './egress-api.ts';
 import { readJson, sendJson } from './guard.ts';
 import type { ApprovalStore } from './stores/approvals.ts';
@@ -33,6 +35,8 @@ export interface ApiDeps {
   audit: AuditReader;
   egress: Pick<EgressApi, 'secretNames'>;
   maxBodyBytes: number;
+  /** The caller's conversations and memory, answered by an orchestrator over NATS. */
+  conversations?: Pick<ConversationsApi, 'route'>;
 }
 
 const SMALL_BODY = 16 * 1024;
@@ -96,6 +100,7 @@ export class Api {
       sendJson(res, 200, { approval: v });
       return true;
     }
+    if (this.d.conversations && (await this.d.conversations.route(req, res, url, p))) return true;
     if (!path.startsWith('/v1/admin/')) return false;
 
     // Everything below is for operators; a user token gets 403 before any lookup.

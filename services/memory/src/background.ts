@@ -7,6 +7,7 @@
 // Every step works in small transactions keyed on database state, so it resumes
 // where it stopped after a restart and several replicas can run it at once.
 import type { Logger } from '@talon/kit';
+import { ERASURE_HOLD_MS } from './conversations.ts';
 import type { HnswParams } from './sql.ts';
 import type { MemoryStore } from './store.ts';
 
@@ -108,6 +109,7 @@ export class BackgroundUpkeep {
     if (historyIndexed + reembedded > 0)
       this.o.log.info({ history_indexed: historyIndexed, reembedded, model: store.model, dim: store.dim }, 'memory upkeep pass');
     if (!this.stopped) await store.analyzeIfGrown();
+    if (!this.stopped) await store.pruneErasures(ERASURE_HOLD_MS);
     const index = this.stopped ? 'busy' : await store.ensureVectorIndex(this.o.hnsw, this.o.log);
     return { historyIndexed, reembedded, index };
   }

@@ -1,7 +1,15 @@
 // gRPC handlers for talon.memory.v1.MemoryService: validate, then call the store.
-import { InvalidArgument, type UnaryHandler } from '@talon/kit';
+import { InvalidArgument, TalonError, type UnaryHandler } from '@talon/kit';
 import type {
   ConversationRef,
+  DeleteConversationRequest,
+  DeleteConversationResponse,
+  DeleteUserMemoryRequest,
+  DeleteUserMemoryResponse,
+  GetConversationMessagesRequest,
+  GetConversationMessagesResponse,
+  ListConversationsRequest,
+  ListConversationsResponse,
   AppendTurnsRequest,
   AppendTurnsResponse,
   ClaimEmbeddingWorkRequest,
@@ -19,6 +27,7 @@ import type {
   UpsertDocumentRequest,
   UpsertDocumentResponse,
 } from '@talon/proto';
+import { MESSAGES_PAGE_MAX_BYTES } from './conversations.ts';
 import type { HnswParams } from './sql.ts';
 import type { MemoryStore, SearchInput } from './store.ts';
 import {
@@ -26,11 +35,14 @@ import {
   clampLimit,
   validClaim,
   validConversation,
+  validConversationMessages,
+  validListConversations,
   validDocument,
   validDocumentKey,
   validPut,
   validSearch,
   validTurns,
+  validUserId,
 } from './validate.ts';
 
 export interface HandlerOptions {
@@ -101,5 +113,46 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
     return { model: store.model, dim: store.dim, local, chunks: s.chunks, current: s.current, indexReady: s.indexReady };
   };
 
-  return { appendTurns, getHistory, search, upsertDocument, deleteDocument, claimEmbeddingWork, putEmbeddings, getEmbeddingStatus };
+  // The same answer whether the conversation never existed or is another user's.
+  const noSuchConversation = (c: ConversationRef) =>
+    new TalonError('not_found', `no conversation ${c.channel}/${c.threadId} for this user`);
+
+  const listConversations: UnaryHandler<ListConversationsRequest, ListConversationsResponse> = async (req) => {
+    const q = validListConversations(req);
+    const page = await store.listConversations(q.userId, q);
+    return { conversations: page.conversations, nextBefore: page.next };
+  };
+
+  const getConversationMessages: UnaryHandler<GetConversationMessagesRequest, GetConversationMessagesResponse> = async (req) => {
+    const q = validConversationMessages(req);
+    const page = await store.conversationMessages(q.conversation, { ...q, maxBytes: MESSAGES_PAGE_MAX_BYTES });
+    if (!page) throw noSuchConversation(q.conversation);
+    return page;
+  };
+
+  const deleteConversation: UnaryHandler<DeleteConversationRequest, DeleteConversationResponse> = async (req) => {
+    const conv = validConversation(req.conversation);
+    const res = await store.deleteConversation(conv);
+    if (!res) throw noSuchConversation(conv);
+    return res;
+  };
+
+  const deleteUserMemory: UnaryHandler<DeleteUserMemoryRequest, DeleteUserMemoryResponse> = async (req) => {
+    return store.deleteUserMemory(validUserId(req.userId));
+  };
+
+  return {
+    appendTurns,
+    getHistory,
+    search,
+    upsertDocument,
+    deleteDocument,
+    claimEmbeddingWork,
+    putEmbeddings,
+    getEmbeddingStatus,
+    listConversations,
+    getConversationMessages,
+    deleteConversation,
+    deleteUserMemory,
+  };
 }

@@ -6,10 +6,10 @@ import {
   Lifecycle,
   migrate,
   readTls,
+  reportPorts,
   runMain,
   startGrpcServer,
   waitForDatabase,
-  type UnaryHandler,
 } from '@talon/kit';
 import { localEmbedder } from '@talon/embed';
 import { MemoryServiceService } from '@talon/proto';
@@ -66,14 +66,9 @@ runMain('memory', async () => {
     port: cfg.grpcPort,
     tls: readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey }),
     log,
-    services: [
-      {
-        definition: MemoryServiceService,
-        handlers: handlers as unknown as Record<string, UnaryHandler<never, unknown>>,
-        allow: ['orchestrator'],
-      },
-    ],
+    services: [{ definition: MemoryServiceService, handlers, allow: ['orchestrator'] }],
   });
+  reportPorts({ grpc: grpc.port });
   grpc.setServing('SERVING');
 
   upkeep.start();

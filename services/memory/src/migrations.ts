@@ -106,4 +106,30 @@ export const memoryMigrations: readonly Migration[] = [
       create index vector_embeddings_conversation on memory.vector_embeddings (conversation_id) where conversation_id is not null;
     `,
   },
+  {
+    version: 3,
+    name: 'conversation activity for listing, and erasures',
+    // last_turn_at orders a user's conversations newest first (with id as the
+    // tie-break of the page cursor) without aggregating their history per request.
+    // An erasure remembers, for a while, that a user deleted a conversation
+    // (channel and thread_id set) or all of their memory (both ''): a turn created
+    // before it that arrives late (an answer still being recorded, a redelivered
+    // message) is not stored again. Upkeep prunes erasures after a day.
+    sql: `
+      alter table memory.conversations add column last_turn_at timestamptz;
+      update memory.conversations c
+         set last_turn_at = coalesce((select max(h.created_at) from memory.conversation_history h where h.conversation_id = c.id), c.created_at);
+      alter table memory.conversations alter column last_turn_at set default now(), alter column last_turn_at set not null;
+      create index conversations_user_recent on memory.conversations (user_id, last_turn_at desc, id desc);
+
+      create table memory.erasures (
+        user_id text not null,
+        channel text not null,
+        thread_id text not null,
+        erased_at timestamptz not null default now(),
+        primary key (user_id, channel, thread_id)
+      );
+      create index erasures_age on memory.erasures (erased_at);
+    `,
+  },
 ];

@@ -5,6 +5,7 @@ import type { Logger, Pool, PoolClient } from '@talon/kit';
 import type { ConversationRef } from '@talon/proto';
 import type { Embedder } from '@talon/embed';
 import { chunkText, type ChunkOptions } from './chunk.ts';
+import { conversationTitle, encodeConversationCursor, survivesErasure, type ConversationCursor } from './conversations.ts';
 import {
   assertDim,
   COMMON_LEXEMES_SQL,
@@ -91,6 +92,38 @@ interface ChunkRow {
   content: string;
   vector?: Float32Array;
 }
+
+export interface ConversationSummaryRow {
+  channel: string;
+  threadId: string;
+  title: string;
+  createdAtMs: number;
+  lastActivityMs: number;
+  /** User and assistant turns. */
+  turns: number;
+}
+
+export interface MessagesPage {
+  /** Oldest first. */
+  messages: StoredTurn[];
+  /** Cursor of older messages; '' when there are none. */
+  nextBefore: string;
+}
+
+export interface ConversationDeleted {
+  turns: number;
+  chunks: number;
+  documents: number;
+}
+
+/** Turns of an append that all fell under an erasure: the transaction is rolled back. */
+class AllErased extends Error {}
+
+/**
+ * Advisory lock key of a user's memory: appends hold it shared, DeleteUserMemory
+ * exclusively, so no append can slip a new conversation past a user's erasure.
+ */
+const USER_LOCK_KEY = `hashtextextended('talon.memory.user:' || $1::text, 0)`;
 
 /** Roles whose turns become searchable memory. */
 export const INDEXED_ROLES: ReadonlySet<string> = new Set(['user', 'assistant']);
@@ -214,18 +247,39 @@ export class MemoryStore {
     // Chunk and embed before the transaction so it stays short.
     const chunks = turns.map((t) => (inline && INDEXED_ROLES.has(t.role) ? chunkText(t.content, this.opts.chunk) : []));
     const vectors = await this.embedLocal(chunks.flat());
+    // The conversation's last activity: the newest turn's time (now when a turn has none).
+    const latestMs = turns.every((t) => t.createdAtMs) ? Math.max(...turns.map((t) => t.createdAtMs!)) : null;
     return inTransaction(this.pool, async (client) => {
+      // Upserting the row locks the conversation: a DeleteConversation under way
+      // finishes first (and this then creates it anew), or waits for this to commit.
       const { rows } = await client.query<{ id: string }>(
-        `insert into memory.conversations (user_id, channel, thread_id) values ($1, $2, $3)
-         on conflict (user_id, channel, thread_id) do update set user_id = excluded.user_id
+        `with lock as (select pg_advisory_xact_lock_shared(${USER_LOCK_KEY}))
+         insert into memory.conversations (user_id, channel, thread_id, last_turn_at)
+         select $1, $2, $3, coalesce(to_timestamp($4::double precision / 1000), now()) from lock
+         on conflict (user_id, channel, thread_id)
+           do update set last_turn_at = greatest(memory.conversations.last_turn_at, excluded.last_turn_at)
          returning id`,
-        [conv.userId, conv.channel, conv.threadId],
+        [conv.userId, conv.channel, conv.threadId, latestMs],
       );
       const conversationId = rows[0]!.id;
+      // A later statement, so it sees an erasure committed while the upsert waited.
+      const erased = await client.query<{ ms: number | null }>(
+        `select (extract(epoch from max(erased_at)) * 1000)::float8 as ms from memory.erasures
+          where user_id = $1 and ((channel = $2 and thread_id = $3) or (channel = '' and thread_id = ''))`,
+        [conv.userId, conv.channel, conv.threadId],
+      );
+      const erasedMs = erased.rows[0]?.ms ?? undefined;
+      const keep = turns.map((t) => survivesErasure(t.createdAtMs, erasedMs === undefined ? undefined : Number(erasedMs)));
+      // Nothing left to store: leave no trace (not even an empty conversation).
+      if (!keep.includes(true)) throw new AllErased();
       let inserted = 0;
       let v = 0;
       const chunkRows: ChunkRow[] = [];
       for (const [i, t] of turns.entries()) {
+        if (!keep[i]) {
+          v += chunks[i]!.length;
+          continue;
+        }
         const r = await client.query<{ id: string }>(
           `insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at, indexed_at)
            values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()), case when $8 then now() end)
@@ -253,6 +307,9 @@ export class MemoryStore {
       }
       await this.insertChunks(client, chunkRows);
       return { conversationId, inserted };
+    }).catch((err: unknown) => {
+      if (err instanceof AllErased) return { conversationId: '', inserted: 0 };
+      throw err;
     });
   }
 
@@ -268,6 +325,176 @@ export class MemoryStore {
       [conv.userId, conv.channel, conv.threadId, limit, [...roles]],
     );
     return rows.reverse().map((r) => ({ id: r.turn_id, role: r.role, content: r.content, source: r.source, createdAtMs: Number(r.ms) }));
+  }
+
+  /** The user's conversations, most recent activity first, after the cursor. */
+  async listConversations(
+    userId: string,
+    opts: { limit: number; before?: ConversationCursor | undefined; channel?: string | undefined },
+  ): Promise<{ conversations: ConversationSummaryRow[]; next: string }> {
+    const { rows } = await this.pool.query<{
+      id: string;
+      channel: string;
+      thread_id: string;
+      created_ms: number;
+      last_ms: number;
+      cursor_at: string;
+      turns: number;
+      first_user: string | null;
+    }>(
+      `select c.id::text as id, c.channel, c.thread_id,
+              (extract(epoch from c.created_at) * 1000)::float8 as created_ms,
+              (extract(epoch from c.last_turn_at) * 1000)::float8 as last_ms,
+              to_char(c.last_turn_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at,
+              (select count(*) from memory.conversation_history h
+                where h.conversation_id = c.id and h.user_id = $1 and h.role in ('user', 'assistant'))::int as turns,
+              (select left(h.content, 400) from memory.conversation_history h
+                where h.conversation_id = c.id and h.user_id = $1 and h.role = 'user' order by h.id limit 1) as first_user
+         from memory.conversations c
+        where c.user_id = $1
+          and ($3::text is null or c.channel = $3)
+          and ($4::timestamptz is null or (c.last_turn_at, c.id) < ($4::timestamptz, $5::uuid))
+        order by c.last_turn_at desc, c.id desc
+        limit $2`,
+      [userId, opts.limit + 1, opts.channel || null, opts.before?.at ?? null, opts.before?.id ?? null],
+    );
+    const page = rows.slice(0, opts.limit);
+    const last = page.at(-1);
+    return {
+      conversations: page.map((r) => ({
+        channel: r.channel,
+        threadId: r.thread_id,
+        title: conversationTitle(r.first_user),
+        createdAtMs: Math.round(Number(r.created_ms)),
+        lastActivityMs: Math.round(Number(r.last_ms)),
+        turns: r.turns,
+      })),
+      next: rows.length > opts.limit && last ? encodeConversationCursor({ at: last.cursor_at, id: last.id }) : '',
+    };
+  }
+
+  /**
+   * A page of a conversation's user and assistant turns (oldest first), the newest
+   * before the cursor, within `maxBytes` of text (at least one turn); undefined when
+   * the user has no such conversation.
+   */
+  async conversationMessages(
+    conv: ConversationRef,
+    opts: { limit: number; before?: string | undefined; maxBytes: number },
+  ): Promise<MessagesPage | undefined> {
+    // Sizes come from octet_length (no detoasting); only the turns of the page carry their text out.
+    const { rows } = await this.pool.query<{
+      hid: string | null;
+      turn_id: string;
+      role: string;
+      source: string;
+      ms: string;
+      content: string | null;
+    }>(
+      `select w.hid, w.turn_id, w.role, w.source, w.ms,
+              case when w.n <= $4 and (w.n = 1 or w.running <= $6) then w.content end as content
+         from memory.conversations c
+         left join lateral (
+           select h.id::text as hid, h.turn_id, h.role, h.source, h.content,
+                  (extract(epoch from h.created_at) * 1000)::bigint as ms,
+                  row_number() over (order by h.id desc) as n,
+                  sum(octet_length(h.content)) over (order by h.id desc rows unbounded preceding) as running
+             from memory.conversation_history h
+            where h.conversation_id = c.id and h.user_id = $1 and h.role in ('user', 'assistant')
+              and ($5::bigint is null or h.id < $5::bigint)
+            order by h.id desc
+            limit $4 + 1) w on true
+        where c.user_id = $1 and c.channel = $2 and c.thread_id = $3
+        order by w.n`,
+      [conv.userId, conv.channel, conv.threadId, opts.limit, opts.before ?? null, opts.maxBytes],
+    );
+    if (rows.length === 0) return undefined;
+    const page = rows.filter((r) => r.hid !== null && r.content !== null);
+    const more = rows.some((r) => r.hid !== null && r.content === null);
+    return {
+      messages: page
+        .reverse()
+        .map((r) => ({ id: r.turn_id, role: r.role, content: r.content!, source: r.source, createdAtMs: Number(r.ms) })),
+      nextBefore: more && page.length > 0 ? page[0]!.hid! : '',
+    };
+  }
+
+  /**
+   * Deletes one conversation of the user in one transaction — its turns of every
+   * role, their chunks and embeddings (pending indexing and embedding work with
+   * them), the documents saved from it — and records the erasure so late turns
+   * created before it stay out. Undefined when the user has no such conversation.
+   */
+  async deleteConversation(conv: ConversationRef): Promise<ConversationDeleted | undefined> {
+    return inTransaction(this.pool, async (client) => {
+      // Locking the row holds off appends to this conversation until commit.
+      const found = await client.query<{ id: string }>(
+        `select id from memory.conversations where user_id = $1 and channel = $2 and thread_id = $3 for update`,
+        [conv.userId, conv.channel, conv.threadId],
+      );
+      const id = found.rows[0]?.id;
+      if (id === undefined) return undefined;
+      // Waits for an indexing pass holding some of these turns, so the chunks it
+      // committed are seen (and deleted) below; later passes skip them.
+      await client.query(`select id from memory.conversation_history where conversation_id = $1 and user_id = $2 for update`, [
+        id,
+        conv.userId,
+      ]);
+      const out = await this.deleteRows(client, conv.userId, id);
+      await client.query(`delete from memory.conversations where id = $1 and user_id = $2`, [id, conv.userId]);
+      await client.query(
+        `insert into memory.erasures (user_id, channel, thread_id, erased_at) values ($1, $2, $3, now())
+         on conflict (user_id, channel, thread_id) do update set erased_at = excluded.erased_at`,
+        [conv.userId, conv.channel, conv.threadId],
+      );
+      return out;
+    });
+  }
+
+  /** Deletes every conversation and memory document of the user, the same way. */
+  async deleteUserMemory(userId: string): Promise<ConversationDeleted & { conversations: number }> {
+    return inTransaction(this.pool, async (client) => {
+      // Waits for appends under way and keeps new ones out until the erasure is committed.
+      await client.query(`select pg_advisory_xact_lock(${USER_LOCK_KEY})`, [userId]);
+      await client.query(`select id from memory.conversation_history where user_id = $1 for update`, [userId]);
+      const out = await this.deleteRows(client, userId, undefined);
+      const convs = await client.query(`delete from memory.conversations where user_id = $1`, [userId]);
+      // The user-wide erasure covers the per-conversation ones.
+      await client.query(`delete from memory.erasures where user_id = $1`, [userId]);
+      await client.query(`insert into memory.erasures (user_id, channel, thread_id, erased_at) values ($1, '', '', now())`, [userId]);
+      return { ...out, conversations: convs.rowCount ?? 0 };
+    });
+  }
+
+  /** Chunks, documents and turns of one conversation (or all of the user's), counted. */
+  private async deleteRows(client: PoolClient, userId: string, conversationId: string | undefined): Promise<ConversationDeleted> {
+    const all = conversationId === undefined;
+    const args = all ? [userId] : [userId, conversationId];
+    const docs = await client.query<{ id: string }>(
+      `select id::text as id from memory.documents where user_id = $1 and ${all ? 'true' : 'origin_conversation_id = $2'} for update`,
+      args,
+    );
+    const docIds = docs.rows.map((d) => d.id);
+    // Chunks before their documents and turns, so the cascades find nothing left and the count is complete.
+    const chunks = await client.query(
+      `delete from memory.vector_embeddings
+        where user_id = $1 and (${all ? 'true' : 'conversation_id = $2'} or document_id = any($${args.length + 1}::uuid[]))`,
+      [...args, docIds],
+    );
+    await client.query(`delete from memory.documents where user_id = $1 and id = any($2::uuid[])`, [userId, docIds]);
+    const turns = await client.query(
+      `delete from memory.conversation_history where user_id = $1 and ${all ? 'true' : 'conversation_id = $2'}`,
+      args,
+    );
+    return { turns: turns.rowCount ?? 0, chunks: chunks.rowCount ?? 0, documents: docIds.length };
+  }
+
+  /** Forgets erasures older than `olderThanMs` (nothing under way can be that late). */
+  async pruneErasures(olderThanMs: number): Promise<number> {
+    const r = await this.pool.query(`delete from memory.erasures where erased_at < now() - make_interval(secs => $1::float8 / 1000)`, [
+      olderThanMs,
+    ]);
+    return r.rowCount ?? 0;
   }
 
   async upsertDocument(doc: DocumentInput): Promise<{ documentId: string; chunks: number; changed: boolean }> {

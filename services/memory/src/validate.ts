@@ -1,6 +1,15 @@
 // Request validation for the memory API: pure, unit-tested without sockets.
 import { InvalidArgument, TalonError } from '@talon/kit';
 import type { ConversationRef } from '@talon/proto';
+import {
+  CONVERSATIONS_DEFAULT_LIMIT,
+  CONVERSATIONS_MAX_LIMIT,
+  decodeConversationCursor,
+  decodeMessagesCursor,
+  MESSAGES_DEFAULT_LIMIT,
+  MESSAGES_MAX_LIMIT,
+  pageLimit,
+} from './conversations.ts';
 
 export const ROLES = ['system', 'user', 'assistant', 'tool'] as const;
 export const SOURCES = ['system', 'user', 'assistant', 'tool', 'web'] as const;
@@ -200,4 +209,23 @@ export function validPut(req: { model: string; dim: number; items: Array<{ chunk
     if (!CHUNK_ID.test(it.chunkId)) throw new InvalidArgument(`items[${i}].chunk_id must be a chunk id`);
     return { id: it.chunkId, vector: validValues(it.values, cfg.dim, `items[${i}].values`) };
   });
+}
+
+export function validListConversations(req: { userId: string; limit: number; before: string; channel: string }) {
+  const userId = validUserId(req.userId);
+  if (req.channel !== '' && !ID.test(req.channel)) throw new InvalidArgument('channel must be a channel name such as api, web or telegram');
+  return {
+    userId,
+    limit: pageLimit(req.limit, CONVERSATIONS_DEFAULT_LIMIT, CONVERSATIONS_MAX_LIMIT),
+    before: decodeConversationCursor(req.before),
+    channel: req.channel || undefined,
+  };
+}
+
+export function validConversationMessages(req: { conversation?: ConversationRef | undefined; limit: number; before: string }) {
+  return {
+    conversation: validConversation(req.conversation),
+    limit: pageLimit(req.limit, MESSAGES_DEFAULT_LIMIT, MESSAGES_MAX_LIMIT),
+    before: decodeMessagesCursor(req.before),
+  };
 }

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
-import { createNativeDatabase, freePort, nativeAdminUrl } from '@talon/testkit';
+import { createNativeDatabase, nativeAdminUrl } from '@talon/testkit';
 
 export type DbKind = 'embedded' | 'native';
 
@@ -18,22 +18,30 @@ export interface TestDb {
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 
 export async function startEmbedded(): Promise<TestDb> {
-  const port = await freePort();
+  // Port 0: the server binds a free port and prints it in its "pglite ready" line.
   const child: ChildProcess = spawn(
     process.execPath,
-    [join(ROOT, 'packages', 'cli', 'src', 'db', 'pglite-server.ts'), '--data', 'memory://', '--port', String(port)],
+    [join(ROOT, 'packages', 'cli', 'src', 'db', 'pglite-server.ts'), '--data', 'memory://', '--port', '0'],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, NODE_OPTIONS: '--max-old-space-size=2048' } },
   );
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  await new Promise<void>((ok, fail) => {
+  const port = await new Promise<number>((ok, fail) => {
     let out = '';
-    const timer = setTimeout(() => fail(new Error(`pglite did not start in 60 s: ${stderr}`)), 60_000);
+    // A ceiling for a loaded machine; on failure the server is stopped, or it would keep the test process alive.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      fail(new Error(`pglite did not start in 180 s: ${stderr}`));
+    }, 180_000);
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
-      if (out.includes('pglite ready')) {
+      const line = out
+        .split('\n')
+        .slice(0, -1)
+        .find((l) => l.includes('"pglite ready"')); // complete lines only
+      if (line) {
         clearTimeout(timer);
-        ok();
+        ok((JSON.parse(line) as { port: number }).port);
       }
     });
     child.once('exit', (code) => {

@@ -44,6 +44,11 @@ const SEED: Record<number, Seeder> = {
       `insert into memory.agents_config (agent_id, display_name, settings) values ('default', 'Talon', '{"tools":["memory"]}')`,
     );
   },
+  3: async (pool) => {
+    // A conversation dave deleted a moment ago, and erin's whole memory.
+    await pool.query(`insert into memory.erasures (user_id, channel, thread_id, erased_at) values
+      ('dave', 'api', 'gone', now()), ('erin', '', '', now())`);
+  },
 };
 
 const CHECK: Record<number, Checker> = {
@@ -73,6 +78,13 @@ const CHECK: Record<number, Checker> = {
     );
     const cyr = await store.search({ userId: 'bob', query: 'Барсик', limit: 5 });
     assert.ok(cyr.hits.some((h) => h.content.includes('Барсик')));
+    // v1 conversations are listed with their activity and title.
+    const listed = await store.listConversations('alice', { limit: 10 });
+    assert.deepEqual(
+      listed.conversations.map((c) => [c.threadId, c.title, c.turns]),
+      [['v1-thread', 'My sailing boat is called Kestrel 🚤', 2]],
+    );
+    assert.ok(listed.conversations[0]!.lastActivityMs >= listed.conversations[0]!.createdAtMs);
   },
   2: async (pool, store) => {
     const hit = await store.search({ userId: 'alice', query: 'where do the tomatoes grow', limit: 5 });
@@ -80,6 +92,18 @@ const CHECK: Record<number, Checker> = {
     assert.ok(hit.hits[0]!.vectorRank > 0, 're-embedded with the configured model, so the vector half finds it');
     const { rows } = await pool.query(`select settings from memory.agents_config where agent_id = 'default'`);
     assert.deepEqual(rows[0]?.settings, { tools: ['memory'] });
+  },
+  3: async (_pool, store) => {
+    const late = Date.now() - 60_000;
+    const a = await store.appendTurns({ userId: 'dave', channel: 'api', threadId: 'gone' }, [
+      { id: 'late', role: 'assistant', source: 'assistant', content: 'late answer', createdAtMs: late },
+    ]);
+    assert.equal(a.inserted, 0, 'the erasure keeps a late turn out');
+    const b = await store.appendTurns({ userId: 'erin', channel: 'web', threadId: 'any' }, [
+      { id: 'late', role: 'user', source: 'user', content: 'late message', createdAtMs: late },
+    ]);
+    assert.equal(b.inserted, 0, 'the user-wide erasure covers every conversation');
+    assert.deepEqual((await store.listConversations('erin', { limit: 10 })).conversations, []);
   },
 };
 

@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { ErrorInfo } from "../../chat/v1/events.ts";
 import { ConversationRef } from "../../common/v1/common.ts";
 
 export interface Turn {
@@ -196,6 +197,92 @@ export interface GetEmbeddingStatusResponse {
   current: number;
   /** Whether the HNSW index for dim exists and is valid. */
   indexReady: boolean;
+}
+
+export interface ListConversationsRequest {
+  userId: string;
+  /** Conversations wanted (default 50, at most 200). */
+  limit: number;
+  /** Opaque cursor: next_before of the previous page (empty: the most recent). */
+  before: string;
+  /** Only conversations of this channel (api, web, telegram...); empty: all. */
+  channel: string;
+}
+
+export interface ConversationSummary {
+  channel: string;
+  threadId: string;
+  /** The first user message, whitespace collapsed, at most 80 characters. */
+  title: string;
+  createdAtMs: number;
+  /** Time of the newest turn. */
+  lastActivityMs: number;
+  /** User and assistant turns (what GetConversationMessages returns). */
+  turns: number;
+}
+
+export interface ListConversationsResponse {
+  conversations: ConversationSummary[];
+  /** Cursor of the next (older) page; empty when this page is the last. */
+  nextBefore: string;
+}
+
+export interface GetConversationMessagesRequest {
+  conversation:
+    | ConversationRef
+    | undefined;
+  /** Messages wanted (default 100, at most 500); a page also stops short of 2 MiB of text. */
+  limit: number;
+  /** Opaque cursor: next_before of the previous page (empty: the most recent messages). */
+  before: string;
+}
+
+export interface GetConversationMessagesResponse {
+  /** Oldest first; role is user or assistant. */
+  messages: Turn[];
+  /** Cursor of the older messages; empty when there are none. */
+  nextBefore: string;
+}
+
+export interface DeleteConversationRequest {
+  conversation: ConversationRef | undefined;
+}
+
+export interface DeleteConversationResponse {
+  /** Turns of every role, tool records included. */
+  turns: number;
+  /** Searchable chunks (with their embeddings) of the turns and documents. */
+  chunks: number;
+  /** Memory documents saved from the conversation (memory_save notes). */
+  documents: number;
+}
+
+export interface DeleteUserMemoryRequest {
+  userId: string;
+}
+
+export interface DeleteUserMemoryResponse {
+  conversations: number;
+  turns: number;
+  chunks: number;
+  documents: number;
+}
+
+/**
+ * NATS request/reply on talon.conversations.<op> (packages/kit/src/subjects.ts):
+ * the gateway (for the authenticated caller) and the operator CLI ask, the
+ * orchestrator answers by calling this service. The request payload is the
+ * request message of the op (list: ListConversationsRequest, messages:
+ * GetConversationMessagesRequest, delete: DeleteConversationRequest, forget:
+ * DeleteUserMemoryRequest); the reply is always a ConversationsReply.
+ */
+export interface ConversationsReply {
+  /** Stable code (not_found, invalid_argument, unavailable...) and a message for the caller. */
+  error?: ErrorInfo | undefined;
+  list?: ListConversationsResponse | undefined;
+  messages?: GetConversationMessagesResponse | undefined;
+  deleted?: DeleteConversationResponse | undefined;
+  forgotten?: DeleteUserMemoryResponse | undefined;
 }
 
 function createBaseTurn(): Turn {
@@ -2588,6 +2675,1074 @@ export const GetEmbeddingStatusResponse: MessageFns<GetEmbeddingStatusResponse> 
   },
 };
 
+function createBaseListConversationsRequest(): ListConversationsRequest {
+  return { userId: "", limit: 0, before: "", channel: "" };
+}
+
+export const ListConversationsRequest: MessageFns<ListConversationsRequest> = {
+  encode(message: ListConversationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    if (message.before !== "") {
+      writer.uint32(26).string(message.before);
+    }
+    if (message.channel !== "") {
+      writer.uint32(34).string(message.channel);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListConversationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListConversationsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.before = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListConversationsRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      before: isSet(object.before) ? globalThis.String(object.before) : "",
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+    };
+  },
+
+  toJSON(message: ListConversationsRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.before !== "") {
+      obj.before = message.before;
+    }
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListConversationsRequest>): ListConversationsRequest {
+    return ListConversationsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListConversationsRequest>): ListConversationsRequest {
+    const message = createBaseListConversationsRequest();
+    message.userId = object.userId ?? "";
+    message.limit = object.limit ?? 0;
+    message.before = object.before ?? "";
+    message.channel = object.channel ?? "";
+    return message;
+  },
+};
+
+function createBaseConversationSummary(): ConversationSummary {
+  return { channel: "", threadId: "", title: "", createdAtMs: 0, lastActivityMs: 0, turns: 0 };
+}
+
+export const ConversationSummary: MessageFns<ConversationSummary> = {
+  encode(message: ConversationSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.channel !== "") {
+      writer.uint32(10).string(message.channel);
+    }
+    if (message.threadId !== "") {
+      writer.uint32(18).string(message.threadId);
+    }
+    if (message.title !== "") {
+      writer.uint32(26).string(message.title);
+    }
+    if (message.createdAtMs !== 0) {
+      writer.uint32(32).int64(message.createdAtMs);
+    }
+    if (message.lastActivityMs !== 0) {
+      writer.uint32(40).int64(message.lastActivityMs);
+    }
+    if (message.turns !== 0) {
+      writer.uint32(48).uint32(message.turns);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConversationSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConversationSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channel = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.threadId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.title = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.createdAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastActivityMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.turns = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConversationSummary {
+    return {
+      channel: isSet(object.channel) ? globalThis.String(object.channel) : "",
+      threadId: isSet(object.threadId)
+        ? globalThis.String(object.threadId)
+        : isSet(object.thread_id)
+        ? globalThis.String(object.thread_id)
+        : "",
+      title: isSet(object.title) ? globalThis.String(object.title) : "",
+      createdAtMs: isSet(object.createdAtMs)
+        ? globalThis.Number(object.createdAtMs)
+        : isSet(object.created_at_ms)
+        ? globalThis.Number(object.created_at_ms)
+        : 0,
+      lastActivityMs: isSet(object.lastActivityMs)
+        ? globalThis.Number(object.lastActivityMs)
+        : isSet(object.last_activity_ms)
+        ? globalThis.Number(object.last_activity_ms)
+        : 0,
+      turns: isSet(object.turns) ? globalThis.Number(object.turns) : 0,
+    };
+  },
+
+  toJSON(message: ConversationSummary): unknown {
+    const obj: any = {};
+    if (message.channel !== "") {
+      obj.channel = message.channel;
+    }
+    if (message.threadId !== "") {
+      obj.threadId = message.threadId;
+    }
+    if (message.title !== "") {
+      obj.title = message.title;
+    }
+    if (message.createdAtMs !== 0) {
+      obj.createdAtMs = Math.round(message.createdAtMs);
+    }
+    if (message.lastActivityMs !== 0) {
+      obj.lastActivityMs = Math.round(message.lastActivityMs);
+    }
+    if (message.turns !== 0) {
+      obj.turns = Math.round(message.turns);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ConversationSummary>): ConversationSummary {
+    return ConversationSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ConversationSummary>): ConversationSummary {
+    const message = createBaseConversationSummary();
+    message.channel = object.channel ?? "";
+    message.threadId = object.threadId ?? "";
+    message.title = object.title ?? "";
+    message.createdAtMs = object.createdAtMs ?? 0;
+    message.lastActivityMs = object.lastActivityMs ?? 0;
+    message.turns = object.turns ?? 0;
+    return message;
+  },
+};
+
+function createBaseListConversationsResponse(): ListConversationsResponse {
+  return { conversations: [], nextBefore: "" };
+}
+
+export const ListConversationsResponse: MessageFns<ListConversationsResponse> = {
+  encode(message: ListConversationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.conversations) {
+      ConversationSummary.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextBefore !== "") {
+      writer.uint32(18).string(message.nextBefore);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListConversationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListConversationsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.conversations.push(ConversationSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextBefore = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListConversationsResponse {
+    return {
+      conversations: globalThis.Array.isArray(object?.conversations)
+        ? object.conversations.map((e: any) => ConversationSummary.fromJSON(e))
+        : [],
+      nextBefore: isSet(object.nextBefore)
+        ? globalThis.String(object.nextBefore)
+        : isSet(object.next_before)
+        ? globalThis.String(object.next_before)
+        : "",
+    };
+  },
+
+  toJSON(message: ListConversationsResponse): unknown {
+    const obj: any = {};
+    if (message.conversations?.length) {
+      obj.conversations = message.conversations.map((e) => ConversationSummary.toJSON(e));
+    }
+    if (message.nextBefore !== "") {
+      obj.nextBefore = message.nextBefore;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListConversationsResponse>): ListConversationsResponse {
+    return ListConversationsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListConversationsResponse>): ListConversationsResponse {
+    const message = createBaseListConversationsResponse();
+    message.conversations = object.conversations?.map((e) => ConversationSummary.fromPartial(e)) || [];
+    message.nextBefore = object.nextBefore ?? "";
+    return message;
+  },
+};
+
+function createBaseGetConversationMessagesRequest(): GetConversationMessagesRequest {
+  return { conversation: undefined, limit: 0, before: "" };
+}
+
+export const GetConversationMessagesRequest: MessageFns<GetConversationMessagesRequest> = {
+  encode(message: GetConversationMessagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversation !== undefined) {
+      ConversationRef.encode(message.conversation, writer.uint32(10).fork()).join();
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    if (message.before !== "") {
+      writer.uint32(26).string(message.before);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetConversationMessagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetConversationMessagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.conversation = ConversationRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.before = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetConversationMessagesRequest {
+    return {
+      conversation: isSet(object.conversation) ? ConversationRef.fromJSON(object.conversation) : undefined,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      before: isSet(object.before) ? globalThis.String(object.before) : "",
+    };
+  },
+
+  toJSON(message: GetConversationMessagesRequest): unknown {
+    const obj: any = {};
+    if (message.conversation !== undefined) {
+      obj.conversation = ConversationRef.toJSON(message.conversation);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.before !== "") {
+      obj.before = message.before;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetConversationMessagesRequest>): GetConversationMessagesRequest {
+    return GetConversationMessagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetConversationMessagesRequest>): GetConversationMessagesRequest {
+    const message = createBaseGetConversationMessagesRequest();
+    message.conversation = (object.conversation !== undefined && object.conversation !== null)
+      ? ConversationRef.fromPartial(object.conversation)
+      : undefined;
+    message.limit = object.limit ?? 0;
+    message.before = object.before ?? "";
+    return message;
+  },
+};
+
+function createBaseGetConversationMessagesResponse(): GetConversationMessagesResponse {
+  return { messages: [], nextBefore: "" };
+}
+
+export const GetConversationMessagesResponse: MessageFns<GetConversationMessagesResponse> = {
+  encode(message: GetConversationMessagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.messages) {
+      Turn.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextBefore !== "") {
+      writer.uint32(18).string(message.nextBefore);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetConversationMessagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetConversationMessagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messages.push(Turn.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextBefore = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetConversationMessagesResponse {
+    return {
+      messages: globalThis.Array.isArray(object?.messages) ? object.messages.map((e: any) => Turn.fromJSON(e)) : [],
+      nextBefore: isSet(object.nextBefore)
+        ? globalThis.String(object.nextBefore)
+        : isSet(object.next_before)
+        ? globalThis.String(object.next_before)
+        : "",
+    };
+  },
+
+  toJSON(message: GetConversationMessagesResponse): unknown {
+    const obj: any = {};
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => Turn.toJSON(e));
+    }
+    if (message.nextBefore !== "") {
+      obj.nextBefore = message.nextBefore;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetConversationMessagesResponse>): GetConversationMessagesResponse {
+    return GetConversationMessagesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetConversationMessagesResponse>): GetConversationMessagesResponse {
+    const message = createBaseGetConversationMessagesResponse();
+    message.messages = object.messages?.map((e) => Turn.fromPartial(e)) || [];
+    message.nextBefore = object.nextBefore ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteConversationRequest(): DeleteConversationRequest {
+  return { conversation: undefined };
+}
+
+export const DeleteConversationRequest: MessageFns<DeleteConversationRequest> = {
+  encode(message: DeleteConversationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversation !== undefined) {
+      ConversationRef.encode(message.conversation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteConversationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteConversationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.conversation = ConversationRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteConversationRequest {
+    return { conversation: isSet(object.conversation) ? ConversationRef.fromJSON(object.conversation) : undefined };
+  },
+
+  toJSON(message: DeleteConversationRequest): unknown {
+    const obj: any = {};
+    if (message.conversation !== undefined) {
+      obj.conversation = ConversationRef.toJSON(message.conversation);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteConversationRequest>): DeleteConversationRequest {
+    return DeleteConversationRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteConversationRequest>): DeleteConversationRequest {
+    const message = createBaseDeleteConversationRequest();
+    message.conversation = (object.conversation !== undefined && object.conversation !== null)
+      ? ConversationRef.fromPartial(object.conversation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteConversationResponse(): DeleteConversationResponse {
+  return { turns: 0, chunks: 0, documents: 0 };
+}
+
+export const DeleteConversationResponse: MessageFns<DeleteConversationResponse> = {
+  encode(message: DeleteConversationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.turns !== 0) {
+      writer.uint32(8).uint32(message.turns);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(16).uint32(message.chunks);
+    }
+    if (message.documents !== 0) {
+      writer.uint32(24).uint32(message.documents);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteConversationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteConversationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.turns = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.chunks = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.documents = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteConversationResponse {
+    return {
+      turns: isSet(object.turns) ? globalThis.Number(object.turns) : 0,
+      chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+      documents: isSet(object.documents) ? globalThis.Number(object.documents) : 0,
+    };
+  },
+
+  toJSON(message: DeleteConversationResponse): unknown {
+    const obj: any = {};
+    if (message.turns !== 0) {
+      obj.turns = Math.round(message.turns);
+    }
+    if (message.chunks !== 0) {
+      obj.chunks = Math.round(message.chunks);
+    }
+    if (message.documents !== 0) {
+      obj.documents = Math.round(message.documents);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteConversationResponse>): DeleteConversationResponse {
+    return DeleteConversationResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteConversationResponse>): DeleteConversationResponse {
+    const message = createBaseDeleteConversationResponse();
+    message.turns = object.turns ?? 0;
+    message.chunks = object.chunks ?? 0;
+    message.documents = object.documents ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteUserMemoryRequest(): DeleteUserMemoryRequest {
+  return { userId: "" };
+}
+
+export const DeleteUserMemoryRequest: MessageFns<DeleteUserMemoryRequest> = {
+  encode(message: DeleteUserMemoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteUserMemoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteUserMemoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteUserMemoryRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeleteUserMemoryRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteUserMemoryRequest>): DeleteUserMemoryRequest {
+    return DeleteUserMemoryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteUserMemoryRequest>): DeleteUserMemoryRequest {
+    const message = createBaseDeleteUserMemoryRequest();
+    message.userId = object.userId ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteUserMemoryResponse(): DeleteUserMemoryResponse {
+  return { conversations: 0, turns: 0, chunks: 0, documents: 0 };
+}
+
+export const DeleteUserMemoryResponse: MessageFns<DeleteUserMemoryResponse> = {
+  encode(message: DeleteUserMemoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversations !== 0) {
+      writer.uint32(8).uint32(message.conversations);
+    }
+    if (message.turns !== 0) {
+      writer.uint32(16).uint32(message.turns);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(24).uint32(message.chunks);
+    }
+    if (message.documents !== 0) {
+      writer.uint32(32).uint32(message.documents);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteUserMemoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteUserMemoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.conversations = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.turns = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.chunks = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.documents = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteUserMemoryResponse {
+    return {
+      conversations: isSet(object.conversations) ? globalThis.Number(object.conversations) : 0,
+      turns: isSet(object.turns) ? globalThis.Number(object.turns) : 0,
+      chunks: isSet(object.chunks) ? globalThis.Number(object.chunks) : 0,
+      documents: isSet(object.documents) ? globalThis.Number(object.documents) : 0,
+    };
+  },
+
+  toJSON(message: DeleteUserMemoryResponse): unknown {
+    const obj: any = {};
+    if (message.conversations !== 0) {
+      obj.conversations = Math.round(message.conversations);
+    }
+    if (message.turns !== 0) {
+      obj.turns = Math.round(message.turns);
+    }
+    if (message.chunks !== 0) {
+      obj.chunks = Math.round(message.chunks);
+    }
+    if (message.documents !== 0) {
+      obj.documents = Math.round(message.documents);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DeleteUserMemoryResponse>): DeleteUserMemoryResponse {
+    return DeleteUserMemoryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteUserMemoryResponse>): DeleteUserMemoryResponse {
+    const message = createBaseDeleteUserMemoryResponse();
+    message.conversations = object.conversations ?? 0;
+    message.turns = object.turns ?? 0;
+    message.chunks = object.chunks ?? 0;
+    message.documents = object.documents ?? 0;
+    return message;
+  },
+};
+
+function createBaseConversationsReply(): ConversationsReply {
+  return { error: undefined, list: undefined, messages: undefined, deleted: undefined, forgotten: undefined };
+}
+
+export const ConversationsReply: MessageFns<ConversationsReply> = {
+  encode(message: ConversationsReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.error !== undefined) {
+      ErrorInfo.encode(message.error, writer.uint32(10).fork()).join();
+    }
+    if (message.list !== undefined) {
+      ListConversationsResponse.encode(message.list, writer.uint32(18).fork()).join();
+    }
+    if (message.messages !== undefined) {
+      GetConversationMessagesResponse.encode(message.messages, writer.uint32(26).fork()).join();
+    }
+    if (message.deleted !== undefined) {
+      DeleteConversationResponse.encode(message.deleted, writer.uint32(34).fork()).join();
+    }
+    if (message.forgotten !== undefined) {
+      DeleteUserMemoryResponse.encode(message.forgotten, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConversationsReply {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConversationsReply();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.error = ErrorInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.list = ListConversationsResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.messages = GetConversationMessagesResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.deleted = DeleteConversationResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.forgotten = DeleteUserMemoryResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConversationsReply {
+    return {
+      error: isSet(object.error) ? ErrorInfo.fromJSON(object.error) : undefined,
+      list: isSet(object.list) ? ListConversationsResponse.fromJSON(object.list) : undefined,
+      messages: isSet(object.messages) ? GetConversationMessagesResponse.fromJSON(object.messages) : undefined,
+      deleted: isSet(object.deleted) ? DeleteConversationResponse.fromJSON(object.deleted) : undefined,
+      forgotten: isSet(object.forgotten) ? DeleteUserMemoryResponse.fromJSON(object.forgotten) : undefined,
+    };
+  },
+
+  toJSON(message: ConversationsReply): unknown {
+    const obj: any = {};
+    if (message.error !== undefined) {
+      obj.error = ErrorInfo.toJSON(message.error);
+    }
+    if (message.list !== undefined) {
+      obj.list = ListConversationsResponse.toJSON(message.list);
+    }
+    if (message.messages !== undefined) {
+      obj.messages = GetConversationMessagesResponse.toJSON(message.messages);
+    }
+    if (message.deleted !== undefined) {
+      obj.deleted = DeleteConversationResponse.toJSON(message.deleted);
+    }
+    if (message.forgotten !== undefined) {
+      obj.forgotten = DeleteUserMemoryResponse.toJSON(message.forgotten);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ConversationsReply>): ConversationsReply {
+    return ConversationsReply.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ConversationsReply>): ConversationsReply {
+    const message = createBaseConversationsReply();
+    message.error = (object.error !== undefined && object.error !== null)
+      ? ErrorInfo.fromPartial(object.error)
+      : undefined;
+    message.list = (object.list !== undefined && object.list !== null)
+      ? ListConversationsResponse.fromPartial(object.list)
+      : undefined;
+    message.messages = (object.messages !== undefined && object.messages !== null)
+      ? GetConversationMessagesResponse.fromPartial(object.messages)
+      : undefined;
+    message.deleted = (object.deleted !== undefined && object.deleted !== null)
+      ? DeleteConversationResponse.fromPartial(object.deleted)
+      : undefined;
+    message.forgotten = (object.forgotten !== undefined && object.forgotten !== null)
+      ? DeleteUserMemoryResponse.fromPartial(object.forgotten)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * The memory service is the only owner of agent data in PostgreSQL.
  * Only the orchestrator may call it. Every request names the user it acts for
@@ -2697,6 +3852,66 @@ export const MemoryServiceService = {
       Buffer.from(GetEmbeddingStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetEmbeddingStatusResponse => GetEmbeddingStatusResponse.decode(value),
   },
+  /** The user's conversations, most recent activity first, a page at a time. */
+  listConversations: {
+    path: "/talon.memory.v1.MemoryService/ListConversations" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListConversationsRequest): Buffer =>
+      Buffer.from(ListConversationsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListConversationsRequest => ListConversationsRequest.decode(value),
+    responseSerialize: (value: ListConversationsResponse): Buffer =>
+      Buffer.from(ListConversationsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListConversationsResponse => ListConversationsResponse.decode(value),
+  },
+  /**
+   * The user and assistant turns of one of the user's conversations, oldest first
+   * (tool records and system rows are never returned). NOT_FOUND when the user has
+   * no such conversation, whoever else may have one under the same thread id.
+   */
+  getConversationMessages: {
+    path: "/talon.memory.v1.MemoryService/GetConversationMessages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetConversationMessagesRequest): Buffer =>
+      Buffer.from(GetConversationMessagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetConversationMessagesRequest => GetConversationMessagesRequest.decode(value),
+    responseSerialize: (value: GetConversationMessagesResponse): Buffer =>
+      Buffer.from(GetConversationMessagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetConversationMessagesResponse =>
+      GetConversationMessagesResponse.decode(value),
+  },
+  /**
+   * Deletes one of the user's conversations in one transaction: its turns (tool
+   * records included), their chunks and embeddings, pending indexing and embedding
+   * work, and the memory documents saved from it. Recall stops returning them at
+   * once, and turns created before the deletion that arrive late (an answer still
+   * being recorded, a redelivered message) are not stored again. NOT_FOUND when the
+   * user has no such conversation.
+   */
+  deleteConversation: {
+    path: "/talon.memory.v1.MemoryService/DeleteConversation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteConversationRequest): Buffer =>
+      Buffer.from(DeleteConversationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteConversationRequest => DeleteConversationRequest.decode(value),
+    responseSerialize: (value: DeleteConversationResponse): Buffer =>
+      Buffer.from(DeleteConversationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteConversationResponse => DeleteConversationResponse.decode(value),
+  },
+  /** Deletes all of the user's conversations and memory documents, the same way. */
+  deleteUserMemory: {
+    path: "/talon.memory.v1.MemoryService/DeleteUserMemory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteUserMemoryRequest): Buffer =>
+      Buffer.from(DeleteUserMemoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteUserMemoryRequest => DeleteUserMemoryRequest.decode(value),
+    responseSerialize: (value: DeleteUserMemoryResponse): Buffer =>
+      Buffer.from(DeleteUserMemoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteUserMemoryResponse => DeleteUserMemoryResponse.decode(value),
+  },
 } as const;
 
 export interface MemoryServiceServer extends UntypedServiceImplementation {
@@ -2728,6 +3943,25 @@ export interface MemoryServiceServer extends UntypedServiceImplementation {
   putEmbeddings: handleUnaryCall<PutEmbeddingsRequest, PutEmbeddingsResponse>;
   /** How many chunks carry an embedding of the configured model and dimension. */
   getEmbeddingStatus: handleUnaryCall<GetEmbeddingStatusRequest, GetEmbeddingStatusResponse>;
+  /** The user's conversations, most recent activity first, a page at a time. */
+  listConversations: handleUnaryCall<ListConversationsRequest, ListConversationsResponse>;
+  /**
+   * The user and assistant turns of one of the user's conversations, oldest first
+   * (tool records and system rows are never returned). NOT_FOUND when the user has
+   * no such conversation, whoever else may have one under the same thread id.
+   */
+  getConversationMessages: handleUnaryCall<GetConversationMessagesRequest, GetConversationMessagesResponse>;
+  /**
+   * Deletes one of the user's conversations in one transaction: its turns (tool
+   * records included), their chunks and embeddings, pending indexing and embedding
+   * work, and the memory documents saved from it. Recall stops returning them at
+   * once, and turns created before the deletion that arrive late (an answer still
+   * being recorded, a redelivered message) are not stored again. NOT_FOUND when the
+   * user has no such conversation.
+   */
+  deleteConversation: handleUnaryCall<DeleteConversationRequest, DeleteConversationResponse>;
+  /** Deletes all of the user's conversations and memory documents, the same way. */
+  deleteUserMemory: handleUnaryCall<DeleteUserMemoryRequest, DeleteUserMemoryResponse>;
 }
 
 export interface MemoryServiceClient extends Client {
@@ -2870,6 +4104,81 @@ export interface MemoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetEmbeddingStatusResponse) => void,
+  ): ClientUnaryCall;
+  /** The user's conversations, most recent activity first, a page at a time. */
+  listConversations(
+    request: ListConversationsRequest,
+    callback: (error: ServiceError | null, response: ListConversationsResponse) => void,
+  ): ClientUnaryCall;
+  listConversations(
+    request: ListConversationsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListConversationsResponse) => void,
+  ): ClientUnaryCall;
+  listConversations(
+    request: ListConversationsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListConversationsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The user and assistant turns of one of the user's conversations, oldest first
+   * (tool records and system rows are never returned). NOT_FOUND when the user has
+   * no such conversation, whoever else may have one under the same thread id.
+   */
+  getConversationMessages(
+    request: GetConversationMessagesRequest,
+    callback: (error: ServiceError | null, response: GetConversationMessagesResponse) => void,
+  ): ClientUnaryCall;
+  getConversationMessages(
+    request: GetConversationMessagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetConversationMessagesResponse) => void,
+  ): ClientUnaryCall;
+  getConversationMessages(
+    request: GetConversationMessagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetConversationMessagesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes one of the user's conversations in one transaction: its turns (tool
+   * records included), their chunks and embeddings, pending indexing and embedding
+   * work, and the memory documents saved from it. Recall stops returning them at
+   * once, and turns created before the deletion that arrive late (an answer still
+   * being recorded, a redelivered message) are not stored again. NOT_FOUND when the
+   * user has no such conversation.
+   */
+  deleteConversation(
+    request: DeleteConversationRequest,
+    callback: (error: ServiceError | null, response: DeleteConversationResponse) => void,
+  ): ClientUnaryCall;
+  deleteConversation(
+    request: DeleteConversationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteConversationResponse) => void,
+  ): ClientUnaryCall;
+  deleteConversation(
+    request: DeleteConversationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteConversationResponse) => void,
+  ): ClientUnaryCall;
+  /** Deletes all of the user's conversations and memory documents, the same way. */
+  deleteUserMemory(
+    request: DeleteUserMemoryRequest,
+    callback: (error: ServiceError | null, response: DeleteUserMemoryResponse) => void,
+  ): ClientUnaryCall;
+  deleteUserMemory(
+    request: DeleteUserMemoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteUserMemoryResponse) => void,
+  ): ClientUnaryCall;
+  deleteUserMemory(
+    request: DeleteUserMemoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteUserMemoryResponse) => void,
   ): ClientUnaryCall;
 }
 

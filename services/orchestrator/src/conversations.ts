@@ -1,0 +1,153 @@
+// Answers requests about a user's conversations and memory on
+// talon.conversations.<op> (queue group: any one orchestrator replica answers)
+// by calling memory, which only the orchestrator may call. The gateway sends them
+// for its authenticated caller and the admin CLI for an operator; either way the
+// request names the user, and memory scopes every query to that user. Every
+// answer is a ConversationsReply: the result, or a typed error (code + message)
+// the asker turns into an HTTP status or a CLI message. Never logs contents.
+import {
+  CONVERSATION_OPS,
+  InFlight,
+  InvalidArgument,
+  ORCHESTRATOR_QUEUE,
+  SUBJECTS,
+  TalonError,
+  type ConversationOp,
+  type Logger,
+  type NatsConnection,
+} from '@talon/kit';
+import {
+  ConversationsReply,
+  DeleteConversationRequest,
+  DeleteUserMemoryRequest,
+  GetConversationMessagesRequest,
+  ListConversationsRequest,
+} from '@talon/proto';
+import type { MemoryApi } from './memory.ts';
+
+export type ConversationMemory = Pick<MemoryApi, 'listConversations' | 'conversationMessages' | 'deleteConversation' | 'deleteUserMemory'>;
+
+const PREFIX = SUBJECTS.conversations('list').slice(0, -'list'.length);
+
+/** The operation a request subject names; undefined for anything else. Pure. */
+export function conversationOp(subject: string): ConversationOp | undefined {
+  if (!subject.startsWith(PREFIX)) return undefined;
+  const op = subject.slice(PREFIX.length);
+  return (CONVERSATION_OPS as readonly string[]).includes(op) ? (op as ConversationOp) : undefined;
+}
+
+type Request =
+  | { op: 'list'; req: ListConversationsRequest }
+  | { op: 'messages'; req: GetConversationMessagesRequest }
+  | { op: 'delete'; req: DeleteConversationRequest }
+  | { op: 'forget'; req: DeleteUserMemoryRequest };
+
+function requireUser(userId: string | undefined): void {
+  // The asker fills this from its authenticated principal; a request without one is a bug, never "everyone".
+  if (!userId) throw new InvalidArgument('the request names no user');
+}
+
+/** Decodes and checks the request of `op`. Pure; throws InvalidArgument. */
+export function decodeConversationRequest(op: ConversationOp, data: Uint8Array): Request {
+  let r: Request;
+  try {
+    switch (op) {
+      case 'list':
+        r = { op, req: ListConversationsRequest.decode(data) };
+        break;
+      case 'messages':
+        r = { op, req: GetConversationMessagesRequest.decode(data) };
+        break;
+      case 'delete':
+        r = { op, req: DeleteConversationRequest.decode(data) };
+        break;
+      case 'forget':
+        r = { op, req: DeleteUserMemoryRequest.decode(data) };
+        break;
+    }
+  } catch {
+    throw new InvalidArgument(`the ${op} request is not a valid protobuf message`);
+  }
+  requireUser(r.op === 'list' || r.op === 'forget' ? r.req.userId : r.req.conversation?.userId);
+  return r;
+}
+
+async function perform(memory: ConversationMemory, r: Request): Promise<ConversationsReply> {
+  switch (r.op) {
+    case 'list':
+      return { list: await memory.listConversations(r.req) };
+    case 'messages':
+      return { messages: await memory.conversationMessages(r.req) };
+    case 'delete':
+      return { deleted: await memory.deleteConversation(r.req) };
+    case 'forget':
+      return { forgotten: await memory.deleteUserMemory(r.req) };
+  }
+}
+
+/** The reply to one request: never throws; failures become `error` with a stable code. */
+export async function answerConversationRequest(
+  memory: ConversationMemory,
+  subject: string,
+  data: Uint8Array,
+): Promise<{ reply: ConversationsReply; op: ConversationOp | undefined; err?: unknown }> {
+  const op = conversationOp(subject);
+  try {
+    if (!op) throw new InvalidArgument(`no conversation operation ${subject.slice(PREFIX.length, PREFIX.length + 32)}`);
+    return { op, reply: await perform(memory, decodeConversationRequest(op, data)) };
+  } catch (err) {
+    // Memory's errors arrive as TalonErrors (not_found, invalid_argument, unavailable, timeout).
+    const te = err instanceof TalonError ? err : new TalonError('internal', 'the request failed inside the orchestrator');
+    return { op, reply: { error: { code: te.code, message: te.message } }, err };
+  }
+}
+
+export interface ResponderOptions {
+  nc: NatsConnection;
+  memory: ConversationMemory;
+  log: Logger;
+}
+
+export class ConversationResponder {
+  private readonly o: ResponderOptions;
+  private readonly inFlight = new InFlight();
+  private sub: ReturnType<NatsConnection['subscribe']> | undefined;
+
+  constructor(opts: ResponderOptions) {
+    this.o = opts;
+  }
+
+  start(): void {
+    if (this.sub) return;
+    this.sub = this.o.nc.subscribe(`${PREFIX}>`, {
+      queue: ORCHESTRATOR_QUEUE,
+      callback: (_err, m) => {
+        if (!m.reply) return;
+        void this.inFlight.track(async () => {
+          const started = Date.now();
+          const { reply, op, err } = await answerConversationRequest(this.o.memory, m.subject, m.data);
+          try {
+            m.respond(ConversationsReply.encode(reply).finish());
+          } catch (e) {
+            this.o.log.warn({ op, err: (e as Error).message }, 'could not answer a conversation request');
+          }
+          const fields = {
+            op,
+            outcome: reply.error?.code ?? 'ok',
+            ms: Date.now() - started,
+            ...(reply.deleted ?? reply.forgotten ?? {}),
+          };
+          if (reply.error?.code === 'internal')
+            this.o.log.error({ ...fields, err: (err as Error | undefined)?.message }, 'conversation request failed');
+          else this.o.log.info(fields, 'conversation request');
+        });
+      },
+    });
+  }
+
+  /** Stops taking requests and waits for the ones being answered. */
+  async stop(): Promise<void> {
+    await this.sub?.drain().catch(() => undefined);
+    await this.inFlight.idle();
+  }
+}
