@@ -2,6 +2,48 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// Boundaries (docs/architecture.md §6): packages never import a service, and a service
+// never imports another service. Shared code belongs in packages/ (records in
+// @talon/records, wire contracts in packages/kit/src/contracts.ts).
+const SERVICES = ['gateway', 'orchestrator', 'memory', 'sandbox', 'vault', 'egress'];
+const serviceImports = (names, why) => [
+  { group: names.map((n) => `@talon/${n}`).concat(names.map((n) => `@talon/${n}/*`)), message: why },
+  {
+    group: names.flatMap((n) => [`**/services/${n}`, `**/services/${n}/**`, `**/${n}/src/**`, `**/${n}/test/**`]),
+    message: why,
+  },
+];
+const boundaries = [
+  {
+    files: ['packages/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            ...serviceImports(SERVICES, 'packages never import a service; move the shared code into a package'),
+            { group: ['**/services', '**/services/**'], message: 'packages never import a service' },
+          ],
+        },
+      ],
+    },
+  },
+  ...SERVICES.map((name) => ({
+    files: [`services/${name}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: serviceImports(
+            SERVICES.filter((n) => n !== name),
+            'a service never imports another service; share code through packages/',
+          ),
+        },
+      ],
+    },
+  })),
+];
+
 export default tseslint.config(
   {
     ignores: [
@@ -44,6 +86,7 @@ export default tseslint.config(
       eqeqeq: ['error', 'always'],
     },
   },
+  ...boundaries,
   {
     files: ['services/gateway/public/**/*.js'],
     languageOptions: {

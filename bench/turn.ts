@@ -4,7 +4,10 @@
 // pipeline's own overhead (Talon latency minus the direct-to-LLM latency).
 //   npm run bench:turn [-- --turns 500]
 import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 import { Agent, request } from 'undici';
+import { createClient, readTls, unary } from '@talon/kit';
+import { EgressServiceClient } from '@talon/proto';
 import { startTestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
 
@@ -90,9 +93,26 @@ for (const [mode, conc] of [
   rows.push([`direct to fake LLM (${mode})`, fmt(b.p50), fmt(b.p99), fmt(TURNS / base.secs, 0)]);
   rows.push([`through Talon (${mode})`, fmt(t.p50), fmt(t.p99), fmt(TURNS / talon.secs, 0)]);
 }
+// Inbound scanning: the RedactText call the gateway makes for every turn (its certificate, the turn's text),
+// measured alone against the same egress — this is what it adds to a turn's latency.
+const pki = join(tp.home, 'pki');
+const gwTls = readTls({ caFile: join(pki, 'ca.crt'), certFile: join(pki, 'gateway.crt'), keyFile: join(pki, 'gateway.key') });
+const egressApi = createClient(EgressServiceClient, `127.0.0.1:${tp.ports.grpc.egress}`, gwTls, 'egress');
+const redact = async (i: number) => {
+  const t0 = performance.now();
+  await unary(egressApi, egressApi.redactText, { texts: [`turn ${i}: how fast is the pipeline?`] });
+  return performance.now() - t0;
+};
+await run(redact, 200, 1);
+const scan = summarize((await run(redact, TURNS, 1)).lat);
+egressApi.close();
+rows.push(['inbound scan alone (RedactText, sequential)', fmt(scan.p50), fmt(scan.p99), '-']);
 console.log(`\n${table(['path', 'p50 ms', 'p99 ms', 'turns/s'], rows)}`);
 console.log('\npipeline overhead (Talon minus direct):');
 for (const [mode, r] of Object.entries(results)) console.log(`  ${mode.padEnd(14)} p50 ${fmt(r.p50)} ms   p99 ${fmt(r.p99)} ms`);
 console.log('  target: p50 overhead under 15 ms');
+console.log(
+  `inbound credential scan (part of the overhead above): p50 ${fmt(scan.p50)} ms, p99 ${fmt(scan.p99)} ms; target p50 under 1 ms`,
+);
 await agent.close();
 await tp.stop();

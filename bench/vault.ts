@@ -4,8 +4,8 @@
 //   node_modules/.bin/node bench/vault.ts [--database embedded|native|both] [--n 2000]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { callUnary, createClient, createLogger, createPool } from '@talon/kit';
-import { Placement, VaultAdminServiceClient, VaultServiceClient, type ResolveResponse, type StatusResponse } from '@talon/proto';
+import { createClient, createLogger, createPool, unary } from '@talon/kit';
+import { Placement, VaultAdminServiceClient, VaultServiceClient } from '@talon/proto';
 import { startTestPlatform, type TestDatabaseKind } from '@talon/testkit';
 import { AuditWriter } from '../services/vault/src/audit.ts';
 import { KDF_MINIMUM } from '../services/vault/src/crypto.ts';
@@ -37,14 +37,12 @@ async function run(database: TestDatabaseKind) {
     const admin = createClient(VaultAdminServiceClient, addr, tp.platform.tls('admin'), 'vault');
     const egress = createClient(VaultServiceClient, addr, tp.platform.tls('egress'), 'vault');
     const unsealMs: number[] = [];
-    const [initMs, init] = await timed(() =>
-      callUnary<unknown, StatusResponse>(admin, 'unseal', { passphrase: PASS }, { timeoutMs: 60_000 }),
-    );
+    const [initMs, init] = await timed(() => unary(admin, admin.unseal, { passphrase: PASS }, { timeoutMs: 60_000 }));
     for (let i = 0; i < 3; i++) {
-      await callUnary(admin, 'seal', {});
-      unsealMs.push((await timed(() => callUnary(admin, 'unseal', { passphrase: PASS }, { timeoutMs: 60_000 })))[0]);
+      await unary(admin, admin.seal, {});
+      unsealMs.push((await timed(() => unary(admin, admin.unseal, { passphrase: PASS }, { timeoutMs: 60_000 })))[0]);
     }
-    await callUnary(admin, 'setSecret', {
+    await unary(admin, admin.setSecret, {
       name: 'bench_key',
       value: Buffer.from('sk-bench-0123456789abcdef0123456789'),
       policy: {
@@ -64,11 +62,11 @@ async function run(database: TestDatabaseKind) {
       field: '',
       requestId: 'bench',
     };
-    for (let i = 0; i < 200; i++) await callUnary<unknown, ResolveResponse>(egress, 'resolve', req); // warm-up
+    for (let i = 0; i < 200; i++) await unary(egress, egress.resolve, req); // warm-up
     const resolveMs: number[] = [];
-    for (let i = 0; i < N; i++) resolveMs.push((await timed(() => callUnary<unknown, ResolveResponse>(egress, 'resolve', req)))[0]);
+    for (let i = 0; i < N; i++) resolveMs.push((await timed(() => unary(egress, egress.resolve, req)))[0]);
     const statusMs: number[] = [];
-    for (let i = 0; i < Math.min(N, 1000); i++) statusMs.push((await timed(() => callUnary(egress, 'status', {})))[0]);
+    for (let i = 0; i < Math.min(N, 1000); i++) statusMs.push((await timed(() => unary(egress, egress.status, {})))[0]);
     // The same Resolve in-process (a second vault replica on the same database): the vault's own
     // cost (row check, decrypt, audit insert) without gRPC and mTLS.
     const pool = createPool(tp.platform.adminDatabaseUrl(), { max: 4, applicationName: 'bench-vault' });
@@ -90,7 +88,7 @@ async function run(database: TestDatabaseKind) {
       let left = N;
       await Promise.all(
         Array.from({ length: 16 }, async () => {
-          while (left-- > 0) await callUnary(egress, 'resolve', req);
+          while (left-- > 0) await unary(egress, egress.resolve, req);
         }),
       );
     });

@@ -162,7 +162,7 @@ describe('memory recall across conversations, end to end', () => {
     // The answer is recorded just after the reply is out and indexed just after that: allow a moment.
     const eventually = async <T>(read: () => Promise<T>, ok: (v: T) => boolean): Promise<T> => {
       let v = await read();
-      for (let i = 0; i < 50 && !ok(v); i++) {
+      for (const end = Date.now() + 30_000; !ok(v) && Date.now() < end;) {
         await new Promise((r) => setTimeout(r, 100));
         v = await read();
       }

@@ -6,8 +6,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { callUnary, createClient } from '@talon/kit';
-import { MemoryServiceClient, type GetEmbeddingStatusResponse } from '@talon/proto';
+import { createClient, unary } from '@talon/kit';
+import { MemoryServiceClient } from '@talon/proto';
 import { receivedTexts, startFakeLlm, startTestPlatform, type FakeLlm, type TestPlatform } from '@talon/testkit';
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
@@ -34,12 +34,10 @@ describe('remote embeddings computed by the orchestrator through egress', () => 
     );
     return rows[0] as { n: number; ok: number };
   };
-  const status = () =>
-    callUnary<unknown, GetEmbeddingStatusResponse>(
-      createClient(MemoryServiceClient, `127.0.0.1:${tp.ports.grpc.memory}`, tp.platform.tls('orchestrator'), 'memory'),
-      'getEmbeddingStatus',
-      {},
-    );
+  const status = () => {
+    const client = createClient(MemoryServiceClient, `127.0.0.1:${tp.ports.grpc.memory}`, tp.platform.tls('orchestrator'), 'memory');
+    return unary(client, client.getEmbeddingStatus, {});
+  };
 
   before(async () => {
     fake = await startFakeLlm();

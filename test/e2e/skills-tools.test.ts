@@ -28,7 +28,7 @@ import {
   type RecordedLlmRequest,
   type TestPlatform,
 } from '@talon/testkit';
-import { SkillAdmin } from '../../services/sandbox/src/registry/admin.ts';
+import { SkillAdmin } from '@talon/records/skills';
 import { builtSkill, ensureSkillsBuilt, installApproved } from '../../services/sandbox/test/support.ts';
 import { decideApproval } from '../../packages/cli/src/commands/approvals.ts';
 import { turnKey } from '../../services/orchestrator/src/turn-state.ts';
@@ -129,7 +129,7 @@ describe('skills as tools, end to end', () => {
         const rows = await readHistory(thread);
         return ready(rows) ? rows : undefined;
       },
-      10_000,
+      30_000,
       `the history of ${thread}`,
     );
 
@@ -206,7 +206,7 @@ describe('skills as tools, end to end', () => {
       outcome: 'ok',
       duration_ms: (JSON.parse(toolRow.content) as { duration_ms: number }).duration_ms,
     });
-    const ev = await waitFor(() => audits.find((a) => a.conversation?.threadId === 'convert'), 5000, 'the audit event');
+    const ev = await waitFor(() => audits.find((a) => a.conversation?.threadId === 'convert'), 30_000, 'the audit event');
     assert.equal(ev.skill, 'unit-convert');
     assert.equal(ev.version, '1.0.0');
     assert.equal(ev.outcome, 'ok');
@@ -240,7 +240,7 @@ describe('skills as tools, end to end', () => {
     const bad = await chat(alice, 'bad-args', 'CALL skill_unit-convert {"value":"two","from":"kg","to":"g","extra":1}');
     assert.equal(bad.status, 200);
     assert.match(toolResults(tp.llm!.requests.at(-1)!)[0]!, /error: arguments\.value must be a number/);
-    const ev = await waitFor(() => audits.find((a) => a.conversation?.threadId === 'bad-unit'), 5000, 'audit');
+    const ev = await waitFor(() => audits.find((a) => a.conversation?.threadId === 'bad-unit'), 30_000, 'audit');
     assert.equal(ev.outcome, 'plugin_error');
   });
 
@@ -299,10 +299,10 @@ describe('skills as tools, end to end', () => {
     assert.equal(requestsSince(n).length, 2);
     await waitFor(
       async () => ((await parkedTurn(a.inboundId))?.status === ParkedTurnStatus.PARKED_TURN_STATUS_DONE ? true : undefined),
-      5000,
+      30_000,
       'the turn to be marked done',
     );
-    const ev = await waitFor(() => audits.find((x) => x.inboundId === a.inboundId), 5000, 'audit');
+    const ev = await waitFor(() => audits.find((x) => x.inboundId === a.inboundId), 30_000, 'audit');
     assert.equal(ev.approval, 'approved');
     assert.equal(ev.approvalId, a.id);
     assert.match(ev.decidedBy, /^token:/);
@@ -318,7 +318,7 @@ describe('skills as tools, end to end', () => {
     const [out] = toolResults(tp.llm!.requests.at(-1)!);
     assert.match(out!, /status="error">\nerror: the user denied this call \(reason: not today\); it was not run/);
     assert.ok(!res.json.choices[0].message.content.includes('4000'), 'the skill did not run');
-    const ev = await waitFor(() => audits.find((x) => x.inboundId === a.inboundId), 5000, 'audit');
+    const ev = await waitFor(() => audits.find((x) => x.inboundId === a.inboundId), 30_000, 'audit');
     assert.equal(ev.outcome, 'denied');
     assert.equal(ev.approval, 'denied');
     const tool = (await historyOf('deny-me', (rows) => rows.some((r) => r.role === 'tool'))).find((r) => r.role === 'tool')!;
@@ -329,7 +329,7 @@ describe('skills as tools, end to end', () => {
     const n = tp.llm!.requests.length;
     const pending = chat(alice, 'durable', 'CALL skill_guarded-convert {"value":5,"from":"kg","to":"g"}');
     const a = await approvalFor('durable');
-    await waitFor(async () => ((await parkedTurn(a.inboundId)) ? true : undefined), 5000, 'the parked turn');
+    await waitFor(async () => ((await parkedTurn(a.inboundId)) ? true : undefined), 30_000, 'the parked turn');
     const victim = tp.platform.process('orchestrator')!;
     await tp.platform.stopService('orchestrator', { kill: true });
     assert.equal((await victim.exited).signal, 'SIGKILL');
@@ -354,7 +354,7 @@ describe('skills as tools, end to end', () => {
   it('continues a turn decided while no orchestrator was running, once one starts', async () => {
     const pending = chat(alice, 'decided-offline', 'CALL skill_guarded-convert {"value":6,"from":"kg","to":"g"}');
     const a = await approvalFor('decided-offline');
-    await waitFor(async () => ((await parkedTurn(a.inboundId)) ? true : undefined), 5000, 'the parked turn');
+    await waitFor(async () => ((await parkedTurn(a.inboundId)) ? true : undefined), 30_000, 'the parked turn');
     await tp.platform.stopService('orchestrator', { kill: true });
     await decideApproval(await nc(), a.id, true, '', 'cli:test');
     tp.platform.startService('orchestrator');

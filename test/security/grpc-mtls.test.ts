@@ -4,9 +4,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { callUnary, createClient, TalonError, type TlsMaterial } from '@talon/kit';
+import { createClient, TalonError, unary, type TlsMaterial } from '@talon/kit';
 import { createCa, issueCert } from '@talon/kit/pki';
-import { MemoryServiceClient, type AppendTurnsResponse } from '@talon/proto';
+import { MemoryServiceClient } from '@talon/proto';
 import { credentials } from '@grpc/grpc-js';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 
@@ -23,13 +23,10 @@ describe('gRPC over mTLS with SPIFFE identities', () => {
     const leaf = await issueCert(issuer, { name, ...(opts.uri !== undefined ? { uri: opts.uri } : {}) });
     return { ca: Buffer.from(ca.certPem), cert: Buffer.from(leaf.certPem), key: Buffer.from(leaf.keyPem) };
   };
-  const append = (tls: TlsMaterial, expectServer = 'memory') =>
-    callUnary<unknown, AppendTurnsResponse>(
-      createClient(MemoryServiceClient, addr, tls, expectServer),
-      'appendTurns',
-      { conversation, turns },
-      { timeoutMs: 3000 },
-    );
+  const append = (tls: TlsMaterial, expectServer = 'memory') => {
+    const client = createClient(MemoryServiceClient, addr, tls, expectServer);
+    return unary(client, client.appendTurns, { conversation, turns }, { timeoutMs: 3000 });
+  };
 
   before(async () => {
     tp = await startTestPlatform({ services: ['memory'], llm: false });
@@ -73,7 +70,7 @@ describe('gRPC over mTLS with SPIFFE identities', () => {
       'grpc.ssl_target_name_override': 'memory',
     });
     await assert.rejects(
-      callUnary(client, 'appendTurns', { conversation, turns }, { timeoutMs: 3000 }),
+      unary(client, client.appendTurns, { conversation, turns }, { timeoutMs: 3000 }),
       (e: TalonError) => e.code === 'unavailable',
     );
   });

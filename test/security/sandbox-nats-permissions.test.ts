@@ -108,7 +108,10 @@ describe('skill registry permissions (enforced by nats-server)', () => {
     try {
       nc.subscribe(`$KV.${KV_BUCKETS.tokens}.>`);
       await nc.flush();
-      await new Promise((r) => setTimeout(r, 200));
+      // The server's refusal arrives as an asynchronous error: wait for it (bounded), then check.
+      await tp
+        .until('the server to refuse the subscription', () => errors.some((e) => /permissions violation/i.test(e)))
+        .catch(() => undefined);
       assert.ok(errors.some((e) => /permissions violation/i.test(e)));
     } finally {
       await nc.close();

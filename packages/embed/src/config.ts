@@ -1,7 +1,7 @@
 // Embedding configuration shared by memory and the orchestrator: both must agree
 // on the model and dimension, because memory stores them next to every vector and
 // re-embeds rows that differ.
-import { ConfigError, ConfigFieldError, int, oneOf, str, url, type Field } from '@talon/kit';
+import { ConfigError, ConfigFieldError, SECRET_NAME_PATTERN, int, oneOf, str, url, type Field } from '@talon/kit';
 import { HASHED_LEXICAL_MODEL, HashedLexicalEmbedder } from './hashed-lexical.ts';
 import { OpenAiEmbedder, type HttpTransport } from './openai.ts';
 import type { Embedder } from './types.ts';
@@ -44,7 +44,7 @@ export function embeddingProviderFields() {
     embeddingsKeySecret: str('TALON_EMBEDDINGS_API_KEY_SECRET', {
       doc: 'Vault secret holding the embeddings API key (sent as a placeholder egress fills in); "none" for servers without auth.',
       default: 'llm_api_key',
-      pattern: /^[a-z0-9_]{1,64}$/,
+      pattern: SECRET_NAME_PATTERN,
     }),
     embeddingsTimeoutMs: int('TALON_EMBEDDINGS_TIMEOUT_MS', {
       doc: 'Upper bound for one embeddings request.',

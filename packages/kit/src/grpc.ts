@@ -12,6 +12,8 @@ import {
   status as GrpcStatus,
   type ChannelOptions,
   type Client,
+  type ClientUnaryCall,
+  type MethodDefinition,
   type ServerUnaryCall,
   type sendUnaryData,
   type ServiceDefinition,
@@ -24,6 +26,7 @@ import { SpanKind, context, extractRecord, injectRecord, tracer, SpanStatusCode,
 import { TalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
 import { identityFromSan, spiffeId } from './identity.ts';
 import type { Logger } from './log.ts';
+import { isAddressInUse, portInUseError } from './ports.ts';
 
 export { GrpcStatus, Metadata };
 
@@ -52,15 +55,33 @@ export interface CallContext {
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
 
-/** Who may call: a fixed identity list, or a predicate per method. */
-export type Allow = readonly string[] | ((peer: string, method: string) => boolean);
+/** Request type of a generated method definition (e.g. `MemoryServiceService['appendTurns']`). */
+export type RequestOf<D> = D extends MethodDefinition<infer Req, any> ? Req : never;
+/** Response type of a generated method definition. */
+export type ResponseOf<D> = D extends MethodDefinition<any, infer Res> ? Res : never;
+/** Method names of a generated service definition, as in it (e.g. `appendTurns`). */
+export type MethodName<S extends ServiceDefinition> = keyof S & string;
 
-export interface ServiceRegistration {
-  definition: ServiceDefinition;
+/** One handler per method of a generated service definition, each typed by its method. */
+export type Handlers<S extends ServiceDefinition> = {
+  [M in MethodName<S>]: UnaryHandler<RequestOf<S[M]>, ResponseOf<S[M]>>;
+};
+
+/** Who may call: a fixed identity list, or a predicate per method (named as in the definition). */
+export type Allow<M extends string = string> = readonly string[] | ((peer: string, method: M) => boolean);
+
+export interface ServiceRegistration<S extends ServiceDefinition = ServiceDefinition> {
+  /** A generated `XxxServiceService` definition. */
+  definition: S;
   /** Map of method name (as in the generated definition, e.g. `appendTurns`) to handler. */
-  handlers: Record<string, UnaryHandler<never, unknown>>;
-  allow: Allow;
+  handlers: NoInfer<Handlers<S>>;
+  allow: NoInfer<Allow<MethodName<S>>>;
 }
+
+/** Registrations of `startGrpcServer`, each checked against its own definition. */
+export type ServiceRegistrations<S extends readonly ServiceDefinition[]> = {
+  readonly [K in keyof S]: ServiceRegistration<S[K]>;
+};
 
 function allowed(allow: Allow, peer: string, method: string): boolean {
   return typeof allow === 'function' ? allow(peer, method) : allow.includes(peer);
@@ -80,7 +101,7 @@ function metadataRecord(md: Metadata): Record<string, string> {
 function wrapUnary(
   serviceName: string,
   method: string,
-  handler: UnaryHandler<never, unknown>,
+  handler: UnaryHandler<any, unknown>,
   allow: Allow,
   log: Logger,
 ): (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void {
@@ -114,7 +135,7 @@ function wrapUnary(
     }
     const ctx: CallContext = { peer, metadata: call.metadata, method };
     context.with(trace.setSpan(parent, span), () => {
-      handler(call.request as never, ctx).then(
+      handler(call.request, ctx).then(
         (res) => finish(null, res),
         (err: unknown) => finish(err),
       );
@@ -122,12 +143,15 @@ function wrapUnary(
   };
 }
 
-export interface GrpcServerOptions {
+export interface GrpcServerOptions<S extends readonly ServiceDefinition[] = readonly ServiceDefinition[]> {
   name: string;
   host: string;
+  /** 0: any free port (the handle's `port` says which). */
   port: number;
+  /** Variable that set the port, named when it is taken (default `<NAME>_GRPC_PORT`). */
+  portKey?: string;
   tls: TlsMaterial;
-  services: readonly ServiceRegistration[];
+  services: ServiceRegistrations<S>;
   log: Logger;
   /** Max inbound message size; default 4 MiB. */
   maxReceiveBytes?: number;
@@ -141,6 +165,11 @@ export interface GrpcServerHandle {
   shutdown(timeoutMs: number): Promise<void>;
 }
 
+/**
+ * Serves the given generated services over mTLS. Each registration's handlers are typed by its
+ * definition (a missing or mistyped handler does not compile; a missing one also fails here).
+ */
+export async function startGrpcServer<const S extends readonly ServiceDefinition[]>(opts: GrpcServerOptions<S>): Promise<GrpcServerHandle>;
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServerHandle> {
   const server = new Server({
     'grpc.max_receive_message_length': opts.maxReceiveBytes ?? 4 * 1024 * 1024,
@@ -152,7 +181,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     const impl: UntypedServiceImplementation = {};
     const serviceName = Object.values(reg.definition)[0]?.path.split('/')[1] ?? opts.name;
     for (const [method, def] of Object.entries(reg.definition)) {
-      const h = reg.handlers[method];
+      const h: UnaryHandler<any, unknown> | undefined = reg.handlers[method];
       if (!h) throw new Error(`${opts.name}: no handler for ${serviceName}/${method}`);
       if (def.requestStream || def.responseStream) throw new Error(`${opts.name}: streaming ${method} not supported by wrapUnary`);
       impl[method] = wrapUnary(serviceName, method, h, reg.allow, opts.log);
@@ -163,7 +192,13 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   const creds = ServerCredentials.createSsl(opts.tls.ca, [{ private_key: opts.tls.key, cert_chain: opts.tls.cert }], true);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, creds, (err, p) =>
-      err ? reject(err) : resolve(p),
+      err
+        ? reject(
+            isAddressInUse(err)
+              ? portInUseError(opts.name, opts.portKey ?? `${opts.name.toUpperCase()}_GRPC_PORT`, opts.host, opts.port)
+              : err,
+          )
+        : resolve(p),
     );
   });
   const serviceNames = opts.services.map((r) => Object.values(r.definition)[0]?.path.split('/')[1] ?? '');
@@ -234,21 +269,55 @@ export const DEFAULT_CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.max_receive_message_length': 16 * 1024 * 1024,
 };
 
-/** Calls a ts-proto generated unary client method as a promise with tracing and error mapping. */
-export function callUnary<Req, Res>(client: Client, method: string, req: Req, opts: { timeoutMs?: number } = {}): Promise<Res> {
-  const fn = (client as unknown as Record<string, unknown>)[method] as (
-    r: Req,
-    md: Metadata,
-    o: CallOptions,
-    cb: (err: ServiceError | null, res: Res) => void,
-  ) => void;
+/**
+ * A unary method of a ts-proto generated grpc-js client, e.g. `client.appendTurns` (matched
+ * against its last overload: request, metadata, options, callback).
+ */
+export type UnaryClientMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+export interface UnaryCallOptions {
+  /** Deadline from now; default 5 s. */
+  timeoutMs?: number;
+}
+
+const methodNames = new WeakMap<object, string>();
+
+/** The name of a client's method as in its generated definition (e.g. `appendTurns`), for spans. */
+export function unaryMethodName(client: Client, method: UnaryClientMethod<never, unknown>): string {
+  let name = methodNames.get(method);
+  if (name === undefined) {
+    const proto: object | null = Object.getPrototypeOf(client);
+    const own = proto ? Object.entries(Object.getOwnPropertyDescriptors(proto)).find(([, d]) => d.value === method)?.[0] : undefined;
+    const path: unknown = Reflect.get(method, 'path');
+    name = own ?? (typeof path === 'string' ? (path.split('/').pop() ?? method.name) : method.name);
+    methodNames.set(method, name);
+  }
+  return name;
+}
+
+/**
+ * Calls a unary method of a generated client as a promise, typed by the method:
+ * `await unary(client, client.appendTurns, { conversation, turns })`. Sets a deadline, carries
+ * trace context in the metadata, and turns gRPC errors into TalonErrors (codes from the server).
+ */
+export function unary<Req, Res>(
+  client: Client,
+  method: UnaryClientMethod<Req, Res>,
+  req: NoInfer<Req>,
+  opts: UnaryCallOptions = {},
+): Promise<Res> {
   return tracer().startActiveSpan(
-    `grpc.client ${method}`,
+    `grpc.client ${unaryMethodName(client, method)}`,
     { kind: SpanKind.CLIENT },
     (span) =>
       new Promise<Res>((resolve, reject) => {
         const deadline = new Date(Date.now() + (opts.timeoutMs ?? 5000));
-        fn.call(client, req, tracedMetadata(), { deadline }, (err, res) => {
+        method.call(client, req, tracedMetadata(), { deadline }, (err, res) => {
           if (err) {
             const te = fromGrpcError(err);
             span.setStatus({ code: SpanStatusCode.ERROR, message: te.code });

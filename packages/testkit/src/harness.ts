@@ -1,15 +1,16 @@
 // Starts the real platform for a test suite: nats-server with the generated
-// per-service config on free ports, a fresh database, the six services as OS
+// per-service config, a fresh database, the six services as OS
 // processes, and a fake LLM on loopback. Everything lives in a temporary TALON_HOME.
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectNats, createLogger, SERVICES, type NatsConnection, type ServiceName } from '@talon/kit';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connectNats, createClient, createLogger, SERVICES, unary, type NatsConnection, type ServiceName } from '@talon/kit';
+import { VaultAdminServiceClient } from '@talon/proto';
 import { Platform, type PlatformPorts } from '@talon/cli/platform';
 import { createToken } from '@talon/cli/tokens';
 import { startFakeLlm, type FakeLlm, type FakeLlmBehaviour } from './fake-llm.ts';
 import { createNativeDatabase, testDatabaseKind, type NativeTestDatabase, type TestDatabaseKind } from './database.ts';
-import { freePorts } from './ports.ts';
 
 export interface TestPlatformOptions {
   services?: readonly ServiceName[];
@@ -61,8 +62,9 @@ export class TestPlatform {
   get gatewayUrl(): string {
     return this.platform.gatewayUrl;
   }
+  /** The ports in use (each process bound a free one and reported it). */
   get ports(): PlatformPorts {
-    return this.platform.opts.ports;
+    return this.platform.ports;
   }
 
   async admin(): Promise<NatsConnection> {
@@ -105,6 +107,40 @@ export class TestPlatform {
     return existsSync(f) ? readFileSync(f, 'utf8') : '';
   }
 
+  /** Polls `read` until it returns something other than undefined/false; fails after `timeoutMs` naming `what`. */
+  async until<T>(what: string, read: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await read();
+      if (v !== undefined && v !== false) return v;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await sleep(50);
+    }
+  }
+
+  /**
+   * Waits until egress has loaded the vault's current state (secrets, seal), e.g. after a
+   * secret was stored: egress polls the vault and logs each scan index it loads with the
+   * vault's epoch, which moves on every secret change, seal and unseal.
+   */
+  async egressCaughtUpWithVault(timeoutMs = 30_000): Promise<void> {
+    const vault = createClient(VaultAdminServiceClient, `127.0.0.1:${this.ports.grpc.vault}`, this.platform.tls('admin'), 'vault');
+    let epoch: number;
+    try {
+      epoch = Number((await unary(vault, vault.status, {})).epoch);
+    } finally {
+      vault.close();
+    }
+    await this.until(
+      `egress to load the vault's scan index of epoch ${epoch}`,
+      () =>
+        this.log('egress')
+          .split('\n')
+          .some((l) => l.includes('"scan index refreshed from vault"') && Number(/"epoch":(\d+)/.exec(l)?.[1] ?? -1) >= epoch),
+      timeoutMs,
+    );
+  }
+
   async stop(): Promise<void> {
     await this.adminNc?.close().catch(() => undefined);
     await this.platform.stop();
@@ -117,13 +153,14 @@ export class TestPlatform {
 export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise<TestPlatform> {
   const database = opts.database ?? testDatabaseKind();
   const home = mkdtempSync(join(tmpdir(), 'talon-test-'));
-  const [gw, nats, pglite, proxy, ...grpc] = await freePorts(4 + SERVICES.length);
+  // Every process binds port 0 and reports the port it got: two suites running side by
+  // side never race for a port picked here and bound later.
   const ports: PlatformPorts = {
-    gatewayHttp: gw!,
-    nats: nats!,
-    pglite: pglite!,
-    egressProxy: proxy!,
-    grpc: Object.fromEntries(SERVICES.map((s, i) => [s, grpc[i]!])) as Record<ServiceName, number>,
+    gatewayHttp: 0,
+    nats: 0,
+    pglite: 0,
+    egressProxy: 0,
+    grpc: Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<ServiceName, number>,
   };
   const llm = opts.llm === false ? undefined : await startFakeLlm(opts.llm ?? {});
   const native = database === 'native' ? await createNativeDatabase() : undefined;
@@ -153,7 +190,8 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     env,
     baseEnv: { ...process.env, ...env },
     autoRestart: false,
-    healthTimeoutMs: 60_000,
+    // A ceiling, not a wait: start returns as soon as everything is healthy (a loaded machine can take a while).
+    healthTimeoutMs: 120_000,
     nodeArgs: opts.nodeArgs,
   });
   const tp = new TestPlatform(platform, llm, home, database, native, opts.keepHome ?? process.env.TALON_TEST_KEEP_HOME === '1');

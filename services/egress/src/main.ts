@@ -9,10 +9,11 @@ import {
   createLogger,
   initTelemetry,
   Lifecycle,
+  listenOn,
   readTls,
+  reportPorts,
   runMain,
   startGrpcServer,
-  type UnaryHandler,
 } from '@talon/kit';
 import { EgressServiceService } from '@talon/proto';
 import { AuditSink } from './audit.ts';
@@ -22,7 +23,7 @@ import { loadOrCreateCa, LeafIssuer } from './ca.ts';
 import { loadEgressConfig } from './config.ts';
 import { Tunnels } from './mitm.ts';
 import { builtinRules, parseHostPort, parsePolicyDocument, type DestinationRule } from './policy.ts';
-import { createProxyHandler } from './proxy.ts';
+import { checkHostName, createProxyHandler } from './proxy.ts';
 import { makeLookup } from './resolve-dns.ts';
 import { createScanner } from './scanning.ts';
 import { SkillGrants } from './skill-grants.ts';
@@ -102,7 +103,18 @@ runMain('egress', async () => {
     bodyTimeoutMs: cfg.bodyTimeoutMs,
     skillDelegates: ['sandbox'],
   });
-  const tunnels = new Tunnels({ issuer: new LeafIssuer(ca), credentials, rules: rulesFor, handle, audit, log, maxTunnels: cfg.maxTunnels });
+  const allowPrivate = cfg.allowPrivate.map((e) => parseHostPort(e)!);
+  const tunnels = new Tunnels({
+    issuer: new LeafIssuer(ca),
+    credentials,
+    rules: rulesFor,
+    handle,
+    checkHost: (rawHost, host, port) => checkHostName({ scanner, allowPrivate }, rawHost, host, port),
+    scanner,
+    audit,
+    log,
+    maxTunnels: cfg.maxTunnels,
+  });
 
   // Workloads present their certificate; tools without one send a proxy credential instead.
   const proxy = createServer(
@@ -112,17 +124,12 @@ runMain('egress', async () => {
   proxy.on('connect', tunnels.onConnect);
   proxy.keepAliveTimeout = 60_000;
   const servers = [proxy];
-  await new Promise<void>((resolve, reject) => {
-    proxy.once('error', reject);
-    proxy.listen(cfg.proxyPort, cfg.proxyHost, () => resolve());
-  });
+  const proxyPort = await listenOn(proxy, { service: 'egress', key: 'EGRESS_PROXY_PORT', host: cfg.proxyHost, port: cfg.proxyPort });
+  let plainPort: number | undefined;
   if (cfg.plainProxyPort > 0) {
     const plain = createHttpServer((req, res) => void handle(req, res));
     plain.on('connect', tunnels.onConnect);
-    await new Promise<void>((resolve, reject) => {
-      plain.once('error', reject);
-      plain.listen(cfg.plainProxyPort, cfg.proxyHost, () => resolve());
-    });
+    plainPort = await listenOn(plain, { service: 'egress', key: 'EGRESS_PLAIN_PROXY_PORT', host: cfg.proxyHost, port: cfg.plainProxyPort });
     servers.push(plain as unknown as typeof proxy);
   }
 
@@ -135,11 +142,13 @@ runMain('egress', async () => {
     services: [
       {
         definition: EgressServiceService,
-        handlers: edgeHandlers(vault) as unknown as Record<string, UnaryHandler<never, unknown>>,
-        allow: ['gateway'],
+        handlers: edgeHandlers(vault, scanner),
+        // The orchestrator may only redact text (tool results and answers before they are stored).
+        allow: (peer, method) => peer === 'gateway' || (peer === 'orchestrator' && method === 'redactText'),
       },
     ],
   });
+  reportPorts({ proxy: proxyPort, grpc: grpc.port, ...(plainPort ? { plainProxy: plainPort } : {}) });
   grpc.setServing('SERVING');
 
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
@@ -178,8 +187,8 @@ runMain('egress', async () => {
   life.installSignalHandlers();
   log.info(
     {
-      proxy: `https://${cfg.proxyHost}:${cfg.proxyPort}`,
-      plain: cfg.plainProxyPort || undefined,
+      proxy: `https://${cfg.proxyHost}:${proxyPort}`,
+      plain: plainPort,
       upstream: upstreams.mode,
       rules: rules.length,
       allow_private: cfg.allowPrivate,

@@ -1,10 +1,14 @@
 // Secret placeholders `{{secret:NAME}}`: where they appear in a request (which
 // decides the placement the vault policy must allow) and how a value is put in.
 // Pure; no I/O.
+import { PLACEHOLDER_PATTERN, PLACEHOLDER_START, schemePlaceholderPattern } from '@talon/kit';
 import { Placement } from '@talon/proto';
 
-export const PLACEHOLDER = /\{\{\s*secret:([a-z0-9_]{1,64})\s*\}\}/g;
-const ANY_PLACEHOLDER = /\{\{\s*secret:/i;
+// The placeholder grammar is a wire contract (packages/kit/src/contracts.ts).
+export const PLACEHOLDER = PLACEHOLDER_PATTERN;
+const ANY_PLACEHOLDER = PLACEHOLDER_START;
+const BEARER_PLACEHOLDER = schemePlaceholderPattern('Bearer');
+const BASIC_PLACEHOLDER = schemePlaceholderPattern('Basic');
 
 export interface PlaceholderUse {
   name: string;
@@ -74,8 +78,8 @@ export function findPlaceholders(req: RequestParts): PlaceholderUse[] {
       if (name === 'authorization' || name === 'proxy-authorization') {
         if (name === 'proxy-authorization')
           throw new PlaceholderError('placeholder_in_proxy_auth', 'secret placeholders are not allowed in Proxy-Authorization');
-        const bearer = /^Bearer\s+\{\{\s*secret:([a-z0-9_]{1,64})\s*\}\}$/i.exec(value.trim());
-        const basic = /^Basic\s+\{\{\s*secret:([a-z0-9_]{1,64})\s*\}\}$/i.exec(value.trim());
+        const bearer = BEARER_PLACEHOLDER.exec(value.trim());
+        const basic = BASIC_PLACEHOLDER.exec(value.trim());
         if (bearer) uses.push({ name: bearer[1]!, placement: Placement.PLACEMENT_BEARER, field: '' });
         else if (basic) uses.push({ name: basic[1]!, placement: Placement.PLACEMENT_BASIC, field: '' });
         else for (const n of found) uses.push({ name: n, placement: Placement.PLACEMENT_HEADER, field: name });
@@ -142,7 +146,7 @@ export function applySecrets(
   for (const [k, raw] of Object.entries(req.headers)) {
     const fill = (value: string): string => {
       if (!hasPlaceholderSyntax(value)) return value;
-      const basic = /^Basic\s+\{\{\s*secret:([a-z0-9_]{1,64})\s*\}\}$/i.exec(value.trim());
+      const basic = BASIC_PLACEHOLDER.exec(value.trim());
       if (k.toLowerCase() === 'authorization' && basic) return `Basic ${Buffer.from(text(basic[1]!), 'utf8').toString('base64')}`;
       const out = value.replace(PLACEHOLDER, (_m, n: string) => {
         const v = text(n);

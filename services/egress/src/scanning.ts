@@ -29,6 +29,32 @@ export class UnknownScanRule extends Error {
   }
 }
 
+/**
+ * A small memo of results that depend only on the input and the fingerprints in
+ * force: destination hosts and short header values repeat on almost every
+ * request. Cleared whenever the vault's fingerprints change; bounded in entries
+ * and in key length.
+ */
+class Memo<T> {
+  readonly #map = new Map<string, T>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+  get(key: string, compute: () => T): T {
+    if (key.length > 256) return compute();
+    const hit = this.#map.get(key);
+    if (hit !== undefined) return hit;
+    const v = compute();
+    if (this.#map.size >= this.#max) this.#map.clear();
+    this.#map.set(key, v);
+    return v;
+  }
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
 export function createScanner(opts: {
   maxScanBytes: number;
   disabledRules?: readonly string[];
@@ -60,14 +86,23 @@ export function createScanner(opts: {
     const r = redactText(scanner, text, { location, ...(field !== undefined ? { field } : {}), marker });
     return { text: r.text, labels: [...new Set(r.findings.map(label))] };
   };
+  const hosts = new Memo<ScanFinding[]>(4096);
+  const recorded = new Memo<{ text: string; labels: string[] }>(1024);
   return {
     ruleIds: scanner.ruleIds,
-    redact: (text, location, field) => redactWith(text, recordLabel, (f) => `[REDACTED:${recordLabel(f)}]`, location, field),
+    redact: (text, location, field) =>
+      recorded.get(`${location}\0${field ?? ''}\0${text}`, () =>
+        redactWith(text, recordLabel, (f) => `[REDACTED:${recordLabel(f)}]`, location, field),
+      ),
     labels: (text, location, field) => [...new Set(scanner.scanText(text, location, field).map(recordLabel))],
-    scanHost: (host) => scanHost(scanner, host),
+    scanHost: (host) => hosts.get(host, () => scanHost(scanner, host)),
     redactForUser: (text) => redactWith(text, userLabel, (f) => `[redacted:${userLabel(f)}]`, 'body'),
     scanRequest: (req) => scanner.scanRequest(req),
-    setFingerprints: (fps: readonly SecretFingerprint[]) => scanner.setFingerprints(fps),
+    setFingerprints: (fps: readonly SecretFingerprint[]) => {
+      scanner.setFingerprints(fps);
+      hosts.clear();
+      recorded.clear();
+    },
     createRedactor: redactor,
     redactText(text) {
       const r = redactor();

@@ -4,11 +4,10 @@
 // signatures and binaries before it runs anything: egress honours a grant only
 // while the record is approved for the binary it was approved for and its
 // publisher is still trusted. Changes to the bucket drop cached grants at once.
-import { createHash } from 'node:crypto';
-import { type KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS, publisherKey, skillRecordKey, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
-import { SkillRecord, SkillStatus, type SkillPermissions } from '@talon/proto';
+import { KV_BUCKETS, parseSkillPrincipal, type Logger, type NatsConnection } from '@talon/kit';
+import type { SkillPermissions, SkillRecord } from '@talon/proto';
+import { approvalStanding, publisherTrusts, SkillRecords, tryPublisherKeyId } from '@talon/records/skills';
 import { normalizeHost, type DestinationRule } from './policy.ts';
 
 export interface SkillGrant {
@@ -16,22 +15,16 @@ export interface SkillGrant {
   secrets: ReadonlySet<string>;
 }
 
-const SKILL_PRINCIPAL = /^skill:([a-z0-9][a-z0-9._-]{0,63})@([0-9A-Za-z.+-]{1,32})$/;
-
-/** Publisher key id as the sandbox computes it: first 16 hex digits of SHA-256 of the raw key. */
-export function publisherKeyId(key: string): string | undefined {
-  const m = /^ed25519:([A-Za-z0-9_-]{43})$/.exec(key.trim());
-  if (!m) return undefined;
-  return createHash('sha256').update(Buffer.from(m[1]!, 'base64url')).digest('hex').slice(0, 16);
-}
+// Principals, key ids and a record's standing are shared rules (packages/kit/src/contracts.ts,
+// @talon/records/skills): egress re-checks with the registry's own code.
+export { tryPublisherKeyId as publisherKeyId };
 
 /** The grant a record carries, or the reason it carries none. Pure. */
 export function grantOf(principal: string, rec: SkillRecord | undefined, publisherTrusted: boolean): SkillGrant | { refused: string } {
-  if (!rec) return { refused: 'skill_not_installed' };
-  if (rec.status !== SkillStatus.SKILL_STATUS_APPROVED) return { refused: 'skill_not_approved' };
-  if (!rec.approvedSha256 || rec.approvedSha256 !== rec.sha256) return { refused: 'skill_binary_changed' };
+  const standing = approvalStanding(rec);
+  if (standing !== 'approved') return { refused: `skill_${standing}` };
   if (!publisherTrusted) return { refused: 'skill_publisher_untrusted' };
-  const approved: SkillPermissions | undefined = rec.approved;
+  const approved: SkillPermissions | undefined = rec!.approved;
   return {
     rules: (approved?.hosts ?? []).map((h) => ({
       principal,
@@ -46,7 +39,7 @@ export function grantOf(principal: string, rec: SkillRecord | undefined, publish
 export class SkillGrants {
   private readonly nc: NatsConnection;
   private readonly log: Logger;
-  private kv: KV | undefined;
+  private records: SkillRecords | undefined;
   private sub: Subscription | undefined;
   private readonly cache = new Map<string, { at: number; grant: SkillGrant | { refused: string } }>();
   private readonly ttlMs: number;
@@ -58,7 +51,7 @@ export class SkillGrants {
   }
 
   async start(): Promise<void> {
-    this.kv = await openDirectKv(this.nc, KV_BUCKETS.skills);
+    this.records = await new SkillRecords(this.nc).open();
     // Any change (approve, revoke, re-install, untrust) invalidates everything cached.
     this.sub = this.nc.subscribe(`$KV.${KV_BUCKETS.skills}.>`, {
       callback: () => {
@@ -69,21 +62,15 @@ export class SkillGrants {
 
   /** The grant for a `skill:name@version` principal. */
   async grantFor(principal: string): Promise<SkillGrant | { refused: string }> {
-    const m = SKILL_PRINCIPAL.exec(principal);
-    if (!m) return { refused: 'bad_skill_principal' };
+    const ref = parseSkillPrincipal(principal);
+    if (!ref) return { refused: 'bad_skill_principal' };
     const hit = this.cache.get(principal);
     if (hit && Date.now() - hit.at < this.ttlMs) return hit.grant;
-    if (!this.kv) return { refused: 'skill_registry_unavailable' };
+    if (!this.records) return { refused: 'skill_registry_unavailable' };
     let grant: SkillGrant | { refused: string };
     try {
-      const e = await this.kv.get(skillRecordKey(m[1]!, m[2]!));
-      const rec = e && e.operation === 'PUT' && e.value.length > 0 ? SkillRecord.decode(e.value) : undefined;
-      let trusted = false;
-      const keyId = rec ? publisherKeyId(rec.publisherKey) : undefined;
-      if (keyId) {
-        const p = await this.kv.get(publisherKey(keyId));
-        trusted = !!p && p.operation === 'PUT' && p.value.length > 0;
-      }
+      const rec = await this.records.record(ref.name, ref.version);
+      const trusted = !!rec && publisherTrusts(rec, await this.records.publisherOf(rec));
       grant = grantOf(principal, rec, trusted);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'skill registry unavailable');

@@ -1,19 +1,14 @@
 // Egress's link to the vault (gRPC over mTLS; the vault answers only egress).
 // Status is polled so that sealing, unsealing or any secret change (the epoch)
 // refreshes the scan index promptly; values are fetched per request.
-import { callUnary, createClient, TalonError, type Logger, type TlsMaterial } from '@talon/kit';
+import { createClient, TalonError, unary, type Logger, type TlsMaterial } from '@talon/kit';
 import {
   VaultServiceClient,
   type Placement,
   type ResolveRequest,
-  type ResolveResponse,
-  type ScanIndexResponse,
   type SecretFingerprint,
-  type StatusResponse,
-  type ListSecretsResponse,
   type SecretInfo,
   type VerifySignatureRequest,
-  type VerifySignatureResponse,
 } from '@talon/proto';
 
 export interface VaultApi {
@@ -56,14 +51,14 @@ export class VaultLink implements VaultApi {
   start(pollMs: number): void {
     const tick = async () => {
       try {
-        const st = await callUnary<unknown, StatusResponse>(this.client, 'status', {}, { timeoutMs: 2000 });
+        const st = await unary(this.client, this.client.status, {}, { timeoutMs: 2000 });
         if (!this.reachable) this.log.info({ sealed: st.sealed }, 'vault reachable');
         if (st.sealed || st.epoch !== this.statusEpoch) this.clearCache();
         this.statusEpoch = st.epoch;
         this.reachable = true;
         this.sealedState = st.sealed;
         if (st.epoch !== this.epoch) {
-          const idx = await callUnary<unknown, ScanIndexResponse>(this.client, 'scanIndex', {}, { timeoutMs: 5000 });
+          const idx = await unary(this.client, this.client.scanIndex, {}, { timeoutMs: 5000 });
           this.epoch = idx.epoch;
           this.onIndex?.(idx.secrets);
           this.log.info({ epoch: idx.epoch, secrets: idx.secrets.length }, 'scan index refreshed from vault');
@@ -88,7 +83,7 @@ export class VaultLink implements VaultApi {
       if (hit && hit.expires > Date.now()) return Buffer.from(hit.value);
     }
     try {
-      const res = await callUnary<ResolveRequest, ResolveResponse>(this.client, 'resolve', req, { timeoutMs: 5000 });
+      const res = await unary(this.client, this.client.resolve, req, { timeoutMs: 5000 });
       if (key) {
         this.cache.get(key)?.value.fill(0);
         this.cache.set(key, { value: Buffer.from(res.value), expires: Date.now() + this.cacheMs });
@@ -103,12 +98,12 @@ export class VaultLink implements VaultApi {
   }
 
   async verifySignature(req: VerifySignatureRequest): Promise<boolean> {
-    const res = await callUnary<VerifySignatureRequest, VerifySignatureResponse>(this.client, 'verifySignature', req, { timeoutMs: 5000 });
+    const res = await unary(this.client, this.client.verifySignature, req, { timeoutMs: 5000 });
     return res.valid;
   }
 
   async listSecrets(): Promise<SecretInfo[]> {
-    const res = await callUnary<unknown, ListSecretsResponse>(this.client, 'listSecrets', {}, { timeoutMs: 5000 });
+    const res = await unary(this.client, this.client.listSecrets, {}, { timeoutMs: 5000 });
     return res.secrets;
   }
 

@@ -1,8 +1,21 @@
-import { channelApiFields, bool, commonFields, int, list, loadConfig, natsFields, port, str, url, type ConfigOf } from '@talon/kit';
+import {
+  SECRET_NAME_PATTERN,
+  channelApiFields,
+  bool,
+  commonFields,
+  int,
+  list,
+  loadConfig,
+  natsFields,
+  port,
+  str,
+  url,
+  type ConfigOf,
+} from '@talon/kit';
 import { isIpOrCidr } from './net.ts';
 import { CHANNELS, type Channel } from './channels/types.ts';
 
-const SECRET_NAME = /^[a-z0-9_]{1,64}$/;
+const SECRET_NAME = SECRET_NAME_PATTERN;
 
 function isOrigin(v: string): boolean {
   try {

@@ -1,15 +1,10 @@
 // The gateway's calls to egress's gRPC EgressService (mTLS, egress identity
 // pinned): webhook signature checks done by the vault, and secret names for
 // operators. The gateway never sees a key or a secret value.
-import { callUnary, createClient, GrpcStatus, TalonError, type TlsMaterial } from '@talon/kit';
-import {
-  EgressServiceClient,
-  type ListSecretNamesResponse,
-  type SecretName,
-  type VerifyWebhookRequest,
-  type VerifyWebhookResponse,
-} from '@talon/proto';
+import { createClient, GrpcStatus, TalonError, unary, type TlsMaterial } from '@talon/kit';
+import { EgressServiceClient, type RedactedText, type SecretName, type VerifyWebhookRequest } from '@talon/proto';
 import type { SignatureCheck } from './channels/types.ts';
+import type { TextRedactor } from './redaction.ts';
 
 function unavailable(err: unknown, what: string, addr: string): TalonError {
   const te = err instanceof TalonError ? err : new TalonError('internal', String(err));
@@ -36,7 +31,7 @@ export interface WebhookVerifier {
   verify(check: SignatureCheck): Promise<boolean>;
 }
 
-export class EgressApi implements WebhookVerifier {
+export class EgressApi implements WebhookVerifier, TextRedactor {
   private readonly client: EgressServiceClient;
   private readonly addr: string;
 
@@ -54,7 +49,7 @@ export class EgressApi implements WebhookVerifier {
       signature: check.signature,
     };
     try {
-      const res = await callUnary<VerifyWebhookRequest, VerifyWebhookResponse>(this.client, 'verifyWebhook', req, { timeoutMs: 5000 });
+      const res = await unary(this.client, this.client.verifyWebhook, req, { timeoutMs: 5000 });
       return res.valid;
     } catch (err) {
       const te = unavailable(err, 'VerifyWebhook', this.addr);
@@ -69,9 +64,22 @@ export class EgressApi implements WebhookVerifier {
     }
   }
 
+  /** Texts with every credential replaced (egress's leak scanner); `unavailable` when they cannot be checked. */
+  async redactTexts(texts: readonly string[]): Promise<RedactedText[]> {
+    try {
+      const res = await unary(this.client, this.client.redactText, { texts: [...texts] }, { timeoutMs: 5000 });
+      return res.texts;
+    } catch (err) {
+      const te = err instanceof TalonError ? err : undefined;
+      if (te?.code === 'invalid_argument') throw new TalonError('payload_too_large', te.message, { cause: err });
+      const u = unavailable(err, 'RedactText', this.addr);
+      throw new TalonError('unavailable', `messages cannot be checked for credentials right now: ${u.message}`, { cause: err });
+    }
+  }
+
   async secretNames(): Promise<SecretName[]> {
     try {
-      const res = await callUnary<object, ListSecretNamesResponse>(this.client, 'listSecretNames', {}, { timeoutMs: 5000 });
+      const res = await unary(this.client, this.client.listSecretNames, {}, { timeoutMs: 5000 });
       return res.secrets;
     } catch (err) {
       throw unavailable(err, 'ListSecretNames', this.addr);

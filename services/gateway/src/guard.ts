@@ -4,7 +4,7 @@
 // credential was put in the URL. Failed authentications are counted per client
 // address; past the limit the address gets 429 for everything, valid token or not.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { httpErrorBody, PayloadTooLarge, PermissionDenied, TalonError, Unauthenticated } from '@talon/kit';
+import { httpErrorBody, PayloadTooLarge, PermissionDenied, TalonError, TOKEN_PREFIX, Unauthenticated } from '@talon/kit';
 import type { Principal, TokenStore } from './auth.ts';
 import { checkOrigin, rateKey, TrustedProxies, type OriginVerdict } from './net.ts';
 import { RateLimiter } from './ratelimit.ts';
@@ -49,7 +49,7 @@ export class CredentialInUrl extends TalonError {
 }
 
 const CREDENTIAL_PARAMS = /^(token|access_token|api_key|apikey|api-key|key|auth|authorization|bearer|password|secret|jwt|session)$/i;
-const TOKEN_SHAPE = /talon_pat_[0-9a-fA-F]{8,}/;
+const TOKEN_SHAPE = new RegExp(`${TOKEN_PREFIX}[0-9a-fA-F]{8,}`);
 
 /** Throws when a URL carries something that looks like a credential (parameter name or token shape). */
 export function refuseCredentialsInUrl(rawUrl: string): void {

@@ -7,7 +7,9 @@ import {
   initTelemetry,
   KV_BUCKETS,
   Lifecycle,
+  listenOn,
   readTls,
+  reportPorts,
   runMain,
   startGrpcServer,
 } from '@talon/kit';
@@ -15,6 +17,7 @@ import { Api } from './api.ts';
 import { TokenStore } from './auth.ts';
 import { adapters } from './channels/index.ts';
 import { defaultOrigins, loadGatewayConfig } from './config.ts';
+import { ConversationsApi } from './conversations.ts';
 import { ReplyDeliverer } from './delivery.ts';
 import { EgressApi } from './egress-api.ts';
 import { Guard } from './guard.ts';
@@ -64,17 +67,27 @@ runMain('gateway', async () => {
 
   const router = new ReplyRouter(nc, log);
   router.start();
-  const turns = new TurnRunner(router, js, cfg.turnTimeoutMs);
+  const turns = new TurnRunner(router, js, cfg.turnTimeoutMs, egressApi);
+  const origins = originSet(cfg.allowedOrigins.length > 0 ? cfg.allowedOrigins : defaultOrigins(cfg.httpHost, cfg.httpPort));
   const guard = new Guard({
     tokens,
     trustedProxies: cfg.trustedProxies,
-    allowedOrigins: originSet(cfg.allowedOrigins.length > 0 ? cfg.allowedOrigins : defaultOrigins(cfg.httpHost, cfg.httpPort)),
+    allowedOrigins: origins,
     rateAddressPerMin: cfg.rateAddressPerMin,
     rateTokenPerMin: cfg.rateTokenPerMin,
     authFailuresPerMin: cfg.authFailuresPerMin,
     rateWebhookPerMin: cfg.rateWebhookPerMin,
   });
-  const ingress = new WebhookIngress({ adapters: channelAdapters, verifier: egressApi, pairings, seen, js, notifier, log });
+  const ingress = new WebhookIngress({
+    adapters: channelAdapters,
+    verifier: egressApi,
+    redactor: egressApi,
+    pairings,
+    seen,
+    js,
+    notifier,
+    log,
+  });
   const api = new Api({
     tokens,
     approvals,
@@ -84,6 +97,7 @@ runMain('gateway', async () => {
     audit: new AuditReader(jsm),
     egress: egressApi,
     maxBodyBytes: cfg.maxBodyBytes,
+    conversations: new ConversationsApi(nc),
   });
   const http = new GatewayHttp({
     guard,
@@ -130,11 +144,14 @@ runMain('gateway', async () => {
   await deliverer?.start();
   if (cfg.channels.length > 0) notifier.watchPairings(nc, cfg.channels);
 
-  await new Promise<void>((resolve, reject) => {
-    http.server.once('error', reject);
-    http.server.listen(cfg.httpPort, cfg.httpHost, () => resolve());
-  });
+  const httpPort = await listenOn(http.server, { service: 'gateway', key: 'TALON_GATEWAY_PORT', host: cfg.httpHost, port: cfg.httpPort });
+  if (cfg.allowedOrigins.length === 0 && httpPort !== cfg.httpPort) {
+    // Port 0: the page's own origin is known only now that the kernel chose the port.
+    origins.clear();
+    for (const o of originSet(defaultOrigins(cfg.httpHost, httpPort))) origins.add(o);
+  }
   const grpc = await startGrpcServer({ name: 'gateway', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
+  reportPorts({ http: httpPort, grpc: grpc.port });
   grpc.setServing('SERVING');
 
   life.onShutdown({
@@ -180,7 +197,7 @@ runMain('gateway', async () => {
   life.installSignalHandlers();
   log.info(
     {
-      url: `http://${cfg.httpHost}:${cfg.httpPort}`,
+      url: `http://${cfg.httpHost}:${httpPort}`,
       instance: router.instance,
       channels: cfg.channels,
       origins: [...guard.allowedOrigins],

@@ -9,8 +9,12 @@
 // and the expiry cannot both win.
 import { createHash } from 'node:crypto';
 import { type KV } from '@nats-io/kv';
-import { approvalKey, approvalState, KV_BUCKETS, TalonError, type NatsConnection, openDirectKv } from '@talon/kit';
+import { approvalKey, KV_BUCKETS, TalonError, type NatsConnection, openDirectKv } from '@talon/kit';
 import { Approval, ApprovalKind, ApprovalStatus, type ConversationRef } from '@talon/proto';
+import { approvalState, expired, isWrongSequence, liveEntry } from '@talon/records';
+
+// The record's reading and its compare-and-set signal are @talon/records'.
+export { isWrongSequence };
 
 /** Arguments larger than this cannot be shown to the approver in full; such calls are refused. */
 export const APPROVAL_ARGS_MAX_BYTES = 4096;
@@ -89,13 +93,6 @@ export function isSettled(a: Approval, now: number): boolean {
   return approvalState(a, now) !== 'pending';
 }
 
-/** A compare-and-set lost: the key changed (or exists) since the revision we wrote against. */
-export function isWrongSequence(err: unknown): boolean {
-  const e = err as { name?: string; code?: unknown; message?: string } | undefined;
-  if (e?.name === 'JetStreamApiError' && (e.code === 10071 || e.code === 10164)) return true;
-  return /wrong last sequence/i.test(String(e?.message ?? ''));
-}
-
 /** A KV failure that is not a lost compare-and-set: transient, so the turn is retried rather than failed. */
 export async function kvCall<T>(bucket: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -130,8 +127,8 @@ export class ApprovalBook {
   }
 
   async get(id: string): Promise<{ approval: Approval; revision: number } | undefined> {
-    const e = await kvCall(KV_BUCKETS.approvals, () => this.bucket().get(approvalKey(id)));
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    const e = liveEntry(await kvCall(KV_BUCKETS.approvals, () => this.bucket().get(approvalKey(id))));
+    if (!e) return undefined;
     return { approval: Approval.decode(e.value), revision: e.revision };
   }
 
@@ -156,13 +153,7 @@ export class ApprovalBook {
       if (!cur) return undefined;
       const a = cur.approval;
       if (a.status !== ApprovalStatus.APPROVAL_STATUS_PENDING || !isSettled(a, now)) return a;
-      const next: Approval = {
-        ...a,
-        status: ApprovalStatus.APPROVAL_STATUS_EXPIRED,
-        decidedAtMs: now,
-        decidedBy: 'orchestrator',
-        reason: 'no decision before the approval expired',
-      };
+      const next = expired(a, 'orchestrator', now);
       try {
         await kvCall(KV_BUCKETS.approvals, () => this.bucket().update(approvalKey(id), Approval.encode(next).finish(), cur.revision));
         return next;

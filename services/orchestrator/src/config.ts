@@ -1,4 +1,4 @@
-import { bool, commonFields, decimal, int, loadConfig, natsFields, oneOf, str, url, type ConfigOf } from '@talon/kit';
+import { SECRET_NAME_PATTERN, bool, commonFields, decimal, int, loadConfig, natsFields, oneOf, str, url, type ConfigOf } from '@talon/kit';
 import { checkEmbeddingConfig, embeddingModelFields, embeddingProviderFields } from '@talon/embed';
 
 export const DEFAULT_SYSTEM_PROMPT =
@@ -9,6 +9,10 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
     ...commonFields('orchestrator', env),
     ...natsFields('orchestrator', env),
     memoryAddr: str('ORCHESTRATOR_MEMORY_ADDR', { doc: 'host:port of the memory gRPC service.', default: '127.0.0.1:7403' }),
+    egressAddr: str('ORCHESTRATOR_EGRESS_ADDR', {
+      doc: 'host:port of egress’s gRPC API (EgressService.RedactText: tool results and answers are redacted of credentials before they are stored).',
+      default: '127.0.0.1:7406',
+    }),
     egressUrl: url('ORCHESTRATOR_EGRESS_URL', {
       doc: "The egress proxy (the orchestrator's only way out).",
       default: 'https://127.0.0.1:7480',
@@ -26,7 +30,7 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
     llmKeySecret: str('TALON_LLM_API_KEY_SECRET', {
       doc: 'Vault secret holding the LLM API key (sent as a placeholder egress fills in); "none" for servers without auth such as a local Ollama.',
       default: 'llm_api_key',
-      pattern: /^[a-z0-9_]{1,64}$/,
+      pattern: SECRET_NAME_PATTERN,
     }),
     llmTimeoutMs: int('ORCHESTRATOR_LLM_TIMEOUT_MS', { doc: 'Upper bound for one LLM call.', default: 120_000, min: 1000 }),
     systemPrompt: str('TALON_SYSTEM_PROMPT', { doc: 'System prompt put before every conversation.', default: DEFAULT_SYSTEM_PROMPT }),

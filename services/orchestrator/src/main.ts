@@ -1,5 +1,16 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { connectNats, createLogger, EgressClient, InFlight, initTelemetry, Lifecycle, readTls, runMain, startGrpcServer } from '@talon/kit';
+import {
+  connectNats,
+  createLogger,
+  EgressClient,
+  InFlight,
+  initTelemetry,
+  Lifecycle,
+  readTls,
+  reportPorts,
+  runMain,
+  startGrpcServer,
+} from '@talon/kit';
 import { remoteEmbedder } from '@talon/embed';
 import { ApprovalBook } from './approvals.ts';
 import { loadOrchestratorConfig } from './config.ts';
@@ -7,7 +18,9 @@ import { RemoteEmbeddingWorker } from './embed-worker.ts';
 import { anthropicFormat } from './llm/anthropic.ts';
 import { LlmClient } from './llm/client.ts';
 import { openaiFormat } from './llm/openai.ts';
+import { ConversationResponder } from './conversations.ts';
 import { memoryClient } from './memory.ts';
+import { EgressRedactor } from './redaction.ts';
 import { Recall } from './recall.ts';
 import { TurnResumer } from './resume.ts';
 import { SkillCatalog } from './skills/catalog.ts';
@@ -37,6 +50,7 @@ runMain('orchestrator', async () => {
     timeoutMs: cfg.llmTimeoutMs,
   });
   const memory = memoryClient(cfg.memoryAddr, tls);
+  const redactor = new EgressRedactor(cfg.egressAddr, tls);
   // A remote embedding model is called here, through egress; the local one runs inside memory.
   const embedder = remoteEmbedder(cfg, egress);
   const recall = new Recall({ memory, embedder, log, minSimilarity: cfg.recallMinSimilarity });
@@ -76,6 +90,7 @@ runMain('orchestrator', async () => {
       maxToolOutputChars: cfg.toolOutputMaxChars,
     },
     ...(embedWorker ? { onMemoryWritten: () => embedWorker.nudge() } : {}),
+    redactor,
   });
   // New turns and continued (parked) turns share the replica's concurrency and its shutdown wait.
   const slots = new Slots(cfg.concurrency);
@@ -107,7 +122,10 @@ runMain('orchestrator', async () => {
   await worker.start();
   resumer.start();
   embedWorker?.start();
+  const conversations = new ConversationResponder({ nc, memory, log });
+  conversations.start();
   const grpc = await startGrpcServer({ name: 'orchestrator', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
+  reportPorts({ grpc: grpc.port });
   grpc.setServing('SERVING');
 
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
@@ -125,11 +143,13 @@ runMain('orchestrator', async () => {
     timeoutMs: Math.max(1000, cfg.shutdownTimeoutMs - 4000),
   });
   life.onShutdown({ name: 'stop background embedding', run: () => embedWorker?.stop(1500), timeoutMs: 2500 });
+  life.onShutdown({ name: 'stop answering conversation requests', run: () => conversations.stop(), timeoutMs: 2000 });
   life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
   life.onShutdown({
     name: 'close clients',
     run: async () => {
       memory.close();
+      redactor.close();
       await egress.close();
     },
   });

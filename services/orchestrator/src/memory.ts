@@ -1,18 +1,21 @@
 // The orchestrator's view of the memory service (gRPC over mTLS).
-import { callUnary, createClient, type TlsMaterial } from '@talon/kit';
+import { createClient, unary, type TlsMaterial } from '@talon/kit';
 import {
   MemoryServiceClient,
-  type AppendTurnsRequest,
-  type AppendTurnsResponse,
   type ClaimEmbeddingWorkRequest,
   type ClaimEmbeddingWorkResponse,
   type ConversationRef,
+  type DeleteConversationRequest,
+  type DeleteConversationResponse,
   type DeleteDocumentRequest,
   type DeleteDocumentResponse,
-  type GetEmbeddingStatusRequest,
+  type DeleteUserMemoryRequest,
+  type DeleteUserMemoryResponse,
+  type GetConversationMessagesRequest,
+  type GetConversationMessagesResponse,
   type GetEmbeddingStatusResponse,
-  type GetHistoryRequest,
-  type GetHistoryResponse,
+  type ListConversationsRequest,
+  type ListConversationsResponse,
   type PutEmbeddingsRequest,
   type PutEmbeddingsResponse,
   type SearchRequest,
@@ -32,26 +35,37 @@ export interface MemoryApi {
   claimEmbeddingWork(req: ClaimEmbeddingWorkRequest): Promise<ClaimEmbeddingWorkResponse>;
   putEmbeddings(req: PutEmbeddingsRequest): Promise<PutEmbeddingsResponse>;
   embeddingStatus(): Promise<GetEmbeddingStatusResponse>;
+  /** A user's conversations and their messages, and erasing them (see conversations.ts). */
+  listConversations(req: ListConversationsRequest): Promise<ListConversationsResponse>;
+  conversationMessages(req: GetConversationMessagesRequest): Promise<GetConversationMessagesResponse>;
+  deleteConversation(req: DeleteConversationRequest): Promise<DeleteConversationResponse>;
+  deleteUserMemory(req: DeleteUserMemoryRequest): Promise<DeleteUserMemoryResponse>;
   close(): void;
 }
 
+/** Deleting a user's whole memory touches every row they have: give it time. */
+const ERASE_TIMEOUT_MS = 60_000;
+
 export function memoryClient(address: string, tls: TlsMaterial): MemoryApi {
   const client = createClient(MemoryServiceClient, address, tls, 'memory');
-  const call = <Req, Res>(method: string, req: Req, timeoutMs = 5000) => callUnary<Req, Res>(client, method, req, { timeoutMs });
   return {
     async append(conversation, turns) {
-      await call<AppendTurnsRequest, AppendTurnsResponse>('appendTurns', { conversation, turns });
+      await unary(client, client.appendTurns, { conversation, turns });
     },
     async history(conversation, limit) {
-      const res = await call<GetHistoryRequest, GetHistoryResponse>('getHistory', { conversation, limit, roles: ['user', 'assistant'] });
+      const res = await unary(client, client.getHistory, { conversation, limit, roles: ['user', 'assistant'] });
       return res.turns;
     },
-    search: (req) => call<SearchRequest, SearchResponse>('search', req),
-    upsertDocument: (req) => call<UpsertDocumentRequest, UpsertDocumentResponse>('upsertDocument', req, 15_000),
-    deleteDocument: (req) => call<DeleteDocumentRequest, DeleteDocumentResponse>('deleteDocument', req),
-    claimEmbeddingWork: (req) => call<ClaimEmbeddingWorkRequest, ClaimEmbeddingWorkResponse>('claimEmbeddingWork', req, 15_000),
-    putEmbeddings: (req) => call<PutEmbeddingsRequest, PutEmbeddingsResponse>('putEmbeddings', req, 15_000),
-    embeddingStatus: () => call<GetEmbeddingStatusRequest, GetEmbeddingStatusResponse>('getEmbeddingStatus', {}),
+    search: (req) => unary(client, client.search, req),
+    upsertDocument: (req) => unary(client, client.upsertDocument, req, { timeoutMs: 15_000 }),
+    deleteDocument: (req) => unary(client, client.deleteDocument, req),
+    claimEmbeddingWork: (req) => unary(client, client.claimEmbeddingWork, req, { timeoutMs: 15_000 }),
+    putEmbeddings: (req) => unary(client, client.putEmbeddings, req, { timeoutMs: 15_000 }),
+    embeddingStatus: () => unary(client, client.getEmbeddingStatus, {}),
+    listConversations: (req) => unary(client, client.listConversations, req, { timeoutMs: 15_000 }),
+    conversationMessages: (req) => unary(client, client.getConversationMessages, req, { timeoutMs: 15_000 }),
+    deleteConversation: (req) => unary(client, client.deleteConversation, req, { timeoutMs: ERASE_TIMEOUT_MS }),
+    deleteUserMemory: (req) => unary(client, client.deleteUserMemory, req, { timeoutMs: ERASE_TIMEOUT_MS }),
     close: () => client.close(),
   };
 }

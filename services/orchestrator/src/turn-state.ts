@@ -10,6 +10,7 @@ import { type KV } from '@nats-io/kv';
 import { KV_BUCKETS, type NatsConnection, openDirectKv } from '@talon/kit';
 import { AgentLoopProgress, ParkedTurn, ParkedTurnStatus, type AgentMessage } from '@talon/proto';
 import type { LoopProgress } from './agent-loop.ts';
+import { liveEntry } from '@talon/records';
 import { isWrongSequence, kvCall } from './approvals.ts';
 import type { LlmMessage } from './llm/types.ts';
 
@@ -124,8 +125,8 @@ export class TurnStore {
   }
 
   async getKey(key: string): Promise<StoredTurn | undefined> {
-    const e = await kvCall(KV_BUCKETS.turns, () => this.bucket().get(key));
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    const e = liveEntry(await kvCall(KV_BUCKETS.turns, () => this.bucket().get(key)));
+    if (!e) return undefined;
     return { key, turn: ParkedTurn.decode(e.value), revision: e.revision };
   }
 

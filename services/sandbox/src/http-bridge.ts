@@ -4,10 +4,10 @@
 // the skill (x-talon-skill: name@version) and sends it to egress over the node's own
 // mTLS identity. Egress decides whether that skill version may reach that host and
 // which of its secrets it may use; a refusal comes back to the plugin as a JSON error.
-import { TalonError, type EgressClient, type EgressRequest, type EgressResponse } from '@talon/kit';
+import { SKILL_HEADER, skillId, TalonError, type EgressClient, type EgressRequest, type EgressResponse } from '@talon/kit';
 import type { HostCallAnswer } from './host/pool.ts';
 
-export const SKILL_HEADER = 'x-talon-skill';
+export { SKILL_HEADER };
 
 export interface BridgeLimits {
   /** Host calls one invocation may make; the next one traps the plugin. */
@@ -147,7 +147,7 @@ export class HttpBridge {
         },
       };
     }
-    const id = `${ctx.skill}@${ctx.version}`;
+    const id = skillId(ctx.skill, ctx.version);
     let bucket = this.buckets.get(id);
     if (!bucket) {
       bucket = new TokenBucket(this.limits.burstPerSkill);

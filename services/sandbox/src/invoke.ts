@@ -7,7 +7,7 @@ import type { Logger } from '@talon/kit';
 import { SkillRunError, type SkillErrorCode } from './errors.ts';
 import type { HttpBridge, InvocationContext } from './http-bridge.ts';
 import type { HostJob, HostOutcome } from './host/pool.ts';
-import { NAME_PATTERN, VERSION_PATTERN, skillId } from './package/manifest.ts';
+import { NAME_PATTERN, VERSION_PATTERN, skillId } from '@talon/records/skills';
 import type { ApprovedSkill } from './registry/records.ts';
 import type { RunnableSkill } from './registry/reader.ts';
 

@@ -8,6 +8,7 @@ import {
   initTelemetry,
   Lifecycle,
   readTls,
+  reportPorts,
   runMain,
   SANDBOX_QUEUE,
   startGrpcServer,
@@ -80,6 +81,7 @@ runMain('sandbox', async () => {
     },
   });
   const grpc = await startGrpcServer({ name: 'sandbox', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
+  reportPorts({ grpc: grpc.port });
   grpc.setServing('SERVING');
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({ name: 'stop taking invocations', run: () => sub.drain() });

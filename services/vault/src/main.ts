@@ -6,10 +6,10 @@ import {
   Lifecycle,
   migrate,
   readTls,
+  reportPorts,
   runMain,
   startGrpcServer,
   waitForDatabase,
-  type UnaryHandler,
 } from '@talon/kit';
 import { VaultAdminServiceService, VaultServiceService } from '@talon/proto';
 import { AuditWriter } from './audit.ts';
@@ -57,16 +57,17 @@ runMain('vault', async () => {
     services: [
       {
         definition: VaultServiceService,
-        handlers: egressHandlers(vault) as unknown as Record<string, UnaryHandler<never, unknown>>,
+        handlers: egressHandlers(vault),
         allow: ['egress'],
       },
       {
         definition: VaultAdminServiceService,
-        handlers: adminHandlers(vault, audit) as unknown as Record<string, UnaryHandler<never, unknown>>,
+        handlers: adminHandlers(vault, audit),
         allow: ['admin'],
       },
     ],
   });
+  reportPorts({ grpc: grpc.port });
   grpc.setServing('SERVING');
 
   let pruneTimer: NodeJS.Timeout | undefined;

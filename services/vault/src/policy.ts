@@ -11,6 +11,7 @@
 // names another port. Names are compared case-insensitively, without a trailing
 // dot, after the WHATWG URL host parser (IDN to punycode, IPv4 shorthand expanded),
 // so a request host cannot sneak past a rule through an alternative spelling.
+import { isSkillPrincipal } from '@talon/kit';
 import { Placement, type SecretPolicy } from '@talon/proto';
 
 export const DEFAULT_PORT = 443;
@@ -139,10 +140,9 @@ export function hostPatternMatches(p: HostPattern, host: string, port: number): 
 }
 
 const SERVICE_PRINCIPALS = ['orchestrator', 'gateway', 'sandbox'];
-const SKILL_PRINCIPAL = /^skill:[a-z0-9][a-z0-9._-]{0,63}@[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/;
 
 export function validPrincipal(p: string): boolean {
-  return SERVICE_PRINCIPALS.includes(p) || SKILL_PRINCIPAL.test(p);
+  return SERVICE_PRINCIPALS.includes(p) || isSkillPrincipal(p);
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;

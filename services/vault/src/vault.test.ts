@@ -4,7 +4,6 @@
 // rotation counters, and rows edited behind the vault's back.
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { PGlite } from '@electric-sql/pglite';
 import { PgliteWireServer } from '@talon/cli/pglite-wire';
 import { createLogger, createPool, migrate, TalonError, type Pool } from '@talon/kit';
@@ -37,15 +36,6 @@ const req = (name: string, r: Partial<ResolveRequest> = {}): ResolveRequest => (
 });
 const pass = (s = PASS) => Buffer.from(s);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
 describe('vault state machine (real PostgreSQL)', () => {
   let pool: Pool;
   let stopDb: () => Promise<void>;
@@ -68,9 +58,8 @@ describe('vault state machine (real PostgreSQL)', () => {
       stopDb = () => native.drop();
     } else {
       const db = await PGlite.create('memory://');
-      const port = await freePort();
-      const server = new PgliteWireServer({ db, port, host: '127.0.0.1', maxConnections: 16 });
-      await server.start();
+      const server = new PgliteWireServer({ db, port: 0, host: '127.0.0.1', maxConnections: 16 });
+      const port = await server.start();
       url = `postgres://postgres@127.0.0.1:${port}/postgres`;
       stopDb = async () => {
         await server.stop();
@@ -254,9 +243,8 @@ describe('Resolve row cache and audit-before-release (real PostgreSQL)', () => {
 
   before(async () => {
     const db = await PGlite.create('memory://');
-    const port = await freePort();
-    const server = new PgliteWireServer({ db, port, host: '127.0.0.1', maxConnections: 16 });
-    await server.start();
+    const server = new PgliteWireServer({ db, port: 0, host: '127.0.0.1', maxConnections: 16 });
+    const port = await server.start();
     pool = createPool(`postgres://postgres@127.0.0.1:${port}/postgres`, { max: 4, applicationName: 'vault-unit' });
     await migrate(pool, VAULT_SCHEMA, vaultMigrations);
     stopDb = async () => {

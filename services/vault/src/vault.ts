@@ -2,7 +2,7 @@
 // unwrapped data keys in memory), and every operation that needs them. Plaintext
 // values exist only inside one call, in Buffers this module zeroes or hands to the
 // caller to zero.
-import { InvalidArgument, TalonError, Unavailable, type Logger } from '@talon/kit';
+import { InvalidArgument, isSecretName, SECRET_NAME_RULE, TalonError, Unavailable, type Logger } from '@talon/kit';
 import type { ResolveRequest, SecretInfo, SecretPolicy, StatusResponse, VerifySignatureRequest } from '@talon/proto';
 import { checkSignature, isSignatureScheme, SIGNATURE_SCHEMES } from './signature.ts';
 import type { AuditEntry, AuditOutcome, AuditWriter } from './audit.ts';
@@ -42,17 +42,16 @@ export const OWNER = 'operator';
 export const MIN_PASSPHRASE_CHARS = 12;
 export const MAX_PASSPHRASE_BYTES = 1024;
 export const MAX_VALUE_BYTES = 64 * 1024;
-// The placeholder grammar egress recognises ({{secret:NAME}}); a name outside it could never be used.
-const NAME = /^[a-z0-9_]{1,64}$/;
-
+// The placeholder grammar egress recognises ({{secret:NAME}}, packages/kit/src/contracts.ts);
+// a name outside it could never be used.
 export function validSecretName(name: string): boolean {
-  return NAME.test(name);
+  return isSecretName(name);
 }
 
 function checkName(name: string): string {
-  if (!NAME.test(name)) {
+  if (!isSecretName(name)) {
     throw new InvalidArgument(
-      `secret name must be 1-64 characters of a-z, 0-9 and _ (it is used as {{secret:NAME}}); got ${JSON.stringify(name.slice(0, 40))}`,
+      `secret name must be ${SECRET_NAME_RULE} (it is used as {{secret:NAME}}); got ${JSON.stringify(name.slice(0, 40))}`,
     );
   }
   return name;

@@ -4,44 +4,25 @@
 // decide the same request.
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { Kvm } from '@nats-io/kv';
-import { approvalKey, approvalState, KV_BUCKETS, type NatsConnection } from '@talon/kit';
-import { Approval, ApprovalKind, ApprovalStatus } from '@talon/proto';
+import { TalonError, type NatsConnection } from '@talon/kit';
+import { ApprovalKind, type Approval } from '@talon/proto';
+import { approvalState, Approvals } from '@talon/records/approvals';
 import { CliError, withAdminNats } from '../context.ts';
 
-const ID = /^[A-Za-z0-9_-]{1,64}$/;
-
 export async function listApprovals(nc: NatsConnection): Promise<Approval[]> {
-  const kv = await new Kvm(nc).open(KV_BUCKETS.approvals);
-  const out: Approval[] = [];
-  for await (const key of await kv.keys('approval.>')) {
-    const e = await kv.get(key);
-    if (e && e.operation === 'PUT' && e.value.length > 0) out.push(Approval.decode(e.value));
-  }
-  return out.sort((a, b) => b.requestedAtMs - a.requestedAtMs);
+  return (await (await new Approvals(nc).open()).list()).sort((a, b) => b.requestedAtMs - a.requestedAtMs);
 }
 
+/** Decides by compare-and-set with the same rules as the gateway's operator API (@talon/records/approvals). */
 export async function decideApproval(nc: NatsConnection, id: string, approve: boolean, reason: string, by: string): Promise<Approval> {
-  if (!ID.test(id)) throw new CliError('approval ids are 1-64 letters, digits, _ and -');
-  const kv = await new Kvm(nc).open(KV_BUCKETS.approvals);
-  const e = await kv.get(approvalKey(id));
-  if (!e || e.operation !== 'PUT' || e.value.length === 0) throw new CliError(`no approval ${id} (see talon approvals list)`);
-  const a = Approval.decode(e.value);
-  const state = approvalState(a);
-  if (state !== 'pending') throw new CliError(`approval ${id} is already ${state}`);
-  const next: Approval = {
-    ...a,
-    status: approve ? ApprovalStatus.APPROVAL_STATUS_APPROVED : ApprovalStatus.APPROVAL_STATUS_DENIED,
-    decidedAtMs: Date.now(),
-    decidedBy: by,
-    reason: reason.slice(0, 500),
-  };
+  const approvals = await new Approvals(nc).open();
   try {
-    await kv.update(approvalKey(id), Approval.encode(next).finish(), e.revision);
-  } catch {
-    throw new CliError(`approval ${id} was decided by someone else just now`);
+    return await approvals.decide(id, { approve, by, reason });
+  } catch (err) {
+    if (err instanceof TalonError && err.code === 'not_found') throw new CliError(`${err.message} (see talon approvals list)`);
+    if (err instanceof TalonError && err.code !== 'unavailable') throw new CliError(err.message);
+    throw err;
   }
-  return next;
 }
 
 export function registerApprovals(program: Command): void {

@@ -3,82 +3,53 @@
 // a code by the gateway; the operator approves that code here (or in the web UI).
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { Kvm } from '@nats-io/kv';
-import { KV_BUCKETS, pairedKey, pairingCodeKey, pendingPairingKey, userKey, type NatsConnection } from '@talon/kit';
-import { Pairing, PairingRequest, User } from '@talon/proto';
+import { TalonError, type NatsConnection } from '@talon/kit';
+import type { Pairing, PairingRequest } from '@talon/proto';
+import { CODE_RULE, displayCode, normalizeCode as parseCode, Pairings, Users } from '@talon/records/identity';
 import { CliError, withAdminNats } from '../context.ts';
 import { USER_ID } from '../tokens.ts';
 
-const CODE = /^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{8}$/;
-
+// Codes and decisions are the record's (@talon/records/identity), shared with the gateway's operator API.
 export function normalizeCode(input: string): string {
-  const c = input.toUpperCase().replace(/[\s-]/g, '');
-  if (!CODE.test(c)) throw new CliError(`"${input}" is not a pairing code (8 letters and digits, like ABCD-EF23)`);
+  const c = parseCode(input);
+  if (!c) throw new CliError(`"${input}" is not a pairing code (${CODE_RULE.replace(/^a pairing code is /, '')})`);
   return c;
 }
 
-const show = (c: string) => `${c.slice(0, 4)}-${c.slice(4)}`;
+const show = displayCode;
+
+/** The record's refusals (not found, expired, decided by someone else) as CLI errors. */
+async function cli<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof TalonError && err.code !== 'unavailable') throw new CliError(err.message);
+    throw err;
+  }
+}
 
 export async function listPairings(nc: NatsConnection): Promise<{ pending: PairingRequest[]; paired: Pairing[] }> {
-  const kv = await new Kvm(nc).open(KV_BUCKETS.pairings);
-  const pending: PairingRequest[] = [];
-  const paired: Pairing[] = [];
-  for await (const key of await kv.keys()) {
-    const e = await kv.get(key);
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) continue;
-    if (key.startsWith('code.')) {
-      const r = PairingRequest.decode(e.value);
-      if (r.expiresAtMs > Date.now()) pending.push(r);
-    } else if (key.startsWith('paired.')) paired.push(Pairing.decode(e.value));
-  }
-  return { pending: pending.sort((a, b) => a.createdAtMs - b.createdAtMs), paired };
+  const p = await new Pairings(nc).open();
+  const [pending, paired] = await Promise.all([p.pending(), p.paired()]);
+  return { pending: pending.sort((a, b) => a.createdAtMs - b.createdAtMs), paired: paired.map((x) => x.pairing) };
 }
 
 /** Approves a pending code for an existing, enabled user. Compare-and-set: one decision per code. */
 export async function approvePairing(nc: NatsConnection, codeInput: string, userId: string, by: string): Promise<Pairing> {
   const code = normalizeCode(codeInput);
   if (!USER_ID.test(userId)) throw new CliError(`user id "${userId}" must be 1-64 characters of a-z, 0-9, . _ -`);
-  const kv = await new Kvm(nc).open(KV_BUCKETS.pairings);
-  const e = await kv.get(pairingCodeKey(code));
-  if (!e || e.operation !== 'PUT' || e.value.length === 0)
-    throw new CliError(`no pending pairing with code ${show(code)} (expired or already decided?)`);
-  const req = PairingRequest.decode(e.value);
-  if (req.expiresAtMs <= Date.now()) throw new CliError(`pairing code ${show(code)} expired; ask the sender to write again for a new one`);
-  const users = await new Kvm(nc).open(KV_BUCKETS.users);
-  const ue = await users.get(userKey(userId));
-  if (!ue || ue.operation !== 'PUT' || ue.value.length === 0)
-    throw new CliError(`no user ${userId}; add it first: talon users add ${userId}`);
-  if (User.decode(ue.value).disabledAtMs > 0) throw new CliError(`user ${userId} is disabled (talon users enable ${userId})`);
-  const id = req.identity!;
-  try {
-    await kv.update(pairingCodeKey(code), new Uint8Array(0), e.revision);
-  } catch {
-    throw new CliError(`pairing code ${show(code)} was decided by someone else just now`);
-  }
-  const p: Pairing = { identity: id, userId, approvedAtMs: Date.now(), approvedBy: by, code, threadId: req.threadId };
-  await kv.put(pairedKey(id.channel, id.account), Pairing.encode(p).finish());
-  await kv.delete(pairingCodeKey(code)).catch(() => undefined);
-  await kv.delete(pendingPairingKey(id.channel, id.account)).catch(() => undefined);
-  return p;
+  const users = await new Users(nc).open();
+  const r = await cli(async () => (await new Pairings(nc).open()).approve(code, userId, by, (id) => users.get(id)));
+  return r.pairing;
 }
 
 export async function denyPairing(nc: NatsConnection, codeInput: string): Promise<PairingRequest> {
   const code = normalizeCode(codeInput);
-  const kv = await new Kvm(nc).open(KV_BUCKETS.pairings);
-  const e = await kv.get(pairingCodeKey(code));
-  if (!e || e.operation !== 'PUT' || e.value.length === 0) throw new CliError(`no pending pairing with code ${show(code)}`);
-  const req = PairingRequest.decode(e.value);
-  await kv.delete(pairingCodeKey(code));
-  if (req.identity) await kv.delete(pendingPairingKey(req.identity.channel, req.identity.account)).catch(() => undefined);
-  return req;
+  return cli(async () => (await new Pairings(nc).open()).deny(code));
 }
 
 export async function unpair(nc: NatsConnection, channel: string, account: string): Promise<boolean> {
-  const kv = await new Kvm(nc).open(KV_BUCKETS.pairings);
-  const e = await kv.get(pairedKey(channel, account));
-  if (!e || e.operation !== 'PUT' || e.value.length === 0) return false;
-  await kv.delete(pairedKey(channel, account));
-  return true;
+  return (await new Pairings(nc).open()).unpair(channel, account);
 }
 
 export function registerPairing(program: Command): void {

@@ -2,7 +2,7 @@
 // Values come from stdin (or a prompt with echo off), never from argv, and are
 // never printed; `list` shows names and policies only.
 import type { Command } from 'commander';
-import { Placement, type DeleteSecretResponse, type ListSecretsResponse, type SecretInfo, type SecretPolicy } from '@talon/proto';
+import { Placement, type SecretInfo, type SecretPolicy } from '@talon/proto';
 import { CliError } from '../context.ts';
 import { readHidden, vaultAdmin } from './vault.ts';
 
@@ -138,7 +138,7 @@ export function registerSecrets(program: Command): void {
       const value = await readHidden(`Value for ${name} (input hidden): `, 'value');
       let info: SecretInfo;
       try {
-        info = await vaultAdmin<SecretInfo>('setSecret', { name, value, policy });
+        info = await vaultAdmin((c) => c.setSecret, { name, value, policy });
       } finally {
         value.fill(0);
       }
@@ -149,7 +149,7 @@ export function registerSecrets(program: Command): void {
     .command('list')
     .description('names, versions and policies of the stored secrets (never values)')
     .action(async () => {
-      const r = await vaultAdmin<ListSecretsResponse>('listSecrets', {});
+      const r = await vaultAdmin((c) => c.listSecrets, {});
       if (r.secrets.length === 0) {
         console.log('No secrets. Store one with: talon secrets set NAME --host HOST  (value on stdin)');
         return;
@@ -180,7 +180,7 @@ export function registerSecrets(program: Command): void {
     .description('delete a secret and all its versions')
     .argument('<name>')
     .action(async (name: string) => {
-      const r = await vaultAdmin<DeleteSecretResponse>('deleteSecret', { name });
+      const r = await vaultAdmin((c) => c.deleteSecret, { name });
       console.log(`Deleted secret ${name} (${r.versionsDeleted} version${r.versionsDeleted === 1 ? '' : 's'}).`);
     });
 
@@ -192,7 +192,7 @@ export function registerSecrets(program: Command): void {
       const value = await readHidden(`New value for ${name} (input hidden): `, 'value');
       let info: SecretInfo;
       try {
-        info = await vaultAdmin<SecretInfo>('rotateSecret', { name, value });
+        info = await vaultAdmin((c) => c.rotateSecret, { name, value });
       } finally {
         value.fill(0);
       }

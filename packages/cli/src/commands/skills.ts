@@ -6,8 +6,8 @@ import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { SkillStatus, type SkillRecord } from '@talon/proto';
-// The skill package format and registry belong to the sandbox service; the CLI uses the
-// very same code so install-time and run-time checks cannot drift apart.
+// The skill package format and registry are @talon/records/skills; the sandbox runs the
+// very same checks, so install-time and run-time checks cannot drift apart.
 import {
   DEFAULT_INSTALL_LIMITS,
   RegistryError,
@@ -21,7 +21,7 @@ import {
   signPackageDir,
   skillId,
   statusName,
-} from '@talon/sandbox/admin';
+} from '@talon/records/skills';
 import { scaffoldSkill, ScaffoldError } from '../../../../skills/scaffold.ts';
 import { CliError, withAdminNats } from '../context.ts';
 

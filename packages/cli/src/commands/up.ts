@@ -5,7 +5,6 @@ import { SERVICES } from '@talon/kit';
 import { defaultPorts, Platform } from '../platform/platform.ts';
 import { NatsServerNotFound } from '../platform/nats-server.ts';
 import { redactUrl } from '../platform/database.ts';
-import type { StatusResponse } from '@talon/proto';
 import { CliError, homeDir } from '../context.ts';
 import { vaultAdmin } from './vault.ts';
 
@@ -60,9 +59,11 @@ export function registerUp(program: Command): void {
         throw new CliError(`Talon did not start: ${(err as Error).message}`);
       }
       const secs = ((Date.now() - started) / 1000).toFixed(1);
+      // VAULT_GRPC_PORT=0 asked for any free port: the admin client needs the one the vault got.
+      process.env.VAULT_GRPC_PORT = String(platform.ports.grpc.vault);
       let vaultLine: string;
       try {
-        const st = await vaultAdmin<StatusResponse>('status', {});
+        const st = await vaultAdmin((c) => c.status, {});
         vaultLine = !st.initialized
           ? 'sealed, no keyring yet: run `npm run talon -- vault unseal` to choose the passphrase'
           : st.sealed

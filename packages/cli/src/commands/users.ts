@@ -1,9 +1,9 @@
 // `talon users list|add|disable|enable`: the people who use Talon. A user owns
 // API tokens and paired chat identities; disabling one revokes both at once.
 import type { Command } from 'commander';
-import { Kvm } from '@nats-io/kv';
-import { KV_BUCKETS, userKey, type NatsConnection } from '@talon/kit';
-import { Pairing, User } from '@talon/proto';
+import type { NatsConnection } from '@talon/kit';
+import type { User } from '@talon/proto';
+import { Pairings, Users } from '@talon/records/identity';
 import { CliError, withAdminNats } from '../context.ts';
 import { ensureUser, listTokens, revokeUserTokens, USER_ID } from '../tokens.ts';
 
@@ -14,62 +14,34 @@ export interface UserRow {
   identities: string[];
 }
 
-async function values<T>(
-  nc: NatsConnection,
-  bucket: string,
-  prefix: string,
-  decode: (b: Uint8Array) => T,
-): Promise<Array<{ key: string; value: T }>> {
-  const kv = await new Kvm(nc).open(bucket);
-  const out: Array<{ key: string; value: T }> = [];
-  for await (const key of await kv.keys(`${prefix}>`)) {
-    const e = await kv.get(key);
-    if (e && e.operation === 'PUT' && e.value.length > 0) out.push({ key, value: decode(e.value) });
-  }
-  return out;
-}
-
 export async function listUsers(nc: NatsConnection): Promise<UserRow[]> {
   const [users, tokens, paired] = await Promise.all([
-    values(nc, KV_BUCKETS.users, 'user.', (b) => User.decode(b)),
+    new Users(nc).open().then((u) => u.list()),
     listTokens(nc),
-    values(nc, KV_BUCKETS.pairings, 'paired.', (b) => Pairing.decode(b)),
+    new Pairings(nc).open().then((p) => p.paired()),
   ]);
-  const ids = new Set([...users.map((u) => u.value.id), ...tokens.map((t) => t.userId), ...paired.map((p) => p.value.userId)]);
+  const ids = new Set([...users.map((u) => u.id), ...tokens.map((t) => t.userId), ...paired.map((p) => p.pairing.userId)]);
   return [...ids].sort().map((id) => {
-    const u = users.find((x) => x.value.id === id)?.value;
+    const u = users.find((x) => x.id === id);
     return {
       user: u ?? { id, displayName: '', createdAtMs: 0, disabledAtMs: 0 },
       registered: u !== undefined,
       activeTokens: tokens.filter((t) => t.userId === id && t.revokedAtMs === 0).length,
-      identities: paired.filter((p) => p.value.userId === id).map((p) => `${p.value.identity?.channel}:${p.value.identity?.account}`),
+      identities: paired.filter((p) => p.pairing.userId === id).map((p) => `${p.pairing.identity?.channel}:${p.pairing.identity?.account}`),
     };
   });
 }
 
 /** Disables a user: marks the record, revokes every token and removes every pairing. */
 export async function disableUser(nc: NatsConnection, id: string): Promise<{ tokens: number; pairings: number }> {
-  const kv = await new Kvm(nc).open(KV_BUCKETS.users);
-  const e = await kv.get(userKey(id));
-  const u: User = e && e.value.length > 0 ? User.decode(e.value) : { id, displayName: '', createdAtMs: Date.now(), disabledAtMs: 0 };
-  await kv.put(userKey(id), User.encode({ ...u, disabledAtMs: Date.now() }).finish());
+  await (await new Users(nc).open()).disable(id);
   const tokens = await revokeUserTokens(nc, id);
-  const pk = await new Kvm(nc).open(KV_BUCKETS.pairings);
-  let pairings = 0;
-  for (const p of await values(nc, KV_BUCKETS.pairings, 'paired.', (b) => Pairing.decode(b))) {
-    if (p.value.userId !== id) continue;
-    await pk.delete(p.key);
-    pairings += 1;
-  }
+  const pairings = await (await new Pairings(nc).open()).unpairUser(id);
   return { tokens, pairings };
 }
 
 export async function enableUser(nc: NatsConnection, id: string): Promise<boolean> {
-  const kv = await new Kvm(nc).open(KV_BUCKETS.users);
-  const e = await kv.get(userKey(id));
-  if (!e || e.value.length === 0) return false;
-  await kv.put(userKey(id), User.encode({ ...User.decode(e.value), disabledAtMs: 0 }).finish());
-  return true;
+  return (await new Users(nc).open()).enable(id);
 }
 
 function checkId(id: string): string {

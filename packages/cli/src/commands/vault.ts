@@ -4,8 +4,8 @@
 // from argv, never printed.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { callUnary, createClient, DEFAULT_PORTS, GrpcStatus, pkiPaths, TalonError, type TlsMaterial } from '@talon/kit';
-import { VaultAdminServiceClient, type AuditLogResponse, type RotateKeyResponse, type StatusResponse } from '@talon/proto';
+import { createClient, DEFAULT_PORTS, GrpcStatus, pkiPaths, TalonError, unary, type TlsMaterial, type UnaryClientMethod } from '@talon/kit';
+import { VaultAdminServiceClient, type StatusResponse } from '@talon/proto';
 import { CliError, homeDir } from '../context.ts';
 
 export function vaultAddress(): string {
@@ -58,11 +58,15 @@ export function explainVaultError(err: unknown): CliError {
   }
 }
 
-/** One admin call to the vault; errors come back as CliErrors with advice. */
-export async function vaultAdmin<Res>(method: string, req: unknown, timeoutMs = 10_000): Promise<Res> {
+/** One admin call to the vault, e.g. `vaultAdmin((c) => c.status, {})`; errors come back as CliErrors with advice. */
+export async function vaultAdmin<Req, Res>(
+  method: (client: VaultAdminServiceClient) => UnaryClientMethod<Req, Res>,
+  req: NoInfer<Req>,
+  timeoutMs = 10_000,
+): Promise<Res> {
   const client = createClient(VaultAdminServiceClient, vaultAddress(), adminTls(), 'vault');
   try {
-    return await callUnary<unknown, Res>(client, method, req, { timeoutMs });
+    return await unary(client, method(client), req, { timeoutMs });
   } catch (err) {
     throw explainVaultError(err);
   } finally {
@@ -215,7 +219,7 @@ export function registerVault(program: Command): void {
     .command('status')
     .description('sealed or not, keyring parameters, number of secrets, active data key')
     .action(async () => {
-      console.log(describeStatus(await vaultAdmin<StatusResponse>('status', {})));
+      console.log(describeStatus(await vaultAdmin((c) => c.status, {})));
     });
 
   vault
@@ -224,7 +228,7 @@ export function registerVault(program: Command): void {
       'unseal with the master passphrase (prompted with echo off, or read from stdin); the first unseal of an empty vault creates its keyring',
     )
     .action(async () => {
-      const before = await vaultAdmin<StatusResponse>('status', {});
+      const before = await vaultAdmin((c) => c.status, {});
       if (!before.sealed) {
         console.log('The vault is already unsealed.');
         return;
@@ -241,7 +245,7 @@ export function registerVault(program: Command): void {
       }
       let st: StatusResponse;
       try {
-        st = await vaultAdmin<StatusResponse>('unseal', { passphrase: pass.toString('utf8') }, 60_000);
+        st = await vaultAdmin((c) => c.unseal, { passphrase: pass.toString('utf8') }, 60_000);
       } finally {
         pass.fill(0);
       }
@@ -255,7 +259,7 @@ export function registerVault(program: Command): void {
     .command('seal')
     .description('drop every key from the vault’s memory; secrets are refused until the next unseal')
     .action(async () => {
-      await vaultAdmin<StatusResponse>('seal', {});
+      await vaultAdmin((c) => c.seal, {});
       console.log('Vault sealed: keys zeroed and dropped from memory. Unseal with: talon vault unseal');
     });
 
@@ -282,8 +286,8 @@ export function registerVault(program: Command): void {
         for (const l of lines.slice(2)) l.fill(0);
       }
       try {
-        await vaultAdmin<StatusResponse>(
-          'changePassphrase',
+        await vaultAdmin(
+          (c) => c.changePassphrase,
           { oldPassphrase: oldPass.toString('utf8'), newPassphrase: newPass.toString('utf8') },
           60_000,
         );
@@ -298,7 +302,7 @@ export function registerVault(program: Command): void {
     .command('rotate-key')
     .description('make a fresh data key active for new encryptions (older keys stay for decryption)')
     .action(async () => {
-      const r = await vaultAdmin<RotateKeyResponse>('rotateKey', {});
+      const r = await vaultAdmin((c) => c.rotateKey, {});
       console.log(
         `Data key ${r.activeKeyId} is now active${r.retiredKeyId ? `; key ${r.retiredKeyId} retired (kept to decrypt older secrets)` : ''}.`,
       );
@@ -311,7 +315,7 @@ export function registerVault(program: Command): void {
     .action(async (o: { limit: string }) => {
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError('--limit must be an integer from 1 to 1000');
-      const r = await vaultAdmin<AuditLogResponse>('auditLog', { limit });
+      const r = await vaultAdmin((c) => c.auditLog, { limit });
       if (r.records.length === 0) {
         console.log('No audit records yet.');
         return;

@@ -1,13 +1,13 @@
 // Approvals (talon_approvals): requesters create PENDING records; the user who
 // owns the conversation (tool calls) or an operator decides them here, by
 // compare-and-set on the record's revision, so exactly one decision wins.
-import { approvalKey, approvalState, KV_BUCKETS, PermissionDenied, TalonError, type ApprovalState, type NatsConnection } from '@talon/kit';
-import { Approval, ApprovalKind, ApprovalStatus } from '@talon/proto';
+import { PermissionDenied, TalonError, type NatsConnection } from '@talon/kit';
+import { ApprovalKind, type Approval } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
+import { APPROVAL_ID, approvalState, Approvals, type ApprovalState } from '@talon/records/approvals';
 import type { Principal } from '../auth.ts';
-import { openBucket, readAll, type Bucket } from './kv.ts';
 
-export const APPROVAL_ID = /^[A-Za-z0-9_-]{1,64}$/;
+export { APPROVAL_ID };
 
 export interface ApprovalView {
   id: string;
@@ -58,19 +58,16 @@ export function mayDecide(p: Principal, a: Approval): boolean {
 }
 
 export class ApprovalStore {
-  private b!: Bucket;
-  private readonly nc: NatsConnection;
+  private readonly a: Approvals;
   constructor(nc: NatsConnection) {
-    this.nc = nc;
+    this.a = new Approvals(nc);
   }
   async open(jsm?: JetStreamManager): Promise<void> {
-    this.b = await openBucket(this.nc, KV_BUCKETS.approvals, jsm);
+    await this.a.open(jsm);
   }
 
   async list(p: Principal, opts: { status?: string } = {}, now = Date.now()): Promise<ApprovalView[]> {
-    const all = await readAll(this.b, 'approval.', (v) => Approval.decode(v));
-    return all
-      .map((r) => r.value)
+    return (await this.a.list())
       .filter((a) => p.scope === 'operator' || a.userId === p.userId)
       .map((a) => approvalView(a, now))
       .filter((v) => !opts.status || v.status === opts.status)
@@ -78,26 +75,20 @@ export class ApprovalStore {
   }
 
   async decide(p: Principal, id: string, approve: boolean, reason: string, now = Date.now()): Promise<ApprovalView> {
-    if (!APPROVAL_ID.test(id)) throw new TalonError('invalid_argument', 'approval ids are 1-64 letters, digits, _ and -');
-    const e = await this.b.get(approvalKey(id));
-    const a = e ? Approval.decode(e.value) : undefined;
-    // Someone else's approval is reported exactly like a missing one: no probing of ids.
-    if (!e || !a || (p.scope !== 'operator' && a.userId !== p.userId)) throw new TalonError('not_found', `no approval ${id}`);
-    if (!mayDecide(p, a)) throw new PermissionDenied('only an operator can decide this approval');
-    const status = approvalState(a, now);
-    if (status !== 'pending') throw new TalonError('conflict', `approval ${id} is already ${status}`);
-    const next: Approval = {
-      ...a,
-      status: approve ? ApprovalStatus.APPROVAL_STATUS_APPROVED : ApprovalStatus.APPROVAL_STATUS_DENIED,
-      decidedAtMs: now,
-      decidedBy: `token:${p.tokenId}`,
-      reason: reason.slice(0, 500),
-    };
-    try {
-      await this.b.kv.update(approvalKey(id), Approval.encode(next).finish(), e.revision);
-    } catch (err) {
-      throw new TalonError('conflict', `approval ${id} was decided by someone else just now`, { cause: err });
-    }
+    const next = await this.a.decide(
+      id,
+      {
+        approve,
+        by: `token:${p.tokenId}`,
+        reason,
+        guard: (a) => {
+          // Someone else's approval is reported exactly like a missing one: no probing of ids.
+          if (p.scope !== 'operator' && a.userId !== p.userId) throw new TalonError('not_found', `no approval ${id}`);
+          if (!mayDecide(p, a)) throw new PermissionDenied('only an operator can decide this approval');
+        },
+      },
+      now,
+    );
     return approvalView(next, now);
   }
 }

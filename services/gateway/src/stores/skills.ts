@@ -1,10 +1,10 @@
 // Installed skills and their permissions, read from talon_skills (written only by
 // the admin identity through `talon skills`). Read-only here: approving a skill's
 // permissions is an operator action on the command line.
-import { KV_BUCKETS, type NatsConnection } from '@talon/kit';
-import { SkillRecord, SkillStatus, type SkillPermissions } from '@talon/proto';
+import type { NatsConnection } from '@talon/kit';
+import type { SkillPermissions, SkillRecord } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { openBucket, readAll, type Bucket } from './kv.ts';
+import { SkillRecords, skillId, statusName } from '@talon/records/skills';
 
 export interface SkillView {
   name: string;
@@ -44,14 +44,7 @@ function perms(p: SkillPermissions | undefined): PermissionView | null {
 }
 
 export function skillView(r: SkillRecord): SkillView {
-  const status =
-    r.status === SkillStatus.SKILL_STATUS_PENDING
-      ? 'pending'
-      : r.status === SkillStatus.SKILL_STATUS_APPROVED
-        ? 'approved'
-        : r.status === SkillStatus.SKILL_STATUS_REVOKED
-          ? 'revoked'
-          : 'unknown';
+  const status = statusName(r.status);
   return {
     name: r.name,
     version: r.version,
@@ -66,20 +59,19 @@ export function skillView(r: SkillRecord): SkillView {
     approvedBy: r.approvedBy,
     revokedAtMs: r.revokedAtMs,
     revokedReason: r.revokedReason,
-    approveCommand: status === 'approved' ? '' : `talon skills approve ${r.name}@${r.version}`,
+    approveCommand: status === 'approved' ? '' : `talon skills approve ${skillId(r.name, r.version)}`,
   };
 }
 
 export class SkillCatalog {
-  private b!: Bucket;
-  private readonly nc: NatsConnection;
+  private readonly r: SkillRecords;
   constructor(nc: NatsConnection) {
-    this.nc = nc;
+    this.r = new SkillRecords(nc);
   }
   async open(jsm?: JetStreamManager): Promise<void> {
-    this.b = await openBucket(this.nc, KV_BUCKETS.skills, jsm);
+    await this.r.open(jsm);
   }
   async list(): Promise<SkillView[]> {
-    return (await readAll(this.b, 'skill.', (v) => SkillRecord.decode(v))).map((r) => skillView(r.value));
+    return (await this.r.records()).map((r) => skillView(r));
   }
 }

@@ -1,26 +1,24 @@
-// Talon users (talon_users, written by the admin identity). Read-only here.
-import { KV_BUCKETS, userKey, type NatsConnection } from '@talon/kit';
-import { User } from '@talon/proto';
+// Talon users (talon_users, written by the admin identity). Read-only here; the
+// record and its rules are @talon/records/identity's.
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { openBucket, readAll, type Bucket } from './kv.ts';
+import type { NatsConnection } from '@talon/kit';
+import type { User } from '@talon/proto';
+import { USER_ID, Users } from '@talon/records/identity';
 
-export const USER_ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+export { USER_ID };
 
 export class UserDirectory {
-  private b!: Bucket;
-  private readonly nc: NatsConnection;
+  private readonly users: Users;
   constructor(nc: NatsConnection) {
-    this.nc = nc;
+    this.users = new Users(nc);
   }
   async open(jsm?: JetStreamManager): Promise<void> {
-    this.b = await openBucket(this.nc, KV_BUCKETS.users, jsm);
+    await this.users.open(jsm);
   }
-  async get(id: string): Promise<User | null> {
-    if (!USER_ID.test(id)) return null;
-    const e = await this.b.get(userKey(id));
-    return e ? User.decode(e.value) : null;
+  get(id: string): Promise<User | null> {
+    return this.users.get(id);
   }
-  async list(): Promise<User[]> {
-    return (await readAll(this.b, 'user.', (v) => User.decode(v))).map((r) => r.value);
+  list(): Promise<User[]> {
+    return this.users.list();
   }
 }

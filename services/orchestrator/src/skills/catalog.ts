@@ -9,8 +9,10 @@ import { createHash } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
-import { SkillRecord, SkillStatus, TrustedPublisher } from '@talon/proto';
+import { isSkillName, isSkillVersion, KV_BUCKETS, skillId, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
+import { SkillRecord, TrustedPublisher } from '@talon/proto';
+import { liveEntry } from '@talon/records';
+import { compareVersions, recordPublisherKeyId, skillStanding, tryPublisherKeyId } from '@talon/records/skills';
 import type { JsonSchema } from '../tools/registry.ts';
 
 /** A skill version offered to the model as a tool. */
@@ -33,30 +35,12 @@ export interface SkippedSkill {
   reason: string;
 }
 
-// Same rules as the sandbox's manifest validation (services/sandbox/src/package/manifest.ts).
-const NAME = /^[a-z][a-z0-9-]{0,62}[a-z0-9]$|^[a-z]$/;
-const VERSION = /^(?=.{5,32}$)(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})(-[0-9A-Za-z-]{1,32}(\.[0-9A-Za-z-]{1,32}){0,4})?$/;
 const TOOL_NAME_MAX = 64;
 const TOOL_PREFIX = 'skill_';
 const DESCRIPTION_MAX = 1024;
 
-/** Publisher key id as the sandbox computes it: first 16 hex digits of SHA-256 of the raw key. */
-export function publisherKeyId(key: string): string | undefined {
-  const m = /^ed25519:([A-Za-z0-9_-]{43})$/.exec(key.trim());
-  if (!m) return undefined;
-  return createHash('sha256').update(Buffer.from(m[1]!, 'base64url')).digest('hex').slice(0, 16);
-}
-
-/** Orders semantic versions (pre-releases before their release). */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('-')[0]!.split('.').map(Number);
-  const pb = b.split('-')[0]!.split('.').map(Number);
-  for (let i = 0; i < 3; i++) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
-  const ra = a.includes('-');
-  const rb = b.includes('-');
-  if (ra !== rb) return ra ? -1 : 1;
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+// Key ids, version order and a record's standing are the registry's (@talon/records/skills).
+export { compareVersions, tryPublisherKeyId as publisherKeyId };
 
 /**
  * The tool name of a skill: `skill_<name>` with anything outside [a-zA-Z0-9_-]
@@ -81,13 +65,18 @@ export function describeSkill(r: { name: string; version: string; description: s
 
 /** Why a record cannot be offered, or undefined when it can. */
 export function notOfferable(r: SkillRecord, publishers: ReadonlyMap<string, TrustedPublisher>): string | undefined {
-  if (!NAME.test(r.name) || !VERSION.test(r.version)) return 'invalid name or version';
-  if (r.status !== SkillStatus.SKILL_STATUS_APPROVED || !r.approved) return 'not approved';
-  if (!r.approvedSha256 || r.approvedSha256 !== r.sha256) return 'binary changed after approval';
-  const keyId = publisherKeyId(r.publisherKey);
-  const pub = keyId ? publishers.get(keyId) : undefined;
-  if (!pub || pub.key !== r.publisherKey) return 'publisher not trusted';
-  return undefined;
+  if (!isSkillName(r.name) || !isSkillVersion(r.version)) return 'invalid name or version';
+  const keyId = recordPublisherKeyId(r);
+  switch (skillStanding(r, keyId ? publishers.get(keyId) : undefined)) {
+    case 'approved':
+      return undefined;
+    case 'binary_changed':
+      return 'binary changed after approval';
+    case 'publisher_untrusted':
+      return 'publisher not trusted';
+    default:
+      return 'not approved';
+  }
 }
 
 /** The input schema as tool parameters: a JSON object schema, or a reason it is not one. */
@@ -117,7 +106,7 @@ export function selectOffered(
   for (const r of records) {
     const why = notOfferable(r, publishers);
     if (why) {
-      if (why !== 'not approved') skipped.push({ id: `${r.name}@${r.version}`, reason: why });
+      if (why !== 'not approved') skipped.push({ id: skillId(r.name, r.version), reason: why });
       continue;
     }
     const cur = best.get(r.name);
@@ -128,12 +117,12 @@ export function selectOffered(
   for (const r of [...best.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const params = parametersOf(r.inputSchemaJson);
     if (typeof params === 'string') {
-      skipped.push({ id: `${r.name}@${r.version}`, reason: params });
+      skipped.push({ id: skillId(r.name, r.version), reason: params });
       continue;
     }
     const toolName = toolNameFor(r.name);
     if (names.has(toolName)) {
-      skipped.push({ id: `${r.name}@${r.version}`, reason: `tool name ${toolName} is taken` });
+      skipped.push({ id: skillId(r.name, r.version), reason: `tool name ${toolName} is taken` });
       continue;
     }
     names.add(toolName);
@@ -224,8 +213,8 @@ export class SkillCatalog {
     const kv = this.kv;
     const entries = await Promise.all(
       keys.map(async (k) => {
-        const e = await kv.get(k);
-        return e && e.operation === 'PUT' && e.value.length > 0 ? { key: k, value: e.value } : undefined;
+        const e = liveEntry(await kv.get(k));
+        return e ? { key: k, value: e.value } : undefined;
       }),
     );
     const publishers = new Map<string, TrustedPublisher>();

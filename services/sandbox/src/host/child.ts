@@ -6,7 +6,7 @@
 // keeps in memory or Extism vars survives into another user's call.
 import { Worker } from 'node:worker_threads';
 import createPlugin, { type CallContext, type Plugin } from '@extism/extism';
-import { validateInput } from '../package/schema.ts';
+import { validateInput } from '@talon/records/skills/schema';
 import type { FromChild, RunJob, ToChild } from './protocol.ts';
 
 const send = (m: FromChild): void => {

@@ -75,7 +75,21 @@ const SANDBOX_ROOT = resolve(dirname(CHILD), '..', '..');
 function readablePaths(): string[] {
   const extismEntry = fileURLToPath(import.meta.resolve('@extism/extism'));
   const extismDir = extismEntry.slice(0, extismEntry.lastIndexOf('/dist/') + 1);
-  return [resolve(SANDBOX_ROOT, 'src'), resolve(SANDBOX_ROOT, 'package.json'), extismDir];
+  // The input-schema validator is the skill package format's (@talon/records/skills/schema):
+  // the host may read that one folder (pure validation code) and the package manifest that
+  // resolves it, under its node_modules link and its real path — nothing else of the repository.
+  const schema = fileURLToPath(import.meta.resolve('@talon/records/skills/schema'));
+  const recordsRoot = resolve(dirname(schema), '..', '..', '..');
+  const recordsLink = resolve(SANDBOX_ROOT, '..', '..', 'node_modules', '@talon', 'records');
+  return [
+    resolve(SANDBOX_ROOT, 'src'),
+    resolve(SANDBOX_ROOT, 'package.json'),
+    extismDir,
+    dirname(schema),
+    resolve(recordsRoot, 'package.json'),
+    recordsLink,
+    resolve(recordsLink, 'package.json'),
+  ];
 }
 
 /**
@@ -207,6 +221,13 @@ export class HostPool {
 
   queued(): number {
     return this.queue.length;
+  }
+
+  /** Hosts started and waiting for work (tests wait for this instead of sleeping). */
+  idleHosts(): number {
+    let n = 0;
+    for (const h of this.hosts) if (h.state === 'idle') n += 1;
+    return n;
   }
 
   run(job: HostJob): Promise<HostOutcome> {

@@ -12,8 +12,8 @@ import type { Subscription } from '@nats-io/transport-node';
 import { KV_BUCKETS, OBJECT_BUCKETS, publisherKey, skillRecordKey, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
 import { SkillRecord, SkillStatus, TrustedPublisher } from '@talon/proto';
 import { SkillRunError } from '../errors.ts';
-import { VERSION_PATTERN, skillId } from '../package/manifest.ts';
-import { sha256Hex, publisherKeyId } from '../package/signing.ts';
+import { compareVersions, liveEntry } from '@talon/records';
+import { VERSION_PATTERN, skillId, sha256Hex, tryPublisherKeyId } from '@talon/records/skills';
 import { readObject } from './objects.ts';
 import { checkApproved, checkBinary, statusName, type ApprovedSkill, type NodeCaps } from './records.ts';
 
@@ -38,16 +38,7 @@ export interface RunnableSkill extends ApprovedSkill {
   maxPages: number;
 }
 
-/** Orders semantic versions (pre-releases before their release). */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('-')[0]!.split('.').map(Number);
-  const pb = b.split('-')[0]!.split('.').map(Number);
-  for (let i = 0; i < 3; i++) if (pa[i] !== pb[i]) return (pa[i] ?? 0) - (pb[i] ?? 0);
-  const ra = a.includes('-');
-  const rb = b.includes('-');
-  if (ra !== rb) return ra ? -1 : 1;
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+export { compareVersions };
 
 export class SkillReader {
   private readonly nc: NatsConnection;
@@ -104,7 +95,7 @@ export class SkillReader {
       this.opts.log.warn({ key, error: String((err as Error)?.message ?? err) }, 'skill registry read failed');
       throw new SkillRunError('unavailable', 'the skill registry (NATS KV) is unreachable; try again', { cause: err });
     }
-    const value = e && e.operation === 'PUT' && e.value.length > 0 ? e : null;
+    const value = liveEntry(e);
     this.entries.set(key, { value, revision: value?.revision ?? 0, at: Date.now() });
     return value;
   }
@@ -158,12 +149,7 @@ export class SkillReader {
       if (cached.publisherRev === (pe?.revision ?? 0)) return cached.skill;
     }
     const record = SkillRecord.decode(e.value);
-    let keyId = '';
-    try {
-      keyId = publisherKeyId(record.publisherKey);
-    } catch {
-      /* checkApproved reports it */
-    }
+    const keyId = tryPublisherKeyId(record.publisherKey) ?? ''; // checkApproved reports an invalid key
     const pe = keyId ? await this.entry(publisherKey(keyId)) : null;
     const skill = checkApproved(record, pe ? TrustedPublisher.decode(pe.value) : undefined, this.opts.caps);
     this.approved.set(key, { recordRev: e.revision, keyId, publisherRev: pe?.revision ?? 0, skill });

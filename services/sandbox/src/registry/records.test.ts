@@ -3,8 +3,15 @@ import assert from 'node:assert/strict';
 import wabtInit from 'wabt';
 import { SkillStatus, type SkillRecord, type TrustedPublisher } from '@talon/proto';
 import { SkillRunError } from '../errors.ts';
-import { canonicalJson, requestedPermissions, validateManifest } from '../package/manifest.ts';
-import { generatePublisherKey, publisherKeyId, sha256Hex, signSkill } from '../package/signing.ts';
+import {
+  canonicalJson,
+  requestedPermissions,
+  validateManifest,
+  generatePublisherKey,
+  publisherKeyId,
+  sha256Hex,
+  signSkill,
+} from '@talon/records/skills';
 import { approvalWithinRequest, checkApproved, checkBinary } from './records.ts';
 
 const caps = { memoryCapMb: 64, maxModuleBytes: 1 << 20, maxTimeoutMs: 30_000 };

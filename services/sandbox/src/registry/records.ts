@@ -2,19 +2,29 @@
 // registry, the publisher entry and the binary: approval status, approval bound to
 // this exact binary, a trusted publisher, a valid signature over hash + manifest, an
 // approval no wider than what was signed, and the module policy. Pure.
-import { SkillStatus, type HostGrant, type SkillPermissions, type SkillRecord, type TrustedPublisher } from '@talon/proto';
-import { SkillRunError } from '../errors.ts';
-import { SkillPackageError } from '../package/errors.ts';
-import { checkModulePolicy, inspectModule } from '../package/inspect.ts';
+import { SkillStatus, type SkillRecord, type TrustedPublisher } from '@talon/proto';
 import {
+  approvalWithinRequest,
   canonicalJson,
+  checkModulePolicy,
   DEFAULT_ENTRYPOINT,
+  inspectModule,
+  publisherKeyId,
+  publisherTrusts,
   requestedPermissions,
+  sha256Hex,
+  SkillPackageError,
   skillId,
+  statusName,
   validateManifest,
+  verifySkillSignature,
   type SkillManifest,
-} from '../package/manifest.ts';
-import { publisherKeyId, sha256Hex, verifySkillSignature } from '../package/signing.ts';
+} from '@talon/records/skills';
+import { SkillRunError } from '../errors.ts';
+
+// The record rules are the registry's (@talon/records/skills); this module adds what only
+// a node that runs the skill checks: signature, manifest, approval scope, binary, module policy.
+export { approvalWithinRequest, statusName };
 
 export interface NodeCaps {
   /** Largest memory (MiB) this node grants a skill. */
@@ -34,34 +44,6 @@ export interface ApprovedSkill {
   memoryMb: number;
   timeoutMs: number;
   requiresUserApproval: boolean;
-}
-
-export function statusName(s: SkillStatus): string {
-  switch (s) {
-    case SkillStatus.SKILL_STATUS_PENDING:
-      return 'pending';
-    case SkillStatus.SKILL_STATUS_APPROVED:
-      return 'approved';
-    case SkillStatus.SKILL_STATUS_REVOKED:
-      return 'revoked';
-    default:
-      return 'unknown';
-  }
-}
-
-const grantKey = (h: HostGrant) => `${h.host}:${h.port}:${[...h.methods].sort().join(',')}`;
-
-/** True when every grant in `approved` was requested by the signed manifest. */
-export function approvalWithinRequest(approved: SkillPermissions, requested: SkillPermissions): boolean {
-  const hosts = new Set(requested.hosts.map(grantKey));
-  const secrets = new Set(requested.secrets);
-  return (
-    approved.hosts.every((h) => hosts.has(grantKey(h))) &&
-    approved.secrets.every((s) => secrets.has(s)) &&
-    approved.memoryMb <= requested.memoryMb &&
-    approved.timeoutMs <= requested.timeoutMs &&
-    (approved.requiresUserApproval || !requested.requiresUserApproval)
-  );
 }
 
 /** Checks a record for running; throws SkillRunError (not_approved, integrity_error, refused_module). */
@@ -85,7 +67,7 @@ export function checkApproved(record: SkillRecord, publisher: TrustedPublisher |
   } catch {
     throw new SkillRunError('integrity_error', `skill ${id} names no valid publisher key`);
   }
-  if (!publisher || publisher.key !== record.publisherKey || publisher.keyId !== keyId) {
+  if (!publisherTrusts(record, publisher)) {
     throw new SkillRunError('integrity_error', `skill ${id} is signed by publisher ${keyId}, which is no longer trusted`);
   }
   let manifest: SkillManifest;

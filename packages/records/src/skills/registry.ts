@@ -1,15 +1,44 @@
-// The write side of the skill registry, used by `talon skills ...` (NATS identity
-// `admin`) and by tests. Install verifies the package (signature by a trusted key,
+// The skill registry (KV talon_skills, object store talon_skill_binaries). Its write
+// side, used by `talon skills ...` (NATS identity `admin`) and by tests, and the
+// read-only view services use (direct gets, no consumer). Install verifies the package (signature by a trusted key,
 // manifest, module policy) before anything is stored; approval is bound to the exact
 // binary hash, so a changed binary is a new, pending skill.
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { KV_BUCKETS, OBJECT_BUCKETS, publisherKey, skillRecordKey, type NatsConnection } from '@talon/kit';
 import { SkillRecord, SkillStatus, TrustedPublisher } from '@talon/proto';
-import { SkillPackageError } from '../package/errors.ts';
-import { DEFAULT_ENTRYPOINT, requestedPermissions, skillId } from '../package/manifest.ts';
-import { DEFAULT_INSTALL_LIMITS, verifyPackage, type PackageBytes, type VerifiedPackage } from '../package/package.ts';
-import { normalizePublicKey, publisherKeyId, sha256Hex, verifySkillSignature } from '../package/signing.ts';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { liveEntry, openBucket, readAll, type Bucket } from '../kv.ts';
+import { SkillPackageError } from './package/errors.ts';
+import { DEFAULT_ENTRYPOINT, requestedPermissions, skillId } from './package/manifest.ts';
+import { DEFAULT_INSTALL_LIMITS, verifyPackage, type PackageBytes, type VerifiedPackage } from './package/package.ts';
+import { normalizePublicKey, publisherKeyId, sha256Hex, tryPublisherKeyId, verifySkillSignature } from './package/signing.ts';
+
+/** Read-only view of talon_skills by direct get (gateway, egress): records and trusted publishers. */
+export class SkillRecords {
+  private b!: Bucket;
+  private readonly nc: NatsConnection;
+  constructor(nc: NatsConnection) {
+    this.nc = nc;
+  }
+  async open(jsm?: JetStreamManager): Promise<this> {
+    this.b = await openBucket(this.nc, KV_BUCKETS.skills, jsm);
+    return this;
+  }
+  async record(name: string, version: string): Promise<SkillRecord | undefined> {
+    const e = await this.b.get(skillRecordKey(name, version));
+    return e ? SkillRecord.decode(e.value) : undefined;
+  }
+  /** The trusted-publisher entry for the key a record names, if any. */
+  async publisherOf(r: Pick<SkillRecord, 'publisherKey'>): Promise<TrustedPublisher | undefined> {
+    const keyId = tryPublisherKeyId(r.publisherKey);
+    const e = keyId ? await this.b.get(publisherKey(keyId)) : null;
+    return e ? TrustedPublisher.decode(e.value) : undefined;
+  }
+  async records(): Promise<SkillRecord[]> {
+    return (await readAll(this.b, 'skill.', (v) => SkillRecord.decode(v))).map((r) => r.value);
+  }
+}
 
 export class RegistryError extends Error {
   readonly code: 'not_found' | 'conflict' | 'integrity_error' | 'invalid_argument';
@@ -54,8 +83,8 @@ export class SkillAdmin {
     const kv = await this.kv();
     const out: TrustedPublisher[] = [];
     for await (const k of await kv.keys('publisher.>')) {
-      const e = await kv.get(k);
-      if (e && e.operation === 'PUT' && e.value.length > 0) out.push(TrustedPublisher.decode(e.value));
+      const e = liveEntry(await kv.get(k));
+      if (e) out.push(TrustedPublisher.decode(e.value));
     }
     return out.sort((a, b) => a.addedAtMs - b.addedAtMs);
   }
@@ -71,16 +100,15 @@ export class SkillAdmin {
   async untrust(keyOrId: string): Promise<TrustedPublisher> {
     const id = /^[0-9a-f]{16}$/.test(keyOrId) ? keyOrId : publisherKeyId(keyOrId);
     const kv = await this.kv();
-    const e = await kv.get(publisherKey(id));
-    if (!e || e.operation !== 'PUT' || e.value.length === 0)
-      throw new RegistryError('not_found', `no trusted publisher ${keyOrId} (see \`talon skills trust --list\`)`);
+    const e = liveEntry(await kv.get(publisherKey(id)));
+    if (!e) throw new RegistryError('not_found', `no trusted publisher ${keyOrId} (see \`talon skills trust --list\`)`);
     await kv.delete(publisherKey(id));
     return TrustedPublisher.decode(e.value);
   }
 
   async get(name: string, version: string): Promise<{ record: SkillRecord; revision: number } | undefined> {
-    const e = await (await this.kv()).get(skillRecordKey(name, version));
-    if (!e || e.operation !== 'PUT' || e.value.length === 0) return undefined;
+    const e = liveEntry(await (await this.kv()).get(skillRecordKey(name, version)));
+    if (!e) return undefined;
     return { record: SkillRecord.decode(e.value), revision: e.revision };
   }
 
@@ -88,8 +116,8 @@ export class SkillAdmin {
     const kv = await this.kv();
     const out: SkillRecord[] = [];
     for await (const k of await kv.keys('skill.>')) {
-      const e = await kv.get(k);
-      if (e && e.operation === 'PUT' && e.value.length > 0) out.push(SkillRecord.decode(e.value));
+      const e = liveEntry(await kv.get(k));
+      if (e) out.push(SkillRecord.decode(e.value));
     }
     return out.sort((a, b) => (a.name === b.name ? a.version.localeCompare(b.version) : a.name.localeCompare(b.name)));
   }

@@ -1,16 +1,16 @@
 // The skill manifest (skill.json): what a skill is and what it asks for. Parsing is
 // strict (unknown keys are refused) because the manifest is signed: a field the
 // sandbox ignored would be a field a publisher could smuggle meaning into.
+import { SECRET_NAME_PATTERN, SKILL_NAME_PATTERN, SKILL_VERSION_PATTERN, skillId } from '@talon/kit';
 import type { HostGrant, SkillPermissions } from '@talon/proto';
 import { SkillPackageError } from './errors.ts';
 import { checkSchemaSupported } from './schema.ts';
 
-export const NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}[a-z0-9]$|^[a-z]$/;
-// Semantic version without build metadata ("+" is not valid in NATS KV keys), at most
-// 32 characters (the x-talon-skill header egress accepts).
-export const VERSION_PATTERN =
-  /^(?=.{5,32}$)(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})(-[0-9A-Za-z-]{1,32}(\.[0-9A-Za-z-]{1,32}){0,4})?$/;
-export const SECRET_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+// Names, versions and secret names are wire contracts (packages/kit/src/contracts.ts):
+// a skill may declare only a secret name a {{secret:NAME}} placeholder can carry.
+export const NAME_PATTERN = SKILL_NAME_PATTERN;
+export const VERSION_PATTERN = SKILL_VERSION_PATTERN;
+export { SECRET_NAME_PATTERN };
 const ENTRYPOINT_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const HOST_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const IPV6_PATTERN = /^\[[0-9a-f:.]+\]$/;
@@ -51,9 +51,7 @@ export interface SkillManifest {
 export const DEFAULT_ENTRYPOINT = 'run';
 
 /** `name@version`, the id used in CLI arguments, egress principals (`skill:<id>`) and the x-talon-skill header. */
-export function skillId(name: string, version: string): string {
-  return `${name}@${version}`;
-}
+export { skillId };
 
 export function parseSkillId(id: string): { name: string; version: string } {
   const at = id.lastIndexOf('@');
@@ -165,7 +163,7 @@ export function validateManifest(raw: unknown): SkillManifest {
   }
   if (p.secrets !== undefined) {
     if (!Array.isArray(p.secrets) || !p.secrets.every((s) => typeof s === 'string' && SECRET_NAME_PATTERN.test(s))) {
-      bad('permissions.secrets must list secret names (letters, digits, _ . -)');
+      bad('permissions.secrets must list secret names (a-z, 0-9 and _, at most 64: what {{secret:NAME}} can carry)');
     }
     if ((p.secrets as string[]).length > MANIFEST_LIMITS.secrets)
       bad(`permissions.secrets lists more than ${MANIFEST_LIMITS.secrets} secrets`);

@@ -60,6 +60,15 @@ export function publisherKeyId(publicKey: string): string {
   return createHash('sha256').update(raw).digest('hex').slice(0, 16);
 }
 
+/** The key id, or undefined when `publicKey` is not a publisher key (a record to refuse, not an error). */
+export function tryPublisherKeyId(publicKey: string): string | undefined {
+  try {
+    return publisherKeyId(publicKey);
+  } catch {
+    return undefined;
+  }
+}
+
 export function generatePublisherKey(): { privateKeyPem: string; publicKey: string } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   return { privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), publicKey: encodePublicKey(publicKey) };
