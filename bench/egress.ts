@@ -31,15 +31,15 @@ const SEQ = Number(values.sequential);
 const dir = mkdtempSync(join(tmpdir(), 'talon-bench-egress-'));
 
 // Upstream in its own process so it does not share the load generator's event loop.
-const upstreamPort = await freePort();
+// It binds port 0 and prints the port it got.
 const upstream = spawn(
   ...diesWithParent(process.execPath, [
     '-e',
-    `require('node:http').createServer((q,s)=>{let n=0;q.on('data',c=>n+=c.length);q.on('end',()=>{s.writeHead(200,{'content-type':'application/json'});s.end(JSON.stringify({ok:true,bytes:n}))})}).listen(${upstreamPort},'127.0.0.1',()=>console.log('up'))`,
+    `const h=require('node:http').createServer((q,s)=>{let n=0;q.on('data',c=>n+=c.length);q.on('end',()=>{s.writeHead(200,{'content-type':'application/json'});s.end(JSON.stringify({ok:true,bytes:n}))})});h.listen(0,'127.0.0.1',()=>console.log(h.address().port))`,
   ]),
   { stdio: ['ignore', 'pipe', 'inherit'] },
 );
-await new Promise((r) => upstream.stdout!.once('data', r));
+const upstreamPort = await new Promise<number>((r) => upstream.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
 const target = `http://127.0.0.1:${upstreamPort}`;
 
 writeFileSync(

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createLogger, createPool, migrate, type Pool } from '@talon/kit';
 import { HashedLexicalEmbedder } from '@talon/embed';
-import { freePort, nativeAdminUrl } from '@talon/testkit';
+import { nativeAdminUrl } from '@talon/testkit';
 import { memorySpec } from '../services/memory/src/config.ts';
 import { MEMORY_SCHEMA, memoryMigrations } from '../services/memory/src/migrations.ts';
 import { configureSearchSessions, MemoryStore } from '../services/memory/src/store.ts';
@@ -175,16 +175,20 @@ async function nativeDb(): Promise<Db> {
 
 async function embeddedDb(): Promise<Db & { proc: ChildProcess }> {
   const dir = mkdtempSync(join(tmpdir(), 'talon-bench-pglite-'));
-  const port = await freePort();
-  const proc = spawn(process.execPath, [join(ROOT, 'packages/cli/src/db/pglite-server.ts'), '--data', dir, '--port', String(port)], {
+  // Port 0: the server binds a free port and prints it in its "pglite ready" line.
+  const proc = spawn(process.execPath, [join(ROOT, 'packages/cli/src/db/pglite-server.ts'), '--data', dir, '--port', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { PATH: process.env.PATH, NODE_OPTIONS: '--max-old-space-size=4096' },
   });
-  await new Promise<void>((ok, fail) => {
+  const port = await new Promise<number>((ok, fail) => {
     let out = '';
     proc.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
-      if (out.includes('pglite ready')) ok();
+      const line = out
+        .split('\n')
+        .slice(0, -1)
+        .find((l) => l.includes('"pglite ready"'));
+      if (line) ok((JSON.parse(line) as { port: number }).port);
     });
     proc.once('exit', (code) => fail(new Error(`pglite exited with ${code}`)));
   });

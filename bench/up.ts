@@ -9,20 +9,19 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SERVICES } from '@talon/kit';
 import { REPO_ROOT } from '@talon/cli/platform';
-import { freePorts } from '@talon/testkit';
 import { fmt, machine, rssMiB, table } from './lib.ts';
 
 const home = mkdtempSync(join(tmpdir(), 'talon-bench-up-'));
-const [gw, nats, pglite, proxy, ...grpc] = await freePorts(4 + SERVICES.length);
+// Port 0 everywhere: each process binds a free port and `talon up` hands it on.
 const env: Record<string, string> = {
   ...(process.env as Record<string, string>),
   TALON_HOME: home,
-  TALON_GATEWAY_PORT: String(gw),
-  TALON_NATS_PORT: String(nats),
-  TALON_PGLITE_PORT: String(pglite),
-  EGRESS_PROXY_PORT: String(proxy),
+  TALON_GATEWAY_PORT: '0',
+  TALON_NATS_PORT: '0',
+  TALON_PGLITE_PORT: '0',
+  EGRESS_PROXY_PORT: '0',
   TALON_LLM_API_KEY_SECRET: 'none',
-  ...Object.fromEntries(SERVICES.map((s, i) => [`${s.toUpperCase()}_GRPC_PORT`, String(grpc[i])])),
+  ...Object.fromEntries(SERVICES.map((s) => [`${s.toUpperCase()}_GRPC_PORT`, '0'])),
 };
 
 async function up(): Promise<{ child: ChildProcess; ms: number }> {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -36,6 +36,7 @@ describe('invariant 1: a canary secret through a whole turn', () => {
   let collector: FakeCollector;
   let sub: Subscription;
   const natsSeen: Buffer[] = [];
+  let egressDecisions = 0;
   const snapshots = mkdtempSync(join(tmpdir(), 'talon-heap-'));
 
   before(async () => {
@@ -66,6 +67,7 @@ describe('invariant 1: a canary secret through a whole turn', () => {
     sub = admin.subscribe('>');
     void (async () => {
       for await (const m of sub) {
+        if (m.subject === 'talon.audit.egress.decision') egressDecisions += 1;
         natsSeen.push(Buffer.from(m.data));
         if (m.headers) natsSeen.push(Buffer.from(JSON.stringify([...m.headers.keys()].map((k) => [k, m.headers!.get(k)]))));
         natsSeen.push(Buffer.from(m.subject));
@@ -93,8 +95,8 @@ describe('invariant 1: a canary secret through a whole turn', () => {
     );
     assert.equal(r.status, 0, r.stderr);
     assert.ok(!leaks(r.stdout + r.stderr).length, 'the CLI never echoes the value');
-    // Egress polls the vault for its scan index; give it a moment.
-    await new Promise((res) => setTimeout(res, 600));
+    // Egress polls the vault for its scan index (the echo test needs the key's fingerprint).
+    await tp.egressCaughtUpWithVault();
   });
 
   after(async () => {
@@ -124,7 +126,10 @@ describe('invariant 1: a canary secret through a whole turn', () => {
   });
 
   it('never appears on NATS', async () => {
-    await new Promise((res) => setTimeout(res, 300));
+    // Egress publishes its decision on each LLM call last, after the reply: wait for them all.
+    await tp.until('egress decisions of every LLM call on NATS', () => egressDecisions >= tp.llm!.requests.length);
+    await (await tp.admin()).flush();
+    await tp.until('the subscription to take every message received', () => sub.getPending() === 0);
     assert.ok(natsSeen.length > 10, 'the subscription saw the turns');
     assert.deepEqual(leaks(Buffer.concat(natsSeen)), []);
   });
@@ -136,7 +141,13 @@ describe('invariant 1: a canary secret through a whole turn', () => {
   });
 
   it('never appears in an exported span, and one trace spans the services', async () => {
-    await new Promise((res) => setTimeout(res, 1500));
+    // Spans are exported in batches: wait for the turn's trace to hold every service (the assertions below say what is missing).
+    const joined = () => {
+      const turn = collector.spans.find((s) => s.service === 'gateway' && s.name === 'gateway.chat');
+      const services = new Set(collector.spans.filter((s) => s.traceId === turn?.traceId).map((s) => s.service));
+      return turn !== undefined && ['gateway', 'orchestrator', 'memory', 'egress', 'vault'].every((s) => services.has(s));
+    };
+    await tp.until('the turn’s spans from every service', joined).catch(() => undefined);
     assert.ok(collector.spans.length > 0, 'spans were exported');
     assert.deepEqual(leaks(collector.raw.join('\n')), []);
     const turn = collector.spans.find((s) => s.service === 'gateway' && s.name === 'gateway.chat');
@@ -171,20 +182,24 @@ describe('invariant 1: a canary secret through a whole turn', () => {
     for (const s of ['gateway', 'orchestrator', 'memory', 'sandbox'] as const) {
       const before = new Set(readdirSync(snapshots));
       tp.platform.process(s)!.kill('SIGUSR2');
-      let file: string | undefined;
-      const deadline = Date.now() + 30_000;
-      while (!file && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 200));
-        const fresh = readdirSync(snapshots).filter((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
-        // Written in one go when complete; wait until the size settles.
-        if (fresh[0]) {
-          const p = join(snapshots, fresh[0]);
-          const a = readFileSync(p).length;
-          await new Promise((r) => setTimeout(r, 300));
-          if (existsSync(p) && readFileSync(p).length === a && a > 1000) file = p;
-        }
-      }
-      assert.ok(file, `${s} wrote a heap snapshot`);
+      // The file grows while it is written; it is complete when it parses (its last section, "strings", closes it).
+      const file = await tp.until(
+        `${s} to write a heap snapshot`,
+        () => {
+          const fresh = readdirSync(snapshots).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'));
+          if (!fresh) return undefined;
+          const p = join(snapshots, fresh);
+          const text = readFileSync(p, 'latin1');
+          if (!text.trimEnd().endsWith(']}')) return undefined;
+          try {
+            JSON.parse(text);
+          } catch {
+            return undefined;
+          }
+          return p;
+        },
+        120_000,
+      );
       assert.deepEqual(leaks(readFileSync(file)), [], `${s} heap`);
     }
   });

@@ -6,13 +6,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Objm } from '@nats-io/obj';
-import { callUnary, createClient, OBJECT_BUCKETS } from '@talon/kit';
-import { Placement, VaultAdminServiceClient, type SkillResult, type StatusResponse } from '@talon/proto';
+import { createClient, OBJECT_BUCKETS, unary } from '@talon/kit';
+import { Placement, VaultAdminServiceClient, type SkillResult } from '@talon/proto';
 import type { TestPlatform } from '@talon/testkit';
-import { SkillAdmin } from '../../services/sandbox/src/registry/admin.ts';
-import { SkillPackageError } from '../../services/sandbox/src/package/errors.ts';
+import { SkillAdmin, SkillPackageError } from '@talon/records/skills';
 import {
   builtSkill,
   collectEgressDecisions,
@@ -92,7 +90,10 @@ describe('malicious plugin corpus against a live sandbox node', () => {
       sandboxEnv: { SANDBOX_CONCURRENCY: '3', SANDBOX_HTTP_CALLS_PER_INVOCATION: '16' },
     });
     sandboxPid = tp.platform.process('sandbox')?.pid;
-    await installApproved(await nc(), builtSkill('examples', 'unit-convert'));
+    // The "still serving" probe gets a generous budget (its manifest says 1 s, queueing
+    // included): right after a hostile plugin its host is being replaced, and on a busy
+    // machine a cold host can take longer than that. Whether it is served is the point.
+    await installApproved(await nc(), builtSkill('examples', 'unit-convert'), { permissions: { timeoutMs: 10_000 } });
     for (const c of RUN_CASES) await installApproved(await nc(), builtSkill('malicious', c.source));
     await installApproved(await nc(), builtSkill('malicious', 'http-probe'), { permissions: { hosts: probeHosts, timeoutMs: 1000 } });
     await installApproved(await nc(), builtSkill('malicious', 'exfil'), { permissions: { hosts: [up], secrets: ['canary'] } });
@@ -164,8 +165,7 @@ describe('malicious plugin corpus against a live sandbox node', () => {
         assert.equal(seen[0]!.headers['proxy-authorization'], undefined);
         // The header names the real skill between sandbox and egress; egress consumes it.
         assert.notEqual(seen[0]!.headers['x-talon-skill'], 'unit-convert@1.0.0');
-        await sleep(500);
-        const d = audit.decisions.find((x) => x.path === '/hello');
+        const d = await tp.until('egress’s decision on /hello', () => audit.decisions.find((x) => x.path === '/hello'));
         assert.equal(d?.principal, 'skill:http-probe@1.0.0', 'egress saw the request as the skill, not as the sandbox or the forged id');
         assert.equal(d?.allowed, true);
       } finally {
@@ -208,8 +208,9 @@ describe('malicious plugin corpus against a live sandbox node', () => {
 
     it('is stopped at its timeout while waiting inside a host call; the node keeps serving [sandbox]', async () => {
       const t0 = Date.now();
+      const asked = slow.requests.length;
       const pending = invoke(await nc(), 'http-probe', { requests: [{ url: `${slow.url}/never` }] });
-      await sleep(200);
+      await tp.until('the probe’s request to reach the silent server', () => slow.requests.length > asked);
       await stillServing(); // served while the probe waits
       const r = await pending;
       assert.equal(r.error?.code, 'timeout', JSON.stringify(r.error));
@@ -233,8 +234,8 @@ describe('malicious plugin corpus against a live sandbox node', () => {
       const addr = `127.0.0.1:${tp.ports.grpc.vault}`;
       const vault = createClient(VaultAdminServiceClient, addr, tp.platform.tls('admin'), 'vault');
       try {
-        const st = await callUnary<unknown, StatusResponse>(vault, 'status', {});
-        if (st.sealed) await callUnary(vault, 'unseal', { passphrase: PASS });
+        const st = await unary(vault, vault.status, {});
+        if (st.sealed) await unary(vault, vault.unseal, { passphrase: PASS });
         const policy = (principals: string[]) => ({
           hosts: [`127.0.0.1:${upstream.port}`],
           placement: Placement.PLACEMENT_BEARER,
@@ -242,8 +243,8 @@ describe('malicious plugin corpus against a live sandbox node', () => {
           principals,
           expiresAtMs: 0,
         });
-        await callUnary(vault, 'setSecret', { name: 'canary', value: Buffer.from(CANARY), policy: policy(['skill:exfil@1.0.0']) });
-        await callUnary(vault, 'setSecret', {
+        await unary(vault, vault.setSecret, { name: 'canary', value: Buffer.from(CANARY), policy: policy(['skill:exfil@1.0.0']) });
+        await unary(vault, vault.setSecret, {
           name: 'not_granted',
           value: Buffer.from(`${CANARY}-other`),
           policy: policy(['orchestrator']),
@@ -251,7 +252,7 @@ describe('malicious plugin corpus against a live sandbox node', () => {
       } finally {
         vault.close();
       }
-      await sleep(1500); // egress refreshes its view of the vault
+      await tp.egressCaughtUpWithVault(); // egress learns the new secrets (and their fingerprints) at its next poll
     });
 
     let attempts: Array<{ attempt: string; status: number; errorCode: string }> = [];
@@ -271,8 +272,12 @@ describe('malicious plugin corpus against a live sandbox node', () => {
           ['query', 'body', 'header', 'base64', 'percent', 'echo', 'reflect', 'ungranted'],
         );
         assert.equal(r.hostCalls, 8);
-        await sleep(500);
-        const mine = audit.decisions.filter((d) => d.port === upstream.port);
+        const mine = await tp
+          .until('egress’s decisions on the attempts', () => {
+            const m = audit.decisions.filter((d) => d.port === upstream.port);
+            return m.length >= 8 && m;
+          })
+          .catch(() => audit.decisions.filter((d) => d.port === upstream.port));
         assert.ok(mine.length >= 8, `egress decided every attempt (${mine.length})`);
         for (const d of mine) assert.equal(d.principal, 'skill:exfil@1.0.0');
         sent = upstream.requests.slice(before);

@@ -67,7 +67,7 @@ describe('secrets boundary: egress + vault', () => {
     const q = cli(['secrets', 'set', 'query_key', '--host', `127.0.0.1:${bound.port}`, '--query', 'key'], 'q-secret-value-123456\n');
     assert.equal(q.status, 0, q.stderr);
     orch = egressAs(tp.home, tp.ports.egressProxy, 'orchestrator');
-    await new Promise((res) => setTimeout(res, 500));
+    await tp.egressCaughtUpWithVault();
   });
   after(async () => {
     await orch?.close();
@@ -149,21 +149,22 @@ describe('secrets boundary: egress + vault', () => {
     assert.equal(first.status, 200);
     const r = cli(['secrets', 'rotate', 'api_key'], `${CANARY}-v2\n`);
     assert.equal(r.status, 0, r.stderr);
-    await new Promise((res) => setTimeout(res, 400));
+    await tp.egressCaughtUpWithVault();
     await viaEgress(orch, `${bound.url}/rot2`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
     assert.equal(bound.seen.at(-1)!.headers.authorization, `Bearer ${CANARY}-v2`);
     const back = cli(['secrets', 'rotate', 'api_key'], `${CANARY}\n`);
     assert.equal(back.status, 0, back.stderr);
-    await new Promise((res) => setTimeout(res, 400));
+    await tp.egressCaughtUpWithVault();
   });
 
   it('fails closed when the vault is sealed, and keeps other requests working', async () => {
     const s = cli(['vault', 'seal']);
     assert.equal(s.status, 0, s.stderr);
-    // Egress learns of the seal within its poll interval (150 ms here) and drops cached values.
-    await new Promise((r) => setTimeout(r, 400));
-    const sealed = await viaEgress(orch, `${bound.url}/v1`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
-    assert.equal(sealed.status, 503);
+    // Egress learns of the seal at its next poll (every 150 ms here) and drops cached values.
+    const sealed = await tp.until('egress to refuse secrets of the sealed vault', async () => {
+      const res = await viaEgress(orch, `${bound.url}/v1`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
+      return res.status === 503 && res;
+    });
     assert.equal(sealed.headers['x-talon-egress-error'], 'vault_sealed');
     const plain = await viaEgress(orch, `${bound.url}/plain`);
     assert.equal(plain.status, 200);
@@ -178,8 +179,11 @@ describe('secrets boundary: egress + vault', () => {
 
   it('fails closed when the vault is down, and keeps other requests working', async () => {
     await tp.platform.stopService('vault', { kill: true });
-    await new Promise((r) => setTimeout(r, 400));
-    const down = await viaEgress(orch, `${bound.url}/v1`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
+    // Egress notices at its next poll (every 150 ms here).
+    const down = await tp.until('egress to fail closed with the vault down', async () => {
+      const res = await viaEgress(orch, `${bound.url}/v1`, { headers: { authorization: 'Bearer {{secret:api_key}}' } });
+      return res.status === 503 && res;
+    });
     assert.equal(down.status, 503);
     const plain = await viaEgress(orch, `${bound.url}/plain`);
     assert.equal(plain.status, 200);

@@ -3,6 +3,7 @@
 import { resolve } from 'node:path';
 import { ConfigError, int, optionalStr, port, str, oneOf, url, type Field } from './config.ts';
 import { scrub } from './log.ts';
+import { awaitPeerPorts } from './ports.ts';
 
 export const SERVICES = ['gateway', 'orchestrator', 'memory', 'vault', 'sandbox', 'egress'] as const;
 export type ServiceName = (typeof SERVICES)[number];
@@ -103,12 +104,15 @@ export const EXIT_CONFIG = 78;
  * and the fix) and exits 78; any other boot failure is printed and exits 1.
  */
 export function runMain(service: string, main: () => Promise<void>): void {
-  main().catch((err: unknown) => {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(EXIT_CONFIG);
-    }
-    process.stderr.write(`${service}: failed to start: ${scrub((err as Error)?.stack ?? String(err))}\n`);
-    process.exit(1);
-  });
+  // Peers started alongside this process may not have reported their ports yet.
+  awaitPeerPorts()
+    .then(main)
+    .catch((err: unknown) => {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${err.message}\n`);
+        process.exit(EXIT_CONFIG);
+      }
+      process.stderr.write(`${service}: failed to start: ${scrub((err as Error)?.stack ?? String(err))}\n`);
+      process.exit(1);
+    });
 }

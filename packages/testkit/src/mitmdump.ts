@@ -3,7 +3,6 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { diesWithParent } from '@talon/cli/process';
-import { freePort } from './ports.ts';
 
 export function mitmdumpAvailable(): boolean {
   return spawnSync('mitmdump', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -19,15 +18,15 @@ export interface Mitmdump {
 /** Starts mitmdump in regular (forward proxy) mode; its CA lands in confdir/mitmproxy-ca*.pem. */
 export async function startMitmdump(confdir: string, extra: string[] = [], opts: { flowDetail?: number } = {}): Promise<Mitmdump> {
   mkdirSync(confdir, { recursive: true });
-  const port = await freePort();
   let out = '';
   const [cmd, args] = diesWithParent('mitmdump', [
     '--set',
     `confdir=${confdir}`,
     '--listen-host',
     '127.0.0.1',
+    // Any free port: mitmdump prints the one it bound (no port is picked here and bound later).
     '--listen-port',
-    String(port),
+    '0',
     '--set',
     `flow_detail=${opts.flowDetail ?? 1}`,
     ...extra,
@@ -36,12 +35,21 @@ export async function startMitmdump(confdir: string, extra: string[] = [], opts:
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 20_000;
-  while (!/listening at|Proxy server listening/i.test(out)) {
-    if (child.exitCode !== null) throw new Error(`mitmdump exited: ${out}`);
-    if (Date.now() > deadline) throw new Error(`mitmdump did not start: ${out}`);
-    await new Promise((r) => setTimeout(r, 100));
+  let port: number | undefined;
+  // "Proxy server listening at 127.0.0.1:PORT" (or http://127.0.0.1:PORT); the CA is written before it.
+  while (port === undefined) {
+    const m = /listening at \S*?:(\d+)/i.exec(out);
+    if (m) port = Number(m[1]);
+    else {
+      if (child.exitCode !== null) throw new Error(`mitmdump exited: ${out}`);
+      if (Date.now() > deadline) throw new Error(`mitmdump did not start: ${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
-  while (!existsSync(join(confdir, 'mitmproxy-ca.pem'))) await new Promise((r) => setTimeout(r, 50));
+  while (!existsSync(join(confdir, 'mitmproxy-ca.pem'))) {
+    if (Date.now() > deadline) throw new Error(`mitmdump wrote no CA in ${confdir}: ${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return {
     port,
     confdir,

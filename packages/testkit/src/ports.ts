@@ -1,6 +1,11 @@
 import { createServer } from 'node:net';
 
-/** Asks the kernel for a free loopback port (closed again before returning). */
+/**
+ * Asks the kernel for a free loopback port (closed again before returning). Racy by
+ * nature: anything may bind the port before its user does. Only for programs that
+ * cannot bind port 0 and say which port they got (tinyproxy); Talon's own processes,
+ * nats-server, PGlite and mitmdump all report theirs.
+ */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();

@@ -250,14 +250,30 @@ describe('egress proxy', () => {
   });
 
   it('records every decision on the audit stream, without secrets', async () => {
-    await new Promise((r) => setTimeout(r, 500));
     const jsm = await jetstreamManager(await tp.admin());
-    const info = await jsm.streams.info(STREAMS.audit.name);
-    const decisions: EgressDecision[] = [];
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
-      const m = await jsm.streams.getMessage(STREAMS.audit.name, { seq }).catch(() => null);
-      if (m) decisions.push(EgressDecision.decode(m.data));
-    }
+    const read = async () => {
+      const info = await jsm.streams.info(STREAMS.audit.name);
+      const out: EgressDecision[] = [];
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+        const m = await jsm.streams.getMessage(STREAMS.audit.name, { seq }).catch(() => null);
+        if (m) out.push(EgressDecision.decode(m.data));
+      }
+      return out;
+    };
+    // Egress publishes decisions in the background: wait until those checked below are on the stream.
+    const decisions = await tp
+      .until('the decisions of the earlier requests on the audit stream', async () => {
+        const ds = await read();
+        const has = (f: (d: EgressDecision) => boolean) => ds.some(f);
+        return (
+          has((d) => d.allowed && d.path === '/hello') &&
+          has((d) => d.reason === 'host_not_allowed') &&
+          has((d) => d.reason === 'loopback_address') &&
+          has((d) => d.reason === 'no_principal') &&
+          ds
+        );
+      })
+      .catch(read);
     const hello = decisions.find((d) => d.allowed && d.path === '/hello' && d.principal === 'orchestrator');
     assert.ok(hello);
     assert.equal(hello.traceId, '0af7651916cd43dd8448eb211c80319c', 'egress continues the caller’s trace');

@@ -164,7 +164,10 @@ describe('upstream mode through a real mitmdump', { skip }, () => {
     const r = await viaEgress(c, `https://127.0.0.1:${up.port}/chained`);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.text, 'via chain /chained');
-    await new Promise((res) => setTimeout(res, 300));
+    // mitmdump prints the flow once it is done with it.
+    await tp
+      .until('mitmdump to print the flow', () => /GET https:\/\/127\.0\.0\.1:\d+\/chained/.test(mitm.output()))
+      .catch(() => undefined);
     assert.match(mitm.output(), /GET https:\/\/127\.0\.0\.1:\d+\/chained/);
     // Policy still applies before anything reaches the chain.
     const denied = await viaEgress(c, `https://127.0.0.1:${up.port + 1}/nope`);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createLogger } from '@talon/kit';
 import { HostPool, type HostCallAnswer, type HostJob } from '../src/host/pool.ts';
 import { parsePluginRequest } from '../src/http-bridge.ts';
-import { sha256Hex } from '../src/package/signing.ts';
+import { sha256Hex } from '@talon/records/skills';
 import { builtSkill, ensureSkillsBuilt } from './support.ts';
 
 let pool: HostPool;

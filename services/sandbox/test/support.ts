@@ -12,10 +12,17 @@ import { EgressDecision, SkillInvocation, SkillRecord, SkillResult, SkillStatus 
 import { KV_BUCKETS, OBJECT_BUCKETS, skillRecordKey, type NatsConnection } from '@talon/kit';
 import { startTestPlatform, type TestPlatform, type TestPlatformOptions } from '@talon/testkit';
 import { builtSkill, ensureSkillsBuilt } from '../../../skills/build.ts';
-import { SkillAdmin } from '../src/registry/admin.ts';
-import { canonicalJson, requestedPermissions, validateManifest } from '../src/package/manifest.ts';
-import { PACKAGE_FILES, type PackageBytes } from '../src/package/package.ts';
-import { generatePublisherKey, sha256Hex, signSkill } from '../src/package/signing.ts';
+import {
+  SkillAdmin,
+  canonicalJson,
+  requestedPermissions,
+  validateManifest,
+  PACKAGE_FILES,
+  type PackageBytes,
+  generatePublisherKey,
+  sha256Hex,
+  signSkill,
+} from '@talon/records/skills';
 
 export { builtSkill, ensureSkillsBuilt };
 

@@ -2,9 +2,11 @@
 // served over the PostgreSQL wire protocol on loopback (./wire.ts) so services use
 // the same `pg` driver they use against a real server. Run as its own OS process
 // by `talon up`.
-//   node pglite-server.ts --data DIR --port N [--host 127.0.0.1]
+//   node pglite-server.ts --data DIR --port N [--host 127.0.0.1] [--ports-file FILE]
+// --port 0 takes any free port; the port bound is printed ("pglite ready") and, with
+// --ports-file, written to FILE as {"pglite": N} for the supervisor.
 import { parseArgs } from 'node:util';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { PgliteWireServer } from './wire.ts';
@@ -15,6 +17,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '5433' },
     host: { type: 'string', default: '127.0.0.1' },
     'max-connections': { type: 'string', default: '64' },
+    'ports-file': { type: 'string' },
   },
 });
 
@@ -37,8 +40,21 @@ const server = new PgliteWireServer({
   maxConnections: Number(values['max-connections']),
   onError: (err) => process.stderr.write(`${JSON.stringify({ msg: 'pglite wire error', err: err.message })}\n`),
 });
-await server.start();
-process.stdout.write(`${JSON.stringify({ msg: 'pglite ready', host: values.host, port, data: values.data })}\n`);
+let bound: number;
+try {
+  bound = await server.start();
+} catch (err) {
+  if ((err as { code?: string }).code !== 'EADDRINUSE') throw err;
+  // EX_CONFIG: the supervisor names the setting (TALON_PGLITE_PORT) and does not retry.
+  process.stderr.write(`pglite-server: ${values.host}:${port} is already in use (EADDRINUSE)\n`);
+  process.exit(78);
+}
+const portsFile = values['ports-file'];
+if (portsFile) {
+  writeFileSync(`${portsFile}.tmp`, `${JSON.stringify({ pglite: bound })}\n`, { mode: 0o600 });
+  renameSync(`${portsFile}.tmp`, portsFile);
+}
+process.stdout.write(`${JSON.stringify({ msg: 'pglite ready', host: values.host, port: bound, data: values.data })}\n`);
 
 let stopping = false;
 async function stop(signal: string): Promise<void> {

@@ -30,6 +30,8 @@ export interface HomeLayout {
   pgdata: string;
   db: string;
   egress: string;
+  /** Ports files: each process writes the ports it bound here (its supervisor reads them). */
+  run: string;
 }
 
 export function layout(root: string): HomeLayout {
@@ -43,12 +45,13 @@ export function layout(root: string): HomeLayout {
     pgdata: join(root, 'pgdata'),
     db: join(root, 'db'),
     egress: join(root, 'egress'),
+    run: join(root, 'run'),
   };
 }
 
 export function prepareHome(root: string): HomeLayout {
   const l = layout(root);
-  for (const d of [l.root, l.pki, l.nats, l.natsStore, l.logs, l.db, l.egress]) ensureDir(d);
+  for (const d of [l.root, l.pki, l.nats, l.natsStore, l.logs, l.db, l.egress, l.run]) ensureDir(d);
   return l;
 }
 

@@ -1,5 +1,5 @@
 // Finding and running nats-server with the generated per-workload configuration.
-import { accessSync, constants, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { renderNatsConfig, type NatsUser } from '@talon/kit';
 
@@ -35,12 +35,33 @@ export function findNatsServer(env: Record<string, string | undefined> = process
   throw new NatsServerNotFound();
 }
 
+/**
+ * Writes the server's configuration. Port 0 becomes nats-server's "any free port" (-1);
+ * with `portsFileDir` the server writes the ports it bound to `<dir>/<exe>_<pid>.ports`
+ * once it is ready (readNatsPortsFile), so nobody has to guess a free port for it.
+ */
 export function writeNatsConfig(opts: {
   file: string;
   host: string;
   port: number;
   storeDir: string;
   users: Record<NatsUser, string>;
+  portsFileDir?: string;
 }): void {
-  writeFileSync(opts.file, renderNatsConfig(opts), { mode: 0o600 });
+  const conf = renderNatsConfig({ ...opts, port: opts.port === 0 ? -1 : opts.port });
+  const portsFile = opts.portsFileDir ? `ports_file_dir: ${JSON.stringify(opts.portsFileDir)}\n` : '';
+  writeFileSync(opts.file, conf + portsFile, { mode: 0o600 });
+}
+
+/** The client port from the ports file nats-server `pid` wrote into `dir`, if it has written it. */
+export function readNatsPortsFile(dir: string, pid: number): number | undefined {
+  const name = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith(`_${pid}.ports`)) : undefined;
+  if (!name) return undefined;
+  try {
+    const url = (JSON.parse(readFileSync(join(dir, name), 'utf8')) as { nats?: string[] }).nats?.[0];
+    const port = url ? Number(new URL(url).port) : Number.NaN;
+    return Number.isInteger(port) && port > 0 ? port : undefined;
+  } catch {
+    return undefined; // written in place, not renamed: read again once it is complete
+  }
 }

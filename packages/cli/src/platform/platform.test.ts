@@ -2,8 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { SERVICES } from '@talon/kit';
+import { DEFAULT_PORTS, SERVICES } from '@talon/kit';
 import { defaultPorts, Platform } from './platform.ts';
 
 describe('service environments', () => {
@@ -42,5 +43,65 @@ describe('service environments', () => {
     assert.equal(p.serviceEnv('orchestrator').ORCHESTRATOR_EGRESS_URL, 'https://127.0.0.1:7480');
     assert.equal(p.serviceEnv('sandbox').SANDBOX_EGRESS_URL, 'https://127.0.0.1:7480');
     rmSync(home, { recursive: true, force: true });
+  });
+});
+
+describe('ports', () => {
+  it('stops at once when a port that is set is taken, naming the address and the variable', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as AddressInfo).port;
+    const home = mkdtempSync(join(tmpdir(), 'talon-ports-'));
+    const p = new Platform({ home, ports: { ...defaultPorts({}), nats: port }, baseEnv: process.env, autoRestart: true });
+    try {
+      const t0 = Date.now();
+      await assert.rejects(p.start([]), (err: Error) => {
+        assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port} is already in use \\(TALON_NATS_PORT\\)`));
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 30_000, 'no waiting out a timeout');
+    } finally {
+      await p.stop();
+      taken.close();
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('names the port and the variable when nats-server itself finds its port taken', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as AddressInfo).port;
+    const home = mkdtempSync(join(tmpdir(), 'talon-ports-'));
+    const p = new Platform({ home, ports: { ...defaultPorts({}), nats: port }, baseEnv: process.env });
+    try {
+      // Straight to nats-server (past start's early check), as when the port is taken in between.
+      await assert.rejects(p.startNats(), (err: Error) => {
+        assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port} is already in use \\(TALON_NATS_PORT\\)`));
+        assert.match(err.message, /last log lines:\n.*address already in use/s, 'with the server’s own words');
+        return true;
+      });
+    } finally {
+      await p.stop();
+      taken.close();
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('starts nats-server on port 0 and takes the port it reports', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'talon-ports-'));
+    const p = new Platform({ home, ports: { ...defaultPorts({}), nats: 0 }, baseEnv: process.env });
+    try {
+      await p.startNats();
+      assert.notEqual(p.ports.nats, 0);
+      assert.equal(p.natsUrl, `nats://127.0.0.1:${p.ports.nats}`);
+      // Only a running peer's unknown port is deferred (TALON_PEER_PORTS); a set one is passed as is.
+      const env = p.serviceEnv('egress');
+      assert.equal(env.EGRESS_VAULT_ADDR, `127.0.0.1:${DEFAULT_PORTS.grpc.vault}`);
+      assert.equal(env.TALON_PEER_PORTS, undefined);
+      assert.equal(env.TALON_NATS_URL, p.natsUrl);
+    } finally {
+      await p.stop();
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });

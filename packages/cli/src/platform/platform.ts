@@ -1,7 +1,8 @@
 // Runs the whole platform on one machine: NATS, the database (embedded PGlite or
 // an operator's server), and the six services as separate OS processes.
 // `talon up` and the test harness both use this; neither duplicates the steps.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -9,18 +10,30 @@ import {
   connectNats,
   createLogger,
   DEFAULT_PORTS,
+  EXIT_CONFIG,
+  PEER_PORTS_ENV,
+  PORTS_FILE_ENV,
   provisionJetStream,
+  readPortsFile,
   SERVICES,
+  type BoundPorts,
+  type PeerPort,
   type ServiceName,
   type TlsMaterial,
 } from '@talon/kit';
 import { bootstrapDatabase, redactUrl, type DbOwner } from './database.ts';
-import { ensureNkeys, ensurePki, prepareHome, type HomeLayout } from './home.ts';
-import { findNatsServer, writeNatsConfig } from './nats-server.ts';
-import { ManagedProcess } from './process.ts';
+import { ensureDir, ensureNkeys, ensurePki, prepareHome, type HomeLayout } from './home.ts';
+import { findNatsServer, readNatsPortsFile, writeNatsConfig } from './nats-server.ts';
+import { ManagedProcess, type ExitInfo } from './process.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..', '..');
 
+/**
+ * Where everything listens. 0 means "any free port": the process binds port 0 and
+ * reports what it got (TALON_PORTS_FILE, nats-server's ports file), and the platform
+ * hands that number to whoever connects to it. Picking a free port here and binding it
+ * later in another process is a race a busy machine loses.
+ */
 export interface PlatformPorts {
   gatewayHttp: number;
   nats: number;
@@ -60,6 +73,7 @@ export interface PlatformOptions {
   onProgress?: (msg: string) => void;
   /** Called when a managed process exits unexpectedly. */
   onCrash?: (name: string, info: { code: number | null; signal: string | null }) => void;
+  /** Bound on each start step: a report of bound ports, the database, health (default 60 s). */
   healthTimeoutMs?: number;
   /** Extra Node.js flags for service processes (tests: --heapsnapshot-signal). */
   nodeArgs?: readonly string[];
@@ -77,9 +91,29 @@ const PLATFORM_ONLY_KEYS = new Set([
 const START_ORDER: readonly ServiceName[] = ['memory', 'vault', 'egress', 'sandbox', 'orchestrator', 'gateway'];
 const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox', 'egress', 'vault', 'memory'];
 
+function validPort(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n > 0 && n < 65536;
+}
+
+/** False when something already listens on 127.0.0.1:port. */
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code !== 'EADDRINUSE'));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
 export class Platform {
   readonly opts: PlatformOptions;
   readonly home: HomeLayout;
+  /**
+   * The ports in use: `opts.ports` with every 0 replaced by the port the process
+   * reported. A service that restarts gets the same ports (its dependents have them).
+   */
+  readonly ports: PlatformPorts;
+  /** A running service whose ports report was unusable (waitHealthy fails with it). */
+  private readonly reportFailures = new Map<ServiceName, Error>();
   private nats: ManagedProcess | undefined;
   private pglite: ManagedProcess | undefined;
   private readonly procs = new Map<ServiceName, ManagedProcess>();
@@ -89,6 +123,7 @@ export class Platform {
 
   constructor(opts: PlatformOptions) {
     this.opts = opts;
+    this.ports = { ...opts.ports, grpc: { ...opts.ports.grpc } };
     this.home = prepareHome(resolve(opts.home));
     // Children run in their own process groups; never leave them behind if we die.
     process.once('exit', () => this.killAll());
@@ -104,25 +139,29 @@ export class Platform {
   }
 
   get natsUrl(): string {
-    return `nats://127.0.0.1:${this.opts.ports.nats}`;
+    return `nats://127.0.0.1:${this.ports.nats}`;
   }
   get gatewayUrl(): string {
-    return `http://127.0.0.1:${this.opts.ports.gatewayHttp}`;
+    return `http://127.0.0.1:${this.ports.gatewayHttp}`;
   }
   get egressProxyUrl(): string {
-    return `https://127.0.0.1:${this.opts.ports.egressProxy}`;
+    return `https://127.0.0.1:${this.ports.egressProxy}`;
   }
   get embedded(): boolean {
     return !this.opts.databaseUrl;
   }
   get embeddedDatabaseUrl(): string {
-    return `postgres://postgres@127.0.0.1:${this.opts.ports.pglite}/postgres`;
+    return `postgres://postgres@127.0.0.1:${this.ports.pglite}/postgres`;
   }
   adminDatabaseUrl(): string {
     return this.opts.databaseUrl ?? this.embeddedDatabaseUrl;
   }
   logFile(name: string): string {
     return join(this.home.logs, `${name}.log`);
+  }
+  /** Where a service reports the ports it bound (TALON_PORTS_FILE). */
+  portsFile(s: ServiceName): string {
+    return join(this.home.run, `${s}.ports.json`);
   }
   /** mTLS material of an identity (the CLI uses `admin`). */
   tls(identity: string): TlsMaterial {
@@ -137,26 +176,104 @@ export class Platform {
   }
 
   async start(services: readonly ServiceName[] = SERVICES): Promise<void> {
+    await this.checkSetPortsFree(services);
     await ensurePki(this.home, (what) => this.progress(`created ${what}`));
     await this.startNats();
     await this.startDatabase();
+    // All at once: a service that needs a peer's port waits for it inside (serviceEnv).
+    // START_ORDER puts peers first, so they are running when their dependents' env is built.
     for (const s of START_ORDER) if (services.includes(s)) this.startService(s);
     await this.waitHealthy(services);
+  }
+
+  /**
+   * Fails at once, naming each variable, when a port that is set (not 0) is already
+   * taken, instead of after the database and the other services have started. Only
+   * a courtesy: whatever binds later still fails the same way if it lost the port.
+   */
+  private async checkSetPortsFree(services: readonly ServiceName[]): Promise<void> {
+    const p = this.opts.ports;
+    const set: Array<[number, string]> = [[p.nats, 'TALON_NATS_PORT']];
+    if (this.embedded) set.push([p.pglite, 'TALON_PGLITE_PORT']);
+    if (services.includes('gateway')) set.push([p.gatewayHttp, 'TALON_GATEWAY_PORT']);
+    if (services.includes('egress')) set.push([p.egressProxy, 'EGRESS_PROXY_PORT']);
+    for (const s of services) set.push([p.grpc[s], `${s.toUpperCase()}_GRPC_PORT`]);
+    const taken: string[] = [];
+    for (const [port, variable] of set)
+      if (port !== 0 && !(await canListen(port))) taken.push(`127.0.0.1:${port} is already in use (${variable})`);
+    if (taken.length > 0) throw new Error(`${taken.join('; ')}: stop whatever listens there or set another port (0 picks a free one)`);
+  }
+
+  /**
+   * Polls `read` until it yields the ports `proc` bound. Fails when the process exits
+   * first (naming the port and its variable when it was taken) or after `timeoutMs`.
+   */
+  private async awaitPorts<T>(
+    name: string,
+    proc: ManagedProcess,
+    read: () => T | undefined,
+    inUse?: { port: number; variable: string },
+    timeoutMs = this.opts.healthTimeoutMs ?? 60_000,
+  ): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = read();
+      if (v !== undefined) return v;
+      if (!proc.running) throw new Error(await this.startFailure(name, proc, inUse));
+      if (Date.now() > deadline) throw new Error(`${name} did not report its ports within ${timeoutMs} ms; see ${this.logFile(name)}`);
+      await Promise.race([sleep(25), proc.exited]);
+    }
+  }
+
+  private logTail(name: string, lines = 15): string {
+    const f = this.logFile(name);
+    return existsSync(f) ? readFileSync(f, 'utf8').split('\n').slice(-lines).join('\n') : '';
+  }
+
+  private async startFailure(name: string, proc: ManagedProcess, inUse?: { port: number; variable: string }): Promise<string> {
+    const info = await proc.exited;
+    // Its last words may still be on their way to the log (bounded: a grandchild may hold its output open).
+    await Promise.race([proc.logged, sleep(5000, undefined, { ref: false })]);
+    const tail = this.logTail(name);
+    // nats-server and PGlite only say "address in use"; the services name the variable themselves (EX_CONFIG).
+    const taken = inUse && inUse.port !== 0 && /EADDRINUSE|address already in use/i.test(tail);
+    const head = taken
+      ? `${name} could not listen: 127.0.0.1:${inUse.port} is already in use (${inUse.variable}); stop whatever listens there or set ${inUse.variable} to another port (0 picks a free one)`
+      : info.code === EXIT_CONFIG
+        ? `${name} did not start: invalid configuration`
+        : `${name} exited during start (code ${info.code ?? '-'}, signal ${info.signal ?? '-'})`;
+    return `${head}; last log lines:\n${tail}`;
   }
 
   async startNats(): Promise<void> {
     const bin = findNatsServer(this.opts.baseEnv ?? process.env);
     const users = ensureNkeys(this.home);
-    writeNatsConfig({ file: this.home.natsConfig, host: '127.0.0.1', port: this.opts.ports.nats, storeDir: this.home.natsStore, users });
-    this.progress(`starting nats-server on ${this.natsUrl} (JetStream in ${this.home.natsStore})`);
-    this.nats = new ManagedProcess({
+    // nats-server writes its ports file here once it is ready; old ones are stale.
+    const portsDir = ensureDir(join(this.home.run, 'nats'));
+    for (const f of readdirSync(portsDir)) rmSync(join(portsDir, f), { force: true });
+    const asked = this.opts.ports.nats;
+    writeNatsConfig({
+      file: this.home.natsConfig,
+      host: '127.0.0.1',
+      port: asked,
+      storeDir: this.home.natsStore,
+      users,
+      portsFileDir: portsDir,
+    });
+    this.progress(`starting nats-server on 127.0.0.1:${asked || '(any free port)'} (JetStream in ${this.home.natsStore})`);
+    const nats = new ManagedProcess({
       name: 'nats',
       command: bin,
       args: ['-c', this.home.natsConfig],
       env: { PATH: process.env.PATH },
       logFile: this.logFile('nats'),
     });
-    this.watchCrash('nats', this.nats);
+    this.nats = nats;
+    this.watchCrash('nats', nats);
+    this.ports.nats = await this.awaitPorts('nats', nats, () => readNatsPortsFile(portsDir, nats.pid ?? -1), {
+      port: asked,
+      variable: 'TALON_NATS_PORT',
+    });
     const log = createLogger({ service: 'talon-up', level: 'silent' });
     const nc = await connectNats({
       servers: this.natsUrl,
@@ -175,8 +292,13 @@ export class Platform {
 
   async startDatabase(): Promise<void> {
     if (this.embedded) {
-      this.progress(`starting embedded PostgreSQL (PGlite + pgvector) on 127.0.0.1:${this.opts.ports.pglite}, data in ${this.home.pgdata}`);
-      this.pglite = new ManagedProcess({
+      const asked = this.opts.ports.pglite;
+      this.progress(
+        `starting embedded PostgreSQL (PGlite + pgvector) on 127.0.0.1:${asked || '(any free port)'}, data in ${this.home.pgdata}`,
+      );
+      const portsFile = join(this.home.run, 'pglite.ports.json');
+      rmSync(portsFile, { force: true });
+      const pglite = new ManagedProcess({
         name: 'pglite',
         command: process.execPath,
         args: [
@@ -184,16 +306,25 @@ export class Platform {
           '--data',
           this.home.pgdata,
           '--port',
-          String(this.opts.ports.pglite),
+          String(asked),
+          '--ports-file',
+          portsFile,
         ],
         env: { PATH: process.env.PATH, NODE_OPTIONS: '--max-old-space-size=2048' },
         logFile: this.logFile('pglite'),
       });
-      this.watchCrash('pglite', this.pglite);
+      this.pglite = pglite;
+      this.watchCrash('pglite', pglite);
+      const bound = await this.awaitPorts('pglite', pglite, () => readPortsFile(portsFile)?.pglite, {
+        port: asked,
+        variable: 'TALON_PGLITE_PORT',
+      });
+      if (!validPort(bound)) throw new Error(`the embedded database reported no port (${portsFile})`);
+      this.ports.pglite = bound;
     } else {
       this.progress(`using PostgreSQL at ${redactUrl(this.opts.databaseUrl ?? '')}`);
     }
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + (this.opts.healthTimeoutMs ?? 60_000);
     let lastErr: unknown;
     while (Date.now() < deadline) {
       if (this.pglite && !this.pglite.running) throw new Error(`embedded database exited; see ${this.logFile('pglite')}`);
@@ -222,10 +353,21 @@ export class Platform {
    * database admin URL to nobody. Addresses and ports come from the platform.
    */
   serviceEnv(s: ServiceName): Record<string, string | undefined> {
-    const p = this.opts.ports;
+    const p = this.ports;
     const base = this.opts.baseEnv ?? process.env;
     const own = `${s.toUpperCase()}_`;
     const env: Record<string, string | undefined> = {};
+    // A peer's address whose port is not known yet (bound to 0, not reported): the
+    // service is started now anyway and reads it from the peer's ports file before its
+    // config (kit awaitPeerPorts), so services boot in parallel, not one after another.
+    const deferred: Record<string, PeerPort> = {};
+    const peerAddr = (key: string, peer: ServiceName, role: 'grpc' | 'proxy', template: string) => {
+      const port = role === 'grpc' ? p.grpc[peer] : p.egressProxy;
+      if (port === 0 && this.procs.get(peer)?.running) {
+        deferred[key] = { file: this.portsFile(peer), role, template };
+        delete env[key];
+      } else env[key] = template.replace('{port}', String(port));
+    };
     for (const [k, v] of Object.entries(base)) {
       if (v === undefined) continue;
       if (k.startsWith(own)) env[k] = v;
@@ -243,16 +385,18 @@ export class Platform {
       OTEL_EXPORTER_OTLP_HEADERS: base.OTEL_EXPORTER_OTLP_HEADERS,
       OTEL_BSP_SCHEDULE_DELAY: base.OTEL_BSP_SCHEDULE_DELAY,
       [`${own}GRPC_PORT`]: String(p.grpc[s]),
+      [PORTS_FILE_ENV]: this.portsFile(s),
     });
     switch (s) {
       case 'gateway':
         env.TALON_GATEWAY_PORT = String(p.gatewayHttp);
-        env.GATEWAY_EGRESS_URL = this.egressProxyUrl;
-        env.GATEWAY_EGRESS_ADDR = `127.0.0.1:${p.grpc.egress}`;
+        peerAddr('GATEWAY_EGRESS_URL', 'egress', 'proxy', 'https://127.0.0.1:{port}');
+        peerAddr('GATEWAY_EGRESS_ADDR', 'egress', 'grpc', '127.0.0.1:{port}');
         break;
       case 'orchestrator':
-        env.ORCHESTRATOR_MEMORY_ADDR = `127.0.0.1:${p.grpc.memory}`;
-        env.ORCHESTRATOR_EGRESS_URL = this.egressProxyUrl;
+        peerAddr('ORCHESTRATOR_MEMORY_ADDR', 'memory', 'grpc', '127.0.0.1:{port}');
+        peerAddr('ORCHESTRATOR_EGRESS_URL', 'egress', 'proxy', 'https://127.0.0.1:{port}');
+        peerAddr('ORCHESTRATOR_EGRESS_ADDR', 'egress', 'grpc', '127.0.0.1:{port}');
         break;
       case 'memory':
         env.MEMORY_DATABASE_URL = this.dbUrls?.memory;
@@ -263,23 +407,28 @@ export class Platform {
         break;
       case 'egress':
         env.EGRESS_PROXY_PORT = String(p.egressProxy);
-        env.EGRESS_VAULT_ADDR = `127.0.0.1:${p.grpc.vault}`;
+        peerAddr('EGRESS_VAULT_ADDR', 'vault', 'grpc', '127.0.0.1:{port}');
         break;
       case 'sandbox':
-        env.SANDBOX_EGRESS_URL = this.egressProxyUrl;
+        peerAddr('SANDBOX_EGRESS_URL', 'egress', 'proxy', 'https://127.0.0.1:{port}');
         break;
     }
     // Anything the caller set explicitly wins (tests tune timeouts this way).
     for (const [k, v] of Object.entries(this.opts.env ?? {})) {
       if (PLATFORM_ONLY_KEYS.has(k) && !(k === 'TALON_VAULT_PASSPHRASE' && s === 'vault')) continue;
       env[k] = v;
+      delete deferred[k];
     }
+    if (Object.keys(deferred).length > 0) env[PEER_PORTS_ENV] = JSON.stringify(deferred);
     return env;
   }
 
   startService(s: ServiceName): ManagedProcess {
     const existing = this.procs.get(s);
     if (existing?.running) return existing;
+    const portsFile = this.portsFile(s);
+    rmSync(portsFile, { force: true });
+    // Before the first start a port may be 0; a restart reuses the ports reported then.
     const proc = new ManagedProcess({
       name: s,
       command: process.execPath,
@@ -289,8 +438,17 @@ export class Platform {
       logFile: this.logFile(s),
     });
     this.procs.set(s, proc);
-    this.watchCrash(s, proc, () => {
+    this.reportFailures.delete(s);
+    // An exit before the report is the crash handler's and waitHealthy's to tell.
+    void this.awaitPorts(s, proc, () => readPortsFile(portsFile))
+      .then((bound) => this.takePorts(s, bound))
+      .catch((err: unknown) => {
+        if (proc.running) this.reportFailures.set(s, err as Error);
+      });
+    this.watchCrash(s, proc, (info) => {
       if (!this.opts.autoRestart || this.stopping) return;
+      // A configuration error (a taken port, an invalid value) fails the same way every time.
+      if (info.code === EXIT_CONFIG) return;
       const n = (this.restarts.get(s) ?? 0) + 1;
       this.restarts.set(s, n);
       const delay = Math.min(30_000, 500 * 2 ** Math.min(n, 6));
@@ -302,11 +460,31 @@ export class Platform {
     return proc;
   }
 
-  private watchCrash(name: string, proc: ManagedProcess, then?: () => void): void {
+  /** Records the ports a service reported (and checks it reported the ones it was given). */
+  private takePorts(s: ServiceName, bound: BoundPorts): void {
+    const want: Array<[string, number]> = [['grpc', this.ports.grpc[s]]];
+    if (s === 'gateway') want.push(['http', this.ports.gatewayHttp]);
+    if (s === 'egress') want.push(['proxy', this.ports.egressProxy]);
+    for (const [role, asked] of want) {
+      const got = bound[role];
+      if (!validPort(got) || (asked !== 0 && got !== asked))
+        throw new Error(`${s} reported ${role} port ${String(got)} (asked for ${asked || 'any'}); see ${this.portsFile(s)}`);
+    }
+    this.ports.grpc[s] = bound.grpc!;
+    if (s === 'gateway') this.ports.gatewayHttp = bound.http!;
+    if (s === 'egress') this.ports.egressProxy = bound.proxy!;
+    this.progress(
+      `${s} listening (${Object.entries(bound)
+        .map(([role, port]) => `${role} 127.0.0.1:${port}`)
+        .join(', ')})`,
+    );
+  }
+
+  private watchCrash(name: string, proc: ManagedProcess, then?: (info: ExitInfo) => void): void {
     void proc.exited.then((info) => {
       if (this.stopping || proc.expectedExit) return;
       this.opts.onCrash?.(name, info);
-      then?.();
+      then?.(info);
     });
   }
 
@@ -318,12 +496,19 @@ export class Platform {
     while (pending.size > 0) {
       for (const s of [...pending]) {
         const proc = this.procs.get(s);
-        if (proc && !proc.running && !this.opts.autoRestart) {
-          const tail = existsSync(this.logFile(s)) ? readFileSync(this.logFile(s), 'utf8').split('\n').slice(-15).join('\n') : '';
-          throw new Error(`${s} exited during start (code ${(await proc.exited).code}); last log lines:\n${tail}`);
+        if (proc && !proc.running) {
+          const info = await proc.exited;
+          // Restarting cannot fix a configuration error: fail at once even under talon up.
+          if (!this.opts.autoRestart || info.code === EXIT_CONFIG) {
+            throw new Error(await this.startFailure(s, proc));
+          }
         }
+        const failure = this.reportFailures.get(s);
+        if (failure) throw failure;
+        // Not reported yet: nothing to ask.
+        if (this.ports.grpc[s] === 0) continue;
         try {
-          const st = await checkHealth(`127.0.0.1:${this.opts.ports.grpc[s]}`, tls, s, { timeoutMs: 1000 });
+          const st = await checkHealth(`127.0.0.1:${this.ports.grpc[s]}`, tls, s, { timeoutMs: 1000 });
           if (st === 'SERVING') {
             pending.delete(s);
             this.progress(`${s} healthy`);

@@ -36,6 +36,11 @@ export class ManagedProcess {
   readonly name: string;
   readonly child: ChildProcess;
   readonly exited: Promise<ExitInfo>;
+  /**
+   * Settles once the process has exited and all of its output is in the log file:
+   * output can still arrive after the exit event, so read the log after this.
+   */
+  readonly logged: Promise<void>;
   /** Set before an intentional stop so crash handlers ignore the exit. */
   expectedExit = false;
   private readonly log: WriteStream;
@@ -80,7 +85,12 @@ export class ManagedProcess {
         resolve(this.exitInfo);
       });
     });
-    void this.exited.then(() => this.log.end());
+    const closed = new Promise<void>((resolve) => {
+      this.child.once('close', () => resolve());
+      this.child.once('error', () => resolve());
+    });
+    const log = this.log;
+    this.logged = Promise.all([this.exited, closed]).then(() => new Promise<void>((resolve) => log.end(() => resolve())));
   }
 
   get pid(): number | undefined {
