@@ -427,9 +427,12 @@ export class MemoryStore {
    */
   async deleteConversation(conv: ConversationRef): Promise<ConversationDeleted | undefined> {
     return inTransaction(this.pool, async (client) => {
-      // Locking the row holds off appends to this conversation until commit.
+      // Locking the row holds off appends to this conversation until commit (their
+      // upsert needs the same lock). NO KEY UPDATE, not UPDATE: an indexing pass
+      // holding some of these turns inserts chunks whose foreign key takes KEY SHARE
+      // on this row; FOR UPDATE would make it wait for us while we wait for it below.
       const found = await client.query<{ id: string }>(
-        `select id from memory.conversations where user_id = $1 and channel = $2 and thread_id = $3 for update`,
+        `select id from memory.conversations where user_id = $1 and channel = $2 and thread_id = $3 for no key update`,
         [conv.userId, conv.channel, conv.threadId],
       );
       const id = found.rows[0]?.id;
