@@ -95,7 +95,12 @@ describe('malicious plugin corpus against a live sandbox node', () => {
     // machine a cold host can take longer than that. Whether it is served is the point.
     await installApproved(await nc(), builtSkill('examples', 'unit-convert'), { permissions: { timeoutMs: 10_000 } });
     for (const c of RUN_CASES) await installApproved(await nc(), builtSkill('malicious', c.source));
-    await installApproved(await nc(), builtSkill('malicious', 'http-probe'), { permissions: { hosts: probeHosts, timeoutMs: 1000 } });
+    // The probe's tests are about egress, not time: a generous budget. Its 1 s copy is for the timeout test.
+    await installApproved(await nc(), builtSkill('malicious', 'http-probe'), { permissions: { hosts: probeHosts, timeoutMs: 10_000 } });
+    await installApproved(await nc(), builtSkill('malicious', 'http-probe'), {
+      name: 'slow-probe',
+      permissions: { hosts: probeHosts, timeoutMs: 1000 },
+    });
     await installApproved(await nc(), builtSkill('malicious', 'exfil'), { permissions: { hosts: [up], secrets: ['canary'] } });
     await installApproved(await nc(), builtSkill('malicious', 'host-call-flood'), { permissions: { hosts: [up] } });
     await stillServing();
@@ -115,7 +120,8 @@ describe('malicious plugin corpus against a live sandbox node', () => {
         if (c.message) assert.match(r.error!.message, c.message);
         assert.match(r.error!.message, new RegExp(`^${c.source}@1\\.0\\.0: `), 'the error names the skill');
         assert.equal(r.output, '');
-        if (c.code === 'timeout') assert.ok(Date.now() - t0 < 3000, 'stopped at its 1 s timeout');
+        // Its deadline counts time queued for a host too (hosts are being replaced after earlier cases).
+        if (c.code === 'timeout') assert.ok(Date.now() - t0 < 6000, 'stopped at its 1 s timeout, not the 15 s request timeout');
         await stillServing();
       });
     }
@@ -209,13 +215,15 @@ describe('malicious plugin corpus against a live sandbox node', () => {
     it('is stopped at its timeout while waiting inside a host call; the node keeps serving [sandbox]', async () => {
       const t0 = Date.now();
       const asked = slow.requests.length;
-      const pending = invoke(await nc(), 'http-probe', { requests: [{ url: `${slow.url}/never` }] });
-      await tp.until('the probe’s request to reach the silent server', () => slow.requests.length > asked);
+      let settled = false;
+      const pending = invoke(await nc(), 'slow-probe', { requests: [{ url: `${slow.url}/never` }] }).finally(() => (settled = true));
+      // Inside the host call once its request reached the silent server (or already stopped, on a very busy machine).
+      await tp.until('the probe’s request to reach the silent server', () => slow.requests.length > asked || settled);
       await stillServing(); // served while the probe waits
       const r = await pending;
       assert.equal(r.error?.code, 'timeout', JSON.stringify(r.error));
       const took = Date.now() - t0;
-      assert.ok(took >= 950 && took < 3000, `stopped at its 1 s timeout (${took} ms)`);
+      assert.ok(took >= 950 && took < 6000, `stopped at its 1 s timeout (${took} ms)`);
       await stillServing();
     });
 
