@@ -18,59 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-
-export const WebhookScheme = {
-  WEBHOOK_SCHEME_UNSPECIFIED: 0,
-  /** WEBHOOK_SCHEME_HMAC_SHA256_HEX - signature = lower-case hex HMAC-SHA256(secret, message) (Slack "v0=" and generic signed webhooks). */
-  WEBHOOK_SCHEME_HMAC_SHA256_HEX: 1,
-  /** WEBHOOK_SCHEME_TOKEN - signature = the shared secret itself, compared in constant time (Telegram's secret-token header). */
-  WEBHOOK_SCHEME_TOKEN: 2,
-  /** WEBHOOK_SCHEME_ED25519 - signature = hex Ed25519 signature of message under the stored public key (Discord interactions). */
-  WEBHOOK_SCHEME_ED25519: 3,
-} as const;
-
-export type WebhookScheme = typeof WebhookScheme[keyof typeof WebhookScheme];
-
-export namespace WebhookScheme {
-  export type WEBHOOK_SCHEME_UNSPECIFIED = typeof WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED;
-  export type WEBHOOK_SCHEME_HMAC_SHA256_HEX = typeof WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX;
-  export type WEBHOOK_SCHEME_TOKEN = typeof WebhookScheme.WEBHOOK_SCHEME_TOKEN;
-  export type WEBHOOK_SCHEME_ED25519 = typeof WebhookScheme.WEBHOOK_SCHEME_ED25519;
-}
-
-export function webhookSchemeFromJSON(object: any): WebhookScheme {
-  switch (object) {
-    case 0:
-    case "WEBHOOK_SCHEME_UNSPECIFIED":
-      return WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED;
-    case 1:
-    case "WEBHOOK_SCHEME_HMAC_SHA256_HEX":
-      return WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX;
-    case 2:
-    case "WEBHOOK_SCHEME_TOKEN":
-      return WebhookScheme.WEBHOOK_SCHEME_TOKEN;
-    case 3:
-    case "WEBHOOK_SCHEME_ED25519":
-      return WebhookScheme.WEBHOOK_SCHEME_ED25519;
-    default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum WebhookScheme");
-  }
-}
-
-export function webhookSchemeToJSON(object: WebhookScheme): string {
-  switch (object) {
-    case WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED:
-      return "WEBHOOK_SCHEME_UNSPECIFIED";
-    case WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX:
-      return "WEBHOOK_SCHEME_HMAC_SHA256_HEX";
-    case WebhookScheme.WEBHOOK_SCHEME_TOKEN:
-      return "WEBHOOK_SCHEME_TOKEN";
-    case WebhookScheme.WEBHOOK_SCHEME_ED25519:
-      return "WEBHOOK_SCHEME_ED25519";
-    default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum WebhookScheme");
-  }
-}
+import { WebhookScheme, webhookSchemeFromJSON, webhookSchemeToJSON } from "../../common/v1/common.ts";
 
 export interface Header {
   name: string;

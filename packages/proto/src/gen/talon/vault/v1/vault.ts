@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { WebhookScheme, webhookSchemeFromJSON, webhookSchemeToJSON } from "../../common/v1/common.ts";
 
 export const Placement = {
   PLACEMENT_UNSPECIFIED: 0,
@@ -146,8 +147,8 @@ export interface ResolveResponse {
 
 export interface VerifySignatureRequest {
   secretName: string;
-  /** hmac_sha256_hex | token | ed25519 */
-  scheme: string;
+  /** As egress's VerifyWebhook received it. Field 7: field 2 was a string ("hmac_sha256_hex", "token", "ed25519"). */
+  scheme: WebhookScheme;
   message: Buffer;
   signature: string;
   /** The principal egress authenticated (the gateway). */
@@ -969,7 +970,7 @@ export const ResolveResponse: MessageFns<ResolveResponse> = {
 };
 
 function createBaseVerifySignatureRequest(): VerifySignatureRequest {
-  return { secretName: "", scheme: "", message: Buffer.alloc(0), signature: "", principal: "", requestId: "" };
+  return { secretName: "", scheme: 0, message: Buffer.alloc(0), signature: "", principal: "", requestId: "" };
 }
 
 export const VerifySignatureRequest: MessageFns<VerifySignatureRequest> = {
@@ -977,8 +978,8 @@ export const VerifySignatureRequest: MessageFns<VerifySignatureRequest> = {
     if (message.secretName !== "") {
       writer.uint32(10).string(message.secretName);
     }
-    if (message.scheme !== "") {
-      writer.uint32(18).string(message.scheme);
+    if (message.scheme !== 0) {
+      writer.uint32(56).int32(message.scheme);
     }
     if (message.message.length !== 0) {
       writer.uint32(26).bytes(message.message);
@@ -1016,12 +1017,12 @@ export const VerifySignatureRequest: MessageFns<VerifySignatureRequest> = {
             message.secretName = reader.string();
             continue;
           }
-          case 2: {
-            if (tag !== 18) {
+          case 7: {
+            if (tag !== 56) {
               break;
             }
 
-            message.scheme = reader.string();
+            message.scheme = reader.int32() as any;
             continue;
           }
           case 3: {
@@ -1075,7 +1076,7 @@ export const VerifySignatureRequest: MessageFns<VerifySignatureRequest> = {
         : isSet(object.secret_name)
         ? globalThis.String(object.secret_name)
         : "",
-      scheme: isSet(object.scheme) ? globalThis.String(object.scheme) : "",
+      scheme: isSet(object.scheme) ? webhookSchemeFromJSON(object.scheme) : 0,
       message: isSet(object.message) ? Buffer.from(bytesFromBase64(object.message)) : Buffer.alloc(0),
       signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
       principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
@@ -1092,8 +1093,8 @@ export const VerifySignatureRequest: MessageFns<VerifySignatureRequest> = {
     if (message.secretName !== "") {
       obj.secretName = message.secretName;
     }
-    if (message.scheme !== "") {
-      obj.scheme = message.scheme;
+    if (message.scheme !== 0) {
+      obj.scheme = webhookSchemeToJSON(message.scheme);
     }
     if (message.message.length !== 0) {
       obj.message = base64FromBytes(message.message);
@@ -1116,7 +1117,7 @@ export const VerifySignatureRequest: MessageFns<VerifySignatureRequest> = {
   fromPartial(object: DeepPartial<VerifySignatureRequest>): VerifySignatureRequest {
     const message = createBaseVerifySignatureRequest();
     message.secretName = object.secretName ?? "";
-    message.scheme = object.scheme ?? "";
+    message.scheme = object.scheme ?? 0;
     message.message = object.message ?? Buffer.alloc(0);
     message.signature = object.signature ?? "";
     message.principal = object.principal ?? "";
