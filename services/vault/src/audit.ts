@@ -9,7 +9,7 @@
 // this to decide on a cached row and audit in one round trip: every secret change
 // bumps the epoch in its own transaction, so "written" proves the cached row was
 // current when the audit row was committed.
-import type { Pool } from '@talon/kit';
+import type { Pool } from '@talon/kit/db';
 import type { AuditRecord } from '@talon/proto';
 
 export interface AuditEntry {

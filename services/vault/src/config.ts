@@ -1,4 +1,5 @@
-import { commonFields, int, loadConfig, optionalStr, str, type ConfigOf } from '@talon/kit';
+import { commonFields } from '@talon/kit/service';
+import { int, loadConfig, optionalStr, str, type ConfigOf } from '@talon/kit/config';
 import { DEFAULT_ROTATE_AFTER, KDF_DEFAULT, KDF_MAXIMUM, KDF_MINIMUM } from './crypto.ts';
 
 export function vaultSpec(env: Record<string, string | undefined> = process.env) {

@@ -1,6 +1,6 @@
 // The vault's errors: stable codes (kit ERROR_TABLE) and messages that never carry a
 // value, a passphrase or key material.
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import type { DenyReason } from './policy.ts';
 
 export class VaultSealed extends TalonError {

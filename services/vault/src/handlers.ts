@@ -2,7 +2,7 @@
 // only spiffe://talon/admin (enforced by kit startGrpcServer); no admin method
 // returns a value. Request Buffers that carried a value or passphrase are zeroed
 // here once used.
-import type { UnaryHandler } from '@talon/kit';
+import type { UnaryHandler } from '@talon/kit/grpc';
 import type {
   AuditLogRequest,
   AuditLogResponse,

@@ -1,7 +1,7 @@
 // Forward-only migrations of the `vault` schema. Never edit a released step; add one.
 // Nothing here ever holds a plaintext value or key: data keys are stored wrapped by the
 // key-encryption key (which is never stored), secrets as AES-256-GCM ciphertext.
-import type { Migration } from '@talon/kit';
+import type { Migration } from '@talon/kit/db';
 
 export const VAULT_SCHEMA = 'vault';
 

@@ -11,7 +11,7 @@
 // names another port. Names are compared case-insensitively, without a trailing
 // dot, after the WHATWG URL host parser (IDN to punycode, IPv4 shorthand expanded),
 // so a request host cannot sneak past a rule through an alternative spelling.
-import { isSkillPrincipal } from '@talon/kit';
+import { isSkillPrincipal } from '@talon/kit/contracts';
 import { Placement, type SecretPolicy } from '@talon/proto';
 
 export const DEFAULT_PORT = 443;

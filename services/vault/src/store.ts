@@ -1,5 +1,5 @@
 // SQL of the vault schema. Rows hold ciphertext, wrapped keys and metadata only.
-import type { Pool, PoolClient } from '@talon/kit';
+import type { Pool, PoolClient } from '@talon/kit/db';
 import { checkKdfParams, type KdfParams, type Sealed } from './crypto.ts';
 import { KeyringDamaged, SecretCorrupt } from './errors.ts';
 import { storedPolicy, type StoredPolicy } from './policy.ts';

@@ -6,7 +6,9 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { PGlite } from '@electric-sql/pglite';
 import { PgliteWireServer } from '@talon/cli/pglite-wire';
-import { createLogger, createPool, migrate, TalonError, type Pool } from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
+import { createPool, migrate, type Pool } from '@talon/kit/db';
+import { TalonError } from '@talon/kit/errors';
 import { Placement, type ResolveRequest } from '@talon/proto';
 import { createNativeDatabase, testDatabaseKind, type NativeTestDatabase } from '@talon/testkit';
 import { AuditWriter } from './audit.ts';
@@ -108,7 +110,8 @@ describe('vault state machine (real PostgreSQL)', () => {
     const v = newVault();
     await v.unseal(pass(), 'admin');
     await v.setSecret('s1', Buffer.from('value-one-123'), policy, 'admin');
-    const held = [(v as unknown as { kek: Buffer }).kek, ...(v as unknown as { keys: Map<number, Buffer> }).keys.values()];
+    const { keyring } = v as unknown as { keyring: { kek: Buffer; keys: Map<number, Buffer> } };
+    const held = [keyring.kek, ...keyring.keys.values()];
     assert.ok(held.length >= 2 && held.every((b) => b.some((x) => x !== 0)));
     await v.seal('admin');
     assert.ok(
