@@ -15,7 +15,7 @@
 //   POST /v1/admin/pairings/unpair           {"channel": "telegram", "account": "123"}
 //   GET  /v1/admin/audit?limit=&before=      recent egress decisions (secret names, reasons)
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import { requireOperator, type Principal, type TokenStore } from './auth.ts';
 import type { ConversationsApi } from './conversations.ts';
 import type { EgressApi } from './egress-api.ts';
@@ -52,161 +52,224 @@ function intParam(url: URL, name: string, def: number, min: number, max: number)
   return Math.min(max, Math.max(min, Number(raw)));
 }
 
+type Method = 'GET' | 'POST';
+
+/** One request as a handler sees it; `params` are the groups a pattern route captured. */
+export interface RouteCall {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  principal: Principal;
+  params: readonly string[];
+}
+
+export interface Route {
+  method: Method;
+  /** The exact path, or a pattern whose capture groups become `params`. */
+  path: string | RegExp;
+  handle: (call: RouteCall) => Promise<void>;
+}
+
+/**
+ * The first route whose path matches, with its captured groups; undefined when none
+ * does. A path known under another method is refused with method_not_allowed.
+ */
+export function findRoute(routes: readonly Route[], method: string, path: string): { route: Route; params: string[] } | undefined {
+  for (const route of routes) {
+    let params: string[];
+    if (typeof route.path === 'string') {
+      if (route.path !== path) continue;
+      params = [];
+    } else {
+      const m = route.path.exec(path);
+      if (!m) continue;
+      params = m.slice(1);
+    }
+    if (method !== route.method) throw new TalonError('method_not_allowed', `use ${route.method} for ${path}`);
+    return { route, params };
+  }
+  return undefined;
+}
+
 export class Api {
-  private readonly d: ApiDeps;
+  private readonly tokens: TokenStore;
+  private readonly approvals: ApprovalStore;
+  private readonly pairings: PairingStore;
+  private readonly users: UserDirectory;
+  private readonly skills: SkillCatalog;
+  private readonly audit: AuditReader;
+  private readonly egress: Pick<EgressApi, 'secretNames'>;
+  private readonly conversations: Pick<ConversationsApi, 'route'> | undefined;
+
+  /** Routes for any authenticated caller. */
+  readonly userRoutes: readonly Route[] = [
+    { method: 'GET', path: '/v1/me', handle: (c) => this.me(c) },
+    { method: 'POST', path: '/v1/me/token/rotate', handle: (c) => this.rotateOwnToken(c) },
+    { method: 'GET', path: '/v1/approvals', handle: (c) => this.listApprovals(c) },
+    { method: 'POST', path: /^\/v1\/approvals\/([^/]+)\/(approve|deny)$/, handle: (c) => this.decideApproval(c) },
+  ];
+
+  /** Routes under /v1/admin/, for operators only. */
+  readonly operatorRoutes: readonly Route[] = [
+    { method: 'GET', path: '/v1/admin/skills', handle: (c) => this.listSkills(c) },
+    { method: 'GET', path: '/v1/admin/secrets', handle: (c) => this.listSecrets(c) },
+    { method: 'GET', path: '/v1/admin/users', handle: (c) => this.listUsers(c) },
+    { method: 'POST', path: /^\/v1\/admin\/tokens\/([0-9a-f-]{36})\/revoke$/, handle: (c) => this.revokeToken(c) },
+    { method: 'GET', path: '/v1/admin/pairings', handle: (c) => this.listPairings(c) },
+    { method: 'POST', path: /^\/v1\/admin\/pairings\/([A-Za-z0-9-]{8,9})\/(approve|deny)$/, handle: (c) => this.decidePairing(c) },
+    { method: 'POST', path: '/v1/admin/pairings/unpair', handle: (c) => this.unpair(c) },
+    { method: 'GET', path: '/v1/admin/audit', handle: (c) => this.egressAudit(c) },
+  ];
+
   constructor(deps: ApiDeps) {
-    this.d = deps;
+    this.tokens = deps.tokens;
+    this.approvals = deps.approvals;
+    this.pairings = deps.pairings;
+    this.users = deps.users;
+    this.skills = deps.skills;
+    this.audit = deps.audit;
+    this.egress = deps.egress;
+    this.conversations = deps.conversations;
   }
 
   /** Handles /v1/me, /v1/approvals and /v1/admin routes; false when the path is not one of them. */
-  async route(req: IncomingMessage, res: ServerResponse, url: URL, p: Principal): Promise<boolean> {
+  async route(req: IncomingMessage, res: ServerResponse, url: URL, principal: Principal): Promise<boolean> {
     const path = url.pathname;
     const method = req.method ?? 'GET';
-    const post = () => {
-      if (method !== 'POST') throw new TalonError('method_not_allowed', `use POST for ${path}`);
-    };
-    const get = () => {
-      if (method !== 'GET') throw new TalonError('method_not_allowed', `use GET for ${path}`);
-    };
-
-    if (path === '/v1/me') {
-      get();
-      sendJson(res, 200, { user: p.userId, scope: p.scope, token: { id: p.tokenId, name: p.tokenName } });
+    const mine = findRoute(this.userRoutes, method, path);
+    if (mine) {
+      await mine.route.handle({ req, res, url, principal, params: mine.params });
       return true;
     }
-    if (path === '/v1/me/token/rotate') {
-      post();
-      await readJson(req, SMALL_BODY);
-      const r = await this.d.tokens.rotate(p);
-      sendJson(res, 200, { token: r.token, info: r.info, note: 'the previous token no longer works; this one is shown only now' });
-      return true;
-    }
-    if (path === '/v1/approvals') {
-      get();
-      const status = url.searchParams.get('status') ?? undefined;
-      if (status !== undefined && !['pending', 'approved', 'denied', 'expired'].includes(status)) {
-        throw new TalonError('invalid_argument', 'status must be pending, approved, denied or expired');
-      }
-      sendJson(res, 200, { approvals: await this.d.approvals.list(p, status ? { status } : {}) });
-      return true;
-    }
-    let m = /^\/v1\/approvals\/([^/]+)\/(approve|deny)$/.exec(path);
-    if (m) {
-      post();
-      const body = await readJson(req, SMALL_BODY);
-      const reason = field(body, 'reason');
-      if (reason !== undefined && typeof reason !== 'string') throw new TalonError('invalid_argument', 'reason must be a string');
-      const v = await this.d.approvals.decide(p, decodeURIComponent(m[1]!), m[2] === 'approve', (reason as string | undefined) ?? '');
-      sendJson(res, 200, { approval: v });
-      return true;
-    }
-    if (this.d.conversations && (await this.d.conversations.route(req, res, url, p))) return true;
+    if (this.conversations && (await this.conversations.route(req, res, url, principal))) return true;
     if (!path.startsWith('/v1/admin/')) return false;
-
     // Everything below is for operators; a user token gets 403 before any lookup.
-    requireOperator(p);
-    if (path === '/v1/admin/skills') {
-      get();
-      sendJson(res, 200, { skills: await this.d.skills.list() });
-      return true;
+    requireOperator(principal);
+    const admin = findRoute(this.operatorRoutes, method, path);
+    if (!admin) throw new TalonError('not_found', `no route for ${method} ${path}`);
+    await admin.route.handle({ req, res, url, principal, params: admin.params });
+    return true;
+  }
+
+  // ---- any caller ---------------------------------------------------------
+
+  private async me({ res, principal: p }: RouteCall): Promise<void> {
+    sendJson(res, 200, { user: p.userId, scope: p.scope, token: { id: p.tokenId, name: p.tokenName } });
+  }
+
+  private async rotateOwnToken({ req, res, principal }: RouteCall): Promise<void> {
+    await readJson(req, SMALL_BODY);
+    const r = await this.tokens.rotate(principal);
+    sendJson(res, 200, { token: r.token, info: r.info, note: 'the previous token no longer works; this one is shown only now' });
+  }
+
+  private async listApprovals({ res, url, principal }: RouteCall): Promise<void> {
+    const status = url.searchParams.get('status') ?? undefined;
+    if (status !== undefined && !['pending', 'approved', 'denied', 'expired'].includes(status)) {
+      throw new TalonError('invalid_argument', 'status must be pending, approved, denied or expired');
     }
-    if (path === '/v1/admin/secrets') {
-      get();
-      const secrets = await this.d.egress.secretNames();
-      sendJson(res, 200, {
-        secrets: secrets.map((s) => ({
-          name: s.name,
-          version: s.version,
-          hosts: s.hosts,
-          principals: s.principals,
-          placement: s.placement,
-          createdAtMs: s.createdAtMs,
-          expiresAtMs: s.expiresAtMs,
-        })),
-      });
-      return true;
+    sendJson(res, 200, { approvals: await this.approvals.list(principal, status ? { status } : {}) });
+  }
+
+  private async decideApproval({ req, res, principal, params: [id, decision] }: RouteCall): Promise<void> {
+    const body = await readJson(req, SMALL_BODY);
+    const reason = field(body, 'reason');
+    if (reason !== undefined && typeof reason !== 'string') throw new TalonError('invalid_argument', 'reason must be a string');
+    const v = await this.approvals.decide(principal, decodeURIComponent(id!), decision === 'approve', (reason as string | undefined) ?? '');
+    sendJson(res, 200, { approval: v });
+  }
+
+  // ---- operators ----------------------------------------------------------
+
+  private async listSkills({ res }: RouteCall): Promise<void> {
+    sendJson(res, 200, { skills: await this.skills.list() });
+  }
+
+  private async listSecrets({ res }: RouteCall): Promise<void> {
+    const secrets = await this.egress.secretNames();
+    sendJson(res, 200, {
+      secrets: secrets.map((s) => ({
+        name: s.name,
+        version: s.version,
+        hosts: s.hosts,
+        principals: s.principals,
+        placement: s.placement,
+        createdAtMs: s.createdAtMs,
+        expiresAtMs: s.expiresAtMs,
+      })),
+    });
+  }
+
+  private async listUsers({ res }: RouteCall): Promise<void> {
+    const [users, tokens, paired] = await Promise.all([this.users.list(), this.tokens.list(), this.pairings.paired()]);
+    const ids = new Set([...users.map((u) => u.id), ...tokens.map((t) => t.userId), ...paired.map((x) => x.userId)]);
+    const out = [...ids].sort().map((id) => {
+      const u = users.find((x) => x.id === id);
+      return {
+        id,
+        displayName: u?.displayName ?? '',
+        registered: u !== undefined,
+        disabledAtMs: u?.disabledAtMs ?? 0,
+        tokens: tokens.filter((t) => t.userId === id),
+        identities: paired
+          .filter((x) => x.userId === id)
+          .map((x) => ({ channel: x.channel, account: x.account, displayName: x.displayName })),
+      };
+    });
+    sendJson(res, 200, { users: out });
+  }
+
+  private async revokeToken({ req, res, params: [id] }: RouteCall): Promise<void> {
+    await readJson(req, SMALL_BODY);
+    if (!(await this.tokens.revoke(id!))) throw new TalonError('not_found', `no active token ${id}`);
+    sendJson(res, 200, { revoked: id });
+  }
+
+  private async listPairings({ res }: RouteCall): Promise<void> {
+    const [pending, paired] = await Promise.all([this.pairings.pending(), this.pairings.paired()]);
+    sendJson(res, 200, { pending, paired });
+  }
+
+  private async decidePairing({ req, res, principal, params: [code, decision] }: RouteCall): Promise<void> {
+    const body = await readJson(req, SMALL_BODY);
+    if (decision === 'deny') {
+      await this.pairings.deny(code!);
+      sendJson(res, 200, { denied: code });
+      return;
     }
-    if (path === '/v1/admin/users') {
-      get();
-      const [users, tokens, paired] = await Promise.all([this.d.users.list(), this.d.tokens.list(), this.d.pairings.paired()]);
-      const ids = new Set([...users.map((u) => u.id), ...tokens.map((t) => t.userId), ...paired.map((x) => x.userId)]);
-      const out = [...ids].sort().map((id) => {
-        const u = users.find((x) => x.id === id);
-        return {
-          id,
-          displayName: u?.displayName ?? '',
-          registered: u !== undefined,
-          disabledAtMs: u?.disabledAtMs ?? 0,
-          tokens: tokens.filter((t) => t.userId === id),
-          identities: paired
-            .filter((x) => x.userId === id)
-            .map((x) => ({ channel: x.channel, account: x.account, displayName: x.displayName })),
-        };
-      });
-      sendJson(res, 200, { users: out });
-      return true;
+    const user = field(body, 'user');
+    if (typeof user !== 'string' || !USER_ID.test(user))
+      throw new TalonError('invalid_argument', 'user must be a Talon user id (a-z, 0-9, . _ -)');
+    const r = await this.pairings.approve(code!, user, `token:${principal.tokenId}`);
+    sendJson(res, 200, {
+      paired: {
+        channel: r.pairing.identity?.channel,
+        account: r.pairing.identity?.account,
+        user: r.pairing.userId,
+        code: displayCode(r.pairing.code),
+      },
+    });
+  }
+
+  private async unpair({ req, res }: RouteCall): Promise<void> {
+    const body = await readJson(req, SMALL_BODY);
+    const channel = field(body, 'channel');
+    const account = field(body, 'account');
+    if (
+      typeof channel !== 'string' ||
+      typeof account !== 'string' ||
+      !/^[a-z]{1,16}$/.test(channel) ||
+      !/^[A-Za-z0-9_.-]{1,129}$/.test(account)
+    ) {
+      throw new TalonError('invalid_argument', 'channel and account are required');
     }
-    m = /^\/v1\/admin\/tokens\/([0-9a-f-]{36})\/revoke$/.exec(path);
-    if (m) {
-      post();
-      await readJson(req, SMALL_BODY);
-      if (!(await this.d.tokens.revoke(m[1]!))) throw new TalonError('not_found', `no active token ${m[1]}`);
-      sendJson(res, 200, { revoked: m[1] });
-      return true;
-    }
-    if (path === '/v1/admin/pairings') {
-      get();
-      const [pending, paired] = await Promise.all([this.d.pairings.pending(), this.d.pairings.paired()]);
-      sendJson(res, 200, { pending, paired });
-      return true;
-    }
-    m = /^\/v1\/admin\/pairings\/([A-Za-z0-9-]{8,9})\/(approve|deny)$/.exec(path);
-    if (m) {
-      post();
-      const body = await readJson(req, SMALL_BODY);
-      if (m[2] === 'deny') {
-        await this.d.pairings.deny(m[1]!);
-        sendJson(res, 200, { denied: m[1] });
-        return true;
-      }
-      const user = field(body, 'user');
-      if (typeof user !== 'string' || !USER_ID.test(user))
-        throw new TalonError('invalid_argument', 'user must be a Talon user id (a-z, 0-9, . _ -)');
-      const r = await this.d.pairings.approve(m[1]!, user, `token:${p.tokenId}`);
-      sendJson(res, 200, {
-        paired: {
-          channel: r.pairing.identity?.channel,
-          account: r.pairing.identity?.account,
-          user: r.pairing.userId,
-          code: displayCode(r.pairing.code),
-        },
-      });
-      return true;
-    }
-    if (path === '/v1/admin/pairings/unpair') {
-      post();
-      const body = await readJson(req, SMALL_BODY);
-      const channel = field(body, 'channel');
-      const account = field(body, 'account');
-      if (
-        typeof channel !== 'string' ||
-        typeof account !== 'string' ||
-        !/^[a-z]{1,16}$/.test(channel) ||
-        !/^[A-Za-z0-9_.-]{1,129}$/.test(account)
-      ) {
-        throw new TalonError('invalid_argument', 'channel and account are required');
-      }
-      if (!(await this.d.pairings.unpair(channel, account))) throw new TalonError('not_found', `no pairing for ${channel} ${account}`);
-      sendJson(res, 200, { unpaired: { channel, account } });
-      return true;
-    }
-    if (path === '/v1/admin/audit') {
-      get();
-      const limit = intParam(url, 'limit', 50, 1, 200);
-      const before = intParam(url, 'before', 0, 0, 1e9);
-      sendJson(res, 200, await this.d.audit.egressDecisions(limit, before));
-      return true;
-    }
-    throw new TalonError('not_found', `no route for ${method} ${path}`);
+    if (!(await this.pairings.unpair(channel, account))) throw new TalonError('not_found', `no pairing for ${channel} ${account}`);
+    sendJson(res, 200, { unpaired: { channel, account } });
+  }
+
+  private async egressAudit({ res, url }: RouteCall): Promise<void> {
+    const limit = intParam(url, 'limit', 50, 1, 200);
+    const before = intParam(url, 'before', 0, 0, 1e9);
+    sendJson(res, 200, await this.audit.egressDecisions(limit, before));
   }
 }
