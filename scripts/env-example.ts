@@ -2,7 +2,8 @@
 // variable is documented in one place and the file cannot drift (--check in CI).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { SERVICES, type Field } from '@talon/kit';
+import { SERVICES } from '@talon/kit/service';
+import type { Field } from '@talon/kit/config';
 
 const root = resolve(import.meta.dirname, '..');
 const check = process.argv.includes('--check');
@@ -30,6 +31,54 @@ const PLATFORM: Array<{ key: string; doc: string; def?: string }> = [
   { key: 'TALON_TEST_LOG_LEVEL', doc: 'Tests only: log level of the services a test platform starts.', def: 'info' },
   { key: 'TALON_TEST_KEEP_HOME', doc: "Tests only: 1 keeps each test platform's TALON_HOME (logs, database) for inspection.", def: '0' },
 ];
+
+// The naming rule (docs/architecture.md, "Names"): a variable that one service reads
+// is `<SERVICE>_*` (its folder under services/, upper-cased); one that several
+// services read, or the platform itself (talon up, the CLI, tests), is `TALON_*`.
+// talon up relies on it: it hands `<SERVICE>_*` to that service only and `TALON_*` to
+// every service. Third-party names (OTEL_*) keep theirs.
+
+/** Read by one service and by the platform too, so `TALON_*` by the rule. */
+const ALSO_READ_BY_PLATFORM: Record<string, string> = {
+  TALON_GATEWAY_PORT: 'talon up chooses the port and reports it',
+  TALON_VAULT_PASSPHRASE: 'talon up hands it to the vault only',
+  TALON_LLM_MODEL: 'talon up shows it at start',
+};
+
+/** Names that break the rule and are kept: renaming one would break existing deployments (or, for the orchestrator, its code). */
+const KEPT_NAMES: Record<string, string> = {
+  TALON_CHANNELS: 'gateway only; public (README.md)',
+  TALON_EGRESS_ALLOW_PRIVATE: 'egress only; public (README.md)',
+  TALON_LLM_PROVIDER: 'orchestrator only; public (README.md)',
+  TALON_LLM_API_KEY_SECRET: 'orchestrator only; public (README.md)',
+  TALON_SYSTEM_PROMPT: 'orchestrator only; declared in services/orchestrator/src/config.ts',
+};
+
+/** Every variable that breaks the rule and is not listed above, and every stale entry in the lists. */
+function nameProblems(readers: ReadonlyMap<string, ReadonlySet<string>>): string[] {
+  const problems: string[] = [];
+  for (const p of PLATFORM) {
+    if (!/^(TALON|OTEL)_/.test(p.key)) problems.push(`${p.key}: read by the platform, so it must start with TALON_`);
+  }
+  for (const [key, services] of readers) {
+    const [only] = services;
+    const ok =
+      services.size > 1
+        ? key.startsWith('TALON_')
+        : key.startsWith(`${only!.toUpperCase()}_`) || (key.startsWith('TALON_') && key in ALSO_READ_BY_PLATFORM);
+    if (ok && key in KEPT_NAMES) problems.push(`${key}: follows the rule now; remove it from KEPT_NAMES`);
+    if (ok || key in KEPT_NAMES) continue;
+    problems.push(
+      services.size > 1
+        ? `${key}: read by ${[...services].join(', ')}, so it must start with TALON_`
+        : `${key}: read by ${only} only, so it must start with ${only!.toUpperCase()}_`,
+    );
+  }
+  for (const key of [...Object.keys(ALSO_READ_BY_PLATFORM), ...Object.keys(KEPT_NAMES)]) {
+    if (!readers.has(key)) problems.push(`${key}: no service reads it any more; remove it from scripts/env-example.ts`);
+  }
+  return problems;
+}
 
 async function render(): Promise<string> {
   const seen = new Map<string, string>();
@@ -61,8 +110,20 @@ async function render(): Promise<string> {
     perService.set(svc, fields);
     for (const f of fields) count.set(f.key, (count.get(f.key) ?? 0) + 1);
   }
+  const readers = new Map<string, Set<string>>();
+  for (const [svc, fields] of perService) for (const f of fields) readers.set(f.key, (readers.get(f.key) ?? new Set()).add(svc));
+  const problems = nameProblems(readers);
+  if (problems.length > 0) {
+    console.error(
+      `Variable names that break the naming rule (docs/architecture.md, "Names"):\n  ${problems.join('\n  ')}\n` +
+        'Name the variable after the one service that reads it (<SERVICE>_*), or TALON_* when several do.',
+    );
+    process.exit(1);
+  }
   const emit = (title: string, fields: Field<unknown>[]) => {
-    const own = fields.filter((f) => !seen.has(f.key));
+    // Several services read a shared variable: keep its first field only.
+    const own: Field<unknown>[] = [];
+    for (const f of fields) if (!seen.has(f.key) && !own.some((o) => o.key === f.key)) own.push(f);
     if (own.length === 0) return;
     out.push('', `## ${title}`);
     for (const f of own) {

@@ -1,7 +1,8 @@
 // Embedding configuration shared by memory and the orchestrator: both must agree
 // on the model and dimension, because memory stores them next to every vector and
 // re-embeds rows that differ.
-import { ConfigError, ConfigFieldError, SECRET_NAME_PATTERN, int, oneOf, str, url, type Field } from '@talon/kit';
+import { ConfigError, ConfigFieldError, int, oneOf, str, url, type Field } from '@talon/kit/config';
+import { SECRET_NAME_PATTERN } from '@talon/kit/contracts';
 import { HASHED_LEXICAL_MODEL, HashedLexicalEmbedder } from './hashed-lexical.ts';
 import { OpenAiEmbedder, type HttpTransport } from './openai.ts';
 import type { Embedder } from './types.ts';
@@ -34,24 +35,28 @@ export function embeddingModelFields() {
   } satisfies Record<string, Field<unknown>>;
 }
 
-/** Where a remote provider lives: read by the orchestrator only (memory never talks to the outside). */
+/**
+ * Where a remote provider lives: read by the orchestrator only (memory never talks to
+ * the outside), hence ORCHESTRATOR_*; the base URL is TALON_* because egress reads it
+ * too, to let the orchestrator reach that host (docs/architecture.md, "Names").
+ */
 export function embeddingProviderFields() {
   return {
     embeddingsBaseUrl: url('TALON_EMBEDDINGS_BASE_URL', {
       doc: 'Base URL of the OpenAI-compatible embeddings API (…/embeddings is appended); egress must allow this host for the orchestrator.',
       default: 'https://api.openai.com/v1',
     }),
-    embeddingsKeySecret: str('TALON_EMBEDDINGS_API_KEY_SECRET', {
+    embeddingsKeySecret: str('ORCHESTRATOR_EMBEDDINGS_API_KEY_SECRET', {
       doc: 'Vault secret holding the embeddings API key (sent as a placeholder egress fills in); "none" for servers without auth.',
       default: 'llm_api_key',
       pattern: SECRET_NAME_PATTERN,
     }),
-    embeddingsTimeoutMs: int('TALON_EMBEDDINGS_TIMEOUT_MS', {
+    embeddingsTimeoutMs: int('ORCHESTRATOR_EMBEDDINGS_TIMEOUT_MS', {
       doc: 'Upper bound for one embeddings request.',
       default: 30_000,
       min: 500,
     }),
-    embeddingsBatch: int('TALON_EMBEDDINGS_BATCH', {
+    embeddingsBatch: int('ORCHESTRATOR_EMBEDDINGS_BATCH', {
       doc: 'Texts per embeddings request (also the background re-embedding batch size).',
       default: 64,
       min: 1,

@@ -2,7 +2,8 @@
 // Ollama, vLLM, llama.cpp, LM Studio...). It is called only through egress: the
 // request carries the placeholder {{secret:<name>}} and egress fills in the key,
 // so the caller (the orchestrator) never sees it.
-import { scrub, type EgressRequest, type EgressResponse } from '@talon/kit';
+import { scrub } from '@talon/kit/log';
+import type { EgressRequest, EgressResponse } from '@talon/kit/egress';
 import { EmbeddingError, l2normalize, type Embedder } from './types.ts';
 
 /** What the embedder needs from EgressClient (also lets tests use a loopback fake). */
@@ -46,53 +47,59 @@ export class OpenAiEmbedder implements Embedder {
   readonly model: string;
   readonly dim: number;
   readonly local = false;
-  private readonly o: Required<Omit<OpenAiEmbedderOptions, 'apiKeySecret'>> & { apiKeySecret: string | undefined };
+  private readonly transport: HttpTransport;
+  private readonly baseUrl: string;
+  private readonly apiKeySecret: string | undefined;
+  private readonly batchSize: number;
+  private readonly timeoutMs: number;
+  private readonly requestDimensions: boolean;
+  private readonly maxInputChars: number;
 
   constructor(opts: OpenAiEmbedderOptions) {
     this.model = opts.model;
     this.dim = opts.dim;
-    this.o = {
-      batchSize: 64,
-      timeoutMs: 30_000,
-      requestDimensions: /^text-embedding-3/.test(opts.model),
-      maxInputChars: 16_000,
-      ...opts,
-    };
+    this.transport = opts.transport;
+    this.baseUrl = opts.baseUrl;
+    this.apiKeySecret = opts.apiKeySecret;
+    this.batchSize = opts.batchSize ?? 64;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.requestDimensions = opts.requestDimensions ?? /^text-embedding-3/.test(opts.model);
+    this.maxInputChars = opts.maxInputChars ?? 16_000;
   }
 
   get endpoint(): string {
-    return `${this.o.baseUrl.replace(/\/+$/, '')}/embeddings`;
+    return `${this.baseUrl.replace(/\/+$/, '')}/embeddings`;
   }
 
   async embed(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
-    for (let i = 0; i < texts.length; i += this.o.batchSize) {
-      out.push(...(await this.batch(texts.slice(i, i + this.o.batchSize), signal)));
+    for (let i = 0; i < texts.length; i += this.batchSize) {
+      out.push(...(await this.batch(texts.slice(i, i + this.batchSize), signal)));
     }
     return out;
   }
 
   private async batch(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
     if (texts.length === 0) return [];
-    const timeout = AbortSignal.timeout(this.o.timeoutMs);
-    const input = texts.map((t) => (t.length > this.o.maxInputChars ? t.slice(0, this.o.maxInputChars) : t || ' '));
-    const res = await this.o.transport.request({
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const input = texts.map((t) => (t.length > this.maxInputChars ? t.slice(0, this.maxInputChars) : t || ' '));
+    const res = await this.transport.request({
       method: 'POST',
       url: this.endpoint,
       headers: {
         'content-type': 'application/json',
         accept: 'application/json',
-        ...(this.o.apiKeySecret ? { authorization: `Bearer {{secret:${this.o.apiKeySecret}}}` } : {}),
+        ...(this.apiKeySecret ? { authorization: `Bearer {{secret:${this.apiKeySecret}}}` } : {}),
       },
       body: JSON.stringify({
         model: this.model,
         input,
         encoding_format: 'float',
-        ...(this.o.requestDimensions ? { dimensions: this.dim } : {}),
+        ...(this.requestDimensions ? { dimensions: this.dim } : {}),
       }),
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      headersTimeoutMs: this.o.timeoutMs,
-      bodyTimeoutMs: this.o.timeoutMs,
+      headersTimeoutMs: this.timeoutMs,
+      bodyTimeoutMs: this.timeoutMs,
     });
     const text = await res.body.text().catch(() => '');
     if (res.status >= 400) {

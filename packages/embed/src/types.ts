@@ -1,6 +1,6 @@
 // The embedding provider interface shared by memory (local embedder) and the
 // orchestrator (remote embedders reached through egress).
-import { TalonError, type ErrorCode } from '@talon/kit';
+import { TalonError, type ErrorCode } from '@talon/kit/errors';
 
 export interface Embedder {
   /** Stored next to every vector; a different model or dimension means re-embedding. */

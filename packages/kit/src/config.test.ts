@@ -25,6 +25,16 @@ describe('loadConfig', () => {
     assert.throws(() => ((c as { port: number }).port = 1));
   });
 
+  it('refuses a variable still set under the name it had before a rename, and names the new one', () => {
+    const hostSpec = { host: str('GATEWAY_HOST', { doc: 'h', default: '127.0.0.1' }) };
+    assert.throws(
+      () => loadConfig('gateway', hostSpec, { TALON_GATEWAY_HOST: '0.0.0.0' }),
+      (err: ConfigError) => /TALON_GATEWAY_HOST: was renamed GATEWAY_HOST\. Set GATEWAY_HOST instead/.test(err.message),
+    );
+    // A spec that does not read the new name is not concerned by the old one.
+    assert.equal(loadConfig('svc', spec, { SVC_NAME: 'x', SVC_PASS: 'pw', TALON_GATEWAY_HOST: '0.0.0.0' }).name, 'x');
+  });
+
   it('reports every problem at once, naming keys and fixes, hiding secrets', () => {
     try {
       loadConfig('svc', spec, {

@@ -179,9 +179,31 @@ export function isHostPort(v: string): boolean {
 export type Spec = Record<string, Field<unknown>>;
 export type ConfigOf<S extends Spec> = { readonly [K in keyof S]: S[K] extends Field<infer T> ? T : never };
 
+/**
+ * Variables renamed by the naming rule (docs/architecture.md, "Names"), old → new.
+ * An old name still set would otherwise be ignored without a word (an origin
+ * allow-list silently dropped), so a service that reads the new name refuses it.
+ */
+export const RENAMED_VARIABLES: Readonly<Record<string, string>> = Object.freeze({
+  TALON_GATEWAY_HOST: 'GATEWAY_HOST',
+  TALON_GATEWAY_ALLOWED_ORIGINS: 'GATEWAY_ALLOWED_ORIGINS',
+  TALON_GATEWAY_TRUSTED_PROXIES: 'GATEWAY_TRUSTED_PROXIES',
+  TALON_EMBEDDINGS_API_KEY_SECRET: 'ORCHESTRATOR_EMBEDDINGS_API_KEY_SECRET',
+  TALON_EMBEDDINGS_TIMEOUT_MS: 'ORCHESTRATOR_EMBEDDINGS_TIMEOUT_MS',
+  TALON_EMBEDDINGS_BATCH: 'ORCHESTRATOR_EMBEDDINGS_BATCH',
+});
+
+/** One problem per renamed variable still set under its old name and read by this spec under the new one. */
+function renamedProblems(spec: Spec, env: Record<string, string | undefined>): ConfigFieldError[] {
+  const keys = new Set(Object.values(spec).map((f) => f.key));
+  return Object.entries(RENAMED_VARIABLES)
+    .filter(([old, now]) => keys.has(now) && env[old] !== undefined)
+    .map(([old, now]) => new ConfigFieldError(old, `was renamed ${now}`, `Set ${now} instead and remove ${old}`));
+}
+
 export function loadConfig<S extends Spec>(service: string, spec: S, env: Record<string, string | undefined> = process.env): ConfigOf<S> {
   const out: Record<string, unknown> = {};
-  const problems: ConfigFieldError[] = [];
+  const problems: ConfigFieldError[] = renamedProblems(spec, env);
   for (const [name, field] of Object.entries(spec)) {
     try {
       let raw = env[field.key];

@@ -1,17 +1,6 @@
-import {
-  SECRET_NAME_PATTERN,
-  channelApiFields,
-  bool,
-  commonFields,
-  int,
-  list,
-  loadConfig,
-  natsFields,
-  port,
-  str,
-  url,
-  type ConfigOf,
-} from '@talon/kit';
+import { SECRET_NAME_PATTERN } from '@talon/kit/contracts';
+import { channelApiFields, commonFields, natsFields } from '@talon/kit/service';
+import { bool, int, list, loadConfig, port, str, url, type ConfigOf } from '@talon/kit/config';
 import { isIpOrCidr } from './net.ts';
 import { CHANNELS, type Channel } from './channels/types.ts';
 
@@ -30,15 +19,15 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
   return {
     ...commonFields('gateway', env),
     ...natsFields('gateway', env),
-    httpHost: str('TALON_GATEWAY_HOST', { doc: 'Address the gateway HTTP server listens on.', default: '127.0.0.1' }),
+    httpHost: str('GATEWAY_HOST', { doc: 'Address the gateway HTTP server listens on.', default: '127.0.0.1' }),
     httpPort: port('TALON_GATEWAY_PORT', { doc: 'Port of the gateway HTTP server (API, web UI, WebSocket, webhooks).', default: 8080 }),
-    allowedOrigins: list('TALON_GATEWAY_ALLOWED_ORIGINS', {
-      doc: 'Origins (scheme://host[:port]) whose pages may use the WebSocket and the API from a browser. Empty: the gateway’s own origin (http://TALON_GATEWAY_HOST:PORT, plus localhost/127.0.0.1 when bound to loopback). Set it to your public URL behind a reverse proxy.',
+    allowedOrigins: list('GATEWAY_ALLOWED_ORIGINS', {
+      doc: 'Origins (scheme://host[:port]) whose pages may use the WebSocket and the API from a browser. Empty: the gateway’s own origin (http://GATEWAY_HOST:PORT, plus localhost/127.0.0.1 when bound to loopback). Set it to your public URL behind a reverse proxy.',
       default: [],
       item: isOrigin,
       expect: 'a comma-separated list of origins such as https://talon.example.com',
     }),
-    trustedProxies: list('TALON_GATEWAY_TRUSTED_PROXIES', {
+    trustedProxies: list('GATEWAY_TRUSTED_PROXIES', {
       doc: 'IP addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (rightmost untrusted address wins). Empty: the socket address is the client, whatever headers say; loopback is not trusted by default.',
       default: [],
       item: isIpOrCidr,
@@ -208,7 +197,7 @@ export function loadGatewayConfig(env: Record<string, string | undefined> = proc
   return loadConfig('gateway', gatewaySpec(env), env) as GatewayConfig;
 }
 
-/** The gateway's own origins, used when TALON_GATEWAY_ALLOWED_ORIGINS is empty. */
+/** The gateway's own origins, used when GATEWAY_ALLOWED_ORIGINS is empty. */
 export function defaultOrigins(host: string, port: number): string[] {
   const h = host.includes(':') ? `[${host}]` : host;
   const out = new Set([`http://${h}:${port}`]);
