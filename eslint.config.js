@@ -13,6 +13,10 @@ const serviceImports = (names, why) => [
     message: why,
   },
 ];
+// Services that must not load a NATS client (test/security/boundaries.test.ts checks what they load).
+const NO_NATS = ['memory', 'vault'];
+// Services still importing the whole @talon/kit barrel; every other service imports its subpaths.
+const BARREL_IMPORTERS = ['orchestrator'];
 const boundaries = [
   {
     files: ['packages/**/*.ts'],
@@ -34,10 +38,29 @@ const boundaries = [
       'no-restricted-imports': [
         'error',
         {
-          patterns: serviceImports(
-            SERVICES.filter((n) => n !== name),
-            'a service never imports another service; share code through packages/',
-          ),
+          paths: BARREL_IMPORTERS.includes(name)
+            ? []
+            : [
+                {
+                  name: '@talon/kit',
+                  message:
+                    'import the @talon/kit subpath you need (@talon/kit/log, /grpc, /db, ...): the barrel loads all of the kit, NATS included',
+                },
+              ],
+          patterns: [
+            ...serviceImports(
+              SERVICES.filter((n) => n !== name),
+              'a service never imports another service; share code through packages/',
+            ),
+            ...(NO_NATS.includes(name)
+              ? [
+                  {
+                    group: ['@nats-io/*', '@talon/kit/nats'],
+                    message: `${name} holds no NATS client: it talks only to PostgreSQL and gRPC callers`,
+                  },
+                ]
+              : []),
+          ],
         },
       ],
     },

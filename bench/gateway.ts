@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { KV_BUCKETS, pairedKey, STREAMS } from '@talon/kit';
+import { KV_BUCKETS, pairedKey, STREAMS } from '@talon/kit/subjects';
 import { Pairing } from '@talon/proto';
 import WebSocket from 'ws';
 import { startChannelPlatform } from '../packages/testkit/src/fake-platforms.ts';

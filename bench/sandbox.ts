@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import createPlugin from '@extism/extism';
 import wabtInit from 'wabt';
-import type { NatsConnection } from '@talon/kit';
+import type { NatsConnection } from '@talon/kit/nats';
 import { SkillInvocation, SkillResult } from '@talon/proto';
 import type { TestPlatform } from '@talon/testkit';
 import { builtSkill, installApproved, startSandboxPlatform } from '../services/sandbox/test/support.ts';
@@ -137,7 +137,8 @@ async function main(): Promise<void> {
       [
         '--input-type=module',
         '-e',
-        `import { connectNats, createLogger } from '@talon/kit';
+        `import { connectNats } from '@talon/kit/nats';
+         import { createLogger } from '@talon/kit/log';
          const nc = await connectNats({ servers: ${JSON.stringify(tp.platform.natsUrl)}, user: 'admin', seedFile: ${JSON.stringify(join(tp.home, 'nats', 'admin.nk'))}, log: createLogger({ service: 'echo', level: 'silent' }) });
          nc.subscribe('bench.echo', { callback: (_e, m) => m.respond(m.data) });
          await nc.flush(); console.log('ready');`,

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { createClient, readTls, unary } from '@talon/kit';
+import { createClient, readTls, unary } from '@talon/kit/grpc';
 import { EgressServiceClient } from '@talon/proto';
 import { startTestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';

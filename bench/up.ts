@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SERVICES } from '@talon/kit';
+import { SERVICES } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
 import { fmt, machine, rssMiB, table } from './lib.ts';
 

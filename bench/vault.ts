@@ -4,7 +4,9 @@
 //   node_modules/.bin/node bench/vault.ts [--database embedded|native|both] [--n 2000]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { createClient, createLogger, createPool, unary } from '@talon/kit';
+import { createClient, unary } from '@talon/kit/grpc';
+import { createLogger } from '@talon/kit/log';
+import { createPool } from '@talon/kit/db';
 import { Placement, VaultAdminServiceClient, VaultServiceClient } from '@talon/proto';
 import { startTestPlatform, type TestDatabaseKind } from '@talon/testkit';
 import { AuditWriter } from '../services/vault/src/audit.ts';

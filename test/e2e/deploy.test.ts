@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
-import { SERVICES } from '@talon/kit';
+import { SERVICES } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
 
 const deploy = join(REPO_ROOT, 'deploy');

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { createClient, unary } from '@talon/kit';
+import { createClient, unary } from '@talon/kit/grpc';
 import { MemoryServiceClient } from '@talon/proto';
 import { receivedTexts, startFakeLlm, startTestPlatform, type FakeLlm, type TestPlatform } from '@talon/testkit';
 
@@ -52,7 +52,7 @@ describe('remote embeddings computed by the orchestrator through egress', () => 
         TALON_EMBEDDINGS_BASE_URL: fake.url,
         TALON_EMBEDDINGS_MODEL: 'text-embedding-3-small',
         TALON_EMBEDDINGS_DIM: '64',
-        TALON_EMBEDDINGS_API_KEY_SECRET: 'none',
+        ORCHESTRATOR_EMBEDDINGS_API_KEY_SECRET: 'none',
         ORCHESTRATOR_REEMBED_IDLE_MS: '300',
       },
     });

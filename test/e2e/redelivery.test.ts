@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { OutboundMessage } from '@talon/proto';
-import { STREAMS } from '@talon/kit';
+import { STREAMS } from '@talon/kit/subjects';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {

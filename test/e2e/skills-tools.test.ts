@@ -17,7 +17,7 @@ import pg from 'pg';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { approvalKey, KV_BUCKETS, STREAMS } from '@talon/kit';
+import { approvalKey, KV_BUCKETS, STREAMS } from '@talon/kit/subjects';
 import { Approval, ApprovalKind, ApprovalStatus, OutboundMessage, ParkedTurn, ParkedTurnStatus, ToolCallAudit } from '@talon/proto';
 import {
   offeredTools,

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Kvm } from '@nats-io/kv';
-import { approvalKey, KV_BUCKETS, pairedKey, pairingCodeKey, pendingPairingKey, skillRecordKey } from '@talon/kit';
+import { approvalKey, KV_BUCKETS, pairedKey, pairingCodeKey, pendingPairingKey, skillRecordKey } from '@talon/kit/subjects';
 import { Approval, ApprovalKind, ApprovalStatus, PairingRequest, Pairing, SkillRecord, SkillStatus } from '@talon/proto';
 import { startChannelPlatform, type ChannelPlatform } from '../../packages/testkit/src/fake-platforms.ts';
 

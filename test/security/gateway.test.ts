@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, nkeyAuthenticator } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
-import { approvalKey, inboxPrefix, KV_BUCKETS, STREAMS, userKey } from '@talon/kit';
+import { approvalKey, inboxPrefix, KV_BUCKETS, STREAMS, userKey } from '@talon/kit/subjects';
 import { Approval, ApprovalKind, ApprovalStatus } from '@talon/proto';
 import { REPO_ROOT } from '@talon/cli/platform';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
@@ -85,7 +85,7 @@ describe('gateway hardening (attacks attempted for real)', () => {
       env: {
         TALON_VAULT_PASSPHRASE: TEST_VAULT_PASSPHRASE,
         // A proxy range that does not include loopback: a local attacker is not "behind the proxy".
-        TALON_GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8',
+        GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8',
         GATEWAY_AUTH_FAILURES_PER_MIN: '12',
         TALON_CHANNELS: 'telegram,slack,discord,webhook',
         GATEWAY_MAX_WEBHOOK_BYTES: '8192',

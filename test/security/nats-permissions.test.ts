@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
 import { readFileSync } from 'node:fs';
-import { inboxPrefix } from '@talon/kit';
+import { inboxPrefix } from '@talon/kit/subjects';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 
 async function connectAs(tp: TestPlatform, user: string): Promise<{ nc: NatsConnection; errors: string[] }> {

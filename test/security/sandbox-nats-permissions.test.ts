@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, nkeyAuthenticator, type NatsConnection } from '@nats-io/transport-node';
-import { inboxPrefix, KV_BUCKETS, OBJECT_BUCKETS, skillRecordKey } from '@talon/kit';
+import { inboxPrefix, KV_BUCKETS, OBJECT_BUCKETS, skillRecordKey } from '@talon/kit/subjects';
 import { SkillRecord } from '@talon/proto';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import { readObject } from '../../services/sandbox/src/registry/objects.ts';

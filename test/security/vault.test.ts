@@ -11,7 +11,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { createClient, TalonError, unary, unaryMethodName, type TlsMaterial, type UnaryClientMethod } from '@talon/kit';
+import { createClient, unary, unaryMethodName, type TlsMaterial, type UnaryClientMethod } from '@talon/kit/grpc';
+import { TalonError } from '@talon/kit/errors';
 import { REPO_ROOT } from '@talon/cli/platform';
 import {
   Placement,

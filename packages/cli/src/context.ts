@@ -2,7 +2,9 @@
 // admin identity, and errors that tell the operator what to do next.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectNats, createLogger, DEFAULT_PORTS, talonHome, type NatsConnection } from '@talon/kit';
+import { connectNats, type NatsConnection } from '@talon/kit/nats';
+import { createLogger } from '@talon/kit/log';
+import { DEFAULT_PORTS, talonHome } from '@talon/kit/service';
 
 export class CliError extends Error {
   readonly exitCode: number;

@@ -4,7 +4,8 @@
 // request: the gateway caches nothing. Creating a token for a new user id also
 // registers the user (talon_users). The token format is a wire contract
 // (packages/kit/src/contracts.ts); the records are @talon/records/identity's.
-import { newTokenValue, type NatsConnection } from '@talon/kit';
+import { newTokenValue } from '@talon/kit/contracts';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { User } from '@talon/proto';
 import { TokenError, tokenInfo, Tokens, USER_ID, USER_ID_RULE, Users, type TokenInfo } from '@talon/records/identity';
 

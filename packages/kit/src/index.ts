@@ -1,3 +1,6 @@
+// The whole kit in one import. Services import the subpaths instead (@talon/kit/config,
+// /errors, /log, /grpc, /db, /nats, ...; see package.json "exports"), so a service loads
+// only what it uses: memory and vault never load the NATS client through here.
 export * from './config.ts';
 export * from './errors.ts';
 export * from './log.ts';

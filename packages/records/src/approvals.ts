@@ -2,7 +2,9 @@
 // gateway, the CLI and the orchestrator, so a PENDING record past its deadline is
 // "expired" everywhere, whether or not the expiry has been written back yet.
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { approvalKey, KV_BUCKETS, TalonError, type NatsConnection } from '@talon/kit';
+import { approvalKey, KV_BUCKETS } from '@talon/kit/subjects';
+import { TalonError } from '@talon/kit/errors';
+import type { NatsConnection } from '@talon/kit/nats';
 import { Approval, ApprovalStatus } from '@talon/proto';
 import { isWrongSequence, openBucket, readAll, type Bucket } from './kv.ts';
 

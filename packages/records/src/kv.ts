@@ -4,7 +4,8 @@
 // writes (a pairing code being decided), mean "no record".
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
-import { TalonError, type NatsConnection, openDirectKv } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
+import { type NatsConnection, openDirectKv } from '@talon/kit/nats';
 
 /** The entry when it holds a live record, else null. */
 export function liveEntry(e: KvEntry | null | undefined): KvEntry | null {

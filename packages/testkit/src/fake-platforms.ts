@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
-import { SERVICES, type ServiceName } from '@talon/kit';
+import { SERVICES, type ServiceName } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
 import { startFakeLlm, type FakeLlm, type FakeLlmBehaviour } from './fake-llm.ts';
 import { startTestPlatform, type TestPlatform } from './harness.ts';

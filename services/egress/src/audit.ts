@@ -3,7 +3,9 @@
 // sent in order; if NATS is down they wait, and past the bound they are counted as dropped.
 import { randomUUID } from 'node:crypto';
 import { headers as natsHeaders } from '@nats-io/transport-node';
-import { SUBJECTS, type Logger, type NatsConnection } from '@talon/kit';
+import { SUBJECTS } from '@talon/kit/subjects';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import { EgressDecision } from '@talon/proto';
 
 export type DecisionInput = Omit<EgressDecision, 'id' | 'atMs'>;

@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { identityFromSan } from '@talon/kit';
+import { identityFromSan } from '@talon/kit/identity';
 
 export const PRINCIPAL = /^[a-z0-9][a-z0-9:@._-]{0,127}$/;
 

@@ -1,19 +1,6 @@
 import { join } from 'node:path';
-import {
-  channelApiFields,
-  commonFields,
-  int,
-  isHostPort,
-  list,
-  loadConfig,
-  natsFields,
-  optionalStr,
-  port,
-  str,
-  talonHome,
-  url,
-  type ConfigOf,
-} from '@talon/kit';
+import { channelApiFields, commonFields, natsFields, talonHome } from '@talon/kit/service';
+import { int, isHostPort, list, loadConfig, optionalStr, port, str, url, type ConfigOf } from '@talon/kit/config';
 
 export function egressSpec(env: Record<string, string | undefined> = process.env) {
   const home = talonHome(env);

@@ -3,7 +3,8 @@
 // key or talking to the vault: egress relays to the vault, naming the gateway as
 // the principal it authenticated.
 import { randomUUID } from 'node:crypto';
-import { InvalidArgument, type UnaryHandler } from '@talon/kit';
+import { InvalidArgument } from '@talon/kit/errors';
+import type { UnaryHandler } from '@talon/kit/grpc';
 import {
   Placement,
   WebhookScheme,
@@ -20,11 +21,10 @@ import type { VaultLink } from './vault-client.ts';
 export const REDACT_MAX_TEXTS = 256;
 export const REDACT_MAX_BYTES = 2 * 1024 * 1024;
 
-const SCHEMES: Record<number, string> = {
-  [WebhookScheme.WEBHOOK_SCHEME_HMAC_SHA256_HEX]: 'hmac_sha256_hex',
-  [WebhookScheme.WEBHOOK_SCHEME_TOKEN]: 'token',
-  [WebhookScheme.WEBHOOK_SCHEME_ED25519]: 'ed25519',
-};
+/** A scheme the proto defines. Egress passes it on unchanged; the vault implements each one (its signature.ts). */
+function isWebhookScheme(s: number): s is WebhookScheme {
+  return s !== WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED && (Object.values(WebhookScheme) as number[]).includes(s);
+}
 
 const PLACEMENTS: Record<number, string> = {
   [Placement.PLACEMENT_BEARER]: 'bearer',
@@ -43,11 +43,10 @@ export function edgeHandlers(vault: VaultLink, scanner: { redactForUser(text: st
     return { texts: req.texts.map((t) => (t === '' ? { text: t, labels: [] } : scanner.redactForUser(t))) };
   };
   const verifyWebhook: UnaryHandler<VerifyWebhookRequest, VerifyWebhookResponse> = async (req, ctx) => {
-    const scheme = SCHEMES[req.scheme];
-    if (!scheme) throw new InvalidArgument('scheme must be HMAC_SHA256_HEX, TOKEN or ED25519');
+    if (!isWebhookScheme(req.scheme)) throw new InvalidArgument('scheme must be HMAC_SHA256_HEX, TOKEN or ED25519');
     const valid = await vault.verifySignature({
       secretName: req.secretName,
-      scheme,
+      scheme: req.scheme,
       message: req.message,
       signature: req.signature,
       principal: ctx.peer,

@@ -2,19 +2,14 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
-import {
-  ConfigError,
-  ConfigFieldError,
-  connectNats,
-  createLogger,
-  initTelemetry,
-  Lifecycle,
-  listenOn,
-  readTls,
-  reportPorts,
-  runMain,
-  startGrpcServer,
-} from '@talon/kit';
+import { ConfigError, ConfigFieldError } from '@talon/kit/config';
+import { connectNats } from '@talon/kit/nats';
+import { createLogger } from '@talon/kit/log';
+import { initTelemetry } from '@talon/kit/telemetry';
+import { Lifecycle } from '@talon/kit/lifecycle';
+import { listenOn, reportPorts } from '@talon/kit/ports';
+import { readTls, startGrpcServer } from '@talon/kit/grpc';
+import { runMain } from '@talon/kit/service';
 import { EgressServiceService } from '@talon/proto';
 import { AuditSink } from './audit.ts';
 import { edgeHandlers } from './edge-api.ts';

@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import type { Logger } from '@talon/kit';
+import type { Logger } from '@talon/kit/log';
 import { principalOf, type ProxyCredentials } from './auth.ts';
 import type { LeafIssuer } from './ca.ts';
 import { normalizeHost, hostMatches, type DestinationRule } from './policy.ts';
@@ -38,21 +38,37 @@ export function parseConnectTarget(authority: string | undefined): { host: strin
 }
 
 export class Tunnels {
-  private readonly d: TunnelDeps;
+  private readonly issuer: LeafIssuer;
+  private readonly credentials: ProxyCredentials;
+  private readonly rules: TunnelDeps['rules'];
+  private readonly handle: TunnelDeps['handle'];
+  private readonly checkHost: TunnelDeps['checkHost'];
+  private readonly scanner: RecordScanner | undefined;
+  private readonly audit: AuditSink;
+  private readonly log: Logger;
+  private readonly maxTunnels: number;
   private readonly inner: Server;
   private readonly contexts = new WeakMap<object, TunnelContext>();
   private active = 0;
   readonly sockets = new Set<Duplex>();
 
   constructor(deps: TunnelDeps) {
-    this.d = deps;
+    this.issuer = deps.issuer;
+    this.credentials = deps.credentials;
+    this.rules = deps.rules;
+    this.handle = deps.handle;
+    this.checkHost = deps.checkHost;
+    this.scanner = deps.scanner;
+    this.audit = deps.audit;
+    this.log = deps.log;
+    this.maxTunnels = deps.maxTunnels;
     this.inner = createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
       const ctx = this.contexts.get(req.socket);
       if (!ctx) {
         res.writeHead(500).end();
         return;
       }
-      void this.d.handle(req, res, ctx);
+      void this.handle(req, res, ctx);
     });
   }
 
@@ -75,9 +91,9 @@ export class Tunnels {
         `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nx-talon-egress-error: ${code}\r\n${extra}Connection: close\r\n\r\n${body}`,
     );
     const parts = { host: seen.target?.host ?? '', path: '', query: '', headers: req.headers };
-    this.d.audit.record(
+    this.audit.record(
       decision({
-        ...recordRequest(this.d.scanner, parts),
+        ...recordRequest(this.scanner, parts),
         principal: seen.principal ?? '',
         method: 'CONNECT',
         scheme: 'https',
@@ -93,27 +109,27 @@ export class Tunnels {
   /** Handler for the 'connect' event of an http(s) server. */
   onConnect = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => socket.destroy());
-    const who = principalOf(req, this.d.credentials);
+    const who = principalOf(req, this.credentials);
     if (!who) return this.refuse(socket, 407, 'unauthenticated', 'egress needs a Talon client certificate or a proxy credential', req);
     const target = parseConnectTarget(req.url);
     if (!target) return this.refuse(socket, 400, 'invalid_argument', 'CONNECT needs host:port', req, { principal: who.principal });
     try {
-      this.d.checkHost(target.rawHost, target.host, target.port);
+      this.checkHost(target.rawHost, target.host, target.port);
     } catch (err) {
       if (!(err instanceof ProxyError)) throw err;
       return this.refuse(socket, 403, err.reason, err.message, req, { principal: who.principal, findings: err.findings, target });
     }
     // The method is checked per request inside; here only that some rule covers host:port.
-    const rules = this.d
-      .rules(who.principal)
-      .filter((r) => r.principal === who.principal && hostMatches(r.host, target.host) && (r.port ?? 443) === target.port);
+    const rules = this.rules(who.principal).filter(
+      (r) => r.principal === who.principal && hostMatches(r.host, target.host) && (r.port ?? 443) === target.port,
+    );
     if (rules.length === 0)
       return this.refuse(socket, 403, 'host_not_allowed', `${who.principal} may not connect to ${target.host}:${target.port}`, req, {
         principal: who.principal,
         target,
       });
-    if (this.active >= this.d.maxTunnels)
-      return this.refuse(socket, 503, 'unavailable', `too many open tunnels (${this.d.maxTunnels}); retry shortly`, req, {
+    if (this.active >= this.maxTunnels)
+      return this.refuse(socket, 503, 'unavailable', `too many open tunnels (${this.maxTunnels}); retry shortly`, req, {
         principal: who.principal,
         target,
       });
@@ -125,7 +141,7 @@ export class Tunnels {
     });
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length > 0) socket.unshift(head);
-    void this.d.issuer.contextFor(target.host).then(
+    void this.issuer.contextFor(target.host).then(
       (secureContext) => {
         const tls = new TLSSocket(socket as import('node:net').Socket, {
           isServer: true,
@@ -139,7 +155,7 @@ export class Tunnels {
         this.inner.emit('connection', tls);
       },
       (err: unknown) => {
-        this.d.log.error({ err: (err as Error).message, host: target.host }, 'cannot issue interception certificate');
+        this.log.error({ err: (err as Error).message, host: target.host }, 'cannot issue interception certificate');
         socket.destroy();
       },
     );

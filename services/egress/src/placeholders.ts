@@ -1,7 +1,7 @@
 // Secret placeholders `{{secret:NAME}}`: where they appear in a request (which
 // decides the placement the vault policy must allow) and how a value is put in.
 // Pure; no I/O.
-import { PLACEHOLDER_PATTERN, PLACEHOLDER_START, schemePlaceholderPattern } from '@talon/kit';
+import { PLACEHOLDER_PATTERN, PLACEHOLDER_START, schemePlaceholderPattern } from '@talon/kit/contracts';
 import { Placement } from '@talon/proto';
 
 // The placeholder grammar is a wire contract (packages/kit/src/contracts.ts).

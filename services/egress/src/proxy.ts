@@ -8,19 +8,11 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import {
-  EGRESS_ERROR_HEADER,
-  EGRESS_REASON_HEADER,
-  extractRecord,
-  parseSkillRef,
-  SKILL_HEADER,
-  scrub,
-  SpanKind,
-  TalonError,
-  withSpan,
-  type Logger,
-  type Span,
-} from '@talon/kit';
+import { EGRESS_ERROR_HEADER, EGRESS_REASON_HEADER } from '@talon/kit/egress';
+import { extractRecord, SpanKind, withSpan, type Span } from '@talon/kit/telemetry';
+import { parseSkillRef, SKILL_HEADER } from '@talon/kit/contracts';
+import { scrub, type Logger } from '@talon/kit/log';
+import { TalonError } from '@talon/kit/errors';
 import { Placement, type SecretFingerprint } from '@talon/proto';
 import { decision, type AuditSink, type DecisionInput } from './audit.ts';
 import { isMetadataHostName } from './metadata-names.ts';

@@ -11,7 +11,8 @@
 // parameters or headers is not reassembled in the record; if it still carries
 // one, the whole field is replaced. Secret placeholders ({{secret:NAME}}) are
 // names and are kept.
-import { PLACEHOLDER_PATTERN, scrub } from '@talon/kit';
+import { PLACEHOLDER_PATTERN } from '@talon/kit/contracts';
+import { scrub } from '@talon/kit/log';
 import type { Header } from '@talon/proto';
 
 export type RecordLocation = 'url' | 'header';

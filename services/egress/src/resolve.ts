@@ -2,7 +2,7 @@
 // The caller connects to exactly that IP (SNI and Host keep the name), so a DNS
 // answer that changes between check and connect cannot redirect the request.
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import { classifyAddress, ipLiteralOfHost, looksNumeric } from './address.ts';
 import { normalizeHost, privateAllowed } from './policy.ts';
 

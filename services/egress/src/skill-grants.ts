@@ -5,7 +5,10 @@
 // while the record is approved for the binary it was approved for and its
 // publisher is still trusted. Changes to the bucket drop cached grants at once.
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS, parseSkillPrincipal, type Logger, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS } from '@talon/kit/subjects';
+import { parseSkillPrincipal } from '@talon/kit/contracts';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { SkillPermissions, SkillRecord } from '@talon/proto';
 import { approvalStanding, publisherTrusts, SkillRecords, tryPublisherKeyId } from '@talon/records/skills';
 import { normalizeHost, type DestinationRule } from './policy.ts';

@@ -1,7 +1,9 @@
 // Egress's link to the vault (gRPC over mTLS; the vault answers only egress).
 // Status is polled so that sealing, unsealing or any secret change (the epoch)
 // refreshes the scan index promptly; values are fetched per request.
-import { createClient, TalonError, unary, type Logger, type TlsMaterial } from '@talon/kit';
+import { createClient, unary, type TlsMaterial } from '@talon/kit/grpc';
+import { TalonError } from '@talon/kit/errors';
+import type { Logger } from '@talon/kit/log';
 import {
   VaultServiceClient,
   type Placement,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'undici';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { STREAMS } from '@talon/kit';
+import { STREAMS } from '@talon/kit/subjects';
 import { EgressDecision } from '@talon/proto';
 import {
   egressAs,

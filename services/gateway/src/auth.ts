@@ -4,7 +4,9 @@
 // very next request: nothing is cached.
 import { timingSafeEqual } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { hashToken, newTokenValue, PermissionDenied, TalonError, TOKEN_PATTERN, Unauthenticated, type NatsConnection } from '@talon/kit';
+import { hashToken, newTokenValue, TOKEN_PATTERN } from '@talon/kit/contracts';
+import { PermissionDenied, TalonError, Unauthenticated } from '@talon/kit/errors';
+import type { NatsConnection } from '@talon/kit/nats';
 import { TokenError, tokenInfo, Tokens, type TokenInfo } from '@talon/records/identity';
 
 // The token format and hash are wire contracts (packages/kit/src/contracts.ts); the

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Role } from '@talon/proto';
-import { InvalidArgument } from '@talon/kit';
+import { InvalidArgument } from '@talon/kit/errors';
 import { parseChatRequest } from './chat.ts';
 
 const opts = { maxMessages: 4 };

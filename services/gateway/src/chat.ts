@@ -1,5 +1,5 @@
 // OpenAI Chat Completions request validation and response shapes. Pure.
-import { InvalidArgument } from '@talon/kit';
+import { InvalidArgument } from '@talon/kit/errors';
 import { Role, type ChatMessage, type OutboundMessage } from '@talon/proto';
 
 export interface ChatRequest {

@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { conversationResult, TalonError } from '@talon/kit';
+import { conversationResult } from '@talon/kit/conversations';
+import { TalonError } from '@talon/kit/errors';
 import type { Principal } from './auth.ts';
 import { conversationRoute, ConversationsApi, pageParams, type Ask } from './conversations.ts';
 

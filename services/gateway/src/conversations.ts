@@ -13,8 +13,10 @@
 // the authenticated principal's user only (never a user named in the request). A
 // conversation the user does not have answers 404, whether or not someone else has it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { askConversations, InvalidArgument, TalonError, type ConversationOp, type NatsConnection } from '@talon/kit';
-import type { ConversationRequests, ConversationResults } from '@talon/kit';
+import { askConversations, type ConversationRequests, type ConversationResults } from '@talon/kit/conversations';
+import { InvalidArgument, TalonError } from '@talon/kit/errors';
+import type { ConversationOp } from '@talon/kit/subjects';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { Principal } from './auth.ts';
 import { sendJson } from './guard.ts';
 

@@ -19,7 +19,10 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import { CHANNEL_REPLY_FILTER, CONSUMERS, InFlight, STREAMS, type Logger, type NatsConnection } from '@talon/kit';
+import { CHANNEL_REPLY_FILTER, CONSUMERS, STREAMS } from '@talon/kit/subjects';
+import { InFlight } from '@talon/kit/lifecycle';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import { DeliveryRecord, OutboundMessage } from '@talon/proto';
 import type { ChannelAdapter } from './channels/index.ts';
 import { isChannel, type Channel } from './channels/types.ts';
@@ -59,8 +62,19 @@ export function failureText(code: string): string {
 }
 
 export class ReplyDeliverer {
-  private readonly o: DeliveryOptions;
+  private readonly nc: NatsConnection;
+  private readonly adapters: Record<Channel, ChannelAdapter>;
+  private readonly enabled: readonly Channel[];
+  private readonly sender: CallSender;
+  private readonly records: Bucket;
+  private readonly log: Logger;
+  private readonly concurrency: number;
+  private readonly ackWaitMs: number;
+  private readonly backoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly maxAgeMs: number;
   private readonly now: () => number;
+  private readonly random: (() => number) | undefined;
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
   readonly inFlight = new InFlight();
@@ -70,8 +84,19 @@ export class ReplyDeliverer {
   readonly counters = { delivered: 0, retried: 0, failed: 0, skipped: 0, partsSent: 0 };
 
   constructor(opts: DeliveryOptions) {
-    this.o = opts;
+    this.nc = opts.nc;
+    this.adapters = opts.adapters;
+    this.enabled = opts.enabled;
+    this.sender = opts.sender;
+    this.records = opts.records;
+    this.log = opts.log;
+    this.concurrency = opts.concurrency;
+    this.ackWaitMs = opts.ackWaitMs;
+    this.backoffMs = opts.backoffMs;
+    this.maxBackoffMs = opts.maxBackoffMs;
+    this.maxAgeMs = opts.maxAgeMs;
     this.now = opts.now ?? Date.now;
+    this.random = opts.random;
     this.slots = opts.concurrency;
   }
 
@@ -81,9 +106,9 @@ export class ReplyDeliverer {
       filter_subject: CHANNEL_REPLY_FILTER,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(this.o.ackWaitMs),
+      ack_wait: nanos(this.ackWaitMs),
       max_deliver: -1,
-      max_ack_pending: Math.max(64, this.o.concurrency * 4),
+      max_ack_pending: Math.max(64, this.concurrency * 4),
     };
     try {
       const info = await jsm.consumers.info(STREAMS.outbound.name, CONSUMERS.gatewayChannels);
@@ -100,10 +125,10 @@ export class ReplyDeliverer {
   }
 
   async start(): Promise<void> {
-    const jsm = await jetstreamManager(this.o.nc, { checkAPI: false });
+    const jsm = await jetstreamManager(this.nc, { checkAPI: false });
     await this.ensureConsumer(jsm);
-    const consumer = await jetstream(this.o.nc).consumers.get(STREAMS.outbound.name, CONSUMERS.gatewayChannels);
-    this.messages = await consumer.consume({ max_messages: this.o.concurrency });
+    const consumer = await jetstream(this.nc).consumers.get(STREAMS.outbound.name, CONSUMERS.gatewayChannels);
+    this.messages = await consumer.consume({ max_messages: this.concurrency });
     this.loop = (async () => {
       for await (const m of this.messages!) {
         await this.acquire();
@@ -137,12 +162,12 @@ export class ReplyDeliverer {
     try {
       out = OutboundMessage.decode(m.data);
     } catch {
-      this.o.log.error({ subject: m.subject, seq: m.seq }, 'undecodable channel reply; dropping it');
+      this.log.error({ subject: m.subject, seq: m.seq }, 'undecodable channel reply; dropping it');
       m.term('undecodable');
       return;
     }
-    if (!isChannel(channel) || !this.o.enabled.includes(channel) || out.conversation?.channel !== channel) {
-      this.o.log.error(
+    if (!isChannel(channel) || !this.enabled.includes(channel) || out.conversation?.channel !== channel) {
+      this.log.error(
         { subject: m.subject, inbound_id: out.inboundId },
         'channel reply for a channel this gateway does not serve; dropping it',
       );
@@ -150,13 +175,13 @@ export class ReplyDeliverer {
       m.term('unknown channel');
       return;
     }
-    const heartbeat = setInterval(() => m.working(), Math.max(200, Math.floor(this.o.ackWaitMs / 3)));
+    const heartbeat = setInterval(() => m.working(), Math.max(200, Math.floor(this.ackWaitMs / 3)));
     try {
       await this.deliver(m, channel, out);
     } catch (err) {
       // NATS trouble while recording progress: redeliver later; recorded parts are not resent.
-      this.o.log.warn({ inbound_id: out.inboundId, err: (err as Error).message }, 'delivery interrupted; will retry');
-      m.nak(backoffDelay(m.info.deliveryCount, this.o.backoffMs, this.o.maxBackoffMs, undefined, this.o.random));
+      this.log.warn({ inbound_id: out.inboundId, err: (err as Error).message }, 'delivery interrupted; will retry');
+      m.nak(backoffDelay(m.info.deliveryCount, this.backoffMs, this.maxBackoffMs, undefined, this.random));
     } finally {
       clearInterval(heartbeat);
     }
@@ -164,7 +189,7 @@ export class ReplyDeliverer {
 
   private async deliver(m: JsMsg, channel: Channel, out: OutboundMessage): Promise<void> {
     const key = deliveryKey(out.inboundId);
-    const existing = await this.o.records.get(key);
+    const existing = await this.records.get(key);
     let rec: DeliveryRecord = existing
       ? DeliveryRecord.decode(existing.value)
       : {
@@ -186,37 +211,37 @@ export class ReplyDeliverer {
     const text = out.error ? failureText(out.error.code) : out.content.trim() === '' ? '(no answer)' : out.content;
     let calls;
     try {
-      calls = this.o.adapters[channel].send(out.conversation!.threadId, text, out.inboundId, out.error?.code);
+      calls = this.adapters[channel].send(out.conversation!.threadId, text, out.inboundId, out.error?.code);
     } catch (err) {
       await this.finish(key, { ...rec, failed: true, lastError: 'bad_thread', doneAtMs: this.now() });
-      this.o.log.error({ inbound_id: out.inboundId, err: (err as Error).message }, 'reply cannot be addressed; dropping it');
+      this.log.error({ inbound_id: out.inboundId, err: (err as Error).message }, 'reply cannot be addressed; dropping it');
       m.term('bad thread');
       return;
     }
     rec = { ...rec, partsTotal: calls.length, attempts: rec.attempts + 1 };
     for (let i = rec.partsSent; i < calls.length; i++) {
-      const v = await this.o.sender.send(channel, calls[i]!);
+      const v = await this.sender.send(channel, calls[i]!);
       if (v.ok) {
         rec = { ...rec, partsSent: i + 1, platformMessageIds: [...rec.platformMessageIds, v.messageId] };
         this.counters.partsSent += 1;
-        await this.o.records.kv.put(key, DeliveryRecord.encode(rec).finish());
+        await this.records.kv.put(key, DeliveryRecord.encode(rec).finish());
         continue;
       }
       const age = this.now() - (out.createdAtMs || rec.firstAttemptAtMs);
-      if (!v.retry || age > this.o.maxAgeMs) {
+      if (!v.retry || age > this.maxAgeMs) {
         await this.finish(key, { ...rec, failed: true, lastError: v.code, doneAtMs: this.now() });
         this.counters.failed += 1;
-        this.o.log.error(
+        this.log.error(
           { inbound_id: out.inboundId, channel, code: v.code, attempts: rec.attempts, age_ms: age },
           v.retry ? 'reply not delivered in time; giving up' : 'platform refused the reply; giving up',
         );
         m.term(v.code);
         return;
       }
-      const delay = backoffDelay(m.info.deliveryCount, this.o.backoffMs, this.o.maxBackoffMs, v.afterMs, this.o.random);
-      await this.o.records.kv.put(key, DeliveryRecord.encode({ ...rec, lastError: v.code }).finish());
+      const delay = backoffDelay(m.info.deliveryCount, this.backoffMs, this.maxBackoffMs, v.afterMs, this.random);
+      await this.records.kv.put(key, DeliveryRecord.encode({ ...rec, lastError: v.code }).finish());
       this.counters.retried += 1;
-      this.o.log.warn(
+      this.log.warn(
         { inbound_id: out.inboundId, channel, code: v.code, attempt: m.info.deliveryCount, retry_in_ms: delay },
         'platform did not take the reply; retrying',
       );
@@ -225,11 +250,11 @@ export class ReplyDeliverer {
     }
     await this.finish(key, { ...rec, doneAtMs: this.now(), lastError: '' });
     this.counters.delivered += 1;
-    this.o.log.info({ inbound_id: out.inboundId, channel, parts: calls.length, attempt: m.info.deliveryCount }, 'reply delivered');
+    this.log.info({ inbound_id: out.inboundId, channel, parts: calls.length, attempt: m.info.deliveryCount }, 'reply delivered');
     await m.ackAck();
   }
 
   private async finish(key: string, rec: DeliveryRecord): Promise<void> {
-    await this.o.records.kv.put(key, DeliveryRecord.encode(rec).finish());
+    await this.records.kv.put(key, DeliveryRecord.encode(rec).finish());
   }
 }

@@ -1,7 +1,8 @@
 // The gateway's calls to egress's gRPC EgressService (mTLS, egress identity
 // pinned): webhook signature checks done by the vault, and secret names for
 // operators. The gateway never sees a key or a secret value.
-import { createClient, GrpcStatus, TalonError, unary, type TlsMaterial } from '@talon/kit';
+import { createClient, GrpcStatus, unary, type TlsMaterial } from '@talon/kit/grpc';
+import { TalonError } from '@talon/kit/errors';
 import { EgressServiceClient, type RedactedText, type SecretName, type VerifyWebhookRequest } from '@talon/proto';
 import type { SignatureCheck } from './channels/types.ts';
 import type { TextRedactor } from './redaction.ts';

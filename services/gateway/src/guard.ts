@@ -4,7 +4,8 @@
 // credential was put in the URL. Failed authentications are counted per client
 // address; past the limit the address gets 429 for everything, valid token or not.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { httpErrorBody, PayloadTooLarge, PermissionDenied, TalonError, TOKEN_PREFIX, Unauthenticated } from '@talon/kit';
+import { httpErrorBody, PayloadTooLarge, PermissionDenied, TalonError, Unauthenticated } from '@talon/kit/errors';
+import { TOKEN_PREFIX } from '@talon/kit/contracts';
 import type { Principal, TokenStore } from './auth.ts';
 import { checkOrigin, rateKey, TrustedProxies, type OriginVerdict } from './net.ts';
 import { RateLimiter } from './ratelimit.ts';
@@ -31,7 +32,7 @@ export class ForeignOrigin extends PermissionDenied {
     super(
       verdict === 'missing'
         ? 'a browser Origin header is required here; connect from the Talon web UI or send Origin set to an allowed origin'
-        : `requests from ${verdict === 'null' ? 'an opaque (null) origin' : 'this origin'} are refused; allowed origins are set with TALON_GATEWAY_ALLOWED_ORIGINS`,
+        : `requests from ${verdict === 'null' ? 'an opaque (null) origin' : 'this origin'} are refused; allowed origins are set with GATEWAY_ALLOWED_ORIGINS`,
     );
     this.name = 'ForeignOrigin';
     this.verdict = verdict;

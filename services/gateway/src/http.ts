@@ -4,7 +4,10 @@
 // accepted once JetStream has stored it, then answered from the orchestrator's reply.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { ERROR_TABLE, extractRecord, httpErrorBody, InFlight, isErrorCode, SpanKind, TalonError, withSpan, type Logger } from '@talon/kit';
+import { ERROR_TABLE, httpErrorBody, isErrorCode, TalonError } from '@talon/kit/errors';
+import { extractRecord, SpanKind, withSpan } from '@talon/kit/telemetry';
+import { InFlight } from '@talon/kit/lifecycle';
+import type { Logger } from '@talon/kit/log';
 import type { Api } from './api.ts';
 import { chunkBody, completionBody, parseChatRequest } from './chat.ts';
 import { isChannel, WebhookRejected, type Channel } from './channels/types.ts';
@@ -37,12 +40,30 @@ export class GatewayHttp {
   readonly inFlight = new InFlight();
   private draining = false;
   private readonly ui: ReadonlyMap<string, StaticAsset> = loadUi();
-  private readonly d: GatewayDeps;
+  private readonly guard: Guard;
+  private readonly turns: TurnRunner;
+  private readonly api: Api;
+  private readonly ingress: WebhookIngress;
+  private readonly channels: readonly Channel[];
+  private readonly log: Logger;
+  private readonly maxBodyBytes: number;
+  private readonly maxWebhookBytes: number;
+  private readonly maxMessages: number;
+  private readonly hsts: boolean;
   /** Counters for logs and benchmarks. */
   readonly counters = { webhooksAccepted: 0, webhooksRejected: 0, webhooksDuplicate: 0, webhooksUnpaired: 0 };
 
   constructor(deps: GatewayDeps) {
-    this.d = deps;
+    this.guard = deps.guard;
+    this.turns = deps.turns;
+    this.api = deps.api;
+    this.ingress = deps.ingress;
+    this.channels = deps.channels;
+    this.log = deps.log;
+    this.maxBodyBytes = deps.maxBodyBytes;
+    this.maxWebhookBytes = deps.maxWebhookBytes;
+    this.maxMessages = deps.maxMessages;
+    this.hsts = deps.hsts;
     this.server = createServer(
       { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000, maxHeaderSize: 16 * 1024 },
       (req, res) => {
@@ -67,7 +88,7 @@ export class GatewayHttp {
     } catch {
       url = new URL('http://gateway.invalid/');
     }
-    const extra = this.d.hsts ? { 'strict-transport-security': 'max-age=31536000' } : {};
+    const extra = this.hsts ? { 'strict-transport-security': 'max-age=31536000' } : {};
     let address = 'unknown';
     try {
       if (url.pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -75,13 +96,13 @@ export class GatewayHttp {
         return;
       }
       refuseCredentialsInUrl(req.url ?? '/');
-      address = this.d.guard.clientAddress(req);
+      address = this.guard.clientAddress(req);
       if (url.pathname.startsWith('/hooks/')) {
-        this.d.guard.admit(address, 'webhook');
+        this.guard.admit(address, 'webhook');
         await this.webhook(req, res, url, address);
         return;
       }
-      this.d.guard.admit(address, 'api');
+      this.guard.admit(address, 'api');
       const asset = req.method === 'GET' || req.method === 'HEAD' ? this.ui.get(url.pathname) : undefined;
       if (asset) {
         res.writeHead(200, { ...BASE_HEADERS, ...uiHeaders, ...extra, 'content-type': asset.type, 'content-length': asset.body.length });
@@ -90,10 +111,10 @@ export class GatewayHttp {
       }
       if (url.pathname.startsWith('/v1/')) {
         if (this.draining) throw new TalonError('shutting_down', 'the gateway is shutting down; retry shortly');
-        this.d.guard.checkApiOrigin(req);
+        this.guard.checkApiOrigin(req);
         if (url.pathname === '/v1/ws')
           throw new TalonError('invalid_argument', 'GET /v1/ws is a WebSocket endpoint; connect with Upgrade: websocket');
-        const principal = await this.d.guard.authenticate(address, { header: req.headers.authorization });
+        const principal = await this.guard.authenticate(address, { header: req.headers.authorization });
         if (url.pathname === '/v1/chat/completions') {
           if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'use POST');
           await this.chat(req, res, principal);
@@ -103,12 +124,12 @@ export class GatewayHttp {
           sendJson(res, 200, { object: 'list', data: [{ id: 'talon', object: 'model', created: 0, owned_by: 'talon' }] });
           return;
         }
-        if (await this.d.api.route(req, res, url, principal)) return;
+        if (await this.api.route(req, res, url, principal)) return;
       }
       throw new TalonError('not_found', `no route for ${req.method} ${url.pathname}`);
     } catch (err) {
       const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error');
-      if (!(err instanceof TalonError)) this.d.log.error({ err, path: url.pathname }, 'request failed');
+      if (!(err instanceof TalonError)) this.log.error({ err, path: url.pathname }, 'request failed');
       req.resume();
       sendError(res, te);
     }
@@ -116,23 +137,23 @@ export class GatewayHttp {
 
   private async webhook(req: IncomingMessage, res: ServerResponse, url: URL, address: string): Promise<void> {
     const name = url.pathname.slice('/hooks/'.length);
-    if (!isChannel(name) || !this.d.channels.includes(name)) {
+    if (!isChannel(name) || !this.channels.includes(name)) {
       throw new TalonError(
         'not_found',
-        `no webhook for ${name.slice(0, 32)}; enabled channels: ${this.d.channels.join(', ') || 'none (set TALON_CHANNELS)'}`,
+        `no webhook for ${name.slice(0, 32)}; enabled channels: ${this.channels.join(', ') || 'none (set TALON_CHANNELS)'}`,
       );
     }
     if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'webhooks are POSTed');
     if (this.draining) throw new TalonError('shutting_down', 'the gateway is shutting down; the platform will retry');
-    this.d.guard.assertNotBlocked(address);
-    const raw = await readBody(req, this.d.maxWebhookBytes);
+    this.guard.assertNotBlocked(address);
+    const raw = await readBody(req, this.maxWebhookBytes);
     let result;
     try {
-      result = await this.d.ingress.handle(name, req.headers, raw);
+      result = await this.ingress.handle(name, req.headers, raw);
     } catch (err) {
       if (err instanceof WebhookRejected) {
         this.counters.webhooksRejected += 1;
-        this.d.guard.recordAuthFailure(address);
+        this.guard.recordAuthFailure(address);
         this.warnThrottled(`rejected:${name}:${err.message}`, { channel: name, client: address, reason: err.message }, 'webhook refused');
       } else if (err instanceof TalonError && err.code === 'unavailable') {
         // The platform retries; the operator needs to know why (vault sealed, secret missing, egress down).
@@ -158,14 +179,14 @@ export class GatewayHttp {
     if ((this.lastWarn.get(key) ?? 0) > now - 10_000) return;
     if (this.lastWarn.size > 1000) this.lastWarn.clear();
     this.lastWarn.set(key, now);
-    this.d.log.warn(fields, msg);
+    this.log.warn(fields, msg);
   }
 
   private async chat(req: IncomingMessage, res: ServerResponse, principal: Awaited<ReturnType<Guard['authenticate']>>): Promise<void> {
-    const body = await readJson(req, this.d.maxBodyBytes);
+    const body = await readJson(req, this.maxBodyBytes);
     const convHeader = req.headers['x-talon-conversation'];
     const chat = parseChatRequest(body, {
-      maxMessages: this.d.maxMessages,
+      maxMessages: this.maxMessages,
       conversationHeader: typeof convHeader === 'string' ? convHeader : undefined,
     });
     const created = Math.floor(Date.now() / 1000);
@@ -178,7 +199,7 @@ export class GatewayHttp {
       const id = randomUUID();
       const completionId = `chatcmpl-${id.replace(/-/g, '')}`;
       const writeSse = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-      const r = await this.d.turns.run(
+      const r = await this.turns.run(
         principal,
         chat,
         'api',
@@ -203,7 +224,7 @@ export class GatewayHttp {
         if (res.destroyed) return;
         const te = new TalonError(
           'timeout',
-          `no reply within ${this.d.turns.timeout} ms; the turn may still complete and be stored in memory`,
+          `no reply within ${this.turns.timeout} ms; the turn may still complete and be stored in memory`,
         );
         if (chat.stream) {
           writeSse(httpErrorBody(te));

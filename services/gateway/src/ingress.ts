@@ -7,7 +7,10 @@
 //      stored in JetStream (deduplicated by platform message id) before the
 //      platform hears 200, so an accepted message survives any crash.
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { SUBJECTS, TalonError, tracedHeaders, type Logger } from '@talon/kit';
+import { SUBJECTS } from '@talon/kit/subjects';
+import { TalonError } from '@talon/kit/errors';
+import { tracedHeaders } from '@talon/kit/nats';
+import type { Logger } from '@talon/kit/log';
 import { InboundMessage, Role, type ChannelIdentity } from '@talon/proto';
 import type { ChannelAdapter } from './channels/index.ts';
 import { ephemeral } from './channels/discord.ts';
@@ -51,24 +54,38 @@ export function pairingNotice(code: string, ttlMs: number): string {
 }
 
 export class WebhookIngress {
-  private readonly d: IngressDeps;
+  private readonly adapters: Record<Channel, ChannelAdapter>;
+  private readonly verifier: WebhookVerifier;
+  private readonly redactor: TextRedactor;
+  private readonly pairings: PairingStore;
+  private readonly seen: Bucket;
+  private readonly js: JetStreamClient;
+  private readonly notifier: Notifier;
+  private readonly log: Logger;
   private readonly now: () => number;
 
   constructor(deps: IngressDeps) {
-    this.d = deps;
+    this.adapters = deps.adapters;
+    this.verifier = deps.verifier;
+    this.redactor = deps.redactor;
+    this.pairings = deps.pairings;
+    this.seen = deps.seen;
+    this.js = deps.js;
+    this.notifier = deps.notifier;
+    this.log = deps.log;
     this.now = deps.now ?? Date.now;
   }
 
   /** Checks the signature; throws WebhookRejected (401) or an unavailable error (503: the platform retries). */
   async verify(channel: Channel, headers: HeaderBag, raw: Buffer): Promise<void> {
-    const check = this.d.adapters[channel].signature(headers, raw, Math.floor(this.now() / 1000));
-    const valid = await this.d.verifier.verify(check);
+    const check = this.adapters[channel].signature(headers, raw, Math.floor(this.now() / 1000));
+    const valid = await this.verifier.verify(check);
     if (!valid) throw new WebhookRejected(`the ${channel} webhook signature does not match`);
   }
 
   async handle(channel: Channel, headers: HeaderBag, raw: Buffer): Promise<WebhookResult> {
     await this.verify(channel, headers, raw);
-    const outcome = this.d.adapters[channel].parse(raw);
+    const outcome = this.adapters[channel].parse(raw);
     if (outcome.kind === 'respond') return { status: outcome.status, body: outcome.body, outcome: 'answered' };
     if (outcome.kind === 'ignore') return { status: 200, body: { ok: true, ignored: outcome.reason }, outcome: 'ignored' };
     const ev = outcome.event;
@@ -76,15 +93,15 @@ export class WebhookIngress {
       return { status: 200, body: { ok: true, ignored: 'unusable sender or conversation id' }, outcome: 'ignored' };
     }
     const inboundId = inboundIdFor(channel, ev.dedupeId);
-    if (await this.d.seen.get(`seen.${inboundId}`)) {
+    if (await this.seen.get(`seen.${inboundId}`)) {
       return { status: 200, body: this.ackBody(channel, true), outcome: 'duplicate', inboundId };
     }
-    const pairing = await this.d.pairings.lookup(channel, ev.account);
+    const pairing = await this.pairings.lookup(channel, ev.account);
     if (!pairing) return this.unpaired(ev, inboundId);
     await this.publish(ev, inboundId, pairing.userId);
-    await this.d.seen.kv.put(`seen.${inboundId}`, new Uint8Array([1])).catch((err: unknown) => {
+    await this.seen.kv.put(`seen.${inboundId}`, new Uint8Array([1])).catch((err: unknown) => {
       // JetStream's own dedupe window still covers quick retries.
-      this.d.log.warn({ inbound_id: inboundId, err: (err as Error).message }, 'could not record inbound message as seen');
+      this.log.warn({ inbound_id: inboundId, err: (err as Error).message }, 'could not record inbound message as seen');
     });
     return { status: 200, body: this.ackBody(channel, false), outcome: 'accepted', inboundId };
   }
@@ -95,7 +112,7 @@ export class WebhookIngress {
   }
 
   private async publish(ev: InboundEvent, id: string, userId: string): Promise<void> {
-    const clean = await redactMessages(this.d.redactor, [{ role: Role.ROLE_USER, content: ev.text, name: '' }]);
+    const clean = await redactMessages(this.redactor, [{ role: Role.ROLE_USER, content: ev.text, name: '' }]);
     const inbound: InboundMessage = {
       id,
       conversation: { userId, channel: ev.channel, threadId: ev.threadId },
@@ -109,7 +126,7 @@ export class WebhookIngress {
       maxTokens: undefined,
     };
     try {
-      await this.d.js.publish(SUBJECTS.inbound(ev.channel), InboundMessage.encode(inbound).finish(), {
+      await this.js.publish(SUBJECTS.inbound(ev.channel), InboundMessage.encode(inbound).finish(), {
         msgID: id,
         headers: tracedHeaders(),
         timeout: 5000,
@@ -121,10 +138,10 @@ export class WebhookIngress {
 
   private async unpaired(ev: InboundEvent, inboundId: string): Promise<WebhookResult> {
     const identity: ChannelIdentity = { channel: ev.channel, account: ev.account, displayName: ev.displayName.slice(0, 64) };
-    const { request, notify } = await this.d.pairings.request(identity, ev.threadId, this.now());
+    const { request, notify } = await this.pairings.request(identity, ev.threadId, this.now());
     const text = pairingNotice(request.code, request.expiresAtMs - request.createdAtMs);
-    await this.d.seen.kv.put(`seen.${inboundId}`, new Uint8Array([2])).catch(() => undefined);
-    this.d.log.info({ channel: ev.channel, account: ev.account, notify }, 'unpaired sender; pairing code issued');
+    await this.seen.kv.put(`seen.${inboundId}`, new Uint8Array([2])).catch(() => undefined);
+    this.log.info({ channel: ev.channel, account: ev.account, notify }, 'unpaired sender; pairing code issued');
     switch (ev.channel) {
       case 'discord':
         // The interaction response itself carries the code (only the sender sees it).
@@ -137,7 +154,7 @@ export class WebhookIngress {
           inboundId,
         };
       default:
-        if (notify) this.d.notifier.notify(ev.channel, ev.threadId, text, `pairing:${request.code}:${request.notifiedAtMs}`);
+        if (notify) this.notifier.notify(ev.channel, ev.threadId, text, `pairing:${request.code}:${request.notifiedAtMs}`);
         return { status: 200, body: { ok: true }, outcome: 'pairing_required', inboundId };
     }
   }

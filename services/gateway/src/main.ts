@@ -1,18 +1,14 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import {
-  connectNats,
-  createLogger,
-  EgressClient,
-  initTelemetry,
-  KV_BUCKETS,
-  Lifecycle,
-  listenOn,
-  readTls,
-  reportPorts,
-  runMain,
-  startGrpcServer,
-} from '@talon/kit';
+import { connectNats } from '@talon/kit/nats';
+import { createLogger } from '@talon/kit/log';
+import { EgressClient } from '@talon/kit/egress';
+import { initTelemetry } from '@talon/kit/telemetry';
+import { KV_BUCKETS } from '@talon/kit/subjects';
+import { Lifecycle } from '@talon/kit/lifecycle';
+import { listenOn, reportPorts } from '@talon/kit/ports';
+import { readTls, startGrpcServer } from '@talon/kit/grpc';
+import { runMain } from '@talon/kit/service';
 import { Api } from './api.ts';
 import { TokenStore } from './auth.ts';
 import { adapters } from './channels/index.ts';

@@ -2,7 +2,9 @@
 // are paired"). They are courtesy messages, not agent replies: sent through
 // egress with a few quick retries, bounded in number, and not kept across
 // restarts (the sender gets the code again when they write again).
-import { KV_BUCKETS, type Logger, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS } from '@talon/kit/subjects';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import { Pairing } from '@talon/proto';
 import type { Subscription } from '@nats-io/transport-node';
 import type { ChannelAdapter } from './channels/index.ts';

@@ -1,7 +1,9 @@
 // Routes replies and stream chunks from the orchestrator to the HTTP request
 // waiting for them on this gateway replica (subjects carry the replica id).
 import { randomBytes } from 'node:crypto';
-import { SUBJECTS, type Logger, type NatsConnection } from '@talon/kit';
+import { SUBJECTS } from '@talon/kit/subjects';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import { OutboundMessage, StreamChunk } from '@talon/proto';
 import type { Subscription } from '@nats-io/transport-node';
 

@@ -1,7 +1,8 @@
 // Sends platform calls through egress and classifies the outcome. Egress fills
 // the {{secret:...}} placeholders; this module never sees a token. Response
 // bodies are read (bounded) only to classify them and are never logged.
-import { TalonError, type EgressClient } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
+import type { EgressClient } from '@talon/kit/egress';
 import type { ChannelAdapter } from './channels/index.ts';
 import type { Channel, PlatformCall, SendVerdict } from './channels/types.ts';
 

@@ -4,7 +4,9 @@
 // answer, relaying stream chunks as they come.
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { SUBJECTS, TalonError, tracedHeaders } from '@talon/kit';
+import { SUBJECTS } from '@talon/kit/subjects';
+import { TalonError } from '@talon/kit/errors';
+import { tracedHeaders } from '@talon/kit/nats';
 import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/proto';
 import type { Principal } from './auth.ts';
 import type { ChatRequest } from './chat.ts';

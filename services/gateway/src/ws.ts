@@ -16,7 +16,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { httpErrorBody, TalonError, Unauthenticated, type Logger } from '@talon/kit';
+import { httpErrorBody, TalonError, Unauthenticated } from '@talon/kit/errors';
+import type { Logger } from '@talon/kit/log';
 import type { Principal } from './auth.ts';
 import { parseChatRequest } from './chat.ts';
 import { errorHeaders, refuseCredentialsInUrl, type Guard, RateLimited } from './guard.ts';
@@ -90,14 +91,30 @@ interface Conn {
 }
 
 export class WsGateway {
-  private readonly o: WsOptions;
+  private readonly guard: Guard;
+  private readonly turns: TurnRunner;
+  private readonly log: Logger;
+  private readonly maxConnections: number;
+  private readonly maxPerAddress: number;
+  private readonly authTimeoutMs: number;
+  private readonly maxInflight: number;
+  private readonly maxMessages: number;
+  private readonly isDraining: () => boolean;
   private readonly wss: WebSocketServer;
   private readonly perAddress = new Map<string, number>();
   private open = 0;
   readonly counters = { accepted: 0, refused: 0 };
 
   constructor(opts: WsOptions) {
-    this.o = opts;
+    this.guard = opts.guard;
+    this.turns = opts.turns;
+    this.log = opts.log;
+    this.maxConnections = opts.maxConnections;
+    this.maxPerAddress = opts.maxPerAddress;
+    this.authTimeoutMs = opts.authTimeoutMs;
+    this.maxInflight = opts.maxInflight;
+    this.maxMessages = opts.maxMessages;
+    this.isDraining = opts.isDraining;
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: opts.maxPayload,
@@ -118,7 +135,7 @@ export class WsGateway {
     void this.upgrade(req, socket, head).catch((err: unknown) => {
       this.counters.refused += 1;
       const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error');
-      if (!(err instanceof TalonError)) this.o.log.error({ err }, 'websocket upgrade failed');
+      if (!(err instanceof TalonError)) this.log.error({ err }, 'websocket upgrade failed');
       rejectUpgrade(socket, te);
     });
   }
@@ -131,28 +148,28 @@ export class WsGateway {
         throw new TalonError('invalid_argument', '/v1/ws takes no query parameters; nothing about the connection comes from the URL');
       throw new TalonError('not_found', 'the WebSocket endpoint is /v1/ws');
     }
-    if (this.o.isDraining()) throw new TalonError('shutting_down', 'the gateway is shutting down; reconnect shortly');
-    const address = this.o.guard.clientAddress(req);
-    this.o.guard.checkWsOrigin(req);
-    this.o.guard.admit(address, 'api');
+    if (this.isDraining()) throw new TalonError('shutting_down', 'the gateway is shutting down; reconnect shortly');
+    const address = this.guard.clientAddress(req);
+    this.guard.checkWsOrigin(req);
+    this.guard.admit(address, 'api');
     const protocols = parseProtocols(req.headers['sec-websocket-protocol']);
     if (!protocols.includes(WS_PROTOCOL)) throw new TalonError('invalid_argument', `request the subprotocol ${WS_PROTOCOL}`);
     const key = rateKey(address);
-    if (this.open >= this.o.maxConnections) throw new TalonError('unavailable', 'too many WebSocket connections; retry later');
-    if ((this.perAddress.get(key) ?? 0) >= this.o.maxPerAddress)
+    if (this.open >= this.maxConnections) throw new TalonError('unavailable', 'too many WebSocket connections; retry later');
+    if ((this.perAddress.get(key) ?? 0) >= this.maxPerAddress)
       throw new RateLimited('too many WebSocket connections from this address', 10);
     const bearer = protocols.find((p) => p.startsWith(BEARER_PROTOCOL));
     let principal: Principal | undefined;
     let token: string | undefined;
     if (bearer !== undefined) {
       token = bearer.slice(BEARER_PROTOCOL.length);
-      principal = await this.o.guard.authenticate(address, { token });
+      principal = await this.guard.authenticate(address, { token });
     } else {
-      this.o.guard.assertNotBlocked(address);
+      this.guard.assertNotBlocked(address);
     }
     // Re-check the caps after the await: other upgrades may have completed meanwhile.
-    if (this.open >= this.o.maxConnections) throw new TalonError('unavailable', 'too many WebSocket connections; retry later');
-    if ((this.perAddress.get(key) ?? 0) >= this.o.maxPerAddress)
+    if (this.open >= this.maxConnections) throw new TalonError('unavailable', 'too many WebSocket connections; retry later');
+    if ((this.perAddress.get(key) ?? 0) >= this.maxPerAddress)
       throw new RateLimited('too many WebSocket connections from this address', 10);
     this.open += 1;
     this.perAddress.set(key, (this.perAddress.get(key) ?? 0) + 1);
@@ -175,11 +192,11 @@ export class WsGateway {
           error: { code: 'unauthenticated', message: 'authenticate within the time limit: {"type":"auth","token":"..."}' },
         });
         ws.close(CLOSE.authTimeout, 'authentication timeout');
-      }, this.o.authTimeoutMs);
+      }, this.authTimeoutMs);
     }
     ws.on('message', (data: RawData, isBinary: boolean) => {
       void this.onMessage(c, data, isBinary, send).catch((err: unknown) => {
-        this.o.log.error({ err }, 'websocket message handling failed');
+        this.log.error({ err }, 'websocket message handling failed');
       });
     });
     ws.on('error', () => undefined);
@@ -221,7 +238,7 @@ export class WsGateway {
       }
       const token = typeof msg.token === 'string' ? msg.token : '';
       try {
-        c.principal = await this.o.guard.authenticate(c.address, { token });
+        c.principal = await this.guard.authenticate(c.address, { token });
         c.token = token;
         clearTimeout(c.authTimer);
         send({ type: 'ready', user: c.principal.userId, scope: c.principal.scope, token_name: c.principal.tokenName });
@@ -248,15 +265,15 @@ export class WsGateway {
     // The token may have been revoked or rotated since the connection opened.
     let principal: Principal;
     try {
-      principal = await this.o.guard.authenticate(c.address, { token: c.token });
+      principal = await this.guard.authenticate(c.address, { token: c.token });
     } catch (err) {
       const te = err instanceof TalonError ? err : new Unauthenticated();
       fail(te, id);
       if (te.code === 'unauthenticated') c.ws.close(CLOSE.unauthenticated, 'token no longer valid');
       return;
     }
-    if (c.inflight >= this.o.maxInflight) {
-      fail(new RateLimited(`at most ${this.o.maxInflight} turns at once on one connection`, 1), id);
+    if (c.inflight >= this.maxInflight) {
+      fail(new RateLimited(`at most ${this.maxInflight} turns at once on one connection`, 1), id);
       return;
     }
     let chat;
@@ -269,21 +286,21 @@ export class WsGateway {
         max_tokens: msg.max_tokens,
         metadata: typeof msg.conversation === 'string' ? { conversation_id: msg.conversation } : undefined,
       };
-      chat = parseChatRequest(body, { maxMessages: this.o.maxMessages });
+      chat = parseChatRequest(body, { maxMessages: this.maxMessages });
     } catch (err) {
       fail(err instanceof TalonError ? err : new TalonError('invalid_argument', 'bad chat message'), id);
       return;
     }
     c.inflight += 1;
     try {
-      const r = await this.o.turns.run(principal, chat, 'web', {
+      const r = await this.turns.run(principal, chat, 'web', {
         abort: c.abort.signal,
         onQueued: () => send({ type: 'queued', id }),
         onDelta: (content) => send({ type: 'delta', id, content }),
       });
       const out = r.out;
       if (!out) {
-        fail(new TalonError('timeout', `no reply within ${this.o.turns.timeout} ms; the turn may still complete`), id);
+        fail(new TalonError('timeout', `no reply within ${this.turns.timeout} ms; the turn may still complete`), id);
         return;
       }
       if (out.error) {

@@ -6,7 +6,7 @@
 //   3. build the HNSW index for the configured dimension.
 // Every step works in small transactions keyed on database state, so it resumes
 // where it stopped after a restart and several replicas can run it at once.
-import type { Logger } from '@talon/kit';
+import type { Logger } from '@talon/kit/log';
 import { ERASURE_HOLD_MS } from './conversations.ts';
 import type { HnswParams } from './sql.ts';
 import type { MemoryStore } from './store.ts';
@@ -59,7 +59,11 @@ export interface BackgroundOptions {
 }
 
 export class BackgroundUpkeep {
-  private readonly o: BackgroundOptions;
+  private readonly store: MemoryStore;
+  private readonly log: Logger;
+  private readonly batch: number;
+  private readonly idleMs: number;
+  private readonly hnsw: BackgroundOptions['hnsw'];
   private stopped = false;
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -72,7 +76,11 @@ export class BackgroundUpkeep {
   private current: Pass | undefined;
 
   constructor(opts: BackgroundOptions) {
-    this.o = opts;
+    this.store = opts.store;
+    this.log = opts.log;
+    this.batch = opts.batch;
+    this.idleMs = opts.idleMs;
+    this.hnsw = opts.hnsw;
   }
 
   start(): void {
@@ -81,7 +89,7 @@ export class BackgroundUpkeep {
 
   /** Runs one full pass now (tests and the bench call this directly). */
   async runOnce(): Promise<{ historyIndexed: number; reembedded: number; index: 'ready' | 'built' | 'busy' }> {
-    const { store, batch } = this.o;
+    const { store, batch } = this;
     let historyIndexed = 0;
     for (;;) {
       if (this.stopped) break;
@@ -107,17 +115,17 @@ export class BackgroundUpkeep {
       }
     }
     if (historyIndexed + reembedded > 0)
-      this.o.log.info({ history_indexed: historyIndexed, reembedded, model: store.model, dim: store.dim }, 'memory upkeep pass');
+      this.log.info({ history_indexed: historyIndexed, reembedded, model: store.model, dim: store.dim }, 'memory upkeep pass');
     if (!this.stopped) await store.analyzeIfGrown();
     if (!this.stopped) await store.pruneErasures(ERASURE_HOLD_MS);
-    const index = this.stopped ? 'busy' : await store.ensureVectorIndex(this.o.hnsw, this.o.log);
+    const index = this.stopped ? 'busy' : await store.ensureVectorIndex(this.hnsw, this.log);
     return { historyIndexed, reembedded, index };
   }
 
   private async loop(): Promise<void> {
     let failures = 0;
     while (!this.stopped) {
-      let delay = this.o.idleMs;
+      let delay = this.idleMs;
       try {
         const r = await this.runOnce();
         failures = 0;
@@ -125,8 +133,8 @@ export class BackgroundUpkeep {
         if (r.index === 'busy') delay = Math.min(delay, 5000);
       } catch (err) {
         failures += 1;
-        delay = Math.min(this.o.idleMs, 1000 * 2 ** Math.min(failures, 6));
-        this.o.log.warn({ err: (err as Error).message, retry_ms: delay }, 'memory upkeep failed; retrying');
+        delay = Math.min(this.idleMs, 1000 * 2 ** Math.min(failures, 6));
+        this.log.warn({ err: (err as Error).message, retry_ms: delay }, 'memory upkeep failed; retrying');
       }
       if (this.stopped) break;
       await new Promise<void>((resolve) => {
@@ -157,10 +165,10 @@ export class BackgroundUpkeep {
         this.next = newPass();
         this.current = pass;
         try {
-          while (!this.stopped && (await this.o.store.indexPendingHistory(this.o.batch)) > 0);
+          while (!this.stopped && (await this.store.indexPendingHistory(this.batch)) > 0);
         } catch (err) {
           // The periodic pass picks up whatever is left.
-          this.o.log.warn({ err: (err as Error).message }, 'indexing new turns failed; the upkeep pass will retry');
+          this.log.warn({ err: (err as Error).message }, 'indexing new turns failed; the upkeep pass will retry');
         } finally {
           this.current = undefined;
           pass.finish();

@@ -1,4 +1,5 @@
-import { commonFields, decimal, int, loadConfig, str, type ConfigOf } from '@talon/kit';
+import { commonFields } from '@talon/kit/service';
+import { decimal, int, loadConfig, str, type ConfigOf } from '@talon/kit/config';
 import { checkEmbeddingConfig, embeddingModelFields } from '@talon/embed';
 
 export function memorySpec(env: Record<string, string | undefined> = process.env) {

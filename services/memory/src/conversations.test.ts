@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import {
   conversationTitle,
   decodeConversationCursor,

@@ -1,6 +1,6 @@
 // Pure pieces of listing, reading and erasing conversations: page cursors, titles,
 // limits and the erasure rule. Unit-tested without a database.
-import { InvalidArgument } from '@talon/kit';
+import { InvalidArgument } from '@talon/kit/errors';
 
 /** Conversations per page: default and most. */
 export const CONVERSATIONS_DEFAULT_LIMIT = 50;

@@ -1,5 +1,6 @@
 // gRPC handlers for talon.memory.v1.MemoryService: validate, then call the store.
-import { InvalidArgument, TalonError, type UnaryHandler } from '@talon/kit';
+import { InvalidArgument, TalonError } from '@talon/kit/errors';
+import type { UnaryHandler } from '@talon/kit/grpc';
 import type {
   ConversationRef,
   DeleteConversationRequest,

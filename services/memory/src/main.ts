@@ -1,16 +1,11 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import {
-  createLogger,
-  createPool,
-  initTelemetry,
-  Lifecycle,
-  migrate,
-  readTls,
-  reportPorts,
-  runMain,
-  startGrpcServer,
-  waitForDatabase,
-} from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
+import { createPool, migrate, waitForDatabase } from '@talon/kit/db';
+import { initTelemetry } from '@talon/kit/telemetry';
+import { Lifecycle } from '@talon/kit/lifecycle';
+import { readTls, startGrpcServer } from '@talon/kit/grpc';
+import { reportPorts } from '@talon/kit/ports';
+import { runMain } from '@talon/kit/service';
 import { localEmbedder } from '@talon/embed';
 import { MemoryServiceService } from '@talon/proto';
 import { BackgroundUpkeep, SEARCH_WAITS_FOR_INDEXING_MS } from './background.ts';

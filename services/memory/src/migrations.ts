@@ -1,5 +1,5 @@
 // Forward-only migrations of the `memory` schema. Never edit a released step; add one.
-import type { Migration } from '@talon/kit';
+import type { Migration } from '@talon/kit/db';
 
 export const MEMORY_SCHEMA = 'memory';
 

@@ -1,7 +1,8 @@
 // SQL for conversations, history, documents and hybrid recall. Every query that
 // reads or writes user data is scoped by user_id.
 import { createHash } from 'node:crypto';
-import type { Logger, Pool, PoolClient } from '@talon/kit';
+import type { Logger } from '@talon/kit/log';
+import type { Pool, PoolClient } from '@talon/kit/db';
 import type { ConversationRef } from '@talon/proto';
 import type { Embedder } from '@talon/embed';
 import { chunkText, type ChunkOptions } from './chunk.ts';

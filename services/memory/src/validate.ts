@@ -1,5 +1,5 @@
 // Request validation for the memory API: pure, unit-tested without sockets.
-import { InvalidArgument, TalonError } from '@talon/kit';
+import { InvalidArgument, TalonError } from '@talon/kit/errors';
 import type { ConversationRef } from '@talon/proto';
 import {
   CONVERSATIONS_DEFAULT_LIMIT,

@@ -4,7 +4,10 @@
 // handlers (validation + SQL) on both databases.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger, createPool, migrate, TalonError, type CallContext, type Metadata, type Pool } from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
+import { createPool, migrate, type Pool } from '@talon/kit/db';
+import { TalonError } from '@talon/kit/errors';
+import type { CallContext, Metadata } from '@talon/kit/grpc';
 import { HashedLexicalEmbedder } from '@talon/embed';
 import type { SearchRequest, SearchResponse } from '@talon/proto';
 import { memoryHandlers } from '../src/handlers.ts';

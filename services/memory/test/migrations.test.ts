@@ -4,7 +4,8 @@
 // (history readable, old turns made searchable, stale embeddings re-embedded).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger, createPool, migrate, type Pool } from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
+import { createPool, migrate, type Pool } from '@talon/kit/db';
 import { HashedLexicalEmbedder } from '@talon/embed';
 import { BackgroundUpkeep } from '../src/background.ts';
 import { MEMORY_SCHEMA, memoryMigrations } from '../src/migrations.ts';

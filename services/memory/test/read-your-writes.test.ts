@@ -4,7 +4,9 @@
 // Runs the real handlers with the real background indexer on both databases.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger, createPool, migrate, type CallContext, type Metadata, type Pool } from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
+import { createPool, migrate, type Pool } from '@talon/kit/db';
+import type { CallContext, Metadata } from '@talon/kit/grpc';
 import { HashedLexicalEmbedder } from '@talon/embed';
 import { SearchRequest, type SearchResponse } from '@talon/proto';
 import { BackgroundUpkeep, SEARCH_WAITS_FOR_INDEXING_MS } from '../src/background.ts';

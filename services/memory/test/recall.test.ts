@@ -3,7 +3,8 @@
 // fusing both halves must not be worse than either half alone.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger, createPool, migrate, type Pool } from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
+import { createPool, migrate, type Pool } from '@talon/kit/db';
 import { HashedLexicalEmbedder } from '@talon/embed';
 import { MEMORY_SCHEMA, memoryMigrations } from '../src/migrations.ts';
 import { configureSearchSessions, MemoryStore } from '../src/store.ts';

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { commonFields, DEFAULT_PORTS, int, loadConfig, natsFields, str, talonHome, url, type ConfigOf } from '@talon/kit';
+import { commonFields, DEFAULT_PORTS, natsFields, talonHome } from '@talon/kit/service';
+import { int, loadConfig, str, url, type ConfigOf } from '@talon/kit/config';
 
 export function sandboxSpec(env: Record<string, string | undefined> = process.env) {
   return {

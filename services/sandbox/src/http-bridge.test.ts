@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { TalonError, type EgressRequest, type EgressResponse } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
+import type { EgressRequest, EgressResponse } from '@talon/kit/egress';
 import {
   BadPluginRequest,
   HttpBridge,

@@ -4,7 +4,9 @@
 // the skill (x-talon-skill: name@version) and sends it to egress over the node's own
 // mTLS identity. Egress decides whether that skill version may reach that host and
 // which of its secrets it may use; a refusal comes back to the plugin as a JSON error.
-import { SKILL_HEADER, skillId, TalonError, type EgressClient, type EgressRequest, type EgressResponse } from '@talon/kit';
+import { SKILL_HEADER, skillId } from '@talon/kit/contracts';
+import { TalonError } from '@talon/kit/errors';
+import type { EgressClient, EgressRequest, EgressResponse } from '@talon/kit/egress';
 import type { HostCallAnswer } from './host/pool.ts';
 
 export { SKILL_HEADER };

@@ -3,7 +3,7 @@
 // Every failure becomes a SkillError with a stable code; nothing a plugin does can
 // make this function throw.
 import { SkillInvocation, SkillResult, type SkillInvocationAudit } from '@talon/proto';
-import type { Logger } from '@talon/kit';
+import type { Logger } from '@talon/kit/log';
 import { SkillRunError, type SkillErrorCode } from './errors.ts';
 import type { HttpBridge, InvocationContext } from './http-bridge.ts';
 import type { HostJob, HostOutcome } from './host/pool.ts';
@@ -48,9 +48,22 @@ function fail(
 }
 
 export class Invoker {
-  private readonly d: InvokerDeps;
+  private readonly skills: SkillSource;
+  private readonly pool: Runner;
+  private readonly bridge: Pick<HttpBridge, 'handle'>;
+  private readonly limits: InvokeLimits;
+  private readonly log: Logger;
+  private readonly audit: ((a: SkillInvocationAudit) => void) | undefined;
+  private readonly node: string | undefined;
+
   constructor(deps: InvokerDeps) {
-    this.d = deps;
+    this.skills = deps.skills;
+    this.pool = deps.pool;
+    this.bridge = deps.bridge;
+    this.limits = deps.limits;
+    this.log = deps.log;
+    this.audit = deps.audit;
+    this.node = deps.node;
   }
 
   /** Handles a raw NATS request; `subject` is the subject it arrived on. Never throws. */
@@ -71,12 +84,12 @@ export class Invoker {
     } catch (err) {
       if (err instanceof SkillRunError) res = fail(inv, err.code, err.message);
       else {
-        this.d.log.error({ err, skill: inv.skill }, 'invocation failed unexpectedly');
+        this.log.error({ err, skill: inv.skill }, 'invocation failed unexpectedly');
         res = fail(inv, 'internal', 'the sandbox failed to run the skill; see the sandbox log');
       }
     }
     res.durationMs = Date.now() - started;
-    const audit = this.d.audit;
+    const audit = this.audit;
     if (audit) {
       const record: SkillInvocationAudit = {
         invocationId: inv.invocationId,
@@ -88,7 +101,7 @@ export class Invoker {
         durationMs: res.durationMs,
         hostCalls: res.hostCalls,
         atMs: started,
-        node: this.d.node ?? '',
+        node: this.node ?? '',
       };
       // After the reply is on its way: the audit record is captured by JetStream, which
       // must not sit between the caller and its answer.
@@ -98,7 +111,7 @@ export class Invoker {
   }
 
   private async run(subject: string, inv: SkillInvocation): Promise<{ result: SkillResult; sha256: string }> {
-    const { limits } = this.d;
+    const { limits } = this;
     if (!NAME_PATTERN.test(inv.skill)) throw new SkillRunError('invalid_argument', 'skill must be a skill name (a-z, 0-9, -)');
     if (subject !== `${INVOKE_PREFIX}${inv.skill}`) {
       throw new SkillRunError('invalid_argument', `the invocation names skill ${inv.skill} but was sent to ${subject.slice(0, 100)}`);
@@ -110,17 +123,17 @@ export class Invoker {
     }
     const now = Date.now();
     if (inv.deadlineMs > 0 && inv.deadlineMs <= now) throw new SkillRunError('timeout', 'the invocation arrived after its deadline');
-    const approved = await this.d.skills.approvedSkill(inv.skill, inv.version);
+    const approved = await this.skills.approvedSkill(inv.skill, inv.version);
     if (approved.requiresUserApproval && !inv.userApproved) {
       throw new SkillRunError(
         'permission_denied',
         `skill ${approved.id} needs the user's approval for every call; ask the user, then invoke with user_approved`,
       );
     }
-    const skill = await this.d.skills.runnable(approved);
+    const skill = await this.skills.runnable(approved);
     const deadline = Math.min(now + skill.timeoutMs, inv.deadlineMs > 0 ? inv.deadlineMs : Number.MAX_SAFE_INTEGER);
     const ctx: InvocationContext = { skill: skill.record.name, version: skill.record.version, invocationId: inv.invocationId, calls: 0 };
-    const outcome = await this.d.pool.run({
+    const outcome = await this.pool.run({
       skillKey: skill.id,
       sha256: skill.record.sha256,
       wasm: skill.wasm,
@@ -136,13 +149,13 @@ export class Invoker {
         maxLogLines: limits.maxLogLines,
       },
       deadline,
-      onHostCall: (fn, payload, signal) => this.d.bridge.handle(ctx, fn, payload, signal),
+      onHostCall: (fn, payload, signal) => this.bridge.handle(ctx, fn, payload, signal),
     });
-    if (outcome.logs.length > 0) this.d.log.debug({ skill: skill.id, plugin_logs: outcome.logs }, 'plugin log lines');
+    if (outcome.logs.length > 0) this.log.debug({ skill: skill.id, plugin_logs: outcome.logs }, 'plugin log lines');
     const extra = { version: skill.record.version, hostCalls: ctx.calls };
     if (!outcome.ok) {
       const e = outcome.error ?? { code: 'internal', message: 'the plugin host gave no result' };
-      if (outcome.hostReplaced) this.d.log.warn({ skill: skill.id, code: e.code }, 'plugin stopped; its host was replaced');
+      if (outcome.hostReplaced) this.log.warn({ skill: skill.id, code: e.code }, 'plugin stopped; its host was replaced');
       return {
         result: fail(inv, e.code, `${skillId(skill.record.name, skill.record.version)}: ${e.message}`, extra),
         sha256: skill.record.sha256,

@@ -1,18 +1,14 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { hostname } from 'node:os';
-import {
-  connectNats,
-  createLogger,
-  EgressClient,
-  InFlight,
-  initTelemetry,
-  Lifecycle,
-  readTls,
-  reportPorts,
-  runMain,
-  SANDBOX_QUEUE,
-  startGrpcServer,
-} from '@talon/kit';
+import { connectNats } from '@talon/kit/nats';
+import { createLogger } from '@talon/kit/log';
+import { EgressClient } from '@talon/kit/egress';
+import { InFlight, Lifecycle } from '@talon/kit/lifecycle';
+import { initTelemetry } from '@talon/kit/telemetry';
+import { readTls, startGrpcServer } from '@talon/kit/grpc';
+import { reportPorts } from '@talon/kit/ports';
+import { runMain } from '@talon/kit/service';
+import { SANDBOX_QUEUE } from '@talon/kit/subjects';
 import { SkillInvocationAudit } from '@talon/proto';
 import { loadSandboxConfig } from './config.ts';
 import { HostPool } from './host/pool.ts';

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLogger } from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
 import { HostPool, type HostCallAnswer, type HostJob } from '../src/host/pool.ts';
 import { parsePluginRequest } from '../src/http-bridge.ts';
 import { sha256Hex } from '@talon/records/skills';

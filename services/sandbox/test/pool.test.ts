@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import wabtInit from 'wabt';
-import { createLogger } from '@talon/kit';
+import { createLogger } from '@talon/kit/log';
 import { HostPool, type HostJob } from '../src/host/pool.ts';
 import { sha256Hex } from '@talon/records/skills';
 import { builtSkill, ensureSkillsBuilt } from './support.ts';
@@ -184,7 +184,7 @@ describe('orphaned plugin hosts', () => {
     await ensureSkillsBuilt();
     const script = `
       import { readFileSync } from 'node:fs';
-      import { createLogger } from '@talon/kit';
+      import { createLogger } from '@talon/kit/log';
       import { HostPool } from './services/sandbox/src/host/pool.ts';
       const pool = new HostPool({ size: 1, perSkill: 1, queueLimit: 1, heapMb: 64, rssLimitBytes: 1 << 30, warmTimeoutMs: 1000, log: createLogger({ service: 'x', level: 'silent' }) });
       await pool.start();

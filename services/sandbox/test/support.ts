@@ -9,7 +9,8 @@ import type { AddressInfo } from 'node:net';
 import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { EgressDecision, SkillInvocation, SkillRecord, SkillResult, SkillStatus } from '@talon/proto';
-import { KV_BUCKETS, OBJECT_BUCKETS, skillRecordKey, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS, OBJECT_BUCKETS, skillRecordKey } from '@talon/kit/subjects';
+import type { NatsConnection } from '@talon/kit/nats';
 import { startTestPlatform, type TestPlatform, type TestPlatformOptions } from '@talon/testkit';
 import { builtSkill, ensureSkillsBuilt } from '../../../skills/build.ts';
 import {

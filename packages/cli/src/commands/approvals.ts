@@ -4,7 +4,8 @@
 // decide the same request.
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { TalonError, type NatsConnection } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
+import type { NatsConnection } from '@talon/kit/nats';
 import { ApprovalKind, type Approval } from '@talon/proto';
 import { approvalState, Approvals } from '@talon/records/approvals';
 import { CliError, withAdminNats } from '../context.ts';

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync, chmodSync, mkdirSync } from 'n
 import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { STREAMS, SUBJECTS } from '@talon/kit';
+import { STREAMS, SUBJECTS } from '@talon/kit/subjects';
 import { EgressDecision } from '@talon/proto';
 import { CliError, homeDir, withAdminNats } from '../context.ts';
 import { decisionsToHar } from '../har.ts';

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { checkHealth, DEFAULT_PORTS, pkiPaths, SERVICES } from '@talon/kit';
+import { checkHealth } from '@talon/kit/grpc';
+import { DEFAULT_PORTS, pkiPaths, SERVICES } from '@talon/kit/service';
 import { CliError, homeDir } from '../context.ts';
 
 export function registerHealth(program: Command): void {

@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { DEFAULT_PORTS } from '@talon/kit';
+import { DEFAULT_PORTS } from '@talon/kit/service';
 import { ensureNkeys, ensurePki, prepareHome } from '../platform/home.ts';
 import { writeNatsConfig } from '../platform/nats-server.ts';
 import { homeDir } from '../context.ts';

@@ -5,8 +5,10 @@
 // memory itself answers only the orchestrator.
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import { askConversations, TalonError, type ConversationRequests, type ConversationResults, type NatsConnection } from '@talon/kit';
-import type { ConversationOp } from '@talon/kit';
+import { askConversations, type ConversationRequests, type ConversationResults } from '@talon/kit/conversations';
+import { TalonError } from '@talon/kit/errors';
+import type { NatsConnection } from '@talon/kit/nats';
+import type { ConversationOp } from '@talon/kit/subjects';
 import type { ConversationSummary, Turn } from '@talon/proto';
 import { CliError, withAdminNats } from '../context.ts';
 import { USER_ID } from '../tokens.ts';

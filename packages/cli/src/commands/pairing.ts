@@ -3,7 +3,8 @@
 // a code by the gateway; the operator approves that code here (or in the web UI).
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { TalonError, type NatsConnection } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { Pairing, PairingRequest } from '@talon/proto';
 import { CODE_RULE, displayCode, normalizeCode as parseCode, Pairings, Users } from '@talon/records/identity';
 import { CliError, withAdminNats } from '../context.ts';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
-import { SERVICES } from '@talon/kit';
+import { SERVICES } from '@talon/kit/service';
 import { defaultPorts, Platform } from '../platform/platform.ts';
 import { NatsServerNotFound } from '../platform/nats-server.ts';
 import { redactUrl } from '../platform/database.ts';

@@ -1,7 +1,7 @@
 // `talon users list|add|disable|enable`: the people who use Talon. A user owns
 // API tokens and paired chat identities; disabling one revokes both at once.
 import type { Command } from 'commander';
-import type { NatsConnection } from '@talon/kit';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { User } from '@talon/proto';
 import { Pairings, Users } from '@talon/records/identity';
 import { CliError, withAdminNats } from '../context.ts';

@@ -4,7 +4,9 @@
 // from argv, never printed.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { createClient, DEFAULT_PORTS, GrpcStatus, pkiPaths, TalonError, unary, type TlsMaterial, type UnaryClientMethod } from '@talon/kit';
+import { createClient, GrpcStatus, unary, type TlsMaterial, type UnaryClientMethod } from '@talon/kit/grpc';
+import { DEFAULT_PORTS, pkiPaths } from '@talon/kit/service';
+import { TalonError } from '@talon/kit/errors';
 import { VaultAdminServiceClient, type StatusResponse } from '@talon/proto';
 import { CliError, homeDir } from '../context.ts';
 

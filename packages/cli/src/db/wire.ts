@@ -44,7 +44,11 @@ export interface WireServerOptions {
 }
 
 export class PgliteWireServer {
-  private readonly o: WireServerOptions;
+  private readonly db: PGlite;
+  private readonly host: string;
+  private readonly port: number;
+  private readonly maxConnections: number;
+  private readonly onError: ((err: Error) => void) | undefined;
   private server: Server | undefined;
   private readonly queue: Unit[] = [];
   private running = false;
@@ -55,15 +59,19 @@ export class PgliteWireServer {
   private stopped = false;
 
   constructor(opts: WireServerOptions) {
-    this.o = opts;
+    this.db = opts.db;
+    this.host = opts.host;
+    this.port = opts.port;
+    this.maxConnections = opts.maxConnections;
+    this.onError = opts.onError;
   }
 
   async start(): Promise<number> {
     this.server = createServer((s) => this.accept(s));
-    this.server.maxConnections = this.o.maxConnections;
+    this.server.maxConnections = this.maxConnections;
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      this.server!.listen(this.o.port, this.o.host, () => resolve());
+      this.server!.listen(this.port, this.host, () => resolve());
     });
     return (this.server.address() as { port: number }).port;
   }
@@ -77,7 +85,7 @@ export class PgliteWireServer {
       try {
         this.parse(conn);
       } catch (err) {
-        this.o.onError?.(err as Error);
+        this.onError?.(err as Error);
         socket.destroy();
       }
     });
@@ -136,7 +144,7 @@ export class PgliteWireServer {
   }
 
   private next(): Unit | undefined {
-    if (this.owner && this.o.db.isInTransaction()) {
+    if (this.owner && this.db.isInTransaction()) {
       const i = this.queue.findIndex((u) => u.conn === this.owner);
       return i >= 0 ? this.queue.splice(i, 1)[0] : undefined;
     }
@@ -153,18 +161,18 @@ export class PgliteWireServer {
         if (!u) break;
         if (u.conn.socket.destroyed) continue;
         try {
-          await this.o.db.runExclusive(() =>
-            this.o.db.execProtocolRawStream(u.bytes, {
+          await this.db.runExclusive(() =>
+            this.db.execProtocolRawStream(u.bytes, {
               onRawData: (data: Uint8Array) => {
                 if (!u.conn.socket.destroyed && data.length > 0) u.conn.socket.write(Buffer.from(data));
               },
             }),
           );
         } catch (err) {
-          this.o.onError?.(err as Error);
+          this.onError?.(err as Error);
           u.conn.socket.destroy();
         }
-        if (this.o.db.isInTransaction()) this.owner = u.conn;
+        if (this.db.isInTransaction()) this.owner = u.conn;
         if (u.conn.closed) u.conn.socket.end();
       }
     } finally {
@@ -179,9 +187,9 @@ export class PgliteWireServer {
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.conn === conn) this.queue.splice(i, 1);
     if (this.owner === conn) {
       this.owner = undefined;
-      if (this.o.db.isInTransaction()) {
+      if (this.db.isInTransaction()) {
         // exec() takes PGlite's own lock (wrapping it in runExclusive would deadlock).
-        await this.o.db.exec('ROLLBACK').catch((err: unknown) => this.o.onError?.(err as Error));
+        await this.db.exec('ROLLBACK').catch((err: unknown) => this.onError?.(err as Error));
       }
       void this.pump();
     }

@@ -3,7 +3,9 @@
 // so a restart keeps identities and data.
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { newNkeyUser, publicKeyOfSeed, NATS_USERS, type NatsUser, SERVICES } from '@talon/kit';
+import { newNkeyUser, publicKeyOfSeed } from '@talon/kit/nats';
+import { NATS_USERS, type NatsUser } from '@talon/kit/subjects';
+import { SERVICES } from '@talon/kit/service';
 import { createCa, issueCert, type KeyAndCert } from '@talon/kit/pki';
 
 /** Every workload identity that gets a certificate: the six services plus the admin (CLI). */

@@ -1,7 +1,7 @@
 // Finding and running nats-server with the generated per-workload configuration.
 import { accessSync, constants, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { renderNatsConfig, type NatsUser } from '@talon/kit';
+import { renderNatsConfig, type NatsUser } from '@talon/kit/subjects';
 
 export class NatsServerNotFound extends Error {
   constructor() {

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { DEFAULT_PORTS, SERVICES } from '@talon/kit';
+import { DEFAULT_PORTS, SERVICES } from '@talon/kit/service';
 import { defaultPorts, Platform } from './platform.ts';
 
 describe('service environments', () => {

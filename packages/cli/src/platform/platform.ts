@@ -5,22 +5,11 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  checkHealth,
-  connectNats,
-  createLogger,
-  DEFAULT_PORTS,
-  EXIT_CONFIG,
-  PEER_PORTS_ENV,
-  PORTS_FILE_ENV,
-  provisionJetStream,
-  readPortsFile,
-  SERVICES,
-  type BoundPorts,
-  type PeerPort,
-  type ServiceName,
-  type TlsMaterial,
-} from '@talon/kit';
+import { checkHealth, type TlsMaterial } from '@talon/kit/grpc';
+import { connectNats, provisionJetStream } from '@talon/kit/nats';
+import { createLogger } from '@talon/kit/log';
+import { DEFAULT_PORTS, EXIT_CONFIG, SERVICES, type ServiceName } from '@talon/kit/service';
+import { PEER_PORTS_ENV, PORTS_FILE_ENV, readPortsFile, type BoundPorts, type PeerPort } from '@talon/kit/ports';
 import { bootstrapDatabase, redactUrl, type DbOwner } from './database.ts';
 import { ensureDir, ensureNkeys, ensurePki, prepareHome, type HomeLayout } from './home.ts';
 import { findNatsServer, readNatsPortsFile, writeNatsConfig } from './nats-server.ts';

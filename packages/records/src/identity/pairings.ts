@@ -5,7 +5,9 @@
 // operators cannot both decide one code.
 import { randomInt } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { KV_BUCKETS, pairedKey, pairingCodeKey, pendingPairingKey, TalonError, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS, pairedKey, pairingCodeKey, pendingPairingKey } from '@talon/kit/subjects';
+import { TalonError } from '@talon/kit/errors';
+import type { NatsConnection } from '@talon/kit/nats';
 import { Pairing, PairingRequest, type ChannelIdentity, type User } from '@talon/proto';
 import { openBucket, readAll, type Bucket } from '../kv.ts';
 

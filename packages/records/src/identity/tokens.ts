@@ -5,7 +5,9 @@
 // cannot both win, and a rotation revokes the old token before the new one exists.
 import { randomUUID } from 'node:crypto';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { hashToken, KV_BUCKETS, newTokenValue, type NatsConnection } from '@talon/kit';
+import { hashToken, newTokenValue } from '@talon/kit/contracts';
+import { KV_BUCKETS } from '@talon/kit/subjects';
+import type { NatsConnection } from '@talon/kit/nats';
 import { ApiToken, Scope } from '@talon/proto';
 import { openBucket, readAll, type Bucket } from '../kv.ts';
 

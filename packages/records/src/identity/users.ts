@@ -1,7 +1,8 @@
 // talon_users: the people who use Talon (`user.<id>`). Written by the admin identity
 // (`talon users`, `talon token create`); read by the gateway (pairing approval).
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { KV_BUCKETS, userKey, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS, userKey } from '@talon/kit/subjects';
+import type { NatsConnection } from '@talon/kit/nats';
 import { User } from '@talon/proto';
 import { openBucket, readAll, type Bucket } from '../kv.ts';
 

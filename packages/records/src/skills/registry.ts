@@ -5,7 +5,8 @@
 // binary hash, so a changed binary is a new, pending skill.
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { KV_BUCKETS, OBJECT_BUCKETS, publisherKey, skillRecordKey, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS, OBJECT_BUCKETS, publisherKey, skillRecordKey } from '@talon/kit/subjects';
+import type { NatsConnection } from '@talon/kit/nats';
 import { SkillRecord, SkillStatus, TrustedPublisher } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { liveEntry, openBucket, readAll, type Bucket } from '../kv.ts';

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import { WebhookScheme } from '@talon/proto';
 import { discordNonce, discordSend, discordSignature, discordVerdict, parseDiscord } from './discord.ts';
 import { parseSlack, slackEscape, slackSend, slackSignature, slackVerdict } from './slack.ts';

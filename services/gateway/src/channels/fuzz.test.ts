@@ -3,7 +3,7 @@
 // never another exception (which would be a 500 or a crash in the gateway).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import { adapters } from './index.ts';
 import { CHANNELS } from './types.ts';
 

@@ -2,7 +2,7 @@
 // they build the exact bytes a platform signed, parse its payloads, and describe
 // the HTTP calls (with secret placeholders) that send a reply back.
 import { createHash } from 'node:crypto';
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import type { WebhookScheme } from '@talon/proto';
 
 export const CHANNELS = ['telegram', 'slack', 'discord', 'webhook'] as const;

@@ -1,7 +1,8 @@
 // Approvals (talon_approvals): requesters create PENDING records; the user who
 // owns the conversation (tool calls) or an operator decides them here, by
 // compare-and-set on the record's revision, so exactly one decision wins.
-import { PermissionDenied, TalonError, type NatsConnection } from '@talon/kit';
+import { PermissionDenied, TalonError } from '@talon/kit/errors';
+import type { NatsConnection } from '@talon/kit/nats';
 import { ApprovalKind, type Approval } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { APPROVAL_ID, approvalState, Approvals, type ApprovalState } from '@talon/records/approvals';

@@ -2,7 +2,8 @@
 // sequence (STREAM.MSG.GET; the gateway has no consumer or subscription there).
 // Each decision names the vault secrets injected (never values) and the reason
 // of a refusal, including the vault's (secret not bound to host, sealed, expired).
-import { STREAMS, SUBJECTS, TalonError } from '@talon/kit';
+import { STREAMS, SUBJECTS } from '@talon/kit/subjects';
+import { TalonError } from '@talon/kit/errors';
 import { EgressDecision } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 

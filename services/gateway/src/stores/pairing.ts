@@ -1,7 +1,7 @@
 // Channel pairing: a platform account reaches the agent only after an operator
 // linked it to a Talon user. Unknown senders get a code (and nothing else); the
 // operator approves the code (`talon pairing approve CODE --user ID` or the UI).
-import type { NatsConnection } from '@talon/kit';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { ChannelIdentity, Pairing, PairingRequest } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { CODE, displayCode, newPairingCode, normalizeCode, Pairings } from '@talon/records/identity';

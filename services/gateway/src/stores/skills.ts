@@ -1,7 +1,7 @@
 // Installed skills and their permissions, read from talon_skills (written only by
 // the admin identity through `talon skills`). Read-only here: approving a skill's
 // permissions is an operator action on the command line.
-import type { NatsConnection } from '@talon/kit';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { SkillPermissions, SkillRecord } from '@talon/proto';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { SkillRecords, skillId, statusName } from '@talon/records/skills';

@@ -1,7 +1,7 @@
 // Talon users (talon_users, written by the admin identity). Read-only here; the
 // record and its rules are @talon/records/identity's.
 import type { JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@talon/kit';
+import type { NatsConnection } from '@talon/kit/nats';
 import type { User } from '@talon/proto';
 import { USER_ID, Users } from '@talon/records/identity';
 

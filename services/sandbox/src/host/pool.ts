@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '@talon/kit';
+import type { Logger } from '@talon/kit/log';
 import type { FromChild, RunLimits, ToChild } from './protocol.ts';
 
 export interface HostCallAnswer {

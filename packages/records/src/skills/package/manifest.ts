@@ -1,7 +1,7 @@
 // The skill manifest (skill.json): what a skill is and what it asks for. Parsing is
 // strict (unknown keys are refused) because the manifest is signed: a field the
 // sandbox ignored would be a field a publisher could smuggle meaning into.
-import { SECRET_NAME_PATTERN, SKILL_NAME_PATTERN, SKILL_VERSION_PATTERN, skillId } from '@talon/kit';
+import { SECRET_NAME_PATTERN, SKILL_NAME_PATTERN, SKILL_VERSION_PATTERN, skillId } from '@talon/kit/contracts';
 import type { HostGrant, SkillPermissions } from '@talon/proto';
 import { SkillPackageError } from './errors.ts';
 import { checkSchemaSupported } from './schema.ts';
