@@ -15,8 +15,6 @@ const serviceImports = (names, why) => [
 ];
 // Services that must not load a NATS client (test/security/boundaries.test.ts checks what they load).
 const NO_NATS = ['memory', 'vault'];
-// Services still importing the whole @talon/kit barrel; every other service imports its subpaths.
-const BARREL_IMPORTERS = ['orchestrator'];
 const boundaries = [
   {
     files: ['packages/**/*.ts'],
@@ -38,15 +36,13 @@ const boundaries = [
       'no-restricted-imports': [
         'error',
         {
-          paths: BARREL_IMPORTERS.includes(name)
-            ? []
-            : [
-                {
-                  name: '@talon/kit',
-                  message:
-                    'import the @talon/kit subpath you need (@talon/kit/log, /grpc, /db, ...): the barrel loads all of the kit, NATS included',
-                },
-              ],
+          paths: [
+            {
+              name: '@talon/kit',
+              message:
+                'import the @talon/kit subpath you need (@talon/kit/log, /grpc, /db, ...): the barrel loads all of the kit, NATS included',
+            },
+          ],
           patterns: [
             ...serviceImports(
               SERVICES.filter((n) => n !== name),

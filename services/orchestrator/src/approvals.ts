@@ -9,7 +9,9 @@
 // and the expiry cannot both win.
 import { createHash } from 'node:crypto';
 import { type KV } from '@nats-io/kv';
-import { approvalKey, KV_BUCKETS, TalonError, type NatsConnection, openDirectKv } from '@talon/kit';
+import { approvalKey, KV_BUCKETS } from '@talon/kit/subjects';
+import { TalonError } from '@talon/kit/errors';
+import { type NatsConnection, openDirectKv } from '@talon/kit/nats';
 import { Approval, ApprovalKind, ApprovalStatus, type ConversationRef } from '@talon/proto';
 import { approvalState, expired, isWrongSequence, liveEntry } from '@talon/records';
 

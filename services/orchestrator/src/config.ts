@@ -1,4 +1,6 @@
-import { SECRET_NAME_PATTERN, bool, commonFields, decimal, int, loadConfig, natsFields, oneOf, str, url, type ConfigOf } from '@talon/kit';
+import { SECRET_NAME_PATTERN } from '@talon/kit/contracts';
+import { bool, decimal, int, loadConfig, oneOf, str, url, type ConfigOf } from '@talon/kit/config';
+import { commonFields, natsFields } from '@talon/kit/service';
 import { checkEmbeddingConfig, embeddingModelFields, embeddingProviderFields } from '@talon/embed';
 
 export const DEFAULT_SYSTEM_PROMPT =

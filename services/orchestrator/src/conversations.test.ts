@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SUBJECTS, TalonError } from '@talon/kit';
+import { SUBJECTS } from '@talon/kit/subjects';
+import { TalonError } from '@talon/kit/errors';
 import { DeleteConversationRequest, DeleteUserMemoryRequest, GetConversationMessagesRequest, ListConversationsRequest } from '@talon/proto';
 import { answerConversationRequest, conversationOp, type ConversationMemory } from './conversations.ts';
 

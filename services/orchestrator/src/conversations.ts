@@ -5,17 +5,11 @@
 // request names the user, and memory scopes every query to that user. Every
 // answer is a ConversationsReply: the result, or a typed error (code + message)
 // the asker turns into an HTTP status or a CLI message. Never logs contents.
-import {
-  CONVERSATION_OPS,
-  InFlight,
-  InvalidArgument,
-  ORCHESTRATOR_QUEUE,
-  SUBJECTS,
-  TalonError,
-  type ConversationOp,
-  type Logger,
-  type NatsConnection,
-} from '@talon/kit';
+import { CONVERSATION_OPS, ORCHESTRATOR_QUEUE, SUBJECTS, type ConversationOp } from '@talon/kit/subjects';
+import { InFlight } from '@talon/kit/lifecycle';
+import { InvalidArgument, TalonError } from '@talon/kit/errors';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import {
   ConversationsReply,
   DeleteConversationRequest,
@@ -109,27 +103,31 @@ export interface ResponderOptions {
 }
 
 export class ConversationResponder {
-  private readonly o: ResponderOptions;
+  private readonly log: ResponderOptions['log'];
+  private readonly memory: ResponderOptions['memory'];
+  private readonly nc: ResponderOptions['nc'];
   private readonly inFlight = new InFlight();
   private sub: ReturnType<NatsConnection['subscribe']> | undefined;
 
   constructor(opts: ResponderOptions) {
-    this.o = opts;
+    this.log = opts.log;
+    this.memory = opts.memory;
+    this.nc = opts.nc;
   }
 
   start(): void {
     if (this.sub) return;
-    this.sub = this.o.nc.subscribe(`${PREFIX}>`, {
+    this.sub = this.nc.subscribe(`${PREFIX}>`, {
       queue: ORCHESTRATOR_QUEUE,
       callback: (_err, m) => {
         if (!m.reply) return;
         void this.inFlight.track(async () => {
           const started = Date.now();
-          const { reply, op, err } = await answerConversationRequest(this.o.memory, m.subject, m.data);
+          const { reply, op, err } = await answerConversationRequest(this.memory, m.subject, m.data);
           try {
             m.respond(ConversationsReply.encode(reply).finish());
           } catch (e) {
-            this.o.log.warn({ op, err: (e as Error).message }, 'could not answer a conversation request');
+            this.log.warn({ op, err: (e as Error).message }, 'could not answer a conversation request');
           }
           const fields = {
             op,
@@ -138,8 +136,8 @@ export class ConversationResponder {
             ...(reply.deleted ?? reply.forgotten ?? {}),
           };
           if (reply.error?.code === 'internal')
-            this.o.log.error({ ...fields, err: (err as Error | undefined)?.message }, 'conversation request failed');
-          else this.o.log.info(fields, 'conversation request');
+            this.log.error({ ...fields, err: (err as Error | undefined)?.message }, 'conversation request failed');
+          else this.log.info(fields, 'conversation request');
         });
       },
     });

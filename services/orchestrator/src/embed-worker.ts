@@ -4,7 +4,8 @@
 // egress and stores the vectors. Leases live in memory's database: the work
 // resumes after a restart and replicas share it. It never blocks a turn.
 import type { Embedder } from '@talon/embed';
-import { TalonError, type Logger } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
+import type { Logger } from '@talon/kit/log';
 import type { MemoryApi } from './memory.ts';
 
 export interface EmbedWorkerOptions {
@@ -17,7 +18,12 @@ export interface EmbedWorkerOptions {
 }
 
 export class RemoteEmbeddingWorker {
-  private readonly o: EmbedWorkerOptions;
+  private readonly batch: EmbedWorkerOptions['batch'];
+  private readonly embedder: EmbedWorkerOptions['embedder'];
+  private readonly idleMs: EmbedWorkerOptions['idleMs'];
+  private readonly leaseMs: EmbedWorkerOptions['leaseMs'];
+  private readonly log: EmbedWorkerOptions['log'];
+  private readonly memory: EmbedWorkerOptions['memory'];
   private stopped = false;
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -26,7 +32,12 @@ export class RemoteEmbeddingWorker {
   private readonly abort = new AbortController();
 
   constructor(opts: EmbedWorkerOptions) {
-    this.o = opts;
+    this.batch = opts.batch;
+    this.embedder = opts.embedder;
+    this.idleMs = opts.idleMs;
+    this.leaseMs = opts.leaseMs;
+    this.log = opts.log;
+    this.memory = opts.memory;
   }
 
   start(): void {
@@ -41,7 +52,8 @@ export class RemoteEmbeddingWorker {
 
   /** Embeds until nothing is left; returns how many chunks were embedded. */
   async runOnce(): Promise<number> {
-    const { memory, embedder } = this.o;
+    const memory = this.memory;
+    const embedder = this.embedder;
     let cursor = '';
     let wrapped = false;
     let done = 0;
@@ -49,8 +61,8 @@ export class RemoteEmbeddingWorker {
       const work = await memory.claimEmbeddingWork({
         model: embedder.model,
         dim: embedder.dim,
-        limit: this.o.batch,
-        leaseMs: this.o.leaseMs ?? 60_000,
+        limit: this.batch,
+        leaseMs: this.leaseMs ?? 60_000,
         afterChunkId: cursor,
       });
       if (work.items.length === 0) {
@@ -79,16 +91,16 @@ export class RemoteEmbeddingWorker {
     let failures = 0;
     while (!this.stopped) {
       this.nudged = false;
-      let delay = this.o.idleMs;
+      let delay = this.idleMs;
       try {
         const n = await this.runOnce();
         failures = 0;
-        if (n > 0) this.o.log.info({ embedded: n, model: this.o.embedder.model }, 'embedded memory chunks');
+        if (n > 0) this.log.info({ embedded: n, model: this.embedder.model }, 'embedded memory chunks');
       } catch (err) {
         failures += 1;
         const misconfigured = err instanceof TalonError && err.code === 'invalid_argument';
-        delay = misconfigured ? this.o.idleMs : Math.min(this.o.idleMs, 1000 * 2 ** Math.min(failures, 6));
-        this.o.log[misconfigured ? 'error' : 'warn']({ err: (err as Error).message, retry_ms: delay }, 'background embedding failed');
+        delay = misconfigured ? this.idleMs : Math.min(this.idleMs, 1000 * 2 ** Math.min(failures, 6));
+        this.log[misconfigured ? 'error' : 'warn']({ err: (err as Error).message, retry_ms: delay }, 'background embedding failed');
       }
       if (this.stopped || this.nudged) continue;
       await new Promise<void>((resolve) => {

@@ -1,16 +1,12 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import {
-  connectNats,
-  createLogger,
-  EgressClient,
-  InFlight,
-  initTelemetry,
-  Lifecycle,
-  readTls,
-  reportPorts,
-  runMain,
-  startGrpcServer,
-} from '@talon/kit';
+import { connectNats } from '@talon/kit/nats';
+import { createLogger } from '@talon/kit/log';
+import { EgressClient } from '@talon/kit/egress';
+import { InFlight, Lifecycle } from '@talon/kit/lifecycle';
+import { initTelemetry } from '@talon/kit/telemetry';
+import { readTls, startGrpcServer } from '@talon/kit/grpc';
+import { reportPorts } from '@talon/kit/ports';
+import { runMain } from '@talon/kit/service';
 import { remoteEmbedder } from '@talon/embed';
 import { ApprovalBook } from './approvals.ts';
 import { loadOrchestratorConfig } from './config.ts';

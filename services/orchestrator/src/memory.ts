@@ -1,5 +1,5 @@
 // The orchestrator's view of the memory service (gRPC over mTLS).
-import { createClient, unary, type TlsMaterial } from '@talon/kit';
+import { createClient, unary, type TlsMaterial } from '@talon/kit/grpc';
 import {
   MemoryServiceClient,
   type ClaimEmbeddingWorkRequest,

@@ -3,7 +3,7 @@
 // computes the query embedding (memory never talks to the outside); when that
 // fails the search still runs on full text alone.
 import type { Embedder } from '@talon/embed';
-import type { Logger } from '@talon/kit';
+import type { Logger } from '@talon/kit/log';
 import type { ConversationRef, SearchHit } from '@talon/proto';
 import type { MemoryApi } from './memory.ts';
 
@@ -22,9 +22,15 @@ export interface RecallOptions {
 }
 
 export class Recall {
-  private readonly o: RecallOptions;
+  private readonly embedder: RecallOptions['embedder'];
+  private readonly log: RecallOptions['log'];
+  private readonly memory: RecallOptions['memory'];
+  private readonly minSimilarity: RecallOptions['minSimilarity'];
   constructor(opts: RecallOptions) {
-    this.o = opts;
+    this.embedder = opts.embedder;
+    this.log = opts.log;
+    this.memory = opts.memory;
+    this.minSimilarity = opts.minSimilarity;
   }
 
   async search(
@@ -35,22 +41,22 @@ export class Recall {
     const query = recallQuery(text);
     if (query === '' || opts.limit <= 0) return [];
     let queryEmbedding: { model: string; dim: number; values: number[] } | undefined;
-    if (this.o.embedder) {
+    if (this.embedder) {
       try {
-        const [v] = await this.o.embedder.embed([query], opts.signal);
-        queryEmbedding = { model: this.o.embedder.model, dim: this.o.embedder.dim, values: Array.from(v!) };
+        const [v] = await this.embedder.embed([query], opts.signal);
+        queryEmbedding = { model: this.embedder.model, dim: this.embedder.dim, values: Array.from(v!) };
       } catch (err) {
-        this.o.log.warn({ err: (err as Error).message }, 'query embedding failed; recalling by full text only');
+        this.log.warn({ err: (err as Error).message }, 'query embedding failed; recalling by full text only');
       }
     }
-    const res = await this.o.memory.search({
+    const res = await this.memory.search({
       userId,
       query,
       limit: opts.limit,
       queryEmbedding,
       excludeConversation: opts.exclude,
       sources: [],
-      minSimilarity: this.o.minSimilarity,
+      minSimilarity: this.minSimilarity,
     });
     return res.hits;
   }

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { EgressRefusal, TalonError } from '@talon/kit';
+import { EgressRefusal } from '@talon/kit/egress';
+import { TalonError } from '@talon/kit/errors';
 import { isLeakBlocked, redactionNotice } from './redaction.ts';
 
 describe('redactionNotice', () => {

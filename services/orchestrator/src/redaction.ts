@@ -8,7 +8,9 @@
 //   whole conversation failing from then on.
 // The orchestrator holds no secret and no fingerprint: egress's scanner
 // (EgressService.RedactText) does the finding.
-import { createClient, EgressRefusal, TalonError, unary, type TlsMaterial } from '@talon/kit';
+import { createClient, unary, type TlsMaterial } from '@talon/kit/grpc';
+import { EgressRefusal } from '@talon/kit/egress';
+import { TalonError } from '@talon/kit/errors';
 import { EgressServiceClient, type RedactedText, type Turn } from '@talon/proto';
 import type { CompletionClient } from './agent-loop.ts';
 import type { LlmMessage } from './llm/types.ts';

@@ -10,7 +10,11 @@
 // message id — and never computes a second one.
 import { randomBytes } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS, SpanKind, withSpan, type InFlight, type Logger, type NatsConnection } from '@talon/kit';
+import { KV_BUCKETS } from '@talon/kit/subjects';
+import { SpanKind, withSpan } from '@talon/kit/telemetry';
+import type { InFlight } from '@talon/kit/lifecycle';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import { Approval, ApprovalKind, InboundMessage, OutboundMessage, ParkedTurnStatus, type ParkedTurn } from '@talon/proto';
 import { isSettled, type ApprovalBook } from './approvals.ts';
 import type { Slots } from './slots.ts';

@@ -8,7 +8,9 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { scrub, SUBJECTS, tracedHeaders, type Logger, type NatsConnection } from '@talon/kit';
+import { scrub, type Logger } from '@talon/kit/log';
+import { SUBJECTS } from '@talon/kit/subjects';
+import { tracedHeaders, type NatsConnection } from '@talon/kit/nats';
 import { ToolCallAudit, type ConversationRef, type Turn } from '@talon/proto';
 import type { ToolCallReport } from './agent-loop.ts';
 

@@ -9,7 +9,10 @@
 //     first), or a park: tool records written, the turn stored in talon_turns, then
 //     the approval created — in that order, so a decision always finds its turn.
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { SpanKind, TalonError, tracedHeaders, withSpan, type Logger, type NatsConnection } from '@talon/kit';
+import { SpanKind, withSpan } from '@talon/kit/telemetry';
+import { TalonError } from '@talon/kit/errors';
+import { tracedHeaders, type NatsConnection } from '@talon/kit/nats';
+import type { Logger } from '@talon/kit/log';
 import {
   InboundMessage,
   OutboundMessage,

@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type KV } from '@nats-io/kv';
-import { KV_BUCKETS, type NatsConnection, openDirectKv } from '@talon/kit';
+import { KV_BUCKETS } from '@talon/kit/subjects';
+import { type NatsConnection, openDirectKv } from '@talon/kit/nats';
 import { AgentLoopProgress, ParkedTurn, ParkedTurnStatus, type AgentMessage } from '@talon/proto';
 import type { LoopProgress } from './agent-loop.ts';
 import { liveEntry } from '@talon/records';

@@ -1,6 +1,6 @@
 // Pure turn logic: roles, which message is new, and what a failure means for
 // redelivery. (What the model sees is assembled in context.ts.)
-import { TalonError } from '@talon/kit';
+import { TalonError } from '@talon/kit/errors';
 import { Role, type ChatMessage, type InboundMessage } from '@talon/proto';
 import type { LlmMessage } from './llm/types.ts';
 import { LlmHttpError } from './llm/client.ts';

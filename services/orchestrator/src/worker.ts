@@ -15,7 +15,11 @@ import {
   type ConsumerMessages,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import { CONSUMERS, STREAMS, SpanKind, extractHeaders, InFlight, withSpan, type Logger, type NatsConnection } from '@talon/kit';
+import { CONSUMERS, STREAMS } from '@talon/kit/subjects';
+import { SpanKind, extractHeaders, withSpan } from '@talon/kit/telemetry';
+import { InFlight } from '@talon/kit/lifecycle';
+import type { Logger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import { InboundMessage } from '@talon/proto';
 import { PendingRecords, withRetries } from './pending-records.ts';
 import { Slots } from './slots.ts';

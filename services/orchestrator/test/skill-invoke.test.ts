@@ -5,7 +5,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { connectNats, createLogger, SANDBOX_QUEUE, type NatsConnection } from '@talon/kit';
+import { connectNats, type NatsConnection } from '@talon/kit/nats';
+import { createLogger } from '@talon/kit/log';
+import { SANDBOX_QUEUE } from '@talon/kit/subjects';
 import { SkillInvocation, SkillResult } from '@talon/proto';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import { SkillInvoker, type SkillCall } from '../src/skills/invoke.ts';

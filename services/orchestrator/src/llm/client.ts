@@ -1,6 +1,8 @@
 // Calls the configured LLM provider through egress. The API key is never here:
 // the request carries the placeholder {{secret:<name>}} and egress fills it in.
-import { scrub, TalonError, type EgressClient } from '@talon/kit';
+import { scrub } from '@talon/kit/log';
+import { TalonError } from '@talon/kit/errors';
+import type { EgressClient } from '@talon/kit/egress';
 import { SseParser } from './sse.ts';
 import { StreamAccumulator, type LlmRequest, type LlmResult, type ProviderFormat } from './types.ts';
 
@@ -37,27 +39,33 @@ function errorDetail(text: string): string {
 }
 
 export class LlmClient {
-  private readonly o: LlmClientOptions;
+  private readonly apiKeySecret: LlmClientOptions['apiKeySecret'];
+  private readonly baseUrl: LlmClientOptions['baseUrl'];
+  private readonly egress: LlmClientOptions['egress'];
+  private readonly format: LlmClientOptions['format'];
+  readonly model: LlmClientOptions['model'];
+  private readonly timeoutMs: LlmClientOptions['timeoutMs'];
   constructor(opts: LlmClientOptions) {
-    this.o = opts;
-  }
-
-  get model(): string {
-    return this.o.model;
+    this.apiKeySecret = opts.apiKeySecret;
+    this.baseUrl = opts.baseUrl;
+    this.egress = opts.egress;
+    this.format = opts.format;
+    this.model = opts.model;
+    this.timeoutMs = opts.timeoutMs;
   }
 
   async complete(req: Omit<LlmRequest, 'model'>, onDelta?: (delta: string) => void, signal?: AbortSignal): Promise<LlmResult> {
-    const full: LlmRequest = { ...req, model: this.o.model };
-    const placeholder = this.o.apiKeySecret ? `{{secret:${this.o.apiKeySecret}}}` : undefined;
-    const timeout = AbortSignal.timeout(this.o.timeoutMs);
-    const res = await this.o.egress.request({
+    const full: LlmRequest = { ...req, model: this.model };
+    const placeholder = this.apiKeySecret ? `{{secret:${this.apiKeySecret}}}` : undefined;
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const res = await this.egress.request({
       method: 'POST',
-      url: this.o.format.endpoint(this.o.baseUrl),
-      headers: { ...this.o.format.headers(placeholder), ...(req.stream ? { accept: 'text/event-stream' } : {}) },
-      body: JSON.stringify(this.o.format.body(full)),
+      url: this.format.endpoint(this.baseUrl),
+      headers: { ...this.format.headers(placeholder), ...(req.stream ? { accept: 'text/event-stream' } : {}) },
+      body: JSON.stringify(this.format.body(full)),
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      headersTimeoutMs: this.o.timeoutMs,
-      bodyTimeoutMs: this.o.timeoutMs,
+      headersTimeoutMs: this.timeoutMs,
+      bodyTimeoutMs: this.timeoutMs,
     });
     if (res.status >= 400) {
       const text = await res.body.text().catch(() => '');
@@ -72,7 +80,7 @@ export class LlmClient {
       } catch {
         throw new TalonError('llm_error', 'the LLM provider returned a response that is not JSON');
       }
-      const result = this.o.format.parseResponse(json, this.o.model);
+      const result = this.format.parseResponse(json, this.model);
       if (req.stream && onDelta && result.content) onDelta(result.content);
       return result;
     }
@@ -81,7 +89,7 @@ export class LlmClient {
     const decoder = new TextDecoder();
     const apply = (events: ReturnType<SseParser['feed']>) => {
       for (const ev of events) {
-        const delta = this.o.format.applyStreamEvent(ev, acc);
+        const delta = this.format.applyStreamEvent(ev, acc);
         if (delta && onDelta) onDelta(delta);
       }
     };
@@ -90,6 +98,6 @@ export class LlmClient {
       if (acc.done) break;
     }
     apply(parser.end());
-    return acc.result(this.o.model);
+    return acc.result(this.model);
   }
 }

@@ -9,7 +9,10 @@ import { createHash } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { isSkillName, isSkillVersion, KV_BUCKETS, skillId, type Logger, type NatsConnection, openDirectKv } from '@talon/kit';
+import { isSkillName, isSkillVersion, skillId } from '@talon/kit/contracts';
+import { KV_BUCKETS } from '@talon/kit/subjects';
+import type { Logger } from '@talon/kit/log';
+import { type NatsConnection, openDirectKv } from '@talon/kit/nats';
 import { SkillRecord, TrustedPublisher } from '@talon/proto';
 import { liveEntry } from '@talon/records';
 import { compareVersions, recordPublisherKeyId, skillStanding, tryPublisherKeyId } from '@talon/records/skills';
@@ -149,7 +152,8 @@ export interface CatalogOptions {
 
 export class SkillCatalog {
   private readonly nc: NatsConnection;
-  private readonly o: CatalogOptions;
+  private readonly log: CatalogOptions['log'];
+  private readonly ttlMs: CatalogOptions['ttlMs'];
   private kv: KV | undefined;
   private jsm: JetStreamManager | undefined;
   private sub: Subscription | undefined;
@@ -163,7 +167,8 @@ export class SkillCatalog {
 
   constructor(nc: NatsConnection, opts: CatalogOptions) {
     this.nc = nc;
-    this.o = opts;
+    this.log = opts.log;
+    this.ttlMs = opts.ttlMs;
   }
 
   async start(): Promise<void> {
@@ -189,7 +194,7 @@ export class SkillCatalog {
   /** The skills to offer now (cached until the registry changes). Throws when the registry is unreachable. */
   async list(): Promise<CatalogSkill[]> {
     const c = this.cached;
-    if (c && Date.now() - c.at < this.o.ttlMs) return c.skills;
+    if (c && Date.now() - c.at < this.ttlMs) return c.skills;
     if (this.building) return this.building;
     const gen = this.generation;
     const p = this.build()
@@ -240,6 +245,6 @@ export class SkillCatalog {
     if (this.warned.has(key)) return;
     if (this.warned.size > 1000) this.warned.clear();
     this.warned.add(key);
-    this.o.log.warn(fields, msg);
+    this.log.warn(fields, msg);
   }
 }

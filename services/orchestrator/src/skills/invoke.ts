@@ -5,7 +5,8 @@
 // once after a short pause. Every failure comes back as a SkillResult error with a
 // stable code; this module never throws.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SUBJECTS, type NatsConnection } from '@talon/kit';
+import { SUBJECTS } from '@talon/kit/subjects';
+import type { NatsConnection } from '@talon/kit/nats';
 import { SkillInvocation, SkillResult } from '@talon/proto';
 
 export interface SkillCall {
