@@ -1,7 +1,10 @@
 // gRPC handlers for talon.memory.v1.MemoryService: validate, then call the store.
 import { InvalidArgument, TalonError } from '@talon/kit/errors';
 import type { UnaryHandler } from '@talon/kit/grpc';
+import { createLogger, type Logger } from '@talon/kit/log';
 import type {
+  BeginTurnRequest,
+  BeginTurnResponse,
   ConversationRef,
   DeleteConversationRequest,
   DeleteConversationResponse,
@@ -34,6 +37,7 @@ import type { MemoryStore, SearchInput } from './store.ts';
 import {
   ROLES,
   clampLimit,
+  validBeginTurn,
   validClaim,
   validConversation,
   validConversationMessages,
@@ -44,7 +48,11 @@ import {
   validSearch,
   validTurns,
   validUserId,
+  validVector,
 } from './validate.ts';
+
+/** The only identity that may call MemoryService, every method of it (docs/architecture.md §6). */
+export const MEMORY_CALLERS: readonly string[] = ['orchestrator'];
 
 export interface HandlerOptions {
   /** Called after turns are stored unindexed, so they are indexed right away in the background. */
@@ -55,11 +63,14 @@ export interface HandlerOptions {
   maxDocumentBytes: number;
   searchMaxLimit: number;
   hnsw: HnswParams;
+  /** Where a failed recall of BeginTurn is reported (the call itself succeeds); default: a memory logger. */
+  log?: Logger;
 }
 
 export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
   const emb = { model: store.model, dim: store.dim };
   const local = store.opts.embedder !== undefined;
+  const log = opts.log ?? createLogger({ service: 'memory' });
 
   const appendTurns: UnaryHandler<AppendTurnsRequest, AppendTurnsResponse> = async (req) => {
     const conv = validConversation(req.conversation);
@@ -86,6 +97,36 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
     await opts.beforeSearch?.(input);
     const res = await store.search(input);
     return { hits: res.hits, vectorUsed: res.vectorUsed };
+  };
+
+  // Validates every part before anything is stored; then stores the user turn and
+  // reads the history in one transaction while recall runs alongside (it leaves the
+  // conversation being answered out, so it need not see the new turn).
+  const beginTurn: UnaryHandler<BeginTurnRequest, BeginTurnResponse> = async (req) => {
+    const q = validBeginTurn(req, { ...emb, maxLimit: opts.searchMaxLimit, maxTurnBytes: opts.maxTurnBytes });
+    const recall = async (): Promise<{ recalled: BeginTurnResponse['recalled']; recallFailed: boolean }> => {
+      if (!q.recall) return { recalled: [], recallFailed: false };
+      const { queryEmbedding, ...input } = q.recall;
+      try {
+        const vector = validVector(queryEmbedding, emb, 'recall.query_embedding');
+        const search: SearchInput = { ...input, ...(vector ? { vector } : {}) };
+        await opts.beforeSearch?.(search);
+        return { recalled: (await store.search(search)).hits, recallFailed: false };
+      } catch (err) {
+        // Recall is an aid: the turn is answered without it.
+        log.warn(
+          { err: (err as Error).message, code: err instanceof TalonError ? err.code : 'internal', method: 'beginTurn' },
+          'recall failed; the turn goes on without it',
+        );
+        return { recalled: [], recallFailed: true };
+      }
+    };
+    const [stored, recalled] = await Promise.all([
+      store.beginTurn(q.conversation, q.userTurn, q.historyLimit, { index: opts.onTurnsStored ? 'deferred' : 'inline' }),
+      recall(),
+    ]);
+    if (stored.inserted > 0) opts.onTurnsStored?.(q.conversation);
+    return { history: stored.history, ...recalled };
   };
 
   const upsertDocument: UnaryHandler<UpsertDocumentRequest, UpsertDocumentResponse> = async (req) => {
@@ -146,6 +187,7 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
     appendTurns,
     getHistory,
     search,
+    beginTurn,
     upsertDocument,
     deleteDocument,
     claimEmbeddingWork,

@@ -10,7 +10,7 @@ import { localEmbedder } from '@talon/embed';
 import { MemoryServiceService } from '@talon/proto';
 import { BackgroundUpkeep, SEARCH_WAITS_FOR_INDEXING_MS } from './background.ts';
 import { loadMemoryConfig } from './config.ts';
-import { memoryHandlers } from './handlers.ts';
+import { MEMORY_CALLERS, memoryHandlers } from './handlers.ts';
 import { MEMORY_SCHEMA, memoryMigrations } from './migrations.ts';
 import { MemoryStore, searchSessionSetup } from './store.ts';
 
@@ -54,6 +54,7 @@ runMain('memory', async () => {
     maxDocumentBytes: cfg.maxDocumentBytes,
     searchMaxLimit: cfg.searchMaxLimit,
     hnsw,
+    log,
   });
   const grpc = await startGrpcServer({
     name: 'memory',
@@ -61,7 +62,7 @@ runMain('memory', async () => {
     port: cfg.grpcPort,
     tls: readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey }),
     log,
-    services: [{ definition: MemoryServiceService, handlers, allow: ['orchestrator'] }],
+    services: [{ definition: MemoryServiceService, handlers, allow: MEMORY_CALLERS }],
   });
   reportPorts({ grpc: grpc.port });
   grpc.setServing('SERVING');

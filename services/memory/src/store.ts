@@ -117,6 +117,25 @@ export interface ConversationDeleted {
   documents: number;
 }
 
+export interface TurnToStore {
+  id: string;
+  role: Role;
+  source: Source;
+  content: string;
+  createdAtMs?: number;
+}
+
+interface PreparedTurns {
+  turns: readonly TurnToStore[];
+  inline: boolean;
+  /** Chunks per turn (none when indexing is deferred) and their local vectors, flattened. */
+  chunks: string[][];
+  vectors: Float32Array[] | undefined;
+}
+
+/** The roles of a turn's history: the conversation itself (tool records and system rows left out). */
+export const HISTORY_ROLES: readonly string[] = ['user', 'assistant'];
+
 /** Turns of an append that all fell under an erasure: the transaction is rolled back. */
 class AllErased extends Error {}
 
@@ -241,89 +260,153 @@ export class MemoryStore {
    */
   async appendTurns(
     conv: ConversationRef,
-    turns: ReadonlyArray<{ id: string; role: Role; source: Source; content: string; createdAtMs?: number }>,
+    turns: readonly TurnToStore[],
     opts: { index?: 'inline' | 'deferred' } = {},
   ): Promise<{ conversationId: string; inserted: number }> {
-    const inline = opts.index !== 'deferred';
-    // Chunk and embed before the transaction so it stays short.
-    const chunks = turns.map((t) => (inline && INDEXED_ROLES.has(t.role) ? chunkText(t.content, this.opts.chunk) : []));
-    const vectors = await this.embedLocal(chunks.flat());
-    // The conversation's last activity: the newest turn's time (now when a turn has none).
-    const latestMs = turns.every((t) => t.createdAtMs) ? Math.max(...turns.map((t) => t.createdAtMs!)) : null;
-    return inTransaction(this.pool, async (client) => {
-      // Upserting the row locks the conversation: a DeleteConversation under way
-      // finishes first (and this then creates it anew), or waits for this to commit.
-      const { rows } = await client.query<{ id: string }>(
-        `with lock as (select pg_advisory_xact_lock_shared(${USER_LOCK_KEY}))
-         insert into memory.conversations (user_id, channel, thread_id, last_turn_at)
-         select $1, $2, $3, coalesce(to_timestamp($4::double precision / 1000), now()) from lock
-         on conflict (user_id, channel, thread_id)
-           do update set last_turn_at = greatest(memory.conversations.last_turn_at, excluded.last_turn_at)
-         returning id`,
-        [conv.userId, conv.channel, conv.threadId, latestMs],
-      );
-      const conversationId = rows[0]!.id;
-      // A later statement, so it sees an erasure committed while the upsert waited.
-      const erased = await client.query<{ ms: number | null }>(
-        `select (extract(epoch from max(erased_at)) * 1000)::float8 as ms from memory.erasures
-          where user_id = $1 and ((channel = $2 and thread_id = $3) or (channel = '' and thread_id = ''))`,
-        [conv.userId, conv.channel, conv.threadId],
-      );
-      const erasedMs = erased.rows[0]?.ms ?? undefined;
-      const keep = turns.map((t) => survivesErasure(t.createdAtMs, erasedMs === undefined ? undefined : Number(erasedMs)));
-      // Nothing left to store: leave no trace (not even an empty conversation).
-      if (!keep.includes(true)) throw new AllErased();
-      let inserted = 0;
-      let v = 0;
-      const chunkRows: ChunkRow[] = [];
-      for (const [i, t] of turns.entries()) {
-        if (!keep[i]) {
-          v += chunks[i]!.length;
-          continue;
-        }
-        const r = await client.query<{ id: string }>(
-          `insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at, indexed_at)
-           values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()), case when $8 then now() end)
-           on conflict (conversation_id, turn_id) do nothing
-           returning id`,
-          [conversationId, conv.userId, t.id, t.role, t.source, t.content, t.createdAtMs ? t.createdAtMs : null, inline],
-        );
-        const turnChunks = chunks[i]!;
-        const historyId = r.rows[0]?.id;
-        if (historyId !== undefined) {
-          inserted += 1;
-          turnChunks.forEach((content, seq) =>
-            chunkRows.push({
-              userId: conv.userId,
-              historyId,
-              conversationId,
-              source: t.source,
-              seq,
-              content,
-              ...(vectors ? { vector: vectors[v + seq]! } : {}),
-            }),
-          );
-        }
-        v += turnChunks.length;
-      }
-      await this.insertChunks(client, chunkRows);
-      return { conversationId, inserted };
-    }).catch((err: unknown) => {
+    const prepared = await this.prepareTurns(turns, opts.index !== 'deferred');
+    return inTransaction(this.pool, (client) => this.insertTurns(client, conv, prepared)).catch((err: unknown) => {
       if (err instanceof AllErased) return { conversationId: '', inserted: 0 };
       throw err;
     });
   }
 
+  /**
+   * The start of a chat turn, in one transaction: stores the user's new turn (as
+   * appendTurns: idempotent by turn id, nothing stored under an erasure) and reads
+   * the conversation's last `historyLimit` user and assistant turns before it —
+   * never the turn itself nor anything stored after it, so a redelivered turn
+   * (its user turn stored by an earlier attempt) reads the same history.
+   */
+  async beginTurn(
+    conv: ConversationRef,
+    userTurn: TurnToStore | undefined,
+    historyLimit: number,
+    opts: { index?: 'inline' | 'deferred' } = {},
+  ): Promise<{ inserted: number; history: StoredTurn[] }> {
+    if (!userTurn) {
+      return { inserted: 0, history: historyLimit > 0 ? await this.history(conv, historyLimit, HISTORY_ROLES) : [] };
+    }
+    const prepared = await this.prepareTurns([userTurn], opts.index !== 'deferred');
+    return inTransaction(this.pool, async (client) => {
+      let inserted = 0;
+      await client.query('savepoint user_turn');
+      try {
+        inserted = (await this.insertTurns(client, conv, prepared)).inserted;
+      } catch (err) {
+        if (!(err instanceof AllErased)) throw err;
+        // Erased meanwhile: leave no trace (as appendTurns), still read the history.
+        await client.query('rollback to savepoint user_turn');
+      }
+      const history = historyLimit > 0 ? await this.historyBefore(client, conv, historyLimit, HISTORY_ROLES, userTurn.id) : [];
+      return { inserted, history };
+    });
+  }
+
+  /** Chunks and embeds (when indexing inline) before the transaction, so it stays short. */
+  private async prepareTurns(turns: readonly TurnToStore[], inline: boolean): Promise<PreparedTurns> {
+    const chunks = turns.map((t) => (inline && INDEXED_ROLES.has(t.role) ? chunkText(t.content, this.opts.chunk) : []));
+    const vectors = await this.embedLocal(chunks.flat());
+    return { turns, inline, chunks, vectors };
+  }
+
+  /** Stores prepared turns inside a transaction; throws AllErased when every one fell under an erasure. */
+  private async insertTurns(
+    client: PoolClient,
+    conv: ConversationRef,
+    { turns, inline, chunks, vectors }: PreparedTurns,
+  ): Promise<{ conversationId: string; inserted: number }> {
+    // The conversation's last activity: the newest turn's time (now when a turn has none).
+    const latestMs = turns.every((t) => t.createdAtMs) ? Math.max(...turns.map((t) => t.createdAtMs!)) : null;
+    // Upserting the row locks the conversation: a DeleteConversation under way
+    // finishes first (and this then creates it anew), or waits for this to commit.
+    const { rows } = await client.query<{ id: string }>(
+      `with lock as (select pg_advisory_xact_lock_shared(${USER_LOCK_KEY}))
+       insert into memory.conversations (user_id, channel, thread_id, last_turn_at)
+       select $1, $2, $3, coalesce(to_timestamp($4::double precision / 1000), now()) from lock
+       on conflict (user_id, channel, thread_id)
+         do update set last_turn_at = greatest(memory.conversations.last_turn_at, excluded.last_turn_at)
+       returning id`,
+      [conv.userId, conv.channel, conv.threadId, latestMs],
+    );
+    const conversationId = rows[0]!.id;
+    // A later statement, so it sees an erasure committed while the upsert waited.
+    const erased = await client.query<{ ms: number | null }>(
+      `select (extract(epoch from max(erased_at)) * 1000)::float8 as ms from memory.erasures
+        where user_id = $1 and ((channel = $2 and thread_id = $3) or (channel = '' and thread_id = ''))`,
+      [conv.userId, conv.channel, conv.threadId],
+    );
+    const erasedMs = erased.rows[0]?.ms ?? undefined;
+    const keep = turns.map((t) => survivesErasure(t.createdAtMs, erasedMs === undefined ? undefined : Number(erasedMs)));
+    // Nothing left to store: leave no trace (not even an empty conversation).
+    if (!keep.includes(true)) throw new AllErased();
+    let inserted = 0;
+    let v = 0;
+    const chunkRows: ChunkRow[] = [];
+    for (const [i, t] of turns.entries()) {
+      if (!keep[i]) {
+        v += chunks[i]!.length;
+        continue;
+      }
+      const r = await client.query<{ id: string }>(
+        `insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at, indexed_at)
+         values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()), case when $8 then now() end)
+         on conflict (conversation_id, turn_id) do nothing
+         returning id`,
+        [conversationId, conv.userId, t.id, t.role, t.source, t.content, t.createdAtMs ? t.createdAtMs : null, inline],
+      );
+      const turnChunks = chunks[i]!;
+      const historyId = r.rows[0]?.id;
+      if (historyId !== undefined) {
+        inserted += 1;
+        turnChunks.forEach((content, seq) =>
+          chunkRows.push({
+            userId: conv.userId,
+            historyId,
+            conversationId,
+            source: t.source,
+            seq,
+            content,
+            ...(vectors ? { vector: vectors[v + seq]! } : {}),
+          }),
+        );
+      }
+      v += turnChunks.length;
+    }
+    await this.insertChunks(client, chunkRows);
+    return { conversationId, inserted };
+  }
+
   async history(conv: ConversationRef, limit: number, roles: readonly string[] = []): Promise<StoredTurn[]> {
-    const { rows } = await this.pool.query<{ turn_id: string; role: string; content: string; source: string; ms: string }>(
+    return this.historyBefore(this.pool, conv, limit, roles, undefined);
+  }
+
+  /**
+   * The last `limit` turns of the conversation (oldest first) of `roles` (empty:
+   * all); with `beforeTurnId`, only those stored before that turn (none of them
+   * when it is absent: then the most recent).
+   */
+  private async historyBefore(
+    client: Pick<PoolClient, 'query'>,
+    conv: ConversationRef,
+    limit: number,
+    roles: readonly string[],
+    beforeTurnId: string | undefined,
+  ): Promise<StoredTurn[]> {
+    const before =
+      beforeTurnId === undefined
+        ? ''
+        : `and not exists (select 1 from memory.conversation_history u
+                            where u.conversation_id = h.conversation_id and u.turn_id = $6 and u.id <= h.id)`;
+    const { rows } = await client.query<{ turn_id: string; role: string; content: string; source: string; ms: string }>(
       `select h.turn_id, h.role, h.content, h.source, (extract(epoch from h.created_at) * 1000)::bigint as ms
          from memory.conversation_history h
          join memory.conversations c on c.id = h.conversation_id
         where c.user_id = $1 and c.channel = $2 and c.thread_id = $3 and h.user_id = $1
           and (cardinality($5::text[]) = 0 or h.role = any($5::text[]))
+          ${before}
         order by h.id desc
         limit $4`,
-      [conv.userId, conv.channel, conv.threadId, limit, [...roles]],
+      [conv.userId, conv.channel, conv.threadId, limit, [...roles], ...(beforeTurnId === undefined ? [] : [beforeTurnId])],
     );
     return rows.reverse().map((r) => ({ id: r.turn_id, role: r.role, content: r.content, source: r.source, createdAtMs: Number(r.ms) }));
   }

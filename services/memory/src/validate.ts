@@ -38,25 +38,32 @@ export interface TurnInput {
   source: string;
 }
 
-export function validTurns(turns: readonly TurnInput[], maxBytes: number): Array<TurnInput & { role: Role; source: Source }> {
+export function validTurns(
+  turns: readonly TurnInput[],
+  maxBytes: number,
+  /** How errors name the i-th turn (BeginTurn's one turn is `user_turn`). */
+  field: (i: number) => string = (i) => `turns[${i}]`,
+): Array<TurnInput & { role: Role; source: Source }> {
   if (turns.length === 0) throw new InvalidArgument('turns must not be empty');
   if (turns.length > 100) throw new InvalidArgument(`at most 100 turns per call (got ${turns.length})`);
   return turns.map((t, i) => {
-    if (!ID.test(t.id)) throw new InvalidArgument(`turns[${i}].id must be 1-200 characters of letters, digits and :@._+-`);
-    if (!(ROLES as readonly string[]).includes(t.role)) throw new InvalidArgument(`turns[${i}].role must be one of ${ROLES.join(', ')}`);
+    const f = field(i);
+    if (!ID.test(t.id)) throw new InvalidArgument(`${f}.id must be 1-200 characters of letters, digits and :@._+-`);
+    if (!(ROLES as readonly string[]).includes(t.role)) throw new InvalidArgument(`${f}.role must be one of ${ROLES.join(', ')}`);
     const source = t.source === '' ? (t.role === 'assistant' ? 'assistant' : t.role === 'tool' ? 'tool' : 'user') : t.source;
-    if (!(SOURCES as readonly string[]).includes(source))
-      throw new InvalidArgument(`turns[${i}].source must be one of ${SOURCES.join(', ')}`);
+    if (!(SOURCES as readonly string[]).includes(source)) throw new InvalidArgument(`${f}.source must be one of ${SOURCES.join(', ')}`);
     const bytes = Buffer.byteLength(t.content, 'utf8');
-    if (bytes > maxBytes) throw new InvalidArgument(`turns[${i}].content is ${bytes} bytes; the limit is ${maxBytes}`);
-    if (t.content.includes('\u0000')) throw new InvalidArgument(`turns[${i}].content contains a NUL character`);
+    if (bytes > maxBytes) throw new InvalidArgument(`${f}.content is ${bytes} bytes; the limit is ${maxBytes}`);
+    if (t.content.includes('\u0000')) throw new InvalidArgument(`${f}.content contains a NUL character`);
     return { ...t, role: t.role as Role, source: source as Source };
   });
 }
 
+export const HISTORY_MAX_LIMIT = 500;
+
 export function clampLimit(limit: number): number {
   if (limit <= 0) return 50;
-  return Math.min(limit, 500);
+  return Math.min(limit, HISTORY_MAX_LIMIT);
 }
 
 /** Largest search query text memory accepts (the orchestrator trims longer messages). */
@@ -140,6 +147,39 @@ export function validSearch(req: SearchRequestLike, cfg: EmbeddingSetting & { ma
     ...(exclude ? { exclude: { channel: exclude.channel, threadId: exclude.threadId } } : {}),
     ...(vector ? { vector } : {}),
   };
+}
+
+export interface BeginTurnRequestLike {
+  conversation?: ConversationRef | undefined;
+  userTurn?: (TurnInput & { createdAtMs: number }) | undefined;
+  historyLimit: number;
+  recall?: SearchRequestLike | undefined;
+}
+
+/**
+ * BeginTurn: each part validated as AppendTurns (user_turn), GetHistory and
+ * Search (recall) validate it, before anything is stored. The recall's query
+ * embedding is returned unchecked: a vector memory cannot use is a recall failure
+ * (the turn goes on without recall), not a refused turn.
+ */
+export function validBeginTurn(req: BeginTurnRequestLike, cfg: EmbeddingSetting & { maxLimit: number; maxTurnBytes: number }) {
+  const conversation = validConversation(req.conversation);
+  const userTurn = req.userTurn
+    ? { ...validTurns([req.userTurn], cfg.maxTurnBytes, () => 'user_turn')[0]!, createdAtMs: req.userTurn.createdAtMs }
+    : undefined;
+  const historyLimit = req.historyLimit <= 0 ? 0 : Math.min(req.historyLimit, HISTORY_MAX_LIMIT);
+  let recall: (ReturnType<typeof validSearch> & { queryEmbedding: SearchRequestLike['queryEmbedding'] }) | undefined;
+  if (req.recall) {
+    const { queryEmbedding, ...rest } = req.recall;
+    try {
+      recall = { ...validSearch({ ...rest, queryEmbedding: undefined }, cfg), queryEmbedding };
+    } catch (err) {
+      if (err instanceof InvalidArgument) throw new InvalidArgument(`recall: ${err.message}`);
+      throw err;
+    }
+    if (recall.userId !== conversation.userId) throw new InvalidArgument('recall.user_id must equal conversation.user_id');
+  }
+  return { conversation, historyLimit, ...(userTurn ? { userTurn } : {}), ...(recall ? { recall } : {}) };
 }
 
 export interface DocumentRequestLike {

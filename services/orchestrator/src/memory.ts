@@ -2,6 +2,8 @@
 import { createClient, unary, type TlsMaterial } from '@talon/kit/grpc';
 import {
   MemoryServiceClient,
+  type BeginTurnRequest,
+  type BeginTurnResponse,
   type ClaimEmbeddingWorkRequest,
   type ClaimEmbeddingWorkResponse,
   type ConversationRef,
@@ -30,6 +32,12 @@ export interface MemoryApi {
   /** The conversation's recent user and assistant turns (tool records are left out). */
   history(conv: ConversationRef, limit: number): Promise<Turn[]>;
   search(req: SearchRequest): Promise<SearchResponse>;
+  /**
+   * The start of a turn in one round trip: stores the user turn and reads the
+   * history before it in one transaction (idempotent per turn id), and recalls;
+   * a failed recall is `recallFailed`, not an error.
+   */
+  beginTurn(req: BeginTurnRequest): Promise<BeginTurnResponse>;
   upsertDocument(req: UpsertDocumentRequest): Promise<UpsertDocumentResponse>;
   deleteDocument(req: DeleteDocumentRequest): Promise<DeleteDocumentResponse>;
   claimEmbeddingWork(req: ClaimEmbeddingWorkRequest): Promise<ClaimEmbeddingWorkResponse>;
@@ -57,6 +65,7 @@ export function memoryClient(address: string, tls: TlsMaterial): MemoryApi {
       return res.turns;
     },
     search: (req) => unary(client, client.search, req),
+    beginTurn: (req) => unary(client, client.beginTurn, req),
     upsertDocument: (req) => unary(client, client.upsertDocument, req, { timeoutMs: 15_000 }),
     deleteDocument: (req) => unary(client, client.deleteDocument, req),
     claimEmbeddingWork: (req) => unary(client, client.claimEmbeddingWork, req, { timeoutMs: 15_000 }),

@@ -41,6 +41,38 @@ export interface AppendTurnsResponse {
   inserted: number;
 }
 
+export interface BeginTurnRequest {
+  conversation:
+    | ConversationRef
+    | undefined;
+  /**
+   * The user's new turn, validated and stored as by AppendTurns; absent: nothing
+   * is stored (recording off, or no user message).
+   */
+  userTurn?:
+    | Turn
+    | undefined;
+  /** User and assistant turns wanted in history (at most 500); 0: no history. */
+  historyLimit: number;
+  /**
+   * Recall, exactly as a Search request (user_id must be the conversation's);
+   * absent: no recall.
+   */
+  recall?: SearchRequest | undefined;
+}
+
+export interface BeginTurnResponse {
+  /**
+   * The conversation's most recent user and assistant turns, oldest first, up to
+   * history_limit: never user_turn itself, nor anything stored after it (a
+   * redelivered turn gets the history its first attempt got). No tool records.
+   */
+  history: Turn[];
+  recalled: SearchHit[];
+  /** The recall part failed (memory logged why); the turn goes on without it. */
+  recallFailed: boolean;
+}
+
 export interface GetHistoryRequest {
   conversation: ConversationRef | undefined;
   limit: number;
@@ -594,6 +626,244 @@ export const AppendTurnsResponse: MessageFns<AppendTurnsResponse> = {
     const message = createBaseAppendTurnsResponse();
     message.conversationId = object.conversationId ?? "";
     message.inserted = object.inserted ?? 0;
+    return message;
+  },
+};
+
+function createBaseBeginTurnRequest(): BeginTurnRequest {
+  return { conversation: undefined, userTurn: undefined, historyLimit: 0, recall: undefined };
+}
+
+export const BeginTurnRequest: MessageFns<BeginTurnRequest> = {
+  encode(message: BeginTurnRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.conversation !== undefined) {
+      ConversationRef.encode(message.conversation, writer.uint32(10).fork()).join();
+    }
+    if (message.userTurn !== undefined) {
+      Turn.encode(message.userTurn, writer.uint32(18).fork()).join();
+    }
+    if (message.historyLimit !== 0) {
+      writer.uint32(24).uint32(message.historyLimit);
+    }
+    if (message.recall !== undefined) {
+      SearchRequest.encode(message.recall, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BeginTurnRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBeginTurnRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.conversation = ConversationRef.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userTurn = Turn.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.historyLimit = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.recall = SearchRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BeginTurnRequest {
+    return {
+      conversation: isSet(object.conversation) ? ConversationRef.fromJSON(object.conversation) : undefined,
+      userTurn: isSet(object.userTurn)
+        ? Turn.fromJSON(object.userTurn)
+        : isSet(object.user_turn)
+        ? Turn.fromJSON(object.user_turn)
+        : undefined,
+      historyLimit: isSet(object.historyLimit)
+        ? globalThis.Number(object.historyLimit)
+        : isSet(object.history_limit)
+        ? globalThis.Number(object.history_limit)
+        : 0,
+      recall: isSet(object.recall) ? SearchRequest.fromJSON(object.recall) : undefined,
+    };
+  },
+
+  toJSON(message: BeginTurnRequest): unknown {
+    const obj: any = {};
+    if (message.conversation !== undefined) {
+      obj.conversation = ConversationRef.toJSON(message.conversation);
+    }
+    if (message.userTurn !== undefined) {
+      obj.userTurn = Turn.toJSON(message.userTurn);
+    }
+    if (message.historyLimit !== 0) {
+      obj.historyLimit = Math.round(message.historyLimit);
+    }
+    if (message.recall !== undefined) {
+      obj.recall = SearchRequest.toJSON(message.recall);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BeginTurnRequest>): BeginTurnRequest {
+    return BeginTurnRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BeginTurnRequest>): BeginTurnRequest {
+    const message = createBaseBeginTurnRequest();
+    message.conversation = (object.conversation !== undefined && object.conversation !== null)
+      ? ConversationRef.fromPartial(object.conversation)
+      : undefined;
+    message.userTurn = (object.userTurn !== undefined && object.userTurn !== null)
+      ? Turn.fromPartial(object.userTurn)
+      : undefined;
+    message.historyLimit = object.historyLimit ?? 0;
+    message.recall = (object.recall !== undefined && object.recall !== null)
+      ? SearchRequest.fromPartial(object.recall)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBeginTurnResponse(): BeginTurnResponse {
+  return { history: [], recalled: [], recallFailed: false };
+}
+
+export const BeginTurnResponse: MessageFns<BeginTurnResponse> = {
+  encode(message: BeginTurnResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.history) {
+      Turn.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.recalled) {
+      SearchHit.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.recallFailed !== false) {
+      writer.uint32(24).bool(message.recallFailed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BeginTurnResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBeginTurnResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.history.push(Turn.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.recalled.push(SearchHit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.recallFailed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BeginTurnResponse {
+    return {
+      history: globalThis.Array.isArray(object?.history) ? object.history.map((e: any) => Turn.fromJSON(e)) : [],
+      recalled: globalThis.Array.isArray(object?.recalled)
+        ? object.recalled.map((e: any) => SearchHit.fromJSON(e))
+        : [],
+      recallFailed: isSet(object.recallFailed)
+        ? globalThis.Boolean(object.recallFailed)
+        : isSet(object.recall_failed)
+        ? globalThis.Boolean(object.recall_failed)
+        : false,
+    };
+  },
+
+  toJSON(message: BeginTurnResponse): unknown {
+    const obj: any = {};
+    if (message.history?.length) {
+      obj.history = message.history.map((e) => Turn.toJSON(e));
+    }
+    if (message.recalled?.length) {
+      obj.recalled = message.recalled.map((e) => SearchHit.toJSON(e));
+    }
+    if (message.recallFailed !== false) {
+      obj.recallFailed = message.recallFailed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BeginTurnResponse>): BeginTurnResponse {
+    return BeginTurnResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BeginTurnResponse>): BeginTurnResponse {
+    const message = createBaseBeginTurnResponse();
+    message.history = object.history?.map((e) => Turn.fromPartial(e)) || [];
+    message.recalled = object.recalled?.map((e) => SearchHit.fromPartial(e)) || [];
+    message.recallFailed = object.recallFailed ?? false;
     return message;
   },
 };
@@ -3788,6 +4058,22 @@ export const MemoryServiceService = {
     responseSerialize: (value: SearchResponse): Buffer => Buffer.from(SearchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SearchResponse => SearchResponse.decode(value),
   },
+  /**
+   * Begins a chat turn in one round trip: stores the user's new turn and reads
+   * the conversation's history in one transaction (idempotent per turn id, as
+   * AppendTurns), and runs recall (as Search) alongside. A redelivered turn calls
+   * it again with the same turn id and gets the same history. Recall is an aid:
+   * when it fails the call still succeeds, with recall_failed set.
+   */
+  beginTurn: {
+    path: "/talon.memory.v1.MemoryService/BeginTurn" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BeginTurnRequest): Buffer => Buffer.from(BeginTurnRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BeginTurnRequest => BeginTurnRequest.decode(value),
+    responseSerialize: (value: BeginTurnResponse): Buffer => Buffer.from(BeginTurnResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BeginTurnResponse => BeginTurnResponse.decode(value),
+  },
   /** Creates or replaces a document (chunked with overlap) under a caller-chosen key. */
   upsertDocument: {
     path: "/talon.memory.v1.MemoryService/UpsertDocument" as const,
@@ -3928,6 +4214,14 @@ export interface MemoryServiceServer extends UntypedServiceImplementation {
    * similarity, fused by reciprocal rank.
    */
   search: handleUnaryCall<SearchRequest, SearchResponse>;
+  /**
+   * Begins a chat turn in one round trip: stores the user's new turn and reads
+   * the conversation's history in one transaction (idempotent per turn id, as
+   * AppendTurns), and runs recall (as Search) alongside. A redelivered turn calls
+   * it again with the same turn id and gets the same history. Recall is an aid:
+   * when it fails the call still succeeds, with recall_failed set.
+   */
+  beginTurn: handleUnaryCall<BeginTurnRequest, BeginTurnResponse>;
   /** Creates or replaces a document (chunked with overlap) under a caller-chosen key. */
   upsertDocument: handleUnaryCall<UpsertDocumentRequest, UpsertDocumentResponse>;
   /** Deletes a document and its chunks. */
@@ -4019,6 +4313,28 @@ export interface MemoryServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SearchResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Begins a chat turn in one round trip: stores the user's new turn and reads
+   * the conversation's history in one transaction (idempotent per turn id, as
+   * AppendTurns), and runs recall (as Search) alongside. A redelivered turn calls
+   * it again with the same turn id and gets the same history. Recall is an aid:
+   * when it fails the call still succeeds, with recall_failed set.
+   */
+  beginTurn(
+    request: BeginTurnRequest,
+    callback: (error: ServiceError | null, response: BeginTurnResponse) => void,
+  ): ClientUnaryCall;
+  beginTurn(
+    request: BeginTurnRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BeginTurnResponse) => void,
+  ): ClientUnaryCall;
+  beginTurn(
+    request: BeginTurnRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BeginTurnResponse) => void,
   ): ClientUnaryCall;
   /** Creates or replaces a document (chunked with overlap) under a caller-chosen key. */
   upsertDocument(
