@@ -4,9 +4,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { OutboundMessage } from '@talon/proto';
-import { STREAMS } from '@talon/kit/subjects';
+import { SUBJECTS } from '@talon/kit/subjects';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -29,6 +28,13 @@ describe('orchestrator crash mid-turn', () => {
 
   it('redelivers after kill -9 and answers exactly once', async () => {
     const token = await tp.token('bob');
+    // API replies go by core NATS: count every one published for this conversation.
+    const admin = await tp.admin();
+    let replies = 0;
+    const sub = admin.subscribe(SUBJECTS.apiReply('*'), {
+      callback: (_e, m) => void (OutboundMessage.decode(m.data).conversation?.threadId === 'crash-test' && (replies += 1)),
+    });
+    await admin.flush();
     const pending = tp.chat(token, { messages: [{ role: 'user', content: 'survive a crash' }] }, { 'x-talon-conversation': 'crash-test' });
     await waitFor(() => tp.llm!.requests.length === 1, 15_000, 'the orchestrator to call the LLM');
     const victim = tp.platform.process('orchestrator')!;
@@ -42,14 +48,9 @@ describe('orchestrator crash mid-turn', () => {
     assert.equal(res.json.choices[0].message.content, 'answer after crash');
     assert.equal(tp.llm!.requests.length, 2, 'the LLM was called once per delivery');
 
-    // Exactly one reply for this turn is stored in JetStream.
-    const jsm = await jetstreamManager(await tp.admin());
-    const info = await jsm.streams.info(STREAMS.outbound.name);
-    let replies = 0;
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
-      const m = await jsm.streams.getMessage(STREAMS.outbound.name, { seq }).catch(() => null);
-      if (m && OutboundMessage.decode(m.data).conversation?.threadId === 'crash-test') replies += 1;
-    }
+    // Exactly one reply for this turn was published (the killed delivery never answered).
+    await admin.flush();
+    sub.unsubscribe();
     assert.equal(replies, 1);
 
     // Memory holds the user turn and the assistant turn once each. The answer is

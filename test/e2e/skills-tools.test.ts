@@ -17,7 +17,7 @@ import pg from 'pg';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
-import { approvalKey, KV_BUCKETS, STREAMS } from '@talon/kit/subjects';
+import { approvalKey, KV_BUCKETS, STREAMS, SUBJECTS } from '@talon/kit/subjects';
 import { Approval, ApprovalKind, ApprovalStatus, OutboundMessage, ParkedTurn, ParkedTurnStatus, ToolCallAudit } from '@talon/proto';
 import {
   offeredTools,
@@ -64,6 +64,9 @@ describe('skills as tools, end to end', () => {
   let bob: string;
   let auditSub: Subscription;
   const audits: ToolCallAudit[] = [];
+  let replySub: Subscription;
+  /** API replies as published (core NATS: nothing de-duplicates a second one on the way). */
+  const replies: OutboundMessage[] = [];
 
   const nc = () => tp.admin();
 
@@ -104,19 +107,18 @@ describe('skills as tools, end to end', () => {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
 
-  /** Replies stored in TALON_OUTBOUND for a conversation. */
-  const storedReplies = async (thread: string) => {
-    const jsm = await jetstreamManager(await nc());
-    const info = await jsm.streams.info(STREAMS.outbound.name);
-    const out: OutboundMessage[] = [];
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq && seq > 0; seq++) {
-      const m = await jsm.streams.getMessage(STREAMS.outbound.name, { seq }).catch(() => null);
-      if (m) {
-        const o = OutboundMessage.decode(m.data);
-        if (o.conversation?.threadId === thread) out.push(o);
-      }
-    }
-    return out;
+  /**
+   * Every API reply published for a conversation, once its parked turn is DONE (the reply
+   * is always published before DONE is written) and a round trip has passed the rest.
+   */
+  const publishedReplies = async (thread: string, inboundId: string) => {
+    await waitFor(
+      async () => ((await parkedTurn(inboundId))?.status === ParkedTurnStatus.PARKED_TURN_STATUS_DONE ? true : undefined),
+      30_000,
+      'the turn to be marked done',
+    );
+    await (await nc()).flush();
+    return replies.filter((o) => o.conversation?.threadId === thread);
   };
 
   /**
@@ -158,6 +160,7 @@ describe('skills as tools, end to end', () => {
     bob = await tp.token('bob');
     const admin = await nc();
     auditSub = admin.subscribe('talon.audit.orchestrator.>', { callback: (_e, m) => void audits.push(ToolCallAudit.decode(m.data)) });
+    replySub = admin.subscribe(SUBJECTS.apiReply('*'), { callback: (_e, m) => void replies.push(OutboundMessage.decode(m.data)) });
     await installApproved(admin, builtSkill('examples', 'unit-convert'));
     // The template skill echoes its input: a third-party skill whose output carries an injection attempt.
     await installApproved(admin, builtSkill('template'), { name: 'greeter', version: '1.0.0' });
@@ -170,6 +173,7 @@ describe('skills as tools, end to end', () => {
 
   after(async () => {
     auditSub?.unsubscribe();
+    replySub?.unsubscribe();
     await tp?.stop();
   });
 
@@ -342,8 +346,7 @@ describe('skills as tools, end to end', () => {
     assert.equal(res.status, 200, res.text);
     assert.match(res.json.choices[0].message.content, /\{"value":5000,"unit":"g"\}/);
     assert.equal(requestsSince(n).length, 2, 'the step before the park was not run again');
-    await new Promise((r) => setTimeout(r, 1500)); // room for a duplicate to show up
-    assert.equal((await storedReplies('durable')).length, 1, 'exactly one reply stored');
+    assert.equal((await publishedReplies('durable', a.inboundId)).length, 1, 'exactly one reply published');
     const hist = await historyOf('durable', (rows) => rows.some((r) => r.role === 'assistant'));
     assert.deepEqual(
       hist.map((r) => r.role),
@@ -362,7 +365,7 @@ describe('skills as tools, end to end', () => {
     const res = await pending;
     assert.equal(res.status, 200, res.text);
     assert.match(res.json.choices[0].message.content, /\{"value":6000,"unit":"g"\}/);
-    assert.equal((await storedReplies('decided-offline')).length, 1);
+    assert.equal((await publishedReplies('decided-offline', a.inboundId)).length, 1);
   });
 
   it('tells the model when nobody decided in time, and a late decision is refused', async () => {

@@ -1,6 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { NATS_USERS, natsPermissions, renderNatsConfig } from './subjects.ts';
+import {
+  CHANNEL_REPLY_FILTER,
+  NATS_USERS,
+  STREAMS,
+  SUBJECTS,
+  isStreamSubject,
+  natsPermissions,
+  renderNatsConfig,
+  replyDelivery,
+} from './subjects.ts';
 
 function matches(pattern: string, subject: string): boolean {
   const p = pattern.split('.');
@@ -31,5 +40,33 @@ describe('per-service NATS permissions', () => {
     for (const u of NATS_USERS) assert.match(conf, new RegExp(`# ${u}\\n\\s+nkey: "UKEY${NATS_USERS.indexOf(u)}"`));
     assert.match(conf, /jetstream \{\n {2}store_dir: "\/tmp\/js"/);
     assert.match(conf, /allow_responses: true/);
+  });
+});
+
+describe('reply routes', () => {
+  it('stores channel replies and sends API replies by core NATS, and names nothing else a route', () => {
+    assert.equal(replyDelivery(SUBJECTS.channelReply('telegram')), 'durable');
+    assert.equal(replyDelivery(SUBJECTS.apiReply('0a1b2c3d4e5f')), 'plain');
+    for (const bad of [
+      'talon.outbound.x.y',
+      'talon.outbound.api',
+      'talon.outbound.api.a.b',
+      'talon.outbound.ch.>',
+      'talon.inbound.api',
+      '',
+    ])
+      assert.equal(replyDelivery(bad), undefined, bad);
+  });
+
+  it('keeps only the durable route in TALON_OUTBOUND', () => {
+    assert.deepEqual(STREAMS.outbound.subjects, [CHANNEL_REPLY_FILTER]);
+    assert.ok(matches(CHANNEL_REPLY_FILTER, SUBJECTS.channelReply('slack')));
+    assert.ok(!matches(CHANNEL_REPLY_FILTER, SUBJECTS.apiReply('0a1b2c3d4e5f')));
+  });
+
+  it('accepts only the stream-chunk subjects the gateway names', () => {
+    assert.ok(isStreamSubject(SUBJECTS.stream('0a1b2c3d4e5f', '3f2a1b6c-0000-4000-8000-000000000000')));
+    for (const bad of ['talon.stream.a', 'talon.stream.a.b.c', 'talon.outbound.api.a', 'talon.stream.*.x'])
+      assert.ok(!isStreamSubject(bad), bad);
   });
 });

@@ -3,13 +3,18 @@
 
 export const SUBJECTS = {
   inbound: (channel: string) => `talon.inbound.${channel}`,
-  outbound: (route: string) => `talon.outbound.${route}`,
+  /**
+   * Reply route of the API (HTTP, WebSocket) on one gateway replica: plain NATS, read by
+   * that replica's subscription. Not stored: the client waiting for it is on that replica,
+   * and the answer itself is kept in memory (a client that lost the connection reads it there).
+   */
+  apiReply: (gatewayInstance: string) => `talon.outbound.api.${gatewayInstance}`,
   stream: (gateway: string, requestId: string) => `talon.stream.${gateway}.${requestId}`,
   skillInvoke: (skill: string) => `talon.skill.invoke.${skill}`,
   auditEgress: (kind: string) => `talon.audit.egress.${kind}`,
   /** The orchestrator's audit events (`tool`: one per tool call, talon.agent.v1.ToolCallAudit). */
   auditOrchestrator: (kind: string) => `talon.audit.orchestrator.${kind}`,
-  /** Reply route of chat-platform channels: any gateway replica delivers it (durable consumer). */
+  /** Reply route of chat-platform channels: stored in TALON_OUTBOUND, any gateway replica delivers it (durable consumer), also after a restart. */
   channelReply: (channel: string) => `talon.outbound.ch.${channel}`,
   /**
    * A user's conversations and memory (talon.memory.v1 request messages, answered with a
@@ -26,12 +31,31 @@ export type ConversationOp = (typeof CONVERSATION_OPS)[number];
 /** Queue group of the orchestrator's request responders (any replica answers, once). */
 export const ORCHESTRATOR_QUEUE = 'orchestrator';
 
-/** Filter of the gateway's durable consumer of channel replies on TALON_OUTBOUND. */
+/** Filter of the gateway's durable consumer of channel replies on TALON_OUTBOUND (and the stream's only subjects). */
 export const CHANNEL_REPLY_FILTER = 'talon.outbound.ch.>';
+
+/**
+ * How a reply subject is delivered — the one rule the orchestrator (publishing) and the
+ * gateway (reading) share: `durable` is published to JetStream with the turn's message id
+ * (stored, de-duplicated, read by the gateway's durable consumer even after a restart),
+ * `plain` is a core NATS publish to the replica that holds the request. Anything else is
+ * not a reply route.
+ */
+export function replyDelivery(subject: string): 'durable' | 'plain' | undefined {
+  const m = /^talon\.outbound\.(ch|api)\.[A-Za-z0-9_-]{1,64}$/.exec(subject);
+  if (!m) return undefined;
+  return m[1] === 'ch' ? 'durable' : 'plain';
+}
+
+/** A stream-chunk subject an inbound message may name (talon.stream.<gateway>.<request>). */
+export function isStreamSubject(subject: string): boolean {
+  return /^talon\.stream\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,128}$/.test(subject);
+}
 
 export const STREAMS = {
   inbound: { name: 'TALON_INBOUND', subjects: ['talon.inbound.>'] },
-  outbound: { name: 'TALON_OUTBOUND', subjects: ['talon.outbound.>'] },
+  /** Channel replies only: API replies are plain NATS (replyDelivery). */
+  outbound: { name: 'TALON_OUTBOUND', subjects: [CHANNEL_REPLY_FILTER] },
   audit: { name: 'TALON_AUDIT', subjects: ['talon.audit.>'] },
 } as const;
 

@@ -26,7 +26,7 @@ export class ReplyRouter {
   }
 
   get replySubject(): string {
-    return SUBJECTS.outbound(`api.${this.instance}`);
+    return SUBJECTS.apiReply(this.instance);
   }
 
   streamSubject(requestId: string): string {

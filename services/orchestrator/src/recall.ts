@@ -4,7 +4,7 @@
 // fails the search still runs on full text alone.
 import type { Embedder } from '@talon/embed';
 import type { Logger } from '@talon/kit/log';
-import type { ConversationRef, SearchHit } from '@talon/proto';
+import type { ConversationRef, SearchHit, SearchRequest } from '@talon/proto';
 import type { MemoryApi } from './memory.ts';
 
 /** Query text sent to memory: NULs removed, cut to a size memory accepts. */
@@ -33,13 +33,18 @@ export class Recall {
     this.minSimilarity = opts.minSimilarity;
   }
 
-  async search(
+  /**
+   * The Search request recalling memories for `text` (the query embedding computed
+   * here when this process has the embedder), or undefined when there is nothing to
+   * recall. Sent as it is, or inside memory's BeginTurn.
+   */
+  async request(
     userId: string,
     text: string,
     opts: { limit: number; exclude?: ConversationRef; signal?: AbortSignal },
-  ): Promise<SearchHit[]> {
+  ): Promise<SearchRequest | undefined> {
     const query = recallQuery(text);
-    if (query === '' || opts.limit <= 0) return [];
+    if (query === '' || opts.limit <= 0) return undefined;
     let queryEmbedding: { model: string; dim: number; values: number[] } | undefined;
     if (this.embedder) {
       try {
@@ -49,7 +54,7 @@ export class Recall {
         this.log.warn({ err: (err as Error).message }, 'query embedding failed; recalling by full text only');
       }
     }
-    const res = await this.memory.search({
+    return {
       userId,
       query,
       limit: opts.limit,
@@ -57,7 +62,15 @@ export class Recall {
       excludeConversation: opts.exclude,
       sources: [],
       minSimilarity: this.minSimilarity,
-    });
-    return res.hits;
+    };
+  }
+
+  async search(
+    userId: string,
+    text: string,
+    opts: { limit: number; exclude?: ConversationRef; signal?: AbortSignal },
+  ): Promise<SearchHit[]> {
+    const req = await this.request(userId, text, opts);
+    return req ? (await this.memory.search(req)).hits : [];
   }
 }

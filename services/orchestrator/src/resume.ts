@@ -6,11 +6,11 @@
 // turn's revision sets RUNNING, an owner and a lease it renews while it works, so
 // exactly one replica continues and a dead one's turn is taken over when its lease
 // runs out. The reply is stored in the turn before it is published (then the turn is
-// marked DONE), so a crash in between publishes the same reply again — under the same
-// message id — and never computes a second one.
+// marked DONE), so a crash in between publishes the same reply again (de-duplicated by
+// its route, see TurnEngine.publish) and never computes a second one.
 import { randomBytes } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
-import { KV_BUCKETS } from '@talon/kit/subjects';
+import { KV_BUCKETS, replyDelivery } from '@talon/kit/subjects';
 import { SpanKind, withSpan } from '@talon/kit/telemetry';
 import type { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
@@ -19,7 +19,8 @@ import { Approval, ApprovalKind, InboundMessage, OutboundMessage, ParkedTurnStat
 import { isSettled, type ApprovalBook } from './approvals.ts';
 import type { Slots } from './slots.ts';
 import type { TurnEngine, ReplyBody } from './turn-engine.ts';
-import { doneRecord, progressFromProto, turnKey, type StoredTurn, type TurnStore } from './turn-state.ts';
+import { doneRecord, parkedStatus, progressFromProto, turnKey, type StoredTurn, type TurnStore } from './turn-state.ts';
+import { TurnRun, afterClaim, recoverParked, type ParkedFacts } from './turn-machine.ts';
 import { onFailure } from './turn.ts';
 
 /** A claim on one turn: every write is a compare-and-set on the revision this claim last wrote. */
@@ -196,19 +197,24 @@ export class TurnResumer {
     if (!s || this.stopped) return;
     const t = s.turn;
     const now = Date.now();
-    if (t.status === ParkedTurnStatus.PARKED_TURN_STATUS_DONE) {
-      this.done.add(key);
-      return;
-    }
-    if (t.status === ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING && t.leaseUntilMs > now) return;
-    if (t.status === ParkedTurnStatus.PARKED_TURN_STATUS_PARKED) {
+    const status = parkedStatus(t.status);
+    let approval: ParkedFacts['approval'];
+    if (status === 'parked') {
       const a = await this.o.approvals.settle(t.approvalId, now);
-      if (!a) {
+      approval = !a ? 'missing' : isSettled(a, now) ? 'settled' : 'pending';
+    }
+    switch (recoverParked({ status, leaseLive: t.leaseUntilMs > now, ...(approval ? { approval } : {}) })) {
+      case 'skip':
+        if (status === 'done') this.done.add(key);
+        return;
+      case 'write_approval':
         // Parked but the approval was never written (crash in between): ask now.
         if (t.approval) await this.o.approvals.create(t.approval);
         return;
-      }
-      if (!isSettled(a, now)) return;
+      case 'wait':
+        return;
+      case 'claim':
+        break;
     }
     await this.o.slots.acquire();
     try {
@@ -231,44 +237,54 @@ export class TurnResumer {
     }
   }
 
+  /** Moves a claimed turn through its phases (turn-machine.ts): claimed → … → done, parked again, or released. */
   private async run(claim: Claim): Promise<void> {
     const t = claim.turn;
     const log = this.o.log;
+    const run = new TurnRun('parked', (from, event, to) => log.debug({ inbound_id: t.inboundId, from, event, to }, 'turn phase'));
+    run.step('claimed');
     let inbound: InboundMessage;
     try {
       inbound = InboundMessage.decode(t.inbound);
-      if (!inbound.reply?.subject.startsWith('talon.outbound.')) throw new Error('no reply route');
+      if (!replyDelivery(inbound.reply?.subject ?? '')) throw new Error('no reply route');
     } catch (err) {
       log.error({ inbound_id: t.inboundId, err: (err as Error).message }, 'parked turn is unreadable; dropping it');
+      run.step('undeliverable');
       await claim.write(doneRecord(t, Date.now()));
-      return;
-    }
-    if (t.reply.length > 0) {
-      // The reply was computed before a crash: publish that one, never a second.
-      await this.o.engine.publish(inbound, OutboundMessage.decode(t.reply));
-      await claim.write(doneRecord(claim.turn, Date.now()));
       return;
     }
     // A retried continuation streams under a new attempt number, so the gateway never splices two attempts.
     const attempt = t.attempt + Math.max(0, t.claims - 1);
-    const body = await this.compute(claim, inbound, attempt);
-    if (!body) return;
-    const reply = this.o.engine.outbound(inbound, body);
-    if (!(await claim.write({ ...claim.turn, reply: Buffer.from(OutboundMessage.encode(reply).finish()) }))) return;
+    let reply: OutboundMessage;
+    const next = afterClaim({ replyStored: t.reply.length > 0, claims: t.claims, maxAttempts: this.o.maxAttempts });
+    run.step(next);
+    if (next === 'reply_found') {
+      // The reply was computed before a crash: publish that one, never a second.
+      reply = OutboundMessage.decode(t.reply);
+    } else {
+      const body = next === 'give_up' ? this.giveUp(t, attempt) : await this.compute(claim, run, inbound, attempt);
+      if (!body) return;
+      reply = this.o.engine.outbound(inbound, body);
+      if (!(await claim.write({ ...claim.turn, reply: Buffer.from(OutboundMessage.encode(reply).finish()) }))) return;
+      run.step('reply_stored');
+    }
     await this.o.engine.publish(inbound, reply);
+    run.step('published');
     await claim.write(doneRecord(claim.turn, Date.now()));
+    run.step('done');
     log.info({ inbound_id: t.inboundId, parks: t.parks }, 'parked turn answered');
   }
 
-  /** The reply of a claimed turn: its continuation, or an error; undefined when it parked again, was lost or will be retried. */
-  private async compute(claim: Claim, inbound: InboundMessage, attempt: number): Promise<ReplyBody | undefined> {
+  /** Claimed again and again without an answer (e.g. the process dies each time): an error reply. */
+  private giveUp(t: ParkedTurn, attempt: number): ReplyBody {
+    this.o.log.error({ inbound_id: t.inboundId, claims: t.claims }, 'parked turn keeps failing; answering with an error');
+    return this.o.engine.errorBody('internal', 'the turn could not be completed after the approval; please ask again', attempt);
+  }
+
+  /** The reply of a claimed turn: its continuation (recorded in memory first), or an error; undefined when it parked again, was lost or will be retried. */
+  private async compute(claim: Claim, run: TurnRun, inbound: InboundMessage, attempt: number): Promise<ReplyBody | undefined> {
     const t = claim.turn;
     const log = this.o.log;
-    if (t.claims > this.o.maxAttempts) {
-      // Claimed again and again without an answer (e.g. the process dies each time): give up.
-      log.error({ inbound_id: t.inboundId, claims: t.claims }, 'parked turn keeps failing; answering with an error');
-      return this.o.engine.errorBody('internal', 'the turn could not be completed after the approval; please ask again', attempt);
-    }
     try {
       const out = await withSpan(
         'orchestrator.turn.resume',
@@ -284,11 +300,18 @@ export class TurnResumer {
             write: (next) => claim.write(next),
           }),
       );
-      if (out.kind !== 'reply') return undefined;
+      if (out.kind !== 'reply') {
+        run.step(out.kind);
+        return undefined;
+      }
+      run.step('answered_recorded');
       this.counters.resumed += 1;
       return out.body;
     } catch (err) {
-      if (claim.lost) return undefined;
+      if (claim.lost) {
+        run.step('superseded');
+        return undefined;
+      }
       const action = onFailure(err, t.claims, this.o.maxAttempts);
       if (action.kind === 'retry') {
         log.warn(
@@ -297,9 +320,11 @@ export class TurnResumer {
         );
         // Released: any replica's sweep takes it up once this short lease has passed.
         await claim.write({ ...claim.turn, owner: '', leaseUntilMs: Date.now() + action.delayMs });
+        run.step('released');
         return undefined;
       }
       log.warn({ inbound_id: t.inboundId, code: action.code, err: (err as Error).message }, 'parked turn failed');
+      run.step('failed');
       return this.o.engine.errorBody(action.code, action.message, attempt);
     }
   }

@@ -12,6 +12,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { SpanKind, withSpan } from '@talon/kit/telemetry';
 import { TalonError } from '@talon/kit/errors';
 import { tracedHeaders, type NatsConnection } from '@talon/kit/nats';
+import { replyDelivery } from '@talon/kit/subjects';
 import type { Logger } from '@talon/kit/log';
 import {
   InboundMessage,
@@ -22,6 +23,7 @@ import {
   StreamChunk,
   type Approval,
   type ConversationRef,
+  type SearchHit,
   type Turn,
 } from '@talon/proto';
 import { driveToolLoop, newProgress, type CallGate, type GateDecision, type LoopProgress, type ToolLoopLimits } from './agent-loop.ts';
@@ -37,6 +39,7 @@ import { toolAuditEvent, toolRecordTurn, type ToolAudit } from './tool-record.ts
 import { ToolRegistry, type Tool } from './tools/registry.ts';
 import { newUserMessage } from './turn.ts';
 import { progressToProto, type TurnStore } from './turn-state.ts';
+import type { TurnRun } from './turn-machine.ts';
 import { leakGuarded, redactionNotice, redactTurns, type TextRedactor } from './redaction.ts';
 
 export type ReplyBody = Omit<OutboundMessage, 'inboundId' | 'conversation' | 'requestId' | 'createdAtMs'>;
@@ -59,7 +62,7 @@ export interface EngineOptions {
   systemPrompt: string;
   historyTurns: number;
   recordTurns: boolean;
-  recall: Pick<Recall, 'search'>;
+  recall: Pick<Recall, 'request'>;
   recallLimit: number;
   contextBudgetTokens: number;
   recallBudgetTokens: number;
@@ -119,38 +122,33 @@ export class TurnEngine {
     return this.o.llm.model;
   }
 
-  /** A new turn: context from history, recall and the client's messages, then the loop. */
-  async start(inbound: InboundMessage, attempt: number): Promise<TurnOutcome> {
+  /** A new turn: context from history, recall and the client's messages (phase `context`), then the loop. */
+  async start(inbound: InboundMessage, attempt: number, run?: Pick<TurnRun, 'step'>): Promise<TurnOutcome> {
     const o = this.o;
     const conv = inbound.conversation;
     const userMsg = newUserMessage(inbound);
     const wantHistory = conv && o.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
     const wantRecall = conv && userMsg && o.recallLimit > 0 && o.recallBudgetTokens > 0;
-    const userTurnId = `${inbound.id}:user`;
-    // The new user turn is stored while history and recall are read (it is left
-    // out of the history read, also on a redelivery that stored it before).
-    const storeUser =
+    // One memory call (BeginTurn) stores the new user turn and returns the history
+    // before it and the recall hits, ordered and idempotent in memory: a redelivery
+    // stores nothing twice and reads the same history.
+    const userTurn =
       o.recordTurns && conv && userMsg
-        ? o.memory
-            .append(conv, [{ id: userTurnId, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs }])
-            .then(() => o.onMemoryWritten?.())
-        : Promise.resolve();
-    const [history, memories] = await Promise.all([
-      wantHistory
-        ? o.memory.history(conv, o.historyTurns + 1).then((h) => h.filter((t) => t.id !== userTurnId).slice(-o.historyTurns))
-        : Promise.resolve([]),
-      // Recall is an aid, not a requirement: if it fails the turn goes on without it.
-      wantRecall
-        ? withSpan('memory.recall', { kind: SpanKind.CLIENT }, () =>
-            o.recall.search(conv.userId, userMsg.content, { limit: o.recallLimit, exclude: conv }),
-          ).catch((err: unknown) => {
-            o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'memory recall failed; answering without it');
-            return [];
-          })
-        : Promise.resolve([]),
-      // Storing the user turn must succeed (the turn fails and is redelivered otherwise).
-      storeUser,
-    ]);
+        ? { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs }
+        : undefined;
+    let history: Turn[] = [];
+    let memories: SearchHit[] = [];
+    if (conv && (userTurn || wantHistory || wantRecall)) {
+      const recall = wantRecall ? await o.recall.request(conv.userId, userMsg.content, { limit: o.recallLimit, exclude: conv }) : undefined;
+      const res = await withSpan('memory.begin_turn', { kind: SpanKind.CLIENT }, () =>
+        o.memory.beginTurn({ conversation: conv, userTurn, historyLimit: wantHistory ? o.historyTurns : 0, recall }),
+      );
+      if (userTurn) o.onMemoryWritten?.();
+      history = res.history;
+      memories = res.recalled;
+      // Recall is an aid, not a requirement: if it failed the turn goes on without it.
+      if (res.recallFailed) o.log.warn({ inbound_id: inbound.id }, 'memory recall failed; answering without it');
+    }
     const ctx = assembleContext({
       systemPrompt: o.systemPrompt,
       inbound: inbound.messages,
@@ -159,6 +157,7 @@ export class TurnEngine {
       budgetTokens: o.contextBudgetTokens,
       recallBudgetTokens: o.recallBudgetTokens,
     });
+    run?.step('context_ready');
     const parking = o.parking;
     return this.continue({
       recordAfterReply: true,
@@ -414,13 +413,27 @@ export class TurnEngine {
     };
   }
 
-  /** Stores the reply in JetStream; its message id makes a second publication a no-op (answered exactly once). */
+  /**
+   * Sends the reply by its route's one delivery (replyDelivery): a channel reply is stored
+   * in JetStream, where its message id makes a second publication a no-op (answered exactly
+   * once, delivered after a gateway restart); an API reply goes by core NATS to the gateway
+   * replica holding the request, flushed so a failure shows here (a second copy is ignored
+   * there: the request was answered).
+   */
   async publish(inbound: InboundMessage, msg: OutboundMessage): Promise<void> {
-    await this.js.publish(inbound.reply!.subject, OutboundMessage.encode(msg).finish(), {
-      msgID: `reply:${inbound.id}`,
-      headers: tracedHeaders(),
-      timeout: 5000,
-    });
+    const subject = inbound.reply?.subject ?? '';
+    const data = OutboundMessage.encode(msg).finish();
+    switch (replyDelivery(subject)) {
+      case 'durable':
+        await this.js.publish(subject, data, { msgID: `reply:${inbound.id}`, headers: tracedHeaders(), timeout: 5000 });
+        return;
+      case 'plain':
+        this.o.nc.publish(subject, data, { headers: tracedHeaders() });
+        await this.o.nc.flush();
+        return;
+      default:
+        throw new TalonError('invalid_argument', 'the inbound message names no reply route');
+    }
   }
 
   /** An error reply for a turn that failed for good. */

@@ -85,6 +85,18 @@ export function progressFromProto(x: AgentLoopProgress | undefined): LoopProgres
   };
 }
 
+/** A stored turn's status as the state machine names it (turn-machine.ts). */
+export function parkedStatus(s: ParkedTurnStatus): 'parked' | 'running' | 'done' {
+  switch (s) {
+    case ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING:
+      return 'running';
+    case ParkedTurnStatus.PARKED_TURN_STATUS_DONE:
+      return 'done';
+    default:
+      return 'parked';
+  }
+}
+
 /** What is kept once the reply is out: enough to recognise the turn, nothing of its content. */
 export function doneRecord(t: ParkedTurn, now: number): ParkedTurn {
   return {

@@ -1,7 +1,9 @@
 // Consumes TALON_INBOUND durably and runs one turn per message.
-// A message is acknowledged only after its reply is stored in JetStream, so a
-// crash at any point means redelivery; the reply's Nats-Msg-Id makes a second
-// publication of the same reply a no-op (answered exactly once). A turn that
+// A message is acknowledged only after its reply is out — stored in JetStream for a
+// channel, handed to the gateway replica over core NATS for the API (see
+// TurnEngine.publish) — so a crash at any point means redelivery; a channel reply's
+// Nats-Msg-Id makes a second publication of it a no-op, and the gateway ignores a
+// second API reply to a request it answered. A turn that
 // parks (a tool call waits for the user's approval) is acknowledged once it is
 // stored in talon_turns: from then on the resumer owns it, and a redelivered copy
 // of its message is recognised and not run again.
@@ -15,7 +17,7 @@ import {
   type ConsumerMessages,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import { CONSUMERS, STREAMS } from '@talon/kit/subjects';
+import { CONSUMERS, STREAMS, isStreamSubject, replyDelivery } from '@talon/kit/subjects';
 import { SpanKind, extractHeaders, withSpan } from '@talon/kit/telemetry';
 import { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
@@ -24,7 +26,8 @@ import { InboundMessage } from '@talon/proto';
 import { PendingRecords, withRetries } from './pending-records.ts';
 import { Slots } from './slots.ts';
 import type { ReplyBody, TurnEngine, TurnOutcome } from './turn-engine.ts';
-import { turnKey, type TurnStore } from './turn-state.ts';
+import { parkedStatus, turnKey, type TurnStore } from './turn-state.ts';
+import { TurnRun, mustLookForParked, recoverInbound, type InboundRecovery, type StepListener } from './turn-machine.ts';
 import { onFailure } from './turn.ts';
 
 export interface WorkerOptions {
@@ -109,18 +112,21 @@ export class InboundWorker {
   }
 
   private async handle(m: JsMsg): Promise<void> {
+    const run = new TurnRun('received', this.onStep);
     let inbound: InboundMessage;
     try {
       inbound = InboundMessage.decode(m.data);
     } catch {
       this.o.log.error({ seq: m.seq }, 'undecodable inbound message; terminating it');
+      run.step('undeliverable');
       m.term('undecodable');
       return;
     }
     const attempt = m.info.deliveryCount;
     const reply = inbound.reply;
-    if (!reply?.subject.startsWith('talon.outbound.') || (reply.streamSubject !== '' && !reply.streamSubject.startsWith('talon.stream.'))) {
+    if (!reply || !replyDelivery(reply.subject) || (reply.streamSubject !== '' && !isStreamSubject(reply.streamSubject))) {
       this.o.log.error({ inbound_id: inbound.id }, 'inbound message has no valid reply route; terminating it');
+      run.step('undeliverable');
       m.term('bad reply route');
       return;
     }
@@ -131,67 +137,104 @@ export class InboundWorker {
       await withSpan(
         'orchestrator.turn',
         { kind: SpanKind.CONSUMER, parent, attributes: { 'talon.inbound_id': inbound.id, 'talon.attempt': attempt } },
-        async () => {
-          let out: TurnOutcome;
+        async (span) => {
           try {
-            // Parked before (then crashed before the ack): the resumer owns this turn.
-            if (attempt > 1 && this.o.turns && (await this.o.turns.get(inbound.id))) {
-              this.o.log.info({ inbound_id: inbound.id, attempt }, 'turn is parked already; acknowledging the redelivered message');
-              this.o.onParkedAgain?.(turnKey(inbound.id));
-              await m.ackAck();
-              return;
-            }
-            // The previous answer of this conversation is in its history before this turn reads it.
-            await this.records.settled(inbound.conversation);
-            out = await this.o.engine.start(inbound, attempt);
-          } catch (err) {
-            const action = onFailure(err, attempt, this.o.maxDeliver);
-            if (action.kind === 'retry') {
-              this.o.log.warn(
-                { inbound_id: inbound.id, attempt, err: (err as Error).message, retry_in_ms: action.delayMs },
-                'turn failed; will retry',
-              );
-              m.nak(action.delayMs);
-              return;
-            }
-            this.o.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
-            out = { kind: 'reply', body: this.o.engine.errorBody(action.code, action.message, attempt) };
+            await this.drive(run, m, inbound, attempt);
+          } finally {
+            span.setAttribute('talon.turn.phase', run.phase);
           }
-          if (out.kind === 'reply') {
-            const record = out.afterReply;
-            // Held before the reply goes out: the user's next message can arrive before publish() returns.
-            const hold = record ? this.records.hold(inbound.conversation) : undefined;
-            try {
-              await this.publishReply(inbound, out.body);
-              if (record) {
-                try {
-                  // Idempotent by turn id: a brief memory outage is retried here rather than by
-                  // running the turn again (which would record an answer the user never saw).
-                  await withRetries(record, 4, 250);
-                } catch (err) {
-                  // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
-                  this.o.log.warn(
-                    { inbound_id: inbound.id, err: (err as Error).message },
-                    'recording the answer in memory failed; will retry',
-                  );
-                  m.nak(1000);
-                  return;
-                }
-              }
-            } finally {
-              hold?.release();
-            }
-          }
-          await m.ackAck();
         },
       );
     } catch (err) {
       // Publishing the reply or the ack failed (NATS trouble): let JetStream redeliver.
-      this.o.log.error({ inbound_id: inbound.id, err: (err as Error).message }, 'could not complete turn; leaving it for redelivery');
+      this.o.log.error(
+        { inbound_id: inbound.id, phase: run.phase, err: (err as Error).message },
+        'could not complete turn; leaving it for redelivery',
+      );
     } finally {
       clearInterval(heartbeat);
     }
   }
+
+  /** Moves one delivery through the turn's phases (turn-machine.ts): received → … → acked, parked or retry. */
+  private async drive(run: TurnRun, m: JsMsg, inbound: InboundMessage, attempt: number): Promise<void> {
+    if ((await this.recover(inbound, attempt)) === 'ack_parked') {
+      this.o.log.info({ inbound_id: inbound.id, attempt }, 'turn is parked already; acknowledging the redelivered message');
+      run.step('already_parked');
+      this.o.onParkedAgain?.(turnKey(inbound.id));
+      await m.ackAck();
+      return;
+    }
+    run.step('begin');
+    const out = await this.compute(run, inbound, attempt);
+    if (out.kind === 'retry') {
+      m.nak(out.delayMs);
+      return;
+    }
+    if (out.kind !== 'reply') {
+      await m.ackAck();
+      run.step('acked');
+      return;
+    }
+    const record = out.afterReply;
+    // Held before the reply goes out: the user's next message can arrive before publish() returns.
+    const hold = record ? this.records.hold(inbound.conversation) : undefined;
+    try {
+      await this.publishReply(inbound, out.body);
+      run.step('published');
+      if (record) {
+        try {
+          // Idempotent by turn id: a brief memory outage is retried here rather than by
+          // running the turn again (which would record an answer the user never saw).
+          await withRetries(record, 4, 250);
+        } catch (err) {
+          // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
+          this.o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'recording the answer in memory failed; will retry');
+          run.step('record_failed');
+          m.nak(1000);
+          return;
+        }
+      }
+      run.step('recorded');
+    } finally {
+      hold?.release();
+    }
+    await m.ackAck();
+    run.step('acked');
+  }
+
+  /** What a redelivery finds (turn-machine.ts recoverInbound): a turn parked before the crash is the resumer's. */
+  private async recover(inbound: InboundMessage, attempt: number): Promise<InboundRecovery> {
+    const stored = mustLookForParked(attempt) && this.o.turns ? await this.o.turns.get(inbound.id) : undefined;
+    return recoverInbound({ delivery: attempt, ...(stored ? { stored: parkedStatus(stored.turn.status) } : {}) });
+  }
+
+  /** The turn's outcome, an error reply when it failed for good, or a retry (nak) after a transient failure. */
+  private async compute(run: TurnRun, inbound: InboundMessage, attempt: number): Promise<TurnOutcome | { kind: 'retry'; delayMs: number }> {
+    let out: TurnOutcome;
+    try {
+      // The previous answer of this conversation is in its history before this turn reads it.
+      await this.records.settled(inbound.conversation);
+      out = await this.o.engine.start(inbound, attempt, run);
+    } catch (err) {
+      const action = onFailure(err, attempt, this.o.maxDeliver);
+      if (action.kind === 'retry') {
+        this.o.log.warn(
+          { inbound_id: inbound.id, attempt, phase: run.phase, err: (err as Error).message, retry_in_ms: action.delayMs },
+          'turn failed; will retry',
+        );
+        run.step('retry');
+        return { kind: 'retry', delayMs: action.delayMs };
+      }
+      this.o.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
+      run.step('failed');
+      return { kind: 'reply', body: this.o.engine.errorBody(action.code, action.message, attempt) };
+    }
+    run.step(out.kind === 'reply' ? 'answered' : out.kind);
+    return out;
+  }
+
+  private readonly onStep: StepListener = (from, event, to) => this.o.log.debug({ from, event, to }, 'turn phase');
 
   private async publishReply(inbound: InboundMessage, body: ReplyBody): Promise<void> {
     await this.o.engine.publish(inbound, this.o.engine.outbound(inbound, body));

@@ -103,7 +103,7 @@ describe('parked turns across replicas', () => {
       systemPrompt: 'test',
       historyTurns: 0,
       recordTurns: false,
-      recall: { search: () => Promise.reject(new Error('unused')) },
+      recall: { request: () => Promise.reject(new Error('unused')) },
       recallLimit: 0,
       contextBudgetTokens: 8000,
       recallBudgetTokens: 0,
