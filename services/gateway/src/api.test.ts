@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { TalonError } from '@talon/kit/errors';
 import { Api, findRoute, type ApiDeps, type Route } from './api.ts';
 import type { Principal } from './auth.ts';
+import { jsonResponse } from '../test/json-response.ts';
 
 const alice: Principal = { userId: 'alice', tokenId: 't1', tokenName: 'laptop', scope: 'user', tokenHash: 'h' };
 const root: Principal = { userId: 'root', tokenId: 't2', tokenName: 'admin', scope: 'operator', tokenHash: 'h' };
@@ -43,23 +44,8 @@ function request(method: string, body?: unknown): IncomingMessage {
   return req;
 }
 
-function response() {
-  const out = { status: 0, body: undefined as unknown };
-  const res = {
-    headersSent: false,
-    writeHead(status: number) {
-      out.status = status;
-      return res;
-    },
-    end(text: string) {
-      out.body = JSON.parse(text);
-    },
-  };
-  return { res: res as unknown as ServerResponse, out };
-}
-
 async function call(api: Api, method: string, target: string, p: Principal, body?: unknown) {
-  const { res, out } = response();
+  const { res, out } = jsonResponse();
   const handled = await api.route(request(method, body), res, new URL(target, 'http://gateway.invalid'), p);
   return { handled, ...out };
 }

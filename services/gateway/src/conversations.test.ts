@@ -1,30 +1,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { conversationResult } from '@talon/kit/conversations';
 import { TalonError } from '@talon/kit/errors';
 import type { Principal } from './auth.ts';
+import { jsonResponse } from '../test/json-response.ts';
 import { conversationRoute, ConversationsApi, pageParams, type Ask } from './conversations.ts';
 
 const alice: Principal = { userId: 'alice', tokenId: 't', tokenName: 'n', scope: 'user', tokenHash: 'h' };
 
-function fakeRes() {
-  const out = { status: 0, body: undefined as unknown };
-  const res = {
-    headersSent: false,
-    writeHead(status: number) {
-      out.status = status;
-      return res;
-    },
-    end(text: string) {
-      out.body = JSON.parse(text);
-    },
-  };
-  return { res: res as unknown as ServerResponse, out };
-}
-
 async function call(api: ConversationsApi, method: string, target: string, p = alice) {
-  const { res, out } = fakeRes();
+  const { res, out } = jsonResponse();
   const url = new URL(target, 'http://gateway.invalid');
   const handled = await api.route({ method } as IncomingMessage, res, url, p);
   return { handled, ...out };

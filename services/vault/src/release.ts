@@ -62,10 +62,7 @@ export class Release {
       principal: req.principal,
       requestId: req.requestId,
     };
-    const deny = async (reason: string, err: TalonError): Promise<never> => {
-      await auditQuietly(this.audit, this.log, { ...base, allowed: false, reason });
-      throw err;
-    };
+    const deny = this.denier(base);
     if (!nameOk) return deny('invalid_argument', new InvalidArgument('name is not a valid secret name'));
     if (!host) return deny('invalid_argument', new InvalidArgument('host is not a valid host name or IP address'));
     if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535)
@@ -120,6 +117,14 @@ export class Release {
   }
 
   /** Writes the audit row that licenses a release; on failure the value is zeroed and nothing is released. */
+  /** Refuses a request: audited (never with a value) before the error is thrown. */
+  private denier(base: Omit<AuditEntry, 'allowed' | 'reason'>): (reason: string, err: TalonError) => Promise<never> {
+    return async (reason, err) => {
+      await auditQuietly(this.audit, this.log, { ...base, allowed: false, reason });
+      throw err;
+    };
+  }
+
   private async auditRelease(entry: AuditEntry, value: Buffer, ifEpoch: number | undefined): Promise<AuditOutcome> {
     try {
       return await this.audit.record(entry, ifEpoch === undefined ? {} : { ifEpoch });
@@ -145,10 +150,7 @@ export class Release {
       principal: req.principal,
       requestId: req.requestId,
     };
-    const deny = async (reason: string, err: TalonError): Promise<never> => {
-      await auditQuietly(this.audit, this.log, { ...base, allowed: false, reason });
-      throw err;
-    };
+    const deny = this.denier(base);
     if (!nameOk) return deny('invalid_argument', new InvalidArgument('secret_name is not a valid secret name'));
     if (!isSignatureScheme(req.scheme))
       return deny('invalid_argument', new InvalidArgument(`scheme must be one of ${SIGNATURE_SCHEME_NAMES.join(', ')}`));
