@@ -110,7 +110,16 @@ export interface ResumerOptions {
 }
 
 export class TurnResumer {
-  private readonly o: ResumerOptions;
+  private readonly approvals: ResumerOptions['approvals'];
+  private readonly engine: ResumerOptions['engine'];
+  private readonly inFlight: ResumerOptions['inFlight'];
+  private readonly leaseMs: ResumerOptions['leaseMs'];
+  private readonly log: ResumerOptions['log'];
+  private readonly maxAttempts: ResumerOptions['maxAttempts'];
+  private readonly nc: ResumerOptions['nc'];
+  private readonly slots: ResumerOptions['slots'];
+  private readonly sweepMs: ResumerOptions['sweepMs'];
+  private readonly turns: ResumerOptions['turns'];
   readonly owner = `${process.pid}-${randomBytes(4).toString('hex')}`;
   private sub: Subscription | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -124,11 +133,20 @@ export class TurnResumer {
   readonly counters = { claims: 0, resumed: 0, sweeps: 0 };
 
   constructor(opts: ResumerOptions) {
-    this.o = opts;
+    this.approvals = opts.approvals;
+    this.engine = opts.engine;
+    this.inFlight = opts.inFlight;
+    this.leaseMs = opts.leaseMs;
+    this.log = opts.log;
+    this.maxAttempts = opts.maxAttempts;
+    this.nc = opts.nc;
+    this.slots = opts.slots;
+    this.sweepMs = opts.sweepMs;
+    this.turns = opts.turns;
   }
 
   start(): void {
-    this.sub = this.o.nc.subscribe(`$KV.${KV_BUCKETS.approvals}.approval.>`, {
+    this.sub = this.nc.subscribe(`$KV.${KV_BUCKETS.approvals}.approval.>`, {
       callback: (_err, msg) => {
         if (msg.data.length === 0) return;
         let a: Approval;
@@ -143,7 +161,7 @@ export class TurnResumer {
       },
     });
     void this.sweep();
-    this.timer = setInterval(() => void this.sweep(), this.o.sweepMs);
+    this.timer = setInterval(() => void this.sweep(), this.sweepMs);
     this.timer.unref();
   }
 
@@ -170,9 +188,9 @@ export class TurnResumer {
     this.sweeping ??= (async () => {
       this.counters.sweeps += 1;
       try {
-        for (const key of await this.o.turns.keys()) if (!this.done.has(key)) this.poke(key);
+        for (const key of await this.turns.keys()) if (!this.done.has(key)) this.poke(key);
       } catch (err) {
-        this.o.log.warn({ err: (err as Error).message }, 'could not list parked turns; will try again');
+        this.log.warn({ err: (err as Error).message }, 'could not list parked turns; will try again');
       }
     })().finally(() => {
       this.sweeping = undefined;
@@ -185,7 +203,7 @@ export class TurnResumer {
     try {
       await this.checkOnce(key);
     } catch (err) {
-      this.o.log.warn({ turn: key, err: (err as Error).message }, 'could not continue a parked turn; will try again');
+      this.log.warn({ turn: key, err: (err as Error).message }, 'could not continue a parked turn; will try again');
     } finally {
       this.active.delete(key);
       if (this.again.delete(key)) this.poke(key);
@@ -193,14 +211,14 @@ export class TurnResumer {
   }
 
   private async checkOnce(key: string): Promise<void> {
-    const s = await this.o.turns.getKey(key);
+    const s = await this.turns.getKey(key);
     if (!s || this.stopped) return;
     const t = s.turn;
     const now = Date.now();
     const status = parkedStatus(t.status);
     let approval: ParkedFacts['approval'];
     if (status === 'parked') {
-      const a = await this.o.approvals.settle(t.approvalId, now);
+      const a = await this.approvals.settle(t.approvalId, now);
       approval = !a ? 'missing' : isSettled(a, now) ? 'settled' : 'pending';
     }
     switch (recoverParked({ status, leaseLive: t.leaseUntilMs > now, ...(approval ? { approval } : {}) })) {
@@ -209,38 +227,38 @@ export class TurnResumer {
         return;
       case 'write_approval':
         // Parked but the approval was never written (crash in between): ask now.
-        if (t.approval) await this.o.approvals.create(t.approval);
+        if (t.approval) await this.approvals.create(t.approval);
         return;
       case 'wait':
         return;
       case 'claim':
         break;
     }
-    await this.o.slots.acquire();
+    await this.slots.acquire();
     try {
       if (this.stopped) return;
-      const fresh = await this.o.turns.getKey(key);
+      const fresh = await this.turns.getKey(key);
       if (!fresh || fresh.revision !== s.revision) {
         this.again.add(key);
         return;
       }
-      const claim = new Claim(this.o.turns, fresh, this.owner, this.o.leaseMs);
+      const claim = new Claim(this.turns, fresh, this.owner, this.leaseMs);
       if (!(await claim.take())) return;
       this.counters.claims += 1;
       try {
-        await this.o.inFlight.track(() => this.run(claim));
+        await this.inFlight.track(() => this.run(claim));
       } finally {
         claim.stop();
       }
     } finally {
-      this.o.slots.release();
+      this.slots.release();
     }
   }
 
   /** Moves a claimed turn through its phases (turn-machine.ts): claimed → … → done, parked again, or released. */
   private async run(claim: Claim): Promise<void> {
     const t = claim.turn;
-    const log = this.o.log;
+    const log = this.log;
     const run = new TurnRun('parked', (from, event, to) => log.debug({ inbound_id: t.inboundId, from, event, to }, 'turn phase'));
     run.step('claimed');
     let inbound: InboundMessage;
@@ -256,7 +274,7 @@ export class TurnResumer {
     // A retried continuation streams under a new attempt number, so the gateway never splices two attempts.
     const attempt = t.attempt + Math.max(0, t.claims - 1);
     let reply: OutboundMessage;
-    const next = afterClaim({ replyStored: t.reply.length > 0, claims: t.claims, maxAttempts: this.o.maxAttempts });
+    const next = afterClaim({ replyStored: t.reply.length > 0, claims: t.claims, maxAttempts: this.maxAttempts });
     run.step(next);
     if (next === 'reply_found') {
       // The reply was computed before a crash: publish that one, never a second.
@@ -264,11 +282,11 @@ export class TurnResumer {
     } else {
       const body = next === 'give_up' ? this.giveUp(t, attempt) : await this.compute(claim, run, inbound, attempt);
       if (!body) return;
-      reply = this.o.engine.outbound(inbound, body);
+      reply = this.engine.outbound(inbound, body);
       if (!(await claim.write({ ...claim.turn, reply: Buffer.from(OutboundMessage.encode(reply).finish()) }))) return;
       run.step('reply_stored');
     }
-    await this.o.engine.publish(inbound, reply);
+    await this.engine.publish(inbound, reply);
     run.step('published');
     await claim.write(doneRecord(claim.turn, Date.now()));
     run.step('done');
@@ -277,20 +295,20 @@ export class TurnResumer {
 
   /** Claimed again and again without an answer (e.g. the process dies each time): an error reply. */
   private giveUp(t: ParkedTurn, attempt: number): ReplyBody {
-    this.o.log.error({ inbound_id: t.inboundId, claims: t.claims }, 'parked turn keeps failing; answering with an error');
-    return this.o.engine.errorBody('internal', 'the turn could not be completed after the approval; please ask again', attempt);
+    this.log.error({ inbound_id: t.inboundId, claims: t.claims }, 'parked turn keeps failing; answering with an error');
+    return this.engine.errorBody('internal', 'the turn could not be completed after the approval; please ask again', attempt);
   }
 
   /** The reply of a claimed turn: its continuation (recorded in memory first), or an error; undefined when it parked again, was lost or will be retried. */
   private async compute(claim: Claim, run: TurnRun, inbound: InboundMessage, attempt: number): Promise<ReplyBody | undefined> {
     const t = claim.turn;
-    const log = this.o.log;
+    const log = this.log;
     try {
       const out = await withSpan(
         'orchestrator.turn.resume',
         { kind: SpanKind.INTERNAL, attributes: { 'talon.inbound_id': t.inboundId, 'talon.claims': t.claims, 'talon.parks': t.parks } },
         () =>
-          this.o.engine.continue({
+          this.engine.continue({
             inbound,
             attempt,
             progress: progressFromProto(t.progress),
@@ -312,7 +330,7 @@ export class TurnResumer {
         run.step('superseded');
         return undefined;
       }
-      const action = onFailure(err, t.claims, this.o.maxAttempts);
+      const action = onFailure(err, t.claims, this.maxAttempts);
       if (action.kind === 'retry') {
         log.warn(
           { inbound_id: t.inboundId, attempt: t.claims, err: (err as Error).message, retry_in_ms: action.delayMs },
@@ -325,7 +343,7 @@ export class TurnResumer {
       }
       log.warn({ inbound_id: t.inboundId, code: action.code, err: (err as Error).message }, 'parked turn failed');
       run.step('failed');
-      return this.o.engine.errorBody(action.code, action.message, attempt);
+      return this.engine.errorBody(action.code, action.message, attempt);
     }
   }
 }

@@ -26,7 +26,15 @@ import {
   type SearchHit,
   type Turn,
 } from '@talon/proto';
-import { driveToolLoop, newProgress, type CallGate, type GateDecision, type LoopProgress, type ToolLoopLimits } from './agent-loop.ts';
+import {
+  driveToolLoop,
+  newProgress,
+  type CallGate,
+  type GateDecision,
+  type LoopOutcome,
+  type LoopProgress,
+  type ToolLoopLimits,
+} from './agent-loop.ts';
 import { APPROVAL_ARGS_MAX_BYTES, approvalIdFor, buildApproval, decisionOf, type ApprovalBook, type ApprovalSubject } from './approvals.ts';
 import { assembleContext } from './context.ts';
 import type { LlmClient } from './llm/client.ts';
@@ -110,55 +118,90 @@ export type TurnOutcome =
 const NO_CONVERSATION: ConversationRef = { userId: '', channel: '', threadId: '' };
 
 export class TurnEngine {
-  private readonly o: EngineOptions;
+  private readonly audit: EngineOptions['audit'];
+  private readonly contextBudgetTokens: EngineOptions['contextBudgetTokens'];
+  private readonly historyTurns: EngineOptions['historyTurns'];
+  private readonly llm: EngineOptions['llm'];
+  private readonly log: EngineOptions['log'];
+  private readonly memory: EngineOptions['memory'];
+  private readonly nc: EngineOptions['nc'];
+  private readonly onMemoryWritten: EngineOptions['onMemoryWritten'];
+  private readonly parking: EngineOptions['parking'];
+  private readonly recall: EngineOptions['recall'];
+  private readonly recallBudgetTokens: EngineOptions['recallBudgetTokens'];
+  private readonly recallLimit: EngineOptions['recallLimit'];
+  private readonly recordTurns: EngineOptions['recordTurns'];
+  private readonly redactor: EngineOptions['redactor'];
+  private readonly skills: EngineOptions['skills'];
+  private readonly systemPrompt: EngineOptions['systemPrompt'];
+  private readonly toolLimits: EngineOptions['toolLimits'];
+  private readonly tools: EngineOptions['tools'];
   private readonly js: JetStreamClient;
 
   constructor(opts: EngineOptions) {
-    this.o = opts;
+    this.audit = opts.audit;
+    this.contextBudgetTokens = opts.contextBudgetTokens;
+    this.historyTurns = opts.historyTurns;
+    this.llm = opts.llm;
+    this.log = opts.log;
+    this.memory = opts.memory;
+    this.nc = opts.nc;
+    this.onMemoryWritten = opts.onMemoryWritten;
+    this.parking = opts.parking;
+    this.recall = opts.recall;
+    this.recallBudgetTokens = opts.recallBudgetTokens;
+    this.recallLimit = opts.recallLimit;
+    this.recordTurns = opts.recordTurns;
+    this.redactor = opts.redactor;
+    this.skills = opts.skills;
+    this.systemPrompt = opts.systemPrompt;
+    this.toolLimits = opts.toolLimits;
+    this.tools = opts.tools;
     this.js = jetstream(opts.nc);
   }
 
   get model(): string {
-    return this.o.llm.model;
+    return this.llm.model;
   }
 
   /** A new turn: context from history, recall and the client's messages (phase `context`), then the loop. */
   async start(inbound: InboundMessage, attempt: number, run?: Pick<TurnRun, 'step'>): Promise<TurnOutcome> {
-    const o = this.o;
     const conv = inbound.conversation;
     const userMsg = newUserMessage(inbound);
-    const wantHistory = conv && o.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
-    const wantRecall = conv && userMsg && o.recallLimit > 0 && o.recallBudgetTokens > 0;
+    const wantHistory = conv && this.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
+    const wantRecall = conv && userMsg && this.recallLimit > 0 && this.recallBudgetTokens > 0;
     // One memory call (BeginTurn) stores the new user turn and returns the history
     // before it and the recall hits, ordered and idempotent in memory: a redelivery
     // stores nothing twice and reads the same history.
     const userTurn =
-      o.recordTurns && conv && userMsg
+      this.recordTurns && conv && userMsg
         ? { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs }
         : undefined;
     let history: Turn[] = [];
     let memories: SearchHit[] = [];
     if (conv && (userTurn || wantHistory || wantRecall)) {
-      const recall = wantRecall ? await o.recall.request(conv.userId, userMsg.content, { limit: o.recallLimit, exclude: conv }) : undefined;
+      const recall = wantRecall
+        ? await this.recall.request(conv.userId, userMsg.content, { limit: this.recallLimit, exclude: conv })
+        : undefined;
       const res = await withSpan('memory.begin_turn', { kind: SpanKind.CLIENT }, () =>
-        o.memory.beginTurn({ conversation: conv, userTurn, historyLimit: wantHistory ? o.historyTurns : 0, recall }),
+        this.memory.beginTurn({ conversation: conv, userTurn, historyLimit: wantHistory ? this.historyTurns : 0, recall }),
       );
-      if (userTurn) o.onMemoryWritten?.();
+      if (userTurn) this.onMemoryWritten?.();
       history = res.history;
       memories = res.recalled;
       // Recall is an aid, not a requirement: if it failed the turn goes on without it.
-      if (res.recallFailed) o.log.warn({ inbound_id: inbound.id }, 'memory recall failed; answering without it');
+      if (res.recallFailed) this.log.warn({ inbound_id: inbound.id }, 'memory recall failed; answering without it');
     }
     const ctx = assembleContext({
-      systemPrompt: o.systemPrompt,
+      systemPrompt: this.systemPrompt,
       inbound: inbound.messages,
       stored: history,
       memories,
-      budgetTokens: o.contextBudgetTokens,
-      recallBudgetTokens: o.recallBudgetTokens,
+      budgetTokens: this.contextBudgetTokens,
+      recallBudgetTokens: this.recallBudgetTokens,
     });
     run?.step('context_ready');
-    const parking = o.parking;
+    const parking = this.parking;
     return this.continue({
       recordAfterReply: true,
       inbound,
@@ -175,20 +218,20 @@ export class TurnEngine {
   /** The tools of a turn: built-in ones plus the skills approved right now. */
   async registry(): Promise<ToolRegistry> {
     const reg = new ToolRegistry();
-    for (const t of this.o.tools) reg.register(t);
-    const skills = this.o.skills;
+    for (const t of this.tools) reg.register(t);
+    const skills = this.skills;
     if (!skills) return reg;
     let offered: Awaited<ReturnType<SkillCatalog['list']>> = [];
     try {
       offered = await skills.catalog.list();
     } catch (err) {
-      this.o.log.warn({ err: (err as Error).message }, 'skill registry unreachable; this turn offers no skills');
+      this.log.warn({ err: (err as Error).message }, 'skill registry unreachable; this turn offers no skills');
     }
     for (const s of offered) {
       try {
         reg.register(skillTool(s, skills.invoker));
       } catch (err) {
-        this.o.log.warn({ skill: `${s.name}@${s.version}`, err: (err as Error).message }, 'skill not offered');
+        this.log.warn({ skill: `${s.name}@${s.version}`, err: (err as Error).message }, 'skill not offered');
       }
     }
     return reg;
@@ -199,7 +242,7 @@ export class TurnEngine {
     return async (g): Promise<GateDecision> => {
       const meta = g.tool.meta;
       if (!meta?.requiresApproval) return { kind: 'run', userApproved: false };
-      const parking = this.o.parking;
+      const parking = this.parking;
       if (!parking) {
         return {
           kind: 'answer',
@@ -252,7 +295,7 @@ export class TurnEngine {
             output: 'error: the user did not approve this call in time; it was not run.',
           };
         default:
-          this.o.log.error(
+          this.log.error(
             { inbound_id: inboundId, approval_id: id },
             'approval record does not match the call it is named for; not running it',
           );
@@ -268,38 +311,61 @@ export class TurnEngine {
 
   /** Runs (or continues) the loop of a turn until it answers or parks. */
   async continue(a: ContinueArgs): Promise<TurnOutcome> {
-    const o = this.o;
-    const { inbound } = a;
-    const conv = inbound.conversation;
+    const conv = a.inbound.conversation;
     // Without a conversation there is no user to act for: no tools.
     const tools = conv ? await this.registry() : new ToolRegistry();
+    const stream = this.streamer(a);
+    const records: Turn[] = [];
+    // Credentials removed from the context after egress refused a model call (stored before redaction existed).
+    const fromContext: string[] = [];
+    const out = await this.loop(a, tools, stream.onDelta, records, fromContext);
+    if (out.status === 'parked') return this.park(a, out, stream.seq(), records);
+    return this.answer(a, out, records, fromContext);
+  }
+
+  /** Stream deltas of this attempt, numbered on from what an earlier run of the turn sent. */
+  private streamer(a: ContinueArgs): { onDelta: ((delta: string) => void) | undefined; seq: () => number } {
+    const { inbound } = a;
     let seq = a.streamSeq;
-    const streamSubject = inbound.stream ? (inbound.reply?.streamSubject ?? '') : '';
-    const onDelta = streamSubject
+    const subject = inbound.stream ? (inbound.reply?.streamSubject ?? '') : '';
+    const onDelta = subject
       ? (delta: string) => {
           seq += 1;
-          o.nc.publish(
-            streamSubject,
+          this.nc.publish(
+            subject,
             StreamChunk.encode({ requestId: inbound.reply?.requestId ?? '', seq, delta, attempt: a.attempt }).finish(),
           );
         }
       : undefined;
-    const records: Turn[] = [];
-    // Credentials removed from the context after egress refused a model call (stored before redaction existed).
-    const fromContext: string[] = [];
-    const redactor = o.redactor;
-    const llm = redactor ? leakGuarded(o.llm, redactor, (labels) => fromContext.push(...labels)) : o.llm;
-    const store = async (turns: Turn[]) => {
-      if (turns.length === 0 || !conv) return;
-      await o.memory.append(conv, redactor ? await redactTurns(redactor, turns) : turns);
-      o.onMemoryWritten?.();
-    };
-    const out = await withSpan(
+    return { onDelta, seq: () => seq };
+  }
+
+  /** Tool records and answers go to memory redacted (egress's RedactText), never as the model wrote them. */
+  private async store(conv: ConversationRef | undefined, turns: Turn[]): Promise<void> {
+    if (turns.length === 0 || !conv) return;
+    const redactor = this.redactor;
+    await this.memory.append(conv, redactor ? await redactTurns(redactor, turns) : turns);
+    this.onMemoryWritten?.();
+  }
+
+  /** The model and tools, within the turn's limits; every call is logged, recorded and audited. */
+  private loop(
+    a: ContinueArgs,
+    tools: ToolRegistry,
+    onDelta: ((delta: string) => void) | undefined,
+    records: Turn[],
+    fromContext: string[],
+  ): Promise<LoopOutcome> {
+    const { inbound } = a;
+    const conv = inbound.conversation;
+    const redactor = this.redactor;
+    const llm = redactor ? leakGuarded(this.llm, redactor, (labels) => fromContext.push(...labels)) : this.llm;
+    return withSpan(
       'llm.call',
       {
         kind: SpanKind.CLIENT,
         attributes: {
-          'gen_ai.request.model': o.llm.model,
+          'gen_ai.request.model': this.llm.model,
           'talon.stream': inbound.stream,
           'talon.resumed': a.progress.steps > 0,
           'talon.tools_offered': tools.size,
@@ -313,7 +379,7 @@ export class TurnEngine {
           messages: a.progress.messages,
           resume: a.progress,
           context: { conversation: conv ?? NO_CONVERSATION, inboundId: inbound.id },
-          limits: o.toolLimits,
+          limits: this.toolLimits,
           stream: inbound.stream,
           ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
           ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
@@ -321,7 +387,7 @@ export class TurnEngine {
           ...(conv ? { gate: this.gate(inbound.id, conv) } : {}),
           ...(redactor ? { redactOutput: async (text: string) => (await redactor.redactTexts([text]))[0]?.text ?? text } : {}),
           onToolCall: async (r) => {
-            o.log.info(
+            this.log.info(
               {
                 inbound_id: inbound.id,
                 tool: r.call.name.slice(0, 64),
@@ -334,53 +400,70 @@ export class TurnEngine {
               },
               'tool call',
             );
-            if (o.recordTurns && conv) records.push(toolRecordTurn(inbound.id, r));
-            await o.audit?.publish(toolAuditEvent(inbound.id, conv, r));
+            if (this.recordTurns && conv) records.push(toolRecordTurn(inbound.id, r));
+            await this.audit?.publish(toolAuditEvent(inbound.id, conv, r));
           },
         }),
     );
+  }
 
-    if (out.status === 'parked') {
-      await store(records);
-      const approval = out.data as Approval;
-      const now = Date.now();
-      const turn: ParkedTurn = {
-        inboundId: inbound.id,
-        status: ParkedTurnStatus.PARKED_TURN_STATUS_PARKED,
-        inbound: Buffer.from(InboundMessage.encode(inbound).finish()),
-        progress: progressToProto(out.progress),
-        approvalId: approval.id,
-        approval,
-        attempt: a.attempt,
-        streamSeq: seq,
-        owner: '',
-        leaseUntilMs: 0,
-        claims: 0,
-        createdAtMs: a.createdAtMs,
-        updatedAtMs: now,
-        reply: Buffer.alloc(0),
-        parks: a.parks + 1,
-      };
-      const size = ParkedTurn.encode(turn).finish().length;
-      if (size > MAX_PARKED_BYTES) {
-        throw new TalonError(
-          'payload_too_large',
-          `this turn (${size} bytes of context) is too large to wait for an approval; start a new conversation or shorten it`,
-        );
-      }
-      if (!(await a.write(turn))) return { kind: 'superseded' };
-      await o.parking!.approvals.create(approval);
-      o.log.info(
-        { inbound_id: inbound.id, approval_id: approval.id, skill: approval.skill, version: approval.version, call_index: out.callIndex },
-        'turn parked until the user decides on a tool call',
+  /** Parks the turn: tool records to memory, the turn stored (talon_turns), then the approval asked for — in that order. */
+  private async park(
+    a: ContinueArgs,
+    out: Extract<LoopOutcome, { status: 'parked' }>,
+    streamSeq: number,
+    records: Turn[],
+  ): Promise<TurnOutcome> {
+    const { inbound } = a;
+    await this.store(inbound.conversation, records);
+    const approval = out.data as Approval;
+    const now = Date.now();
+    const turn: ParkedTurn = {
+      inboundId: inbound.id,
+      status: ParkedTurnStatus.PARKED_TURN_STATUS_PARKED,
+      inbound: Buffer.from(InboundMessage.encode(inbound).finish()),
+      progress: progressToProto(out.progress),
+      approvalId: approval.id,
+      approval,
+      attempt: a.attempt,
+      streamSeq,
+      owner: '',
+      leaseUntilMs: 0,
+      claims: 0,
+      createdAtMs: a.createdAtMs,
+      updatedAtMs: now,
+      reply: Buffer.alloc(0),
+      parks: a.parks + 1,
+    };
+    const size = ParkedTurn.encode(turn).finish().length;
+    if (size > MAX_PARKED_BYTES) {
+      throw new TalonError(
+        'payload_too_large',
+        `this turn (${size} bytes of context) is too large to wait for an approval; start a new conversation or shorten it`,
       );
-      return { kind: 'parked', approvalId: approval.id };
     }
+    if (!(await a.write(turn))) return { kind: 'superseded' };
+    await this.parking!.approvals.create(approval);
+    this.log.info(
+      { inbound_id: inbound.id, approval_id: approval.id, skill: approval.skill, version: approval.version, call_index: out.callIndex },
+      'turn parked until the user decides on a tool call',
+    );
+    return { kind: 'parked', approvalId: approval.id };
+  }
 
-    if (out.toolCallsRun > 0) o.onMemoryWritten?.();
+  /** The reply, with the answer recorded first or (recordAfterReply) handed back to record once it is out. */
+  private async answer(
+    a: ContinueArgs,
+    out: Extract<LoopOutcome, { status: 'done' }>,
+    records: Turn[],
+    fromContext: string[],
+  ): Promise<TurnOutcome> {
+    const { inbound } = a;
+    const conv = inbound.conversation;
+    if (out.toolCallsRun > 0) this.onMemoryWritten?.();
     const record = async () => {
-      if (!o.recordTurns || !conv) return;
-      await store([
+      if (!this.recordTurns || !conv) return;
+      await this.store(conv, [
         ...records,
         { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: out.content, createdAtMs: Date.now() },
       ]);
@@ -428,8 +511,8 @@ export class TurnEngine {
         await this.js.publish(subject, data, { msgID: `reply:${inbound.id}`, headers: tracedHeaders(), timeout: 5000 });
         return;
       case 'plain':
-        this.o.nc.publish(subject, data, { headers: tracedHeaders() });
-        await this.o.nc.flush();
+        this.nc.publish(subject, data, { headers: tracedHeaders() });
+        await this.nc.flush();
         return;
       default:
         throw new TalonError('invalid_argument', 'the inbound message names no reply route');
@@ -438,6 +521,6 @@ export class TurnEngine {
 
   /** An error reply for a turn that failed for good. */
   errorBody(code: string, message: string, attempt: number): ReplyBody {
-    return { content: '', model: this.o.llm.model, finishReason: 'error', usage: undefined, error: { code, message }, attempt };
+    return { content: '', model: this.llm.model, finishReason: 'error', usage: undefined, error: { code, message }, attempt };
   }
 }

@@ -47,7 +47,14 @@ export interface WorkerOptions {
 }
 
 export class InboundWorker {
-  private readonly o: WorkerOptions;
+  private readonly ackWaitMs: WorkerOptions['ackWaitMs'];
+  private readonly concurrency: WorkerOptions['concurrency'];
+  private readonly engine: WorkerOptions['engine'];
+  private readonly log: WorkerOptions['log'];
+  private readonly maxDeliver: WorkerOptions['maxDeliver'];
+  private readonly nc: WorkerOptions['nc'];
+  private readonly onParkedAgain: WorkerOptions['onParkedAgain'];
+  private readonly turns: WorkerOptions['turns'];
   private readonly js;
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
@@ -57,7 +64,14 @@ export class InboundWorker {
   private readonly records = new PendingRecords();
 
   constructor(opts: WorkerOptions) {
-    this.o = opts;
+    this.ackWaitMs = opts.ackWaitMs;
+    this.concurrency = opts.concurrency;
+    this.engine = opts.engine;
+    this.log = opts.log;
+    this.maxDeliver = opts.maxDeliver;
+    this.nc = opts.nc;
+    this.onParkedAgain = opts.onParkedAgain;
+    this.turns = opts.turns;
     this.js = jetstream(opts.nc);
     this.slots = opts.slots ?? new Slots(opts.concurrency);
     this.inFlight = opts.inFlight ?? new InFlight();
@@ -65,14 +79,14 @@ export class InboundWorker {
 
   /** Creates or updates the durable consumer this worker pulls from. */
   async ensureConsumer(): Promise<Consumer> {
-    const jsm = await jetstreamManager(this.o.nc);
+    const jsm = await jetstreamManager(this.nc);
     const cfg = {
       durable_name: CONSUMERS.orchestratorInbound,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(this.o.ackWaitMs),
-      max_deliver: this.o.maxDeliver + 1,
-      max_ack_pending: Math.max(64, this.o.concurrency * 4),
+      ack_wait: nanos(this.ackWaitMs),
+      max_deliver: this.maxDeliver + 1,
+      max_ack_pending: Math.max(64, this.concurrency * 4),
     };
     try {
       const info = await jsm.consumers.info(STREAMS.inbound.name, CONSUMERS.orchestratorInbound);
@@ -96,7 +110,7 @@ export class InboundWorker {
 
   async start(): Promise<void> {
     const consumer = await this.ensureConsumer();
-    this.messages = await consumer.consume({ max_messages: this.o.concurrency });
+    this.messages = await consumer.consume({ max_messages: this.concurrency });
     this.loop = (async () => {
       for await (const m of this.messages!) {
         await this.slots.acquire();
@@ -117,7 +131,7 @@ export class InboundWorker {
     try {
       inbound = InboundMessage.decode(m.data);
     } catch {
-      this.o.log.error({ seq: m.seq }, 'undecodable inbound message; terminating it');
+      this.log.error({ seq: m.seq }, 'undecodable inbound message; terminating it');
       run.step('undeliverable');
       m.term('undecodable');
       return;
@@ -125,13 +139,13 @@ export class InboundWorker {
     const attempt = m.info.deliveryCount;
     const reply = inbound.reply;
     if (!reply || !replyDelivery(reply.subject) || (reply.streamSubject !== '' && !isStreamSubject(reply.streamSubject))) {
-      this.o.log.error({ inbound_id: inbound.id }, 'inbound message has no valid reply route; terminating it');
+      this.log.error({ inbound_id: inbound.id }, 'inbound message has no valid reply route; terminating it');
       run.step('undeliverable');
       m.term('bad reply route');
       return;
     }
     // Keep the message ours while the turn runs (LLM calls can outlast ack_wait).
-    const heartbeat = setInterval(() => m.working(), Math.max(250, Math.floor(this.o.ackWaitMs / 3)));
+    const heartbeat = setInterval(() => m.working(), Math.max(250, Math.floor(this.ackWaitMs / 3)));
     const parent = extractHeaders(m.headers);
     try {
       await withSpan(
@@ -147,7 +161,7 @@ export class InboundWorker {
       );
     } catch (err) {
       // Publishing the reply or the ack failed (NATS trouble): let JetStream redeliver.
-      this.o.log.error(
+      this.log.error(
         { inbound_id: inbound.id, phase: run.phase, err: (err as Error).message },
         'could not complete turn; leaving it for redelivery',
       );
@@ -159,9 +173,9 @@ export class InboundWorker {
   /** Moves one delivery through the turn's phases (turn-machine.ts): received → … → acked, parked or retry. */
   private async drive(run: TurnRun, m: JsMsg, inbound: InboundMessage, attempt: number): Promise<void> {
     if ((await this.recover(inbound, attempt)) === 'ack_parked') {
-      this.o.log.info({ inbound_id: inbound.id, attempt }, 'turn is parked already; acknowledging the redelivered message');
+      this.log.info({ inbound_id: inbound.id, attempt }, 'turn is parked already; acknowledging the redelivered message');
       run.step('already_parked');
-      this.o.onParkedAgain?.(turnKey(inbound.id));
+      this.onParkedAgain?.(turnKey(inbound.id));
       await m.ackAck();
       return;
     }
@@ -189,7 +203,7 @@ export class InboundWorker {
           await withRetries(record, 4, 250);
         } catch (err) {
           // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
-          this.o.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'recording the answer in memory failed; will retry');
+          this.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'recording the answer in memory failed; will retry');
           run.step('record_failed');
           m.nak(1000);
           return;
@@ -205,7 +219,7 @@ export class InboundWorker {
 
   /** What a redelivery finds (turn-machine.ts recoverInbound): a turn parked before the crash is the resumer's. */
   private async recover(inbound: InboundMessage, attempt: number): Promise<InboundRecovery> {
-    const stored = mustLookForParked(attempt) && this.o.turns ? await this.o.turns.get(inbound.id) : undefined;
+    const stored = mustLookForParked(attempt) && this.turns ? await this.turns.get(inbound.id) : undefined;
     return recoverInbound({ delivery: attempt, ...(stored ? { stored: parkedStatus(stored.turn.status) } : {}) });
   }
 
@@ -215,28 +229,28 @@ export class InboundWorker {
     try {
       // The previous answer of this conversation is in its history before this turn reads it.
       await this.records.settled(inbound.conversation);
-      out = await this.o.engine.start(inbound, attempt, run);
+      out = await this.engine.start(inbound, attempt, run);
     } catch (err) {
-      const action = onFailure(err, attempt, this.o.maxDeliver);
+      const action = onFailure(err, attempt, this.maxDeliver);
       if (action.kind === 'retry') {
-        this.o.log.warn(
+        this.log.warn(
           { inbound_id: inbound.id, attempt, phase: run.phase, err: (err as Error).message, retry_in_ms: action.delayMs },
           'turn failed; will retry',
         );
         run.step('retry');
         return { kind: 'retry', delayMs: action.delayMs };
       }
-      this.o.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
+      this.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
       run.step('failed');
-      return { kind: 'reply', body: this.o.engine.errorBody(action.code, action.message, attempt) };
+      return { kind: 'reply', body: this.engine.errorBody(action.code, action.message, attempt) };
     }
     run.step(out.kind === 'reply' ? 'answered' : out.kind);
     return out;
   }
 
-  private readonly onStep: StepListener = (from, event, to) => this.o.log.debug({ from, event, to }, 'turn phase');
+  private readonly onStep: StepListener = (from, event, to) => this.log.debug({ from, event, to }, 'turn phase');
 
   private async publishReply(inbound: InboundMessage, body: ReplyBody): Promise<void> {
-    await this.o.engine.publish(inbound, this.o.engine.outbound(inbound, body));
+    await this.engine.publish(inbound, this.engine.outbound(inbound, body));
   }
 }
