@@ -155,6 +155,132 @@ export function unansweredCalls(messages: readonly LlmMessage[]): Array<{ call: 
   return [];
 }
 
+/** One run of the loop: its input, its progress (mutated as it goes) and its clock. */
+interface LoopRun {
+  input: ToolLoopInput;
+  p: LoopProgress;
+  now: () => number;
+  deadline: number;
+}
+
+type CallVerdict = { park: unknown } | { outcome: ToolOutcome; tool?: Tool | undefined; note?: ApprovalNote | undefined };
+
+/** What a call comes to: refused by a limit, parked or answered by the gate, or run. */
+async function judgeCall(run: LoopRun, call: ToolCall, position: number, callIndex: number, step: number): Promise<CallVerdict> {
+  const { input, now, deadline } = run;
+  const { limits } = input;
+  if (position >= limits.maxCallsPerStep) {
+    return {
+      outcome: {
+        ok: false,
+        code: 'limit_exceeded',
+        output: `error: at most ${limits.maxCallsPerStep} tool calls per step; this one was not run`,
+      },
+    };
+  }
+  if (deadline - now() <= 0) {
+    return {
+      outcome: {
+        ok: false,
+        code: 'time_budget_exhausted',
+        output: 'error: the time budget for tools in this turn is used up; this call was not run',
+      },
+    };
+  }
+  const prepared = input.tools.prepare(call.name, call.arguments);
+  if (!('tool' in prepared)) return { outcome: prepared, tool: input.tools.get(call.name) };
+  const tool = prepared.tool;
+  const d: GateDecision = input.gate
+    ? await input.gate({ call, tool, args: prepared.args, callIndex, step })
+    : { kind: 'run', userApproved: false };
+  if (d.kind === 'park') return { park: d.data };
+  if (d.kind === 'answer') return { outcome: { ok: false, code: d.code, output: d.output }, tool, note: d.note };
+  const outcome = await input.tools.run(
+    prepared,
+    { ...input.context, callIndex, userApproved: d.userApproved },
+    Math.max(1, Math.min(limits.toolTimeoutMs, deadline - now())),
+  );
+  run.p.toolCallsRun += 1;
+  return { outcome, tool, note: d.note };
+}
+
+/** Runs one call and appends its answer (an untrusted block) to the messages; `{ park }` when it waits for the user. */
+async function runCall(run: LoopRun, call: ToolCall, position: number): Promise<{ park: unknown } | undefined> {
+  const { input, p, now } = run;
+  const callIndex = p.callIndex;
+  const step = p.steps;
+  const t0 = now();
+  const verdict = await judgeCall(run, call, position, callIndex, step);
+  if ('park' in verdict) return verdict;
+  const { outcome, tool, note } = verdict;
+  p.callIndex += 1;
+  await input.onToolCall?.({
+    call,
+    tool,
+    callIndex,
+    step,
+    ok: outcome.ok,
+    code: outcome.code,
+    ms: now() - t0,
+    outputChars: outcome.output.length,
+    ...(note ? { note } : {}),
+  });
+  const output = cut(outcome.output, input.limits.maxToolOutputChars);
+  p.messages.push({
+    role: 'tool',
+    toolCallId: call.id,
+    name: call.name,
+    content: untrustedBlock('tool', input.redactOutput && output !== '' ? await input.redactOutput(output) : output, {
+      tool: call.name,
+      status: outcome.ok ? 'ok' : 'error',
+    }),
+  });
+  return undefined;
+}
+
+/** Text of several steps is joined like it was streamed: a blank line between non-empty parts. */
+function joinedDeltas(onDelta: ((d: string) => void) | undefined, textSoFar: string) {
+  let needsSeparator = textSoFar !== '';
+  return {
+    onDelta: onDelta
+      ? (d: string) => {
+          if (d === '') return;
+          if (needsSeparator) {
+            onDelta('\n\n');
+            needsSeparator = false;
+          }
+          onDelta(d);
+        }
+      : undefined,
+    /** A step produced text: the next step's first delta starts a new part. */
+    textEnded: () => {
+      if (onDelta) needsSeparator = true;
+    },
+  };
+}
+
+/** Adds a model response to the progress: step, usage, model, and its text to the turn's text. */
+function absorb(p: LoopProgress, step: number, res: LlmResult): void {
+  p.steps = step;
+  p.usage.promptTokens += res.usage.promptTokens;
+  p.usage.completionTokens += res.usage.completionTokens;
+  p.usage.totalTokens += res.usage.totalTokens;
+  p.model = res.model;
+  p.finishReason = res.finishReason;
+  if (res.content !== '') p.text = p.text === '' ? res.content : `${p.text}\n\n${res.content}`;
+}
+
+/** Ids must be unique: they pair each call with its answer, also across a park. */
+function withUniqueIds(toolCalls: readonly ToolCall[], step: number): ToolCall[] {
+  const seen = new Set<string>();
+  return toolCalls.map((c, i) => {
+    let id = c.id && !seen.has(c.id) ? c.id : `call_${step}_${i}`;
+    while (seen.has(id)) id = `${id}_`;
+    seen.add(id);
+    return { ...c, id };
+  });
+}
+
 /** Runs (or continues) the loop until the model answers in text or a call parks. */
 export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> {
   const now = input.now ?? Date.now;
@@ -162,92 +288,14 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
   const startedAt = now();
   const r = input.resume;
   const p: LoopProgress = r ? { ...r, messages: [...r.messages], usage: { ...r.usage } } : newProgress(input.messages);
-  const deadline = startedAt + limits.timeoutMs - p.elapsedMs;
+  const run: LoopRun = { input, p, now, deadline: startedAt + limits.timeoutMs - p.elapsedMs };
   const specs = input.tools.specs();
-  // Text of several steps is joined like it was streamed: a blank line between non-empty parts.
-  let needsSeparator = p.text !== '';
-  const onDelta = input.onDelta
-    ? (d: string) => {
-        if (d === '') return;
-        if (needsSeparator) {
-          input.onDelta!('\n\n');
-          needsSeparator = false;
-        }
-        input.onDelta!(d);
-      }
-    : undefined;
-
-  const runCall = async (call: ToolCall, position: number): Promise<{ park: unknown } | undefined> => {
-    const callIndex = p.callIndex;
-    const step = p.steps;
-    const t0 = now();
-    let outcome: ToolOutcome;
-    let tool: Tool | undefined;
-    let note: ApprovalNote | undefined;
-    if (position >= limits.maxCallsPerStep) {
-      outcome = {
-        ok: false,
-        code: 'limit_exceeded',
-        output: `error: at most ${limits.maxCallsPerStep} tool calls per step; this one was not run`,
-      };
-    } else if (deadline - t0 <= 0) {
-      outcome = {
-        ok: false,
-        code: 'time_budget_exhausted',
-        output: 'error: the time budget for tools in this turn is used up; this call was not run',
-      };
-    } else {
-      const prepared = input.tools.prepare(call.name, call.arguments);
-      if ('tool' in prepared) {
-        tool = prepared.tool;
-        const d: GateDecision = input.gate
-          ? await input.gate({ call, tool, args: prepared.args, callIndex, step })
-          : { kind: 'run', userApproved: false };
-        if (d.kind === 'park') return { park: d.data };
-        note = d.note;
-        if (d.kind === 'answer') outcome = { ok: false, code: d.code, output: d.output };
-        else {
-          outcome = await input.tools.run(
-            prepared,
-            { ...input.context, callIndex, userApproved: d.userApproved },
-            Math.max(1, Math.min(limits.toolTimeoutMs, deadline - now())),
-          );
-          p.toolCallsRun += 1;
-        }
-      } else {
-        tool = input.tools.get(call.name);
-        outcome = prepared;
-      }
-    }
-    p.callIndex += 1;
-    await input.onToolCall?.({
-      call,
-      tool,
-      callIndex,
-      step,
-      ok: outcome.ok,
-      code: outcome.code,
-      ms: now() - t0,
-      outputChars: outcome.output.length,
-      ...(note ? { note } : {}),
-    });
-    const output = cut(outcome.output, limits.maxToolOutputChars);
-    p.messages.push({
-      role: 'tool',
-      toolCallId: call.id,
-      name: call.name,
-      content: untrustedBlock('tool', input.redactOutput && output !== '' ? await input.redactOutput(output) : output, {
-        tool: call.name,
-        status: outcome.ok ? 'ok' : 'error',
-      }),
-    });
-    return undefined;
-  };
+  const deltas = joinedDeltas(input.onDelta, p.text);
 
   for (;;) {
     // Calls asked for but not answered yet: the current step's (or a parked one's).
     for (const { call, position } of unansweredCalls(p.messages)) {
-      const parked = await runCall(call, position);
+      const parked = await runCall(run, call, position);
       if (parked) {
         return {
           status: 'parked',
@@ -259,7 +307,7 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
       }
     }
     const step = p.steps + 1;
-    const final = specs.length === 0 || step >= limits.maxSteps || now() >= deadline;
+    const final = specs.length === 0 || step >= limits.maxSteps || now() >= run.deadline;
     const res = await input.llm.complete(
       {
         messages: p.messages,
@@ -268,18 +316,10 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
         ...(input.maxTokens !== undefined ? { maxTokens: input.maxTokens } : {}),
         ...(specs.length > 0 ? { tools: specs, toolChoice: final ? ('none' as const) : ('auto' as const) } : {}),
       },
-      onDelta,
+      deltas.onDelta,
     );
-    p.steps = step;
-    p.usage.promptTokens += res.usage.promptTokens;
-    p.usage.completionTokens += res.usage.completionTokens;
-    p.usage.totalTokens += res.usage.totalTokens;
-    p.model = res.model;
-    p.finishReason = res.finishReason;
-    if (res.content !== '') {
-      p.text = p.text === '' ? res.content : `${p.text}\n\n${res.content}`;
-      if (onDelta) needsSeparator = true;
-    }
+    absorb(p, step, res);
+    if (res.content !== '') deltas.textEnded();
     if (final || res.toolCalls.length === 0) {
       return {
         status: 'done',
@@ -294,15 +334,7 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
         messages: p.messages,
       };
     }
-    // Ids must be unique: they pair each call with its answer, also across a park.
-    const seen = new Set<string>();
-    const calls: ToolCall[] = res.toolCalls.map((c, i) => {
-      let id = c.id && !seen.has(c.id) ? c.id : `call_${step}_${i}`;
-      while (seen.has(id)) id = `${id}_`;
-      seen.add(id);
-      return { ...c, id };
-    });
-    p.messages.push({ role: 'assistant', content: res.content, toolCalls: calls });
+    p.messages.push({ role: 'assistant', content: res.content, toolCalls: withUniqueIds(res.toolCalls, step) });
   }
 }
 
