@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { DEFAULT_PORTS } from '@talon/kit/service';
 import { ensureNkeys, ensurePki, prepareHome } from '../platform/home.ts';
 import { writeNatsConfig } from '../platform/nats-server.ts';
+import { assertHomeUntracked } from '../platform/git-guard.ts';
 import { homeDir } from '../context.ts';
 
 export function registerInit(program: Command): void {
@@ -20,6 +21,8 @@ export function registerInit(program: Command): void {
       '{service},{service}.talon,{service}.talon.svc,{service}.talon.svc.cluster.local',
     )
     .action(async (o: { natsHost: string; natsPort: string; natsStore: string; dns: string }) => {
+      // Refused before anything is written: keys in a tracked folder end up in a commit.
+      assertHomeUntracked(homeDir());
       const home = prepareHome(resolve(homeDir()));
       const patterns = o.dns
         .split(',')
