@@ -12,6 +12,8 @@ import { DEFAULT_PORTS, EXIT_CONFIG, SERVICES, type ServiceName } from '@talon/k
 import { PEER_PORTS_ENV, PORTS_FILE_ENV, readPortsFile, type BoundPorts, type PeerPort } from '@talon/kit/ports';
 import { bootstrapDatabase, redactUrl, type DbOwner } from './database.ts';
 import { ensureDir, ensureNkeys, ensurePki, prepareHome, type HomeLayout } from './home.ts';
+import { nextRestart } from './supervision.ts';
+import { assertHomeUntracked } from './git-guard.ts';
 import { findNatsServer, readNatsPortsFile, writeNatsConfig } from './nats-server.ts';
 import { ManagedProcess, type ExitInfo } from './process.ts';
 
@@ -166,6 +168,7 @@ export class Platform {
 
   async start(services: readonly ServiceName[] = SERVICES): Promise<void> {
     await this.checkSetPortsFree(services);
+    assertHomeUntracked(this.home.root);
     await ensurePki(this.home, (what) => this.progress(`created ${what}`));
     await this.startNats();
     await this.startDatabase();
@@ -427,6 +430,7 @@ export class Platform {
       logFile: this.logFile(s),
     });
     this.procs.set(s, proc);
+    const startedAt = Date.now();
     this.reportFailures.delete(s);
     // An exit before the report is the crash handler's and waitHealthy's to tell.
     void this.awaitPorts(s, proc, () => readPortsFile(portsFile))
@@ -438,10 +442,9 @@ export class Platform {
       if (!this.opts.autoRestart || this.stopping) return;
       // A configuration error (a taken port, an invalid value) fails the same way every time.
       if (info.code === EXIT_CONFIG) return;
-      const n = (this.restarts.get(s) ?? 0) + 1;
-      this.restarts.set(s, n);
-      const delay = Math.min(30_000, 500 * 2 ** Math.min(n, 6));
-      this.progress(`${s} exited unexpectedly; restarting in ${delay} ms (see ${this.logFile(s)})`);
+      const { attempt, delayMs: delay } = nextRestart(this.restarts.get(s) ?? 0, Date.now() - startedAt);
+      this.restarts.set(s, attempt);
+      this.progress(`${s} exited unexpectedly; restarting in ${delay} ms, attempt ${attempt} (see ${this.logFile(s)})`);
       setTimeout(() => {
         if (!this.stopping) this.startService(s);
       }, delay).unref();
