@@ -64,6 +64,22 @@ describe('docker compose file', () => {
     assert.deepEqual(onVaultNet.sort(), ['egress', 'vault']);
   });
 
+  it('provisions JetStream in a one-shot service that holds only the admin seed, which every NATS service waits for', () => {
+    const p = compose.services.provision as (typeof compose.services)[string] & { depends_on?: Record<string, { condition: string }> };
+    assert.deepEqual(p.command?.slice(0, 2), ['packages/cli/src/bin.ts', 'provision']);
+    assert.deepEqual(
+      (p.volumes ?? []).map((v) => v.split(':')[0]),
+      ['./state/nats/admin.nk'],
+    );
+    assert.deepEqual(p.networks, ['bus']);
+    for (const s of ['gateway', 'orchestrator', 'egress', 'sandbox']) {
+      const deps = (compose.services[s] as { depends_on?: Record<string, { condition: string }> }).depends_on;
+      assert.equal(deps?.provision?.condition, 'service_completed_successfully', `${s} waits for provisioning`);
+    }
+    for (const s of SERVICES)
+      assert.ok(!(compose.services[s]!.volumes ?? []).some((v) => v.includes('admin.')), `${s} holds no admin material`);
+  });
+
   it('uses only documented configuration keys', () => {
     for (const s of SERVICES)
       for (const k of Object.keys(compose.services[s]!.environment ?? {})) assert.ok(isDocumented(k), `${s}: ${k} is not in .env.example`);
@@ -122,6 +138,30 @@ describe('kubernetes manifests', () => {
     assert.ok(ipBlocks('egress')[0].ipBlock.except.includes('169.254.0.0/16'));
     const sandboxTo = np.sandbox!.egress.flatMap((r: any) => r.to.map((t: any) => t.podSelector.matchLabels['app.kubernetes.io/name']));
     assert.deepEqual(sandboxTo.sort(), ['egress', 'nats']);
+  });
+
+  it('provisions JetStream in a Job that mounts only the admin seed and may reach only NATS', () => {
+    const job = byKind('Job').find((d) => d.metadata.name === 'talon-provision');
+    assert.ok(job, 'Job talon-provision');
+    const pod = job.spec.template.spec;
+    assert.deepEqual(pod.containers[0].args.slice(0, 2), ['packages/cli/src/bin.ts', 'provision']);
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.containers[0].securityContext.readOnlyRootFilesystem, true);
+    assert.deepEqual(
+      pod.volumes.map((v: any) => v.secret?.secretName),
+      ['nats-admin-seed'],
+    );
+    const np = byKind('NetworkPolicy').find((d) => d.metadata.name === 'provision')!.spec;
+    assert.deepEqual(np.ingress, []);
+    assert.deepEqual(
+      np.egress.flatMap((r: any) => r.to.map((t: any) => t.podSelector.matchLabels['app.kubernetes.io/name'])),
+      ['nats'],
+    );
+    for (const d of byKind('Deployment'))
+      assert.ok(
+        !(d.spec.template.spec.volumes ?? []).some((v: any) => v.secret?.secretName === 'nats-admin-seed'),
+        `${d.metadata.name} holds no admin seed`,
+      );
   });
 
   it('issues every workload certificate with its SPIFFE URI', () => {

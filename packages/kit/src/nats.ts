@@ -6,7 +6,7 @@ import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type Jet
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { STREAMS, KV_BUCKETS, OBJECT_BUCKETS, inboxPrefix } from './subjects.ts';
+import { STREAMS, KV_BUCKETS, OBJECT_BUCKETS, inboxPrefix, requiredStreams, type NatsUser } from './subjects.ts';
 import { injectHeaders } from './telemetry.ts';
 import type { Logger } from './log.ts';
 
@@ -96,14 +96,30 @@ export function openDirectKv(nc: NatsConnection, bucket: string): Promise<KV> {
 async function ensureKv(nc: NatsConnection, jsm: JetStreamManager, name: string, opts: Record<string, unknown>): Promise<void> {
   await new Kvm(nc).create(name, opts);
   const ttlMs = typeof opts.ttl === 'number' ? opts.ttl : 0;
+  const replicas = typeof opts.replicas === 'number' ? opts.replicas : 1;
   const info = await jsm.streams.info(`KV_${name}`);
-  if (info.config.max_age !== ttlMs * 1e6) await jsm.streams.update(`KV_${name}`, { ...info.config, max_age: ttlMs * 1e6 });
+  if (info.config.max_age !== ttlMs * 1e6 || info.config.num_replicas !== replicas)
+    await jsm.streams.update(`KV_${name}`, { ...info.config, max_age: ttlMs * 1e6, num_replicas: replicas });
 }
 
-/** Creates or updates every stream and bucket Talon needs. Idempotent. */
-export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamManager> {
+export interface ProvisionOptions {
+  /** Copies of every stream and bucket: 1 on a single NATS server, 3 on a 3-node cluster. */
+  replicas?: number;
+  /** Told about each stream or bucket as it is ensured. */
+  onProgress?: (what: string) => void;
+}
+
+/**
+ * Creates or updates every stream and bucket Talon needs. Idempotent: `talon up` runs
+ * it at every start, `talon provision` for a cluster (compose one-shot service,
+ * Kubernetes Job); services wait for it (waitForProvisioning) rather than fail.
+ */
+export async function provisionJetStream(nc: NatsConnection, opts: ProvisionOptions = {}): Promise<JetStreamManager> {
+  const replicas = opts.replicas ?? 1;
   const jsm = await jetstreamManager(nc);
   const ensure = async (cfg: Parameters<JetStreamManager['streams']['add']>[0] & { name: string }) => {
+    cfg.num_replicas = replicas;
+    opts.onProgress?.(`stream ${cfg.name}`);
     try {
       await jsm.streams.info(cfg.name);
       await jsm.streams.update(cfg.name, cfg);
@@ -142,23 +158,38 @@ export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamM
     max_age: 30 * day,
     max_msg_size: 256 * 1024,
   });
-  await ensureKv(nc, jsm, KV_BUCKETS.tokens, { history: 1, storage: StorageType.File, allow_direct: true });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.tokens}`);
+  await ensureKv(nc, jsm, KV_BUCKETS.tokens, { replicas, history: 1, storage: StorageType.File, allow_direct: true });
   // Skill registry: a few revisions per key keep the approval history inspectable.
-  await ensureKv(nc, jsm, KV_BUCKETS.skills, { history: 5, storage: StorageType.File, allow_direct: true });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.skills}`);
+  await ensureKv(nc, jsm, KV_BUCKETS.skills, { replicas, history: 5, storage: StorageType.File, allow_direct: true });
   // Gateway state: users, channel pairings and approvals keep a little history for audit;
   // delivery progress and inbound dedupe marks expire on their own.
-  await ensureKv(nc, jsm, KV_BUCKETS.users, { history: 5, storage: StorageType.File, allow_direct: true });
-  await ensureKv(nc, jsm, KV_BUCKETS.pairings, { history: 5, storage: StorageType.File, allow_direct: true });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.users}`);
+  await ensureKv(nc, jsm, KV_BUCKETS.users, { replicas, history: 5, storage: StorageType.File, allow_direct: true });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.pairings}`);
+  await ensureKv(nc, jsm, KV_BUCKETS.pairings, { replicas, history: 5, storage: StorageType.File, allow_direct: true });
   // Approvals are decided within days (the orchestrator's limit is 3); decided records
   // stay a month for audit, then expire.
-  await ensureKv(nc, jsm, KV_BUCKETS.approvals, { history: 5, storage: StorageType.File, allow_direct: true, ttl: 30 * 86_400_000 });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.approvals}`);
+  await ensureKv(nc, jsm, KV_BUCKETS.approvals, {
+    replicas,
+    history: 5,
+    storage: StorageType.File,
+    allow_direct: true,
+    ttl: 30 * 86_400_000,
+  });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.deliveries}`);
   await ensureKv(nc, jsm, KV_BUCKETS.deliveries, {
+    replicas,
     history: 1,
     storage: StorageType.File,
     allow_direct: true,
     ttl: 3 * 86_400_000,
   });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.inboundSeen}`);
   await ensureKv(nc, jsm, KV_BUCKETS.inboundSeen, {
+    replicas,
     history: 1,
     storage: StorageType.File,
     allow_direct: true,
@@ -166,12 +197,54 @@ export async function provisionJetStream(nc: NatsConnection): Promise<JetStreamM
   });
   // Parked turns of the orchestrator: kept past any approval's expiry (at most 3 days)
   // so a redelivered inbound message is recognised; then they expire on their own.
-  await ensureKv(nc, jsm, KV_BUCKETS.turns, {
-    history: 1,
-    storage: StorageType.File,
-    allow_direct: true,
-    ttl: 7 * 86_400_000,
-  });
-  await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File });
+  opts.onProgress?.(`bucket ${KV_BUCKETS.turns}`);
+  await ensureKv(nc, jsm, KV_BUCKETS.turns, { replicas, history: 1, storage: StorageType.File, allow_direct: true, ttl: 7 * 86_400_000 });
+  opts.onProgress?.(`object bucket ${OBJECT_BUCKETS.skillBinaries}`);
+  await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File, replicas });
   return jsm;
+}
+
+/**
+ * Waits until the streams `user` needs exist (requiredStreams), checking every
+ * `intervalMs`: a service started before provisioning waits, saying once what it waits
+ * for and how to fix it, instead of exiting into a crash loop. Resolves at once when
+ * everything is there; rejects only when `signal` aborts.
+ */
+export async function waitForProvisioning(
+  nc: NatsConnection,
+  user: NatsUser,
+  log: Logger,
+  opts: { intervalMs?: number; signal?: AbortSignal } = {},
+): Promise<void> {
+  const jsm = await jetstreamManager(nc, { checkAPI: false });
+  let told = false;
+  for (;;) {
+    const missing: string[] = [];
+    for (const name of requiredStreams(user)) {
+      try {
+        await jsm.streams.info(name);
+      } catch (err) {
+        if (!/stream not found/i.test(String((err as Error).message))) throw err;
+        missing.push(name);
+      }
+    }
+    if (missing.length === 0) {
+      if (told) log.info({ streams: requiredStreams(user) }, 'JetStream is provisioned; starting');
+      return;
+    }
+    if (!told) {
+      log.warn(
+        { missing },
+        `JetStream is not provisioned (missing ${missing.join(', ')}); waiting for it. Run \`talon provision\` against this NATS (compose and Kubernetes run it as a one-shot job)`,
+      );
+      told = true;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(resolve, opts.intervalMs ?? 2000);
+      opts.signal?.addEventListener('abort', () => {
+        clearTimeout(t);
+        reject(new Error('stopped while waiting for JetStream provisioning'));
+      });
+    });
+  }
 }

@@ -272,6 +272,19 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
   }
 }
 
+/**
+ * The JetStream streams a workload needs to exist before it can work: read off its
+ * permissions (every stream it may ask `STREAM.INFO` about), so the two cannot drift.
+ * KV buckets appear as their streams (`KV_<bucket>`), object buckets as `OBJ_<bucket>`.
+ */
+export function requiredStreams(user: NatsUser): string[] {
+  const prefix = '$JS.API.STREAM.INFO.';
+  const names = natsPermissions(user)
+    .publish.allow.filter((s) => s.startsWith(prefix) && !s.endsWith('>') && !s.endsWith('*'))
+    .map((s) => s.slice(prefix.length));
+  return [...new Set(names)].sort();
+}
+
 /** Renders the authorization block of a nats-server config for the given nkey public keys. */
 export function renderNatsConfig(opts: {
   host: string;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import { ConfigError, ConfigFieldError } from '@talon/kit/config';
-import { connectNats } from '@talon/kit/nats';
+import { connectNats, waitForProvisioning } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { initTelemetry } from '@talon/kit/telemetry';
 import { Lifecycle } from '@talon/kit/lifecycle';
@@ -51,6 +51,10 @@ runMain('egress', async () => {
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
 
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'egress', seedFile: cfg.natsSeedFile, log });
+
+  // Started before `talon provision` (a cluster): wait for the streams rather than crash-loop.
+
+  await waitForProvisioning(nc, 'egress', log);
   const audit = new AuditSink(nc, log);
   const ca = await loadOrCreateCa(cfg.caDir);
   if (ca.created)

@@ -1,6 +1,6 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connectNats } from '@talon/kit/nats';
+import { connectNats, waitForProvisioning } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { initTelemetry } from '@talon/kit/telemetry';
@@ -40,6 +40,10 @@ runMain('gateway', async () => {
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
 
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'gateway', seedFile: cfg.natsSeedFile, log });
+
+  // Started before `talon provision` (a cluster): wait for the streams rather than crash-loop.
+
+  await waitForProvisioning(nc, 'gateway', log);
   const jsm = await jetstreamManager(nc, { checkAPI: false });
   const js = jetstream(nc);
   const tokens = new TokenStore(nc);

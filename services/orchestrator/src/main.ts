@@ -1,5 +1,5 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { connectNats } from '@talon/kit/nats';
+import { connectNats, waitForProvisioning } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { InFlight, Lifecycle } from '@talon/kit/lifecycle';
@@ -55,6 +55,8 @@ runMain('orchestrator', async () => {
     ? new RemoteEmbeddingWorker({ memory, embedder, log, batch: cfg.embeddingsBatch, idleMs: cfg.reembedIdleMs })
     : undefined;
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'orchestrator', seedFile: cfg.natsSeedFile, log });
+  // Started before `talon provision` (a cluster): wait for the streams rather than crash-loop.
+  await waitForProvisioning(nc, 'orchestrator', log);
 
   const catalog = cfg.skills ? new SkillCatalog(nc, { log, ttlMs: cfg.skillCatalogTtlMs }) : undefined;
   await catalog?.start();

@@ -1,6 +1,6 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { hostname } from 'node:os';
-import { connectNats } from '@talon/kit/nats';
+import { connectNats, waitForProvisioning } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { InFlight, Lifecycle } from '@talon/kit/lifecycle';
@@ -23,6 +23,8 @@ runMain('sandbox', async () => {
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'sandbox', seedFile: cfg.natsSeedFile, log });
+  // Started before `talon provision` (a cluster): wait for the streams rather than crash-loop.
+  await waitForProvisioning(nc, 'sandbox', log);
 
   const caps = { memoryCapMb: cfg.maxMemoryMb, maxModuleBytes: cfg.maxModuleBytes, maxTimeoutMs: cfg.maxTimeoutMs };
   const reader = new SkillReader(nc, {

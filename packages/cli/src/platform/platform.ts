@@ -68,6 +68,8 @@ export interface PlatformOptions {
   healthTimeoutMs?: number;
   /** Extra Node.js flags for service processes (tests: --heapsnapshot-signal). */
   nodeArgs?: readonly string[];
+  /** Provision JetStream when NATS starts (default yes; tests of `talon provision` say no). */
+  provision?: boolean;
 }
 
 /** Platform settings that no service process receives (the passphrase goes to the vault alone). */
@@ -274,6 +276,10 @@ export class Platform {
       log,
       connectTimeoutMs: 15_000,
     });
+    if (this.opts.provision === false) {
+      await nc.drain();
+      return;
+    }
     try {
       await provisionJetStream(nc);
     } finally {
