@@ -31,6 +31,45 @@ export function createPool(
   return pool;
 }
 
+/**
+ * Tells `onChange` when the database goes away (false: a pooled connection was cut,
+ * e.g. the server restarted) and when it answers again (true: checked every
+ * `intervalMs` only while it is away, so a healthy idle service sends nothing).
+ * Returns a function that stops watching.
+ */
+export function watchDatabase(pool: pg.Pool, onChange: (up: boolean) => void, opts: { intervalMs?: number } = {}): () => void {
+  let down = false;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const probe = () => {
+    timer = setTimeout(() => {
+      pool.query('select 1').then(
+        () => {
+          if (stopped) return;
+          down = false;
+          onChange(true);
+        },
+        () => {
+          if (!stopped) probe();
+        },
+      );
+    }, opts.intervalMs ?? 1000);
+    timer.unref();
+  };
+  const onError = () => {
+    if (down || stopped) return;
+    down = true;
+    onChange(false);
+    probe();
+  };
+  pool.on('error', onError);
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    pool.off('error', onError);
+  };
+}
+
 /** Waits until the database answers (it may start after us). */
 export async function waitForDatabase(pool: pg.Pool, timeoutMs: number, log: Logger): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -22,6 +22,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
+import { Readiness } from './readiness.ts';
 import { SpanKind, context, extractRecord, injectRecord, tracer, SpanStatusCode, trace } from './telemetry.ts';
 import { TalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
 import { identityFromSan, spiffeId } from './identity.ts';
@@ -160,7 +161,10 @@ export interface GrpcServerOptions<S extends readonly ServiceDefinition[] = read
 export interface GrpcServerHandle {
   readonly port: number;
   readonly health: HealthImplementation;
-  setServing(status: ServingStatus): void;
+  /** SERVING once started, NOT_SERVING when shutting down; reported only while every dependency is up. */
+  setServing(status: 'SERVING' | 'NOT_SERVING'): void;
+  /** A dependency (NATS, the database) went away or came back: health follows (readiness.ts). */
+  setDependency(name: string, up: boolean): void;
   /** Stops accepting calls and waits (up to timeoutMs) for in-flight calls. */
   shutdown(timeoutMs: number): Promise<void>;
 }
@@ -202,12 +206,18 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     );
   });
   const serviceNames = opts.services.map((r) => Object.values(r.definition)[0]?.path.split('/')[1] ?? '');
+  const readiness = new Readiness((status: ServingStatus) => {
+    health.setStatus('', status);
+    for (const n of serviceNames) health.setStatus(n, status);
+  });
   return {
     port,
     health,
-    setServing(status) {
-      health.setStatus('', status);
-      for (const n of serviceNames) health.setStatus(n, status);
+    setServing: (status) => readiness.setServing(status),
+    setDependency: (name, up) => {
+      readiness.setDependency(name, up);
+      if (!up) opts.log.warn({ dependency: name }, `${name} unreachable; health NOT_SERVING until it is back`);
+      else opts.log.info({ dependency: name }, `${name} reachable again`);
     },
     async shutdown(timeoutMs) {
       await new Promise<void>((resolve) => {

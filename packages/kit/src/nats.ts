@@ -22,6 +22,19 @@ export interface NatsConnectOptions {
   connectTimeoutMs?: number;
 }
 
+/**
+ * Tells `onChange` when the connection drops (false) and when it is back (true), until
+ * it closes: a service's health follows its NATS connection (GrpcServerHandle.setDependency).
+ */
+export function watchNats(nc: NatsConnection, onChange: (up: boolean) => void): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') onChange(false);
+      else if (s.type === 'reconnect') onChange(true);
+    }
+  })();
+}
+
 export async function connectNats(opts: NatsConnectOptions): Promise<NatsConnection> {
   const seed = new TextEncoder().encode(readFileSync(opts.seedFile, 'utf8').trim());
   const deadline = Date.now() + (opts.connectTimeoutMs ?? 15_000);

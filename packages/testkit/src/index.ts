@@ -7,3 +7,4 @@ export * from './fake-dns.ts';
 export * from './mitmdump.ts';
 export * from './fake-otlp.ts';
 export * from './fake-platforms.ts';
+export * from './wait.ts';

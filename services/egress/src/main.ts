@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:https';
 import { ConfigError, ConfigFieldError } from '@talon/kit/config';
-import { connectNats, waitForProvisioning } from '@talon/kit/nats';
+import { connectNats, waitForProvisioning, watchNats } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { initTelemetry } from '@talon/kit/telemetry';
 import { Lifecycle } from '@talon/kit/lifecycle';
@@ -149,6 +149,8 @@ runMain('egress', async () => {
   });
   reportPorts({ proxy: proxyPort, grpc: grpc.port, ...(plainPort ? { plainProxy: plainPort } : {}) });
   grpc.setServing('SERVING');
+  // Health follows the NATS connection: no work is sent here while it is down.
+  watchNats(nc, (up) => grpc.setDependency('nats', up));
 
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({

@@ -1,6 +1,6 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connectNats, waitForProvisioning } from '@talon/kit/nats';
+import { connectNats, waitForProvisioning, watchNats } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { initTelemetry } from '@talon/kit/telemetry';
@@ -153,6 +153,8 @@ runMain('gateway', async () => {
   const grpc = await startGrpcServer({ name: 'gateway', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   reportPorts({ http: httpPort, grpc: grpc.port });
   grpc.setServing('SERVING');
+  // Health follows the NATS connection: no work is sent here while it is down.
+  watchNats(nc, (up) => grpc.setDependency('nats', up));
 
   life.onShutdown({
     name: 'health not serving',

@@ -1,6 +1,6 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { createLogger } from '@talon/kit/log';
-import { createPool, migrate, waitForDatabase } from '@talon/kit/db';
+import { createPool, migrate, waitForDatabase, watchDatabase } from '@talon/kit/db';
 import { initTelemetry } from '@talon/kit/telemetry';
 import { Lifecycle } from '@talon/kit/lifecycle';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
@@ -66,6 +66,9 @@ runMain('memory', async () => {
   });
   reportPorts({ grpc: grpc.port });
   grpc.setServing('SERVING');
+  // Health follows the database: no work is sent here while it is away.
+  const stopWatchingDb = watchDatabase(pool, (up) => grpc.setDependency('database', up));
+  life.onShutdown({ name: 'database watch', run: () => stopWatchingDb() });
 
   upkeep.start();
 

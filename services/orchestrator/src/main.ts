@@ -1,5 +1,5 @@
 // Wiring only: config -> clients -> servers -> shutdown.
-import { connectNats, waitForProvisioning } from '@talon/kit/nats';
+import { connectNats, waitForProvisioning, watchNats } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { InFlight, Lifecycle } from '@talon/kit/lifecycle';
@@ -125,6 +125,8 @@ runMain('orchestrator', async () => {
   const grpc = await startGrpcServer({ name: 'orchestrator', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   reportPorts({ grpc: grpc.port });
   grpc.setServing('SERVING');
+  // Health follows the NATS connection: no work is sent here while it is down.
+  watchNats(nc, (up) => grpc.setDependency('nats', up));
 
   life.onShutdown({ name: 'health not serving', run: () => grpc.setServing('NOT_SERVING') });
   life.onShutdown({ name: 'stop pulling inbound messages', run: () => worker.stopIntake() });

@@ -245,7 +245,8 @@ export class Platform {
     // nats-server writes its ports file here once it is ready; old ones are stale.
     const portsDir = ensureDir(join(this.home.run, 'nats'));
     for (const f of readdirSync(portsDir)) rmSync(join(portsDir, f), { force: true });
-    const asked = this.opts.ports.nats;
+    // A restart binds the port the first start reported: every service has it.
+    const asked = this.ports.nats || this.opts.ports.nats;
     writeNatsConfig({
       file: this.home.natsConfig,
       host: '127.0.0.1',
@@ -520,6 +521,17 @@ export class Platform {
         throw new Error(`services not healthy after ${timeoutMs} ms: ${[...pending].join(', ')}; logs in ${this.home.logs}`);
       await sleep(150);
     }
+  }
+
+  /** Stops nats-server (SIGKILL with `kill`); startNats() brings it back on the same port, its JetStream data kept. */
+  async stopNats(opts: { kill?: boolean } = {}): Promise<void> {
+    const nats = this.nats;
+    if (!nats?.running) return;
+    nats.expectedExit = true;
+    if (opts.kill) {
+      nats.kill('SIGKILL');
+      await nats.exited;
+    } else await nats.stop(10_000);
   }
 
   /** Stops one service gracefully (or with SIGKILL when `kill` is set) without restarting it. */
