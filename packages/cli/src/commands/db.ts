@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { parseDbUrl } from '../platform/db-url.ts';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { bootstrapDatabase, redactUrl } from '../platform/database.ts';
@@ -24,7 +25,7 @@ export function registerDb(program: Command): void {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const urls = await bootstrapDatabase({ adminUrl: o.databaseUrl, embedded: false, rolePrefix: o.rolePrefix, secretsDir: dir });
       for (const [owner, url] of Object.entries(urls)) {
-        const u = new URL(url);
+        const u = parseDbUrl(url);
         if (o.host) u.hostname = o.host;
         writePrivate(join(dir, `${owner}.url`), `${u.toString()}\n`);
         console.log(

@@ -2,6 +2,7 @@
 // extension, one login role per owning service and a schema owned by it, so the
 // memory role cannot read the vault's tables and vice versa.
 import { randomBytes } from 'node:crypto';
+import { parseDbUrl } from './db-url.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -25,7 +26,7 @@ function quoteLiteral(s: string): string {
 
 export function redactUrl(url: string): string {
   try {
-    const u = new URL(url);
+    const u = parseDbUrl(url);
     if (u.password) u.password = '****';
     return u.toString();
   } catch {
@@ -80,7 +81,7 @@ export async function bootstrapDatabase(opts: BootstrapOptions): Promise<Record<
       await client.query(`create schema if not exists ${owner} authorization ${r}`);
       await client.query(`alter schema ${owner} owner to ${r}`);
       await client.query(`revoke all on schema ${owner} from public`);
-      const u = new URL(opts.adminUrl);
+      const u = parseDbUrl(opts.adminUrl);
       u.username = role;
       u.password = password;
       urls[owner] = u.toString();
