@@ -115,6 +115,16 @@ async function ensureKv(nc: NatsConnection, jsm: JetStreamManager, name: string,
     await jsm.streams.update(`KV_${name}`, { ...info.config, max_age: ttlMs * 1e6, num_replicas: replicas });
 }
 
+/** JetStream's answer for a stream (or bucket) that does not exist. */
+export function isStreamNotFound(err: unknown): boolean {
+  return /stream not found/i.test(String((err as Error)?.message));
+}
+
+/** JetStream's answer for a durable consumer that does not exist yet. */
+export function isConsumerNotFound(err: unknown): boolean {
+  return /consumer not found/i.test(String((err as Error)?.message));
+}
+
 export interface ProvisionOptions {
   /** Copies of every stream and bucket: 1 on a single NATS server, 3 on a 3-node cluster. */
   replicas?: number;
@@ -137,9 +147,14 @@ export async function provisionJetStream(nc: NatsConnection, opts: ProvisionOpti
       await jsm.streams.info(cfg.name);
       await jsm.streams.update(cfg.name, cfg);
     } catch (err) {
-      if (!/stream not found/i.test(String((err as Error).message))) throw err;
+      if (!isStreamNotFound(err)) throw err;
       await jsm.streams.add(cfg);
     }
+  };
+  // Every KV bucket: file storage, direct gets, the chosen replicas; told as it is ensured.
+  const kv = (name: string, settings: { history: number; ttl?: number }) => {
+    opts.onProgress?.(`bucket ${name}`);
+    return ensureKv(nc, jsm, name, { ...settings, replicas, storage: StorageType.File, allow_direct: true });
   };
   const day = 86_400 * 1e9;
   await ensure({
@@ -171,47 +186,21 @@ export async function provisionJetStream(nc: NatsConnection, opts: ProvisionOpti
     max_age: 30 * day,
     max_msg_size: 256 * 1024,
   });
-  opts.onProgress?.(`bucket ${KV_BUCKETS.tokens}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.tokens, { replicas, history: 1, storage: StorageType.File, allow_direct: true });
+  await kv(KV_BUCKETS.tokens, { history: 1 });
   // Skill registry: a few revisions per key keep the approval history inspectable.
-  opts.onProgress?.(`bucket ${KV_BUCKETS.skills}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.skills, { replicas, history: 5, storage: StorageType.File, allow_direct: true });
+  await kv(KV_BUCKETS.skills, { history: 5 });
   // Gateway state: users, channel pairings and approvals keep a little history for audit;
   // delivery progress and inbound dedupe marks expire on their own.
-  opts.onProgress?.(`bucket ${KV_BUCKETS.users}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.users, { replicas, history: 5, storage: StorageType.File, allow_direct: true });
-  opts.onProgress?.(`bucket ${KV_BUCKETS.pairings}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.pairings, { replicas, history: 5, storage: StorageType.File, allow_direct: true });
+  await kv(KV_BUCKETS.users, { history: 5 });
+  await kv(KV_BUCKETS.pairings, { history: 5 });
   // Approvals are decided within days (the orchestrator's limit is 3); decided records
   // stay a month for audit, then expire.
-  opts.onProgress?.(`bucket ${KV_BUCKETS.approvals}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.approvals, {
-    replicas,
-    history: 5,
-    storage: StorageType.File,
-    allow_direct: true,
-    ttl: 30 * 86_400_000,
-  });
-  opts.onProgress?.(`bucket ${KV_BUCKETS.deliveries}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.deliveries, {
-    replicas,
-    history: 1,
-    storage: StorageType.File,
-    allow_direct: true,
-    ttl: 3 * 86_400_000,
-  });
-  opts.onProgress?.(`bucket ${KV_BUCKETS.inboundSeen}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.inboundSeen, {
-    replicas,
-    history: 1,
-    storage: StorageType.File,
-    allow_direct: true,
-    ttl: 2 * 86_400_000,
-  });
+  await kv(KV_BUCKETS.approvals, { history: 5, ttl: 30 * 86_400_000 });
+  await kv(KV_BUCKETS.deliveries, { history: 1, ttl: 3 * 86_400_000 });
+  await kv(KV_BUCKETS.inboundSeen, { history: 1, ttl: 2 * 86_400_000 });
   // Parked turns of the orchestrator: kept past any approval's expiry (at most 3 days)
   // so a redelivered inbound message is recognised; then they expire on their own.
-  opts.onProgress?.(`bucket ${KV_BUCKETS.turns}`);
-  await ensureKv(nc, jsm, KV_BUCKETS.turns, { replicas, history: 1, storage: StorageType.File, allow_direct: true, ttl: 7 * 86_400_000 });
+  await kv(KV_BUCKETS.turns, { history: 1, ttl: 7 * 86_400_000 });
   opts.onProgress?.(`object bucket ${OBJECT_BUCKETS.skillBinaries}`);
   await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File, replicas });
   return jsm;
@@ -237,7 +226,7 @@ export async function waitForProvisioning(
       try {
         await jsm.streams.info(name);
       } catch (err) {
-        if (!/stream not found/i.test(String((err as Error).message))) throw err;
+        if (!isStreamNotFound(err)) throw err;
         missing.push(name);
       }
     }

@@ -22,7 +22,7 @@ import { nanos } from '@nats-io/transport-node';
 import { CHANNEL_REPLY_FILTER, CONSUMERS, STREAMS } from '@talon/kit/subjects';
 import { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
-import type { NatsConnection } from '@talon/kit/nats';
+import { isConsumerNotFound, type NatsConnection } from '@talon/kit/nats';
 import { DeliveryRecord, OutboundMessage } from '@talon/proto';
 import type { ChannelAdapter } from './channels/index.ts';
 import { isChannel, type Channel } from './channels/types.ts';
@@ -119,7 +119,7 @@ export class ReplyDeliverer {
         });
       }
     } catch (err) {
-      if (!/consumer not found/i.test(String((err as Error).message))) throw err;
+      if (!isConsumerNotFound(err)) throw err;
       await jsm.consumers.add(STREAMS.outbound.name, cfg);
     }
   }

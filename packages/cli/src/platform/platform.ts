@@ -47,6 +47,15 @@ export function defaultPorts(env: Record<string, string | undefined> = process.e
   };
 }
 
+/** Stops a managed process on purpose (not a crash): SIGKILL with `kill`, else SIGTERM with a grace period. */
+async function stopProcess(proc: ManagedProcess, opts: { kill?: boolean; graceMs?: number }): Promise<void> {
+  proc.expectedExit = true;
+  if (opts.kill) {
+    proc.kill('SIGKILL');
+    await proc.exited;
+  } else await proc.stop(opts.graceMs ?? 10_000);
+}
+
 export interface PlatformOptions {
   home: string;
   ports: PlatformPorts;
@@ -525,24 +534,13 @@ export class Platform {
 
   /** Stops nats-server (SIGKILL with `kill`); startNats() brings it back on the same port, its JetStream data kept. */
   async stopNats(opts: { kill?: boolean } = {}): Promise<void> {
-    const nats = this.nats;
-    if (!nats?.running) return;
-    nats.expectedExit = true;
-    if (opts.kill) {
-      nats.kill('SIGKILL');
-      await nats.exited;
-    } else await nats.stop(10_000);
+    if (this.nats?.running) await stopProcess(this.nats, opts);
   }
 
   /** Stops one service gracefully (or with SIGKILL when `kill` is set) without restarting it. */
   async stopService(s: ServiceName, opts: { kill?: boolean; graceMs?: number } = {}): Promise<void> {
     const proc = this.procs.get(s);
-    if (!proc) return;
-    proc.expectedExit = true;
-    if (opts.kill) {
-      proc.kill('SIGKILL');
-      await proc.exited;
-    } else await proc.stop(opts.graceMs ?? 10_000);
+    if (proc) await stopProcess(proc, opts);
   }
 
   /** Ordered stop: intake first (gateway), then workers, then key holders, then stores, then NATS. */
