@@ -21,7 +21,7 @@ import { CONSUMERS, STREAMS, isStreamSubject, replyDelivery } from '@talon/kit/s
 import { SpanKind, extractHeaders, withSpan } from '@talon/kit/telemetry';
 import { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
-import type { NatsConnection } from '@talon/kit/nats';
+import { isConsumerNotFound, type NatsConnection } from '@talon/kit/nats';
 import { InboundMessage } from '@talon/proto';
 import { PendingRecords, withRetries } from './pending-records.ts';
 import { Slots } from './slots.ts';
@@ -102,7 +102,7 @@ export class InboundWorker {
         });
       }
     } catch (err) {
-      if (!/consumer not found/i.test(String((err as Error).message))) throw err;
+      if (!isConsumerNotFound(err)) throw err;
       await jsm.consumers.add(STREAMS.inbound.name, cfg);
     }
     return this.js.consumers.get(STREAMS.inbound.name, CONSUMERS.orchestratorInbound);
@@ -172,15 +172,13 @@ export class InboundWorker {
 
   /** Moves one delivery through the turn's phases (turn-machine.ts): received → … → acked, parked or retry. */
   private async drive(run: TurnRun, m: JsMsg, inbound: InboundMessage, attempt: number): Promise<void> {
-    if ((await this.recover(inbound, attempt)) === 'ack_parked') {
+    const out = await this.compute(run, inbound, attempt);
+    if (out.kind === 'already_parked') {
       this.log.info({ inbound_id: inbound.id, attempt }, 'turn is parked already; acknowledging the redelivered message');
-      run.step('already_parked');
       this.onParkedAgain?.(turnKey(inbound.id));
       await m.ackAck();
       return;
     }
-    run.step('begin');
-    const out = await this.compute(run, inbound, attempt);
     if (out.kind === 'retry') {
       m.nak(out.delayMs);
       return;
@@ -223,14 +221,25 @@ export class InboundWorker {
     return recoverInbound({ delivery: attempt, ...(stored ? { stored: parkedStatus(stored.turn.status) } : {}) });
   }
 
-  /** The turn's outcome, an error reply when it failed for good, or a retry (nak) after a transient failure. */
-  private async compute(run: TurnRun, inbound: InboundMessage, attempt: number): Promise<TurnOutcome | { kind: 'retry'; delayMs: number }> {
+  /** The turn's outcome, an error reply when it failed for good, a retry (nak) after a transient failure, or `already_parked` (the resumer's). */
+  private async compute(
+    run: TurnRun,
+    inbound: InboundMessage,
+    attempt: number,
+  ): Promise<TurnOutcome | { kind: 'retry'; delayMs: number } | { kind: 'already_parked' }> {
     let out: TurnOutcome;
     try {
+      if ((await this.recover(inbound, attempt)) === 'ack_parked') {
+        run.step('already_parked');
+        return { kind: 'already_parked' };
+      }
+      run.step('begin');
       // The previous answer of this conversation is in its history before this turn reads it.
       await this.records.settled(inbound.conversation);
       out = await this.engine.start(inbound, attempt, run);
     } catch (err) {
+      // A parked-turn store that could not be read fails or retries like any other start.
+      if (run.phase === 'received') run.step('begin');
       const action = onFailure(err, attempt, this.maxDeliver);
       if (action.kind === 'retry') {
         this.log.warn(
