@@ -6,15 +6,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { OutboundMessage } from '@talon/proto';
 import { SUBJECTS } from '@talon/kit/subjects';
-import { startTestPlatform, type TestPlatform } from '@talon/testkit';
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { startTestPlatform, type TestPlatform, waitFor } from '@talon/testkit';
 
 describe('orchestrator crash mid-turn', () => {
   let tp: TestPlatform;

@@ -27,6 +27,7 @@ import {
   toolResults,
   type RecordedLlmRequest,
   type TestPlatform,
+  waitFor,
 } from '@talon/testkit';
 import { SkillAdmin } from '@talon/records/skills';
 import { builtSkill, ensureSkillsBuilt, installApproved } from '../../services/sandbox/test/support.ts';
@@ -44,16 +45,6 @@ function respond(req: RecordedLlmRequest) {
   const m = /^CALL (\S+) (.+)$/s.exec(user);
   if (m) return { text: 'Working on it.', toolCalls: [{ name: m[1]!, arguments: JSON.parse(m[2]!) as unknown }] };
   return undefined;
-}
-
-async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 type HistoryRow = { role: string; source: string; content: string; turn_id: string };
