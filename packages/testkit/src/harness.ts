@@ -26,6 +26,10 @@ export interface TestPlatformOptions {
   keepHome?: boolean;
   /** Extra Node.js flags for the service processes. */
   nodeArgs?: readonly string[];
+  /** Restart a process that exits unexpectedly, as `talon up` does (default: no). */
+  autoRestart?: boolean;
+  /** Progress lines of the platform (starts, restarts). */
+  onProgress?: (msg: string) => void;
 }
 
 /** The assistant text of a streamed (SSE) chat completion, as the gateway sends it. */
@@ -164,6 +168,7 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     pglite: 0,
     egressProxy: 0,
     grpc: Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<ServiceName, number>,
+    internal: Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<ServiceName, number>,
   };
   const llm = opts.llm === false ? undefined : await startFakeLlm(opts.llm ?? {});
   const native = database === 'native' ? await createNativeDatabase() : undefined;
@@ -192,7 +197,8 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     dbRolePrefix: native?.rolePrefix ?? 'talon',
     env,
     baseEnv: { ...process.env, ...env },
-    autoRestart: false,
+    autoRestart: opts.autoRestart ?? false,
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     // A ceiling, not a wait: start returns as soon as everything is healthy (a loaded machine can take a while).
     healthTimeoutMs: 120_000,
     nodeArgs: opts.nodeArgs,

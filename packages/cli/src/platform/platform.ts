@@ -31,6 +31,8 @@ export interface PlatformPorts {
   pglite: number;
   egressProxy: number;
   grpc: Record<ServiceName, number>;
+  /** Each service's internal HTTP port (/livez, /readyz). */
+  internal: Record<ServiceName, number>;
 }
 
 export function defaultPorts(env: Record<string, string | undefined> = process.env): PlatformPorts {
@@ -44,6 +46,9 @@ export function defaultPorts(env: Record<string, string | undefined> = process.e
       ServiceName,
       number
     >,
+    internal: Object.fromEntries(
+      SERVICES.map((s) => [s, n(`${s.toUpperCase()}_INTERNAL_PORT`, DEFAULT_PORTS.internal[s])]),
+    ) as Record<ServiceName, number>,
   };
 }
 
@@ -121,11 +126,12 @@ export class Platform {
   private readonly procs = new Map<ServiceName, ManagedProcess>();
   private dbUrls: Record<DbOwner, string> | undefined;
   private stopping = false;
-  private readonly restarts = new Map<ServiceName, number>();
+  /** Restart attempts since the last healthy run, per process (services, `nats`, `pglite`). */
+  private readonly restarts = new Map<string, number>();
 
   constructor(opts: PlatformOptions) {
     this.opts = opts;
-    this.ports = { ...opts.ports, grpc: { ...opts.ports.grpc } };
+    this.ports = { ...opts.ports, grpc: { ...opts.ports.grpc }, internal: { ...opts.ports.internal } };
     this.home = prepareHome(resolve(opts.home));
     // Children run in their own process groups; never leave them behind if we die.
     process.once('exit', () => this.killAll());
@@ -145,6 +151,10 @@ export class Platform {
   }
   get gatewayUrl(): string {
     return `http://127.0.0.1:${this.ports.gatewayHttp}`;
+  }
+  /** A service's internal HTTP port (/livez, /readyz). */
+  internalUrl(s: ServiceName): string {
+    return `http://127.0.0.1:${this.ports.internal[s]}`;
   }
   get egressProxyUrl(): string {
     return `https://127.0.0.1:${this.ports.egressProxy}`;
@@ -173,8 +183,9 @@ export class Platform {
       key: readFileSync(join(this.home.pki, `${identity}.key`)),
     };
   }
-  process(name: ServiceName): ManagedProcess | undefined {
-    return this.procs.get(name);
+  /** A managed process: a service, `nats` or `pglite` (tests and chaos signal it to simulate a crash). */
+  process(name: ServiceName | 'nats' | 'pglite'): ManagedProcess | undefined {
+    return name === 'nats' ? this.nats : name === 'pglite' ? this.pglite : this.procs.get(name);
   }
 
   async start(services: readonly ServiceName[] = SERVICES): Promise<void> {
@@ -200,7 +211,7 @@ export class Platform {
     if (this.embedded) set.push([p.pglite, 'TALON_PGLITE_PORT']);
     if (services.includes('gateway')) set.push([p.gatewayHttp, 'TALON_GATEWAY_PORT']);
     if (services.includes('egress')) set.push([p.egressProxy, 'EGRESS_PROXY_PORT']);
-    for (const s of services) set.push([p.grpc[s], `${s.toUpperCase()}_GRPC_PORT`]);
+    for (const s of services) set.push([p.grpc[s], `${s.toUpperCase()}_GRPC_PORT`], [p.internal[s], `${s.toUpperCase()}_INTERNAL_PORT`]);
     const taken: string[] = [];
     for (const [port, variable] of set)
       if (port !== 0 && !(await canListen(port))) taken.push(`127.0.0.1:${port} is already in use (${variable})`);
@@ -273,7 +284,12 @@ export class Platform {
       logFile: this.logFile('nats'),
     });
     this.nats = nats;
-    this.watchCrash('nats', nats);
+    // Services reconnect on their own once nats-server is back on the same port, with its JetStream data.
+    this.watchCrash(
+      'nats',
+      nats,
+      this.restartOnCrash('nats', () => this.startNats()),
+    );
     this.ports.nats = await this.awaitPorts('nats', nats, () => readNatsPortsFile(portsDir, nats.pid ?? -1), {
       port: asked,
       variable: 'TALON_NATS_PORT',
@@ -300,7 +316,8 @@ export class Platform {
 
   async startDatabase(): Promise<void> {
     if (this.embedded) {
-      const asked = this.opts.ports.pglite;
+      // A restart binds the port the first start reported: the services' database URLs name it.
+      const asked = this.ports.pglite || this.opts.ports.pglite;
       this.progress(
         `starting embedded PostgreSQL (PGlite + pgvector) on 127.0.0.1:${asked || '(any free port)'}, data in ${this.home.pgdata}`,
       );
@@ -322,7 +339,12 @@ export class Platform {
         logFile: this.logFile('pglite'),
       });
       this.pglite = pglite;
-      this.watchCrash('pglite', pglite);
+      // The services' pools reconnect once it is back (health says NOT_SERVING meanwhile).
+      this.watchCrash(
+        'pglite',
+        pglite,
+        this.restartOnCrash('pglite', () => this.startDatabase()),
+      );
       const bound = await this.awaitPorts('pglite', pglite, () => readPortsFile(portsFile)?.pglite, {
         port: asked,
         variable: 'TALON_PGLITE_PORT',
@@ -393,6 +415,7 @@ export class Platform {
       OTEL_EXPORTER_OTLP_HEADERS: base.OTEL_EXPORTER_OTLP_HEADERS,
       OTEL_BSP_SCHEDULE_DELAY: base.OTEL_BSP_SCHEDULE_DELAY,
       [`${own}GRPC_PORT`]: String(p.grpc[s]),
+      [`${own}INTERNAL_PORT`]: String(p.internal[s]),
       [PORTS_FILE_ENV]: this.portsFile(s),
     });
     switch (s) {
@@ -454,23 +477,46 @@ export class Platform {
       .catch((err: unknown) => {
         if (proc.running) this.reportFailures.set(s, err as Error);
       });
-    this.watchCrash(s, proc, (info) => {
+    this.watchCrash(
+      s,
+      proc,
+      this.restartOnCrash(s, () => void this.startService(s), startedAt),
+    );
+    return proc;
+  }
+
+  /**
+   * What happens when a managed process (a service, nats-server, the embedded database)
+   * exits unexpectedly under `talon up`: it is started again after a backoff that starts
+   * over once it has run healthy for a while, and the output says so.
+   */
+  private restartOnCrash(name: string, start: () => Promise<void> | void, startedAt = Date.now()): (info: ExitInfo) => void {
+    return (info) => {
       if (!this.opts.autoRestart || this.stopping) return;
       // A configuration error (a taken port, an invalid value) fails the same way every time.
       if (info.code === EXIT_CONFIG) return;
-      const { attempt, delayMs: delay } = nextRestart(this.restarts.get(s) ?? 0, Date.now() - startedAt);
-      this.restarts.set(s, attempt);
-      this.progress(`${s} exited unexpectedly; restarting in ${delay} ms, attempt ${attempt} (see ${this.logFile(s)})`);
+      const { attempt, delayMs: delay } = nextRestart(this.restarts.get(name) ?? 0, Date.now() - startedAt);
+      this.restarts.set(name, attempt);
+      this.progress(`${name} exited unexpectedly; restarting in ${delay} ms, attempt ${attempt} (see ${this.logFile(name)})`);
       setTimeout(() => {
-        if (!this.stopping) this.startService(s);
+        if (this.stopping) return;
+        Promise.resolve()
+          .then(start)
+          .then(
+            () => this.progress(`${name} restarted`),
+            // A failed start is itself a crash of the new process (handled by its own watch), or a start step that gave up.
+            (err: unknown) => this.progress(`${name} did not restart: ${(err as Error).message}`),
+          );
       }, delay).unref();
-    });
-    return proc;
+    };
   }
 
   /** Records the ports a service reported (and checks it reported the ones it was given). */
   private takePorts(s: ServiceName, bound: BoundPorts): void {
-    const want: Array<[string, number]> = [['grpc', this.ports.grpc[s]]];
+    const want: Array<[string, number]> = [
+      ['grpc', this.ports.grpc[s]],
+      ['internal', this.ports.internal[s]],
+    ];
     if (s === 'gateway') want.push(['http', this.ports.gatewayHttp]);
     if (s === 'egress') want.push(['proxy', this.ports.egressProxy]);
     for (const [role, asked] of want) {
@@ -479,6 +525,7 @@ export class Platform {
         throw new Error(`${s} reported ${role} port ${String(got)} (asked for ${asked || 'any'}); see ${this.portsFile(s)}`);
     }
     this.ports.grpc[s] = bound.grpc!;
+    this.ports.internal[s] = bound.internal!;
     if (s === 'gateway') this.ports.gatewayHttp = bound.http!;
     if (s === 'egress') this.ports.egressProxy = bound.proxy!;
     this.progress(
