@@ -1,5 +1,9 @@
 import { commonFields } from '@talon/kit/service';
-import { int, loadConfig, optionalStr, str, type ConfigOf } from '@talon/kit/config';
+import { ConfigError, int, list, loadConfig, oneOf, optionalStr, str, type ConfigOf } from '@talon/kit/config';
+import { ATTESTATION_MODES, attestationProblems } from './attestation/settings.ts';
+import { LOCAL_ENDPOINT_EXPECT } from './attestation/http-verifier.ts';
+import { TSM_REPORT_DIR } from './attestation/tsm.ts';
+import { MEASUREMENT_HEX } from './attestation/types.ts';
 import { DEFAULT_ROTATE_AFTER, KDF_DEFAULT, KDF_MAXIMUM, KDF_MINIMUM } from './crypto.ts';
 
 export function vaultSpec(env: Record<string, string | undefined> = process.env) {
@@ -45,6 +49,34 @@ export function vaultSpec(env: Record<string, string | undefined> = process.env)
       default: 90,
       min: 0,
     }),
+    // Confidential computing (docs/confidential-computing.md): the key is derived only after attestation passes.
+    attestation: oneOf('VAULT_ATTESTATION', ATTESTATION_MODES, {
+      doc: 'Remote attestation before every unseal: none; sev-snp (configfs-tsm report checked here against the VCEK and measurements); tdx (configfs-tsm quote checked by the local verifier); http (the local verifier agent attests on its own). Any failure keeps the vault sealed.',
+      default: 'none',
+    }),
+    attestationMeasurements: list('VAULT_ATTESTATION_MEASUREMENTS', {
+      doc: 'Allowed launch measurements (SEV-SNP MEASUREMENT or TDX MRTD), comma-separated, 96 hex characters each. Required for sev-snp; passed to the verifier otherwise.',
+      default: [],
+      item: (v) => MEASUREMENT_HEX.test(v.toLowerCase()),
+      expect: 'a comma-separated list of 96-character hex measurements',
+    }),
+    attestationTrustAnchor: optionalStr('VAULT_ATTESTATION_TRUST_ANCHOR_FILE', {
+      doc: "sev-snp: path to the chip's VCEK (PEM or DER certificate, optionally followed by the ASK and ARK, or a PEM public key).",
+    }),
+    attestationVerifierUrl: optionalStr('VAULT_ATTESTATION_VERIFIER_URL', {
+      doc: `tdx and http: the local verifier agent, ${LOCAL_ENDPOINT_EXPECT}; it answers the JSON protocol of docs/confidential-computing.md.`,
+      pattern: /^(unix:\/|http:\/\/(127\.0\.0\.1|\[::1\])[:/])/,
+    }),
+    attestationTsmDir: str('VAULT_ATTESTATION_TSM_DIR', {
+      doc: 'sev-snp and tdx: the configfs-tsm report directory the evidence is read from.',
+      default: TSM_REPORT_DIR,
+    }),
+    attestationTimeoutMs: int('VAULT_ATTESTATION_TIMEOUT_MS', {
+      doc: 'Time for collecting and verifying the evidence before an unseal fails.',
+      default: 10_000,
+      min: 100,
+      max: 300_000,
+    }),
   };
 }
 
@@ -52,7 +84,10 @@ export type VaultConfig = ConfigOf<ReturnType<typeof vaultSpec>>;
 
 /** Loads the configuration without the passphrase (read once by takePassphrase, never kept in the frozen config). */
 export function loadVaultConfig(env: Record<string, string | undefined> = process.env): VaultConfig {
-  return loadConfig('vault', vaultSpec(env), { ...env, TALON_VAULT_PASSPHRASE: undefined });
+  const cfg = loadConfig('vault', vaultSpec(env), { ...env, TALON_VAULT_PASSPHRASE: undefined });
+  const problems = attestationProblems(cfg);
+  if (problems.length > 0) throw new ConfigError('vault', problems);
+  return cfg;
 }
 
 /** Reads TALON_VAULT_PASSPHRASE once and removes it from the environment, so child processes and later reads never see it. */

@@ -5,6 +5,7 @@ import { InvalidArgument, TalonError } from '@talon/kit/errors';
 import type { Logger } from '@talon/kit/log';
 import type { PoolClient } from '@talon/kit/db';
 import type { StatusResponse } from '@talon/proto';
+import { AttestationFailed, type AttestationGate } from './attestation/gate.ts';
 import type { AuditWriter } from './audit.ts';
 import { auditQuietly } from './context.ts';
 import {
@@ -41,6 +42,8 @@ export interface KeyringOptions {
   kdf: KdfParams;
   /** Encryptions per data key before it is rotated automatically. */
   rotateAfter: number;
+  /** When set, no key is derived or unwrapped from a passphrase until this passes (docs/confidential-computing.md). */
+  attestation?: AttestationGate;
 }
 
 export class Keyring {
@@ -49,6 +52,7 @@ export class Keyring {
   private readonly log: Logger;
   private readonly kdf: KdfParams;
   private readonly rotateAfter: number;
+  private readonly attestation: AttestationGate | undefined;
   private kek: Buffer | undefined;
   private readonly keys = new Map<number, Buffer>();
   // One Argon2id derivation at a time: each takes ~128 MiB and both cores' patience.
@@ -61,6 +65,7 @@ export class Keyring {
     this.log = o.log;
     this.kdf = o.kdf;
     this.rotateAfter = o.rotateAfter;
+    this.attestation = o.attestation;
   }
 
   get sealed(): boolean {
@@ -109,6 +114,21 @@ export class Keyring {
 
   // ---- seal state -------------------------------------------------------
 
+  /** Fails closed: anything but a passing verdict is audited and thrown as AttestationFailed. */
+  private async attest(caller: string, action: string): Promise<void> {
+    if (!this.attestation) return;
+    try {
+      const claims = await this.attestation.check();
+      this.log.info({ action, attestation: claims }, 'attestation passed');
+    } catch (err) {
+      const failed =
+        err instanceof AttestationFailed ? err : new AttestationFailed('verifier_error', 'the attestation gate failed', { cause: err });
+      await auditQuietly(this.audit, this.log, { caller, action, allowed: false, reason: `attestation_failed:${failed.reason}` });
+      this.log.error({ action, reason: failed.reason }, failed.message);
+      throw failed;
+    }
+  }
+
   /** Unseals with the passphrase; the first unseal of an empty vault creates the keyring. Zeroes `passphrase`. */
   async unseal(passphrase: Buffer, caller: string): Promise<StatusResponse> {
     try {
@@ -121,6 +141,8 @@ export class Keyring {
   private async unsealLocked(passphrase: Buffer, caller: string): Promise<StatusResponse> {
     if (passphrase.length === 0) throw new InvalidArgument('the passphrase is empty');
     if (passphrase.length > MAX_PASSPHRASE_BYTES) throw new InvalidArgument(`the passphrase is longer than ${MAX_PASSPHRASE_BYTES} bytes`);
+    // Before any key exists in memory: an unattested environment never holds the KEK.
+    await this.attest(caller, 'unseal');
     const kr = await this.store.keyring();
     if (!kr) {
       checkNewPassphrase(passphrase);
@@ -213,6 +235,8 @@ export class Keyring {
         if (oldPass.equals(newPass)) throw new InvalidArgument('the new passphrase is the same as the current one');
         const kr = await this.store.keyring();
         if (!kr) throw new VaultSealed('the vault has no keyring yet; `talon vault unseal` creates one with the passphrase you choose');
+        // A passphrase change unwraps every data key, so it is gated like an unseal.
+        await this.attest(caller, 'change_passphrase');
         const oldKek = await deriveKek(oldPass, kr.salt, kr.kdfParams);
         if (!verifyCheck(oldKek, kr.salt, kr.check)) {
           oldKek.fill(0);

@@ -4,6 +4,7 @@
 // handlers.
 import type { Logger } from '@talon/kit/log';
 import type { ResolveRequest, SecretInfo, SecretPolicy, StatusResponse, VerifySignatureRequest } from '@talon/proto';
+import type { AttestationGate } from './attestation/gate.ts';
 import type { AuditWriter } from './audit.ts';
 import type { KdfParams } from './crypto.ts';
 import type { SecretFingerprintOut as SecretFingerprint } from './fingerprint.ts';
@@ -26,6 +27,8 @@ export interface VaultOptions {
   kdf: KdfParams;
   /** Encryptions per data key before it is rotated automatically. */
   rotateAfter: number;
+  /** Remote attestation required before any unseal (docs/confidential-computing.md); unset: none. */
+  attestation?: AttestationGate;
   now?: () => number;
 }
 
@@ -37,7 +40,8 @@ export class Vault {
 
   constructor(o: VaultOptions) {
     const ctx = { store: o.store, audit: o.audit, log: o.log, now: o.now ?? Date.now };
-    this.keyring = new Keyring({ store: o.store, audit: o.audit, log: o.log, kdf: o.kdf, rotateAfter: o.rotateAfter });
+    const { store, audit, log, kdf, rotateAfter, attestation } = o;
+    this.keyring = new Keyring({ store, audit, log, kdf, rotateAfter, attestation });
     this.secrets = new Secrets(ctx, this.keyring);
     this.release = new Release(ctx, this.keyring, this.secrets);
     this.scan = new ScanIndex(ctx, this.keyring, this.secrets);
