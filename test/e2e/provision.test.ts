@@ -50,6 +50,7 @@ describe('talon provision', () => {
         pglite: 0,
         egressProxy: 0,
         grpc: Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<ServiceName, number>,
+        internal: Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<ServiceName, number>,
       },
       provision: false,
       autoRestart: false,

@@ -5,6 +5,9 @@
 
 export type ServingState = 'SERVING' | 'NOT_SERVING';
 
+/** Read-only view for reporters (grpc.health.v1, the internal HTTP /readyz). */
+export type ReadinessView = Pick<Readiness, 'state' | 'missing'>;
+
 export class Readiness {
   private base: ServingState = 'NOT_SERVING';
   private readonly down = new Set<string>();

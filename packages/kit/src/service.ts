@@ -15,6 +15,8 @@ export const DEFAULT_PORTS = {
   pglite: 5433,
   egressProxy: 7480,
   grpc: { gateway: 7401, orchestrator: 7402, memory: 7403, vault: 7404, sandbox: 7405, egress: 7406 },
+  /** The internal HTTP port of each service: /livez, /readyz (internal-http.ts). */
+  internal: { gateway: 7411, orchestrator: 7412, memory: 7413, vault: 7414, sandbox: 7415, egress: 7416 },
 } as const;
 
 export function talonHome(env: Record<string, string | undefined> = process.env): string {
@@ -35,7 +37,7 @@ export function natsSeedPath(home: string, user: string): string {
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
-/** Fields every service has: logging, mTLS files, its gRPC listener, shutdown budget. */
+/** Fields every service has: logging, mTLS files, its gRPC and internal HTTP listeners, shutdown budget. */
 export function commonFields(service: ServiceName, env: Record<string, string | undefined> = process.env) {
   const up = service.toUpperCase();
   const home = talonHome(env);
@@ -51,6 +53,14 @@ export function commonFields(service: ServiceName, env: Record<string, string | 
     tlsKey: str(`${up}_TLS_KEY`, { doc: `${service}'s private key (PEM, mode 0600).`, default: pki.key }),
     grpcHost: str(`${up}_GRPC_HOST`, { doc: `Address ${service}'s gRPC server (and grpc.health.v1) listens on.`, default: '127.0.0.1' }),
     grpcPort: port(`${up}_GRPC_PORT`, { doc: `Port of ${service}'s gRPC server.`, default: DEFAULT_PORTS.grpc[service] }),
+    internalHost: str(`${up}_INTERNAL_HOST`, {
+      doc: `Address ${service}'s internal HTTP port listens on (/livez, /readyz, later /metrics); loopback by default, 0.0.0.0 in a container. Never expose it publicly.`,
+      default: '127.0.0.1',
+    }),
+    internalPort: port(`${up}_INTERNAL_PORT`, {
+      doc: `Port of ${service}'s internal HTTP server (/livez, /readyz, later /metrics), for probes and scrapers only: do not expose it publicly. 0 picks a free one.`,
+      default: DEFAULT_PORTS.internal[service],
+    }),
     shutdownTimeoutMs: int('TALON_SHUTDOWN_TIMEOUT_MS', {
       doc: 'Upper bound for a graceful shutdown before the process exits anyway.',
       default: 15_000,

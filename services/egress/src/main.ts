@@ -10,6 +10,7 @@ import { Lifecycle } from '@talon/kit/lifecycle';
 import { listenOn, reportPorts } from '@talon/kit/ports';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
+import { startInternalHttp } from '@talon/kit/internal-http';
 import { EgressServiceService } from '@talon/proto';
 import { AuditSink } from './audit.ts';
 import { edgeHandlers } from './edge-api.ts';
@@ -147,7 +148,13 @@ runMain('egress', async () => {
       },
     ],
   });
-  reportPorts({ proxy: proxyPort, grpc: grpc.port, ...(plainPort ? { plainProxy: plainPort } : {}) });
+  const internal = await startInternalHttp({
+    service: 'egress',
+    host: cfg.internalHost,
+    port: cfg.internalPort,
+    readiness: grpc.readiness,
+  });
+  reportPorts({ proxy: proxyPort, grpc: grpc.port, internal: internal.port, ...(plainPort ? { plainProxy: plainPort } : {}) });
   grpc.setServing('SERVING');
   // Health follows the NATS connection: no work is sent here while it is down.
   watchNats(nc, (up) => grpc.setDependency('nats', up));
@@ -184,6 +191,8 @@ runMain('egress', async () => {
       await upstreams.close();
     },
   });
+  // Late: liveness keeps answering while everything before drains.
+  life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
   log.info(

@@ -9,6 +9,7 @@ import { Lifecycle } from '@talon/kit/lifecycle';
 import { listenOn, reportPorts } from '@talon/kit/ports';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
+import { startInternalHttp } from '@talon/kit/internal-http';
 import { Api } from './api.ts';
 import { TokenStore } from './auth.ts';
 import { adapters } from './channels/index.ts';
@@ -151,7 +152,13 @@ runMain('gateway', async () => {
     for (const o of originSet(defaultOrigins(cfg.httpHost, httpPort))) origins.add(o);
   }
   const grpc = await startGrpcServer({ name: 'gateway', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
-  reportPorts({ http: httpPort, grpc: grpc.port });
+  const internal = await startInternalHttp({
+    service: 'gateway',
+    host: cfg.internalHost,
+    port: cfg.internalPort,
+    readiness: grpc.readiness,
+  });
+  reportPorts({ http: httpPort, grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the NATS connection: no work is sent here while it is down.
   watchNats(nc, (up) => grpc.setDependency('nats', up));
@@ -195,6 +202,8 @@ runMain('gateway', async () => {
     },
   });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(1000) });
+  // Late: liveness keeps answering while everything before drains.
+  life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
   log.info(

@@ -6,6 +6,7 @@ import { Lifecycle } from '@talon/kit/lifecycle';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
+import { startInternalHttp } from '@talon/kit/internal-http';
 import { localEmbedder } from '@talon/embed';
 import { MemoryServiceService } from '@talon/proto';
 import { BackgroundUpkeep, SEARCH_WAITS_FOR_INDEXING_MS } from './background.ts';
@@ -64,7 +65,13 @@ runMain('memory', async () => {
     log,
     services: [{ definition: MemoryServiceService, handlers, allow: MEMORY_CALLERS }],
   });
-  reportPorts({ grpc: grpc.port });
+  const internal = await startInternalHttp({
+    service: 'memory',
+    host: cfg.internalHost,
+    port: cfg.internalPort,
+    readiness: grpc.readiness,
+  });
+  reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the database: no work is sent here while it is away.
   const stopWatchingDb = watchDatabase(pool, (up) => grpc.setDependency('database', up));
@@ -76,6 +83,8 @@ runMain('memory', async () => {
   life.onShutdown({ name: 'grpc drain', run: () => grpc.shutdown(5000), timeoutMs: 6000 });
   life.onShutdown({ name: 'stop background upkeep', run: () => upkeep.stop(), timeoutMs: 2000 });
   life.onShutdown({ name: 'close database pool', run: () => pool.end() });
+  // Late: liveness keeps answering while everything before drains.
+  life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
   log.info(

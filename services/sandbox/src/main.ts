@@ -8,6 +8,7 @@ import { initTelemetry } from '@talon/kit/telemetry';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
+import { startInternalHttp } from '@talon/kit/internal-http';
 import { SANDBOX_QUEUE } from '@talon/kit/subjects';
 import { SkillInvocationAudit } from '@talon/proto';
 import { loadSandboxConfig } from './config.ts';
@@ -79,7 +80,13 @@ runMain('sandbox', async () => {
     },
   });
   const grpc = await startGrpcServer({ name: 'sandbox', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
-  reportPorts({ grpc: grpc.port });
+  const internal = await startInternalHttp({
+    service: 'sandbox',
+    host: cfg.internalHost,
+    port: cfg.internalPort,
+    readiness: grpc.readiness,
+  });
+  reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the NATS connection: no work is sent here while it is down.
   watchNats(nc, (up) => grpc.setDependency('nats', up));
@@ -95,6 +102,8 @@ runMain('sandbox', async () => {
   life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
   life.onShutdown({ name: 'close egress client', run: () => egress.close() });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(1000) });
+  // Late: liveness keeps answering while everything before drains.
+  life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
   // Plugin hosts die with the node even when it exits abruptly (they also watch for orphaning).

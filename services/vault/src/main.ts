@@ -6,7 +6,9 @@ import { Lifecycle } from '@talon/kit/lifecycle';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
+import { startInternalHttp } from '@talon/kit/internal-http';
 import { VaultAdminServiceService, VaultServiceService } from '@talon/proto';
+import { attestationGate } from './attestation/settings.ts';
 import { AuditWriter } from './audit.ts';
 import { loadVaultConfig, takePassphrase } from './config.ts';
 import { adminHandlers, egressHandlers } from './handlers.ts';
@@ -18,6 +20,8 @@ runMain('vault', async () => {
   const passphrase = takePassphrase();
   const cfg = loadVaultConfig();
   const log = createLogger({ service: 'vault', level: cfg.logLevel });
+  const attestation = attestationGate(cfg);
+  if (attestation) log.info({ mode: cfg.attestation, gate: attestation.describe() }, 'attestation required before every unseal');
   const telemetry = initTelemetry('vault');
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
 
@@ -32,6 +36,7 @@ runMain('vault', async () => {
     log,
     kdf: { memoryKiB: cfg.kdfMemoryKiB, passes: cfg.kdfPasses, parallelism: cfg.kdfParallelism },
     rotateAfter: cfg.rotateAfter,
+    attestation,
   });
   if (passphrase) {
     // Unseal before serving, so a vault started with the passphrase is never seen sealed.
@@ -62,7 +67,15 @@ runMain('vault', async () => {
       },
     ],
   });
-  reportPorts({ grpc: grpc.port });
+  // /readyz also says whether the vault is sealed: sealed is still ready (it is unsealed through it).
+  const internal = await startInternalHttp({
+    service: 'vault',
+    host: cfg.internalHost,
+    port: cfg.internalPort,
+    readiness: grpc.readiness,
+    facts: () => ({ sealed: vault.sealed }),
+  });
+  reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the database: no work is sent here while it is away.
   const stopWatchingDb = watchDatabase(pool, (up) => grpc.setDependency('database', up));
@@ -91,6 +104,8 @@ runMain('vault', async () => {
   });
   life.onShutdown({ name: 'stop audit pruning', run: () => clearInterval(pruneTimer) });
   life.onShutdown({ name: 'close database pool', run: () => pool.end() });
+  // Late: liveness keeps answering while everything before drains.
+  life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
   log.info(
