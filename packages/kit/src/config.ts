@@ -131,17 +131,23 @@ export function bool(key: string, opts: Common<boolean>): Field<boolean> {
   });
 }
 
-export function url(key: string, opts: Common<string> & { protocols?: readonly string[]; optional?: boolean }): Field<string> {
+export function url(
+  key: string,
+  opts: Common<string> & { protocols?: readonly string[]; optional?: boolean; many?: boolean },
+): Field<string> {
   const protocols = opts.protocols ?? ['http:', 'https:'];
-  const expect = `an absolute URL (${protocols.map((p) => p.replace(':', '://')).join(' or ')}...)`;
-  return make(key, opts, expect, (v) => {
+  const one = `an absolute URL (${protocols.map((p) => p.replace(':', '://')).join(' or ')}...)`;
+  const valid = (v: string) => {
     try {
-      const u = new URL(v);
-      return protocols.includes(u.protocol) ? v : undefined;
+      return protocols.includes(new URL(v).protocol);
     } catch {
-      return undefined;
+      return false;
     }
-  });
+  };
+  // `many`: replicas of a peer, comma-separated; the value stays the string the client splits.
+  if (opts.many)
+    return make(key, opts, `${one}, or several comma-separated`, (v) => (v.split(',').every((u) => valid(u.trim())) ? v : undefined));
+  return make(key, opts, one, (v) => (valid(v) ? v : undefined));
 }
 
 export function oneOf<const T extends string>(key: string, values: readonly T[], opts: Common<T>): Field<T> {

@@ -41,30 +41,57 @@ export interface EgressResponse {
   body: Dispatcher.ResponseData['body'];
 }
 
+/** Connection errors that mean the request never reached the proxy: another replica may take it. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 export class EgressClient {
-  private readonly pool: Pool;
+  private readonly pools: Pool[];
+  private next = 0;
+  /** The proxy URL, or several comma-separated (egress replicas without a load balancer in front). */
   readonly proxyUrl: string;
 
   constructor(opts: { proxyUrl: string; tls: TlsMaterial; expectProxy?: string; connections?: number }) {
     this.proxyUrl = opts.proxyUrl;
     const expect = opts.expectProxy ?? 'egress';
-    this.pool = new Pool(opts.proxyUrl, {
-      connections: opts.connections ?? 16,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      connect: {
-        ca: opts.tls.ca,
-        cert: opts.tls.cert,
-        key: opts.tls.key,
-        servername: 'egress',
-        checkServerIdentity(host: string, cert: PeerCertificate) {
-          const id = identityFromSan(cert.subjectaltname);
-          if (id !== expect)
-            return new Error(`egress proxy certificate names ${id ? spiffeId(id) : 'nobody'}, expected ${spiffeId(expect)}`);
-          return tlsCheckServerIdentity(host, cert);
-        },
-      },
-    });
+    this.pools = opts.proxyUrl
+      .split(',')
+      .map((u) => u.trim())
+      .map(
+        (u) =>
+          new Pool(u, {
+            connections: opts.connections ?? 16,
+            pipelining: 1,
+            keepAliveTimeout: 30_000,
+            connect: {
+              ca: opts.tls.ca,
+              cert: opts.tls.cert,
+              key: opts.tls.key,
+              servername: 'egress',
+              checkServerIdentity(host: string, cert: PeerCertificate) {
+                const id = identityFromSan(cert.subjectaltname);
+                if (id !== expect)
+                  return new Error(`egress proxy certificate names ${id ? spiffeId(id) : 'nobody'}, expected ${spiffeId(expect)}`);
+                return tlsCheckServerIdentity(host, cert);
+              },
+            },
+          }),
+      );
+  }
+
+  /**
+   * Round robin over the proxies; a proxy that refuses the connection is skipped (the
+   * request was never sent, so sending it to the next one cannot do it twice).
+   */
+  private async send(opts: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> {
+    const first = this.next++ % this.pools.length;
+    for (let i = 0; ; i++) {
+      const pool = this.pools[(first + i) % this.pools.length]!;
+      try {
+        return await pool.request(opts);
+      } catch (err) {
+        if (i + 1 >= this.pools.length || !NOT_SENT.has(String((err as { code?: string }).code))) throw err;
+      }
+    }
   }
 
   /**
@@ -81,7 +108,7 @@ export class EgressClient {
     injectRecord(headers);
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.pool.request({
+      res = await this.send({
         method: req.method as Dispatcher.HttpMethod,
         path: target.toString(),
         headers,
@@ -119,6 +146,6 @@ export class EgressClient {
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
+    await Promise.all(this.pools.map((p) => p.close()));
   }
 }

@@ -22,7 +22,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
-import { Readiness } from './readiness.ts';
+import { Readiness, type ReadinessView } from './readiness.ts';
 import { SpanKind, context, extractRecord, injectRecord, tracer, SpanStatusCode, trace } from './telemetry.ts';
 import { TalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
 import { identityFromSan, spiffeId } from './identity.ts';
@@ -161,6 +161,8 @@ export interface GrpcServerOptions<S extends readonly ServiceDefinition[] = read
 export interface GrpcServerHandle {
   readonly port: number;
   readonly health: HealthImplementation;
+  /** The state health reports; the internal HTTP /readyz reads the same (internal-http.ts). */
+  readonly readiness: ReadinessView;
   /** SERVING once started, NOT_SERVING when shutting down; reported only while every dependency is up. */
   setServing(status: 'SERVING' | 'NOT_SERVING'): void;
   /** A dependency (NATS, the database) went away or came back: health follows (readiness.ts). */
@@ -213,6 +215,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
   return {
     port,
     health,
+    readiness,
     setServing: (status) => readiness.setServing(status),
     setDependency: (name, up) => {
       readiness.setDependency(name, up);
@@ -248,7 +251,13 @@ export function clientCredentials(tls: TlsMaterial, expectServer: string) {
   });
 }
 
-/** Creates a client of a generated service constructor, pinned to the expected server identity. */
+const ROUND_ROBIN = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
+
+/**
+ * Creates a client of a generated service constructor, pinned to the expected server identity.
+ * `address` is `host:port`, or for replicas without a load balancer in front a comma-separated
+ * list of IPv4 `host:port` (the test cluster on loopback; Kubernetes uses one Service name).
+ */
 export function createClient<C extends Client>(
   Ctor: new (address: string, creds: ReturnType<typeof clientCredentials>, options?: ChannelOptions) => C,
   address: string,
@@ -256,8 +265,12 @@ export function createClient<C extends Client>(
   expectServer: string,
   options: ChannelOptions = {},
 ): C {
-  return new Ctor(address, clientCredentials(tls, expectServer), {
+  const replicas = address.split(',').map((a) => a.trim());
+  const target = replicas.length > 1 ? `ipv4:${replicas.join(',')}` : address;
+  return new Ctor(target, clientCredentials(tls, expectServer), {
     ...DEFAULT_CHANNEL_OPTIONS,
+    // Replicas (`host:port,host:port`): calls are spread over those that are up, and a dead one is skipped.
+    ...(replicas.length > 1 ? { 'grpc.service_config': ROUND_ROBIN } : {}),
     // Certificates name the workload as a DNS SAN too; this keeps SNI a name, not an IP.
     'grpc.ssl_target_name_override': expectServer,
     'grpc.default_authority': expectServer,

@@ -293,6 +293,8 @@ export function renderNatsConfig(opts: {
   serverName?: string;
   users: Readonly<Record<NatsUser, string>>;
   maxPayload?: number;
+  /** One node of a JetStream cluster: its route listener and the other nodes' routes (`nats-route://host:port`). */
+  cluster?: { name: string; listen: string; routes: readonly string[] };
 }): string {
   const users = NATS_USERS.map((u) => {
     const p = natsPermissions(u);
@@ -320,6 +322,15 @@ export function renderNatsConfig(opts: {
     `  store_dir: ${JSON.stringify(opts.storeDir)}`,
     '  max_memory_store: 268435456',
     '}',
+    ...(opts.cluster
+      ? [
+          'cluster {',
+          `  name: ${JSON.stringify(opts.cluster.name)}`,
+          `  listen: ${JSON.stringify(opts.cluster.listen)}`,
+          `  routes: [${opts.cluster.routes.map((r) => JSON.stringify(r)).join(', ')}]`,
+          '}',
+        ]
+      : []),
     'authorization {',
     '  users = [',
     users.join('\n'),

@@ -30,6 +30,10 @@ export interface TestPlatformOptions {
   autoRestart?: boolean;
   /** Progress lines of the platform (starts, restarts). */
   onProgress?: (msg: string) => void;
+  /** nats-server nodes (3: a JetStream cluster on loopback with R3 streams). */
+  natsNodes?: number;
+  /** Processes per service (replicas). */
+  replicas?: Partial<Record<ServiceName, number>>;
 }
 
 /** The assistant text of a streamed (SSE) chat completion, as the gateway sends it. */
@@ -199,6 +203,8 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     baseEnv: { ...process.env, ...env },
     autoRestart: opts.autoRestart ?? false,
     ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.natsNodes ? { natsNodes: opts.natsNodes } : {}),
+    ...(opts.replicas ? { replicas: opts.replicas } : {}),
     // A ceiling, not a wait: start returns as soon as everything is healthy (a loaded machine can take a while).
     healthTimeoutMs: 120_000,
     nodeArgs: opts.nodeArgs,

@@ -33,7 +33,10 @@ export function egressSpec(env: Record<string, string | undefined> = process.env
     policyFile: optionalStr('EGRESS_POLICY_FILE', {
       doc: 'Optional JSON file {"rules":[{"principal","host","port","methods"}]} adding destinations per principal (default deny otherwise).',
     }),
-    vaultAddr: str('EGRESS_VAULT_ADDR', { doc: 'host:port of the vault gRPC service.', default: '127.0.0.1:7404' }),
+    vaultAddr: str('EGRESS_VAULT_ADDR', {
+      doc: 'host:port of the vault gRPC service (several comma-separated for replicas).',
+      default: '127.0.0.1:7404',
+    }),
     vaultPollMs: int('EGRESS_VAULT_POLL_MS', {
       doc: 'How often egress asks the vault for its state: a seal, unseal or secret change refreshes the scan index and drops cached values within this time.',
       default: 500,

@@ -86,9 +86,10 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
 
     // Egress (the only way to a chat platform) and its gRPC API.
     egressUrl: url('GATEWAY_EGRESS_URL', {
-      doc: 'The egress proxy: replies to chat platforms go out through it (the gateway holds no platform token).',
+      doc: 'The egress proxy: replies to chat platforms go out through it (the gateway holds no platform token). Several comma-separated for egress replicas without a load balancer.',
       default: 'https://127.0.0.1:7480',
       protocols: ['https:'],
+      many: true,
     }),
     egressAddr: str('GATEWAY_EGRESS_ADDR', {
       doc: 'host:port of egress’s gRPC API (EgressService: webhook signature checks, secret names).',

@@ -25,9 +25,10 @@ export function sandboxSpec(env: Record<string, string | undefined> = process.en
       max: 100_000,
     }),
     egressUrl: url('SANDBOX_EGRESS_URL', {
-      doc: 'The egress proxy (mTLS) that carries every plugin HTTP request; the node connects with its own certificate.',
+      doc: 'The egress proxy (mTLS) that carries every plugin HTTP request; the node connects with its own certificate. Several comma-separated for egress replicas without a load balancer.',
       default: `https://127.0.0.1:${DEFAULT_PORTS.egressProxy}`,
       protocols: ['https:'],
+      many: true,
     }),
     maxMemoryMb: int('SANDBOX_MAX_MEMORY_MB', {
       doc: 'Largest memory (MiB) a skill may be granted on this node; skills asking for more are refused.',

@@ -47,18 +47,34 @@ export function writeNatsConfig(opts: {
   storeDir: string;
   users: Record<NatsUser, string>;
   portsFileDir?: string;
+  serverName?: string;
+  /** A node of a cluster on loopback: its route port (0: any free one) and the other nodes' route ports. */
+  cluster?: { port: number; routes: readonly number[] };
 }): void {
-  const conf = renderNatsConfig({ ...opts, port: opts.port === 0 ? -1 : opts.port });
+  const { cluster, ...rest } = opts;
+  const conf = renderNatsConfig({
+    ...rest,
+    port: opts.port === 0 ? -1 : opts.port,
+    ...(cluster
+      ? {
+          cluster: {
+            name: 'talon',
+            listen: `${opts.host}:${cluster.port === 0 ? -1 : cluster.port}`,
+            routes: cluster.routes.map((p) => `nats-route://${opts.host}:${p}`),
+          },
+        }
+      : {}),
+  });
   const portsFile = opts.portsFileDir ? `ports_file_dir: ${JSON.stringify(opts.portsFileDir)}\n` : '';
   writeFileSync(opts.file, conf + portsFile, { mode: 0o600 });
 }
 
-/** The client port from the ports file nats-server `pid` wrote into `dir`, if it has written it. */
-export function readNatsPortsFile(dir: string, pid: number): number | undefined {
+/** A port from the ports file nats-server `pid` wrote into `dir` (client, or cluster routes), once written. */
+export function readNatsPortsFile(dir: string, pid: number, listener: 'nats' | 'cluster' = 'nats'): number | undefined {
   const name = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith(`_${pid}.ports`)) : undefined;
   if (!name) return undefined;
   try {
-    const url = (JSON.parse(readFileSync(join(dir, name), 'utf8')) as { nats?: string[] }).nats?.[0];
+    const url = (JSON.parse(readFileSync(join(dir, name), 'utf8')) as Record<string, string[] | undefined>)[listener]?.[0];
     const port = url ? Number(new URL(url).port) : Number.NaN;
     return Number.isInteger(port) && port > 0 ? port : undefined;
   } catch {

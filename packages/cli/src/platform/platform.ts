@@ -3,7 +3,7 @@
 // `talon up` and the test harness both use this; neither duplicates the steps.
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHealth, type TlsMaterial } from '@talon/kit/grpc';
 import { connectNats, provisionJetStream } from '@talon/kit/nats';
@@ -46,9 +46,10 @@ export function defaultPorts(env: Record<string, string | undefined> = process.e
       ServiceName,
       number
     >,
-    internal: Object.fromEntries(
-      SERVICES.map((s) => [s, n(`${s.toUpperCase()}_INTERNAL_PORT`, DEFAULT_PORTS.internal[s])]),
-    ) as Record<ServiceName, number>,
+    internal: Object.fromEntries(SERVICES.map((s) => [s, n(`${s.toUpperCase()}_INTERNAL_PORT`, DEFAULT_PORTS.internal[s])])) as Record<
+      ServiceName,
+      number
+    >,
   };
 }
 
@@ -84,6 +85,10 @@ export interface PlatformOptions {
   nodeArgs?: readonly string[];
   /** Provision JetStream when NATS starts (default yes; tests of `talon provision` say no). */
   provision?: boolean;
+  /** nats-server nodes: 1 (default), or a JetStream cluster on loopback (3: streams and buckets R3). */
+  natsNodes?: number;
+  /** Processes per service (default 1 each): replicas share the work through NATS and their clients' address lists. */
+  replicas?: Partial<Record<ServiceName, number>>;
 }
 
 /** Platform settings that no service process receives (the passphrase goes to the vault alone). */
@@ -98,8 +103,27 @@ const PLATFORM_ONLY_KEYS = new Set([
 const START_ORDER: readonly ServiceName[] = ['memory', 'vault', 'egress', 'sandbox', 'orchestrator', 'gateway'];
 const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox', 'egress', 'vault', 'memory'];
 
+/** The service an instance belongs to (`orchestrator-2` → `orchestrator`). */
+export function serviceOf(instance: string): ServiceName {
+  const s = instance.replace(/-\d+$/, '');
+  if (!(SERVICES as readonly string[]).includes(s)) throw new Error(`no Talon service is called ${instance}`);
+  return s as ServiceName;
+}
+
 function validPort(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n > 0 && n < 65536;
+}
+
+/** A port free on 127.0.0.1 right now (for nats-server cluster routes, which must be known up front). */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
 }
 
 /** False when something already listens on 127.0.0.1:port. */
@@ -120,10 +144,17 @@ export class Platform {
    */
   readonly ports: PlatformPorts;
   /** A running service whose ports report was unusable (waitHealthy fails with it). */
-  private readonly reportFailures = new Map<ServiceName, Error>();
-  private nats: ManagedProcess | undefined;
+  private readonly reportFailures = new Map<string, Error>();
+  /** nats-server nodes; one unless `natsNodes` asks for a cluster. */
+  private readonly natsProcs: Array<ManagedProcess | undefined> = [];
+  /** Client and route ports of each nats-server node (node 0's client port is `ports.nats`). */
+  private readonly natsPorts: number[] = [];
+  private readonly natsRoutePorts: number[] = [];
   private pglite: ManagedProcess | undefined;
-  private readonly procs = new Map<ServiceName, ManagedProcess>();
+  /** Service processes by instance name: `orchestrator`, and `orchestrator-2`… for replicas. */
+  private readonly procs = new Map<string, ManagedProcess>();
+  /** Ports reported by the instances after the first (the first's are in `ports`). */
+  private readonly instancePorts = new Map<string, BoundPorts>();
   private dbUrls: Record<DbOwner, string> | undefined;
   private stopping = false;
   /** Restart attempts since the last healthy run, per process (services, `nats`, `pglite`). */
@@ -139,15 +170,24 @@ export class Platform {
 
   /** Last resort on exit: SIGKILL whatever is still running. */
   killAll(): void {
-    for (const p of [...this.procs.values(), this.pglite, this.nats]) if (p?.running) p.kill('SIGKILL');
+    for (const p of [...this.procs.values(), this.pglite, ...this.natsProcs]) if (p?.running) p.kill('SIGKILL');
   }
 
   private progress(msg: string): void {
     this.opts.onProgress?.(msg);
   }
 
+  /** Every node's client URL, comma-separated (clients fail over between them). */
   get natsUrl(): string {
-    return `nats://127.0.0.1:${this.ports.nats}`;
+    const ports = this.natsPorts.length > 1 ? this.natsPorts : [this.ports.nats];
+    return ports.map((p) => `nats://127.0.0.1:${p}`).join(',');
+  }
+  get natsNodeCount(): number {
+    return Math.max(1, this.opts.natsNodes ?? 1);
+  }
+  /** `nats` for a single server; `nats-1`, `nats-2`… for the nodes of a cluster. */
+  natsNodeName(i: number): string {
+    return this.natsNodeCount === 1 ? 'nats' : `nats-${i + 1}`;
   }
   get gatewayUrl(): string {
     return `http://127.0.0.1:${this.ports.gatewayHttp}`;
@@ -171,9 +211,26 @@ export class Platform {
   logFile(name: string): string {
     return join(this.home.logs, `${name}.log`);
   }
-  /** Where a service reports the ports it bound (TALON_PORTS_FILE). */
-  portsFile(s: ServiceName): string {
-    return join(this.home.run, `${s}.ports.json`);
+  /** Where a service instance reports the ports it bound (TALON_PORTS_FILE). */
+  portsFile(instance: string): string {
+    return join(this.home.run, `${instance}.ports.json`);
+  }
+  /** The instances of a service: its own name, then `<service>-2`, `<service>-3`… for replicas. */
+  instanceNames(s: ServiceName): string[] {
+    const n = Math.max(1, this.opts.replicas?.[s] ?? 1);
+    return Array.from({ length: n }, (_, i) => (i === 0 ? s : `${s}-${i + 1}`));
+  }
+  /** A listener's port of an instance (0 while it has not reported it). */
+  portOf(instance: string, role: 'grpc' | 'http' | 'proxy' | 'internal'): number {
+    const s = serviceOf(instance);
+    if (instance !== s) return this.instancePorts.get(instance)?.[role] ?? 0;
+    if (role === 'grpc') return this.ports.grpc[s];
+    if (role === 'internal') return this.ports.internal[s];
+    return role === 'http' ? this.ports.gatewayHttp : this.ports.egressProxy;
+  }
+  /** Every gateway instance's HTTP address. */
+  get gatewayUrls(): string[] {
+    return this.instanceNames('gateway').map((i) => `http://127.0.0.1:${this.portOf(i, 'http')}`);
   }
   /** mTLS material of an identity (the CLI uses `admin`). */
   tls(identity: string): TlsMaterial {
@@ -184,8 +241,10 @@ export class Platform {
     };
   }
   /** A managed process: a service, `nats` or `pglite` (tests and chaos signal it to simulate a crash). */
-  process(name: ServiceName | 'nats' | 'pglite'): ManagedProcess | undefined {
-    return name === 'nats' ? this.nats : name === 'pglite' ? this.pglite : this.procs.get(name);
+  process(name: string): ManagedProcess | undefined {
+    if (name === 'pglite') return this.pglite;
+    const node = [...this.natsProcs.keys()].find((i) => this.natsNodeName(i) === name || (name === 'nats' && i === 0));
+    return node !== undefined ? this.natsProcs[node] : this.procs.get(name);
   }
 
   async start(services: readonly ServiceName[] = SERVICES): Promise<void> {
@@ -196,7 +255,13 @@ export class Platform {
     await this.startDatabase();
     // All at once: a service that needs a peer's port waits for it inside (serviceEnv).
     // START_ORDER puts peers first, so they are running when their dependents' env is built.
-    for (const s of START_ORDER) if (services.includes(s)) this.startService(s);
+    // With replicas, a client gets every replica's address: peers first report their ports.
+    const replicated = SERVICES.some((s) => this.instanceNames(s).length > 1);
+    for (const s of START_ORDER) {
+      if (!services.includes(s)) continue;
+      this.startService(s);
+      if (replicated) await this.waitReported(this.instanceNames(s));
+    }
     await this.waitHealthy(services);
   }
 
@@ -259,41 +324,13 @@ export class Platform {
     return `${head}; last log lines:\n${tail}`;
   }
 
+  /** Starts every nats-server node, then provisions JetStream (R1, or R3 for a cluster) unless told not to. */
   async startNats(): Promise<void> {
-    const bin = findNatsServer(this.opts.baseEnv ?? process.env);
-    const users = ensureNkeys(this.home);
-    // nats-server writes its ports file here once it is ready; old ones are stale.
-    const portsDir = ensureDir(join(this.home.run, 'nats'));
-    for (const f of readdirSync(portsDir)) rmSync(join(portsDir, f), { force: true });
-    // A restart binds the port the first start reported: every service has it.
-    const asked = this.ports.nats || this.opts.ports.nats;
-    writeNatsConfig({
-      file: this.home.natsConfig,
-      host: '127.0.0.1',
-      port: asked,
-      storeDir: this.home.natsStore,
-      users,
-      portsFileDir: portsDir,
-    });
-    this.progress(`starting nats-server on 127.0.0.1:${asked || '(any free port)'} (JetStream in ${this.home.natsStore})`);
-    const nats = new ManagedProcess({
-      name: 'nats',
-      command: bin,
-      args: ['-c', this.home.natsConfig],
-      env: { PATH: process.env.PATH },
-      logFile: this.logFile('nats'),
-    });
-    this.nats = nats;
-    // Services reconnect on their own once nats-server is back on the same port, with its JetStream data.
-    this.watchCrash(
-      'nats',
-      nats,
-      this.restartOnCrash('nats', () => this.startNats()),
-    );
-    this.ports.nats = await this.awaitPorts('nats', nats, () => readNatsPortsFile(portsDir, nats.pid ?? -1), {
-      port: asked,
-      variable: 'TALON_NATS_PORT',
-    });
+    // A JetStream cluster needs each node's routes in its configuration before it starts, so
+    // route ports are chosen here (the one exception to "every process binds port 0"); a
+    // node that loses its port to another process exits and says so.
+    if (this.natsNodeCount > 1) for (let i = 0; i < this.natsNodeCount; i++) this.natsRoutePorts[i] ||= await freeLoopbackPort();
+    await Promise.all(Array.from({ length: this.natsNodeCount }, (_, i) => this.startNatsNode(i)));
     const log = createLogger({ service: 'talon-up', level: 'silent' });
     const nc = await connectNats({
       servers: this.natsUrl,
@@ -302,16 +339,79 @@ export class Platform {
       log,
       connectTimeoutMs: 15_000,
     });
-    if (this.opts.provision === false) {
-      await nc.drain();
-      return;
-    }
     try {
-      await provisionJetStream(nc);
+      if (this.opts.provision === false) return;
+      await this.provisionWhenReady(nc);
     } finally {
       await nc.drain();
     }
     this.progress('JetStream streams and buckets provisioned');
+  }
+
+  /** A new cluster elects its JetStream leader after its nodes meet: provisioning waits for it. */
+  private async provisionWhenReady(nc: Awaited<ReturnType<typeof connectNats>>): Promise<void> {
+    const replicas = Math.min(3, this.natsNodeCount);
+    const deadline = Date.now() + (this.opts.healthTimeoutMs ?? 60_000);
+    for (;;) {
+      try {
+        await provisionJetStream(nc, { replicas });
+        return;
+      } catch (err) {
+        if (this.natsNodeCount === 1 || Date.now() > deadline) throw err;
+        await sleep(250);
+      }
+    }
+  }
+
+  /**
+   * Starts node `i`. A restart binds the ports the first start reported (every client has
+   * them) and, in a cluster, routes to the other nodes so it rejoins them.
+   */
+  private async startNatsNode(i: number): Promise<void> {
+    const bin = findNatsServer(this.opts.baseEnv ?? process.env);
+    const users = ensureNkeys(this.home);
+    const name = this.natsNodeName(i);
+    const single = this.natsNodeCount === 1;
+    // nats-server writes its ports file here once it is ready; old ones are stale.
+    const portsDir = ensureDir(join(this.home.run, single ? 'nats' : join('nats', name)));
+    for (const f of readdirSync(portsDir)) rmSync(join(portsDir, f), { force: true });
+    const asked = this.natsPorts[i] || (i === 0 ? this.ports.nats || this.opts.ports.nats : 0);
+    const config = single ? this.home.natsConfig : join(dirname(this.home.natsConfig), `${name}.conf`);
+    const storeDir = single ? this.home.natsStore : join(this.home.natsStore, name);
+    const routes = this.natsRoutePorts.filter((p, n) => n !== i && p > 0);
+    const routePort = this.natsRoutePorts[i] ?? 0;
+    writeNatsConfig({
+      file: config,
+      host: '127.0.0.1',
+      port: asked,
+      storeDir,
+      users,
+      portsFileDir: portsDir,
+      ...(single ? {} : { serverName: name, cluster: { port: routePort, routes } }),
+    });
+    this.progress(
+      `starting ${name === 'nats' ? 'nats-server' : name} on 127.0.0.1:${asked || '(any free port)'} (JetStream in ${storeDir})`,
+    );
+    const proc = new ManagedProcess({
+      name,
+      command: bin,
+      args: ['-c', config],
+      env: { PATH: process.env.PATH },
+      logFile: this.logFile(name),
+    });
+    this.natsProcs[i] = proc;
+    // Services reconnect on their own once nats-server is back on the same port, with its JetStream data.
+    this.watchCrash(
+      name,
+      proc,
+      this.restartOnCrash(name, () => this.startNatsNode(i)),
+    );
+    const pid = proc.pid ?? -1;
+    this.natsPorts[i] = await this.awaitPorts(name, proc, () => readNatsPortsFile(portsDir, pid), {
+      port: asked,
+      variable: 'TALON_NATS_PORT',
+    });
+    if (i === 0) this.ports.nats = this.natsPorts[0]!;
   }
 
   async startDatabase(): Promise<void> {
@@ -382,7 +482,7 @@ export class Platform {
    * stay with one process: the vault passphrase goes to the vault only, the
    * database admin URL to nobody. Addresses and ports come from the platform.
    */
-  serviceEnv(s: ServiceName): Record<string, string | undefined> {
+  serviceEnv(s: ServiceName, instance: string = s): Record<string, string | undefined> {
     const p = this.ports;
     const base = this.opts.baseEnv ?? process.env;
     const own = `${s.toUpperCase()}_`;
@@ -392,6 +492,12 @@ export class Platform {
     // config (kit awaitPeerPorts), so services boot in parallel, not one after another.
     const deferred: Record<string, PeerPort> = {};
     const peerAddr = (key: string, peer: ServiceName, role: 'grpc' | 'proxy', template: string) => {
+      const replicas = this.instanceNames(peer);
+      // Replicas have all reported their ports (start waits for them): every address, comma-separated.
+      if (replicas.length > 1) {
+        env[key] = replicas.map((i) => template.replace('{port}', String(this.portOf(i, role)))).join(',');
+        return;
+      }
       const port = role === 'grpc' ? p.grpc[peer] : p.egressProxy;
       if (port === 0 && this.procs.get(peer)?.running) {
         deferred[key] = { file: this.portsFile(peer), role, template };
@@ -414,13 +520,13 @@ export class Platform {
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: base.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
       OTEL_EXPORTER_OTLP_HEADERS: base.OTEL_EXPORTER_OTLP_HEADERS,
       OTEL_BSP_SCHEDULE_DELAY: base.OTEL_BSP_SCHEDULE_DELAY,
-      [`${own}GRPC_PORT`]: String(p.grpc[s]),
-      [`${own}INTERNAL_PORT`]: String(p.internal[s]),
-      [PORTS_FILE_ENV]: this.portsFile(s),
+      [`${own}GRPC_PORT`]: String(this.portOf(instance, 'grpc')),
+      [`${own}INTERNAL_PORT`]: String(this.portOf(instance, 'internal')),
+      [PORTS_FILE_ENV]: this.portsFile(instance),
     });
     switch (s) {
       case 'gateway':
-        env.TALON_GATEWAY_PORT = String(p.gatewayHttp);
+        env.TALON_GATEWAY_PORT = String(this.portOf(instance, 'http'));
         peerAddr('GATEWAY_EGRESS_URL', 'egress', 'proxy', 'https://127.0.0.1:{port}');
         peerAddr('GATEWAY_EGRESS_ADDR', 'egress', 'grpc', '127.0.0.1:{port}');
         break;
@@ -437,7 +543,7 @@ export class Platform {
         env.TALON_VAULT_PASSPHRASE = base.TALON_VAULT_PASSPHRASE;
         break;
       case 'egress':
-        env.EGRESS_PROXY_PORT = String(p.egressProxy);
+        env.EGRESS_PROXY_PORT = String(this.portOf(instance, 'proxy'));
         peerAddr('EGRESS_VAULT_ADDR', 'vault', 'grpc', '127.0.0.1:{port}');
         break;
       case 'sandbox':
@@ -454,35 +560,61 @@ export class Platform {
     return env;
   }
 
+  /** Starts every instance of a service that is not running; returns the first. */
   startService(s: ServiceName): ManagedProcess {
-    const existing = this.procs.get(s);
+    const [first, ...rest] = this.instanceNames(s).map((i) => this.startInstance(i));
+    void rest;
+    return first!;
+  }
+
+  /** Starts one instance (`gateway`, `gateway-2`…) unless it is running. */
+  startInstance(instance: string): ManagedProcess {
+    const s = serviceOf(instance);
+    const existing = this.procs.get(instance);
     if (existing?.running) return existing;
-    const portsFile = this.portsFile(s);
+    const portsFile = this.portsFile(instance);
     rmSync(portsFile, { force: true });
     // Before the first start a port may be 0; a restart reuses the ports reported then.
     const proc = new ManagedProcess({
-      name: s,
+      name: instance,
       command: process.execPath,
       args: [...(this.opts.nodeArgs ?? []), join(REPO_ROOT, 'services', s, 'src', 'main.ts')],
-      env: this.serviceEnv(s),
+      env: this.serviceEnv(s, instance),
       cwd: REPO_ROOT,
-      logFile: this.logFile(s),
+      logFile: this.logFile(instance),
     });
-    this.procs.set(s, proc);
+    this.procs.set(instance, proc);
     const startedAt = Date.now();
-    this.reportFailures.delete(s);
+    this.reportFailures.delete(instance);
     // An exit before the report is the crash handler's and waitHealthy's to tell.
-    void this.awaitPorts(s, proc, () => readPortsFile(portsFile))
-      .then((bound) => this.takePorts(s, bound))
+    void this.awaitPorts(instance, proc, () => readPortsFile(portsFile))
+      .then((bound) => this.takePorts(instance, bound))
       .catch((err: unknown) => {
-        if (proc.running) this.reportFailures.set(s, err as Error);
+        if (proc.running) this.reportFailures.set(instance, err as Error);
       });
     this.watchCrash(
-      s,
+      instance,
       proc,
-      this.restartOnCrash(s, () => void this.startService(s), startedAt),
+      this.restartOnCrash(instance, () => void this.startInstance(instance), startedAt),
     );
     return proc;
+  }
+
+  /** Waits until each instance has reported its ports (fails when one exits or its report is unusable). */
+  private async waitReported(instances: readonly string[], timeoutMs = this.opts.healthTimeoutMs ?? 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const pending = instances.filter((i) => this.portOf(i, 'grpc') === 0);
+      if (pending.length === 0) return;
+      for (const i of pending) {
+        const failure = this.reportFailures.get(i);
+        if (failure) throw failure;
+        const proc = this.procs.get(i);
+        if (proc && !proc.running) throw new Error(await this.startFailure(i, proc));
+      }
+      if (Date.now() > deadline) throw new Error(`${pending.join(', ')} did not report their ports within ${timeoutMs} ms`);
+      await sleep(25);
+    }
   }
 
   /**
@@ -511,25 +643,27 @@ export class Platform {
     };
   }
 
-  /** Records the ports a service reported (and checks it reported the ones it was given). */
-  private takePorts(s: ServiceName, bound: BoundPorts): void {
-    const want: Array<[string, number]> = [
-      ['grpc', this.ports.grpc[s]],
-      ['internal', this.ports.internal[s]],
-    ];
-    if (s === 'gateway') want.push(['http', this.ports.gatewayHttp]);
-    if (s === 'egress') want.push(['proxy', this.ports.egressProxy]);
-    for (const [role, asked] of want) {
+  /** Records the ports an instance reported (and checks it reported the ones it was given). */
+  private takePorts(instance: string, bound: BoundPorts): void {
+    const s = serviceOf(instance);
+    const roles: Array<'grpc' | 'internal' | 'http' | 'proxy'> = ['grpc', 'internal'];
+    if (s === 'gateway') roles.push('http');
+    if (s === 'egress') roles.push('proxy');
+    for (const role of roles) {
+      const asked = this.portOf(instance, role);
       const got = bound[role];
       if (!validPort(got) || (asked !== 0 && got !== asked))
-        throw new Error(`${s} reported ${role} port ${String(got)} (asked for ${asked || 'any'}); see ${this.portsFile(s)}`);
+        throw new Error(`${instance} reported ${role} port ${String(got)} (asked for ${asked || 'any'}); see ${this.portsFile(instance)}`);
     }
-    this.ports.grpc[s] = bound.grpc!;
-    this.ports.internal[s] = bound.internal!;
-    if (s === 'gateway') this.ports.gatewayHttp = bound.http!;
-    if (s === 'egress') this.ports.egressProxy = bound.proxy!;
+    if (instance !== s) this.instancePorts.set(instance, bound);
+    else {
+      this.ports.grpc[s] = bound.grpc!;
+      this.ports.internal[s] = bound.internal!;
+      if (s === 'gateway') this.ports.gatewayHttp = bound.http!;
+      if (s === 'egress') this.ports.egressProxy = bound.proxy!;
+    }
     this.progress(
-      `${s} listening (${Object.entries(bound)
+      `${instance} listening (${Object.entries(bound)
         .map(([role, port]) => `${role} 127.0.0.1:${port}`)
         .join(', ')})`,
     );
@@ -547,7 +681,7 @@ export class Platform {
   async waitHealthy(services: readonly ServiceName[] = SERVICES, timeoutMs = this.opts.healthTimeoutMs ?? 60_000): Promise<void> {
     const tls = this.tls('admin');
     const deadline = Date.now() + timeoutMs;
-    const pending = new Set(services);
+    const pending = new Set(services.flatMap((s) => this.instanceNames(s)));
     while (pending.size > 0) {
       for (const s of [...pending]) {
         const proc = this.procs.get(s);
@@ -561,9 +695,10 @@ export class Platform {
         const failure = this.reportFailures.get(s);
         if (failure) throw failure;
         // Not reported yet: nothing to ask.
-        if (this.ports.grpc[s] === 0) continue;
+        const port = this.portOf(s, 'grpc');
+        if (port === 0) continue;
         try {
-          const st = await checkHealth(`127.0.0.1:${this.ports.grpc[s]}`, tls, s, { timeoutMs: 1000 });
+          const st = await checkHealth(`127.0.0.1:${port}`, tls, serviceOf(s), { timeoutMs: 1000 });
           if (st === 'SERVING') {
             pending.delete(s);
             this.progress(`${s} healthy`);
@@ -581,32 +716,38 @@ export class Platform {
 
   /** Stops nats-server (SIGKILL with `kill`); startNats() brings it back on the same port, its JetStream data kept. */
   async stopNats(opts: { kill?: boolean } = {}): Promise<void> {
-    if (this.nats?.running) await stopProcess(this.nats, opts);
+    for (const p of this.natsProcs) if (p?.running) await stopProcess(p, opts);
   }
 
   /** Stops one service gracefully (or with SIGKILL when `kill` is set) without restarting it. */
   async stopService(s: ServiceName, opts: { kill?: boolean; graceMs?: number } = {}): Promise<void> {
-    const proc = this.procs.get(s);
-    if (proc) await stopProcess(proc, opts);
+    for (const i of this.instanceNames(s)) {
+      const proc = this.procs.get(i);
+      if (proc) await stopProcess(proc, opts);
+    }
   }
 
   /** Ordered stop: intake first (gateway), then workers, then key holders, then stores, then NATS. */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const s of STOP_ORDER) {
-      const proc = this.procs.get(s);
-      if (proc?.running) {
-        this.progress(`stopping ${s}`);
-        await proc.stop(12_000);
-      }
+      // Replicas of one service stop together.
+      const running = this.instanceNames(s).flatMap((i) => {
+        const proc = this.procs.get(i);
+        return proc?.running ? [[i, proc] as const] : [];
+      });
+      if (running.length === 0) continue;
+      this.progress(`stopping ${running.map(([i]) => i).join(', ')}`);
+      await Promise.all(running.map(([, proc]) => proc.stop(12_000)));
     }
     if (this.pglite?.running) {
       this.progress('stopping embedded PostgreSQL');
       await this.pglite.stop(15_000);
     }
-    if (this.nats?.running) {
-      this.progress('stopping nats-server');
-      await this.nats.stop(10_000);
-    }
+    for (const [i, p] of this.natsProcs.entries())
+      if (p?.running) {
+        this.progress(`stopping ${this.natsNodeName(i) === 'nats' ? 'nats-server' : this.natsNodeName(i)}`);
+        await p.stop(10_000);
+      }
   }
 }
