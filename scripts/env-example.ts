@@ -15,6 +15,10 @@ const PLATFORM: Array<{ key: string; doc: string; def?: string }> = [
     doc: 'PostgreSQL server (with pgvector) to use instead of the embedded PGlite; an owner/superuser URL: talon up creates one role and schema per owning service.',
   },
   { key: 'TALON_NATS_PORT', doc: 'Port of the nats-server talon up starts.', def: '4223' },
+  {
+    key: 'TALON_VAULT_ADDR',
+    doc: "host:port of the vault for the talon CLI's admin commands (e.g. vault:7404 in an admin container); default 127.0.0.1 and VAULT_GRPC_PORT.",
+  },
   { key: 'TALON_NATS_SERVER_BIN', doc: 'Path to nats-server when it is not on PATH.' },
   { key: 'TALON_PGLITE_PORT', doc: 'Port of the embedded PostgreSQL (PGlite) server.', def: '5433' },
   {

@@ -10,8 +10,9 @@ import { TalonError } from '@talon/kit/errors';
 import { VaultAdminServiceClient, type StatusResponse } from '@talon/proto';
 import { CliError, homeDir } from '../context.ts';
 
+/** TALON_VAULT_ADDR (host:port, e.g. vault:7404 from an admin container), else the local vault of `talon up`. */
 export function vaultAddress(): string {
-  return `127.0.0.1:${process.env.VAULT_GRPC_PORT ?? DEFAULT_PORTS.grpc.vault}`;
+  return process.env.TALON_VAULT_ADDR || `127.0.0.1:${process.env.VAULT_GRPC_PORT ?? DEFAULT_PORTS.grpc.vault}`;
 }
 
 function adminTls(): TlsMaterial {
@@ -34,7 +35,7 @@ export function explainVaultError(err: unknown): CliError {
     case 'unavailable':
       if (!fromServer && cause?.code === GrpcStatus.UNAVAILABLE) {
         return new CliError(
-          `cannot reach the vault at ${vaultAddress()} (${err.message}). Is Talon running? Start it with \`npm start\` in another terminal (or set VAULT_GRPC_PORT if the vault listens elsewhere).`,
+          `cannot reach the vault at ${vaultAddress()} (${err.message}). Is Talon running? Start it with \`npm start\` in another terminal (or set TALON_VAULT_ADDR=host:port if the vault listens elsewhere).`,
           69,
         );
       }
