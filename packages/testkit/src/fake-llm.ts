@@ -17,6 +17,8 @@ export interface FakeLlmBehaviour {
   delayMs?: number;
   /** When it returns true, the request is held open and never answered (until close). */
   hang?: (req: RecordedLlmRequest, index: number) => boolean;
+  /** When it returns a promise, the answer waits until it settles (a test releases the held response). */
+  hold?: (req: RecordedLlmRequest, index: number) => Promise<void> | undefined;
   /** HTTP status to answer with instead of a completion. */
   status?: (req: RecordedLlmRequest, index: number) => number | undefined;
   /** Scripted answer (text and/or tool calls); wins over `reply` when it returns something. */
@@ -168,6 +170,8 @@ export async function startFakeLlm(behaviour: FakeLlmBehaviour = {}, port = 0): 
       held.push(res);
       return;
     }
+    const gate = b.hold?.(rec, index);
+    if (gate) await gate;
     if (b.delayMs) await new Promise((r) => setTimeout(r, b.delayMs));
     const status = b.status?.(rec, index);
     if (status && status >= 400) {

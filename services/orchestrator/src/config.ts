@@ -10,15 +10,19 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
   return {
     ...commonFields('orchestrator', env),
     ...natsFields('orchestrator', env),
-    memoryAddr: str('ORCHESTRATOR_MEMORY_ADDR', { doc: 'host:port of the memory gRPC service.', default: '127.0.0.1:7403' }),
+    memoryAddr: str('ORCHESTRATOR_MEMORY_ADDR', {
+      doc: 'host:port of the memory gRPC service (several comma-separated for replicas).',
+      default: '127.0.0.1:7403',
+    }),
     egressAddr: str('ORCHESTRATOR_EGRESS_ADDR', {
       doc: 'host:port of egress’s gRPC API (EgressService.RedactText: tool results and answers are redacted of credentials before they are stored).',
       default: '127.0.0.1:7406',
     }),
     egressUrl: url('ORCHESTRATOR_EGRESS_URL', {
-      doc: "The egress proxy (the orchestrator's only way out).",
+      doc: "The egress proxy (the orchestrator's only way out). Several comma-separated for egress replicas without a load balancer.",
       default: 'https://127.0.0.1:7480',
       protocols: ['https:'],
+      many: true,
     }),
     llmProvider: oneOf('TALON_LLM_PROVIDER', ['openai', 'anthropic'] as const, {
       doc: 'LLM wire format: openai (any OpenAI-compatible server) or anthropic.',
@@ -37,8 +41,8 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
     llmTimeoutMs: int('ORCHESTRATOR_LLM_TIMEOUT_MS', { doc: 'Upper bound for one LLM call.', default: 120_000, min: 1000 }),
     systemPrompt: str('TALON_SYSTEM_PROMPT', { doc: 'System prompt put before every conversation.', default: DEFAULT_SYSTEM_PROMPT }),
     ackWaitMs: int('ORCHESTRATOR_ACK_WAIT_MS', {
-      doc: 'JetStream ack wait for inbound messages: an unacknowledged message is redelivered after this (the worker extends it while busy).',
-      default: 30_000,
+      doc: 'JetStream ack wait for inbound messages: the message of a turn whose orchestrator died is redelivered after this. The worker sends in-progress acks every third of it while a turn runs, so it bounds the pause a busy process may take, not the length of a turn.',
+      default: 5_000,
       min: 500,
     }),
     maxDeliver: int('ORCHESTRATOR_MAX_DELIVER', {

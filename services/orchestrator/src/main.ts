@@ -7,6 +7,7 @@ import { initTelemetry } from '@talon/kit/telemetry';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
+import { startInternalHttp } from '@talon/kit/internal-http';
 import { remoteEmbedder } from '@talon/embed';
 import { ApprovalBook } from './approvals.ts';
 import { loadOrchestratorConfig } from './config.ts';
@@ -111,6 +112,8 @@ runMain('orchestrator', async () => {
     engine,
     turns,
     onParkedAgain: (key) => resumer.poke(key),
+    owner: resumer.owner,
+    leaseMs: cfg.turnLeaseMs,
     ackWaitMs: cfg.ackWaitMs,
     maxDeliver: cfg.maxDeliver,
     concurrency: cfg.concurrency,
@@ -123,7 +126,13 @@ runMain('orchestrator', async () => {
   const conversations = new ConversationResponder({ nc, memory, log });
   conversations.start();
   const grpc = await startGrpcServer({ name: 'orchestrator', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
-  reportPorts({ grpc: grpc.port });
+  const internal = await startInternalHttp({
+    service: 'orchestrator',
+    host: cfg.internalHost,
+    port: cfg.internalPort,
+    readiness: grpc.readiness,
+  });
+  reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the NATS connection: no work is sent here while it is down.
   watchNats(nc, (up) => grpc.setDependency('nats', up));
@@ -154,6 +163,8 @@ runMain('orchestrator', async () => {
     },
   });
   life.onShutdown({ name: 'grpc stop', run: () => grpc.shutdown(1000) });
+  // Late: liveness keeps answering while everything before drains.
+  life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
   life.installSignalHandlers();
   log.info(

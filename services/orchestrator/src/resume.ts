@@ -5,9 +5,11 @@
 // A replica continues a turn only after claiming it: a compare-and-set on the
 // turn's revision sets RUNNING, an owner and a lease it renews while it works, so
 // exactly one replica continues and a dead one's turn is taken over when its lease
-// runs out. The reply is stored in the turn before it is published (then the turn is
-// marked DONE), so a crash in between publishes the same reply again (de-duplicated by
-// its route, see TurnEngine.publish) and never computes a second one.
+// runs out. The reply is stored in the turn with the turns to record before it is
+// published, then recorded, then the turn is marked DONE: a crash in between publishes
+// the same reply again (de-duplicated by its route, see TurnEngine.publish) or only
+// records it, and never computes a second one. The sweep also finishes inbound turns
+// whose answer is stored but not recorded (memory was down; deliver.ts).
 import { randomBytes } from 'node:crypto';
 import type { Subscription } from '@nats-io/transport-node';
 import { KV_BUCKETS, replyDelivery } from '@talon/kit/subjects';
@@ -15,11 +17,12 @@ import { SpanKind, withSpan } from '@talon/kit/telemetry';
 import type { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
 import type { NatsConnection } from '@talon/kit/nats';
-import { Approval, ApprovalKind, InboundMessage, OutboundMessage, ParkedTurnStatus, type ParkedTurn } from '@talon/proto';
+import { Approval, ApprovalKind, InboundMessage, OutboundMessage, ParkedTurnStatus, type ParkedTurn, type Turn } from '@talon/proto';
 import { isSettled, type ApprovalBook } from './approvals.ts';
 import type { Slots } from './slots.ts';
 import type { TurnEngine, ReplyBody } from './turn-engine.ts';
-import { doneRecord, parkedStatus, progressFromProto, turnKey, type StoredTurn, type TurnStore } from './turn-state.ts';
+import { deliverAndRecord } from './deliver.ts';
+import { doneRecord, progressFromProto, storedStatus, turnKey, type StoredTurn, type TurnStore } from './turn-state.ts';
 import { TurnRun, afterClaim, recoverParked, type ParkedFacts } from './turn-machine.ts';
 import { onFailure } from './turn.ts';
 
@@ -56,11 +59,15 @@ export class Claim {
       claims: this.current.claims + 1,
       updatedAtMs: now,
     });
-    if (ok) {
-      this.timer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.leaseMs / 3)));
-      this.timer.unref();
-    }
+    if (ok) this.keepAlive();
     return ok;
+  }
+
+  /** Renews the lease while this execution works on the turn (until a write hands it on, or stop()). */
+  keepAlive(): void {
+    if (this.timer || this.lost) return;
+    this.timer = setInterval(() => void this.renew(), Math.max(200, Math.floor(this.leaseMs / 3)));
+    this.timer.unref();
   }
 
   private async renew(): Promise<void> {
@@ -93,12 +100,18 @@ export class Claim {
   }
 }
 
+/** An obtained answer: the reply and the turns to record. */
+interface Answer {
+  body: ReplyBody;
+  records: Turn[];
+}
+
 export interface ResumerOptions {
   nc: NatsConnection;
   log: Logger;
   turns: Pick<TurnStore, 'getKey' | 'update' | 'keys'>;
   approvals: Pick<ApprovalBook, 'settle' | 'create'>;
-  engine: Pick<TurnEngine, 'continue' | 'outbound' | 'publish' | 'errorBody'>;
+  engine: Pick<TurnEngine, 'continue' | 'outbound' | 'publish' | 'errorBody' | 'record' | 'failedRecords'>;
   slots: Slots;
   inFlight: InFlight;
   /** How long a claim holds without renewal (a dead replica's turn is taken over after it). */
@@ -215,7 +228,7 @@ export class TurnResumer {
     if (!s || this.stopped) return;
     const t = s.turn;
     const now = Date.now();
-    const status = parkedStatus(t.status);
+    const status = storedStatus(t);
     let approval: ParkedFacts['approval'];
     if (status === 'parked') {
       const a = await this.approvals.settle(t.approvalId, now);
@@ -273,34 +286,42 @@ export class TurnResumer {
     }
     // A retried continuation streams under a new attempt number, so the gateway never splices two attempts.
     const attempt = t.attempt + Math.max(0, t.claims - 1);
-    let reply: OutboundMessage;
-    const next = afterClaim({ replyStored: t.reply.length > 0, claims: t.claims, maxAttempts: this.maxAttempts });
+    const next = afterClaim({ replyStored: t.reply.length > 0, delivered: t.delivered, claims: t.claims, maxAttempts: this.maxAttempts });
     run.step(next);
-    if (next === 'reply_found') {
-      // The reply was computed before a crash: publish that one, never a second.
-      reply = OutboundMessage.decode(t.reply);
-    } else {
-      const body = next === 'give_up' ? this.giveUp(t, attempt) : await this.compute(claim, run, inbound, attempt);
-      if (!body) return;
-      reply = this.engine.outbound(inbound, body);
-      if (!(await claim.write({ ...claim.turn, reply: Buffer.from(OutboundMessage.encode(reply).finish()) }))) return;
+    // reply_found / record_pending: the answer was obtained before a crash or a memory outage: publish or record that one, never a second.
+    if (next === 'continue' || next === 'give_up') {
+      const answer = next === 'give_up' ? this.giveUp(t, inbound, attempt) : await this.compute(claim, run, inbound, attempt);
+      if (!answer) return;
+      const reply = this.engine.outbound(inbound, answer.body);
+      // Stored before it goes out (the loop's progress is not needed any more).
+      const stored = {
+        ...claim.turn,
+        progress: undefined,
+        reply: Buffer.from(OutboundMessage.encode(reply).finish()),
+        records: answer.records,
+      };
+      if (!(await claim.write(stored))) return;
       run.step('reply_stored');
     }
-    await this.engine.publish(inbound, reply);
-    run.step('published');
+    const result = await deliverAndRecord({ engine: this.engine, log }, claim, inbound, run, { tries: 2, baseDelayMs: 250 });
+    if (result !== 'recorded') {
+      if (result !== 'lost') run.step('released');
+      return;
+    }
     await claim.write(doneRecord(claim.turn, Date.now()));
     run.step('done');
-    log.info({ inbound_id: t.inboundId, parks: t.parks }, 'parked turn answered');
+    log.info({ inbound_id: t.inboundId, parks: t.parks, claims: t.claims }, 'stored turn answered and recorded');
   }
 
   /** Claimed again and again without an answer (e.g. the process dies each time): an error reply. */
-  private giveUp(t: ParkedTurn, attempt: number): ReplyBody {
+  private giveUp(t: ParkedTurn, inbound: InboundMessage, attempt: number): Answer {
     this.log.error({ inbound_id: t.inboundId, claims: t.claims }, 'parked turn keeps failing; answering with an error');
-    return this.engine.errorBody('internal', 'the turn could not be completed after the approval; please ask again', attempt);
+    const message = 'the turn could not be completed after the approval; please ask again';
+    return { body: this.engine.errorBody('internal', message, attempt), records: this.engine.failedRecords(inbound, 'internal', message) };
   }
 
-  /** The reply of a claimed turn: its continuation (recorded in memory first), or an error; undefined when it parked again, was lost or will be retried. */
-  private async compute(claim: Claim, run: TurnRun, inbound: InboundMessage, attempt: number): Promise<ReplyBody | undefined> {
+  /** The answer of a claimed turn: its continuation, or an error; undefined when it parked again, was lost or will be retried. */
+  private async compute(claim: Claim, run: TurnRun, inbound: InboundMessage, attempt: number): Promise<Answer | undefined> {
     const t = claim.turn;
     const log = this.log;
     try {
@@ -322,9 +343,9 @@ export class TurnResumer {
         run.step(out.kind);
         return undefined;
       }
-      run.step('answered_recorded');
+      run.step('answered');
       this.counters.resumed += 1;
-      return out.body;
+      return { body: out.body, records: out.records };
     } catch (err) {
       if (claim.lost) {
         run.step('superseded');
@@ -343,7 +364,10 @@ export class TurnResumer {
       }
       log.warn({ inbound_id: t.inboundId, code: action.code, err: (err as Error).message }, 'parked turn failed');
       run.step('failed');
-      return this.engine.errorBody(action.code, action.message, attempt);
+      return {
+        body: this.engine.errorBody(action.code, action.message, attempt),
+        records: this.engine.failedRecords(inbound, action.code, action.message),
+      };
     }
   }
 }

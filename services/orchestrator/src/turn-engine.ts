@@ -5,9 +5,10 @@
 //   continue: the loop from stored progress, with the tools offered now (memory
 //     tools + approved skills, rebuilt for every run so approvals and revocations
 //     apply at once);
-//   end: either a reply (tool records and the assistant turn written to memory
-//     first), or a park: tool records written, the turn stored in talon_turns, then
-//     the approval created — in that order, so a decision always finds its turn.
+//   end: either a reply with the turns to record (the caller stores both in
+//     talon_turns, publishes, then records: see worker.ts and resume.ts), or a park:
+//     tool records written, the turn stored in talon_turns, then the approval
+//     created — in that order, so a decision always finds its turn.
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { SpanKind, withSpan } from '@talon/kit/telemetry';
 import { TalonError } from '@talon/kit/errors';
@@ -45,7 +46,7 @@ import type { SkillInvoker } from './skills/invoke.ts';
 import { skillTool } from './skills/skill-tools.ts';
 import { toolAuditEvent, toolRecordTurn, type ToolAudit } from './tool-record.ts';
 import { ToolRegistry, type Tool } from './tools/registry.ts';
-import { newUserMessage } from './turn.ts';
+import { failedTurnRecord, newUserMessage } from './turn.ts';
 import { progressToProto, type TurnStore } from './turn-state.ts';
 import type { TurnRun } from './turn-machine.ts';
 import { leakGuarded, redactionNotice, redactTurns, type TextRedactor } from './redaction.ts';
@@ -101,16 +102,15 @@ export interface ContinueArgs {
   write: (t: ParkedTurn) => Promise<boolean>;
   /** Extra attributes of the turn's llm.call span. */
   attributes?: Record<string, string | number | boolean>;
-  /**
-   * Record the turn's tool calls and answer in memory after the reply is
-   * published (returned as `afterReply`) instead of before: the user is answered
-   * one memory round trip sooner; the message is still acknowledged only after.
-   */
-  recordAfterReply?: boolean;
 }
 
 export type TurnOutcome =
-  | { kind: 'reply'; body: ReplyBody; afterReply?: () => Promise<void> }
+  /**
+   * The answer, not yet recorded: `records` (tool records and the assistant turn, as
+   * produced; empty when turns are not recorded) go to memory through `record` once the
+   * caller stored them with the reply and published it.
+   */
+  | { kind: 'reply'; body: ReplyBody; records: Turn[] }
   | { kind: 'parked'; approvalId: string }
   /** Another execution of the same turn parked or claimed it first: nothing more to do here. */
   | { kind: 'superseded' };
@@ -203,7 +203,6 @@ export class TurnEngine {
     run?.step('context_ready');
     const parking = this.parking;
     return this.continue({
-      recordAfterReply: true,
       inbound,
       attempt,
       progress: newProgress(ctx.messages),
@@ -340,6 +339,11 @@ export class TurnEngine {
     return { onDelta, seq: () => seq };
   }
 
+  /** Records a turn's answer (idempotent by turn id); redacted on the way like every stored turn. */
+  record(conv: ConversationRef | undefined, turns: Turn[]): Promise<void> {
+    return this.store(conv, turns);
+  }
+
   /** Tool records and answers go to memory redacted (egress's RedactText), never as the model wrote them. */
   private async store(conv: ConversationRef | undefined, turns: Turn[]): Promise<void> {
     if (turns.length === 0 || !conv) return;
@@ -434,6 +438,8 @@ export class TurnEngine {
       updatedAtMs: now,
       reply: Buffer.alloc(0),
       parks: a.parks + 1,
+      records: [],
+      delivered: false,
     };
     const size = ParkedTurn.encode(turn).finish().length;
     if (size > MAX_PARKED_BYTES) {
@@ -451,29 +457,23 @@ export class TurnEngine {
     return { kind: 'parked', approvalId: approval.id };
   }
 
-  /** The reply, with the answer recorded first or (recordAfterReply) handed back to record once it is out. */
-  private async answer(
-    a: ContinueArgs,
-    out: Extract<LoopOutcome, { status: 'done' }>,
-    records: Turn[],
-    fromContext: string[],
-  ): Promise<TurnOutcome> {
+  /** The reply and the turns to record (recorded by the caller once the answer is stored and out). */
+  private answer(a: ContinueArgs, out: Extract<LoopOutcome, { status: 'done' }>, records: Turn[], fromContext: string[]): TurnOutcome {
     const { inbound } = a;
     const conv = inbound.conversation;
     if (out.toolCallsRun > 0) this.onMemoryWritten?.();
-    const record = async () => {
-      if (!this.recordTurns || !conv) return;
-      await this.store(conv, [
-        ...records,
-        { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: out.content, createdAtMs: Date.now() },
-      ]);
-    };
+    const toRecord =
+      this.recordTurns && conv
+        ? [
+            ...records,
+            { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: out.content, createdAtMs: Date.now() },
+          ]
+        : [];
     // Told after the answer (a streamed reply gets it as the remaining tail); never stored as part of the answer.
     const notice = redactionNotice(inbound.redacted, [...new Set(fromContext)]);
-    if (!a.recordAfterReply) await record();
     return {
       kind: 'reply',
-      ...(a.recordAfterReply ? { afterReply: record } : {}),
+      records: toRecord,
       body: {
         content: notice ? `${out.content}\n\n${notice}` : out.content,
         model: out.model,
@@ -517,6 +517,11 @@ export class TurnEngine {
       default:
         throw new TalonError('invalid_argument', 'the inbound message names no reply route');
     }
+  }
+
+  /** What memory keeps of a turn that failed for good after its user turn was stored (turn.ts failedTurnRecord). */
+  failedRecords(inbound: InboundMessage, code: string, message: string): Turn[] {
+    return this.recordTurns && inbound.conversation && newUserMessage(inbound) ? [failedTurnRecord(inbound.id, code, message)] : [];
   }
 
   /** An error reply for a turn that failed for good. */

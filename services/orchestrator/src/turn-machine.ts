@@ -4,15 +4,15 @@
 // resumer (resume.ts) drive the same TurnEngine through it, and docs/architecture.md
 // ("The turn") describes the same table.
 //
-// Two entrances, one table:
-//   inbound:  received → context → looping → answered → replied → recorded → acked
+// Two entrances, one table, one order once the answer is obtained:
+//   inbound:  received → context → looping → answered → stored → replied → recorded → acked
 //                                         ↘ parked → acked   (the resumer owns it now)
-//   resumed:  parked → claimed → looping → recorded → stored → replied → done
-//                              ↘ stored (a reply computed before a crash is published, never a second)
-// The inbound entrance records after the reply (the user is answered a round trip
-// sooner; redelivery covers a crash in between), the resumed one before (its message is
-// acknowledged already, so nothing would redeliver it): so `recorded` and `replied`
-// come in a different order on the two paths, each fixed by this table.
+//   resumed:  parked → claimed → looping → answered → stored → replied → recorded → done
+// The answer (reply and the turns to record) is stored in talon_turns before it goes
+// out, so whoever finds it after a crash publishes that one (`reply_found`) or, once it
+// is out, only records it (`record_pending`): the model is never asked twice for an
+// answer that was obtained. A record memory refuses (an outage) leaves the turn
+// `deferred` in talon_turns, retried by the resumer's sweep until memory takes it.
 
 export const TURN_PHASES = [
   /** The inbound message was delivered (JetStream holds it until it is acked). */
@@ -25,16 +25,18 @@ export const TURN_PHASES = [
   'parked',
   /** A replica owns a parked turn (RUNNING, leased) and continues it. */
   'claimed',
-  /** The answer is computed, not yet sent. */
+  /** The answer is computed, not yet stored or sent. */
   'answered',
   /** The turn failed for good: an error reply is computed. */
   'failed',
-  /** The answer (tool records and assistant turn) is in memory. */
+  /** The answer (tool records and assistant turn, or a failed turn's marker) is in memory. */
   'recorded',
-  /** The reply is stored in the parked turn, so a crash republishes that one. */
+  /** The reply and the turns to record are stored in talon_turns, so a crash republishes that reply. */
   'stored',
   /** The reply is out on its route. */
   'replied',
+  /** The reply is out, memory refused the records: they wait in talon_turns (delivered) for the sweep. */
+  'deferred',
   /** Terminal, inbound: the message left the work queue. */
   'acked',
   /** Terminal, resumed: the parked turn is marked DONE. */
@@ -56,7 +58,6 @@ export const TURN_EVENTS = [
   'begin',
   'context_ready',
   'answered',
-  'answered_recorded',
   'parked',
   'superseded',
   'failed',
@@ -65,6 +66,7 @@ export const TURN_EVENTS = [
   'claimed',
   'continue',
   'reply_found',
+  'record_pending',
   'give_up',
   'published',
   'recorded',
@@ -77,11 +79,17 @@ export type TurnEvent = (typeof TURN_EVENTS)[number];
 
 /** Every allowed transition; anything not listed is a bug and throws. */
 export const TRANSITIONS: Readonly<Record<TurnPhase, Readonly<Partial<Record<TurnEvent, TurnPhase>>>>> = Object.freeze({
-  received: { undeliverable: 'dropped', already_parked: 'acked', begin: 'context' },
+  received: {
+    undeliverable: 'dropped',
+    already_parked: 'acked',
+    begin: 'context',
+    // A redelivery finds the answer stored by an earlier execution: publish that one, or only record it.
+    reply_found: 'stored',
+    record_pending: 'replied',
+  },
   context: { context_ready: 'looping', failed: 'failed', retry: 'retry' },
   looping: {
     answered: 'answered',
-    answered_recorded: 'recorded',
     parked: 'parked',
     superseded: 'superseded',
     failed: 'failed',
@@ -89,13 +97,15 @@ export const TRANSITIONS: Readonly<Record<TurnPhase, Readonly<Partial<Record<Tur
     released: 'released',
   },
   parked: { acked: 'acked', claimed: 'claimed' },
-  claimed: { continue: 'looping', reply_found: 'stored', give_up: 'failed', undeliverable: 'dropped' },
-  answered: { published: 'replied' },
-  failed: { published: 'replied', reply_stored: 'stored' },
-  // An error reply of the inbound path has nothing to record: it goes straight on to `recorded`.
-  replied: { recorded: 'recorded', record_failed: 'retry', done: 'done' },
-  recorded: { acked: 'acked', reply_stored: 'stored' },
+  claimed: { continue: 'looping', reply_found: 'stored', record_pending: 'replied', give_up: 'failed', undeliverable: 'dropped' },
+  // Another execution stored its answer first (create or compare-and-set lost): it finishes the turn.
+  answered: { reply_stored: 'stored', superseded: 'superseded' },
+  failed: { reply_stored: 'stored', superseded: 'superseded' },
   stored: { published: 'replied' },
+  replied: { recorded: 'recorded', record_failed: 'deferred' },
+  // The inbound message is acknowledged (the stored turn carries the records on); a resumed turn is released.
+  deferred: { acked: 'acked', released: 'released' },
+  recorded: { acked: 'acked', done: 'done' },
   acked: {},
   done: {},
   retry: {},
@@ -154,33 +164,63 @@ export class TurnRun {
 
 // ---- Crash recovery ------------------------------------------------------------
 // What is durable when an execution stops at any point, and what the next one does.
-// The inbound message stays in JetStream until `acked`; a parked turn stays in
-// talon_turns (PARKED, RUNNING with a lease, or DONE with its content dropped).
+// The inbound message stays in JetStream until `acked`; talon_turns holds a parked turn
+// (PARKED, RUNNING with a lease, or DONE with its content dropped) and every obtained
+// answer (RUNNING with the reply and the turns to record; `delivered` once it is out).
+
+/** A stored turn as the machine sees it (turn-state.ts storedStatus). */
+export type StoredStatus = 'parked' | 'running' | 'answered' | 'delivered' | 'done';
 
 /** What the worker knows when a message is delivered. */
 export interface InboundFacts {
   /** JetStream's delivery count (1 on the first delivery). */
   delivery: number;
   /** The turn's record in talon_turns, when there is one (looked up on redeliveries only). */
-  stored?: 'parked' | 'running' | 'done';
+  stored?: StoredStatus;
 }
 
-/** `begin`: run the turn (again); `ack_parked`: the resumer owns it, acknowledge the copy and poke the resumer. */
-export type InboundRecovery = 'begin' | 'ack_parked';
+/**
+ * `begin`: run the turn (again); `ack_parked`: the resumer owns it, acknowledge the copy and poke the resumer;
+ * `publish_stored`: the answer was obtained before a crash, publish and record that one; `record_stored`: it
+ * is out already, only record it.
+ */
+export type InboundRecovery = 'begin' | 'ack_parked' | 'publish_stored' | 'record_stored';
 
-/** Whether talon_turns must be read for this delivery (a first delivery cannot have parked). */
+/** Whether talon_turns must be read for this delivery (a first delivery cannot have stored anything). */
 export function mustLookForParked(delivery: number): boolean {
   return delivery > 1;
 }
 
 export function recoverInbound(f: InboundFacts): InboundRecovery {
-  return mustLookForParked(f.delivery) && f.stored !== undefined ? 'ack_parked' : 'begin';
+  if (!mustLookForParked(f.delivery) || f.stored === undefined) return 'begin';
+  switch (f.stored) {
+    case 'answered':
+      return 'publish_stored';
+    case 'delivered':
+      return 'record_stored';
+    default:
+      return 'ack_parked';
+  }
+}
+
+/** The event that starts a redelivery's execution for a recovery. */
+export function recoveryEvent(r: InboundRecovery): TurnEvent {
+  switch (r) {
+    case 'begin':
+      return 'begin';
+    case 'ack_parked':
+      return 'already_parked';
+    case 'publish_stored':
+      return 'reply_found';
+    case 'record_stored':
+      return 'record_pending';
+  }
 }
 
 /** What the resumer knows about a stored turn. */
 export interface ParkedFacts {
-  status: 'parked' | 'running' | 'done';
-  /** RUNNING and its owner's lease has not run out. */
+  status: StoredStatus;
+  /** RUNNING and its owner's lease has not run out (a released turn's short lease is its retry delay). */
   leaseLive: boolean;
   /** PARKED: the approval record — never written (crash between turn and approval), undecided, or settled (decided or expired). */
   approval?: 'missing' | 'pending' | 'settled';
@@ -189,7 +229,7 @@ export interface ParkedFacts {
 /**
  * `skip`: nothing to do (done, or another replica holds a live lease); `write_approval`:
  * create the approval the crash left unwritten; `wait`: the user has not decided;
- * `claim`: take the turn (compare-and-set) and continue it.
+ * `claim`: take the turn (compare-and-set) and continue it, publish its stored reply or record it.
  */
 export type ParkedRecovery = 'skip' | 'write_approval' | 'wait' | 'claim';
 
@@ -198,6 +238,8 @@ export function recoverParked(f: ParkedFacts): ParkedRecovery {
     case 'done':
       return 'skip';
     case 'running':
+    case 'answered':
+    case 'delivered':
       return f.leaseLive ? 'skip' : 'claim';
     case 'parked':
       if (f.approval === 'missing') return 'write_approval';
@@ -205,8 +247,12 @@ export function recoverParked(f: ParkedFacts): ParkedRecovery {
   }
 }
 
-/** After a claim: a stored reply is published as it is (never computed twice); too many claims give up. */
-export function afterClaim(t: { replyStored: boolean; claims: number; maxAttempts: number }): TurnEvent {
+/**
+ * After a claim: a stored reply is published as it is, or only recorded once delivered
+ * (never computed twice, however often it was claimed); too many claims without an answer give up.
+ */
+export function afterClaim(t: { replyStored: boolean; delivered: boolean; claims: number; maxAttempts: number }): TurnEvent {
+  if (t.replyStored && t.delivered) return 'record_pending';
   if (t.replyStored) return 'reply_found';
   return t.claims > t.maxAttempts ? 'give_up' : 'continue';
 }

@@ -9,11 +9,20 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type KV } from '@nats-io/kv';
 import { KV_BUCKETS } from '@talon/kit/subjects';
 import { type NatsConnection, openDirectKv } from '@talon/kit/nats';
-import { AgentLoopProgress, ParkedTurn, ParkedTurnStatus, type AgentMessage } from '@talon/proto';
+import {
+  AgentLoopProgress,
+  InboundMessage,
+  OutboundMessage,
+  ParkedTurn,
+  ParkedTurnStatus,
+  type AgentMessage,
+  type Turn,
+} from '@talon/proto';
 import type { LoopProgress } from './agent-loop.ts';
 import { liveEntry } from '@talon/records';
 import { isWrongSequence, kvCall } from './approvals.ts';
 import type { LlmMessage } from './llm/types.ts';
+import type { StoredStatus } from './turn-machine.ts';
 
 export const TURN_KEY_PREFIX = 'turn.';
 
@@ -85,11 +94,12 @@ export function progressFromProto(x: AgentLoopProgress | undefined): LoopProgres
   };
 }
 
-/** A stored turn's status as the state machine names it (turn-machine.ts). */
-export function parkedStatus(s: ParkedTurnStatus): 'parked' | 'running' | 'done' {
-  switch (s) {
+/** A stored turn's state as the state machine names it (turn-machine.ts): a RUNNING turn with a reply has its answer. */
+export function storedStatus(t: Pick<ParkedTurn, 'status' | 'reply' | 'delivered'>): StoredStatus {
+  switch (t.status) {
     case ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING:
-      return 'running';
+      if (t.reply.length === 0) return 'running';
+      return t.delivered ? 'delivered' : 'answered';
     case ParkedTurnStatus.PARKED_TURN_STATUS_DONE:
       return 'done';
     default:
@@ -97,7 +107,44 @@ export function parkedStatus(s: ParkedTurnStatus): 'parked' | 'running' | 'done'
   }
 }
 
-/** What is kept once the reply is out: enough to recognise the turn, nothing of its content. */
+/**
+ * The record of an inbound turn whose answer is obtained, written before the reply goes
+ * out: RUNNING, owned by this execution for `leaseMs` (the sweep leaves it alone while
+ * the worker publishes and records), with the reply and the turns to record. The
+ * inbound message is kept without its chat messages: publishing and recording need only
+ * its id, conversation and reply route, and the user's text is in memory already.
+ */
+export function answeredTurn(a: {
+  inbound: InboundMessage;
+  reply: OutboundMessage;
+  records: Turn[];
+  attempt: number;
+  owner: string;
+  leaseMs: number;
+  now: number;
+}): ParkedTurn {
+  return {
+    inboundId: a.inbound.id,
+    status: ParkedTurnStatus.PARKED_TURN_STATUS_RUNNING,
+    inbound: Buffer.from(InboundMessage.encode({ ...a.inbound, messages: [] }).finish()),
+    progress: undefined,
+    approvalId: '',
+    approval: undefined,
+    attempt: a.attempt,
+    streamSeq: 0,
+    owner: a.owner,
+    leaseUntilMs: a.now + a.leaseMs,
+    claims: 1,
+    createdAtMs: a.now,
+    updatedAtMs: a.now,
+    reply: Buffer.from(OutboundMessage.encode(a.reply).finish()),
+    parks: 0,
+    records: a.records,
+    delivered: false,
+  };
+}
+
+/** What is kept once the reply is out and recorded: enough to recognise the turn, nothing of its content. */
 export function doneRecord(t: ParkedTurn, now: number): ParkedTurn {
   return {
     ...t,
@@ -106,6 +153,8 @@ export function doneRecord(t: ParkedTurn, now: number): ParkedTurn {
     progress: undefined,
     approval: undefined,
     reply: Buffer.alloc(0),
+    records: [],
+    delivered: false,
     owner: '',
     leaseUntilMs: 0,
     updatedAtMs: now,

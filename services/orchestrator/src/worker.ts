@@ -1,12 +1,13 @@
 // Consumes TALON_INBOUND durably and runs one turn per message.
 // A message is acknowledged only after its reply is out — stored in JetStream for a
 // channel, handed to the gateway replica over core NATS for the API (see
-// TurnEngine.publish) — so a crash at any point means redelivery; a channel reply's
-// Nats-Msg-Id makes a second publication of it a no-op, and the gateway ignores a
-// second API reply to a request it answered. A turn that
-// parks (a tool call waits for the user's approval) is acknowledged once it is
-// stored in talon_turns: from then on the resumer owns it, and a redelivered copy
-// of its message is recognised and not run again.
+// TurnEngine.publish) — and recorded, or handed to talon_turns to be recorded: so a
+// crash at any point means redelivery, within about the ack wait (short; heartbeats
+// keep a long turn's message). The answer is stored in talon_turns before it goes out,
+// so a redelivery publishes (de-duplicated by its route) or records that answer and
+// never asks the model again. A turn that parks (a tool call waits for the user's
+// approval) is acknowledged once it is stored in talon_turns: from then on the resumer
+// owns it, and a redelivered copy of its message is recognised and not run again.
 import {
   jetstreamManager,
   AckPolicy,
@@ -22,22 +23,28 @@ import { SpanKind, extractHeaders, withSpan } from '@talon/kit/telemetry';
 import { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
 import { isConsumerNotFound, type NatsConnection } from '@talon/kit/nats';
-import { InboundMessage } from '@talon/proto';
-import { PendingRecords, withRetries } from './pending-records.ts';
+import { InboundMessage, type Turn } from '@talon/proto';
+import { deliverAndRecord } from './deliver.ts';
+import { PendingRecords } from './pending-records.ts';
+import { Claim } from './resume.ts';
 import { Slots } from './slots.ts';
 import type { ReplyBody, TurnEngine, TurnOutcome } from './turn-engine.ts';
-import { parkedStatus, turnKey, type TurnStore } from './turn-state.ts';
-import { TurnRun, mustLookForParked, recoverInbound, type InboundRecovery, type StepListener } from './turn-machine.ts';
+import { answeredTurn, doneRecord, storedStatus, turnKey, type StoredTurn, type TurnStore } from './turn-state.ts';
+import { TurnRun, mustLookForParked, recoverInbound, recoveryEvent, type InboundRecovery, type StepListener } from './turn-machine.ts';
 import { onFailure } from './turn.ts';
 
 export interface WorkerOptions {
   nc: NatsConnection;
   log: Logger;
-  engine: Pick<TurnEngine, 'start' | 'outbound' | 'publish' | 'errorBody'>;
-  /** Parked turns: a message whose turn is stored there was handled already. */
-  turns?: Pick<TurnStore, 'get'>;
+  engine: Pick<TurnEngine, 'start' | 'outbound' | 'publish' | 'errorBody' | 'record' | 'failedRecords'>;
+  /** Stored turns: parked ones (a message whose turn is stored there was handled already) and obtained answers. */
+  turns: Pick<TurnStore, 'get' | 'create' | 'update'>;
   /** Told when a message of a parked turn arrives again (the resumer looks at the turn). */
   onParkedAgain?: (key: string) => void;
+  /** This replica's id on the turns it stores (shared with the resumer). */
+  owner: string;
+  /** How long a stored answer is this execution's before the resumer's sweep may take it. */
+  leaseMs: number;
   ackWaitMs: number;
   maxDeliver: number;
   concurrency: number;
@@ -55,6 +62,8 @@ export class InboundWorker {
   private readonly nc: WorkerOptions['nc'];
   private readonly onParkedAgain: WorkerOptions['onParkedAgain'];
   private readonly turns: WorkerOptions['turns'];
+  private readonly owner: WorkerOptions['owner'];
+  private readonly leaseMs: WorkerOptions['leaseMs'];
   private readonly js;
   private messages: ConsumerMessages | undefined;
   private loop: Promise<void> | undefined;
@@ -72,6 +81,8 @@ export class InboundWorker {
     this.nc = opts.nc;
     this.onParkedAgain = opts.onParkedAgain;
     this.turns = opts.turns;
+    this.owner = opts.owner;
+    this.leaseMs = opts.leaseMs;
     this.js = jetstream(opts.nc);
     this.slots = opts.slots ?? new Slots(opts.concurrency);
     this.inFlight = opts.inFlight ?? new InFlight();
@@ -183,55 +194,112 @@ export class InboundWorker {
       m.nak(out.delayMs);
       return;
     }
-    if (out.kind !== 'reply') {
+    if (out.kind === 'parked' || out.kind === 'superseded') {
       await m.ackAck();
       run.step('acked');
       return;
     }
-    const record = out.afterReply;
-    // Held before the reply goes out: the user's next message can arrive before publish() returns.
-    const hold = record ? this.records.hold(inbound.conversation) : undefined;
-    try {
-      await this.publishReply(inbound, out.body);
-      run.step('published');
-      if (record) {
-        try {
-          // Idempotent by turn id: a brief memory outage is retried here rather than by
-          // running the turn again (which would record an answer the user never saw).
-          await withRetries(record, 4, 250);
-        } catch (err) {
-          // The answer is out (and de-duplicated if sent again); redeliver so the record is written.
-          this.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'recording the answer in memory failed; will retry');
-          run.step('record_failed');
-          m.nak(1000);
-          return;
-        }
+    let claim: Claim;
+    if (out.kind === 'stored') {
+      claim = out.claim;
+    } else {
+      const stored = await this.storeAnswer(inbound, out.body, out.records, attempt);
+      if (!stored) {
+        // Another execution of this message stored its answer first: it (or the sweep) finishes the turn.
+        this.log.info({ inbound_id: inbound.id, attempt }, 'another execution stored an answer for this turn first; leaving it that one');
+        run.step('superseded');
+        this.onParkedAgain?.(turnKey(inbound.id));
+        await m.ackAck();
+        run.step('acked');
+        return;
       }
-      run.step('recorded');
+      run.step('reply_stored');
+      claim = stored;
+    }
+    claim.keepAlive();
+    try {
+      await this.finish(run, m, inbound, claim);
+    } finally {
+      claim.stop();
+    }
+  }
+
+  /** Stores the obtained answer (reply and turns to record) in talon_turns before anything of it goes out; undefined when a record exists. */
+  private async storeAnswer(inbound: InboundMessage, body: ReplyBody, records: Turn[], attempt: number): Promise<Claim | undefined> {
+    const now = Date.now();
+    const turn = answeredTurn({
+      inbound,
+      reply: this.engine.outbound(inbound, body),
+      records,
+      attempt,
+      owner: this.owner,
+      leaseMs: this.leaseMs,
+      now,
+    });
+    const revision = await this.turns.create(turn);
+    if (revision === undefined) return undefined;
+    return new Claim(this.turns, { key: turnKey(inbound.id), turn, revision }, this.owner, this.leaseMs);
+  }
+
+  /** stored/replied → recorded → acked (then DONE), or deferred → acked: the stored turn carries the record on. */
+  private async finish(run: TurnRun, m: JsMsg, inbound: InboundMessage, claim: Claim): Promise<void> {
+    // Held before the reply goes out: the user's next message can arrive before publish() returns.
+    const hold = claim.turn.records.length > 0 ? this.records.hold(inbound.conversation) : undefined;
+    let result;
+    try {
+      result = await deliverAndRecord({ engine: this.engine, log: this.log }, claim, inbound, run, { tries: 4, baseDelayMs: 250 });
     } finally {
       hold?.release();
     }
+    if (result === 'lost') {
+      // Another execution took the stored turn over (this one was too slow): it acknowledges the message.
+      this.log.warn({ inbound_id: inbound.id }, 'the stored turn was taken over by another execution; leaving the message to it');
+      return;
+    }
     await m.ackAck();
     run.step('acked');
+    // After the ack: a crash before this write leaves a stored answer the sweep records again (idempotent).
+    if (result === 'recorded') {
+      await claim.write(doneRecord(claim.turn, Date.now())).catch((err: unknown) => {
+        this.log.warn({ inbound_id: inbound.id, err: (err as Error).message }, 'could not mark the turn done; the sweep will');
+      });
+    }
   }
 
-  /** What a redelivery finds (turn-machine.ts recoverInbound): a turn parked before the crash is the resumer's. */
-  private async recover(inbound: InboundMessage, attempt: number): Promise<InboundRecovery> {
-    const stored = mustLookForParked(attempt) && this.turns ? await this.turns.get(inbound.id) : undefined;
-    return recoverInbound({ delivery: attempt, ...(stored ? { stored: parkedStatus(stored.turn.status) } : {}) });
+  /** What a redelivery finds (turn-machine.ts recoverInbound): a parked turn is the resumer's; a stored answer is finished, not recomputed. */
+  private async recover(inbound: InboundMessage, attempt: number): Promise<{ recovery: InboundRecovery; stored?: StoredTurn }> {
+    const stored = mustLookForParked(attempt) ? await this.turns.get(inbound.id) : undefined;
+    const recovery = recoverInbound({ delivery: attempt, ...(stored ? { stored: storedStatus(stored.turn) } : {}) });
+    return stored ? { recovery, stored } : { recovery };
   }
 
-  /** The turn's outcome, an error reply when it failed for good, a retry (nak) after a transient failure, or `already_parked` (the resumer's). */
+  /**
+   * The turn's outcome, an error reply when it failed for good, a retry (nak) after a
+   * transient failure, `already_parked` (the resumer's), or `stored`: the answer an
+   * earlier execution obtained, taken over by compare-and-set.
+   */
   private async compute(
     run: TurnRun,
     inbound: InboundMessage,
     attempt: number,
-  ): Promise<TurnOutcome | { kind: 'retry'; delayMs: number } | { kind: 'already_parked' }> {
+  ): Promise<TurnOutcome | { kind: 'retry'; delayMs: number } | { kind: 'already_parked' } | { kind: 'stored'; claim: Claim }> {
     let out: TurnOutcome;
     try {
-      if ((await this.recover(inbound, attempt)) === 'ack_parked') {
+      const { recovery, stored } = await this.recover(inbound, attempt);
+      if (recovery === 'ack_parked') {
         run.step('already_parked');
         return { kind: 'already_parked' };
+      }
+      if (stored && (recovery === 'publish_stored' || recovery === 'record_stored')) {
+        // This delivery is the turn's now (the earlier one's ack wait ran out): take the stored answer over.
+        const claim = new Claim(this.turns, stored, this.owner, this.leaseMs);
+        if (!(await claim.take())) return { kind: 'retry', delayMs: 1000 };
+        this.log.info(
+          { inbound_id: inbound.id, attempt, recovery },
+          'redelivered turn has its answer stored; finishing it without the model',
+        );
+        run.step(recoveryEvent(recovery));
+        return { kind: 'stored', claim };
       }
       run.step('begin');
       // The previous answer of this conversation is in its history before this turn reads it.
@@ -250,16 +318,14 @@ export class InboundWorker {
         return { kind: 'retry', delayMs: action.delayMs };
       }
       this.log.warn({ inbound_id: inbound.id, attempt, code: action.code, err: (err as Error).message }, 'turn failed');
+      // Once the user turn is stored (the loop ran), memory also keeps that this turn failed.
+      const records = run.phase === 'looping' ? this.engine.failedRecords(inbound, action.code, action.message) : [];
       run.step('failed');
-      return { kind: 'reply', body: this.engine.errorBody(action.code, action.message, attempt) };
+      return { kind: 'reply', body: this.engine.errorBody(action.code, action.message, attempt), records };
     }
     run.step(out.kind === 'reply' ? 'answered' : out.kind);
     return out;
   }
 
   private readonly onStep: StepListener = (from, event, to) => this.log.debug({ from, event, to }, 'turn phase');
-
-  private async publishReply(inbound: InboundMessage, body: ReplyBody): Promise<void> {
-    await this.engine.publish(inbound, this.engine.outbound(inbound, body));
-  }
 }

@@ -7,6 +7,7 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Approval, ConversationRef } from "../../common/v1/common.ts";
+import { Turn } from "../../memory/v1/memory.ts";
 
 export const ParkedTurnStatus = {
   PARKED_TURN_STATUS_UNSPECIFIED: 0,
@@ -178,6 +179,16 @@ export interface ParkedTurn {
   reply: Buffer;
   /** Times the turn parked (each waits for its own approval). */
   parks: number;
+  /**
+   * Stored with `reply` once the answer is obtained (inbound turns too, as RUNNING): the
+   * turns to append to memory (tool records, the assistant answer or a failed turn's
+   * marker), as the model and tools produced them — no more than `reply` and the scrubbed
+   * tool summaries already hold; redacted when they are appended. Whoever finds them
+   * publishes `reply` (unless `delivered`) and records them; never calls the model again.
+   */
+  records: Turn[];
+  /** The reply is out: only `records` remain to be written (retried until memory takes them). */
+  delivered: boolean;
 }
 
 function createBaseToolCallAudit(): ToolCallAudit {
@@ -1091,6 +1102,8 @@ function createBaseParkedTurn(): ParkedTurn {
     updatedAtMs: 0,
     reply: Buffer.alloc(0),
     parks: 0,
+    records: [],
+    delivered: false,
   };
 }
 
@@ -1140,6 +1153,12 @@ export const ParkedTurn: MessageFns<ParkedTurn> = {
     }
     if (message.parks !== 0) {
       writer.uint32(120).uint32(message.parks);
+    }
+    for (const v of message.records) {
+      Turn.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.delivered !== false) {
+      writer.uint32(136).bool(message.delivered);
     }
     return writer;
   },
@@ -1277,6 +1296,22 @@ export const ParkedTurn: MessageFns<ParkedTurn> = {
             message.parks = reader.uint32();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.records.push(Turn.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.delivered = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1330,6 +1365,10 @@ export const ParkedTurn: MessageFns<ParkedTurn> = {
         : 0,
       reply: isSet(object.reply) ? Buffer.from(bytesFromBase64(object.reply)) : Buffer.alloc(0),
       parks: isSet(object.parks) ? globalThis.Number(object.parks) : 0,
+      records: globalThis.Array.isArray(object?.records)
+        ? object.records.map((e: any) => Turn.fromJSON(e))
+        : [],
+      delivered: isSet(object.delivered) ? globalThis.Boolean(object.delivered) : false,
     };
   },
 
@@ -1380,6 +1419,12 @@ export const ParkedTurn: MessageFns<ParkedTurn> = {
     if (message.parks !== 0) {
       obj.parks = Math.round(message.parks);
     }
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => Turn.toJSON(e));
+    }
+    if (message.delivered !== false) {
+      obj.delivered = message.delivered;
+    }
     return obj;
   },
 
@@ -1407,6 +1452,8 @@ export const ParkedTurn: MessageFns<ParkedTurn> = {
     message.updatedAtMs = object.updatedAtMs ?? 0;
     message.reply = object.reply ?? Buffer.alloc(0);
     message.parks = object.parks ?? 0;
+    message.records = object.records?.map((e) => Turn.fromPartial(e)) || [];
+    message.delivered = object.delivered ?? false;
     return message;
   },
 };
