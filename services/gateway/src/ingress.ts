@@ -7,9 +7,8 @@
 //      stored in JetStream (deduplicated by platform message id) before the
 //      platform hears 200, so an accepted message survives any crash.
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { queueInbound } from './queue.ts';
 import { SUBJECTS } from '@talon/kit/subjects';
-import { TalonError } from '@talon/kit/errors';
-import { tracedHeaders } from '@talon/kit/nats';
 import type { Logger } from '@talon/kit/log';
 import { InboundMessage, Role, type ChannelIdentity } from '@talon/proto';
 import type { ChannelAdapter } from './channels/index.ts';
@@ -125,15 +124,9 @@ export class WebhookIngress {
       temperature: undefined,
       maxTokens: undefined,
     };
-    try {
-      await this.js.publish(SUBJECTS.inbound(ev.channel), InboundMessage.encode(inbound).finish(), {
-        msgID: id,
-        headers: tracedHeaders(),
-        timeout: 5000,
-      });
-    } catch (err) {
-      throw new TalonError('unavailable', 'the message could not be queued (NATS unavailable); the platform will retry', { cause: err });
-    }
+    await queueInbound(this.js, SUBJECTS.inbound(ev.channel), InboundMessage.encode(inbound).finish(), id, {
+      unavailable: 'the message could not be queued (NATS unavailable); the platform will retry',
+    });
   }
 
   private async unpaired(ev: InboundEvent, inboundId: string): Promise<WebhookResult> {

@@ -5,13 +5,12 @@
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { SUBJECTS } from '@talon/kit/subjects';
-import { TalonError } from '@talon/kit/errors';
-import { tracedHeaders } from '@talon/kit/nats';
 import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/proto';
 import type { Principal } from './auth.ts';
 import type { ChatRequest } from './chat.ts';
 import { redactMessages, type TextRedactor } from './redaction.ts';
 import type { ReplyRouter } from './replies.ts';
+import { queueInbound } from './queue.ts';
 
 export interface TurnHooks {
   /** Called once the turn is durably queued (e.g. to send response headers). */
@@ -99,15 +98,10 @@ export class TurnRunner {
     const onAbort = () => settle(undefined);
     hooks.abort?.addEventListener('abort', onAbort, { once: true });
     try {
-      try {
-        await this.js.publish(SUBJECTS.inbound(channel), InboundMessage.encode(inbound).finish(), {
-          msgID: id,
-          headers: tracedHeaders(),
-          timeout: 5000,
-        });
-      } catch (err) {
-        throw new TalonError('unavailable', 'the message could not be queued (NATS unavailable); retry shortly', { cause: err });
-      }
+      await queueInbound(this.js, SUBJECTS.inbound(channel), InboundMessage.encode(inbound).finish(), id, {
+        ...(hooks.abort ? { signal: hooks.abort } : {}),
+        unavailable: 'the message could not be queued (NATS unavailable); retry shortly',
+      });
       hooks.onQueued?.();
       result.out = await done;
       return result;
