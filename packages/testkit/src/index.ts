@@ -8,3 +8,4 @@ export * from './mitmdump.ts';
 export * from './fake-otlp.ts';
 export * from './fake-platforms.ts';
 export * from './wait.ts';
+export * from './chaos.ts';
