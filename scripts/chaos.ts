@@ -33,7 +33,7 @@ console.log(
 );
 for (const f of report.faults) console.log(`  ${f}`);
 console.log(
-  `answered from memory after a cut-off connection: ${report.answeredViaHistory}; turns the model was asked twice: ${report.llmRepeats}`,
+  `answered from memory after a cut-off connection: ${report.answeredViaHistory}; cut off before being queued, sent again: ${report.resentNotAccepted}; turns the model was asked twice: ${report.llmRepeats}`,
 );
 for (const p of report.problems.slice(0, 20)) console.log(`  problem: ${p}`);
 console.log(chaosLine(report));

@@ -4,17 +4,30 @@
 // sealed and unsealed — while turns keep coming. Every turn must be answered exactly once.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Chaos, chaosLine } from '@talon/testkit';
+import { Chaos, chaosLine, testDatabaseKind, type ChaosOptions } from '@talon/testkit';
+
+async function assertExactlyOnce(opts: ChaosOptions, faults: number): Promise<void> {
+  const report = await new Chaos(opts).run();
+  const line = chaosLine(report);
+  assert.ok(report.faults.length >= faults, `every fault ran: ${report.faults.join('; ')}`);
+  assert.ok(report.turns >= opts.turns, line);
+  assert.deepEqual(report.problems, [], line);
+  assert.equal(report.lost, 0, line);
+  assert.equal(report.duplicated, 0, line);
+  assert.equal(report.answered, report.turns, line);
+}
 
 describe('chaos, short', () => {
   it('answers every turn exactly once while processes die', async () => {
-    const report = await new Chaos({ turns: 40, concurrency: 4, mode: 'single', calmTurns: 8 }).run();
-    const line = chaosLine(report);
-    assert.ok(report.faults.length >= 8, `every fault ran: ${report.faults.join('; ')}`);
-    assert.ok(report.turns >= 40, line);
-    assert.deepEqual(report.problems, [], line);
-    assert.equal(report.lost, 0, line);
-    assert.equal(report.duplicated, 0, line);
-    assert.equal(report.answered, report.turns, line);
+    await assertExactlyOnce({ turns: 40, concurrency: 4, mode: 'single', calmTurns: 8 }, 8);
+  });
+
+  it('does the same on a 3-node NATS cluster with two of every service', async (t) => {
+    // The cluster shares one PostgreSQL server (the embedded database serves one platform process).
+    if (testDatabaseKind() !== 'native') {
+      t.skip('runs against the PostgreSQL server (TALON_TEST_DATABASE=native)');
+      return;
+    }
+    await assertExactlyOnce({ turns: 40, concurrency: 4, mode: 'cluster', calmTurns: 8 }, 8);
   });
 });
