@@ -2,6 +2,8 @@
 // platform) or a new database on the native PostgreSQL server.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { PgliteWireServer } from '@talon/cli/pglite-wire';
 
 export type TestDatabaseKind = 'embedded' | 'native';
 
@@ -46,6 +48,27 @@ export async function createNativeDatabase(adminUrl = nativeAdminUrl()): Promise
       } finally {
         await c.end();
       }
+    },
+  };
+}
+
+/**
+ * A database for one suite, of the kind TALON_TEST_DATABASE names: a fresh database on the
+ * PostgreSQL server, or an in-memory PGlite behind the wire protocol. `stop` drops or closes it.
+ */
+export async function startSuiteDatabase(maxConnections = 16): Promise<{ url: string; stop: () => Promise<void> }> {
+  if (testDatabaseKind() === 'native') {
+    const native = await createNativeDatabase();
+    return { url: native.url, stop: () => native.drop() };
+  }
+  const db = await PGlite.create('memory://');
+  const server = new PgliteWireServer({ db, port: 0, host: '127.0.0.1', maxConnections });
+  const port = await server.start();
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      await server.stop();
+      await db.close();
     },
   };
 }

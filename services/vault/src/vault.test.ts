@@ -4,13 +4,13 @@
 // rotation counters, and rows edited behind the vault's back.
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PGlite } from '@electric-sql/pglite';
-import { PgliteWireServer } from '@talon/cli/pglite-wire';
 import { createLogger } from '@talon/kit/log';
 import { createPool, migrate, type Pool } from '@talon/kit/db';
 import { TalonError } from '@talon/kit/errors';
 import { Placement, type ResolveRequest } from '@talon/proto';
-import { createNativeDatabase, testDatabaseKind, type NativeTestDatabase } from '@talon/testkit';
+import { PGlite } from '@electric-sql/pglite';
+import { PgliteWireServer } from '@talon/cli/pglite-wire';
+import { startSuiteDatabase } from '@talon/testkit';
 import { AuditWriter } from './audit.ts';
 import { KDF_MINIMUM } from './crypto.ts';
 import { VAULT_SCHEMA, vaultMigrations } from './migrations.ts';
@@ -53,21 +53,9 @@ describe('vault state machine (real PostgreSQL)', () => {
   const rows = async (sql: string) => (await pool.query(sql)).rows;
 
   before(async () => {
-    let url: string;
-    if (testDatabaseKind() === 'native') {
-      const native: NativeTestDatabase = await createNativeDatabase();
-      url = native.url;
-      stopDb = () => native.drop();
-    } else {
-      const db = await PGlite.create('memory://');
-      const server = new PgliteWireServer({ db, port: 0, host: '127.0.0.1', maxConnections: 16 });
-      const port = await server.start();
-      url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-      stopDb = async () => {
-        await server.stop();
-        await db.close();
-      };
-    }
+    const suiteDb = await startSuiteDatabase();
+    const url = suiteDb.url;
+    stopDb = suiteDb.stop;
     pool = createPool(url, { max: 4, applicationName: 'vault-unit' });
     await migrate(pool, VAULT_SCHEMA, vaultMigrations);
   });

@@ -5,12 +5,10 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { PGlite } from '@electric-sql/pglite';
-import { PgliteWireServer } from '@talon/cli/pglite-wire';
 import { createLogger } from '@talon/kit/log';
 import { createPool, migrate, type Pool } from '@talon/kit/db';
 import { TalonError } from '@talon/kit/errors';
-import { createNativeDatabase, testDatabaseKind } from '@talon/testkit';
+import { startSuiteDatabase } from '@talon/testkit';
 import { AttestationGate } from '../src/attestation/gate.ts';
 import { SnpVerifier } from '../src/attestation/snp.ts';
 import { NoEvidence } from '../src/attestation/tsm.ts';
@@ -51,21 +49,9 @@ describe('vault unseal behind attestation (real PostgreSQL)', () => {
     (await rows(`select action, allowed, reason from vault.audit_log order by id`)).map((a) => `${a.action}:${a.allowed}:${a.reason}`);
 
   before(async () => {
-    let url: string;
-    if (testDatabaseKind() === 'native') {
-      const native = await createNativeDatabase();
-      url = native.url;
-      stopDb = () => native.drop();
-    } else {
-      const db = await PGlite.create('memory://');
-      const server = new PgliteWireServer({ db, port: 0, host: '127.0.0.1', maxConnections: 8 });
-      const port = await server.start();
-      url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-      stopDb = async () => {
-        await server.stop();
-        await db.close();
-      };
-    }
+    const suiteDb = await startSuiteDatabase();
+    const url = suiteDb.url;
+    stopDb = suiteDb.stop;
     pool = createPool(url, { max: 4, applicationName: 'vault-attestation' });
     await migrate(pool, VAULT_SCHEMA, vaultMigrations);
   });
