@@ -5,8 +5,10 @@
 //   mitmdump         client -> mitmdump (regular proxy mode) -> upstream
 //   tinyproxy        client -> tinyproxy -> upstream
 // for 1 KiB and 256 KiB POST bodies. req/s at a fixed concurrency, and p50/p99
-// latency of sequential requests (added latency = proxy p50 - direct p50).
-//   npm run bench:egress [-- --seconds 5 --concurrency 16]
+// latency of sequential requests (added latency = proxy p50 - direct p50). Then the
+// cost of metrics: a second vault+egress with TALON_METRICS=off against this one (on),
+// in alternating rounds (bench/metrics-cost.ts; --metrics-rounds 0 skips it).
+//   npm run bench:egress [-- --seconds 5 --concurrency 16 --metrics-rounds 4]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,16 +17,19 @@ import { parseArgs } from 'node:util';
 import { Pool, type Dispatcher } from 'undici';
 import { REPO_ROOT } from '@talon/cli/platform';
 import { diesWithParent } from '@talon/cli/process';
-import { freePort, mitmdumpAvailable, startMitmdump, startTestPlatform, type Mitmdump } from '@talon/testkit';
+import { freePort, mitmdumpAvailable, startMitmdump, startTestPlatform, type Mitmdump, type TestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
+import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '16' },
     sequential: { type: 'string', default: '1000' },
+    'metrics-rounds': { type: 'string', default: '4' },
   },
 });
+const METRICS_ROUNDS = Number(values['metrics-rounds']);
 const SECONDS = Number(values.seconds);
 const CONC = Number(values.concurrency);
 const SEQ = Number(values.sequential);
@@ -46,39 +51,44 @@ writeFileSync(
   join(dir, 'policy.json'),
   JSON.stringify({ rules: [{ principal: 'orchestrator', host: '127.0.0.1', port: upstreamPort, methods: ['GET', 'POST'] }] }),
 );
-const tp = await startTestPlatform({
-  services: ['vault', 'egress'],
-  llm: false,
-  env: {
-    TALON_LOG_LEVEL: 'warn',
-    TALON_VAULT_PASSPHRASE: 'bench-passphrase-not-secret',
-    EGRESS_POLICY_FILE: join(dir, 'policy.json'),
-    TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${upstreamPort}`,
-    EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
-  },
-});
-const set = spawnSync(
-  process.execPath,
-  [
-    join(REPO_ROOT, 'packages/cli/src/bin.ts'),
-    'secrets',
-    'set',
-    'bench_key',
-    '--host',
-    `127.0.0.1:${upstreamPort}`,
-    '--bearer',
-    '--principal',
-    'orchestrator',
-  ],
-  {
-    input: 'bench-secret-value-0123456789abcdef\n',
-    encoding: 'utf8',
-    env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault) },
-  },
-);
-const injecting = set.status === 0;
-if (!injecting) console.error(`(could not store the bench secret, running without injection: ${set.stderr.trim()})`);
-await new Promise((r) => setTimeout(r, 1500));
+/** Vault and egress with the bench secret stored; `injecting` is false when it could not be. */
+async function platform(metrics: 'on' | 'off'): Promise<{ tp: TestPlatform; injecting: boolean }> {
+  const p = await startTestPlatform({
+    services: ['vault', 'egress'],
+    llm: false,
+    env: {
+      TALON_LOG_LEVEL: 'warn',
+      TALON_METRICS: metrics,
+      TALON_VAULT_PASSPHRASE: 'bench-passphrase-not-secret',
+      EGRESS_POLICY_FILE: join(dir, 'policy.json'),
+      TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${upstreamPort}`,
+      EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
+    },
+  });
+  const set = spawnSync(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'packages/cli/src/bin.ts'),
+      'secrets',
+      'set',
+      'bench_key',
+      '--host',
+      `127.0.0.1:${upstreamPort}`,
+      '--bearer',
+      '--principal',
+      'orchestrator',
+    ],
+    {
+      input: 'bench-secret-value-0123456789abcdef\n',
+      encoding: 'utf8',
+      env: { ...process.env, TALON_HOME: p.home, VAULT_GRPC_PORT: String(p.ports.grpc.vault) },
+    },
+  );
+  if (set.status !== 0) console.error(`(could not store the bench secret, running without injection: ${set.stderr.trim()})`);
+  await new Promise((r) => setTimeout(r, 1500));
+  return { tp: p, injecting: set.status === 0 };
+}
+const { tp, injecting } = await platform('on');
 
 let mitm: Mitmdump | undefined;
 let tiny: ChildProcess | undefined;
@@ -102,9 +112,9 @@ interface Path {
   path: (p: string) => string;
   headers: Record<string, string>;
 }
-const pki = join(tp.home, 'pki');
-function egressPool(): Pool {
-  return new Pool(`https://127.0.0.1:${tp.ports.egressProxy}`, {
+function egressPool(p: TestPlatform = tp): Pool {
+  const pki = join(p.home, 'pki');
+  return new Pool(`https://127.0.0.1:${p.ports.egressProxy}`, {
     connections: CONC,
     connect: {
       ca: readFileSync(join(pki, 'ca.crt')),
@@ -214,6 +224,33 @@ if (talon1 && mitm1)
     `\ntalon egress / mitmdump req/s at 1 KiB: ${fmt(talon1.rps / mitm1.rps, 1)}x scan only, ${inject1 ? fmt(inject1.rps / mitm1.rps, 1) : '-'}x with injection (target: at least 3x)`,
   );
 console.log('target: added p50 latency under 1 ms at 1 KiB');
+
+if (METRICS_ROUNDS > 0) {
+  // The whole hot path: scan, and injection (a vault resolve) when the secret could be stored on both.
+  const off = await platform('off');
+  const inject = injecting && off.injecting;
+  const via = (p: TestPlatform): Path => ({
+    name: 'talon egress',
+    dispatcher: egressPool(p),
+    path: (x) => `${target}${x}`,
+    headers: inject ? { authorization: 'Bearer {{secret:bench_key}}' } : {},
+  });
+  const [pOff, pOn] = [via(off.tp), via(tp)];
+  const body = Buffer.alloc(1024, 'a');
+  const opts = {
+    off: () => once(pOff, body),
+    on: () => once(pOn, body),
+    rounds: METRICS_ROUNDS,
+    sequential: Math.max(100, Math.round(SEQ / METRICS_ROUNDS)),
+    seconds: SECONDS,
+    concurrency: CONC,
+    unit: `1 KiB request (${inject ? 'scan + inject' : 'scan'})`,
+  };
+  printMetricsCost('bench:egress', opts, await measureMetricsCost(opts));
+  await pOff.dispatcher.close();
+  await pOn.dispatcher.close();
+  await off.tp.stop();
+}
 
 for (const p of paths) await p.dispatcher.close();
 await mitm?.stop();

@@ -1,39 +1,54 @@
 // Turn latency through the whole pipeline with a zero-latency fake LLM, next to
 // its baseline (the same request sent straight to the fake LLM) in one run.
 // Reports p50/p99 and turns/s, sequential and at 16 concurrent, and the
-// pipeline's own overhead (Talon latency minus the direct-to-LLM latency).
-//   npm run bench:turn [-- --turns 500]
+// pipeline's own overhead (Talon latency minus the direct-to-LLM latency). Then the
+// cost of metrics: a second platform with TALON_METRICS=off against this one (on),
+// in alternating rounds (bench/metrics-cost.ts; --metrics-rounds 0 skips it).
+//   npm run bench:turn [-- --turns 500 --metrics-rounds 4]
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { createClient, readTls, unary } from '@talon/kit/grpc';
 import { EgressServiceClient } from '@talon/proto';
-import { startTestPlatform } from '@talon/testkit';
+import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
+import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
 
-const { values } = parseArgs({ options: { turns: { type: 'string', default: '500' }, concurrency: { type: 'string', default: '16' } } });
+const { values } = parseArgs({
+  options: {
+    turns: { type: 'string', default: '500' },
+    concurrency: { type: 'string', default: '16' },
+    'metrics-rounds': { type: 'string', default: '4' },
+  },
+});
+const METRICS_ROUNDS = Number(values['metrics-rounds']);
 const TURNS = Number(values.turns);
 const CONC = Number(values.concurrency);
 
 // Rate limits are raised: the bench measures the pipeline, not the limiter.
-const tp = await startTestPlatform({
-  env: {
-    TALON_LOG_LEVEL: 'warn',
-    ORCHESTRATOR_ACK_WAIT_MS: '30000',
-    GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000',
-    GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000',
-  },
-});
+const platform = (metrics: 'on' | 'off') =>
+  startTestPlatform({
+    env: {
+      TALON_LOG_LEVEL: 'warn',
+      TALON_METRICS: metrics,
+      ORCHESTRATOR_ACK_WAIT_MS: '30000',
+      GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000',
+      GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000',
+    },
+  });
+const tp = await platform('on');
 const token = await tp.token('bench');
 const agent = new Agent({ connections: CONC * 2, pipelining: 1 });
 const body = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how fast is the pipeline?` }] });
 
-async function viaTalon(i: number): Promise<number> {
+const viaTalon = (i: number) => turnOn(tp, token, i);
+
+async function turnOn(p: TestPlatform, tok: string, i: number): Promise<number> {
   const t0 = performance.now();
-  const res = await request(`${tp.gatewayUrl}/v1/chat/completions`, {
+  const res = await request(`${p.gatewayUrl}/v1/chat/completions`, {
     method: 'POST',
     dispatcher: agent,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-talon-conversation': `bench-${i % 64}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}`, 'x-talon-conversation': `bench-${i % 64}` },
     body: body(i),
   });
   const text = await res.body.text();
@@ -114,5 +129,21 @@ console.log('  target: p50 overhead under 15 ms');
 console.log(
   `inbound credential scan (part of the overhead above): p50 ${fmt(scan.p50)} ms, p99 ${fmt(scan.p99)} ms; target p50 under 1 ms`,
 );
+
+if (METRICS_ROUNDS > 0) {
+  const off = await platform('off');
+  const offToken = await off.token('bench');
+  const opts = {
+    off: (i: number) => turnOn(off, offToken, i),
+    on: viaTalon,
+    rounds: METRICS_ROUNDS,
+    sequential: Math.max(20, Math.round(TURNS / METRICS_ROUNDS / 2)),
+    seconds: 5,
+    concurrency: CONC,
+    unit: 'turn',
+  };
+  printMetricsCost('bench:turn', opts, await measureMetricsCost(opts));
+  await off.stop();
+}
 await agent.close();
 await tp.stop();

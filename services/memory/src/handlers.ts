@@ -2,6 +2,7 @@
 import { InvalidArgument, TalonError } from '@talon/kit/errors';
 import type { UnaryHandler } from '@talon/kit/grpc';
 import { createLogger, type Logger } from '@talon/kit/log';
+import { histogram, METRICS } from '@talon/kit/metrics';
 import type {
   BeginTurnRequest,
   BeginTurnResponse,
@@ -67,6 +68,18 @@ export interface HandlerOptions {
   log?: Logger;
 }
 
+const searchDuration = histogram(METRICS.memorySearchDuration);
+
+/** Times a search in the database (successful or not) by the method that ran it. */
+async function timed<T>(search: Promise<T>, method: 'search' | 'recall'): Promise<T> {
+  const done = searchDuration.startTimer();
+  try {
+    return await search;
+  } finally {
+    done({ method });
+  }
+}
+
 export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
   const emb = { model: store.model, dim: store.dim };
   const local = store.opts.embedder !== undefined;
@@ -95,7 +108,7 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
   const search: UnaryHandler<SearchRequest, SearchResponse> = async (req) => {
     const input = validSearch(req, { ...emb, maxLimit: opts.searchMaxLimit });
     await opts.beforeSearch?.(input);
-    const res = await store.search(input);
+    const res = await timed(store.search(input), 'search');
     return { hits: res.hits, vectorUsed: res.vectorUsed };
   };
 
@@ -111,7 +124,7 @@ export function memoryHandlers(store: MemoryStore, opts: HandlerOptions) {
         const vector = validVector(queryEmbedding, emb, 'recall.query_embedding');
         const search: SearchInput = { ...input, ...(vector ? { vector } : {}) };
         await opts.beforeSearch?.(search);
-        return { recalled: (await store.search(search)).hits, recallFailed: false };
+        return { recalled: (await timed(store.search(search), 'recall')).hits, recallFailed: false };
       } catch (err) {
         // Recall is an aid: the turn is answered without it.
         log.warn(

@@ -15,6 +15,7 @@ import {
   jetstream,
   type JsMsg,
   type Consumer,
+  type ConsumerInfo,
   type ConsumerMessages,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
@@ -25,6 +26,7 @@ import type { Logger } from '@talon/kit/log';
 import { isConsumerNotFound, type NatsConnection } from '@talon/kit/nats';
 import { InboundMessage, type Turn } from '@talon/proto';
 import { deliverAndRecord } from './deliver.ts';
+import { countTurnStep, turnDuration } from './metrics.ts';
 import { PendingRecords } from './pending-records.ts';
 import { Claim } from './resume.ts';
 import { Slots } from './slots.ts';
@@ -88,6 +90,11 @@ export class InboundWorker {
     this.inFlight = opts.inFlight ?? new InFlight();
   }
 
+  /** The durable consumer's state (backlog gauges read it at scrape). */
+  async consumerInfo(): Promise<ConsumerInfo> {
+    return (await jetstreamManager(this.nc, { checkAPI: false })).consumers.info(STREAMS.inbound.name, CONSUMERS.orchestratorInbound);
+  }
+
   /** Creates or updates the durable consumer this worker pulls from. */
   async ensureConsumer(): Promise<Consumer> {
     const jsm = await jetstreamManager(this.nc);
@@ -137,6 +144,7 @@ export class InboundWorker {
   }
 
   private async handle(m: JsMsg): Promise<void> {
+    const timer = turnDuration.startTimer();
     const run = new TurnRun('received', this.onStep);
     let inbound: InboundMessage;
     try {
@@ -178,6 +186,7 @@ export class InboundWorker {
       );
     } finally {
       clearInterval(heartbeat);
+      timer({});
     }
   }
 
@@ -327,5 +336,8 @@ export class InboundWorker {
     return out;
   }
 
-  private readonly onStep: StepListener = (from, event, to) => this.log.debug({ from, event, to }, 'turn phase');
+  private readonly onStep: StepListener = (from, event, to) => {
+    countTurnStep(from, event);
+    this.log.debug({ from, event, to }, 'turn phase');
+  };
 }

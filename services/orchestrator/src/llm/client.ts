@@ -3,6 +3,7 @@
 import { scrub } from '@talon/kit/log';
 import { TalonError } from '@talon/kit/errors';
 import type { EgressClient } from '@talon/kit/egress';
+import { llmDuration, llmOutcome, llmRequests, llmTokens } from '../metrics.ts';
 import { SseParser } from './sse.ts';
 import { StreamAccumulator, type LlmRequest, type LlmResult, type ProviderFormat } from './types.ts';
 
@@ -54,7 +55,25 @@ export class LlmClient {
     this.timeoutMs = opts.timeoutMs;
   }
 
+  /** One LLM call, counted and timed by provider and configured model (bounded labels). */
   async complete(req: Omit<LlmRequest, 'model'>, onDelta?: (delta: string) => void, signal?: AbortSignal): Promise<LlmResult> {
+    const labels = { provider: this.format.name, model: this.model };
+    const timer = llmDuration.startTimer();
+    try {
+      const result = await this.call(req, onDelta, signal);
+      llmRequests.add({ ...labels, outcome: 'ok' });
+      llmTokens.add({ ...labels, direction: 'input' }, result.usage.promptTokens);
+      llmTokens.add({ ...labels, direction: 'output' }, result.usage.completionTokens);
+      return result;
+    } catch (err) {
+      llmRequests.add({ ...labels, outcome: llmOutcome(err) });
+      throw err;
+    } finally {
+      timer(labels);
+    }
+  }
+
+  private async call(req: Omit<LlmRequest, 'model'>, onDelta?: (delta: string) => void, signal?: AbortSignal): Promise<LlmResult> {
     const full: LlmRequest = { ...req, model: this.model };
     const placeholder = this.apiKeySecret ? `{{secret:${this.apiKeySecret}}}` : undefined;
     const timeout = AbortSignal.timeout(this.timeoutMs);
