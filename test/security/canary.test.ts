@@ -47,7 +47,6 @@ describe('invariant 1: a canary secret through a whole turn', () => {
         TALON_LLM_API_KEY_SECRET: 'llm_api_key',
         OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
         OTEL_BSP_SCHEDULE_DELAY: '100',
-        EGRESS_VAULT_POLL_MS: '200',
         TALON_LOG_LEVEL: 'debug',
       },
       nodeArgs: ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshots}`],

@@ -82,7 +82,6 @@ describe('malicious plugin corpus against a live sandbox node', () => {
       services: ['vault', 'egress'],
       env: {
         TALON_VAULT_PASSPHRASE: PASS,
-        EGRESS_VAULT_POLL_MS: '300',
         // Loopback fakes egress may reach; the trap port and the metadata address are NOT here.
         TALON_EGRESS_ALLOW_PRIVATE: [up, `127.0.0.1:${stranger.port}`, `127.0.0.1:${slow.port}`].join(','),
       },

@@ -56,7 +56,6 @@ describe('secrets boundary: egress + vault', () => {
         TALON_VAULT_PASSPHRASE: PASSPHRASE,
         EGRESS_POLICY_FILE: join(dir, 'policy.json'),
         TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${bound.port},127.0.0.1:${other.port}`,
-        EGRESS_VAULT_POLL_MS: '150',
       },
     });
     const r = cli(

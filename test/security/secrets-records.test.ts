@@ -134,7 +134,6 @@ describe('secrets round two: records hold redactions, pasted credentials never b
         TALON_VAULT_PASSPHRASE: PASSPHRASE,
         EGRESS_POLICY_FILE: join(dir, 'policy.json'),
         EGRESS_DNS_SERVERS: `127.0.0.1:${dns.port}`,
-        EGRESS_VAULT_POLL_MS: '150',
         OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
         OTEL_BSP_SCHEDULE_DELAY: '100',
         TALON_LOG_LEVEL: 'debug',

@@ -13,8 +13,10 @@ import {
   type ChannelOptions,
   type Client,
   type ClientUnaryCall,
+  type ClientReadableStream,
   type MethodDefinition,
   type ServerUnaryCall,
+  type ServerWritableStream,
   type sendUnaryData,
   type ServiceDefinition,
   type UntypedServiceImplementation,
@@ -56,6 +58,21 @@ export interface CallContext {
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
 
+/** The sending side of a server-streaming call. */
+export interface ServerStream<Res> {
+  /** Queues one message for the client. */
+  write(res: Res): void;
+  /** Aborted when the client cancels, the connection drops or the server shuts down. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * A server-streaming method: sends with `stream.write` and settles when the stream is done (the
+ * call then ends with OK, or with the error it rejects with). Long-lived streams (a watch) create
+ * no span: a span per open stream would be exported only at its end and says nothing while idle.
+ */
+export type ServerStreamHandler<Req, Res> = (req: Req, ctx: CallContext, stream: ServerStream<Res>) => Promise<void>;
+
 /** Request type of a generated method definition (e.g. `MemoryServiceService['appendTurns']`). */
 export type RequestOf<D> = D extends MethodDefinition<infer Req, any> ? Req : never;
 /** Response type of a generated method definition. */
@@ -65,7 +82,9 @@ export type MethodName<S extends ServiceDefinition> = keyof S & string;
 
 /** One handler per method of a generated service definition, each typed by its method. */
 export type Handlers<S extends ServiceDefinition> = {
-  [M in MethodName<S>]: UnaryHandler<RequestOf<S[M]>, ResponseOf<S[M]>>;
+  [M in MethodName<S>]: S[M] extends { responseStream: true }
+    ? ServerStreamHandler<RequestOf<S[M]>, ResponseOf<S[M]>>
+    : UnaryHandler<RequestOf<S[M]>, ResponseOf<S[M]>>;
 };
 
 /** Who may call: a fixed identity list, or a predicate per method (named as in the definition). */
@@ -88,7 +107,7 @@ function allowed(allow: Allow, peer: string, method: string): boolean {
   return typeof allow === 'function' ? allow(peer, method) : allow.includes(peer);
 }
 
-export function peerIdentity(call: ServerUnaryCall<unknown, unknown>): string | undefined {
+export function peerIdentity(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): string | undefined {
   const cert = call.getAuthContext()?.sslPeerCertificate as PeerCertificate | undefined;
   return identityFromSan(cert?.subjectaltname);
 }
@@ -144,6 +163,58 @@ function wrapUnary(
   };
 }
 
+/** Open server streams, ended when the server shuts down (a graceful drain would wait on them forever). */
+type OpenStreams = Set<() => void>;
+
+function wrapServerStream(
+  serviceName: string,
+  method: string,
+  handler: ServerStreamHandler<any, unknown>,
+  allow: Allow,
+  log: Logger,
+  open: OpenStreams,
+): (call: ServerWritableStream<unknown, unknown>) => void {
+  return (call) => {
+    const peer = peerIdentity(call);
+    if (!peer || !allowed(allow, peer, method)) {
+      const denied = new PermissionDenied(
+        `caller ${peer ? spiffeId(peer) : 'without a Talon identity'} may not call ${serviceName}/${method}`,
+      );
+      call.emit('error', toGrpcError(denied));
+      return;
+    }
+    const abort = new AbortController();
+    const stop = () => abort.abort();
+    open.add(stop);
+    call.on('cancelled', stop);
+    call.on('close', stop);
+    const ctx: CallContext = { peer, metadata: call.metadata, method };
+    const stream: ServerStream<unknown> = {
+      write: (res) => {
+        if (!abort.signal.aborted && call.writable) call.write(res);
+      },
+      signal: abort.signal,
+    };
+    const done = (err?: unknown): void => {
+      open.delete(stop);
+      const wasAborted = abort.signal.aborted;
+      abort.abort();
+      if (call.writableEnded || call.destroyed) return;
+      if (err === undefined) {
+        call.end();
+        return;
+      }
+      const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error', { cause: err });
+      if (!(err instanceof TalonError) && !wasAborted) log.error({ err, method }, 'grpc stream handler failed');
+      call.emit('error', toGrpcError(te));
+    };
+    handler(call.request, ctx, stream).then(
+      () => done(),
+      (err: unknown) => done(err),
+    );
+  };
+}
+
 export interface GrpcServerOptions<S extends readonly ServiceDefinition[] = readonly ServiceDefinition[]> {
   name: string;
   host: string;
@@ -182,15 +253,19 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     'grpc.keepalive_permit_without_calls': 1,
   });
   const health = new HealthImplementation({ '': 'NOT_SERVING' });
+  // grpc.health.v1 is served as is, outside wrapUnary: health checks and probes create no spans.
   health.addToServer(server);
+  const openStreams: OpenStreams = new Set();
   for (const reg of opts.services) {
     const impl: UntypedServiceImplementation = {};
     const serviceName = Object.values(reg.definition)[0]?.path.split('/')[1] ?? opts.name;
     for (const [method, def] of Object.entries(reg.definition)) {
-      const h: UnaryHandler<any, unknown> | undefined = reg.handlers[method];
+      const h: UnaryHandler<any, unknown> | ServerStreamHandler<any, unknown> | undefined = reg.handlers[method];
       if (!h) throw new Error(`${opts.name}: no handler for ${serviceName}/${method}`);
-      if (def.requestStream || def.responseStream) throw new Error(`${opts.name}: streaming ${method} not supported by wrapUnary`);
-      impl[method] = wrapUnary(serviceName, method, h, reg.allow, opts.log);
+      if (def.requestStream) throw new Error(`${opts.name}: client-streaming ${method} is not supported`);
+      impl[method] = def.responseStream
+        ? wrapServerStream(serviceName, method, h as ServerStreamHandler<any, unknown>, reg.allow, opts.log, openStreams)
+        : wrapUnary(serviceName, method, h as UnaryHandler<any, unknown>, reg.allow, opts.log);
     }
     server.addService(reg.definition, impl);
     health.setStatus(serviceName, 'NOT_SERVING');
@@ -223,6 +298,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
       else opts.log.info({ dependency: name }, `${name} reachable again`);
     },
     async shutdown(timeoutMs) {
+      // Open streams end first (their handlers settle and the calls close with OK), so the drain
+      // waits only for unary calls in flight.
+      for (const stop of [...openStreams]) stop();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
@@ -353,6 +431,55 @@ export function unary<Req, Res>(
         });
       }),
   );
+}
+
+/**
+ * A server-streaming method of a ts-proto generated grpc-js client, e.g. `client.watch` (matched
+ * against its last overload: request, metadata, options).
+ */
+export type ServerStreamClientMethod<Req, Res> = (
+  request: Req,
+  metadata?: Metadata,
+  options?: Partial<CallOptions>,
+) => ClientReadableStream<Res>;
+
+export interface OpenServerStream {
+  /** Cancels the call; `end` is not called for a cancel asked for here. */
+  cancel(): void;
+}
+
+/**
+ * Opens a server-streaming call: `message` for each message, then `end` exactly once, with
+ * undefined when the server closed the stream with OK, else the TalonError it failed with. No
+ * deadline and no span: it is meant to stay open (a watch); keepalive pings notice a dead peer.
+ */
+export function serverStream<Req, Res>(
+  client: Client,
+  method: ServerStreamClientMethod<Req, Res>,
+  req: NoInfer<Req>,
+  on: { message: (res: Res) => void; end: (err: TalonError | undefined) => void },
+): OpenServerStream {
+  let done = false;
+  const finish = (err: TalonError | undefined): void => {
+    if (done) return;
+    done = true;
+    on.end(err);
+  };
+  const call = method.call(client, req, tracedMetadata(), {});
+  call.on('data', (res: Res) => {
+    if (!done) on.message(res);
+  });
+  call.on('error', (err: unknown) => finish(fromGrpcError(err)));
+  // A non-OK status arrives as 'error' (just before 'status'); OK only as 'status'.
+  call.on('status', (st: { code: number }) => {
+    if (st.code === GrpcStatus.OK) finish(undefined);
+  });
+  return {
+    cancel: () => {
+      done = true;
+      call.cancel();
+    },
+  };
 }
 
 const HealthClient = makeClientConstructor(healthService, 'grpc.health.v1.Health');

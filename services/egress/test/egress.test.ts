@@ -84,7 +84,6 @@ describe('egress proxy', () => {
         EGRESS_DNS_SERVERS: dns.address,
         EGRESS_CONNECT_TIMEOUT_MS: '300',
         EGRESS_MAX_REQUEST_BYTES: '4096',
-        EGRESS_VAULT_POLL_MS: '200',
       },
     });
     orch = egressAs(tp.home, tp.ports.egressProxy, 'orchestrator');

@@ -15,6 +15,8 @@ export class ScanIndex {
   private readonly log: Logger;
   private readonly keyring: Keyring;
   private readonly secrets: Pick<Secrets, 'decrypt'>;
+  /** The epoch of the last `vault_sealed` refusal audited: a refusal repeats nothing new until the state moves. */
+  private sealedDeniedAt: number | undefined;
 
   constructor(ctx: VaultContext, keyring: Keyring, secrets: Pick<Secrets, 'decrypt'>) {
     this.store = ctx.store;
@@ -28,7 +30,12 @@ export class ScanIndex {
   async build(caller: string): Promise<{ epoch: number; secrets: SecretFingerprint[] }> {
     const base = { caller, action: 'scan_index', owner: OWNER, secretName: '*' };
     if (this.keyring.sealed) {
-      await auditQuietly(this.audit, this.log, { ...base, allowed: false, reason: 'vault_sealed' });
+      // At most one row per state change (seal, unseal, secret change: each moves the epoch).
+      const epoch = await this.store.epoch().catch(() => undefined);
+      if (epoch === undefined || epoch !== this.sealedDeniedAt) {
+        this.sealedDeniedAt = epoch;
+        await auditQuietly(this.audit, this.log, { ...base, allowed: false, reason: 'vault_sealed' });
+      }
       throw new VaultSealed();
     }
     // Epoch first: a change racing this call leaves egress with an older epoch, so it refetches.

@@ -4,6 +4,9 @@ import { checkKdfParams, type KdfParams, type Sealed } from './crypto.ts';
 import { KeyringDamaged, SecretCorrupt } from './errors.ts';
 import { storedPolicy, type StoredPolicy } from './policy.ts';
 
+/** Notified with the new epoch by every bumpEpoch (epoch-listener.ts listens on it). */
+export const EPOCH_CHANNEL = 'talon_vault_epoch';
+
 export type Queryable = Pick<Pool, 'query'> | PoolClient;
 
 export interface KeyringRow {
@@ -184,8 +187,12 @@ export class VaultStore {
     return { id, retired: ret.rows[0]?.id ?? 0 };
   }
 
+  /** Moves the epoch and notifies EPOCH_CHANNEL with it, delivered to every replica when `q`'s transaction commits. */
   async bumpEpoch(q: Queryable = this.pool): Promise<number> {
-    const { rows } = await q.query<{ epoch: string }>(`update vault.state set epoch = epoch + 1 where id = 1 returning epoch`);
+    const { rows } = await q.query<{ epoch: string }>(
+      `with u as (update vault.state set epoch = epoch + 1 where id = 1 returning epoch)
+       select epoch, pg_notify('${EPOCH_CHANNEL}', epoch::text) from u`,
+    );
     return Number(rows[0]?.epoch ?? 0);
   }
 

@@ -68,3 +68,60 @@ describe('PGlite wire server', () => {
     }
   });
 });
+
+describe('PGlite wire server: LISTEN/NOTIFY between connections', () => {
+  let db: PGlite;
+  let server: PgliteWireServer;
+  let url: string;
+  before(async () => {
+    db = await PGlite.create('memory://');
+    server = new PgliteWireServer({ db, host: '127.0.0.1', port: 0, maxConnections: 8 });
+    url = `postgres://postgres@127.0.0.1:${await server.start()}/postgres`;
+  });
+  after(async () => {
+    await server.stop();
+    await db.close();
+  });
+
+  it('delivers a committed notification to the connections listening on its channel, and only to them', async () => {
+    const listener = new pg.Client(url);
+    const other = new pg.Client(url);
+    const notifier = new pg.Pool({ connectionString: url, max: 2 });
+    await listener.connect();
+    await other.connect();
+    try {
+      const got: Array<{ channel: string; payload: string | undefined }> = [];
+      const strays: string[] = [];
+      listener.on('notification', (n) => got.push({ channel: n.channel, payload: n.payload }));
+      other.on('notification', (n) => strays.push(n.channel));
+      await listener.query('LISTEN epoch_changes');
+      await other.query('listen "Other"');
+      await notifier.query(`select pg_notify('epoch_changes', '41')`);
+      const c = await notifier.connect();
+      try {
+        await c.query('begin');
+        await c.query(`select pg_notify('epoch_changes', $1)`, ['42']);
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(got.length, 1, 'not delivered before commit');
+        await c.query('commit');
+      } finally {
+        c.release();
+      }
+      const deadline = Date.now() + 5000;
+      while (got.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(got, [
+        { channel: 'epoch_changes', payload: '41' },
+        { channel: 'epoch_changes', payload: '42' },
+      ]);
+      assert.deepEqual(strays, [], 'a connection listening on another channel gets nothing');
+      await listener.query('unlisten epoch_changes');
+      await notifier.query(`select pg_notify('epoch_changes', '43')`);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(got.length, 2, 'nothing after UNLISTEN');
+    } finally {
+      await listener.end();
+      await other.end();
+      await notifier.end();
+    }
+  });
+});

@@ -8,6 +8,12 @@
 // in units that end at Sync, Query, Flush or Terminate, one unit at a time, and
 // while a connection holds an open transaction only that connection's units run.
 // (The upstream pglite-socket queues single messages, which interleaves them.)
+//
+// LISTEN/NOTIFY: the one session delivers a notification in the output of the unit that
+// committed it, i.e. to the notifier's connection. This server copies each
+// NotificationResponse to the other connections that ran `LISTEN <channel>` as a simple
+// query (tracked per connection), as PostgreSQL would deliver it (the vault's epoch
+// listener relies on it, services/vault/src/epoch-listener.ts).
 import { createServer, type Server, type Socket } from 'node:net';
 import type { PGlite } from '@electric-sql/pglite';
 
@@ -29,6 +35,8 @@ class Connection {
   started = false;
   pending: Buffer[] = [];
   closed = false;
+  /** Channels this connection LISTENs on (simple-query LISTEN / UNLISTEN). */
+  readonly listening = new Set<string>();
   constructor(id: number, socket: Socket) {
     this.id = id;
     this.socket = socket;
@@ -126,6 +134,7 @@ export class PgliteWireServer {
       const msg = Buffer.from(conn.buf.subarray(0, 1 + len));
       conn.buf = conn.buf.subarray(1 + len);
       conn.pending.push(msg);
+      if (type === 'Q') trackListen(conn, msg);
       if (UNIT_END.has(type)) {
         const bytes = new Uint8Array(Buffer.concat(conn.pending));
         conn.pending = [];
@@ -160,11 +169,15 @@ export class PgliteWireServer {
         const u = this.next();
         if (!u) break;
         if (u.conn.socket.destroyed) continue;
+        const notifications = new NotificationScanner();
         try {
           await this.db.runExclusive(() =>
             this.db.execProtocolRawStream(u.bytes, {
               onRawData: (data: Uint8Array) => {
-                if (!u.conn.socket.destroyed && data.length > 0) u.conn.socket.write(Buffer.from(data));
+                if (data.length === 0) return;
+                const out = Buffer.from(data);
+                if (!u.conn.socket.destroyed) u.conn.socket.write(out);
+                notifications.feed(out, (msg) => this.deliver(u.conn, msg));
               },
             }),
           );
@@ -178,6 +191,15 @@ export class PgliteWireServer {
     } finally {
       this.running = false;
     }
+  }
+
+  /** Copies a NotificationResponse to every other connection listening on its channel. */
+  private deliver(from: Connection, msg: Buffer): void {
+    // Body: int32 sender pid, channel (C string), payload (C string).
+    const end = msg.indexOf(0, 9);
+    if (end < 0) return;
+    const channel = msg.subarray(9, end).toString('utf8');
+    for (const c of this.conns) if (c !== from && c.listening.has(channel) && !c.socket.destroyed) c.socket.write(msg);
   }
 
   /** A client that disconnects inside a transaction must not block everyone: roll it back. */
@@ -199,5 +221,51 @@ export class PgliteWireServer {
     this.stopped = true;
     for (const c of this.conns) c.socket.destroy();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
+const LISTEN = /^\s*(listen|unlisten)\s+(\*|"((?:[^"]|"")+)"|([A-Za-z_][\w$]*))\s*;?\s*$/i;
+
+/** Notes a simple-query LISTEN or UNLISTEN of one channel (other statements are not parsed). */
+function trackListen(conn: Connection, msg: Buffer): void {
+  const m = LISTEN.exec(msg.subarray(5, msg.length - 1).toString('utf8'));
+  if (!m) return;
+  const channel = m[3] !== undefined ? m[3].replaceAll('""', '"') : m[4]?.toLowerCase();
+  if (m[1]!.toLowerCase() === 'listen') {
+    if (channel !== undefined) conn.listening.add(channel);
+  } else if (m[2] === '*') conn.listening.clear();
+  else if (channel !== undefined) conn.listening.delete(channel);
+}
+
+/** Finds NotificationResponse ('A') messages in a backend output stream split at any byte. */
+export class NotificationScanner {
+  private header = Buffer.alloc(0);
+  /** Bytes of the current message's body still to come. */
+  private left = 0;
+  /** The current message so far, when it is a notification. */
+  private parts: Buffer[] | undefined;
+
+  feed(data: Buffer, found: (msg: Buffer) => void): void {
+    let i = 0;
+    while (i < data.length) {
+      if (this.left > 0) {
+        const n = Math.min(this.left, data.length - i);
+        this.parts?.push(Buffer.from(data.subarray(i, i + n)));
+        this.left -= n;
+        i += n;
+      } else {
+        const take = data.subarray(i, i + 5 - this.header.length);
+        this.header = Buffer.concat([this.header, take]);
+        i += take.length;
+        if (this.header.length < 5) return;
+        this.left = this.header.readInt32BE(1) - 4;
+        this.parts = this.header[0] === 0x41 ? [this.header] : undefined;
+        this.header = Buffer.alloc(0);
+      }
+      if (this.left === 0 && this.parts) {
+        found(Buffer.concat(this.parts));
+        this.parts = undefined;
+      }
+    }
   }
 }
