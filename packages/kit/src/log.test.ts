@@ -45,6 +45,33 @@ describe('log redaction', () => {
   });
 });
 
+describe('secret names in logs', () => {
+  it('keeps a secret name visible and never a value', () => {
+    const { lines, log } = capture();
+    const value = `sk-${'Q'.repeat(40)}`;
+    log.info({ secret: 'llm_api_key', version: 2, secretValue: value }, 'secret stored');
+    log.info({ secrets: ['telegram_bot_token', 'slack_bot_token'], count: 2 }, 'injected');
+    log.info({ secrets: 3 }, 'scan index refreshed');
+    const out = lines.join('');
+    assert.match(out, /"secret":"llm_api_key"/);
+    assert.match(out, /"secrets":\["telegram_bot_token","slack_bot_token"\]/);
+    assert.match(out, /"secrets":3/);
+    assert.doesNotMatch(out, /QQQQQQQQ/);
+  });
+
+  it('censors a value-shaped string put in a secret name field by mistake', () => {
+    const { lines, log } = capture();
+    const value = `sk-${'Z'.repeat(40)}`;
+    log.warn({ secret: value, nested: { secretName: 'Bearer abcdefghijklmnop' } }, 'oops');
+    log.warn({ secrets: ['ok_name', value] }, 'oops');
+    log.warn({ secret: { value } }, 'oops');
+    const out = lines.join('');
+    assert.doesNotMatch(out, /ZZZZZZZZ|abcdefghijklmnop/);
+    assert.match(out, /"secret":"\[REDACTED\]"/);
+    assert.match(out, /"secrets":\["ok_name","\[REDACTED\]"\]/);
+  });
+});
+
 describe('log robustness', () => {
   it('accepts a non-Error err without throwing', () => {
     const { lines, log } = capture();

@@ -4,8 +4,14 @@
 // paths), and every string that reaches a log line is scrubbed of credential
 // shapes (bearer values, Talon API tokens, NATS seeds, PEM keys). Code should
 // still never log headers or bodies; this is the safety net.
+//
+// Secret *names* are not secret: an operator needs them to tell which secret an
+// operation touched, so `secret`/`secretName` fields are kept — but only when they
+// are shaped like a secret name (contracts.ts); anything else there is censored,
+// so a value passed by mistake never reaches the line.
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino';
 import { trace } from '@opentelemetry/api';
+import { isSecretName } from './contracts.ts';
 
 export type { Logger } from 'pino';
 
@@ -20,8 +26,10 @@ const SENSITIVE_KEYS = [
   'token',
   'apiKey',
   'api_key',
-  'secret',
   'secretValue',
+  'secret_value',
+  'clientSecret',
+  'client_secret',
   'seed',
   'privateKey',
   'private_key',
@@ -51,13 +59,23 @@ export function scrub(text: string): string {
   return out;
 }
 
+/** Fields that carry secret names: logged as they are when name-shaped, else censored. */
+const SECRET_NAME_KEYS = new Set(['secret', 'secretName', 'secret_name', 'secrets']);
+
+function secretNameField(value: unknown): unknown {
+  if (typeof value === 'string') return isSecretName(value) ? value : REDACTED;
+  if (Array.isArray(value)) return value.map((v) => (typeof v === 'string' && isSecretName(v) ? v : typeof v === 'number' ? v : REDACTED));
+  // A count (e.g. `secrets: 3`) or a boolean says nothing about a value.
+  return typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null ? value : REDACTED;
+}
+
 function scrubDeep(value: unknown, depth: number): unknown {
   if (typeof value === 'string') return scrub(value);
   if (depth > 6 || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => scrubDeep(v, depth + 1));
   if (value instanceof Error) return value;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = scrubDeep(v, depth + 1);
+  for (const [k, v] of Object.entries(value)) out[k] = SECRET_NAME_KEYS.has(k) ? secretNameField(v) : scrubDeep(v, depth + 1);
   return out;
 }
 

@@ -493,6 +493,8 @@
             class: a.allowed ? 'allowed' : 'denied',
             text: (a.allowed ? 'allowed' : 'refused') + (a.reason && a.reason !== 'allowed' ? ' (' + a.reason + ')' : ''),
           }),
+          // The rule behind a refusal: the leak-scanner rules or secret:<name> labels that fired, else the policy reason.
+          el('td', { text: a.allowed ? '-' : a.findings.join(', ') || a.reason || '-' }),
           el('td', { text: a.secrets.join(', ') || '-' }),
           el('td', { text: a.status ? String(a.status) : '-' }),
         ),

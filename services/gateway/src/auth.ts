@@ -31,12 +31,30 @@ export interface Principal {
 
 export type TokenView = TokenInfo;
 
+/** Why an authentication failed, as logged and counted: a bounded set, never the credential. */
+export type AuthFailureReason = 'missing_token' | 'malformed_token' | 'unknown_token' | 'revoked_token';
+
+/** A failed authentication with its reason (the message is what the client is told). */
+export class AuthFailed extends Unauthenticated {
+  readonly reason: AuthFailureReason;
+  constructor(reason: AuthFailureReason, message: string) {
+    super(message);
+    this.name = 'AuthFailed';
+    this.reason = reason;
+  }
+}
+
 /** Refused before any lookup: the string cannot be a Talon token. */
-export class MalformedToken extends Unauthenticated {
+export class MalformedToken extends AuthFailed {
   constructor() {
-    super('invalid API token');
+    super('malformed_token', 'invalid API token');
     this.name = 'MalformedToken';
   }
+}
+
+/** The reason of a failed authentication: AuthFailed's own, else unknown_token. Pure. */
+export function authFailureReason(err: Unauthenticated): AuthFailureReason {
+  return err instanceof AuthFailed ? err.reason : 'unknown_token';
 }
 
 export function requireOperator(p: Principal): void {
@@ -59,7 +77,8 @@ export class TokenStore {
   /** Returns the principal of a valid, unrevoked token or throws Unauthenticated. */
   async authenticate(header: string | undefined): Promise<Principal> {
     const token = bearerToken(header);
-    if (!token) throw new Unauthenticated('send Authorization: Bearer <token> (create one with `talon token create --name NAME`)');
+    if (!token)
+      throw new AuthFailed('missing_token', 'send Authorization: Bearer <token> (create one with `talon token create --name NAME`)');
     return this.authenticateToken(token);
   }
 
@@ -73,10 +92,11 @@ export class TokenStore {
       throw new TalonError('unavailable', 'token store unavailable; try again', { cause: err });
     }
     // The key is the hash; compare it in constant time anyway so no lookup quirk can match a near miss.
-    if (!entry || entry.key.length !== hash.length) throw new Unauthenticated('invalid API token');
-    if (!timingSafeEqual(Buffer.from(entry.key), Buffer.from(hash))) throw new Unauthenticated('invalid API token');
+    if (!entry || entry.key.length !== hash.length) throw new AuthFailed('unknown_token', 'invalid API token');
+    if (!timingSafeEqual(Buffer.from(entry.key), Buffer.from(hash))) throw new AuthFailed('unknown_token', 'invalid API token');
     const rec = tokenInfo(entry.rec);
-    if (rec.revokedAtMs > 0) throw new Unauthenticated('this API token was revoked or rotated; use its replacement or create a new one');
+    if (rec.revokedAtMs > 0)
+      throw new AuthFailed('revoked_token', 'this API token was revoked or rotated; use its replacement or create a new one');
     return { userId: rec.userId, tokenId: rec.id, tokenName: rec.name, scope: rec.scope, tokenHash: hash };
   }
 

@@ -6,7 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { httpErrorBody, PayloadTooLarge, PermissionDenied, TalonError, Unauthenticated } from '@talon/kit/errors';
 import { TOKEN_PREFIX } from '@talon/kit/contracts';
-import type { Principal, TokenStore } from './auth.ts';
+import type { Logger } from '@talon/kit/log';
+import { authFailureReason, type Principal, type TokenStore } from './auth.ts';
+import { authFailures as authFailureCount, rateLimited } from './metrics.ts';
 import { checkOrigin, rateKey, TrustedProxies, type OriginVerdict } from './net.ts';
 import { RateLimiter } from './ratelimit.ts';
 
@@ -75,6 +77,8 @@ export interface GuardOptions {
   authFailuresPerMin: number;
   rateWebhookPerMin: number;
   now?: () => number;
+  /** Where a failed authentication is logged (warn: client address and reason, never the credential). */
+  log?: Pick<Logger, 'warn'>;
 }
 
 export class Guard {
@@ -85,9 +89,11 @@ export class Guard {
   private readonly perToken: RateLimiter;
   private readonly authFailures: RateLimiter;
   private readonly perWebhookAddress: RateLimiter;
+  private readonly log: Pick<Logger, 'warn'> | undefined;
 
   constructor(o: GuardOptions) {
     this.tokens = o.tokens;
+    this.log = o.log;
     this.proxies = new TrustedProxies(o.trustedProxies);
     this.allowedOrigins = o.allowedOrigins;
     const clock = o.now ? { now: o.now } : {};
@@ -105,13 +111,17 @@ export class Guard {
   admit(address: string, kind: 'api' | 'webhook'): void {
     const key = rateKey(address);
     const lim = kind === 'api' ? this.perAddress : this.perWebhookAddress;
-    if (!lim.take(key)) throw new RateLimited('too many requests from this address; slow down', lim.retryAfterS(key));
+    if (!lim.take(key)) {
+      rateLimited.add({ scope: kind === 'api' ? 'address' : 'webhook_address' });
+      throw new RateLimited('too many requests from this address; slow down', lim.retryAfterS(key));
+    }
   }
 
   /** Refuses an address that failed authentication too often, before any credential is looked at. */
   assertNotBlocked(address: string): void {
     const key = rateKey(address);
     if (!this.authFailures.has(key)) {
+      rateLimited.add({ scope: 'auth_failures' });
       throw new RateLimited(
         'too many failed authentications from this address; wait before trying again',
         this.authFailures.retryAfterS(key),
@@ -133,11 +143,17 @@ export class Guard {
           ? await this.tokens.authenticateToken(credential.token)
           : await this.tokens.authenticate(credential.header);
     } catch (err) {
-      if (err instanceof Unauthenticated) this.recordAuthFailure(address);
+      if (err instanceof Unauthenticated) {
+        this.recordAuthFailure(address);
+        authFailureCount.add({ reason: authFailureReason(err) });
+        this.log?.warn({ client: address, reason: authFailureReason(err) }, 'authentication failed');
+      }
       throw err;
     }
-    if (!this.perToken.take(p.tokenHash))
+    if (!this.perToken.take(p.tokenHash)) {
+      rateLimited.add({ scope: 'token' });
       throw new RateLimited('too many requests for this token; slow down', this.perToken.retryAfterS(p.tokenHash));
+    }
     return p;
   }
 

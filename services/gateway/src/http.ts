@@ -8,7 +8,10 @@ import { ERROR_TABLE, httpErrorBody, isErrorCode, TalonError } from '@talon/kit/
 import { extractRecord, SpanKind, withSpan } from '@talon/kit/telemetry';
 import { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
+import { logMethod, logRequest, routeTemplate, UNLOGGED_PATHS } from './access-log.ts';
 import type { Api } from './api.ts';
+import { authFailures, countRequest } from './metrics.ts';
+import type { Principal } from './auth.ts';
 import { chunkBody, completionBody, parseChatRequest } from './chat.ts';
 import { isChannel, WebhookRejected, type Channel } from './channels/types.ts';
 import { BASE_HEADERS, errorHeaders, Guard, readBody, readJson, refuseCredentialsInUrl, sendError, sendJson } from './guard.ts';
@@ -67,6 +70,7 @@ export class GatewayHttp {
     this.server = createServer(
       { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000, maxHeaderSize: 16 * 1024 },
       (req, res) => {
+        countRequest(req, res);
         void this.inFlight.track(() => this.route(req, res));
       },
     );
@@ -90,6 +94,23 @@ export class GatewayHttp {
     }
     const extra = this.hsts ? { 'strict-transport-security': 'max-age=31536000' } : {};
     let address = 'unknown';
+    let principal: Principal | undefined;
+    if (!UNLOGGED_PATHS.has(url.pathname)) {
+      // One line per request once it is over (access-log.ts): route template, never the path or a credential.
+      const started = performance.now();
+      res.once('close', () =>
+        logRequest(this.log, {
+          method: logMethod(req.method),
+          route: routeTemplate(url.pathname),
+          status: res.statusCode,
+          durationMs: performance.now() - started,
+          client: address !== 'unknown' ? address : this.guard.clientAddress(req),
+          user: principal?.userId,
+          tokenId: principal?.tokenId,
+          aborted: !res.writableFinished,
+        }),
+      );
+    }
     try {
       if (url.pathname === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
         sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok' });
@@ -114,7 +135,7 @@ export class GatewayHttp {
         this.guard.checkApiOrigin(req);
         if (url.pathname === '/v1/ws')
           throw new TalonError('invalid_argument', 'GET /v1/ws is a WebSocket endpoint; connect with Upgrade: websocket');
-        const principal = await this.guard.authenticate(address, { header: req.headers.authorization });
+        principal = await this.guard.authenticate(address, { header: req.headers.authorization });
         if (url.pathname === '/v1/chat/completions') {
           if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'use POST');
           await this.chat(req, res, principal);
@@ -154,6 +175,7 @@ export class GatewayHttp {
       if (err instanceof WebhookRejected) {
         this.counters.webhooksRejected += 1;
         this.guard.recordAuthFailure(address);
+        authFailures.add({ reason: 'webhook_signature' });
         this.warnThrottled(`rejected:${name}:${err.message}`, { channel: name, client: address, reason: err.message }, 'webhook refused');
       } else if (err instanceof TalonError && err.code === 'unavailable') {
         // The platform retries; the operator needs to know why (vault sealed, secret missing, egress down).

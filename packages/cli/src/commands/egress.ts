@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { STREAMS, SUBJECTS } from '@talon/kit/subjects';
 import { EgressDecision } from '@talon/proto';
+import { auditFilterOptions, decisionMatches, formatDecision, parseAuditFilter, type AuditFilterFlags } from '../audit-filter.ts';
 import { CliError, homeDir, withAdminNats } from '../context.ts';
 import { decisionsToHar } from '../har.ts';
 
@@ -25,8 +26,16 @@ function writeCredentials(file: string, creds: Record<string, string>): void {
   chmodSync(file, 0o600);
 }
 
-/** Reads the newest egress decisions from the audit stream (oldest first). */
-export async function readDecisions(limit: number, filter: (d: EgressDecision) => boolean = () => true): Promise<EgressDecision[]> {
+/**
+ * Reads the newest egress decisions from the audit stream (oldest first). With
+ * `notBeforeMs` the backward scan stops a minute past that time (replicas publish
+ * slightly out of order), instead of reading the whole stream.
+ */
+export async function readDecisions(
+  limit: number,
+  filter: (d: EgressDecision) => boolean = () => true,
+  notBeforeMs = 0,
+): Promise<EgressDecision[]> {
   return withAdminNats(async (nc) => {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(STREAMS.audit.name);
@@ -36,6 +45,7 @@ export async function readDecisions(limit: number, filter: (d: EgressDecision) =
       const m = await jsm.streams.getMessage(STREAMS.audit.name, { seq }).catch(() => null);
       if (!m || m.subject !== subject) continue;
       const d = EgressDecision.decode(m.data);
+      if (notBeforeMs > 0 && Number(d.atMs) < notBeforeMs - 60_000) break;
       if (filter(d)) out.push(d);
     }
     return out.reverse();
@@ -90,6 +100,25 @@ export function registerEgress(program: Command): void {
       delete creds[principal];
       writeCredentials(file, creds);
       console.log(`Revoked the proxy credential of ${principal}.`);
+    });
+  const audit = egress
+    .command('audit')
+    .description('egress decisions, newest first: who called which host, allowed or refused, and the rule behind it (names, never values)');
+  auditFilterOptions(audit, { def: 50, max: 10_000 })
+    .addHelpText(
+      'after',
+      '\nExamples:\n  talon egress audit --decision deny --since 2h\n  talon egress audit --principal skill:weather@1.0.0 --secret weather_api_key',
+    )
+    .action(async (o: AuditFilterFlags) => {
+      const f = parseAuditFilter(o, Date.now(), { def: 50, max: 10_000 });
+      const decisions = await readDecisions(f.limit, (d) => decisionMatches(f, d), f.sinceMs);
+      if (decisions.length === 0) {
+        console.log(
+          f.sinceMs || f.untilMs || f.principal || f.decision || f.secret ? 'No egress decisions match.' : 'No egress decisions yet.',
+        );
+        return;
+      }
+      for (const d of decisions.reverse()) console.log(formatDecision(d));
     });
   egress
     .command('har')

@@ -1,5 +1,6 @@
-// A child process with its output appended to a log file, an exit promise and a
-// bounded stop (SIGTERM, then SIGKILL after the grace period).
+// A child process with its output appended to a log file (rotated by size,
+// log-file.ts), an exit promise and a bounded stop (SIGTERM, then SIGKILL after
+// the grace period).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 
 /**
@@ -9,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
  */
 export const SETPRIV: string | undefined =
   process.platform === 'linux' && spawnSync('setpriv', ['--help'], { stdio: 'ignore' }).status === 0 ? 'setpriv' : undefined;
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { RotatingLogFile, type LogRotation } from './log-file.ts';
 
 /** Command and arguments that make `command` die with this process (when setpriv exists). */
 export function diesWithParent(command: string, args: readonly string[]): [string, string[]] {
@@ -23,6 +24,8 @@ export interface ManagedProcessOptions {
   env: Record<string, string | undefined>;
   cwd?: string;
   logFile: string;
+  /** Size limit and rotated files kept; default TALON_LOG_MAX_BYTES / TALON_LOG_FILES. */
+  rotation?: LogRotation;
   /** Called with each complete stdout/stderr line (the log file gets them too). */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
 }
@@ -43,12 +46,12 @@ export class ManagedProcess {
   readonly logged: Promise<void>;
   /** Set before an intentional stop so crash handlers ignore the exit. */
   expectedExit = false;
-  private readonly log: WriteStream;
+  private readonly log: RotatingLogFile;
   private exitInfo: ExitInfo | undefined;
 
   constructor(opts: ManagedProcessOptions) {
     this.name = opts.name;
-    this.log = createWriteStream(opts.logFile, { flags: 'a', mode: 0o600 });
+    this.log = new RotatingLogFile(opts.logFile, opts.rotation);
     const [command, args] = diesWithParent(opts.command, opts.args);
     this.child = spawn(command, args, {
       env: opts.env as NodeJS.ProcessEnv,
@@ -90,7 +93,7 @@ export class ManagedProcess {
       this.child.once('error', () => resolve());
     });
     const log = this.log;
-    this.logged = Promise.all([this.exited, closed]).then(() => new Promise<void>((resolve) => log.end(() => resolve())));
+    this.logged = Promise.all([this.exited, closed]).then(() => log.close());
   }
 
   get pid(): number | undefined {
