@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { CliError } from './context.ts';
 import { registerDb } from './commands/db.ts';
 import { registerApprovals } from './commands/approvals.ts';
+import { registerAudit } from './commands/audit.ts';
 import { registerEgress } from './commands/egress.ts';
 import { registerHealth } from './commands/health.ts';
 import { registerMemory } from './commands/memory.ts';
@@ -45,6 +46,7 @@ registerSkills(program);
 registerEgress(program);
 registerSecrets(program);
 registerVault(program);
+registerAudit(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -77,4 +77,28 @@ export const vaultMigrations: readonly Migration[] = [
       create index audit_log_at on vault.audit_log (at desc);
     `,
   },
+  {
+    version: 2,
+    name: 'hash-chained audit',
+    sql: `
+      -- Tamper evidence (packages/kit/src/audit-chain.ts): each row carries the hash
+      -- of the row before it and its own. Rows written before this are left empty.
+      alter table vault.audit_log
+        add column prev_hash text not null default '',
+        add column hash text not null default '';
+
+      -- The chain's head, one row. Writers lock it (select ... for update) to link
+      -- and insert under one global order, whichever replica writes. anchor_* is
+      -- the newest row retention deleted: the oldest kept row must link to it.
+      -- An empty hash is the genesis (no row chained yet).
+      create table vault.audit_chain_head (
+        id integer primary key check (id = 1),
+        last_id bigint not null default 0,
+        hash text not null default '',
+        anchor_id bigint not null default 0,
+        anchor_hash text not null default ''
+      );
+      insert into vault.audit_chain_head (id) values (1);
+    `,
+  },
 ];

@@ -282,6 +282,8 @@ describe('Resolve row cache and audit-before-release (real PostgreSQL)', () => {
 
   it('prunes audit records older than the retention period, and only those', async () => {
     const audit = new AuditWriter(pool);
+    // Pruning deletes a prefix of the chain (up to the newest old row): only these two rows in it.
+    await pool.query('delete from vault.audit_log');
     await pool.query(
       `insert into vault.audit_log (at, caller, action, allowed, reason) values (now() - interval '91 days', 'egress', 'old', true, 'x'), (now() - interval '89 days', 'egress', 'recent', true, 'x')`,
     );
