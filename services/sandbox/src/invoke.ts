@@ -4,7 +4,9 @@
 // make this function throw.
 import { SkillInvocation, SkillResult, type SkillInvocationAudit } from '@talon/proto';
 import type { Logger } from '@talon/kit/log';
+import { SpanKind, context, withSpan, type Context } from '@talon/kit/telemetry';
 import { SkillRunError, type SkillErrorCode } from './errors.ts';
+import { countInvocation } from './metrics.ts';
 import type { HttpBridge, InvocationContext } from './http-bridge.ts';
 import type { HostJob, HostOutcome } from './host/pool.ts';
 import { NAME_PATTERN, VERSION_PATTERN, skillId } from '@talon/records/skills';
@@ -66,14 +68,29 @@ export class Invoker {
     this.node = deps.node;
   }
 
-  /** Handles a raw NATS request; `subject` is the subject it arrived on. Never throws. */
-  async handle(subject: string, data: Uint8Array): Promise<Uint8Array> {
+  /**
+   * Handles a raw NATS request; `subject` is the subject it arrived on, `parent` the trace
+   * context of its headers (the caller's turn). Never throws.
+   */
+  handle(subject: string, data: Uint8Array, parent?: Context): Promise<Uint8Array> {
+    return withSpan('sandbox.invoke', { kind: SpanKind.SERVER, parent, attributes: { 'messaging.destination.name': subject } }, (span) =>
+      this.invoke(subject, data).then(({ bytes, outcome }) => {
+        span.setAttribute('talon.skill.outcome', outcome);
+        return bytes;
+      }),
+    );
+  }
+
+  private async invoke(subject: string, data: Uint8Array): Promise<{ bytes: Uint8Array; outcome: string }> {
     const started = Date.now();
     let inv: SkillInvocation;
     try {
       inv = SkillInvocation.decode(data);
     } catch {
-      return SkillResult.encode(fail({ invocationId: '' }, 'invalid_argument', 'undecodable SkillInvocation')).finish();
+      return {
+        bytes: SkillResult.encode(fail({ invocationId: '' }, 'invalid_argument', 'undecodable SkillInvocation')).finish(),
+        outcome: 'invalid_argument',
+      };
     }
     let res: SkillResult;
     let sha = '';
@@ -89,6 +106,7 @@ export class Invoker {
       }
     }
     res.durationMs = Date.now() - started;
+    countInvocation(res);
     const audit = this.audit;
     if (audit) {
       const record: SkillInvocationAudit = {
@@ -107,7 +125,7 @@ export class Invoker {
       // must not sit between the caller and its answer.
       setImmediate(() => audit(record));
     }
-    return SkillResult.encode(res).finish();
+    return { bytes: SkillResult.encode(res).finish(), outcome: res.error ? res.error.code : 'ok' };
   }
 
   private async run(subject: string, inv: SkillInvocation): Promise<{ result: SkillResult; sha256: string }> {
@@ -149,7 +167,11 @@ export class Invoker {
         maxLogLines: limits.maxLogLines,
       },
       deadline,
-      onHostCall: (fn, payload, signal) => this.bridge.handle(ctx, fn, payload, signal),
+      // Host calls arrive from the plugin host's channel, outside this invocation's async
+      // context: bound to it, the skill's requests through egress stay in the caller's trace.
+      onHostCall: context.bind(context.active(), (fn: string, payload: string, signal: AbortSignal) =>
+        this.bridge.handle(ctx, fn, payload, signal),
+      ),
     });
     if (outcome.logs.length > 0) this.log.debug({ skill: skill.id, plugin_logs: outcome.logs }, 'plugin log lines');
     const extra = { version: skill.record.version, hostCalls: ctx.calls };

@@ -6,7 +6,7 @@
 // stable code; this module never throws.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SUBJECTS } from '@talon/kit/subjects';
-import type { NatsConnection } from '@talon/kit/nats';
+import { tracedHeaders, type NatsConnection } from '@talon/kit/nats';
 import { SkillInvocation, SkillResult } from '@talon/proto';
 
 export interface SkillCall {
@@ -101,7 +101,11 @@ export class SkillInvoker {
     };
     let data: Uint8Array;
     try {
-      const msg = await this.nc.request(SUBJECTS.skillInvoke(call.skill), SkillInvocation.encode(inv).finish(), { timeout: waitMs });
+      const msg = await this.nc.request(SUBJECTS.skillInvoke(call.skill), SkillInvocation.encode(inv).finish(), {
+        timeout: waitMs,
+        // The sandbox continues the turn's trace (its span and its requests through egress).
+        headers: tracedHeaders(),
+      });
       data = msg.data;
     } catch (err) {
       const e = err as Error & { isNoResponders?: () => boolean };
