@@ -1,7 +1,8 @@
 // `npm run chaos`: turns under faults, then every turn looked up in memory.
 //   npm run chaos                         3-node NATS cluster, two of every service, native PostgreSQL
 //   npm run chaos -- --mode single        one of each as `talon up` (embedded database unless TALON_TEST_DATABASE=native)
-//   npm run chaos -- --restart-postgres   restart the PostgreSQL server (pg_ctlcluster) instead of dropping its connections
+//   npm run chaos -- --shared-postgres    use TALON_TEST_DATABASE_URL's server and drop its connections instead of
+//                                         restarting a PostgreSQL server of the run's own
 // The last line is `turns N, answered N, lost 0, duplicated 0; during chaos p50 … p99 … (calm …)`; exit 1 if any turn was lost or doubled.
 import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
@@ -12,7 +13,7 @@ const { values } = parseArgs({
     turns: { type: 'string', default: '300' },
     concurrency: { type: 'string', default: '8' },
     mode: { type: 'string', default: 'cluster' },
-    'restart-postgres': { type: 'boolean', default: false },
+    'shared-postgres': { type: 'boolean', default: false },
   },
 });
 const mode = values.mode === 'single' ? 'single' : 'cluster';
@@ -23,7 +24,7 @@ const report = await new Chaos({
   turns: Number(values.turns),
   concurrency: Number(values.concurrency),
   mode,
-  restartPostgres: values['restart-postgres'],
+  postgres: values['shared-postgres'] ? 'shared' : 'private',
   log: (line) => console.log(`[chaos ${((Date.now() - t0) / 1000).toFixed(1)} s] ${line}`),
 }).run();
 console.log(

@@ -4,8 +4,6 @@
 // is looked up in memory through the API: each must be answered exactly once, and no
 // user message or answer may be missing or doubled. `npm run chaos` runs the long
 // version (a 3-node NATS cluster and two of every service); a short one is in `npm test`.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { createClient, unary } from '@talon/kit/grpc';
 import { SERVICES, type ServiceName } from '@talon/kit/service';
@@ -13,6 +11,8 @@ import { VaultAdminServiceClient } from '@talon/proto';
 import { receivedTexts, type RecordedLlmRequest } from './fake-llm.ts';
 import { startTestPlatform, streamedText, type TestPlatform } from './harness.ts';
 import { waitFor } from './wait.ts';
+import { testDatabaseKind } from './database.ts';
+import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.ts';
 
 export interface ChaosOptions {
   /** Turns to drive at least (more when the faults take longer). */
@@ -21,8 +21,12 @@ export interface ChaosOptions {
   concurrency: number;
   /** `cluster`: 3 nats-server nodes and two of every service; `single`: one of each, as `talon up`. */
   mode: 'cluster' | 'single';
-  /** Restart the PostgreSQL server (pg_ctlcluster) instead of dropping every connection to the test database. */
-  restartPostgres?: boolean;
+  /**
+   * On a native database: `private` (default) runs a PostgreSQL server of the run's own and
+   * restarts it; `shared` uses TALON_TEST_DATABASE_URL's server and drops every connection to
+   * the test database instead (restarting a shared server would break its other users).
+   */
+  postgres?: 'private' | 'shared';
   /** Calm turns before the faults (their latency is the baseline). */
   calmTurns?: number;
   log?: (line: string) => void;
@@ -88,6 +92,8 @@ export class Chaos {
   private gatewayTurn = 0;
   private readonly progress: string[] = [];
   private resent = 0;
+  private aborted = false;
+  private privatePg: PrivatePostgres | undefined;
 
   constructor(opts: ChaosOptions) {
     this.opts = opts;
@@ -101,7 +107,12 @@ export class Chaos {
     const cluster = this.opts.mode === 'cluster';
     const replicas = Object.fromEntries(SERVICES.map((s) => [s, cluster ? 2 : 1])) as Record<ServiceName, number>;
     this.say(`starting the platform (${cluster ? '3 nats-server nodes, two of every service' : 'one of each, as talon up'})`);
+    if (testDatabaseKind() === 'native' && (this.opts.postgres ?? 'private') === 'private') {
+      this.say('starting a PostgreSQL server of its own (it will be restarted)');
+      this.privatePg = await startPrivatePostgres();
+    }
     this.tp = await startTestPlatform({
+      ...(this.privatePg ? { nativeAdminUrl: this.privatePg.url } : {}),
       llm: { respond },
       autoRestart: true,
       onProgress: (m) => this.progress.push(m),
@@ -123,13 +134,22 @@ export class Chaos {
       const faulting = this.runFaults(schedule).finally(() => {
         faultsDone = true;
       });
-      const chaos = await this.drive(this.opts.turns, () => !faultsDone);
+      let chaos: Turn[];
+      try {
+        chaos = await this.drive(this.opts.turns, () => !faultsDone);
+      } catch (err) {
+        // No fault may outlive the run (the platform is stopped below).
+        this.aborted = true;
+        await faulting.catch(() => undefined);
+        throw err;
+      }
       await faulting;
       this.say(`chaos: ${chaos.length} turns during ${this.faults.length} faults`);
       await this.tp.platform.waitHealthy(undefined, 120_000);
       return await this.verify([...calm, ...chaos], calm, chaos);
     } finally {
       await this.tp.stop();
+      await this.privatePg?.stop();
     }
   }
 
@@ -193,9 +213,14 @@ export class Chaos {
         continue;
       }
       if (res.status === 200 && body !== undefined) {
-        const answer = turn.stream
-          ? streamedText(body)
-          : (JSON.parse(body) as { choices: Array<{ message: { content: string } }> }).choices[0]?.message.content;
+        let answer: string | undefined;
+        try {
+          answer = turn.stream
+            ? streamedText(body)
+            : (JSON.parse(body) as { choices: Array<{ message: { content: string } }> }).choices[0]?.message.content;
+        } catch {
+          answer = undefined; // a body cut off by a dying gateway
+        }
         if (answer?.includes(`answer ${turn.id}`)) {
           turn.outcome = 'delivered';
           turn.ms = performance.now() - t0;
@@ -230,7 +255,7 @@ export class Chaos {
     if (this.tp.database === 'embedded') out.push(kill('pglite'));
     else
       out.push({
-        name: this.opts.restartPostgres ? 'restart PostgreSQL' : 'PostgreSQL drops every connection',
+        name: this.privatePg ? 'restart PostgreSQL' : 'PostgreSQL drops every connection',
         run: () => this.postgresFault(),
       });
     out.push({ name: 'seal, then unseal the vault', run: () => this.sealAndUnseal() });
@@ -239,6 +264,7 @@ export class Chaos {
 
   private async runFaults(schedule: Array<{ name: string; run: () => Promise<void> }>): Promise<void> {
     for (const f of schedule) {
+      if (this.aborted) return;
       // Let turns flow between faults, then wait until every instance is healthy again.
       await new Promise((r) => setTimeout(r, 1000));
       this.say(`fault: ${f.name}`);
@@ -250,15 +276,10 @@ export class Chaos {
   }
 
   private async postgresFault(): Promise<void> {
-    if (this.opts.restartPostgres) {
-      const exec = promisify(execFile);
-      const { stdout } = await exec('pg_lsclusters', ['--no-header']);
-      const [version, name] = stdout.trim().split('\n')[0]!.trim().split(/\s+/);
-      await exec('pg_ctlcluster', ['--skip-systemctl-redirect', version!, name!, 'restart']);
-      return;
-    }
-    const url = new URL(process.env.TALON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
-    const client = new pg.Client({ connectionString: url.toString() });
+    if (this.privatePg) return this.privatePg.restart();
+    const client = new pg.Client({
+      connectionString: process.env.TALON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    });
     await client.connect();
     try {
       const db = new URL(this.tp.platform.adminDatabaseUrl()).pathname.slice(1);

@@ -34,6 +34,8 @@ export interface TestPlatformOptions {
   natsNodes?: number;
   /** Processes per service (replicas). */
   replicas?: Partial<Record<ServiceName, number>>;
+  /** The PostgreSQL server a native test database is created on (default TALON_TEST_DATABASE_URL). */
+  nativeAdminUrl?: string;
 }
 
 /** The assistant text of a streamed (SSE) chat completion, as the gateway sends it. */
@@ -131,8 +133,9 @@ export class TestPlatform {
 
   /**
    * Waits until egress has loaded the vault's current state (secrets, seal), e.g. after a
-   * secret was stored: egress polls the vault and logs each scan index it loads with the
-   * vault's epoch, which moves on every secret change, seal and unseal.
+   * secret was stored: the vault pushes every change to egress (VaultService.Watch) and egress
+   * logs each scan index it loads with the vault's epoch, which moves on every secret change,
+   * seal and unseal.
    */
   async egressCaughtUpWithVault(timeoutMs = 30_000): Promise<void> {
     const vault = createClient(VaultAdminServiceClient, `127.0.0.1:${this.ports.grpc.vault}`, this.platform.tls('admin'), 'vault');
@@ -175,7 +178,7 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     internal: Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<ServiceName, number>,
   };
   const llm = opts.llm === false ? undefined : await startFakeLlm(opts.llm ?? {});
-  const native = database === 'native' ? await createNativeDatabase() : undefined;
+  const native = database === 'native' ? await createNativeDatabase(opts.nativeAdminUrl) : undefined;
   const env: Record<string, string | undefined> = {
     TALON_LOG_LEVEL: process.env.TALON_TEST_LOG_LEVEL ?? 'info',
     ...(llm
