@@ -159,7 +159,9 @@ export function builtSkill(group: 'examples' | 'malicious' | 'template', name?: 
 
 /** Builds the template by scaffolding it like `talon skills new` would, proving it compiles. */
 async function buildTemplate(force: boolean): Promise<string> {
-  const project = join(TEMPLATE_DIR, 'build', 'project');
+  // One scaffold per process: test files running side by side on a fresh clone build it at once,
+  // and a shared folder would be removed under another process's build (outputs are renamed into place).
+  const project = join(TEMPLATE_DIR, 'build', `project.${process.pid}`);
   const out = join(TEMPLATE_DIR, 'build');
   const stale =
     !existsSync(join(out, 'skill.wasm')) ||
@@ -167,7 +169,11 @@ async function buildTemplate(force: boolean): Promise<string> {
   if (!force && !stale) return out;
   rmSync(project, { recursive: true, force: true });
   scaffoldSkill('my-skill', project);
-  return buildSkill(project, { outDir: out, force: true });
+  try {
+    return await buildSkill(project, { outDir: out, force: true });
+  } finally {
+    rmSync(project, { recursive: true, force: true });
+  }
 }
 
 /** Builds every repository skill (examples, corpus, template) that is out of date. */

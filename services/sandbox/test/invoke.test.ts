@@ -202,6 +202,7 @@ describe('sandbox invocations over NATS', () => {
     const env = {
       ...tp.platform.serviceEnv('sandbox'),
       SANDBOX_GRPC_PORT: '0',
+      SANDBOX_INTERNAL_PORT: '0',
       SANDBOX_CACHE_DIR: join(tp.home, 'sandbox', 'cache2'),
       TALON_PORTS_FILE: '', // the platform's sandbox reports its ports there; this one reports none
     };
