@@ -46,8 +46,8 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
       min: 500,
     }),
     maxDeliver: int('ORCHESTRATOR_MAX_DELIVER', {
-      doc: 'Attempts per inbound message before the turn fails with an error reply.',
-      default: 5,
+      doc: 'Attempts per inbound message before the turn fails with an error reply. Transient failures (a dependency restarting) are retried after 0.5, 1, 2 … 30 s: the default 8 rides out about a minute of outage.',
+      default: 8,
       min: 1,
     }),
     concurrency: int('ORCHESTRATOR_CONCURRENCY', {
