@@ -22,8 +22,19 @@ const PLATFORM: Array<{ key: string; doc: string; def?: string }> = [
   { key: 'TALON_NATS_SERVER_BIN', doc: 'Path to nats-server when it is not on PATH.' },
   { key: 'TALON_PGLITE_PORT', doc: 'Port of the embedded PostgreSQL (PGlite) server.', def: '5433' },
   {
+    key: 'TALON_LOG_MAX_BYTES',
+    doc: 'talon up: size at which TALON_HOME/logs/<name>.log is rotated to <name>.log.1 (containers log to stdout instead).',
+    def: '10485760',
+  },
+  { key: 'TALON_LOG_FILES', doc: 'talon up: rotated log files kept per process (<name>.log.1 … .N).', def: '5' },
+  {
     key: 'OTEL_EXPORTER_OTLP_ENDPOINT',
-    doc: 'OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318); traces are exported only when set.',
+    doc: 'OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318); traces and metrics are exported only when set (metrics are always served on GET /metrics of the internal ports).',
+  },
+  {
+    key: 'OTEL_METRIC_EXPORT_INTERVAL',
+    doc: 'Milliseconds between OTLP metric exports (when OTEL_EXPORTER_OTLP_ENDPOINT is set).',
+    def: '60000',
   },
   { key: 'OTEL_SERVICE_NAME', doc: 'Set per process by talon up to the service name; override only when running a service yourself.' },
   { key: 'TALON_TEST_DATABASE', doc: 'Tests only: embedded (default) or native.', def: 'embedded' },

@@ -15,6 +15,8 @@ import { createClient, unary, unaryMethodName, type TlsMaterial, type UnaryClien
 import { TalonError } from '@talon/kit/errors';
 import { REPO_ROOT } from '@talon/cli/platform';
 import {
+  AuditChainRequest,
+  AuditLogRequest,
   Placement,
   VaultAdminServiceClient,
   VaultAdminServiceService,
@@ -285,7 +287,8 @@ describe('vault: the only key holder', () => {
     await call(a.status, {});
     const list = await call(a.listSecrets, {});
     assert.ok(list.secrets.some((s) => s.name === 'canary'));
-    await call(a.auditLog, { limit: 1000 });
+    await call(a.auditLog, AuditLogRequest.fromPartial({ limit: 1000 }));
+    await call(a.auditChain, AuditChainRequest.fromPartial({ limit: 1000 }));
     await call(a.setSecret, {
       name: 'probe',
       value: Buffer.from(CANARY),
@@ -344,7 +347,7 @@ describe('vault: the only key holder', () => {
 
   it('the audit trail names who, what, where and why, and never holds a value', async () => {
     const ad = admin();
-    const audit = await unary(ad, ad.auditLog, { limit: 1000 });
+    const audit = await unary(ad, ad.auditLog, AuditLogRequest.fromPartial({ limit: 1000 }));
     assertNoLeak(JSON.stringify(audit), 'AuditLog response');
     const allowed = audit.records.filter((r) => r.action === 'resolve' && r.allowed);
     assert.ok(allowed.length >= 3);

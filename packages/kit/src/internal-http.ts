@@ -1,5 +1,5 @@
 // The internal HTTP port of every service: `GET /livez` and `GET /readyz` for
-// Kubernetes, compose and load balancers (later `/metrics`), on a small port that is
+// Kubernetes, compose and load balancers, and `/metrics` (metrics.ts), on a small port that is
 // never exposed publicly. Readiness is the same `Readiness` the gRPC health server
 // reports (one owner), so both always agree.
 // Probes are polled every few seconds forever: they log nothing, create no spans (no

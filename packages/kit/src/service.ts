@@ -54,12 +54,16 @@ export function commonFields(service: ServiceName, env: Record<string, string | 
     grpcHost: str(`${up}_GRPC_HOST`, { doc: `Address ${service}'s gRPC server (and grpc.health.v1) listens on.`, default: '127.0.0.1' }),
     grpcPort: port(`${up}_GRPC_PORT`, { doc: `Port of ${service}'s gRPC server.`, default: DEFAULT_PORTS.grpc[service] }),
     internalHost: str(`${up}_INTERNAL_HOST`, {
-      doc: `Address ${service}'s internal HTTP port listens on (/livez, /readyz, later /metrics); loopback by default, 0.0.0.0 in a container. Never expose it publicly.`,
+      doc: `Address ${service}'s internal HTTP port listens on (/livez, /readyz, /metrics); loopback by default, 0.0.0.0 in a container. Never expose it publicly.`,
       default: '127.0.0.1',
     }),
     internalPort: port(`${up}_INTERNAL_PORT`, {
-      doc: `Port of ${service}'s internal HTTP server (/livez, /readyz, later /metrics), for probes and scrapers only: do not expose it publicly. 0 picks a free one.`,
+      doc: `Port of ${service}'s internal HTTP server (/livez, /readyz, /metrics), for probes and scrapers only: do not expose it publicly. 0 picks a free one.`,
       default: DEFAULT_PORTS.internal[service],
+    }),
+    metrics: oneOf('TALON_METRICS', ['on', 'off'], {
+      doc: 'Metrics (Prometheus text on GET /metrics of the internal port; OTLP too when OTEL_EXPORTER_OTLP_ENDPOINT is set). off: every instrument is a no-op.',
+      default: 'on',
     }),
     shutdownTimeoutMs: int('TALON_SHUTDOWN_TIMEOUT_MS', {
       doc: 'Upper bound for a graceful shutdown before the process exits anyway.',

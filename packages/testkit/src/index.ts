@@ -9,3 +9,4 @@ export * from './fake-otlp.ts';
 export * from './fake-platforms.ts';
 export * from './wait.ts';
 export * from './chaos.ts';
+export * from './prometheus.ts';

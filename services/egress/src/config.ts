@@ -37,13 +37,14 @@ export function egressSpec(env: Record<string, string | undefined> = process.env
       doc: 'host:port of the vault gRPC service (several comma-separated for replicas).',
       default: '127.0.0.1:7404',
     }),
-    vaultPollMs: int('EGRESS_VAULT_POLL_MS', {
-      doc: 'How often egress asks the vault for its state: a seal, unseal or secret change refreshes the scan index and drops cached values within this time.',
-      default: 500,
-      min: 50,
+    vaultRetryMaxMs: int('EGRESS_VAULT_RETRY_MAX_MS', {
+      doc: "Longest wait between attempts to reopen the vault's Watch stream (or reload the scan index) after a failure; the first is 100 ms, doubled each time. Changes themselves are pushed by the vault, never polled.",
+      default: 5000,
+      min: 100,
+      max: 60_000,
     }),
     secretCacheMs: int('EGRESS_SECRET_CACHE_MS', {
-      doc: 'How long egress may reuse a value the vault released for the same secret, caller, host and placement (dropped at once on any vault change, seal or outage, detected within EGRESS_VAULT_POLL_MS). 0: ask the vault for every request.',
+      doc: 'How long egress may reuse a value the vault released for the same secret, caller, host and placement (dropped at once on any vault change, seal or outage, as the vault pushes it). 0: ask the vault for every request.',
       default: 5000,
       min: 0,
       max: 300_000,

@@ -11,6 +11,7 @@ import { listenOn, reportPorts } from '@talon/kit/ports';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
+import { initMetrics, METRICS_PATH } from '@talon/kit/metrics';
 import { EgressServiceService } from '@talon/proto';
 import { AuditSink } from './audit.ts';
 import { edgeHandlers } from './edge-api.ts';
@@ -48,6 +49,7 @@ runMain('egress', async () => {
   }
   const log = createLogger({ service: 'egress', level: cfg.logLevel });
   const telemetry = initTelemetry('egress');
+  const metrics = initMetrics('egress', { enabled: cfg.metrics === 'on' });
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
 
@@ -75,9 +77,9 @@ runMain('egress', async () => {
       ),
     ]);
   }
-  const vault = new VaultLink(cfg.vaultAddr, tls, log, { cacheMs: cfg.secretCacheMs });
+  const vault = new VaultLink(cfg.vaultAddr, tls, log, { cacheMs: cfg.secretCacheMs, retryMaxMs: cfg.vaultRetryMaxMs });
   vault.onIndex = (fps) => scanner.setFingerprints(fps);
-  vault.start(cfg.vaultPollMs);
+  vault.start();
   const upstreams = new Upstreams({
     connectTimeoutMs: cfg.connectTimeoutMs,
     ca: cfg.upstreamCaFile ? readFileSync(cfg.upstreamCaFile) : undefined,
@@ -153,6 +155,7 @@ runMain('egress', async () => {
     host: cfg.internalHost,
     port: cfg.internalPort,
     readiness: grpc.readiness,
+    routes: { [METRICS_PATH]: metrics.route },
   });
   reportPorts({ proxy: proxyPort, grpc: grpc.port, internal: internal.port, ...(plainPort ? { plainProxy: plainPort } : {}) });
   grpc.setServing('SERVING');
@@ -194,6 +197,7 @@ runMain('egress', async () => {
   // Late: liveness keeps answering while everything before drains.
   life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
+  life.onShutdown({ name: 'flush metrics', run: () => metrics.shutdown() });
   life.installSignalHandlers();
   log.info(
     {

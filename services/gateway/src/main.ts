@@ -4,12 +4,13 @@ import { connectNats, waitForProvisioning, watchNats } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { initTelemetry } from '@talon/kit/telemetry';
-import { KV_BUCKETS } from '@talon/kit/subjects';
+import { CONSUMERS, KV_BUCKETS, STREAMS } from '@talon/kit/subjects';
 import { Lifecycle } from '@talon/kit/lifecycle';
 import { listenOn, reportPorts } from '@talon/kit/ports';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
+import { initMetrics, METRICS_PATH, observeConsumer } from '@talon/kit/metrics';
 import { Api } from './api.ts';
 import { TokenStore } from './auth.ts';
 import { adapters } from './channels/index.ts';
@@ -37,6 +38,7 @@ runMain('gateway', async () => {
   const cfg = loadGatewayConfig();
   const log = createLogger({ service: 'gateway', level: cfg.logLevel });
   const telemetry = initTelemetry('gateway');
+  const metrics = initMetrics('gateway', { enabled: cfg.metrics === 'on' });
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
 
@@ -78,6 +80,7 @@ runMain('gateway', async () => {
     rateTokenPerMin: cfg.rateTokenPerMin,
     authFailuresPerMin: cfg.authFailuresPerMin,
     rateWebhookPerMin: cfg.rateWebhookPerMin,
+    log,
   });
   const ingress = new WebhookIngress({
     adapters: channelAdapters,
@@ -143,6 +146,9 @@ runMain('gateway', async () => {
         })
       : undefined;
   await deliverer?.start();
+  const { outbound } = STREAMS;
+  if (deliverer)
+    observeConsumer(outbound.name, CONSUMERS.gatewayChannels, () => jsm.consumers.info(outbound.name, CONSUMERS.gatewayChannels));
   if (cfg.channels.length > 0) notifier.watchPairings(nc, cfg.channels);
 
   const httpPort = await listenOn(http.server, { service: 'gateway', key: 'TALON_GATEWAY_PORT', host: cfg.httpHost, port: cfg.httpPort });
@@ -157,6 +163,7 @@ runMain('gateway', async () => {
     host: cfg.internalHost,
     port: cfg.internalPort,
     readiness: grpc.readiness,
+    routes: { [METRICS_PATH]: metrics.route },
   });
   reportPorts({ http: httpPort, grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
@@ -205,6 +212,7 @@ runMain('gateway', async () => {
   // Late: liveness keeps answering while everything before drains.
   life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
+  life.onShutdown({ name: 'flush metrics', run: () => metrics.shutdown() });
   life.installSignalHandlers();
   log.info(
     {

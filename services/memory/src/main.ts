@@ -7,6 +7,7 @@ import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
+import { initMetrics, METRICS_PATH } from '@talon/kit/metrics';
 import { localEmbedder } from '@talon/embed';
 import { MemoryServiceService } from '@talon/proto';
 import { BackgroundUpkeep, SEARCH_WAITS_FOR_INDEXING_MS } from './background.ts';
@@ -19,6 +20,7 @@ runMain('memory', async () => {
   const cfg = loadMemoryConfig();
   const log = createLogger({ service: 'memory', level: cfg.logLevel });
   const telemetry = initTelemetry('memory');
+  const metrics = initMetrics('memory', { enabled: cfg.metrics === 'on' });
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
 
   const pool = createPool(cfg.databaseUrl, {
@@ -70,6 +72,7 @@ runMain('memory', async () => {
     host: cfg.internalHost,
     port: cfg.internalPort,
     readiness: grpc.readiness,
+    routes: { [METRICS_PATH]: metrics.route },
   });
   reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
@@ -86,6 +89,7 @@ runMain('memory', async () => {
   // Late: liveness keeps answering while everything before drains.
   life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
+  life.onShutdown({ name: 'flush metrics', run: () => metrics.shutdown() });
   life.installSignalHandlers();
   log.info(
     { grpc_port: grpc.port, embeddings: `${cfg.embeddingsModel}/${cfg.embeddingsDim}`, local_embedder: cfg.embeddingsProvider === 'local' },

@@ -7,7 +7,9 @@ import { initTelemetry } from '@talon/kit/telemetry';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
+import { CONSUMERS, STREAMS } from '@talon/kit/subjects';
 import { startInternalHttp } from '@talon/kit/internal-http';
+import { initMetrics, METRICS_PATH, observeConsumer } from '@talon/kit/metrics';
 import { remoteEmbedder } from '@talon/embed';
 import { ApprovalBook } from './approvals.ts';
 import { loadOrchestratorConfig } from './config.ts';
@@ -34,6 +36,7 @@ runMain('orchestrator', async () => {
   const cfg = loadOrchestratorConfig();
   const log = createLogger({ service: 'orchestrator', level: cfg.logLevel });
   const telemetry = initTelemetry('orchestrator');
+  const metrics = initMetrics('orchestrator', { enabled: cfg.metrics === 'on' });
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
 
@@ -131,7 +134,9 @@ runMain('orchestrator', async () => {
     host: cfg.internalHost,
     port: cfg.internalPort,
     readiness: grpc.readiness,
+    routes: { [METRICS_PATH]: metrics.route },
   });
+  observeConsumer(STREAMS.inbound.name, CONSUMERS.orchestratorInbound, () => worker.consumerInfo());
   reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the NATS connection: no work is sent here while it is down.
@@ -166,6 +171,7 @@ runMain('orchestrator', async () => {
   // Late: liveness keeps answering while everything before drains.
   life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
+  life.onShutdown({ name: 'flush metrics', run: () => metrics.shutdown() });
   life.installSignalHandlers();
   log.info(
     {

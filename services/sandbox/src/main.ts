@@ -4,11 +4,12 @@ import { connectNats, waitForProvisioning, watchNats } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { InFlight, Lifecycle } from '@talon/kit/lifecycle';
-import { initTelemetry } from '@talon/kit/telemetry';
+import { extractHeaders, initTelemetry } from '@talon/kit/telemetry';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
+import { initMetrics, METRICS, METRICS_PATH, observe } from '@talon/kit/metrics';
 import { SANDBOX_QUEUE } from '@talon/kit/subjects';
 import { SkillInvocationAudit } from '@talon/proto';
 import { loadSandboxConfig } from './config.ts';
@@ -21,6 +22,7 @@ runMain('sandbox', async () => {
   const cfg = loadSandboxConfig();
   const log = createLogger({ service: 'sandbox', level: cfg.logLevel });
   const telemetry = initTelemetry('sandbox');
+  const metrics = initMetrics('sandbox', { enabled: cfg.metrics === 'on' });
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
   const nc = await connectNats({ servers: cfg.natsUrl, user: 'sandbox', seedFile: cfg.natsSeedFile, log });
@@ -75,7 +77,7 @@ runMain('sandbox', async () => {
     queue: SANDBOX_QUEUE,
     callback: (_err, m) => {
       void inFlight.track(async () => {
-        m.respond(await invoker.handle(m.subject, m.data));
+        m.respond(await invoker.handle(m.subject, m.data, extractHeaders(m.headers)));
       });
     },
   });
@@ -85,7 +87,9 @@ runMain('sandbox', async () => {
     host: cfg.internalHost,
     port: cfg.internalPort,
     readiness: grpc.readiness,
+    routes: { [METRICS_PATH]: metrics.route },
   });
+  observe(METRICS.sandboxHosts, (o) => o(pool.size));
   reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the NATS connection: no work is sent here while it is down.
@@ -105,6 +109,7 @@ runMain('sandbox', async () => {
   // Late: liveness keeps answering while everything before drains.
   life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
+  life.onShutdown({ name: 'flush metrics', run: () => metrics.shutdown() });
   life.installSignalHandlers();
   // Plugin hosts die with the node even when it exits abruptly (they also watch for orphaning).
   process.once('exit', () => {

@@ -2,10 +2,14 @@
 // only spiffe://talon/admin (enforced by kit startGrpcServer); no admin method
 // returns a value. Request Buffers that carried a value or passphrase are zeroed
 // here once used.
-import type { UnaryHandler } from '@talon/kit/grpc';
+import type { ServerStreamHandler, UnaryHandler } from '@talon/kit/grpc';
+import { InvalidArgument } from '@talon/kit/errors';
 import type {
+  AuditChainRequest,
+  AuditChainResponse,
   AuditLogRequest,
   AuditLogResponse,
+  AuditRecord,
   ChangePassphraseRequest,
   DeleteSecretRequest,
   DeleteSecretResponse,
@@ -20,9 +24,13 @@ import type {
   StatusResponse,
   UnsealRequest,
   VerifySignatureRequest,
+  VaultState,
   VerifySignatureResponse,
+  WatchRequest,
 } from '@talon/proto';
 import type { AuditWriter } from './audit.ts';
+import { countResolve } from './metrics.ts';
+import { auditFilter, isFiltered, type AuditFilter } from './audit-query.ts';
 import type { Vault } from './vault.ts';
 
 function wipe(b: Uint8Array | undefined): void {
@@ -45,7 +53,7 @@ function zeroAfterResponse(b: Buffer): void {
 export function egressHandlers(vault: Vault) {
   const status: UnaryHandler<unknown, StatusResponse> = () => vault.status();
   const resolve: UnaryHandler<ResolveRequest, ResolveResponse> = async (req, ctx) => {
-    const r = await vault.resolve(req, ctx.peer);
+    const r = await countResolve(vault.resolve(req, ctx.peer));
     zeroAfterResponse(r.value);
     return { value: r.value, version: r.version, policy: r.policy };
   };
@@ -54,10 +62,21 @@ export function egressHandlers(vault: Vault) {
     valid: await vault.verifySignature(req, ctx.peer),
   });
   const listSecrets: UnaryHandler<unknown, ListSecretsResponse> = async () => ({ secrets: await vault.listSecrets() });
-  return { status, resolve, scanIndex, verifySignature, listSecrets };
+  // Open until egress goes away or the vault shuts down; sends only when the state moves.
+  const watch: ServerStreamHandler<WatchRequest, VaultState> = async (_req, _ctx, stream) => {
+    const sub = vault.watch((s) => stream.write({ epoch: s.epoch, sealed: s.sealed }));
+    try {
+      await sub.done;
+      if (!stream.signal.aborted) await new Promise((resolve) => stream.signal.addEventListener('abort', resolve, { once: true }));
+    } finally {
+      sub.unsubscribe();
+    }
+  };
+  return { status, resolve, scanIndex, verifySignature, listSecrets, watch };
 }
 
-export function adminHandlers(vault: Vault, audit: AuditWriter) {
+/** `queryAudit`: filtered reads (audit-query.ts); without it a filtered AuditLog is refused. */
+export function adminHandlers(vault: Vault, audit: AuditWriter, queryAudit?: (f: AuditFilter) => Promise<AuditRecord[]>) {
   const status: UnaryHandler<unknown, StatusResponse> = () => vault.status();
   const unseal: UnaryHandler<UnsealRequest, StatusResponse> = (req, ctx) => vault.unseal(utf8(req.passphrase), ctx.peer);
   const seal: UnaryHandler<unknown, StatusResponse> = (_req, ctx) => vault.seal(ctx.peer);
@@ -82,8 +101,13 @@ export function adminHandlers(vault: Vault, audit: AuditWriter) {
       wipe(req.value);
     }
   };
-  const auditLog: UnaryHandler<AuditLogRequest, AuditLogResponse> = async (req) => ({
-    records: await audit.recent(req.limit > 0 ? Math.min(req.limit, 1000) : 100),
-  });
-  return { status, unseal, seal, changePassphrase, rotateKey, setSecret, listSecrets, deleteSecret, rotateSecret, auditLog };
+  const auditLog: UnaryHandler<AuditLogRequest, AuditLogResponse> = async (req) => {
+    const f = auditFilter(req);
+    if (!isFiltered(f)) return { records: await audit.recent(f.limit) };
+    if (!queryAudit) throw new InvalidArgument('this vault cannot filter its audit log; ask without filters');
+    return { records: await queryAudit(f) };
+  };
+  const auditChain: UnaryHandler<AuditChainRequest, AuditChainResponse> = (req) =>
+    audit.chainPage(req.afterId, req.limit > 0 ? Math.min(req.limit, 2000) : 500);
+  return { status, unseal, seal, changePassphrase, rotateKey, setSecret, listSecrets, deleteSecret, rotateSecret, auditLog, auditChain };
 }

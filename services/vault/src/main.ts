@@ -7,11 +7,14 @@ import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
+import { initMetrics, METRICS, METRICS_PATH, observe } from '@talon/kit/metrics';
 import { VaultAdminServiceService, VaultServiceService } from '@talon/proto';
 import { attestationGate } from './attestation/settings.ts';
 import { AuditWriter } from './audit.ts';
 import { loadVaultConfig, takePassphrase } from './config.ts';
+import { listenForEpochChanges } from './epoch-listener.ts';
 import { adminHandlers, egressHandlers } from './handlers.ts';
+import { queryAudit } from './audit-query.ts';
 import { VAULT_SCHEMA, vaultMigrations } from './migrations.ts';
 import { VaultStore } from './store.ts';
 import { Vault } from './vault.ts';
@@ -23,6 +26,7 @@ runMain('vault', async () => {
   const attestation = attestationGate(cfg);
   if (attestation) log.info({ mode: cfg.attestation, gate: attestation.describe() }, 'attestation required before every unseal');
   const telemetry = initTelemetry('vault');
+  const metrics = initMetrics('vault', { enabled: cfg.metrics === 'on' });
   const life = new Lifecycle(log, cfg.shutdownTimeoutMs);
 
   const pool = createPool(cfg.databaseUrl, { max: cfg.dbPoolMax, applicationName: 'talon-vault' });
@@ -48,6 +52,10 @@ runMain('vault', async () => {
     });
   }
 
+  // Other replicas' epoch changes reach this replica's Watch streams (epoch-listener.ts).
+  const listenPool = createPool(cfg.databaseUrl, { max: 1, applicationName: 'talon-vault-listen' });
+  const epochListener = listenForEpochChanges({ listenPool, pool, log, onChange: () => vault.stateMayHaveChanged() });
+
   const grpc = await startGrpcServer({
     name: 'vault',
     host: cfg.grpcHost,
@@ -62,7 +70,7 @@ runMain('vault', async () => {
       },
       {
         definition: VaultAdminServiceService,
-        handlers: adminHandlers(vault, audit),
+        handlers: adminHandlers(vault, audit, (f) => queryAudit(pool, f)),
         allow: ['admin'],
       },
     ],
@@ -73,8 +81,10 @@ runMain('vault', async () => {
     host: cfg.internalHost,
     port: cfg.internalPort,
     readiness: grpc.readiness,
+    routes: { [METRICS_PATH]: metrics.route },
     facts: () => ({ sealed: vault.sealed }),
   });
+  observe(METRICS.vaultSealed, (o) => o(vault.sealed ? 1 : 0));
   reportPorts({ grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
   // Health follows the database: no work is sent here while it is away.
@@ -103,10 +113,18 @@ runMain('vault', async () => {
       ),
   });
   life.onShutdown({ name: 'stop audit pruning', run: () => clearInterval(pruneTimer) });
+  life.onShutdown({
+    name: 'stop epoch listener',
+    run: async () => {
+      epochListener.stop();
+      await listenPool.end();
+    },
+  });
   life.onShutdown({ name: 'close database pool', run: () => pool.end() });
   // Late: liveness keeps answering while everything before drains.
   life.onShutdown({ name: 'close internal http', run: () => internal.close() });
   life.onShutdown({ name: 'flush telemetry', run: () => telemetry.shutdown() });
+  life.onShutdown({ name: 'flush metrics', run: () => metrics.shutdown() });
   life.installSignalHandlers();
   log.info(
     { grpc_port: grpc.port, sealed: vault.sealed },

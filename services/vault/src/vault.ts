@@ -13,11 +13,12 @@ import { Release, type Released } from './release.ts';
 import { ScanIndex } from './scan-index.ts';
 import { Secrets } from './secrets.ts';
 import type { VaultStore } from './store.ts';
+import { StateWatch, type VaultStateView } from './watch.ts';
 
 export { OWNER } from './context.ts';
 export { MAX_PASSPHRASE_BYTES, MIN_PASSPHRASE_CHARS } from './keyring.ts';
 export { MAX_VALUE_BYTES, validSecretName } from './secrets.ts';
-export type { Released };
+export type { Released, VaultStateView };
 
 export interface VaultOptions {
   store: VaultStore;
@@ -37,6 +38,7 @@ export class Vault {
   private readonly secrets: Secrets;
   private readonly release: Release;
   private readonly scan: ScanIndex;
+  private readonly state: StateWatch;
 
   constructor(o: VaultOptions) {
     const ctx = { store: o.store, audit: o.audit, log: o.log, now: o.now ?? Date.now };
@@ -45,6 +47,29 @@ export class Vault {
     this.secrets = new Secrets(ctx, this.keyring);
     this.release = new Release(ctx, this.keyring, this.secrets);
     this.scan = new ScanIndex(ctx, this.keyring, this.secrets);
+    this.state = new StateWatch(
+      async () => ({ epoch: await o.store.epoch(), sealed: this.keyring.sealed }),
+      () => this.keyring.sealed,
+    );
+    // Keys dropped without a seal call (a passphrase changed on another replica) are a change too.
+    this.keyring.onDrop(() => void this.state.changed());
+  }
+
+  /** Runs `op`, then tells watchers whatever it changed (success or not: a failed op may have sealed). */
+  private changing<T>(op: Promise<T>): Promise<T> {
+    return op.finally(() => void this.state.changed());
+  }
+
+  // ---- watch ----------------------------------------------------------------
+
+  /** `send` gets the state now and on every change of epoch or seal state, until unsubscribed. */
+  watch(send: (s: VaultStateView) => void): { done: Promise<void>; unsubscribe: () => void } {
+    return this.state.subscribe(send);
+  }
+
+  /** Another replica may have moved the epoch (a notification, or the fallback poll). */
+  stateMayHaveChanged(): void {
+    void this.state.changed();
   }
 
   get sealed(): boolean {
@@ -59,11 +84,11 @@ export class Vault {
 
   /** Unseals with the passphrase; the first unseal of an empty vault creates the keyring. Zeroes `passphrase`. */
   unseal(passphrase: Buffer, caller: string): Promise<StatusResponse> {
-    return this.keyring.unseal(passphrase, caller);
+    return this.changing(this.keyring.unseal(passphrase, caller));
   }
 
   seal(caller: string): Promise<StatusResponse> {
-    return this.keyring.seal(caller);
+    return this.changing(this.keyring.seal(caller));
   }
 
   /** Re-wraps every data key under a KEK from the new passphrase; secrets are not re-encrypted. Zeroes both inputs. */
@@ -72,23 +97,23 @@ export class Vault {
   }
 
   rotateKey(caller: string): Promise<{ activeKeyId: number; retiredKeyId: number }> {
-    return this.keyring.rotateKey(caller);
+    return this.changing(this.keyring.rotateKey(caller));
   }
 
   // ---- secrets (admin) ----------------------------------------------------
 
   /** Stores `value` as the next version of `name` under `policy`. The caller zeroes `value`. */
   setSecret(name: string, value: Uint8Array, policy: SecretPolicy | undefined, caller: string): Promise<SecretInfo> {
-    return this.secrets.set(name, value, policy, caller);
+    return this.changing(this.secrets.set(name, value, policy, caller));
   }
 
   /** New value, same policy. */
   rotateSecret(name: string, value: Uint8Array, caller: string): Promise<SecretInfo> {
-    return this.secrets.rotate(name, value, caller);
+    return this.changing(this.secrets.rotate(name, value, caller));
   }
 
   deleteSecret(name: string, caller: string): Promise<number> {
-    return this.secrets.delete(name, caller);
+    return this.changing(this.secrets.delete(name, caller));
   }
 
   /** Names and metadata only: this never decrypts. */

@@ -8,6 +8,7 @@ import { createClient, GrpcStatus, unary, type TlsMaterial, type UnaryClientMeth
 import { DEFAULT_PORTS, pkiPaths } from '@talon/kit/service';
 import { TalonError } from '@talon/kit/errors';
 import { VaultAdminServiceClient, type StatusResponse } from '@talon/proto';
+import { auditFilterOptions, parseAuditFilter, type AuditFilterFlags } from '../audit-filter.ts';
 import { CliError, homeDir } from '../context.ts';
 
 /** TALON_VAULT_ADDR (host:port, e.g. vault:7404 from an admin container), else the local vault of `talon up`. */
@@ -311,16 +312,28 @@ export function registerVault(program: Command): void {
       );
     });
 
-  vault
+  const audit = vault
     .command('audit')
-    .description('recent vault audit records: who touched which secret, for which host and principal, allowed or not (never values)')
-    .option('--limit <n>', 'how many records, newest first', '50')
-    .action(async (o: { limit: string }) => {
-      const limit = Number(o.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError('--limit must be an integer from 1 to 1000');
-      const r = await vaultAdmin((c) => c.auditLog, { limit });
+    .description(
+      'vault audit records, newest first: who touched which secret, for which host and principal, allowed or not and why (never values)',
+    );
+  auditFilterOptions(audit, { def: 50, max: 1000 })
+    .addHelpText(
+      'after',
+      '\nExamples:\n  talon vault audit --decision deny --since 1h\n  talon vault audit --secret llm_api_key --principal orchestrator',
+    )
+    .action(async (o: AuditFilterFlags) => {
+      const f = parseAuditFilter(o, Date.now(), { def: 50, max: 1000 });
+      const r = await vaultAdmin((c) => c.auditLog, {
+        limit: f.limit,
+        sinceMs: f.sinceMs,
+        untilMs: f.untilMs,
+        principal: f.principal,
+        decision: f.decision,
+        secretName: f.secret,
+      });
       if (r.records.length === 0) {
-        console.log('No audit records yet.');
+        console.log(f.sinceMs || f.untilMs || f.principal || f.decision || f.secret ? 'No audit records match.' : 'No audit records yet.');
         return;
       }
       for (const a of r.records) {

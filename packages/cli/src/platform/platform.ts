@@ -1,7 +1,7 @@
 // Runs the whole platform on one machine: NATS, the database (embedded PGlite or
 // an operator's server), and the six services as separate OS processes.
 // `talon up` and the test harness both use this; neither duplicates the steps.
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +16,7 @@ import { nextRestart } from './supervision.ts';
 import { assertHomeUntracked } from './git-guard.ts';
 import { findNatsServer, readNatsPortsFile, writeNatsConfig } from './nats-server.ts';
 import { ManagedProcess, type ExitInfo } from './process.ts';
+import { CONFIG_FILE, PROMETHEUS_DIR, TARGETS_FILE, prometheusYml, targetsJson } from './prometheus.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..', '..');
 
@@ -159,6 +160,8 @@ export class Platform {
   private stopping = false;
   /** Restart attempts since the last healthy run, per process (services, `nats`, `pglite`). */
   private readonly restarts = new Map<string, number>();
+  /** What was last written to each file of TALON_HOME/prometheus (rewritten only on a change). */
+  private readonly scrapeFiles = new Map<string, string>();
 
   constructor(opts: PlatformOptions) {
     this.opts = opts;
@@ -662,11 +665,42 @@ export class Platform {
       if (s === 'gateway') this.ports.gatewayHttp = bound.http!;
       if (s === 'egress') this.ports.egressProxy = bound.proxy!;
     }
+    this.writeScrapeTargets();
     this.progress(
       `${instance} listening (${Object.entries(bound)
         .map(([role, port]) => `${role} 127.0.0.1:${port}`)
         .join(', ')})`,
     );
+  }
+
+  /**
+   * TALON_HOME/prometheus/targets.json (file-based discovery of every instance's /metrics)
+   * and a prometheus.yml that reads it, atomically, whenever an instance reports its ports
+   * and the content changed. A failed write is reported, never fatal: it only costs metrics.
+   */
+  private writeScrapeTargets(): void {
+    const env = { ...(this.opts.baseEnv ?? process.env), ...this.opts.env };
+    const endpoints = [...this.procs.keys()].map((instance) => {
+      const service = serviceOf(instance);
+      return { instance, service, bindHost: env[`${service.toUpperCase()}_INTERNAL_HOST`], port: this.portOf(instance, 'internal') };
+    });
+    const dir = join(this.home.root, PROMETHEUS_DIR);
+    const targetsFile = join(dir, TARGETS_FILE);
+    try {
+      ensureDir(dir);
+      for (const [file, content] of [
+        [targetsFile, targetsJson(endpoints)],
+        [join(dir, CONFIG_FILE), prometheusYml({ targetsFile })],
+      ] as const) {
+        if (this.scrapeFiles.get(file) === content) continue;
+        const tmp = `${file}.${process.pid}.tmp`;
+        writeFileSync(tmp, content);
+        renameSync(tmp, file);
+        this.scrapeFiles.set(file, content);
+      }
+    } catch (err) {
+      this.progress(`could not write the Prometheus targets in ${dir} (${(err as Error).message}); metrics are served all the same`);
+    }
   }
 
   private watchCrash(name: string, proc: ManagedProcess, then?: (info: ExitInfo) => void): void {

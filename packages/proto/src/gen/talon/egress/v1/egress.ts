@@ -66,6 +66,24 @@ export interface EgressDecision {
   /** Secret values found in the response and redacted before the caller saw it. */
   redactions: number;
   address: string;
+  /**
+   * Tamper evidence: this decision's place in its writer's hash chain
+   * (packages/kit/src/audit-chain.ts). Numbered apart from the fields above so
+   * new decision fields can keep their sequence.
+   */
+  link: AuditLink | undefined;
+}
+
+/**
+ * One egress process is one chain: `chain` is its id (random per process start),
+ * `seq` counts its decisions from 1, `prev` is the hash of its previous decision's
+ * message bytes (64 zeros for seq 1). The hash of a decision is taken over its
+ * message bytes as published, this link included.
+ */
+export interface AuditLink {
+  chain: string;
+  seq: number;
+  prev: string;
 }
 
 export interface RedactTextRequest {
@@ -230,6 +248,7 @@ function createBaseEgressDecision(): EgressDecision {
     waitMs: 0,
     redactions: 0,
     address: "",
+    link: undefined,
   };
 }
 
@@ -306,6 +325,9 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     }
     if (message.address !== "") {
       writer.uint32(194).string(message.address);
+    }
+    if (message.link !== undefined) {
+      AuditLink.encode(message.link, writer.uint32(322).fork()).join();
     }
     return writer;
   },
@@ -515,6 +537,14 @@ export const EgressDecision: MessageFns<EgressDecision> = {
             message.address = reader.string();
             continue;
           }
+          case 40: {
+            if (tag !== 322) {
+              break;
+            }
+
+            message.link = AuditLink.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -589,6 +619,7 @@ export const EgressDecision: MessageFns<EgressDecision> = {
         : 0,
       redactions: isSet(object.redactions) ? globalThis.Number(object.redactions) : 0,
       address: isSet(object.address) ? globalThis.String(object.address) : "",
+      link: isSet(object.link) ? AuditLink.fromJSON(object.link) : undefined,
     };
   },
 
@@ -666,6 +697,9 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     if (message.address !== "") {
       obj.address = message.address;
     }
+    if (message.link !== undefined) {
+      obj.link = AuditLink.toJSON(message.link);
+    }
     return obj;
   },
 
@@ -698,6 +732,108 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     message.waitMs = object.waitMs ?? 0;
     message.redactions = object.redactions ?? 0;
     message.address = object.address ?? "";
+    message.link = (object.link !== undefined && object.link !== null) ? AuditLink.fromPartial(object.link) : undefined;
+    return message;
+  },
+};
+
+function createBaseAuditLink(): AuditLink {
+  return { chain: "", seq: 0, prev: "" };
+}
+
+export const AuditLink: MessageFns<AuditLink> = {
+  encode(message: AuditLink, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chain !== "") {
+      writer.uint32(10).string(message.chain);
+    }
+    if (message.seq !== 0) {
+      writer.uint32(16).uint64(message.seq);
+    }
+    if (message.prev !== "") {
+      writer.uint32(26).string(message.prev);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditLink {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditLink();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chain = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.prev = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditLink {
+    return {
+      chain: isSet(object.chain) ? globalThis.String(object.chain) : "",
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      prev: isSet(object.prev) ? globalThis.String(object.prev) : "",
+    };
+  },
+
+  toJSON(message: AuditLink): unknown {
+    const obj: any = {};
+    if (message.chain !== "") {
+      obj.chain = message.chain;
+    }
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.prev !== "") {
+      obj.prev = message.prev;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditLink>): AuditLink {
+    return AuditLink.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditLink>): AuditLink {
+    const message = createBaseAuditLink();
+    message.chain = object.chain ?? "";
+    message.seq = object.seq ?? 0;
+    message.prev = object.prev ?? "";
     return message;
   },
 };

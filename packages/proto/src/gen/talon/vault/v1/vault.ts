@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -90,6 +92,16 @@ export function placementToJSON(object: Placement): string {
 }
 
 export interface StatusRequest {
+}
+
+export interface WatchRequest {
+}
+
+export interface VaultState {
+  /** As StatusResponse.epoch: moves on every seal, unseal, key rotation and secret change. */
+  epoch: number;
+  /** Whether the replica serving this stream is sealed (keys are per replica). */
+  sealed: boolean;
 }
 
 export interface StatusResponse {
@@ -242,8 +254,17 @@ export interface RotateSecretRequest {
   value: Buffer;
 }
 
+/** Newest records first, up to `limit`; every filter that is set must match. */
 export interface AuditLogRequest {
   limit: number;
+  /** Records at or after / before this time (ms since the epoch; 0: no bound). */
+  sinceMs: number;
+  untilMs: number;
+  /** The egress-side principal or the calling identity (e.g. orchestrator, skill:x@1.0.0, admin). */
+  principal: string;
+  /** "allow" or "deny"; empty: both. */
+  decision: string;
+  secretName: string;
 }
 
 export interface AuditRecord {
@@ -261,6 +282,52 @@ export interface AuditRecord {
 
 export interface AuditLogResponse {
   records: AuditRecord[];
+}
+
+export interface AuditChainRequest {
+  /** Rows with a larger id, oldest first (0: from the oldest kept). */
+  afterId: number;
+  /** At most this many rows (default 500, at most 2000). */
+  limit: number;
+}
+
+/**
+ * One vault.audit_log row with every field the chain hash covers
+ * (packages/kit/src/audit-chain.ts). prev_hash and hash are empty on rows written
+ * before the chain existed.
+ */
+export interface AuditChainRecord {
+  id: number;
+  atMs: number;
+  caller: string;
+  action: string;
+  owner: string;
+  secretName: string;
+  host: string;
+  principal: string;
+  allowed: boolean;
+  reason: string;
+  requestId: string;
+  prevHash: string;
+  hash: string;
+}
+
+/**
+ * What the writers recorded about the chain (vault.audit_chain_head): its newest
+ * row and hash, and the newest row retention removed and its hash (the anchor of
+ * the oldest row kept).
+ */
+export interface AuditChainHead {
+  lastId: number;
+  hash: string;
+  anchorId: number;
+  anchorHash: string;
+}
+
+export interface AuditChainResponse {
+  /** Rows with id > after_id and id <= head.last_id, read in the same snapshot as head. */
+  records: AuditChainRecord[];
+  head: AuditChainHead | undefined;
 }
 
 function createBaseStatusRequest(): StatusRequest {
@@ -311,6 +378,143 @@ export const StatusRequest: MessageFns<StatusRequest> = {
   },
   fromPartial(_: DeepPartial<StatusRequest>): StatusRequest {
     const message = createBaseStatusRequest();
+    return message;
+  },
+};
+
+function createBaseWatchRequest(): WatchRequest {
+  return {};
+}
+
+export const WatchRequest: MessageFns<WatchRequest> = {
+  encode(_: WatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WatchRequest {
+    return {};
+  },
+
+  toJSON(_: WatchRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<WatchRequest>): WatchRequest {
+    return WatchRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<WatchRequest>): WatchRequest {
+    const message = createBaseWatchRequest();
+    return message;
+  },
+};
+
+function createBaseVaultState(): VaultState {
+  return { epoch: 0, sealed: false };
+}
+
+export const VaultState: MessageFns<VaultState> = {
+  encode(message: VaultState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    if (message.sealed !== false) {
+      writer.uint32(16).bool(message.sealed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VaultState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVaultState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sealed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VaultState {
+    return {
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      sealed: isSet(object.sealed) ? globalThis.Boolean(object.sealed) : false,
+    };
+  },
+
+  toJSON(message: VaultState): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.sealed !== false) {
+      obj.sealed = message.sealed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VaultState>): VaultState {
+    return VaultState.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VaultState>): VaultState {
+    const message = createBaseVaultState();
+    message.epoch = object.epoch ?? 0;
+    message.sealed = object.sealed ?? false;
     return message;
   },
 };
@@ -2484,13 +2688,28 @@ export const RotateSecretRequest: MessageFns<RotateSecretRequest> = {
 };
 
 function createBaseAuditLogRequest(): AuditLogRequest {
-  return { limit: 0 };
+  return { limit: 0, sinceMs: 0, untilMs: 0, principal: "", decision: "", secretName: "" };
 }
 
 export const AuditLogRequest: MessageFns<AuditLogRequest> = {
   encode(message: AuditLogRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.limit !== 0) {
       writer.uint32(8).uint32(message.limit);
+    }
+    if (message.sinceMs !== 0) {
+      writer.uint32(16).int64(message.sinceMs);
+    }
+    if (message.untilMs !== 0) {
+      writer.uint32(24).int64(message.untilMs);
+    }
+    if (message.principal !== "") {
+      writer.uint32(34).string(message.principal);
+    }
+    if (message.decision !== "") {
+      writer.uint32(42).string(message.decision);
+    }
+    if (message.secretName !== "") {
+      writer.uint32(50).string(message.secretName);
     }
     return writer;
   },
@@ -2516,6 +2735,46 @@ export const AuditLogRequest: MessageFns<AuditLogRequest> = {
             message.limit = reader.uint32();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sinceMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.untilMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.decision = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.secretName = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2529,13 +2788,47 @@ export const AuditLogRequest: MessageFns<AuditLogRequest> = {
   },
 
   fromJSON(object: any): AuditLogRequest {
-    return { limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0 };
+    return {
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      sinceMs: isSet(object.sinceMs)
+        ? globalThis.Number(object.sinceMs)
+        : isSet(object.since_ms)
+        ? globalThis.Number(object.since_ms)
+        : 0,
+      untilMs: isSet(object.untilMs)
+        ? globalThis.Number(object.untilMs)
+        : isSet(object.until_ms)
+        ? globalThis.Number(object.until_ms)
+        : 0,
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      decision: isSet(object.decision) ? globalThis.String(object.decision) : "",
+      secretName: isSet(object.secretName)
+        ? globalThis.String(object.secretName)
+        : isSet(object.secret_name)
+        ? globalThis.String(object.secret_name)
+        : "",
+    };
   },
 
   toJSON(message: AuditLogRequest): unknown {
     const obj: any = {};
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
+    }
+    if (message.sinceMs !== 0) {
+      obj.sinceMs = Math.round(message.sinceMs);
+    }
+    if (message.untilMs !== 0) {
+      obj.untilMs = Math.round(message.untilMs);
+    }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.decision !== "") {
+      obj.decision = message.decision;
+    }
+    if (message.secretName !== "") {
+      obj.secretName = message.secretName;
     }
     return obj;
   },
@@ -2546,6 +2839,11 @@ export const AuditLogRequest: MessageFns<AuditLogRequest> = {
   fromPartial(object: DeepPartial<AuditLogRequest>): AuditLogRequest {
     const message = createBaseAuditLogRequest();
     message.limit = object.limit ?? 0;
+    message.sinceMs = object.sinceMs ?? 0;
+    message.untilMs = object.untilMs ?? 0;
+    message.principal = object.principal ?? "";
+    message.decision = object.decision ?? "";
+    message.secretName = object.secretName ?? "";
     return message;
   },
 };
@@ -2838,6 +3136,604 @@ export const AuditLogResponse: MessageFns<AuditLogResponse> = {
   },
 };
 
+function createBaseAuditChainRequest(): AuditChainRequest {
+  return { afterId: 0, limit: 0 };
+}
+
+export const AuditChainRequest: MessageFns<AuditChainRequest> = {
+  encode(message: AuditChainRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterId !== 0) {
+      writer.uint32(8).uint64(message.afterId);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(16).uint32(message.limit);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditChainRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditChainRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.afterId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditChainRequest {
+    return {
+      afterId: isSet(object.afterId)
+        ? globalThis.Number(object.afterId)
+        : isSet(object.after_id)
+        ? globalThis.Number(object.after_id)
+        : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+    };
+  },
+
+  toJSON(message: AuditChainRequest): unknown {
+    const obj: any = {};
+    if (message.afterId !== 0) {
+      obj.afterId = Math.round(message.afterId);
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditChainRequest>): AuditChainRequest {
+    return AuditChainRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditChainRequest>): AuditChainRequest {
+    const message = createBaseAuditChainRequest();
+    message.afterId = object.afterId ?? 0;
+    message.limit = object.limit ?? 0;
+    return message;
+  },
+};
+
+function createBaseAuditChainRecord(): AuditChainRecord {
+  return {
+    id: 0,
+    atMs: 0,
+    caller: "",
+    action: "",
+    owner: "",
+    secretName: "",
+    host: "",
+    principal: "",
+    allowed: false,
+    reason: "",
+    requestId: "",
+    prevHash: "",
+    hash: "",
+  };
+}
+
+export const AuditChainRecord: MessageFns<AuditChainRecord> = {
+  encode(message: AuditChainRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(16).int64(message.atMs);
+    }
+    if (message.caller !== "") {
+      writer.uint32(26).string(message.caller);
+    }
+    if (message.action !== "") {
+      writer.uint32(34).string(message.action);
+    }
+    if (message.owner !== "") {
+      writer.uint32(42).string(message.owner);
+    }
+    if (message.secretName !== "") {
+      writer.uint32(50).string(message.secretName);
+    }
+    if (message.host !== "") {
+      writer.uint32(58).string(message.host);
+    }
+    if (message.principal !== "") {
+      writer.uint32(66).string(message.principal);
+    }
+    if (message.allowed !== false) {
+      writer.uint32(72).bool(message.allowed);
+    }
+    if (message.reason !== "") {
+      writer.uint32(82).string(message.reason);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(90).string(message.requestId);
+    }
+    if (message.prevHash !== "") {
+      writer.uint32(98).string(message.prevHash);
+    }
+    if (message.hash !== "") {
+      writer.uint32(106).string(message.hash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditChainRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditChainRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.caller = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.secretName = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.allowed = reader.bool();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.prevHash = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditChainRecord {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      atMs: isSet(object.atMs)
+        ? globalThis.Number(object.atMs)
+        : isSet(object.at_ms)
+        ? globalThis.Number(object.at_ms)
+        : 0,
+      caller: isSet(object.caller) ? globalThis.String(object.caller) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      secretName: isSet(object.secretName)
+        ? globalThis.String(object.secretName)
+        : isSet(object.secret_name)
+        ? globalThis.String(object.secret_name)
+        : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      allowed: isSet(object.allowed) ? globalThis.Boolean(object.allowed) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      prevHash: isSet(object.prevHash)
+        ? globalThis.String(object.prevHash)
+        : isSet(object.prev_hash)
+        ? globalThis.String(object.prev_hash)
+        : "",
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+    };
+  },
+
+  toJSON(message: AuditChainRecord): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.atMs !== 0) {
+      obj.atMs = Math.round(message.atMs);
+    }
+    if (message.caller !== "") {
+      obj.caller = message.caller;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    if (message.secretName !== "") {
+      obj.secretName = message.secretName;
+    }
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.allowed !== false) {
+      obj.allowed = message.allowed;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.prevHash !== "") {
+      obj.prevHash = message.prevHash;
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditChainRecord>): AuditChainRecord {
+    return AuditChainRecord.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditChainRecord>): AuditChainRecord {
+    const message = createBaseAuditChainRecord();
+    message.id = object.id ?? 0;
+    message.atMs = object.atMs ?? 0;
+    message.caller = object.caller ?? "";
+    message.action = object.action ?? "";
+    message.owner = object.owner ?? "";
+    message.secretName = object.secretName ?? "";
+    message.host = object.host ?? "";
+    message.principal = object.principal ?? "";
+    message.allowed = object.allowed ?? false;
+    message.reason = object.reason ?? "";
+    message.requestId = object.requestId ?? "";
+    message.prevHash = object.prevHash ?? "";
+    message.hash = object.hash ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditChainHead(): AuditChainHead {
+  return { lastId: 0, hash: "", anchorId: 0, anchorHash: "" };
+}
+
+export const AuditChainHead: MessageFns<AuditChainHead> = {
+  encode(message: AuditChainHead, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.lastId !== 0) {
+      writer.uint32(8).uint64(message.lastId);
+    }
+    if (message.hash !== "") {
+      writer.uint32(18).string(message.hash);
+    }
+    if (message.anchorId !== 0) {
+      writer.uint32(24).uint64(message.anchorId);
+    }
+    if (message.anchorHash !== "") {
+      writer.uint32(34).string(message.anchorHash);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditChainHead {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditChainHead();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.lastId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.anchorId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.anchorHash = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditChainHead {
+    return {
+      lastId: isSet(object.lastId)
+        ? globalThis.Number(object.lastId)
+        : isSet(object.last_id)
+        ? globalThis.Number(object.last_id)
+        : 0,
+      hash: isSet(object.hash) ? globalThis.String(object.hash) : "",
+      anchorId: isSet(object.anchorId)
+        ? globalThis.Number(object.anchorId)
+        : isSet(object.anchor_id)
+        ? globalThis.Number(object.anchor_id)
+        : 0,
+      anchorHash: isSet(object.anchorHash)
+        ? globalThis.String(object.anchorHash)
+        : isSet(object.anchor_hash)
+        ? globalThis.String(object.anchor_hash)
+        : "",
+    };
+  },
+
+  toJSON(message: AuditChainHead): unknown {
+    const obj: any = {};
+    if (message.lastId !== 0) {
+      obj.lastId = Math.round(message.lastId);
+    }
+    if (message.hash !== "") {
+      obj.hash = message.hash;
+    }
+    if (message.anchorId !== 0) {
+      obj.anchorId = Math.round(message.anchorId);
+    }
+    if (message.anchorHash !== "") {
+      obj.anchorHash = message.anchorHash;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditChainHead>): AuditChainHead {
+    return AuditChainHead.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditChainHead>): AuditChainHead {
+    const message = createBaseAuditChainHead();
+    message.lastId = object.lastId ?? 0;
+    message.hash = object.hash ?? "";
+    message.anchorId = object.anchorId ?? 0;
+    message.anchorHash = object.anchorHash ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditChainResponse(): AuditChainResponse {
+  return { records: [], head: undefined };
+}
+
+export const AuditChainResponse: MessageFns<AuditChainResponse> = {
+  encode(message: AuditChainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.records) {
+      AuditChainRecord.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.head !== undefined) {
+      AuditChainHead.encode(message.head, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditChainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditChainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.records.push(AuditChainRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.head = AuditChainHead.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditChainResponse {
+    return {
+      records: globalThis.Array.isArray(object?.records)
+        ? object.records.map((e: any) => AuditChainRecord.fromJSON(e))
+        : [],
+      head: isSet(object.head) ? AuditChainHead.fromJSON(object.head) : undefined,
+    };
+  },
+
+  toJSON(message: AuditChainResponse): unknown {
+    const obj: any = {};
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => AuditChainRecord.toJSON(e));
+    }
+    if (message.head !== undefined) {
+      obj.head = AuditChainHead.toJSON(message.head);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AuditChainResponse>): AuditChainResponse {
+    return AuditChainResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AuditChainResponse>): AuditChainResponse {
+    const message = createBaseAuditChainResponse();
+    message.records = object.records?.map((e) => AuditChainRecord.fromPartial(e)) || [];
+    message.head = (object.head !== undefined && object.head !== null)
+      ? AuditChainHead.fromPartial(object.head)
+      : undefined;
+    return message;
+  },
+};
+
 /** Answers only the egress identity (spiffe://talon/egress). */
 export type VaultServiceService = typeof VaultServiceService;
 export const VaultServiceService = {
@@ -2902,6 +3798,21 @@ export const VaultServiceService = {
     responseSerialize: (value: ListSecretsResponse): Buffer => Buffer.from(ListSecretsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListSecretsResponse => ListSecretsResponse.decode(value),
   },
+  /**
+   * The vault's state now, then again on every change of epoch or seal state
+   * (any replica's change included), for as long as egress holds the stream open.
+   * Nothing is sent while nothing changes: egress learns of changes by this push
+   * instead of polling Status (docs/architecture.md, "Vault and egress").
+   */
+  watch: {
+    path: "/talon.vault.v1.VaultService/Watch" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRequest): Buffer => Buffer.from(WatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRequest => WatchRequest.decode(value),
+    responseSerialize: (value: VaultState): Buffer => Buffer.from(VaultState.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VaultState => VaultState.decode(value),
+  },
 } as const;
 
 export interface VaultServiceServer extends UntypedServiceImplementation {
@@ -2924,6 +3835,13 @@ export interface VaultServiceServer extends UntypedServiceImplementation {
   verifySignature: handleUnaryCall<VerifySignatureRequest, VerifySignatureResponse>;
   /** Names and policies (never values), for the operator UI behind egress. */
   listSecrets: handleUnaryCall<ListSecretsRequest, ListSecretsResponse>;
+  /**
+   * The vault's state now, then again on every change of epoch or seal state
+   * (any replica's change included), for as long as egress holds the stream open.
+   * Nothing is sent while nothing changes: egress learns of changes by this push
+   * instead of polling Status (docs/architecture.md, "Vault and egress").
+   */
+  watch: handleServerStreamingCall<WatchRequest, VaultState>;
 }
 
 export interface VaultServiceClient extends Client {
@@ -3016,6 +3934,14 @@ export interface VaultServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListSecretsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * The vault's state now, then again on every change of epoch or seal state
+   * (any replica's change included), for as long as egress holds the stream open.
+   * Nothing is sent while nothing changes: egress learns of changes by this push
+   * instead of polling Status (docs/architecture.md, "Vault and egress").
+   */
+  watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<VaultState>;
+  watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<VaultState>;
 }
 
 export const VaultServiceClient = makeGenericClientConstructor(
@@ -3128,6 +4054,16 @@ export const VaultAdminServiceService = {
     responseSerialize: (value: AuditLogResponse): Buffer => Buffer.from(AuditLogResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AuditLogResponse => AuditLogResponse.decode(value),
   },
+  /** The hash-chained audit rows oldest first, with the chain head, for `talon audit verify`. */
+  auditChain: {
+    path: "/talon.vault.v1.VaultAdminService/AuditChain" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuditChainRequest): Buffer => Buffer.from(AuditChainRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditChainRequest => AuditChainRequest.decode(value),
+    responseSerialize: (value: AuditChainResponse): Buffer => Buffer.from(AuditChainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuditChainResponse => AuditChainResponse.decode(value),
+  },
 } as const;
 
 export interface VaultAdminServiceServer extends UntypedServiceImplementation {
@@ -3144,6 +4080,8 @@ export interface VaultAdminServiceServer extends UntypedServiceImplementation {
   /** Stores a new value as a new version with the same policy. */
   rotateSecret: handleUnaryCall<RotateSecretRequest, SecretInfo>;
   auditLog: handleUnaryCall<AuditLogRequest, AuditLogResponse>;
+  /** The hash-chained audit rows oldest first, with the chain head, for `talon audit verify`. */
+  auditChain: handleUnaryCall<AuditChainRequest, AuditChainResponse>;
 }
 
 export interface VaultAdminServiceClient extends Client {
@@ -3296,6 +4234,22 @@ export interface VaultAdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AuditLogResponse) => void,
+  ): ClientUnaryCall;
+  /** The hash-chained audit rows oldest first, with the chain head, for `talon audit verify`. */
+  auditChain(
+    request: AuditChainRequest,
+    callback: (error: ServiceError | null, response: AuditChainResponse) => void,
+  ): ClientUnaryCall;
+  auditChain(
+    request: AuditChainRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuditChainResponse) => void,
+  ): ClientUnaryCall;
+  auditChain(
+    request: AuditChainRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuditChainResponse) => void,
   ): ClientUnaryCall;
 }
 
