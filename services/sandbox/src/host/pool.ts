@@ -475,7 +475,8 @@ export class HostPool {
 
   private checkMemory(): void {
     for (const h of this.hosts) {
-      if (h.state === 'dead' || h.child.pid === undefined) continue;
+      // Only a host loading or running a plugin can grow; an idle node reads nothing (a quiet idle).
+      if ((h.state !== 'busy' && h.state !== 'warming') || h.child.pid === undefined) continue;
       const rss = residentBytes(h.child.pid);
       if (rss !== undefined && rss > this.opts.rssLimitBytes) {
         this.opts.log.warn(
