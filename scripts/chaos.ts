@@ -19,6 +19,12 @@ const { values } = parseArgs({
 const mode = values.mode === 'single' ? 'single' : 'cluster';
 // The cluster runs against the PostgreSQL server; single mode follows TALON_TEST_DATABASE.
 if (mode === 'cluster') process.env.TALON_TEST_DATABASE ??= 'native';
+// Ctrl-C or a kill ends the run through process exit, whose handlers stop every process it started.
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+] as const)
+  process.once(sig, () => process.exit(code));
 const t0 = Date.now();
 const report = await new Chaos({
   turns: Number(values.turns),

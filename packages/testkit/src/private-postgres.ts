@@ -2,7 +2,7 @@
 // with pg_ctl on loopback, so restarting it (a fault the run injects) touches nobody
 // else's database. It uses the machine's PostgreSQL binaries, whose pgvector
 // extension is installed for every cluster of that version.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -63,12 +63,26 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
         `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
         'start',
       ]);
+      // A run that is interrupted must not leave a server behind (the platform's processes are killed on exit too).
+      const onExit = () => {
+        const args = [join(bin, 'pg_ctl'), '-D', data, '-m', 'immediate', 'stop'];
+        try {
+          if (asRoot) execFileSync('runuser', ['-u', 'postgres', '--', ...args], { stdio: 'ignore' });
+          else execFileSync(args[0]!, args.slice(1), { stdio: 'ignore' });
+        } catch {
+          /* already stopped */
+        }
+        rmSync(dir, { recursive: true, force: true });
+      };
+      process.once('exit', onExit);
       return {
         url: `postgres://postgres@127.0.0.1:${port}/postgres`,
         restart: async () => {
-          await pg('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'restart']);
+          // With its log file again: a server writing to pg_ctl's pipes would keep them (and this call) open.
+          await pg('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-m', 'fast', '-w', 'restart']);
         },
         stop: async () => {
+          process.off('exit', onExit);
           await pg('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => undefined);
           rmSync(dir, { recursive: true, force: true });
         },
