@@ -1,8 +1,9 @@
 // Logs and audit an operator can use (docs/architecture.md, "Logs and audit"):
 // one request line per gateway request (route template, status, principal; never
 // the token or the body), failed logins with the client address, secret names in
-// the vault's log while values never appear in any log, and the filters of
-// `talon vault audit` and `talon egress audit`, run as the CLI.
+// the vault's log while values never appear in any log, the filters of
+// `talon vault audit` and `talon egress audit`, run as the CLI, and the end user
+// each egress decision was made for, in the CLI and in the UI's audit API.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -199,5 +200,48 @@ describe('logs and audit an operator can use', () => {
     for (const l of [...gateway, ...orchestrator, ...refusals]) {
       for (const v of [CANARY, OTHER_VALUE]) assert.ok(!l.includes(v));
     }
+  });
+
+  it('an egress decision names the user the turn ran for, in talon egress audit --user and the UI audit API', async () => {
+    const res = await tp.chat(token, { messages: [{ role: 'user', content: 'whose call is this?' }] }, { 'x-talon-conversation': 'who' });
+    assert.equal(res.status, 200, res.text);
+    const mine = await tp.until('the turn’s LLM decision for logan', () => {
+      const found = cliOk(['egress', 'audit', '--user', 'logan', '--limit', '200']);
+      return found.some((l) => /ALLOW/.test(l)) ? found : undefined;
+    });
+    for (const l of mine) assert.match(l, /principal=orchestrator {2}user=logan {2}/);
+    assert.ok(
+      mine.some((l) => l.includes(`POST 127.0.0.1:${llm.port}/`) && /secrets=llm_api_key/.test(l)),
+      mine.join('\n'),
+    );
+    assert.deepEqual(cliOk(['egress', 'audit', '--user', 'nobody-here']), ['No egress decisions match.']);
+    const badUser = cli(['egress', 'audit', '--user', 'Not A User']);
+    assert.notEqual(badUser.status, 0);
+    assert.match(badUser.stderr, /--user takes a Talon user id/);
+    // The user is told to egress, never to the provider.
+    assert.ok(llm.requests.length > 0);
+    for (const r of llm.requests) assert.equal(r.headers['x-talon-user'], undefined, 'x-talon-user reached the LLM provider');
+
+    // A refusal for a user: the UI's audit API names the user and the rule behind it.
+    orch ??= egressAs(tp.home, tp.ports.egressProxy, 'orchestrator');
+    const refused = await viaEgress(orch, `${llm.url}/v1/models`, {
+      headers: { authorization: 'Bearer {{secret:other_key}}', 'x-talon-user': 'logan' },
+    });
+    assert.equal(refused.status, 403, refused.text);
+    const op = await tp.token('opal', { scope: 'operator' });
+    type Entry = { principal: string; user: string; allowed: boolean; reason: string; findings: string[]; secrets: string[] };
+    const entries = await tp.until('the refusal in the UI audit API', async () => {
+      const r = await fetch(`${tp.gatewayUrl}/v1/admin/audit?limit=200`, { headers: { authorization: `Bearer ${op}` } });
+      assert.equal(r.status, 200);
+      const body = (await r.json()) as { entries: Entry[] };
+      return body.entries.some((e) => !e.allowed && e.user === 'logan') ? body.entries : undefined;
+    });
+    const refusal = entries.find((e) => !e.allowed && e.user === 'logan')!;
+    assert.equal(refusal.principal, 'orchestrator');
+    assert.match(refusal.reason, /^secret_/, 'the rule behind the refusal');
+    assert.ok(
+      entries.some((e) => e.allowed && e.user === 'logan' && e.principal === 'orchestrator' && e.secrets.includes('llm_api_key')),
+      'the turn’s LLM call, with its user',
+    );
   });
 });

@@ -25,7 +25,15 @@ describe('audit filter flags', () => {
   });
 
   it('builds a filter and checks every flag', () => {
-    assert.deepEqual(parseAuditFilter({}, NOW, LIMITS), { sinceMs: 0, untilMs: 0, principal: '', decision: '', secret: '', limit: 50 });
+    assert.deepEqual(parseAuditFilter({}, NOW, LIMITS), {
+      sinceMs: 0,
+      untilMs: 0,
+      principal: '',
+      decision: '',
+      secret: '',
+      user: '',
+      limit: 50,
+    });
     assert.deepEqual(
       parseAuditFilter(
         { since: '1h', until: '10m', principal: 'skill:weather@1.0.0', decision: 'DENIED', secret: 'llm_api_key', limit: '20' },
@@ -38,9 +46,13 @@ describe('audit filter flags', () => {
         principal: 'skill:weather@1.0.0',
         decision: 'deny',
         secret: 'llm_api_key',
+        user: '',
         limit: 20,
       },
     );
+    assert.equal(parseAuditFilter({ user: 'alice.b' }, NOW, LIMITS).user, 'alice.b');
+    for (const user of ['Alice', 'a b', '', 'alice,bob'])
+      assert.throws(() => parseAuditFilter({ user }, NOW, LIMITS), /--user takes a Talon user id/, user);
     assert.equal(parseAuditFilter({ decision: 'allow' }, NOW, LIMITS).decision, 'allow');
     assert.throws(() => parseAuditFilter({ decision: 'maybe' }, NOW, LIMITS), /--decision takes allow or deny/);
     assert.throws(() => parseAuditFilter({ since: '1h', until: '2h' }, NOW, LIMITS), /--until must be later than --since/);
@@ -78,6 +90,9 @@ describe('egress decisions against a filter', () => {
     assert.ok(decisionMatches(f({ secret: 'llm_api_key' }), d({ secrets: ['llm_api_key'] })));
     assert.ok(decisionMatches(f({ secret: 'llm_api_key' }), d({ allowed: false, findings: ['secret:llm_api_key'] })));
     assert.ok(!decisionMatches(f({ secret: 'llm_api_key' }), d({ secrets: ['other_key'], findings: ['github_pat'] })));
+    assert.ok(decisionMatches(f({ user: 'alice' }), d({ user: 'alice' })));
+    assert.ok(!decisionMatches(f({ user: 'alice' }), d({ user: 'bob' })));
+    assert.ok(!decisionMatches(f({ user: 'alice' }), d({})), 'a decision made for nobody is not alice’s');
   });
 
   it('prints who, what, the decision and the rule behind a refusal', () => {
@@ -89,5 +104,7 @@ describe('egress decisions against a filter', () => {
       /DENY {3}principal=orchestrator {2}POST api\.test:443\/v1 {2}reason=secret_leak_blocked {2}rules=github_pat,secret:llm_api_key/,
     );
     assert.match(line, /id=r1$/);
+    assert.doesNotMatch(line, /user=/, 'no user named, none printed');
+    assert.match(formatDecision(d({ user: 'alice' })), /ALLOW {2}principal=orchestrator {2}user=alice {2}POST /);
   });
 });

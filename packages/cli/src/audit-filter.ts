@@ -1,9 +1,11 @@
 // The filters of `talon vault audit` and `talon egress audit`, defined once:
 // --since/--until (a duration back from now, like 90s, 15m, 2h, 7d, or an ISO
-// date/time), --principal, --decision allow|deny, --secret NAME and --limit N.
+// date/time), --principal, --decision allow|deny, --secret NAME and --limit N;
+// `talon egress audit` also takes --user ID (the end user a decision was made for).
 // Parsing and matching are pure; the commands only print.
 import type { Command } from 'commander';
 import { isSecretName, SECRET_NAME_RULE } from '@talon/kit/contracts';
+import { isUserId, USER_ID_RULE } from '@talon/records/identity';
 import type { EgressDecision } from '@talon/proto';
 import { CliError } from './context.ts';
 
@@ -16,6 +18,8 @@ export interface AuditFilter {
   principal: string;
   decision: '' | Decision;
   secret: string;
+  /** The end user an egress decision was made for ('' = any); egress only. */
+  user: string;
   limit: number;
 }
 
@@ -25,6 +29,7 @@ export interface AuditFilterFlags {
   principal?: string;
   decision?: string;
   secret?: string;
+  user?: string;
   limit?: string;
 }
 
@@ -63,12 +68,14 @@ export function parseAuditFilter(o: AuditFilterFlags, now: number, limits: { def
   }
   const secret = o.secret ?? '';
   if (o.secret !== undefined && !isSecretName(secret)) throw new CliError(`--secret takes a secret name (${SECRET_NAME_RULE})`);
+  const user = o.user ?? '';
+  if (o.user !== undefined && !isUserId(user)) throw new CliError(`--user takes a Talon user id (${USER_ID_RULE}; see talon users list)`);
   let limit = limits.def;
   if (o.limit !== undefined) {
     limit = Number(o.limit);
     if (!/^\d+$/.test(o.limit) || limit < 1 || limit > limits.max) throw new CliError(`--limit must be an integer from 1 to ${limits.max}`);
   }
-  return { sinceMs, untilMs, principal, decision, secret, limit };
+  return { sinceMs, untilMs, principal, decision, secret, user, limit };
 }
 
 /** Adds the shared filter options to an audit command. */
@@ -90,15 +97,17 @@ export function decisionMatches(f: AuditFilter, d: EgressDecision): boolean {
   if (f.principal !== '' && d.principal !== f.principal) return false;
   if (f.decision !== '' && d.allowed !== (f.decision === 'allow')) return false;
   if (f.secret !== '' && !d.secrets.includes(f.secret) && !d.findings.includes(`secret:${f.secret}`)) return false;
+  if (f.user !== '' && d.user !== f.user) return false;
   return true;
 }
 
-/** One line of `talon egress audit`: who, what, the decision and the rule behind it. Names only, never values. Pure. */
+/** One line of `talon egress audit`: who (and for which user), what, the decision and the rule behind it. Names only, never values. Pure. */
 export function formatDecision(d: EgressDecision): string {
   return [
     new Date(Number(d.atMs)).toISOString(),
     d.allowed ? 'ALLOW' : 'DENY ',
     `principal=${d.principal}`,
+    d.user ? `user=${d.user}` : '',
     `${d.method} ${d.host}${d.port ? `:${d.port}` : ''}${d.path}`,
     `reason=${d.reason}`,
     d.findings.length > 0 ? `rules=${d.findings.join(',')}` : '',

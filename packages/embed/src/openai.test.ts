@@ -15,11 +15,13 @@ describe('OpenAI-compatible embedder', () => {
   let server: Server;
   let base: string;
   const seen: Seen[] = [];
+  const users: Array<string | undefined> = [];
   let mode: 'ok' | 'reversed' | 'wrong-dim' | '429' | 'secret-error' = 'ok';
 
   // Direct loopback transport (in production this is EgressClient).
   const transport: HttpTransport = {
     async request(req) {
+      users.push(req.user);
       const res = await request(req.url, {
         method: req.method as 'POST',
         headers: req.headers,
@@ -77,6 +79,17 @@ describe('OpenAI-compatible embedder', () => {
     assert.deepEqual(seen[0]!.body.input, ['a', 'bb']);
     assert.equal(seen[0]!.body.dimensions, 4, 'text-embedding-3 models are asked for the configured dimension');
     for (const v of out) assert.ok(Math.abs(dot(v, v) - 1) < 1e-5);
+  });
+
+  it('names the user it embeds for to egress only, never to the provider', async () => {
+    mode = 'ok';
+    seen.length = 0;
+    users.length = 0;
+    const e = new OpenAiEmbedder({ transport, baseUrl: base, model: 'm', dim: 4, apiKeySecret: undefined, batchSize: 1 });
+    await e.embed(['a', 'b'], undefined, { user: 'alice' });
+    await e.embed(['c']);
+    assert.deepEqual(users, ['alice', 'alice', undefined]);
+    assert.ok(!JSON.stringify(seen).includes('alice'));
   });
 
   it('orders vectors by index and omits auth for keyless servers', async () => {

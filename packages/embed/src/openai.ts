@@ -71,15 +71,15 @@ export class OpenAiEmbedder implements Embedder {
     return `${this.baseUrl.replace(/\/+$/, '')}/embeddings`;
   }
 
-  async embed(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
+  async embed(texts: readonly string[], signal?: AbortSignal, opts?: { user?: string }): Promise<Float32Array[]> {
     const out: Float32Array[] = [];
     for (let i = 0; i < texts.length; i += this.batchSize) {
-      out.push(...(await this.batch(texts.slice(i, i + this.batchSize), signal)));
+      out.push(...(await this.batch(texts.slice(i, i + this.batchSize), signal, opts?.user)));
     }
     return out;
   }
 
-  private async batch(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]> {
+  private async batch(texts: readonly string[], signal?: AbortSignal, user?: string): Promise<Float32Array[]> {
     if (texts.length === 0) return [];
     const timeout = AbortSignal.timeout(this.timeoutMs);
     const input = texts.map((t) => (t.length > this.maxInputChars ? t.slice(0, this.maxInputChars) : t || ' '));
@@ -100,6 +100,7 @@ export class OpenAiEmbedder implements Embedder {
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       headersTimeoutMs: this.timeoutMs,
       bodyTimeoutMs: this.timeoutMs,
+      ...(user ? { user } : {}),
     });
     const text = await res.body.text().catch(() => '');
     if (res.status >= 400) {

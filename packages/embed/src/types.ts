@@ -9,7 +9,8 @@ export interface Embedder {
   /** True when the embedder needs no network (memory computes it itself). */
   readonly local: boolean;
   /** One L2-normalised vector of length `dim` per text, in input order. */
-  embed(texts: readonly string[], signal?: AbortSignal): Promise<Float32Array[]>;
+  /** `opts.user`: the Talon user the texts are embedded for (a turn's recall), told to egress for its record. */
+  embed(texts: readonly string[], signal?: AbortSignal, opts?: { user?: string }): Promise<Float32Array[]>;
 }
 
 /** An embedding provider failed or answered something unusable. */

@@ -12,6 +12,13 @@ import { injectRecord } from './telemetry.ts';
 export const EGRESS_ERROR_HEADER = 'x-talon-egress-error';
 /** Egress's stable reason for a refusal (e.g. host_not_allowed, secret_leak_blocked). */
 export const EGRESS_REASON_HEADER = 'x-talon-egress-reason';
+/**
+ * The Talon user a workload acts for (`x-talon-user: <user id>`), told to egress so its
+ * decision names the user. Egress reads it only from the principals that act for users
+ * (orchestrator, sandbox, gateway), checks it against the user-id grammar, records it,
+ * and never forwards it upstream.
+ */
+export const EGRESS_USER_HEADER = 'x-talon-user';
 
 /** A request egress refused; `reason` says why (EGRESS_REASON_HEADER). */
 export class EgressRefusal extends TalonError {
@@ -33,6 +40,8 @@ export interface EgressRequest {
   headersTimeoutMs?: number;
   /** Max idle time between body chunks. */
   bodyTimeoutMs?: number;
+  /** The Talon user this request is made for (EGRESS_USER_HEADER); recorded by egress, never sent upstream. */
+  user?: string;
 }
 
 export interface EgressResponse {
@@ -105,6 +114,9 @@ export class EgressClient {
     // egress addresses the upstream from the absolute URL.
     const headers: Record<string, string> = { ...req.headers };
     delete headers.host;
+    // `user` is the one way to name the user: a header of that name given otherwise is dropped.
+    for (const k of Object.keys(headers)) if (k.toLowerCase() === EGRESS_USER_HEADER) delete headers[k];
+    if (req.user) headers[EGRESS_USER_HEADER] = req.user;
     injectRecord(headers);
     let res: Dispatcher.ResponseData;
     try {

@@ -42,6 +42,7 @@ export function decision(d: Partial<DecisionInput>): DecisionInput {
     waitMs: 0,
     redactions: 0,
     address: '',
+    user: '',
     ...d,
   };
 }

@@ -3,6 +3,8 @@
 //   injection) -> placeholders -> resolve + check address -> secrets from the
 //   vault -> forward to the checked address -> stream the response back with any
 //   secret value redacted -> audit.
+// The decision names the end user when a workload acting for one says so
+// (x-talon-user, acting-user.ts); that header never goes upstream.
 // Refusals carry a stable code (x-talon-egress-error) and never echo a secret.
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -14,6 +16,7 @@ import { parseSkillRef, SKILL_HEADER } from '@talon/kit/contracts';
 import { scrub, type Logger } from '@talon/kit/log';
 import { TalonError } from '@talon/kit/errors';
 import { Placement, type SecretFingerprint } from '@talon/proto';
+import { actingUser, EGRESS_USER_HEADER } from './acting-user.ts';
 import { decision, type AuditSink, type DecisionInput } from './audit.ts';
 import { isMetadataHostName } from './metadata-names.ts';
 import { recordHeaders, recordRequest, type RecordScanner, type RequestParts } from './record.ts';
@@ -40,6 +43,7 @@ const HOP_HEADERS = new Set([
   'tracestate',
   'baggage',
   SKILL_HEADER,
+  EGRESS_USER_HEADER,
 ]);
 
 /** What the leak scanner provides to the proxy (services/egress/src/scan). */
@@ -232,7 +236,7 @@ interface Destination {
   port: number;
 }
 
-/** 1. Who is calling: the certificate or proxy credential, or the skill the sandbox acts for. */
+/** 1. Who is calling: the certificate or proxy credential, or the skill the sandbox acts for; and the user it acts for. */
 function identify(deps: ProxyDeps, x: Exchange): string {
   let principal: string;
   if (x.tunnel) principal = x.tunnel.principal;
@@ -246,6 +250,11 @@ function identify(deps: ProxyDeps, x: Exchange): string {
       );
     principal = who.principal;
   }
+  x.base.principal = principal;
+  // Checked against the caller's own identity: the sandbox names the user before it becomes skill:<id>.
+  const acting = actingUser(principal, x.req.headers[EGRESS_USER_HEADER]);
+  if ('refused' in acting)
+    throw new ProxyError(acting.refused === 'bad_user_header' ? 'invalid_argument' : 'permission_denied', acting.refused, acting.message);
   const skill = x.req.headers[SKILL_HEADER];
   if (typeof skill === 'string') {
     if (!deps.skillDelegates.includes(principal))
@@ -254,6 +263,7 @@ function identify(deps: ProxyDeps, x: Exchange): string {
     principal = `skill:${skill}`;
   }
   x.base.principal = principal;
+  x.base.user = acting.user;
   x.span.setAttribute('talon.principal', principal);
   return principal;
 }

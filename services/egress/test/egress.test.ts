@@ -248,6 +248,87 @@ describe('egress proxy', () => {
     assert.equal(placeholder.status, 200);
   });
 
+  it('records the user a workload acts for (x-talon-user), only from those allowed, and never forwards it', async () => {
+    const tools = new Client(`https://127.0.0.1:${tp.ports.egressProxy}`, { connect: { rejectUnauthorized: false } });
+    const toolsAuth = `Basic ${Buffer.from('tools:tool-password').toString('base64')}`;
+    const gw = egressAs(tp.home, tp.ports.egressProxy, 'gateway');
+    try {
+      const ok = await viaEgress(orch, `${up.url}/for-user`, { headers: { 'x-talon-user': 'alice.b' } });
+      assert.equal(ok.status, 200, ok.text);
+      const seen = up.seen.find((r) => r.url === '/for-user');
+      assert.ok(seen);
+      assert.equal(seen.headers['x-talon-user'], undefined, 'the upstream never receives x-talon-user');
+
+      const before = up.seen.length;
+      // A principal that does not act for users cannot name one (and reaches nothing), even with a valid id.
+      const forged = await viaEgress(tools, `${up.url}/forged-user`, {
+        headers: { 'proxy-authorization': toolsAuth, 'x-talon-user': 'alice.b' },
+      });
+      assert.equal(forged.status, 403, forged.text);
+      assert.equal(forged.json.error.reason, 'user_header_not_allowed');
+      // Without it the same principal may make the request: the refusal was the header's.
+      const plain = await viaEgress(tools, `${up.url}/tools-plain`, { headers: { 'proxy-authorization': toolsAuth } });
+      assert.equal(plain.status, 200, plain.text);
+      // Not one user id: refused before anything leaves.
+      for (const value of ['Alice', 'alice b', 'a'.repeat(65), '']) {
+        const bad = await viaEgress(orch, `${up.url}/bad-user`, { headers: { 'x-talon-user': value } });
+        assert.equal(bad.status, 400, `${JSON.stringify(value)}: ${bad.text}`);
+        assert.equal(bad.json.error.reason, 'bad_user_header');
+      }
+      const twice = await orch.request({
+        method: 'GET',
+        path: `${up.url}/two-users`,
+        headers: ['x-talon-user', 'alice', 'x-talon-user', 'bob'],
+      });
+      await twice.body.text();
+      assert.equal(twice.statusCode, 400, 'two users in one request are refused');
+      assert.equal(up.seen.length, before + 1, 'only the plain request reached the upstream');
+      // The gateway may name the user of a delivery (here refused by its policy, still recorded with the user).
+      const delivery = await viaEgress(gw, `${up.url}/delivery`, { headers: { 'x-talon-user': 'carol' } });
+      assert.equal(delivery.json.error.reason, 'host_not_allowed');
+
+      const jsm = await jetstreamManager(await tp.admin());
+      const decisions = await tp.until('the decisions naming users on the audit stream', async () => {
+        const info = await jsm.streams.info(STREAMS.audit.name);
+        const out: EgressDecision[] = [];
+        for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+          const m = await jsm.streams.getMessage(STREAMS.audit.name, { seq }).catch(() => null);
+          if (m) out.push(EgressDecision.decode(m.data));
+        }
+        return out.some((d) => d.path === '/delivery') && out.filter((d) => d.reason === 'bad_user_header').length >= 5 ? out : undefined;
+      });
+      // Refused while identifying the caller: before the destination is read, so these carry no path.
+      const byPath = (path: string) => decisions.filter((d) => d.path === path);
+      const byReason = (reason: string) => decisions.filter((d) => d.reason === reason);
+      assert.deepEqual(
+        byPath('/for-user').map((d) => [d.principal, d.user, d.allowed]),
+        [['orchestrator', 'alice.b', true]],
+      );
+      assert.deepEqual(
+        byReason('user_header_not_allowed').map((d) => [d.principal, d.user]),
+        [['tools', '']],
+        'a refused claim is not recorded as the user',
+      );
+      assert.deepEqual(
+        byPath('/tools-plain').map((d) => [d.principal, d.user]),
+        [['tools', '']],
+      );
+      const bad = byReason('bad_user_header');
+      assert.equal(bad.length, 5);
+      for (const d of bad) {
+        assert.equal(d.user, '');
+        assert.equal(d.principal, 'orchestrator', 'a refusal still names the caller');
+      }
+      assert.deepEqual(
+        byPath('/delivery').map((d) => [d.principal, d.user, d.reason]),
+        [['gateway', 'carol', 'host_not_allowed']],
+      );
+    } finally {
+      await tools.close();
+      await gw.close();
+    }
+  });
+
   it('records every decision on the audit stream, without secrets', async () => {
     const jsm = await jetstreamManager(await tp.admin());
     const read = async () => {

@@ -488,6 +488,8 @@
           {},
           el('td', { text: when(a.atMs) }),
           el('td', { text: a.principal }),
+          // The end user the request was made for (a turn, a skill call or a reply of theirs).
+          el('td', { text: a.user || '-' }),
           el('td', { text: a.method + ' ' + a.host + (a.port ? ':' + a.port : '') + a.path }),
           el('td', {
             class: a.allowed ? 'allowed' : 'denied',

@@ -220,7 +220,7 @@ export class ReplyDeliverer {
     }
     rec = { ...rec, partsTotal: calls.length, attempts: rec.attempts + 1 };
     for (let i = rec.partsSent; i < calls.length; i++) {
-      const v = await this.sender.send(channel, calls[i]!);
+      const v = await this.sender.send(channel, calls[i]!, out.conversation?.userId);
       if (v.ok) {
         rec = { ...rec, partsSent: i + 1, platformMessageIds: [...rec.platformMessageIds, v.messageId] };
         this.counters.partsSent += 1;

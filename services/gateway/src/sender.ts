@@ -9,7 +9,8 @@ import type { Channel, PlatformCall, SendVerdict } from './channels/types.ts';
 const MAX_RESPONSE = 64 * 1024;
 
 export interface CallSender {
-  send(channel: Channel, call: PlatformCall): Promise<SendVerdict>;
+  /** `user`: the Talon user the delivery is for, told to egress for its record (x-talon-user). */
+  send(channel: Channel, call: PlatformCall, user?: string): Promise<SendVerdict>;
 }
 
 export class PlatformSender implements CallSender {
@@ -23,7 +24,7 @@ export class PlatformSender implements CallSender {
     this.timeoutMs = timeoutMs;
   }
 
-  async send(channel: Channel, call: PlatformCall): Promise<SendVerdict> {
+  async send(channel: Channel, call: PlatformCall, user?: string): Promise<SendVerdict> {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), this.timeoutMs);
     try {
@@ -35,6 +36,7 @@ export class PlatformSender implements CallSender {
         signal: ac.signal,
         headersTimeoutMs: this.timeoutMs,
         bodyTimeoutMs: this.timeoutMs,
+        ...(user ? { user } : {}),
       });
       let text = '';
       for await (const chunk of res.body as AsyncIterable<Buffer>) {

@@ -72,6 +72,11 @@ describe('tool loop', () => {
     assert.equal(r.content, 'done');
     assert.equal(r.steps, 2);
     assert.equal(calls.length, 1);
+    assert.deepEqual(
+      llm.seen.map((s) => s.user),
+      ['alice', 'alice'],
+      'each model call names the conversation’s user (for egress’s record)',
+    );
     const second = llm.seen[1]!;
     const tool = second.messages.find((m) => m.role === 'tool')!;
     assert.equal(tool.role, 'tool');

@@ -312,6 +312,8 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
       {
         messages: p.messages,
         stream: input.stream,
+        // Egress records whose turn this call is for.
+        ...(input.context.conversation.userId ? { user: input.context.conversation.userId } : {}),
         ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
         ...(input.maxTokens !== undefined ? { maxTokens: input.maxTokens } : {}),
         ...(specs.length > 0 ? { tools: specs, toolChoice: final ? ('none' as const) : ('auto' as const) } : {}),

@@ -48,7 +48,7 @@ export class Recall {
     let queryEmbedding: { model: string; dim: number; values: number[] } | undefined;
     if (this.embedder) {
       try {
-        const [v] = await this.embedder.embed([query], opts.signal);
+        const [v] = await this.embedder.embed([query], opts.signal, { user: userId });
         queryEmbedding = { model: this.embedder.model, dim: this.embedder.dim, values: Array.from(v!) };
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'query embedding failed; recalling by full text only');

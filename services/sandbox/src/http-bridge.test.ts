@@ -67,6 +67,23 @@ describe('plugin HTTP requests (talon_http_request)', () => {
     }
   });
 
+  it('names the invocation’s user to egress, never one the plugin claims', async () => {
+    const egress = new RecordingEgress();
+    const bridge = new HttpBridge(egress, LIMITS);
+    await bridge.handle(
+      { ...ctx(), userId: 'alice' },
+      'talon_http_request',
+      JSON.stringify({ url: 'https://api.example.com/', headers: { 'X-Talon-User': 'mallory', 'x-talon-user': 'mallory' } }),
+      signal,
+    );
+    assert.equal(egress.seen[0]?.user, 'alice');
+    assert.deepEqual(
+      Object.keys(egress.seen[0]?.headers ?? {}).filter((k) => k.toLowerCase() === 'x-talon-user'),
+      [],
+      'the plugin’s header is dropped',
+    );
+  });
+
   it('sends through egress labelled with the skill id, whatever the plugin claimed', async () => {
     const egress = new RecordingEgress();
     const bridge = new HttpBridge(egress, LIMITS);
@@ -77,6 +94,7 @@ describe('plugin HTTP requests (talon_http_request)', () => {
       signal,
     );
     assert.equal(egress.seen[0]?.headers?.[SKILL_HEADER], 'weather@1.0.0');
+    assert.equal(egress.seen[0]?.user, undefined, 'an invocation for nobody names no user');
     assert.deepEqual(JSON.parse(ans.result!), { status: 200, headers: { 'content-type': 'text/plain' }, body: 'hello' });
   });
 

@@ -111,6 +111,8 @@ export interface InvocationContext {
   skill: string;
   version: string;
   invocationId: string;
+  /** The Talon user the invocation runs for (SkillInvocation.user_id); egress records it on each request. */
+  userId?: string;
   /** Host calls made so far in this invocation. */
   calls: number;
 }
@@ -169,6 +171,7 @@ export class HttpBridge {
       return errorAnswer('invalid_argument', (err as Error).message);
     }
     req.headers = { ...req.headers, [SKILL_HEADER]: id };
+    if (ctx.userId) req.user = ctx.userId;
     req.signal = signal;
     let res: EgressResponse;
     try {

@@ -150,7 +150,13 @@ export class Invoker {
     }
     const skill = await this.skills.runnable(approved);
     const deadline = Math.min(now + skill.timeoutMs, inv.deadlineMs > 0 ? inv.deadlineMs : Number.MAX_SAFE_INTEGER);
-    const ctx: InvocationContext = { skill: skill.record.name, version: skill.record.version, invocationId: inv.invocationId, calls: 0 };
+    const ctx: InvocationContext = {
+      skill: skill.record.name,
+      version: skill.record.version,
+      invocationId: inv.invocationId,
+      userId: inv.userId,
+      calls: 0,
+    };
     const outcome = await this.pool.run({
       skillKey: skill.id,
       sha256: skill.record.sha256,

@@ -105,16 +105,19 @@ export function registerEgress(program: Command): void {
     .command('audit')
     .description('egress decisions, newest first: who called which host, allowed or refused, and the rule behind it (names, never values)');
   auditFilterOptions(audit, { def: 50, max: 10_000 })
+    .option('--user <id>', 'only requests made for this Talon user (a turn or skill call of theirs, a reply to them)')
     .addHelpText(
       'after',
-      '\nExamples:\n  talon egress audit --decision deny --since 2h\n  talon egress audit --principal skill:weather@1.0.0 --secret weather_api_key',
+      '\nExamples:\n  talon egress audit --decision deny --since 2h\n  talon egress audit --principal skill:weather@1.0.0 --secret weather_api_key\n  talon egress audit --user alice --decision deny',
     )
     .action(async (o: AuditFilterFlags) => {
       const f = parseAuditFilter(o, Date.now(), { def: 50, max: 10_000 });
       const decisions = await readDecisions(f.limit, (d) => decisionMatches(f, d), f.sinceMs);
       if (decisions.length === 0) {
         console.log(
-          f.sinceMs || f.untilMs || f.principal || f.decision || f.secret ? 'No egress decisions match.' : 'No egress decisions yet.',
+          f.sinceMs || f.untilMs || f.principal || f.decision || f.secret || f.user
+            ? 'No egress decisions match.'
+            : 'No egress decisions yet.',
         );
         return;
       }

@@ -1,7 +1,8 @@
 // Recent egress decisions from the TALON_AUDIT stream, newest first, read by
 // sequence (STREAM.MSG.GET; the gateway has no consumer or subscription there).
 // Each decision names the vault secrets injected (never values) and the reason
-// of a refusal, including the vault's (secret not bound to host, sealed, expired).
+// of a refusal, including the vault's (secret not bound to host, sealed, expired),
+// and the end user the request was made for when the calling workload named one.
 import { STREAMS, SUBJECTS } from '@talon/kit/subjects';
 import { TalonError } from '@talon/kit/errors';
 import { EgressDecision } from '@talon/proto';
@@ -11,6 +12,8 @@ export interface AuditEntry {
   seq: number;
   atMs: number;
   principal: string;
+  /** The Talon user the request was made for ('' when none was named). */
+  user: string;
   method: string;
   host: string;
   port: number;
@@ -54,6 +57,7 @@ export class AuditReader {
           seq,
           atMs: d.atMs,
           principal: d.principal,
+          user: d.user,
           method: d.method,
           host: d.host,
           port: d.port,

@@ -85,6 +85,7 @@ export class LlmClient {
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       headersTimeoutMs: this.timeoutMs,
       bodyTimeoutMs: this.timeoutMs,
+      ...(req.user ? { user: req.user } : {}),
     });
     if (res.status >= 400) {
       const text = await res.body.text().catch(() => '');

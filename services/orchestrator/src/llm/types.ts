@@ -29,6 +29,8 @@ export interface LlmRequest {
   tools?: ToolSpec[];
   /** `none` keeps tools declared (history may reference them) but asks for a text answer. */
   toolChoice?: 'auto' | 'none';
+  /** The Talon user the call is made for: told to egress for its record (x-talon-user), never sent to the provider. */
+  user?: string;
 }
 
 export interface LlmResult {

@@ -67,6 +67,12 @@ export interface EgressDecision {
   redactions: number;
   address: string;
   /**
+   * The Talon user the request was made for, as the calling workload said
+   * (x-talon-user; only the orchestrator, the sandbox and the gateway may say it);
+   * empty when the request was not made for a user or the caller named none.
+   */
+  user: string;
+  /**
    * Tamper evidence: this decision's place in its writer's hash chain
    * (packages/kit/src/audit-chain.ts). Numbered apart from the fields above so
    * new decision fields can keep their sequence.
@@ -248,6 +254,7 @@ function createBaseEgressDecision(): EgressDecision {
     waitMs: 0,
     redactions: 0,
     address: "",
+    user: "",
     link: undefined,
   };
 }
@@ -325,6 +332,9 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     }
     if (message.address !== "") {
       writer.uint32(194).string(message.address);
+    }
+    if (message.user !== "") {
+      writer.uint32(202).string(message.user);
     }
     if (message.link !== undefined) {
       AuditLink.encode(message.link, writer.uint32(322).fork()).join();
@@ -537,6 +547,14 @@ export const EgressDecision: MessageFns<EgressDecision> = {
             message.address = reader.string();
             continue;
           }
+          case 25: {
+            if (tag !== 202) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
           case 40: {
             if (tag !== 322) {
               break;
@@ -619,6 +637,7 @@ export const EgressDecision: MessageFns<EgressDecision> = {
         : 0,
       redactions: isSet(object.redactions) ? globalThis.Number(object.redactions) : 0,
       address: isSet(object.address) ? globalThis.String(object.address) : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
       link: isSet(object.link) ? AuditLink.fromJSON(object.link) : undefined,
     };
   },
@@ -697,6 +716,9 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     if (message.address !== "") {
       obj.address = message.address;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     if (message.link !== undefined) {
       obj.link = AuditLink.toJSON(message.link);
     }
@@ -732,6 +754,7 @@ export const EgressDecision: MessageFns<EgressDecision> = {
     message.waitMs = object.waitMs ?? 0;
     message.redactions = object.redactions ?? 0;
     message.address = object.address ?? "";
+    message.user = object.user ?? "";
     message.link = (object.link !== undefined && object.link !== null) ? AuditLink.fromPartial(object.link) : undefined;
     return message;
   },
