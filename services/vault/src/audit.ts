@@ -18,6 +18,7 @@
 import { GENESIS_HASH, linkHash, vaultAuditContent } from '@talon/kit/audit-chain';
 import type { Pool } from '@talon/kit/db';
 import type { AuditChainHead, AuditChainRecord, AuditRecord } from '@talon/proto';
+import { queryAudit } from './audit-query.ts';
 
 export interface AuditEntry {
   caller: string;
@@ -166,33 +167,9 @@ export class AuditWriter {
     }
   }
 
-  async recent(limit: number): Promise<AuditRecord[]> {
-    const { rows } = await this.pool.query<{
-      ms: string;
-      caller: string;
-      action: string;
-      secret_name: string;
-      host: string;
-      principal: string;
-      allowed: boolean;
-      reason: string;
-      request_id: string;
-    }>(
-      `select (extract(epoch from at) * 1000)::bigint as ms, caller, action, secret_name, host, principal, allowed, reason, request_id
-         from vault.audit_log order by id desc limit $1`,
-      [limit],
-    );
-    return rows.map((r) => ({
-      atMs: Number(r.ms),
-      caller: r.caller,
-      action: r.action,
-      secretName: r.secret_name,
-      host: r.host,
-      principal: r.principal,
-      allowed: r.allowed,
-      reason: r.reason,
-      requestId: r.request_id,
-    }));
+  /** The newest records, newest first (the unfiltered audit query). */
+  recent(limit: number): Promise<AuditRecord[]> {
+    return queryAudit(this.pool, { limit, sinceMs: 0, untilMs: 0, principal: '', decision: '', secretName: '' });
   }
 
   /**
