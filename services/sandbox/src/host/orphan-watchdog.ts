@@ -5,4 +5,4 @@ import { workerData } from 'node:worker_threads';
 const { parentPid } = workerData as { parentPid: number };
 setInterval(() => {
   if (process.ppid !== parentPid) process.kill(process.pid, 'SIGKILL');
-}, 500);
+}, 1000);

@@ -206,6 +206,11 @@ export class HostPool {
   async start(): Promise<void> {
     const hosts = Array.from({ length: this.opts.size }, () => this.spawn());
     await Promise.all(hosts.map((h) => h.ready));
+  }
+
+  /** Watches hosts' memory while one loads or runs a plugin; an idle node has no timer (a quiet idle). */
+  private watchMemory(): void {
+    if (this.rssTimer || this.closed) return;
     this.rssTimer = setInterval(() => this.checkMemory(), 100);
     this.rssTimer.unref();
   }
@@ -356,6 +361,7 @@ export class HostPool {
         if (!a || a.id !== m.id) return;
         h.active = undefined;
         h.state = 'warming';
+        this.watchMemory();
         h.warmingSha = a.job.sha256;
         h.lastUsed = Date.now();
         h.lastDoneId = m.id;
@@ -458,6 +464,7 @@ export class HostPool {
     h.active = active;
     if (h.warmTimer) clearTimeout(h.warmTimer);
     h.state = 'busy';
+    this.watchMemory();
     const sendWasm = !h.warm.has(job.sha256);
     h.warm.add(job.sha256);
     h.send({
@@ -474,6 +481,11 @@ export class HostPool {
   }
 
   private checkMemory(): void {
+    if (![...this.hosts].some((h) => h.state === 'busy' || h.state === 'warming')) {
+      clearInterval(this.rssTimer);
+      this.rssTimer = undefined;
+      return;
+    }
     for (const h of this.hosts) {
       // Only a host loading or running a plugin can grow; an idle node reads nothing (a quiet idle).
       if ((h.state !== 'busy' && h.state !== 'warming') || h.child.pid === undefined) continue;
