@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { ERROR_TABLE, fromGrpcError, TalonError, toGrpcError } from './errors.ts';
+import { asTalonError, ERROR_TABLE, fromGrpcError, isDependencyUnavailable, TalonError, toGrpcError } from './errors.ts';
 
 describe('error table', () => {
   it('uses snake_case codes and sane statuses', () => {
@@ -28,5 +28,24 @@ describe('error table', () => {
   it('maps bare gRPC statuses', () => {
     assert.equal(fromGrpcError({ code: status.UNAVAILABLE, details: 'down' }).code, 'unavailable');
     assert.equal(fromGrpcError({ code: status.DEADLINE_EXCEEDED }).code, 'timeout');
+  });
+});
+
+describe('asTalonError', () => {
+  it('answers unavailable for a dependency that is away, internal for anything else', () => {
+    const gone = [
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+      Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }),
+      Object.assign(new Error('the database system is starting up'), { code: '57P03' }),
+      Object.assign(new Error('connection failure'), { code: '08006' }),
+      new Error('Connection terminated unexpectedly'),
+    ];
+    for (const e of gone) assert.equal(asTalonError(e).code, 'unavailable', e.message);
+    assert.ok(isDependencyUnavailable(gone[0]));
+    // A wrong query or a constraint is the request's or the code's fault, not an outage.
+    assert.equal(asTalonError(Object.assign(new Error('duplicate key'), { code: '23505' })).code, 'internal');
+    assert.equal(asTalonError(new TypeError('x is undefined')).code, 'internal');
+    const own = new TalonError('not_found', 'no such secret');
+    assert.equal(asTalonError(own), own);
   });
 });

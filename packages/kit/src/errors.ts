@@ -127,3 +127,28 @@ export function fromGrpcError(err: unknown): TalonError {
 export function httpErrorBody(err: TalonError): { error: { code: string; message: string; type: string } } {
   return { error: { code: err.code, message: err.message, type: err.code } };
 }
+
+/** Network failures of a connection (Node's errno codes). */
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+/** PostgreSQL: connection exceptions (class 08), shutting down or starting up (57P01–57P03). */
+const DATABASE_GONE = /^(08...|57P0[123])$/;
+
+/**
+ * True when an error means a dependency (the database, a peer) is away for now, not that the
+ * request is wrong: such a failure is answered `unavailable`, which callers retry, instead of
+ * `internal`. A turn thus rides out a database restart rather than failing.
+ */
+export function isDependencyUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (CONNECTION_CODES.has(code) || DATABASE_GONE.test(code)) return true;
+  // node-postgres words a connection lost mid-query without a code.
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(String(e?.message ?? ''));
+}
+
+/** A handler's failure as a TalonError: its own, `unavailable` for a dependency that is away, else `internal`. */
+export function asTalonError(err: unknown): TalonError {
+  if (err instanceof TalonError) return err;
+  if (isDependencyUnavailable(err)) return new TalonError('unavailable', 'a dependency is unavailable; retry shortly', { cause: err });
+  return new TalonError('internal', 'internal error', { cause: err });
+}

@@ -26,7 +26,7 @@ import {
 import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
 import { Readiness, type ReadinessView } from './readiness.ts';
 import { SpanKind, context, extractRecord, injectRecord, tracer, SpanStatusCode, trace } from './telemetry.ts';
-import { TalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
+import { TalonError, asTalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
 import { identityFromSan, spiffeId } from './identity.ts';
 import type { Logger } from './log.ts';
 import { isAddressInUse, portInUseError } from './ports.ts';
@@ -138,7 +138,7 @@ function wrapUnary(
     );
     const finish = (err: unknown, res?: unknown): void => {
       if (err) {
-        const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error', { cause: err });
+        const te = asTalonError(err);
         if (!(err instanceof TalonError)) log.error({ err, method }, 'grpc handler failed');
         span.setAttribute('talon.error_code', te.code);
         span.setStatus({ code: SpanStatusCode.ERROR, message: te.code });
@@ -204,7 +204,7 @@ function wrapServerStream(
         call.end();
         return;
       }
-      const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error', { cause: err });
+      const te = asTalonError(err);
       if (!(err instanceof TalonError) && !wasAborted) log.error({ err, method }, 'grpc stream handler failed');
       call.emit('error', toGrpcError(te));
     };

@@ -78,7 +78,8 @@ interface Turn {
   stream: boolean;
   tool: boolean;
   /** delivered: the client got the answer; unknown: the connection broke after it was sent. */
-  outcome?: 'delivered' | 'unknown';
+  /** delivered; cut: the connection or body broke (fate unknown); error: the platform answered with an error status. */
+  outcome?: 'delivered' | 'unknown' | 'error';
   ms?: number;
 }
 
@@ -231,6 +232,12 @@ export class Chaos {
         const cutOff = answer === undefined || (turn.stream && !body.includes('data: [DONE]'));
         if (!cutOff) this.problems.push(`${turn.id}: answered with something else: ${String(answer).slice(0, 120)}`);
       }
+      // An error status is the platform's own answer: the turn failed, it is not resent.
+      if (res.status !== 200 && body !== undefined) {
+        turn.outcome = 'error';
+        this.problems.push(`${turn.id}: HTTP ${res.status} ${body.slice(0, 160)}`);
+        return;
+      }
       turn.outcome = 'unknown';
       return;
     }
@@ -334,7 +341,7 @@ export class Chaos {
     ).catch(() => undefined);
     // A connection cut before the gateway queued the turn: the platform never accepted it, and
     // memory (after the wait above) says so. The client sends it again, as a person would.
-    const notAccepted = all.filter((t) => t.outcome !== 'delivered' && (seen.get(t.id)?.user ?? 0) === 0);
+    const notAccepted = all.filter((t) => t.outcome === 'unknown' && (seen.get(t.id)?.user ?? 0) === 0);
     for (const t of notAccepted) {
       await this.send(t);
       this.resent++;
