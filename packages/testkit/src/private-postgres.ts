@@ -4,10 +4,10 @@
 // extension is installed for every cluster of that version.
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freeLoopbackPort } from '@talon/cli/platform';
 
 const run = promisify(execFile);
 
@@ -28,17 +28,6 @@ function serverBin(): string {
   return join(root, newest, 'bin');
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const bin = serverBin();
   const dir = mkdtempSync(join(tmpdir(), 'talon-pg-'));
@@ -51,7 +40,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   await pg('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   // The port must be named before the server binds it; a lost race fails start and is retried.
   for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     try {
       await pg('pg_ctl', [
         '-D',

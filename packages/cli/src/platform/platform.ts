@@ -115,8 +115,8 @@ function validPort(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n > 0 && n < 65536;
 }
 
-/** A port free on 127.0.0.1 right now (for nats-server cluster routes, which must be known up front). */
-function freeLoopbackPort(): Promise<number> {
+/** A port free on 127.0.0.1 right now, for a server whose port must be written down before it binds (nats-server cluster routes, the chaos run's PostgreSQL). */
+export function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
