@@ -14,7 +14,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createLogger } from '@talon/kit/log';
-import { createPool, migrate, type Pool } from '@talon/kit/db';
+import { createPool, migrate, pgClientConfig, type Pool } from '@talon/kit/db';
+import { formatDatabaseUrl, parseDatabaseUrl } from '@talon/kit/database-url';
 import { HashedLexicalEmbedder } from '@talon/embed';
 import { nativeAdminUrl } from '@talon/testkit';
 import { memorySpec } from '../services/memory/src/config.ts';
@@ -151,22 +152,21 @@ interface Db {
 async function nativeDb(): Promise<Db> {
   const admin = nativeAdminUrl();
   const name = `talon_bench_memory_${process.pid}`;
-  const c = new pg.Client({ connectionString: admin });
+  const c = new pg.Client(pgClientConfig(admin));
   await c.connect();
   await c.query(`drop database if exists ${name} with (force)`);
   await c.query(`create database ${name}`);
   await c.end();
-  const u = new URL(admin);
-  u.pathname = `/${name}`;
-  const d = new pg.Client({ connectionString: u.toString() });
+  const url = formatDatabaseUrl({ ...parseDatabaseUrl(admin), database: name });
+  const d = new pg.Client(pgClientConfig(url));
   await d.connect();
   await d.query('create extension if not exists vector');
   await d.end();
   return {
     kind: 'native',
-    url: u.toString(),
+    url,
     async close() {
-      const x = new pg.Client({ connectionString: admin });
+      const x = new pg.Client(pgClientConfig(admin));
       await x.connect();
       await x.query(`drop database if exists ${name} with (force)`);
       await x.end();

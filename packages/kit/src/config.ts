@@ -5,6 +5,7 @@
 // A bad or missing value stops boot with a message naming the key and the fix.
 // Secret fields may instead be read from a file named by KEY_FILE.
 import { readFileSync } from 'node:fs';
+import { DATABASE_URL_FORMS, databaseUrlProblem } from './database-url.ts';
 
 export interface Field<T> {
   readonly key: string;
@@ -51,14 +52,20 @@ function shown(secret: boolean, raw: string): string {
   return secret ? '<hidden>' : JSON.stringify(raw.length > 80 ? `${raw.slice(0, 77)}...` : raw);
 }
 
+/** Thrown by a field's conversion to say why a value is refused (never quoting a secret value). */
+class ValueProblem extends Error {}
+
 function make<T>(
   key: string,
   opts: Common<T> & { optional?: boolean },
   expect: string,
   convert: (raw: string) => T | undefined,
   render: (v: T) => string = String,
+  /** Appended to the fix: the forms to copy. */
+  hint?: string,
 ): Field<T> {
   const secret = opts.secret ?? false;
+  const fixTail = hint ? `: ${hint}` : '';
   return {
     key,
     doc: opts.doc,
@@ -69,14 +76,21 @@ function make<T>(
       if (value === undefined) {
         if (opts.default !== undefined) return opts.default;
         if (opts.optional) return undefined as T;
-        throw new ConfigFieldError(key, `is required but not set`, `Set ${key} to ${expect}`);
+        throw new ConfigFieldError(key, `is required but not set`, `Set ${key} to ${expect}${fixTail}`);
       }
-      const out = convert(value);
+      let out: T | undefined;
+      let why = '';
+      try {
+        out = convert(value);
+      } catch (err) {
+        if (!(err instanceof ValueProblem)) throw err;
+        why = `: it ${err.message}`;
+      }
       if (out === undefined) {
         throw new ConfigFieldError(
           key,
-          `expected ${expect}, got ${shown(secret, value)}`,
-          `Set ${key} to ${expect}${opts.default !== undefined ? ` or unset it for the default (${render(opts.default)})` : ''}`,
+          `expected ${expect}, got ${shown(secret, value)}${why}`,
+          `Set ${key} to ${expect}${opts.default !== undefined ? ` or unset it for the default (${render(opts.default)})` : ''}${fixTail}`,
         );
       }
       return out;
@@ -148,6 +162,26 @@ export function url(
   if (opts.many)
     return make(key, opts, `${one}, or several comma-separated`, (v) => (v.split(',').every((u) => valid(u.trim())) ? v : undefined));
   return make(key, opts, one, (v) => (valid(v) ? v : undefined));
+}
+
+/**
+ * A PostgreSQL URL in any form libpq accepts (database-url.ts owns the rule: Unix sockets
+ * through host=, sslmode=, percent-encoded passwords). The value stays the string; secret
+ * unless told otherwise, since it usually carries a password.
+ */
+export function databaseUrl(key: string, opts: Common<string> & { optional?: boolean }): Field<string> {
+  return make(
+    key,
+    { ...opts, secret: opts.secret ?? true },
+    'a postgres:// URL',
+    (v) => {
+      const problem = databaseUrlProblem(v);
+      if (problem !== undefined) throw new ValueProblem(problem);
+      return v;
+    },
+    String,
+    DATABASE_URL_FORMS,
+  );
 }
 
 export function oneOf<const T extends string>(key: string, values: readonly T[], opts: Common<T>): Field<T> {

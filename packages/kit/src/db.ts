@@ -1,7 +1,18 @@
 // PostgreSQL pool and a forward-only migration runner.
 // Each owning service keeps its tables in its own schema and migrates it at boot
 // under an advisory lock, so replicas starting together apply each step once.
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
+import {
+  DatabaseUrlError,
+  isSslMode,
+  SSL_MODES,
+  parseDatabaseUrl,
+  usesUnixSocket,
+  type DatabaseUrl,
+  type SslMode,
+} from './database-url.ts';
 import type { Logger } from './log.ts';
 
 export type Pool = pg.Pool;
@@ -13,15 +24,78 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * The TLS options for sslmode as libpq means it. The driver's own reading of a URL differs
+ * (pg-connection-string 2.x): prefer, require and verify-ca all mean verify-full there, and
+ * it asks for TLS over a Unix socket, where libpq never does.
+ */
+function tlsFor(d: DatabaseUrl, sslmode: SslMode | undefined, readFile: (path: string) => string): false | ConnectionOptions {
+  if (usesUnixSocket(d)) return false;
+  // `allow` tries plain first in libpq, which is what a plain connection does; `prefer`
+  // cannot fall back to plain in the driver, so it is TLS without a certificate check
+  // (libpq's prefer never checks one either).
+  if (sslmode === undefined || sslmode === 'disable' || sslmode === 'allow') return false;
+  const p = d.params;
+  const ca = p.sslrootcert !== undefined && p.sslrootcert !== 'system' ? readFile(p.sslrootcert) : undefined;
+  const tls: ConnectionOptions = {
+    ...(ca !== undefined ? { ca } : {}),
+    ...(p.sslcert !== undefined ? { cert: readFile(p.sslcert) } : {}),
+    ...(p.sslkey !== undefined ? { key: readFile(p.sslkey) } : {}),
+    ...(p.sslpassword !== undefined ? { passphrase: p.sslpassword } : {}),
+  };
+  // require with a CA named behaves as verify-ca (libpq's compatibility rule).
+  if (sslmode === 'prefer' || (sslmode === 'require' && ca === undefined)) return { ...tls, rejectUnauthorized: false };
+  if (sslmode === 'require' || sslmode === 'verify-ca') return { ...tls, checkServerIdentity: () => undefined };
+  return tls;
+}
+
+/**
+ * The pg driver's configuration for a database URL in any form parseDatabaseUrl accepts,
+ * spelled out so the connection does not depend on how the driver reads URLs. Honoured
+ * parameters besides host/port/user/password/dbname/sslmode: sslrootcert (a file, or
+ * `system`), sslcert, sslkey, sslpassword, sslnegotiation, application_name, options,
+ * client_encoding, connect_timeout, keepalives, keepalives_idle; others are ignored.
+ * Without sslmode, PGSSLMODE applies, as in libpq; without either the connection is plain.
+ */
+export function pgClientConfig(
+  url: string,
+  deps: { env?: Record<string, string | undefined>; readFile?: (path: string) => string } = {},
+): pg.ClientConfig {
+  const d = parseDatabaseUrl(url);
+  const envMode = (deps.env ?? process.env).PGSSLMODE;
+  if (d.sslmode === undefined && envMode !== undefined && envMode !== '' && !isSslMode(envMode))
+    throw new DatabaseUrlError(`leaves sslmode to PGSSLMODE, which is not one of ${SSL_MODES.join(', ')}`);
+  const sslmode = d.sslmode ?? (envMode !== undefined && isSslMode(envMode) ? envMode : undefined);
+  const p = d.params;
+  const seconds = (v: string) => Number(v) * 1000;
+  return {
+    ...(d.host !== undefined ? { host: d.host } : {}),
+    ...(d.port !== undefined ? { port: d.port } : {}),
+    ...(d.user !== undefined ? { user: d.user } : {}),
+    ...(d.password !== undefined ? { password: d.password } : {}),
+    ...(d.database !== undefined ? { database: d.database } : {}),
+    ssl: tlsFor(d, sslmode, deps.readFile ?? ((path) => readFileSync(path, 'utf8'))),
+    ...(p.sslnegotiation === 'direct' && !usesUnixSocket(d) ? { sslnegotiation: 'direct' as const } : {}),
+    ...(p.application_name !== undefined ? { application_name: p.application_name } : {}),
+    ...(p.options !== undefined ? { options: p.options } : {}),
+    ...(p.client_encoding !== undefined ? { client_encoding: p.client_encoding } : {}),
+    // libpq's 0 means wait forever, as the driver's 0 does.
+    ...(p.connect_timeout !== undefined ? { connectionTimeoutMillis: seconds(p.connect_timeout) } : {}),
+    ...(p.keepalives !== undefined ? { keepAlive: p.keepalives === '1' } : {}),
+    ...(p.keepalives_idle !== undefined ? { keepAliveInitialDelayMillis: seconds(p.keepalives_idle) } : {}),
+  };
+}
+
 export function createPool(
   url: string,
   opts: { max?: number; applicationName: string; onConnect?: (client: pg.PoolClient) => Promise<void> },
 ): pg.Pool {
   const pool = new pg.Pool({
-    connectionString: url,
     max: opts.max ?? 5,
     application_name: opts.applicationName,
     connectionTimeoutMillis: 5000,
+    // The URL's own application_name and connect_timeout, when it has them, win.
+    ...pgClientConfig(url),
     idleTimeoutMillis: 30_000,
     // Session settings applied before the pool hands a new connection out.
     ...(opts.onConnect ? { onConnect: opts.onConnect } : {}),

@@ -14,5 +14,6 @@ export * from './nats.ts';
 export * from './lifecycle.ts';
 export * from './egress-client.ts';
 export * from './db.ts';
+export * from './database-url.ts';
 export * from './service.ts';
 export * from './ports.ts';

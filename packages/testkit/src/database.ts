@@ -4,6 +4,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { PgliteWireServer } from '@talon/cli/pglite-wire';
+import { formatDatabaseUrl, parseDatabaseUrl } from '@talon/kit/database-url';
+import { pgClientConfig } from '@talon/kit/db';
 
 export type TestDatabaseKind = 'embedded' | 'native';
 
@@ -27,20 +29,19 @@ export async function createNativeDatabase(adminUrl = nativeAdminUrl()): Promise
   const suffix = randomBytes(5).toString('hex');
   const name = `talon_t_${suffix}`;
   const rolePrefix = `t_${suffix}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
+  const admin = new pg.Client(pgClientConfig(adminUrl));
   await admin.connect();
   try {
     await admin.query(`create database ${name}`);
   } finally {
     await admin.end();
   }
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
   return {
-    url: u.toString(),
+    // Any form of the admin URL (a Unix socket too), with the new database.
+    url: formatDatabaseUrl({ ...parseDatabaseUrl(adminUrl), database: name }),
     rolePrefix,
     async drop() {
-      const c = new pg.Client({ connectionString: adminUrl });
+      const c = new pg.Client(pgClientConfig(adminUrl));
       await c.connect();
       try {
         await c.query(`drop database if exists ${name} with (force)`);

@@ -1,16 +1,13 @@
 import { commonFields } from '@talon/kit/service';
-import { decimal, int, loadConfig, str, type ConfigOf } from '@talon/kit/config';
+import { databaseUrl, decimal, int, loadConfig, type ConfigOf } from '@talon/kit/config';
 import { checkEmbeddingConfig, embeddingModelFields } from '@talon/embed';
 
 export function memorySpec(env: Record<string, string | undefined> = process.env) {
   return {
     ...commonFields('memory', env),
     ...embeddingModelFields(),
-    databaseUrl: str('MEMORY_DATABASE_URL', {
+    databaseUrl: databaseUrl('MEMORY_DATABASE_URL', {
       doc: "PostgreSQL URL for memory's own role and schema (talon up derives it from TALON_DATABASE_URL or the embedded database).",
-      secret: true,
-      pattern: /^postgres(ql)?:\/\//,
-      expect: 'a postgres:// URL',
     }),
     dbPoolMax: int('MEMORY_DB_POOL_MAX', {
       doc: 'Maximum PostgreSQL connections held by one memory replica.',

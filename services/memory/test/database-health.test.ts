@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { createPool, watchDatabase, type Pool } from '@talon/kit/db';
+import { createPool, pgClientConfig, watchDatabase, type Pool } from '@talon/kit/db';
 import { nativeAdminUrl, waitFor } from '@talon/testkit';
 import { databaseKinds, startNative, type TestDb } from './databases.ts';
 
@@ -29,7 +29,7 @@ describe('database watch (native database)', { skip: native?.skip ?? 'the native
     try {
       await pool.query('select 1'); // an idle pooled connection the server can cut
       assert.deepEqual(seen, [], 'a healthy database is not reported (and not polled)');
-      const admin = new pg.Client({ connectionString: nativeAdminUrl() });
+      const admin = new pg.Client(pgClientConfig(nativeAdminUrl()));
       await admin.connect();
       try {
         const r = await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'talon-health-test'`);

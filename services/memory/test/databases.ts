@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
+import { pgClientConfig } from '@talon/kit/db';
 import { createNativeDatabase, nativeAdminUrl } from '@talon/testkit';
 
 export type DbKind = 'embedded' | 'native';
@@ -64,7 +65,7 @@ export async function startEmbedded(): Promise<TestDb> {
 
 export async function startNative(): Promise<TestDb> {
   const db = await createNativeDatabase();
-  const c = new pg.Client({ connectionString: db.url });
+  const c = new pg.Client(pgClientConfig(db.url));
   await c.connect();
   try {
     await c.query('create extension if not exists vector');
@@ -81,7 +82,7 @@ export async function databaseKinds(): Promise<Array<{ kind: DbKind; skip: strin
   const out: Array<{ kind: DbKind; skip: string | false }> = [];
   for (const kind of kinds) {
     if (kind === 'native') {
-      const c = new pg.Client({ connectionString: nativeAdminUrl(), connectionTimeoutMillis: 2000 });
+      const c = new pg.Client({ ...pgClientConfig(nativeAdminUrl()), connectionTimeoutMillis: 2000 });
       try {
         await c.connect();
         await c.end();

@@ -1,5 +1,5 @@
 import { commonFields } from '@talon/kit/service';
-import { ConfigError, int, list, loadConfig, oneOf, optionalStr, str, type ConfigOf } from '@talon/kit/config';
+import { ConfigError, databaseUrl, int, list, loadConfig, oneOf, optionalStr, str, type ConfigOf } from '@talon/kit/config';
 import { ATTESTATION_MODES, attestationProblems } from './attestation/settings.ts';
 import { LOCAL_ENDPOINT_EXPECT } from './attestation/http-verifier.ts';
 import { TSM_REPORT_DIR } from './attestation/tsm.ts';
@@ -9,11 +9,8 @@ import { DEFAULT_ROTATE_AFTER, KDF_DEFAULT, KDF_MAXIMUM, KDF_MINIMUM } from './c
 export function vaultSpec(env: Record<string, string | undefined> = process.env) {
   return {
     ...commonFields('vault', env),
-    databaseUrl: str('VAULT_DATABASE_URL', {
+    databaseUrl: databaseUrl('VAULT_DATABASE_URL', {
       doc: "PostgreSQL URL for the vault's own role and schema (talon up derives it).",
-      secret: true,
-      pattern: /^postgres(ql)?:\/\//,
-      expect: 'a postgres:// URL',
     }),
     passphrase: optionalStr('TALON_VAULT_PASSPHRASE', {
       doc: 'Master passphrase that unseals the vault at start (the first start creates the keyring with it). Unset: the vault starts sealed; unseal with `talon vault unseal`. Never written to disk.',

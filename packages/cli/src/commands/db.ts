@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
-import { parseDbUrl } from '../platform/db-url.ts';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { bootstrapDatabase, redactUrl } from '../platform/database.ts';
+import { DATABASE_URL_FORMS, databaseUrlProblem, formatDatabaseUrl, parseDatabaseUrl, redactDatabaseUrl } from '@talon/kit/database-url';
+import { bootstrapDatabase } from '../platform/database.ts';
 import { writePrivate } from '../platform/home.ts';
 import { CliError, homeDir } from '../context.ts';
 
@@ -21,15 +21,17 @@ export function registerDb(program: Command): void {
     .option('--host <host>', 'host name the services use to reach the database, if different from the URL’s')
     .action(async (o: { databaseUrl?: string; rolePrefix: string; host?: string }) => {
       if (!o.databaseUrl) throw new CliError('--database-url is required');
+      const problem = databaseUrlProblem(o.databaseUrl);
+      if (problem !== undefined) throw new CliError(`--database-url (or TALON_DATABASE_URL) ${problem}; use ${DATABASE_URL_FORMS}`);
       const dir = resolve(homeDir(), 'db');
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const urls = await bootstrapDatabase({ adminUrl: o.databaseUrl, embedded: false, rolePrefix: o.rolePrefix, secretsDir: dir });
       for (const [owner, url] of Object.entries(urls)) {
-        const u = parseDbUrl(url);
-        if (o.host) u.hostname = o.host;
-        writePrivate(join(dir, `${owner}.url`), `${u.toString()}\n`);
+        // --host may also be a socket directory (starting with /).
+        const u = formatDatabaseUrl(o.host ? { ...parseDatabaseUrl(url), host: o.host } : parseDatabaseUrl(url));
+        writePrivate(join(dir, `${owner}.url`), `${u}\n`);
         console.log(
-          `${owner.padEnd(7)} ${redactUrl(u.toString())}  -> ${join(dir, `${owner}.url`)} (use as ${owner.toUpperCase()}_DATABASE_URL_FILE)`,
+          `${owner.padEnd(7)} ${redactDatabaseUrl(u)}  -> ${join(dir, `${owner}.url`)} (use as ${owner.toUpperCase()}_DATABASE_URL_FILE)`,
         );
       }
     });

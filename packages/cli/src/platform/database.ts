@@ -2,10 +2,11 @@
 // extension, one login role per owning service and a schema owned by it, so the
 // memory role cannot read the vault's tables and vice versa.
 import { randomBytes } from 'node:crypto';
-import { parseDbUrl } from './db-url.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { formatDatabaseUrl, parseDatabaseUrl, redactDatabaseUrl } from '@talon/kit/database-url';
+import { pgClientConfig } from '@talon/kit/db';
 import { writePrivate } from './home.ts';
 
 export const DB_OWNERS = ['memory', 'vault'] as const;
@@ -24,16 +25,6 @@ function quoteLiteral(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }
 
-export function redactUrl(url: string): string {
-  try {
-    const u = parseDbUrl(url);
-    if (u.password) u.password = '****';
-    return u.toString();
-  } catch {
-    return '<invalid url>';
-  }
-}
-
 export interface BootstrapOptions {
   adminUrl: string;
   embedded: boolean;
@@ -44,14 +35,14 @@ export interface BootstrapOptions {
 }
 
 export async function bootstrapDatabase(opts: BootstrapOptions): Promise<Record<DbOwner, string>> {
-  const client = new pg.Client({ connectionString: opts.adminUrl, connectionTimeoutMillis: 5000 });
+  const client = new pg.Client({ connectionTimeoutMillis: 5000, ...pgClientConfig(opts.adminUrl) });
   await client.connect();
   try {
     try {
       await client.query('create extension if not exists vector');
     } catch (err) {
       throw new Error(
-        `the pgvector extension is not available on ${redactUrl(opts.adminUrl)}: ${(err as Error).message}. ` +
+        `the pgvector extension is not available on ${redactDatabaseUrl(opts.adminUrl)}: ${(err as Error).message}. ` +
           'Install pgvector for this PostgreSQL server (see README: "Using your own PostgreSQL").',
         { cause: err },
       );
@@ -81,10 +72,7 @@ export async function bootstrapDatabase(opts: BootstrapOptions): Promise<Record<
       await client.query(`create schema if not exists ${owner} authorization ${r}`);
       await client.query(`alter schema ${owner} owner to ${r}`);
       await client.query(`revoke all on schema ${owner} from public`);
-      const u = parseDbUrl(opts.adminUrl);
-      u.username = role;
-      u.password = password;
-      urls[owner] = u.toString();
+      urls[owner] = formatDatabaseUrl({ ...parseDatabaseUrl(opts.adminUrl), user: role, password });
     }
     return urls;
   } finally {
