@@ -1,10 +1,12 @@
-// What every CLI command needs: where TALON_HOME is, how to reach NATS as the
-// admin identity, and errors that tell the operator what to do next.
+// What every CLI command needs: where TALON_HOME is, where its services listen, how
+// to reach NATS as the admin identity, and errors that tell the operator what to do next.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectNats, type NatsConnection } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
-import { DEFAULT_PORTS, talonHome } from '@talon/kit/service';
+import { talonHome } from '@talon/kit/service';
+import { resolveEndpoint, type Endpoint, type Resolved } from './platform/endpoints.ts';
+import { readRunState, runFilePath } from './platform/run-file.ts';
 
 export class CliError extends Error {
   readonly exitCode: number;
@@ -19,8 +21,21 @@ export function homeDir(): string {
   return talonHome(process.env);
 }
 
+/** Where `target` of the Talon under TALON_HOME listens, or why it cannot be reached (the rule: endpoints.ts). */
+export function whereIs(target: Endpoint): Resolved {
+  const home = homeDir();
+  return resolveEndpoint(target, { env: process.env, home, run: readRunState(home), runFile: runFilePath(home) });
+}
+
+/** `whereIs`, failing with its message (exit 69, EX_UNAVAILABLE) when Talon is not running there. */
+export function locate(target: Endpoint): string {
+  const r = whereIs(target);
+  if (!r.ok) throw new CliError(r.message, 69);
+  return r.address;
+}
+
 export function natsUrl(): string {
-  return process.env.TALON_NATS_URL ?? `nats://127.0.0.1:${process.env.TALON_NATS_PORT ?? DEFAULT_PORTS.nats}`;
+  return locate('nats');
 }
 
 export async function adminNats(): Promise<NatsConnection> {
@@ -29,16 +44,17 @@ export async function adminNats(): Promise<NatsConnection> {
   if (!existsSync(seed)) {
     throw new CliError(`no Talon installation in ${home} (missing ${seed}). Start Talon first with \`npm start\` (or set TALON_HOME).`);
   }
+  const servers = natsUrl();
   try {
     return await connectNats({
-      servers: natsUrl(),
+      servers,
       user: 'admin',
       seedFile: seed,
       log: createLogger({ service: 'talon', level: 'silent' }),
       connectTimeoutMs: 3000,
     });
   } catch {
-    throw new CliError(`cannot reach Talon's NATS at ${natsUrl()}. Is Talon running? Start it with \`npm start\` in another terminal.`);
+    throw new CliError(`cannot reach Talon's NATS at ${servers}. Is Talon running? Start it with \`npm start\` in another terminal.`);
   }
 }
 

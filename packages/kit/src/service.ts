@@ -8,7 +8,12 @@ import { awaitPeerPorts } from './ports.ts';
 export const SERVICES = ['gateway', 'orchestrator', 'memory', 'vault', 'sandbox', 'egress'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
-/** Default loopback ports; tests replace all of them with free ones. */
+/**
+ * The ports a service binds when run on its own (containers, compose, Kubernetes) and
+ * its variable is unset. `talon up` instead gives every internal listener a free port
+ * unless its variable is set, and writes the ports it got to TALON_HOME/run/platform.json
+ * (packages/cli/src/platform/endpoints.ts); only the gateway's public 8080 stays.
+ */
 export const DEFAULT_PORTS = {
   gatewayHttp: 8080,
   nats: 4223,

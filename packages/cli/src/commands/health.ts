@@ -1,15 +1,18 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { checkHealth } from '@talon/kit/grpc';
-import { DEFAULT_PORTS, pkiPaths, SERVICES } from '@talon/kit/service';
-import { CliError, homeDir } from '../context.ts';
+import { pkiPaths, SERVICES } from '@talon/kit/service';
+import { CliError, homeDir, whereIs } from '../context.ts';
 
 export function registerHealth(program: Command): void {
   program
     .command('health')
     .description('ask services for their grpc.health.v1 status over mTLS (exit 2 if any is not serving); also the container probe')
     .option('--service <name>', `only one of: ${SERVICES.join(', ')}`)
-    .option('--address <host:port>', 'where the service listens (default 127.0.0.1 and its <NAME>_GRPC_PORT)')
+    .option(
+      '--address <host:port>',
+      'where the service listens (default: the talon up running under TALON_HOME, else 127.0.0.1 and its <NAME>_GRPC_PORT)',
+    )
     .option('--cert <file>', 'client certificate (default: the admin certificate in TALON_HOME/pki)')
     .option('--key <file>', 'client key')
     .option('--ca <file>', 'CA certificate')
@@ -33,7 +36,15 @@ export function registerHealth(program: Command): void {
       }
       let bad = 0;
       for (const s of services) {
-        const addr = o.address ?? `127.0.0.1:${Number(process.env[`${s.toUpperCase()}_GRPC_PORT`] ?? DEFAULT_PORTS.grpc[s])}`;
+        const where = o.address ? { ok: true as const, address: o.address } : whereIs(s);
+        if (!where.ok) {
+          // Nothing to ask anywhere: say so once instead of six connection errors.
+          if (where.reason === 'not-running') throw new CliError(where.message, 69);
+          bad += 1;
+          if (!o.quiet) console.log(`${s.padEnd(13)} -  NOT STARTED (${where.message})`);
+          continue;
+        }
+        const addr = where.address;
         const status = await checkHealth(addr, tls, s, { timeoutMs: 2000 }).catch((e: Error) => `UNREACHABLE (${e.message})`);
         if (status !== 'SERVING') bad += 1;
         if (!o.quiet) console.log(`${s.padEnd(13)} ${addr}  ${status}`);

@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { SERVICES } from '@talon/kit/service';
-import { defaultPorts, Platform } from '../platform/platform.ts';
+import { defaultPorts, Platform, type PlatformPorts } from '../platform/platform.ts';
 import { NatsServerNotFound } from '../platform/nats-server.ts';
-import { redactUrl } from '../platform/database.ts';
+import { DATABASE_URL_FORMS, databaseUrlProblem, redactDatabaseUrl } from '@talon/kit/database-url';
 import { CliError, homeDir } from '../context.ts';
 import { vaultAdmin } from './vault.ts';
 
@@ -22,11 +22,19 @@ export function registerUp(program: Command): void {
       const started = Date.now();
       const home = homeDir();
       const databaseUrl = o.databaseUrl ?? process.env.TALON_DATABASE_URL ?? undefined;
+      const problem = databaseUrl && databaseUrl.trim() !== '' ? databaseUrlProblem(databaseUrl) : undefined;
+      if (problem !== undefined) throw new CliError(`--database-url (or TALON_DATABASE_URL) ${problem}; use ${DATABASE_URL_FORMS}`);
       const say = (m: string) => process.stderr.write(`  · ${m}\n`);
       process.stderr.write(`Starting Talon (state in ${shown(home)})\n`);
+      let ports: PlatformPorts;
+      try {
+        ports = defaultPorts();
+      } catch (err) {
+        throw new CliError(`Talon did not start: ${(err as Error).message}`);
+      }
       const platform = new Platform({
         home,
-        ports: defaultPorts(),
+        ports,
         databaseUrl: databaseUrl && databaseUrl.trim() !== '' ? databaseUrl : undefined,
         baseEnv: process.env,
         autoRestart: true,
@@ -59,8 +67,6 @@ export function registerUp(program: Command): void {
         throw new CliError(`Talon did not start: ${(err as Error).message}`);
       }
       const secs = ((Date.now() - started) / 1000).toFixed(1);
-      // VAULT_GRPC_PORT=0 asked for any free port: the admin client needs the one the vault got.
-      process.env.VAULT_GRPC_PORT = String(platform.ports.grpc.vault);
       let vaultLine: string;
       try {
         const st = await vaultAdmin((c) => c.status, {});
@@ -82,7 +88,7 @@ export function registerUp(program: Command): void {
         `  LLM       ${llm}  model ${env.TALON_LLM_MODEL ?? 'gpt-4o-mini'}`,
         `  Vault     ${vaultLine}`,
         `  NATS      ${platform.natsUrl}`,
-        `  Database  ${platform.embedded ? `embedded PostgreSQL (PGlite + pgvector) in ${shown(platform.home.pgdata)}` : redactUrl(databaseUrl ?? '')}`,
+        `  Database  ${platform.embedded ? `embedded PostgreSQL (PGlite + pgvector) in ${shown(platform.home.pgdata)}` : redactDatabaseUrl(databaseUrl ?? '')}`,
         `  Logs      ${shown(platform.home.logs)}/<service>.log`,
         '',
         'Next steps (in another terminal):',

@@ -5,15 +5,15 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { createClient, GrpcStatus, unary, type TlsMaterial, type UnaryClientMethod } from '@talon/kit/grpc';
-import { DEFAULT_PORTS, pkiPaths } from '@talon/kit/service';
+import { pkiPaths } from '@talon/kit/service';
 import { TalonError } from '@talon/kit/errors';
 import { VaultAdminServiceClient, type StatusResponse } from '@talon/proto';
 import { auditFilterOptions, parseAuditFilter, type AuditFilterFlags } from '../audit-filter.ts';
-import { CliError, homeDir } from '../context.ts';
+import { CliError, homeDir, locate } from '../context.ts';
 
-/** TALON_VAULT_ADDR (host:port, e.g. vault:7404 from an admin container), else the local vault of `talon up`. */
+/** TALON_VAULT_ADDR (host:port, e.g. vault:7404 from an admin container), else the vault of the `talon up` under TALON_HOME. */
 export function vaultAddress(): string {
-  return process.env.TALON_VAULT_ADDR || `127.0.0.1:${process.env.VAULT_GRPC_PORT ?? DEFAULT_PORTS.grpc.vault}`;
+  return locate('vault');
 }
 
 function adminTls(): TlsMaterial {

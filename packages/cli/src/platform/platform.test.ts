@@ -4,14 +4,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { DEFAULT_PORTS, SERVICES } from '@talon/kit/service';
+import { SERVICES } from '@talon/kit/service';
 import { defaultPorts, Platform } from './platform.ts';
+import { readRunState, writeRunFile } from './run-file.ts';
 
 describe('service environments', () => {
   const home = mkdtempSync(join(tmpdir(), 'talon-env-'));
   const p = new Platform({
     home,
-    ports: defaultPorts({}),
+    ports: defaultPorts({ EGRESS_PROXY_PORT: '7480' }),
     baseEnv: {
       PATH: '/usr/bin',
       TALON_VAULT_PASSPHRASE: 'pp-123456789012',
@@ -56,7 +57,10 @@ describe('ports', () => {
     try {
       const t0 = Date.now();
       await assert.rejects(p.start([]), (err: Error) => {
-        assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port} is already in use \\(TALON_NATS_PORT\\)`));
+        assert.match(
+          err.message,
+          new RegExp(`TALON_NATS_PORT=${port} is in use by another process; choose another or unset it to pick a free port`),
+        );
         return true;
       });
       assert.ok(Date.now() - t0 < 30_000, 'no waiting out a timeout');
@@ -76,7 +80,10 @@ describe('ports', () => {
     try {
       // Straight to nats-server (past start's early check), as when the port is taken in between.
       await assert.rejects(p.startNats(), (err: Error) => {
-        assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port} is already in use \\(TALON_NATS_PORT\\)`));
+        assert.match(
+          err.message,
+          new RegExp(`TALON_NATS_PORT=${port} is in use by another process; choose another or unset it to pick a free port`),
+        );
         assert.match(err.message, /last log lines:\n.*address already in use/s, 'with the server’s own words');
         return true;
       });
@@ -89,18 +96,36 @@ describe('ports', () => {
 
   it('starts nats-server on port 0 and takes the port it reports', async () => {
     const home = mkdtempSync(join(tmpdir(), 'talon-ports-'));
-    const p = new Platform({ home, ports: { ...defaultPorts({}), nats: 0 }, baseEnv: process.env });
+    const p = new Platform({ home, ports: defaultPorts({ VAULT_GRPC_PORT: '7404' }), baseEnv: process.env });
     try {
       await p.startNats();
       assert.notEqual(p.ports.nats, 0);
       assert.equal(p.natsUrl, `nats://127.0.0.1:${p.ports.nats}`);
       // Only a running peer's unknown port is deferred (TALON_PEER_PORTS); a set one is passed as is.
       const env = p.serviceEnv('egress');
-      assert.equal(env.EGRESS_VAULT_ADDR, `127.0.0.1:${DEFAULT_PORTS.grpc.vault}`);
+      assert.equal(env.EGRESS_VAULT_ADDR, '127.0.0.1:7404');
       assert.equal(env.TALON_PEER_PORTS, undefined);
       assert.equal(env.TALON_NATS_URL, p.natsUrl);
     } finally {
       await p.stop();
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a second platform on a TALON_HOME whose talon up still runs, before touching anything', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'talon-ports-'));
+    // The parent process stands for another live `talon up`.
+    const other = { pid: process.ppid, natsUrl: 'nats://127.0.0.1:1', ports: defaultPorts({}) };
+    const p = new Platform({ home, ports: defaultPorts({}), baseEnv: process.env });
+    try {
+      writeRunFile(p.home.root, other);
+      await assert.rejects(
+        p.start([]),
+        /Talon is already running under TALON_HOME=.* \(pid \d+\); stop it first or use another TALON_HOME/,
+      );
+      await p.stop();
+      assert.deepEqual(readRunState(p.home.root), { kind: 'running', info: other }, 'its run file is not ours to remove');
+    } finally {
       rmSync(home, { recursive: true, force: true });
     }
   });

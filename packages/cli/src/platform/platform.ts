@@ -8,51 +8,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { checkHealth, type TlsMaterial } from '@talon/kit/grpc';
 import { connectNats, provisionJetStream } from '@talon/kit/nats';
 import { createLogger } from '@talon/kit/log';
-import { DEFAULT_PORTS, EXIT_CONFIG, SERVICES, type ServiceName } from '@talon/kit/service';
+import { EXIT_CONFIG, SERVICES, type ServiceName } from '@talon/kit/service';
 import { PEER_PORTS_ENV, PORTS_FILE_ENV, readPortsFile, type BoundPorts, type PeerPort } from '@talon/kit/ports';
-import { bootstrapDatabase, redactUrl, type DbOwner } from './database.ts';
+import { DatabaseUrlError, redactDatabaseUrl } from '@talon/kit/database-url';
+import { bootstrapDatabase, type DbOwner } from './database.ts';
 import { ensureDir, ensureNkeys, ensurePki, prepareHome, type HomeLayout } from './home.ts';
 import { nextRestart } from './supervision.ts';
 import { assertHomeUntracked } from './git-guard.ts';
 import { findNatsServer, readNatsPortsFile, writeNatsConfig } from './nats-server.ts';
 import { ManagedProcess, type ExitInfo } from './process.ts';
 import { CONFIG_FILE, PROMETHEUS_DIR, TARGETS_FILE, prometheusYml, targetsJson } from './prometheus.ts';
+import { portTakenMessage, setPorts, type PlatformPorts } from './endpoints.ts';
+import { readRunState, removeRunFile, runFilePath, writeRunFile } from './run-file.ts';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..', '..', '..');
 
-/**
- * Where everything listens. 0 means "any free port": the process binds port 0 and
- * reports what it got (TALON_PORTS_FILE, nats-server's ports file), and the platform
- * hands that number to whoever connects to it. Picking a free port here and binding it
- * later in another process is a race a busy machine loses.
- */
-export interface PlatformPorts {
-  gatewayHttp: number;
-  nats: number;
-  pglite: number;
-  egressProxy: number;
-  grpc: Record<ServiceName, number>;
-  /** Each service's internal HTTP port (/livez, /readyz). */
-  internal: Record<ServiceName, number>;
-}
-
-export function defaultPorts(env: Record<string, string | undefined> = process.env): PlatformPorts {
-  const n = (k: string, d: number) => (env[k] && /^\d+$/.test(env[k]) ? Number(env[k]) : d);
-  return {
-    gatewayHttp: n('TALON_GATEWAY_PORT', DEFAULT_PORTS.gatewayHttp),
-    nats: n('TALON_NATS_PORT', DEFAULT_PORTS.nats),
-    pglite: n('TALON_PGLITE_PORT', DEFAULT_PORTS.pglite),
-    egressProxy: n('EGRESS_PROXY_PORT', DEFAULT_PORTS.egressProxy),
-    grpc: Object.fromEntries(SERVICES.map((s) => [s, n(`${s.toUpperCase()}_GRPC_PORT`, DEFAULT_PORTS.grpc[s])])) as Record<
-      ServiceName,
-      number
-    >,
-    internal: Object.fromEntries(SERVICES.map((s) => [s, n(`${s.toUpperCase()}_INTERNAL_PORT`, DEFAULT_PORTS.internal[s])])) as Record<
-      ServiceName,
-      number
-    >,
-  };
-}
+export { defaultPorts, type PlatformPorts, type RunInfo } from './endpoints.ts';
+export { readRunState, runFilePath } from './run-file.ts';
 
 /** Stops a managed process on purpose (not a crash): SIGKILL with `kill`, else SIGTERM with a grace period. */
 async function stopProcess(proc: ManagedProcess, opts: { kill?: boolean; graceMs?: number }): Promise<void> {
@@ -168,7 +140,10 @@ export class Platform {
     this.ports = { ...opts.ports, grpc: { ...opts.ports.grpc }, internal: { ...opts.ports.internal } };
     this.home = prepareHome(resolve(opts.home));
     // Children run in their own process groups; never leave them behind if we die.
-    process.once('exit', () => this.killAll());
+    process.once('exit', () => {
+      this.killAll();
+      removeRunFile(this.home.root);
+    });
   }
 
   /** Last resort on exit: SIGKILL whatever is still running. */
@@ -251,6 +226,7 @@ export class Platform {
   }
 
   async start(services: readonly ServiceName[] = SERVICES): Promise<void> {
+    this.checkNotRunning();
     await this.checkSetPortsFree(services);
     assertHomeUntracked(this.home.root);
     await ensurePki(this.home, (what) => this.progress(`created ${what}`));
@@ -266,6 +242,20 @@ export class Platform {
       if (replicated) await this.waitReported(this.instanceNames(s));
     }
     await this.waitHealthy(services);
+    // Now the CLI can find it (endpoints.ts): the ports every process reported.
+    writeRunFile(this.home.root, { pid: process.pid, natsUrl: this.natsUrl, ports: this.ports });
+  }
+
+  /**
+   * Two supervisors on one TALON_HOME would share its JetStream and database files:
+   * refused while the run file names another live process.
+   */
+  private checkNotRunning(): void {
+    const run = readRunState(this.home.root);
+    if (run.kind === 'running' && run.info.pid !== process.pid)
+      throw new Error(
+        `Talon is already running under TALON_HOME=${this.home.root} (pid ${run.info.pid}); stop it first or use another TALON_HOME (if no such process is Talon, remove ${runFilePath(this.home.root)})`,
+      );
   }
 
   /**
@@ -274,16 +264,10 @@ export class Platform {
    * a courtesy: whatever binds later still fails the same way if it lost the port.
    */
   private async checkSetPortsFree(services: readonly ServiceName[]): Promise<void> {
-    const p = this.opts.ports;
-    const set: Array<[number, string]> = [[p.nats, 'TALON_NATS_PORT']];
-    if (this.embedded) set.push([p.pglite, 'TALON_PGLITE_PORT']);
-    if (services.includes('gateway')) set.push([p.gatewayHttp, 'TALON_GATEWAY_PORT']);
-    if (services.includes('egress')) set.push([p.egressProxy, 'EGRESS_PROXY_PORT']);
-    for (const s of services) set.push([p.grpc[s], `${s.toUpperCase()}_GRPC_PORT`], [p.internal[s], `${s.toUpperCase()}_INTERNAL_PORT`]);
     const taken: string[] = [];
-    for (const [port, variable] of set)
-      if (port !== 0 && !(await canListen(port))) taken.push(`127.0.0.1:${port} is already in use (${variable})`);
-    if (taken.length > 0) throw new Error(`${taken.join('; ')}: stop whatever listens there or set another port (0 picks a free one)`);
+    for (const { port, variable } of setPorts(this.opts.ports, { services, embedded: this.embedded }))
+      if (!(await canListen(port))) taken.push(portTakenMessage(variable, port));
+    if (taken.length > 0) throw new Error(taken.join('\n'));
   }
 
   /**
@@ -320,7 +304,7 @@ export class Platform {
     // nats-server and PGlite only say "address in use"; the services name the variable themselves (EX_CONFIG).
     const taken = inUse && inUse.port !== 0 && /EADDRINUSE|address already in use/i.test(tail);
     const head = taken
-      ? `${name} could not listen: 127.0.0.1:${inUse.port} is already in use (${inUse.variable}); stop whatever listens there or set ${inUse.variable} to another port (0 picks a free one)`
+      ? `${name} could not listen: ${portTakenMessage(inUse.variable, inUse.port)}`
       : info.code === EXIT_CONFIG
         ? `${name} did not start: invalid configuration`
         : `${name} exited during start (code ${info.code ?? '-'}, signal ${info.signal ?? '-'})`;
@@ -455,7 +439,7 @@ export class Platform {
       if (!validPort(bound)) throw new Error(`the embedded database reported no port (${portsFile})`);
       this.ports.pglite = bound;
     } else {
-      this.progress(`using PostgreSQL at ${redactUrl(this.opts.databaseUrl ?? '')}`);
+      this.progress(`using PostgreSQL at ${redactDatabaseUrl(this.opts.databaseUrl ?? '')}`);
     }
     const deadline = Date.now() + (this.opts.healthTimeoutMs ?? 60_000);
     let lastErr: unknown;
@@ -472,7 +456,8 @@ export class Platform {
         return;
       } catch (err) {
         lastErr = err;
-        if (/pgvector/.test(String((err as Error).message))) throw err;
+        // Waiting does not fix a missing extension or a URL that cannot be read.
+        if (err instanceof DatabaseUrlError || /pgvector/.test(String((err as Error).message))) throw err;
         await sleep(300);
       }
     }
@@ -764,6 +749,8 @@ export class Platform {
   /** Ordered stop: intake first (gateway), then workers, then key holders, then stores, then NATS. */
   async stop(): Promise<void> {
     this.stopping = true;
+    // From now on the CLI says Talon is not running rather than reaching a half-stopped one.
+    removeRunFile(this.home.root);
     for (const s of STOP_ORDER) {
       // Replicas of one service stop together.
       const running = this.instanceNames(s).flatMap((i) => {
