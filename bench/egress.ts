@@ -6,7 +6,7 @@
 //   tinyproxy        client -> tinyproxy -> upstream
 // for 1 KiB and 256 KiB POST bodies. req/s at a fixed concurrency, and p50/p99
 // latency of sequential requests (added latency = proxy p50 - direct p50). Then the
-// cost of metrics: a second vault+egress with TALON_METRICS=off against this one (on),
+// cost of metrics: two fresh vault+egress pairs, TALON_METRICS=off and on, side by side
 // in alternating rounds (bench/metrics-cost.ts; --metrics-rounds 0 skips it).
 //   npm run bench:egress [-- --seconds 5 --concurrency 16 --metrics-rounds 4]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -226,30 +226,37 @@ if (talon1 && mitm1)
 console.log('target: added p50 latency under 1 ms at 1 KiB');
 
 if (METRICS_ROUNDS > 0) {
-  // The whole hot path: scan, and injection (a vault resolve) when the secret could be stored on both.
-  const off = await platform('off');
-  const inject = injecting && off.injecting;
-  const via = (p: TestPlatform): Path => ({
-    name: 'talon egress',
-    dispatcher: egressPool(p),
-    path: (x) => `${target}${x}`,
-    headers: inject ? { authorization: 'Bearer {{secret:bench_key}}' } : {},
-  });
-  const [pOff, pOn] = [via(off.tp), via(tp)];
+  // The whole hot path: scan, and injection (a vault resolve) when the secret could be stored.
   const body = Buffer.alloc(1024, 'a');
+  let unit = '1 KiB request';
   const opts = {
-    off: () => once(pOff, body),
-    on: () => once(pOn, body),
+    start: async (metrics: 'on' | 'off') => {
+      const p = await platform(metrics);
+      unit = `1 KiB request (${p.injecting ? 'scan + inject' : 'scan'})`;
+      const path: Path = {
+        name: 'talon egress',
+        dispatcher: egressPool(p.tp),
+        path: (x) => `${target}${x}`,
+        headers: p.injecting ? { authorization: 'Bearer {{secret:bench_key}}' } : {},
+      };
+      return {
+        request: () => once(path, body),
+        stop: async () => {
+          await path.dispatcher.close();
+          await p.tp.stop();
+        },
+      };
+    },
     rounds: METRICS_ROUNDS,
+    warmup: 500,
     sequential: Math.max(100, Math.round(SEQ / METRICS_ROUNDS)),
     seconds: SECONDS,
     concurrency: CONC,
-    unit: `1 KiB request (${inject ? 'scan + inject' : 'scan'})`,
+    get unit() {
+      return unit;
+    },
   };
   printMetricsCost('bench:egress', opts, await measureMetricsCost(opts));
-  await pOff.dispatcher.close();
-  await pOn.dispatcher.close();
-  await off.tp.stop();
 }
 
 for (const p of paths) await p.dispatcher.close();

@@ -1,14 +1,27 @@
-// The cost of metrics on a hot path, measured in one run: two platforms side by side,
-// one with TALON_METRICS=off and one with metrics on, driven in alternating rounds
-// (off-on, on-off, ...) so drift in the machine's load falls on both alike. Each round
-// takes sequential latencies (p50) and a fixed-duration throughput at a concurrency.
+// The cost of metrics on a hot path, measured in one run. Two fresh platforms side by
+// side, one with TALON_METRICS=off and one with metrics on, warmed up alike and driven in
+// alternating rounds (off-on, on-off, ...) so drift in the machine's load falls on both
+// alike. The whole comparison runs twice with the start order swapped (a new pair each
+// time), so neither side is always the older, warmer or first-started platform — an
+// earlier version compared a fresh platform with one that had run the whole bench, and
+// metrics "on" came out faster.
 import { fmt, summarize, table } from './lib.ts';
 
+type Side = 'off' | 'on';
+
+/** One platform under test: a request resolves to its latency in ms. */
+export interface CostTarget {
+  request: (i: number) => Promise<number>;
+  stop: () => Promise<void>;
+}
+
 export interface MetricsCostOptions {
-  /** One request on each platform; resolves to its latency in ms. */
-  off: (i: number) => Promise<number>;
-  on: (i: number) => Promise<number>;
+  /** Starts a fresh platform with TALON_METRICS set to `metrics`. */
+  start: (metrics: Side) => Promise<CostTarget>;
+  /** Alternating rounds per phase (two phases, start order swapped). */
   rounds: number;
+  /** Requests on each side before measuring (JIT, pools, history). */
+  warmup: number;
   /** Sequential requests per round and side (latency). */
   sequential: number;
   /** Seconds of concurrent requests per round and side (throughput). */
@@ -18,10 +31,18 @@ export interface MetricsCostOptions {
   unit: string;
 }
 
+interface SideResult {
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
 export interface MetricsCost {
-  off: { rps: number; p50: number; p99: number };
-  on: { rps: number; p50: number; p99: number };
-  /** (on - off) / off, in percent; negative: metrics on was slower. */
+  off: SideResult;
+  on: SideResult;
+  /** (on - off) / off per phase, in percent; negative: metrics on was slower. */
+  phaseRpsChangePct: number[];
+  /** (on - off) / off over both phases, in percent. */
   rpsChangePct: number;
   p50DeltaMs: number;
 }
@@ -38,32 +59,59 @@ async function throughput(fn: (i: number) => Promise<number>, seconds: number, c
   return { n, secs: (performance.now() - t0) / 1000 };
 }
 
-export async function measureMetricsCost(o: MetricsCostOptions): Promise<MetricsCost> {
-  const sides = { off: o.off, on: o.on };
-  const lat: Record<'off' | 'on', number[]> = { off: [], on: [] };
-  const done: Record<'off' | 'on', { n: number; secs: number }> = { off: { n: 0, secs: 0 }, on: { n: 0, secs: 0 } };
-  for (const side of ['off', 'on'] as const) for (let i = 0; i < 20; i++) await sides[side](i); // warm-up
-  for (let r = 0; r < o.rounds; r++) {
-    const order = r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const);
-    for (const side of order) {
-      for (let i = 0; i < o.sequential; i++) lat[side].push(await sides[side](i));
-      const t = await throughput(sides[side], o.seconds, o.concurrency);
-      done[side].n += t.n;
-      done[side].secs += t.secs;
+interface Tally {
+  lat: number[];
+  n: number;
+  secs: number;
+}
+const empty = (): Record<Side, Tally> => ({ off: { lat: [], n: 0, secs: 0 }, on: { lat: [], n: 0, secs: 0 } });
+const rps = (t: Tally) => t.n / t.secs;
+const changePct = (t: Record<Side, Tally>) => ((rps(t.on) - rps(t.off)) / rps(t.off)) * 100;
+
+/** One phase: a fresh pair started in `order`, warmed alike, then alternating rounds. */
+async function phase(o: MetricsCostOptions, order: readonly [Side, Side]): Promise<Record<Side, Tally>> {
+  const targets: Partial<Record<Side, CostTarget>> = {};
+  try {
+    for (const side of order) targets[side] = await o.start(side);
+    const t = { off: targets.off!, on: targets.on! };
+    for (const side of order) for (let i = 0; i < o.warmup; i++) await t[side].request(i);
+    const tally = empty();
+    for (let r = 0; r < o.rounds; r++) {
+      const sides = r % 2 === 0 ? order : ([order[1], order[0]] as const);
+      for (const side of sides) {
+        for (let i = 0; i < o.sequential; i++) tally[side].lat.push(await t[side].request(i));
+        const done = await throughput(t[side].request, o.seconds, o.concurrency);
+        tally[side].n += done.n;
+        tally[side].secs += done.secs;
+      }
     }
+    return tally;
+  } finally {
+    for (const side of order) await targets[side]?.stop();
   }
-  const res = (side: 'off' | 'on') => {
-    const s = summarize(lat[side]);
-    return { rps: done[side].n / done[side].secs, p50: s.p50, p99: s.p99 };
+}
+
+export async function measureMetricsCost(o: MetricsCostOptions): Promise<MetricsCost> {
+  const phases = [await phase(o, ['off', 'on']), await phase(o, ['on', 'off'])];
+  const all = empty();
+  for (const p of phases)
+    for (const side of ['off', 'on'] as const) {
+      all[side].lat.push(...p[side].lat);
+      all[side].n += p[side].n;
+      all[side].secs += p[side].secs;
+    }
+  const res = (side: Side): SideResult => {
+    const s = summarize(all[side].lat);
+    return { rps: rps(all[side]), p50: s.p50, p99: s.p99 };
   };
   const off = res('off');
   const on = res('on');
-  return { off, on, rpsChangePct: ((on.rps - off.rps) / off.rps) * 100, p50DeltaMs: on.p50 - off.p50 };
+  return { off, on, phaseRpsChangePct: phases.map(changePct), rpsChangePct: changePct(all), p50DeltaMs: on.p50 - off.p50 };
 }
 
 export function printMetricsCost(title: string, o: MetricsCostOptions, c: MetricsCost): void {
   console.log(
-    `\n${title}: metrics off vs on, ${o.rounds} alternating rounds of ${o.sequential} sequential requests (${o.unit}) and ${o.seconds}s at concurrency ${o.concurrency}`,
+    `\n${title}: metrics off vs on, two fresh pairs (start order swapped), ${o.rounds} alternating rounds each of ${o.sequential} sequential requests (${o.unit}) and ${o.seconds}s at concurrency ${o.concurrency}`,
   );
   console.log(
     table(
@@ -74,6 +122,7 @@ export function printMetricsCost(title: string, o: MetricsCostOptions, c: Metric
       ],
     ),
   );
+  console.log(`req/s change with metrics on, per phase: ${c.phaseRpsChangePct.map((p) => `${fmt(p, 2)} %`).join(', ')}`);
   console.log(
     `metrics cost: ${fmt(-c.rpsChangePct, 2)} % req/s, ${fmt(c.p50DeltaMs, 3)} ms p50 (target: under 2 % req/s, under 0.1 ms p50)`,
   );

@@ -2,7 +2,7 @@
 // its baseline (the same request sent straight to the fake LLM) in one run.
 // Reports p50/p99 and turns/s, sequential and at 16 concurrent, and the
 // pipeline's own overhead (Talon latency minus the direct-to-LLM latency). Then the
-// cost of metrics: a second platform with TALON_METRICS=off against this one (on),
+// cost of metrics: two fresh platforms, TALON_METRICS=off and on, side by side
 // in alternating rounds (bench/metrics-cost.ts; --metrics-rounds 0 skips it).
 //   npm run bench:turn [-- --turns 500 --metrics-rounds 4]
 import { parseArgs } from 'node:util';
@@ -131,19 +131,20 @@ console.log(
 );
 
 if (METRICS_ROUNDS > 0) {
-  const off = await platform('off');
-  const offToken = await off.token('bench');
   const opts = {
-    off: (i: number) => turnOn(off, offToken, i),
-    on: viaTalon,
+    start: async (metrics: 'on' | 'off') => {
+      const p = await platform(metrics);
+      const tok = await p.token('bench');
+      return { request: (i: number) => turnOn(p, tok, i), stop: () => p.stop() };
+    },
     rounds: METRICS_ROUNDS,
+    warmup: 100,
     sequential: Math.max(20, Math.round(TURNS / METRICS_ROUNDS / 2)),
     seconds: 5,
     concurrency: CONC,
     unit: 'turn',
   };
   printMetricsCost('bench:turn', opts, await measureMetricsCost(opts));
-  await off.stop();
 }
 await agent.close();
 await tp.stop();

@@ -22,6 +22,7 @@ import type { Principal } from './auth.ts';
 import { parseChatRequest } from './chat.ts';
 import { errorHeaders, refuseCredentialsInUrl, type Guard, RateLimited } from './guard.ts';
 import { rateKey } from './net.ts';
+import { rateLimited } from './metrics.ts';
 import { remainder, type TurnRunner } from './turns.ts';
 
 export const WS_PROTOCOL = 'talon.v1';
@@ -125,6 +126,15 @@ export class WsGateway {
     });
   }
 
+  /** The connection caps: the whole gateway's (unavailable) and one address's (429, counted like any rate limit). */
+  private checkCaps(key: string): void {
+    if (this.open >= this.maxConnections) throw new TalonError('unavailable', 'too many WebSocket connections; retry later');
+    if ((this.perAddress.get(key) ?? 0) >= this.maxPerAddress) {
+      rateLimited.add({ scope: 'websocket_address' });
+      throw new RateLimited('too many WebSocket connections from this address', 10);
+    }
+  }
+
   get connections(): number {
     return this.open;
   }
@@ -155,9 +165,7 @@ export class WsGateway {
     const protocols = parseProtocols(req.headers['sec-websocket-protocol']);
     if (!protocols.includes(WS_PROTOCOL)) throw new TalonError('invalid_argument', `request the subprotocol ${WS_PROTOCOL}`);
     const key = rateKey(address);
-    if (this.open >= this.maxConnections) throw new TalonError('unavailable', 'too many WebSocket connections; retry later');
-    if ((this.perAddress.get(key) ?? 0) >= this.maxPerAddress)
-      throw new RateLimited('too many WebSocket connections from this address', 10);
+    this.checkCaps(key);
     const bearer = protocols.find((p) => p.startsWith(BEARER_PROTOCOL));
     let principal: Principal | undefined;
     let token: string | undefined;
@@ -168,9 +176,7 @@ export class WsGateway {
       this.guard.assertNotBlocked(address);
     }
     // Re-check the caps after the await: other upgrades may have completed meanwhile.
-    if (this.open >= this.maxConnections) throw new TalonError('unavailable', 'too many WebSocket connections; retry later');
-    if ((this.perAddress.get(key) ?? 0) >= this.maxPerAddress)
-      throw new RateLimited('too many WebSocket connections from this address', 10);
+    this.checkCaps(key);
     this.open += 1;
     this.perAddress.set(key, (this.perAddress.get(key) ?? 0) + 1);
     this.wss.handleUpgrade(req, socket, head, (ws) => {

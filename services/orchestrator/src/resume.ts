@@ -25,6 +25,7 @@ import { deliverAndRecord } from './deliver.ts';
 import { doneRecord, progressFromProto, storedStatus, turnKey, type StoredTurn, type TurnStore } from './turn-state.ts';
 import { TurnRun, afterClaim, recoverParked, type ParkedFacts } from './turn-machine.ts';
 import { onFailure } from './turn.ts';
+import { countTurnStep } from './metrics.ts';
 
 /** A claim on one turn: every write is a compare-and-set on the revision this claim last wrote. */
 export class Claim {
@@ -272,7 +273,11 @@ export class TurnResumer {
   private async run(claim: Claim): Promise<void> {
     const t = claim.turn;
     const log = this.log;
-    const run = new TurnRun('parked', (from, event, to) => log.debug({ inbound_id: t.inboundId, from, event, to }, 'turn phase'));
+    // A resumed turn's computation ends like a fresh one's: counted in talon_turns_total by its outcome.
+    const run = new TurnRun('parked', (from, event, to) => {
+      countTurnStep(from, event);
+      log.debug({ inbound_id: t.inboundId, from, event, to }, 'turn phase');
+    });
     run.step('claimed');
     let inbound: InboundMessage;
     try {
