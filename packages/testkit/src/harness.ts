@@ -195,6 +195,9 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     VAULT_KDF_MEMORY_KIB: '19456',
     VAULT_KDF_PASSES: '2',
     TALON_SHUTDOWN_TIMEOUT_MS: '5000',
+    // One compile cache for every test platform (the same code each time): only the first
+    // start of a run compiles and strips types, the others load cached code.
+    NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'talon-test-compile-cache'),
     ...opts.env,
   };
   const platform = new Platform({

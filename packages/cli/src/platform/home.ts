@@ -34,6 +34,8 @@ export interface HomeLayout {
   egress: string;
   /** Ports files: each process writes the ports it bound here (its supervisor reads them). */
   run: string;
+  /** Node's compile cache for the platform's processes (a warm restart skips compiling and type stripping). */
+  compileCache: string;
 }
 
 export function layout(root: string): HomeLayout {
@@ -48,12 +50,13 @@ export function layout(root: string): HomeLayout {
     db: join(root, 'db'),
     egress: join(root, 'egress'),
     run: join(root, 'run'),
+    compileCache: join(root, 'cache', 'node'),
   };
 }
 
 export function prepareHome(root: string): HomeLayout {
   const l = layout(root);
-  for (const d of [l.root, l.pki, l.nats, l.natsStore, l.logs, l.db, l.egress, l.run]) ensureDir(d);
+  for (const d of [l.root, l.pki, l.nats, l.natsStore, l.logs, l.db, l.egress, l.run, l.compileCache]) ensureDir(d);
   return l;
 }
 

@@ -75,6 +75,8 @@ const PLATFORM_ONLY_KEYS = new Set([
 
 const START_ORDER: readonly ServiceName[] = ['memory', 'vault', 'egress', 'sandbox', 'orchestrator', 'gateway'];
 const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox', 'egress', 'vault', 'memory'];
+/** Services that keep tables: started once the database is ready (they get its URLs). */
+const DATABASE_SERVICES: ReadonlySet<ServiceName> = new Set<ServiceName>(['memory', 'vault']);
 
 /** The service an instance belongs to (`orchestrator-2` → `orchestrator`). */
 export function serviceOf(instance: string): ServiceName {
@@ -118,6 +120,8 @@ export class Platform {
   readonly ports: PlatformPorts;
   /** A running service whose ports report was unusable (waitHealthy fails with it). */
   private readonly reportFailures = new Map<string, Error>();
+  /** Services of a start in progress whose ports files their dependents may wait for (serviceEnv). */
+  private startingNow: ReadonlySet<ServiceName> = new Set();
   /** nats-server nodes; one unless `natsNodes` asks for a cluster. */
   private readonly natsProcs: Array<ManagedProcess | undefined> = [];
   /** Client and route ports of each nats-server node (node 0's client port is `ports.nats`). */
@@ -144,6 +148,11 @@ export class Platform {
       this.killAll();
       removeRunFile(this.home.root);
     });
+  }
+
+  /** Node's compile cache for every process started here (NODE_COMPILE_CACHE, else one under TALON_HOME). */
+  private get compileCache(): string {
+    return (this.opts.baseEnv ?? process.env).NODE_COMPILE_CACHE ?? this.home.compileCache;
   }
 
   /** Last resort on exit: SIGKILL whatever is still running. */
@@ -230,16 +239,32 @@ export class Platform {
     await this.checkSetPortsFree(services);
     assertHomeUntracked(this.home.root);
     await ensurePki(this.home, (what) => this.progress(`created ${what}`));
-    await this.startNats();
-    await this.startDatabase();
-    // All at once: a service that needs a peer's port waits for it inside (serviceEnv).
-    // START_ORDER puts peers first, so they are running when their dependents' env is built.
-    // With replicas, a client gets every replica's address: peers first report their ports.
     const replicated = SERVICES.some((s) => this.instanceNames(s).length > 1);
-    for (const s of START_ORDER) {
-      if (!services.includes(s)) continue;
-      this.startService(s);
-      if (replicated) await this.waitReported(this.instanceNames(s));
+    if (replicated) {
+      await this.startNats();
+      await this.startDatabase();
+      // With replicas, a client gets every replica's address: peers start first and report their ports.
+      for (const s of START_ORDER) {
+        if (!services.includes(s)) continue;
+        this.startService(s);
+        await this.waitReported(this.instanceNames(s));
+      }
+    } else {
+      // NATS and the database start side by side; the services that keep no table start as
+      // soon as NATS is up, and those that do once the database is ready. A service needing a
+      // peer's port not reported yet reads it from the peer's ports file (serviceEnv), so none
+      // waits for another to boot — a stale file from an earlier run is removed first.
+      const starting = START_ORDER.filter((s) => services.includes(s));
+      this.startingNow = new Set(starting);
+      for (const s of starting) rmSync(this.portsFile(s), { force: true });
+      const database = this.startDatabase();
+      // A failed database start is reported by the await below, not as an unhandled rejection.
+      database.catch(() => undefined);
+      await this.startNats();
+      for (const s of starting) if (!DATABASE_SERVICES.has(s)) this.startService(s);
+      await database;
+      for (const s of starting) if (DATABASE_SERVICES.has(s)) this.startService(s);
+      this.startingNow = new Set();
     }
     await this.waitHealthy(services);
     // Now the CLI can find it (endpoints.ts): the ports every process reported.
@@ -422,7 +447,7 @@ export class Platform {
           '--ports-file',
           portsFile,
         ],
-        env: { PATH: process.env.PATH, NODE_OPTIONS: '--max-old-space-size=2048' },
+        env: { PATH: process.env.PATH, NODE_OPTIONS: '--max-old-space-size=2048', NODE_COMPILE_CACHE: this.compileCache },
         logFile: this.logFile('pglite'),
       });
       this.pglite = pglite;
@@ -487,7 +512,7 @@ export class Platform {
         return;
       }
       const port = role === 'grpc' ? p.grpc[peer] : p.egressProxy;
-      if (port === 0 && this.procs.get(peer)?.running) {
+      if (port === 0 && (this.procs.get(peer)?.running || this.startingNow.has(peer))) {
         deferred[key] = { file: this.portsFile(peer), role, template };
         delete env[key];
       } else env[key] = template.replace('{port}', String(port));
@@ -501,6 +526,7 @@ export class Platform {
       PATH: base.PATH,
       HOME: base.HOME,
       NODE_ENV: base.NODE_ENV,
+      NODE_COMPILE_CACHE: this.compileCache,
       TALON_HOME: this.home.root,
       TALON_NATS_URL: this.natsUrl,
       OTEL_SERVICE_NAME: s,
