@@ -1,15 +1,23 @@
 // `talon up` cold start to all-healthy (fresh TALON_HOME: CA, certificates,
-// database initialisation), warm restart (existing TALON_HOME), ordered stop,
-// and idle RSS of every process of the platform.
-//   npm run bench:up
+// database initialisation), warm restarts (existing TALON_HOME; median of three),
+// ordered stop, and RSS of every process of the platform: idle after the cold start,
+// idle after a warm start, and idle again after 1000 turns (RSS growth).
+//   npm run bench:up [-- --turns 1000]
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
 import { SERVICES } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
-import { fmt, machine, rssMiB, table } from './lib.ts';
+import { startFakeLlm } from '@talon/testkit';
+import { fmt, machine, rssMiB, summarize, table } from './lib.ts';
+
+const { values } = parseArgs({ options: { turns: { type: 'string', default: '1000' } } });
+const TURNS = Number(values.turns);
+// The model the turns go to: a fake on loopback (the bench measures Talon, not a provider).
+const llm = await startFakeLlm();
 
 const home = mkdtempSync(join(tmpdir(), 'talon-bench-up-'));
 // Port 0 everywhere: each process binds a free port and `talon up` hands it on.
@@ -21,10 +29,23 @@ const env: Record<string, string> = {
   TALON_PGLITE_PORT: '0',
   EGRESS_PROXY_PORT: '0',
   TALON_LLM_API_KEY_SECRET: 'none',
+  TALON_LLM_BASE_URL: llm.url,
+  TALON_LLM_MODEL: 'fake-model',
+  TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${llm.port}`,
+  TALON_LOG_LEVEL: 'warn',
+  GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000',
+  GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000',
   ...Object.fromEntries(SERVICES.map((s) => [`${s.toUpperCase()}_GRPC_PORT`, '0'])),
 };
 
-async function up(): Promise<{ child: ChildProcess; ms: number }> {
+/** The gateway's port from `talon up`'s output (it binds 0 here). */
+function gatewayPort(out: string): string {
+  const m = /http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+  if (!m) throw new Error(`no gateway address in talon up's output:\n${out}`);
+  return m[1]!;
+}
+
+async function up(): Promise<{ child: ChildProcess; ms: number; out: string }> {
   const t0 = performance.now();
   const child = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), 'up'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -33,11 +54,11 @@ async function up(): Promise<{ child: ChildProcess; ms: number }> {
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('Talon is up')) resolve();
+      if (out.includes('Talon is up') && /Gateway\s+http/.test(out)) resolve();
     });
     child.once('exit', (code) => reject(new Error(`talon up exited ${code}: ${out}${err}`)));
   });
-  return { child, ms: performance.now() - t0 };
+  return { child, ms: performance.now() - t0, out };
 }
 
 async function down(child: ChildProcess): Promise<number> {
@@ -67,17 +88,58 @@ function descendants(pid: number): Array<{ pid: number; name: string }> {
   });
 }
 
-console.log(`bench:up on ${machine()}`);
+/** RSS (MiB) of every process of the platform started by `child`, the supervisor included. */
+function rssTable(child: ChildProcess): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const p of descendants(child.pid!)) out.set(`${p.name} (${p.pid})`, rssMiB(p.pid) || 0);
+  out.set('talon up (supervisor)', rssMiB(child.pid!) || 0);
+  return out;
+}
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+
+function printRss(title: string, m: Map<string, number>): void {
+  const rows = [...m].map(([name, mib]) => [name, fmt(mib, 1)] as const);
+  console.log(`\n${title}:\n${table(['process', 'RSS MiB'], [...rows, ['TOTAL', fmt(sum(m), 1)]])}`);
+}
+
+/** Runs `n` chat turns through the gateway, 8 at a time; resolves to their count per second. */
+async function turns(n: number, gatewayPort: string): Promise<number> {
+  const cli = (...args: string[]) =>
+    execFileSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), ...args], {
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const token = cli('token', 'create', '--name', `bench-${Date.now()}`).trim();
+  const gateway = `http://127.0.0.1:${gatewayPort}`;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < n) {
+        const i = next++;
+        const res = await fetch(`${gateway}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-talon-conversation': `bench-${i % 32}` },
+          body: JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how much memory does this take?` }] }),
+        });
+        const text = await res.text();
+        if (res.status !== 200) throw new Error(`turn ${i}: HTTP ${res.status} ${text}`);
+      }
+    }),
+  );
+  return n / ((performance.now() - t0) / 1000);
+}
+
+console.log(
+  `bench:up on ${machine()}; load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')} at the start`,
+);
 const cold = await up();
 console.log(`cold start (fresh TALON_HOME) to all healthy: ${fmt(cold.ms / 1000)} s`);
 await sleep(10_000);
-const procs = descendants(cold.child.pid!);
-const rows = procs.map((p) => [p.name, p.pid, fmt(rssMiB(p.pid), 1)] as const);
-const total = procs.reduce((a, p) => a + (rssMiB(p.pid) || 0), 0);
-const supervisor = rssMiB(cold.child.pid!);
-console.log(
-  `\nidle RSS after 10 s (MiB):\n${table(['process', 'pid', 'RSS MiB'], [...rows, ['talon up (supervisor)', cold.child.pid!, fmt(supervisor, 1)], ['TOTAL', '', fmt(total + supervisor, 1)]])}`,
-);
+printRss('idle RSS 10 s after the cold start (MiB)', rssTable(cold.child));
 const stop1 = await down(cold.child);
 console.log(`\nordered stop: ${fmt(stop1 / 1000)} s`);
 const warm: number[] = [];
@@ -86,5 +148,41 @@ for (let i = 0; i < 3; i++) {
   warm.push(w.ms);
   await down(w.child);
 }
-console.log(`warm restart (existing TALON_HOME) to all healthy: ${warm.map((m) => fmt(m / 1000)).join(' s, ')} s`);
+console.log(
+  `warm restart (existing TALON_HOME) to all healthy: ${warm.map((m) => fmt(m / 1000)).join(' s, ')} s; median ${fmt(summarize(warm).p50 / 1000)} s`,
+);
+
+// The platform as it runs after a restart: idle, then after TURNS turns, idle again.
+const running = await up();
+await sleep(10_000);
+const idle = rssTable(running.child);
+printRss('idle RSS 10 s after a warm start (MiB)', idle);
+// A tenth of the turns first: what they add is warm-up (pools, JIT code, caches), what the
+// rest add is growth that keeps going.
+const port = gatewayPort(running.out);
+const warmTurns = Math.round(TURNS / 10);
+await turns(warmTurns, port);
+await sleep(10_000);
+const warmed = rssTable(running.child);
+const rate = await turns(TURNS - warmTurns, port);
+await sleep(10_000);
+const after = rssTable(running.child);
+console.log(`\n${TURNS} turns at 8 concurrent (the last ${TURNS - warmTurns}: ${fmt(rate, 0)} turns/s)`);
+const growth = (from: number, to: number) => fmt(((to - from) / from) * 100, 1);
+console.log(
+  `\nRSS idle 10 s after a warm start, after ${warmTurns} turns and after ${TURNS} turns (MiB):\n${table(
+    ['process', 'idle', `after ${warmTurns}`, `after ${TURNS}`, `growth idle→${TURNS} %`, `growth ${warmTurns}→${TURNS} %`],
+    [
+      ...[...idle].map(([name, mib]) => {
+        const w = warmed.get(name) ?? Number.NaN;
+        const a = after.get(name) ?? Number.NaN;
+        return [name, fmt(mib, 1), fmt(w, 1), fmt(a, 1), growth(mib, a), growth(w, a)];
+      }),
+      ['TOTAL', fmt(sum(idle), 1), fmt(sum(warmed), 1), fmt(sum(after), 1), growth(sum(idle), sum(after)), growth(sum(warmed), sum(after))],
+    ],
+  )}`,
+);
+console.log('targets: idle RSS under 700 MiB (embedded database); RSS growth over 1000 turns under 10 %');
+await down(running.child);
+await llm.close();
 rmSync(home, { recursive: true, force: true });
