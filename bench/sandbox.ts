@@ -1,6 +1,7 @@
 // Sandbox benchmark: what running a skill through NATS and a sandbox node costs over
 // calling the same Extism function in-process, cold loads, throughput with one and two
-// nodes, and idle memory. Prints figures; it is not a test.
+// nodes, the first call from a node whose plugin hosts were retired (host start
+// included) and memory with and without hosts. Prints figures; it is not a test.
 //
 //   node_modules/.bin/node bench/sandbox.ts [--calls 2000] [--seconds 5]
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -81,13 +82,35 @@ async function throughput(nc: NatsConnection, inFlight: number): Promise<number>
   return done / SECONDS;
 }
 
+const children = (pid: number): number[] =>
+  readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+const ownRssKb = (p: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+
 function rssKb(pid: number): number {
-  const kb = (p: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
-  let total = kb(pid);
-  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  for (const c of children) total += kb(c);
+  let total = ownRssKb(pid);
+  for (const c of children(pid)) total += ownRssKb(c);
   return total;
 }
+
+/** Plugin hosts of a node: its children running child.ts. */
+const pluginHosts = (pid: number): number =>
+  children(pid).filter((c) => {
+    try {
+      return readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('child.ts');
+    } catch {
+      return false;
+    }
+  }).length;
+
+async function untilHosts(pid: number, n: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (pluginHosts(pid) !== n) {
+    if (Date.now() > deadline) throw new Error(`the node did not reach ${n} plugin hosts`);
+    await new Promise((res) => setTimeout(res, 10));
+  }
+}
+
+const median = (xs: number[]) => pct(xs, 0.5);
 
 async function onePageModule(dataBytes: number): Promise<Uint8Array> {
   const wabt = await wabtInit();
@@ -163,7 +186,7 @@ async function main(): Promise<void> {
       transport.push(performance.now() - t0);
     }
     echo.kill();
-    console.log('\nThrough NATS request/reply and a sandbox node (4 plugin hosts, child processes):');
+    console.log('\nThrough NATS request/reply and a sandbox node (plugin hosts: child processes started on demand):');
     line('NATS request/reply to an echo process', transport);
     line('invocation round trip', viaNats);
     console.log(
@@ -204,18 +227,9 @@ async function main(): Promise<void> {
     const coldDisk = performance.now() - t;
     console.log(`\nCold load of a ${(big.length / 1048576).toFixed(2)} MiB plugin (first call):`);
     console.log(`  running node, not yet fetched:               ${cold.toFixed(1)} ms`);
-    console.log(`  restarted node, empty caches:                ${coldFresh.toFixed(1)} ms`);
-    console.log(`  restarted node, verified disk cache:         ${coldDisk.toFixed(1)} ms`);
+    console.log(`  restarted node, empty caches, host start:   ${coldFresh.toFixed(1)} ms`);
+    console.log(`  restarted node, disk cache, host start:     ${coldDisk.toFixed(1)} ms`);
     console.log(`  warm calls of the same plugin:               p50 ${pct(warmBig, 0.5).toFixed(2)} ms`);
-
-    for (let i = 0; i < 100; i++) await request(nc, 'unit-convert');
-    await new Promise((res) => setTimeout(res, 2000));
-    const pid1 = tp.platform.process('sandbox')!.pid!;
-    const idle = rssKb(pid1);
-    console.log(`\nIdle RSS per node (node process + 4 plugin hosts): ${(idle / 1024).toFixed(0)} MiB`);
-    console.log(
-      `  of which the node process:                   ${(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid1}/status`, 'utf8'))?.[1]) / 1024).toFixed(0)} MiB`,
-    );
 
     console.log('\nThroughput (unit-convert, 32 calls in flight, on this 2-core machine):');
     const one = await throughput(nc, 32);
@@ -223,6 +237,8 @@ async function main(): Promise<void> {
     const env = {
       ...tp.platform.serviceEnv('sandbox'),
       SANDBOX_GRPC_PORT: '0',
+      SANDBOX_INTERNAL_PORT: '0',
+      TALON_PORTS_FILE: '', // the platform's node reports its ports there; this one reports none
       SANDBOX_CACHE_DIR: join(tp.home, 'sandbox', 'cache-2'),
       TALON_LOG_LEVEL: 'info',
     };
@@ -230,10 +246,51 @@ async function main(): Promise<void> {
       env,
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    await new Promise<void>((res) => second!.stdout!.on('data', (d: Buffer) => d.toString().includes('sandbox ready') && res()));
+    await new Promise<void>((res, rej) => {
+      second!.stdout!.on('data', (d: Buffer) => d.toString().includes('sandbox ready') && res());
+      second!.once('exit', (code) => rej(new Error(`the second sandbox node exited (${code})`)));
+    });
     for (let i = 0; i < 100; i++) await request(nc, 'unit-convert');
     const two = await throughput(nc, 32);
     console.log(`  2 nodes: ${two.toFixed(0)} invocations/s (both nodes share the same 2 cores)`);
+    second.kill('SIGTERM');
+
+    // Hosts are retired after SANDBOX_HOST_IDLE_MS without work: shortened here so that each
+    // cold sample waits 0.3 s, not a minute. The node keeps its verified module in memory,
+    // so a cold call pays the host start (process, Extism, compile) and nothing else.
+    Object.assign(tp.platform.opts.env!, { SANDBOX_HOST_IDLE_MS: '300' });
+    await tp.platform.stopService('sandbox');
+    tp.platform.startService('sandbox');
+    await tp.platform.waitHealthy(['sandbox']);
+    const pid = tp.platform.process('sandbox')!.pid!;
+    const readyHosts = pluginHosts(pid);
+    await request(nc, 'unit-convert'); // the node reads and verifies the skill once
+    const coldCalls: number[] = [];
+    const warmCalls: number[] = [];
+    let rssOneHost = 0;
+    let rssIdle = 0;
+    for (let i = 0; i < 9; i++) {
+      await untilHosts(pid, 0);
+      rssIdle = rssKb(pid);
+      t = performance.now();
+      r = await request(nc, 'unit-convert');
+      coldCalls.push(performance.now() - t);
+      if (r.error) throw new Error(JSON.stringify(r.error));
+      for (let j = 0; j < 9; j++) {
+        t = performance.now();
+        await request(nc, 'unit-convert');
+        warmCalls.push(performance.now() - t);
+      }
+      rssOneHost = rssKb(pid);
+    }
+    console.log('\nFirst call after the node went idle (SANDBOX_HOST_IDLE_MS=300; 9 cold samples, 81 warm):');
+    console.log(`  plugin hosts when the node is ready:         ${readyHosts}`);
+    const range = (xs: number[], d: number) => `(${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)})`;
+    console.log(`  first call from a cold node (host start included): median ${median(coldCalls).toFixed(1)} ms ${range(coldCalls, 1)}`);
+    console.log(`  warm call:                                   median ${median(warmCalls).toFixed(2)} ms ${range(warmCalls, 2)}`);
+    console.log(
+      `\nRSS per node: idle, hosts retired ${(rssIdle / 1024).toFixed(0)} MiB; with one plugin host ${(rssOneHost / 1024).toFixed(0)} MiB`,
+    );
   } finally {
     second?.kill('SIGTERM');
     await tp?.stop();

@@ -78,7 +78,7 @@ describe('metrics', () => {
       assert.equal(head.status, 200);
     }
     assert.equal(sampleSum(await metricsOf('vault'), 'talon_vault_sealed'), 1, 'started without a passphrase: sealed');
-    assert.ok(sampleSum(await metricsOf('sandbox'), 'talon_sandbox_hosts') > 0, 'plugin hosts are running');
+    assert.equal(sampleSum(await metricsOf('sandbox'), 'talon_sandbox_hosts'), 0, 'no plugin host before the first skill call');
     const orch = await metricsOf('orchestrator');
     assert.ok(
       orch.samples.some(
@@ -179,6 +179,8 @@ describe('metrics', () => {
       sampleSum(after1, 'talon_sandbox_invocation_duration_seconds_count') >
         sampleSum(before, 'talon_sandbox_invocation_duration_seconds_count'),
     );
+    // The call started a plugin host, which stays until SANDBOX_HOST_IDLE_MS (a minute) passes idle.
+    assert.equal(sampleSum(after1, 'talon_sandbox_hosts'), 1, 'one call, one plugin host');
   });
 
   it('no label value carries a token, a secret, a user text or an id', async () => {

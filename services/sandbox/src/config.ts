@@ -7,9 +7,21 @@ export function sandboxSpec(env: Record<string, string | undefined> = process.en
     ...commonFields('sandbox', env),
     ...natsFields('sandbox', env),
     concurrency: int('SANDBOX_CONCURRENCY', {
-      doc: 'Plugin host processes of one sandbox node, i.e. skill calls it runs at once.',
+      doc: 'Most plugin host processes of one sandbox node, i.e. skill calls it runs at once. Hosts are started when calls need them (~80 MiB resident each).',
       default: 4,
       min: 1,
+      max: 256,
+    }),
+    hostIdleMs: int('SANDBOX_HOST_IDLE_MS', {
+      doc: 'A plugin host idle this long (ms) is stopped, so an idle node holds no host memory; the next call starts one again (0: never stop).',
+      default: 60_000,
+      min: 0,
+      max: 86_400_000,
+    }),
+    hostMinIdle: int('SANDBOX_HOST_MIN_IDLE', {
+      doc: 'Plugin hosts kept started while the node is idle (started before the node is ready, never stopped for idleness, capped at SANDBOX_CONCURRENCY): latency of a first call over ~80 MiB each.',
+      default: 0,
+      min: 0,
       max: 256,
     }),
     perSkillConcurrency: int('SANDBOX_PER_SKILL_CONCURRENCY', {

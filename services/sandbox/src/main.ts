@@ -56,8 +56,11 @@ runMain('sandbox', async () => {
     heapMb: cfg.hostHeapMb,
     rssLimitBytes: cfg.hostMaxRssMb * 1024 * 1024,
     warmTimeoutMs: Math.min(cfg.maxTimeoutMs, 10_000),
+    idleMs: cfg.hostIdleMs,
+    minIdle: cfg.hostMinIdle,
     log,
   });
+  // Hosts start with the first calls; only a warm minimum (SANDBOX_HOST_MIN_IDLE) is awaited here.
   await pool.start();
   const node = `${hostname()}:${process.pid}`;
   const invoker = new Invoker({
@@ -121,5 +124,5 @@ runMain('sandbox', async () => {
       }
     }
   });
-  log.info({ concurrency: cfg.concurrency, egress: cfg.egressUrl, node }, 'sandbox ready');
+  log.info({ concurrency: cfg.concurrency, warm_hosts: pool.size, egress: cfg.egressUrl, node }, 'sandbox ready');
 });

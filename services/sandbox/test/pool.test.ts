@@ -1,5 +1,6 @@
 // The plugin host pool against real hostile modules from the corpus: every limit is
-// hit for real, and after each one the pool still answers other calls.
+// hit for real, and after each one the pool still answers other calls. And its life
+// cycle: no host at rest, hosts started by calls up to the pool size, retired when idle.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -33,8 +34,15 @@ function job(group: 'examples' | 'malicious', name: string, over: Partial<HostJo
   };
 }
 
-const convert = (deadlineMs = 5000) =>
-  job('examples', 'unit-convert', { deadline: Date.now() + deadlineMs }, '{"value":1,"from":"km","to":"m"}');
+const convert = (deadlineMs = 5000, skillKey = 'unit-convert@1.0.0') =>
+  job('examples', 'unit-convert', { deadline: Date.now() + deadlineMs, skillKey }, '{"value":1,"from":"km","to":"m"}');
+
+/** Starts `n` hosts: `n` concurrent calls under distinct skill keys, so no per-skill share holds them back. */
+async function warmUp(pool: HostPool, n: number): Promise<void> {
+  const rs = await Promise.all(Array.from({ length: n }, (_, i) => pool.run(convert(30_000, `warm-${i}@1.0.0`))));
+  for (const r of rs) assert.equal(r.ok, true, JSON.stringify(r.error));
+  await until(() => pool.idleHosts() === n, `${n} hosts idle`);
+}
 
 /** Polls a condition of the pool until it holds (a replaced host takes a while to start on a busy machine). */
 async function until(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
@@ -57,14 +65,17 @@ describe('plugin host pool', () => {
   });
 
   it('runs a call and returns its output', async () => {
-    const r = await pool.run(convert());
+    assert.equal(pool.size, 0, 'no host before the first call');
+    const r = await pool.run(convert(30_000));
     assert.equal(r.ok, true, JSON.stringify(r.error));
     assert.equal(Buffer.from(r.output!).toString(), '{"value":1000,"unit":"m"}');
   });
 
-  it('kills an infinite loop at its deadline, replaces the host, and serves others meanwhile', async () => {
-    await until(() => pool.idleHosts() === 2, 'both hosts idle');
+  it('kills an infinite loop at its deadline, serves others meanwhile, and starts a host again only for work', async () => {
+    await warmUp(pool, 2);
     const pids = pool.pids();
+    const started = pool.counters.started;
+    const killed = pool.counters.killed;
     const t0 = Date.now();
     const loop = pool.run(job('malicious', 'infinite-loop', { deadline: Date.now() + 2000 }));
     let loopDone = false;
@@ -78,8 +89,15 @@ describe('plugin host pool', () => {
     assert.equal(r.error?.code, 'timeout');
     assert.ok(r.hostReplaced);
     assert.ok(took >= 1990 && took < 5000, `stopped at the deadline (${took} ms)`);
-    await until(() => pool.size === 2 && pool.pids().some((p) => !pids.includes(p)), 'a replacement host was started');
-    assert.equal((await pool.run(convert())).ok, true);
+    // Nothing waits, so the killed host is not replaced (a replacement would keep the size at 2).
+    await until(() => pool.counters.killed === killed + 1 && pool.size === 1, 'the killed host gone');
+    assert.equal(pool.counters.started, started, 'no replacement started without work');
+    assert.equal(pool.counters.crashed, 0);
+    assert.ok(pids.includes(pool.pids()[0]!), 'the surviving host is one of the two');
+    // Two calls at once need the second host again: it is started then.
+    const [a, b] = await Promise.all([pool.run(convert(30_000, 'a@1')), pool.run(convert(30_000, 'b@1'))]);
+    assert.equal(a.ok && b.ok, true);
+    assert.equal(pool.counters.started, started + 1);
   });
 
   it('contains memory.grow bombs at the declared maximum, without killing the host', async () => {
@@ -120,8 +138,8 @@ describe('plugin host pool', () => {
   });
 
   it('gives one skill at most its share of hosts and refuses work beyond the queue', async () => {
-    // Both hosts free, so "a host is idle" below is a fact, not a hope.
-    await until(() => pool.idleHosts() === 2, 'both hosts idle');
+    // Both hosts started and free, so "a host is idle" below is a fact, not a hope.
+    await warmUp(pool, 2);
     // perSkill = 1: a second loop waits although a host is idle; another skill does not.
     const a = pool.run(job('malicious', 'infinite-loop', { deadline: Date.now() + 900 }));
     const b = pool.run(job('malicious', 'infinite-loop', { deadline: Date.now() + 500 }));
@@ -133,7 +151,6 @@ describe('plugin host pool', () => {
     assert.equal(rb.error?.code, 'timeout');
     assert.match(rb.error!.message, /before a plugin host became free/);
     await a;
-    await until(() => pool.idleHosts() === 2, 'the killed host replaced');
     const flood = Array.from({ length: 8 }, () => pool.run(job('malicious', 'infinite-loop', { deadline: Date.now() + 300 })));
     const codes = (await Promise.all(flood)).map((r) => r.error?.code);
     assert.ok(codes.includes('busy'), `queue limit enforced: ${codes.join(',')}`);
@@ -141,8 +158,95 @@ describe('plugin host pool', () => {
   });
 });
 
+describe('plugin host life cycle', () => {
+  before(ensureSkillsBuilt);
+
+  it('runs no host at rest, starts one per call that needs it up to the size, and retires idle ones', async () => {
+    const pool = new HostPool({
+      size: 2,
+      perSkill: 2,
+      queueLimit: 8,
+      heapMb: 96,
+      rssLimitBytes: 400 * 1048576,
+      warmTimeoutMs: 2000,
+      idleMs: 300,
+      log,
+    });
+    try {
+      await pool.start();
+      assert.equal(pool.size, 0, 'a node at rest has no plugin host');
+      const first = await pool.run(convert(30_000));
+      assert.equal(first.ok, true, JSON.stringify(first.error));
+      assert.equal(pool.counters.started, 1);
+      await until(() => pool.size === 0, 'the idle host retired');
+      assert.deepEqual(
+        { retired: pool.counters.retired, killed: pool.counters.killed, crashed: pool.counters.crashed },
+        { retired: 1, killed: 0, crashed: 0 },
+        'retiring is not a failure',
+      );
+
+      // Five calls at once: two hosts start (the size), the other calls wait for them.
+      const calls = Array.from({ length: 5 }, (_, i) => pool.run(convert(30_000, `c${i}@1`)));
+      assert.equal(pool.size, 2, 'hosts started for the waiting calls, no more than the size');
+      const rs = await Promise.all(calls);
+      assert.ok(
+        rs.every((r) => r.ok),
+        JSON.stringify(rs.map((r) => r.error)),
+      );
+      assert.equal(pool.counters.started, 3, 'two more hosts, no more');
+      await until(() => pool.size === 0, 'both hosts retired');
+
+      // A host killed at its deadline is not replaced while nothing waits.
+      const loop = await pool.run(job('malicious', 'infinite-loop', { deadline: Date.now() + 1500 }));
+      assert.equal(loop.error?.code, 'timeout');
+      assert.ok(loop.hostReplaced);
+      await until(() => pool.counters.killed === 1 && pool.size === 0, 'the killed host gone');
+      assert.equal(pool.counters.started, 4, 'no replacement without work');
+      assert.equal((await pool.run(convert(30_000))).ok, true, 'the next call starts a host');
+      assert.equal(pool.counters.started, 5);
+      await until(() => pool.size === 0, 'that host retired too');
+      assert.equal(pool.counters.crashed, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('keeps a warm minimum: started before start() returns, never retired, replaced after a kill', async () => {
+    const pool = new HostPool({
+      size: 2,
+      minIdle: 1,
+      perSkill: 2,
+      queueLimit: 8,
+      heapMb: 96,
+      rssLimitBytes: 400 * 1048576,
+      warmTimeoutMs: 2000,
+      idleMs: 300,
+      log,
+    });
+    try {
+      await pool.start();
+      assert.equal(pool.idleHosts(), 1, 'the warm host is ready when start() returns');
+      // Two calls at once: the warm host takes one, a second host is started for the other.
+      const rs = await Promise.all([pool.run(convert(30_000, 'a@1')), pool.run(convert(30_000, 'b@1'))]);
+      assert.ok(
+        rs.every((r) => r.ok),
+        JSON.stringify(rs.map((r) => r.error)),
+      );
+      assert.equal(pool.counters.started, 2);
+      await until(() => pool.counters.retired === 1 && pool.size === 1, 'the host above the minimum retired');
+      const loop = await pool.run(job('malicious', 'infinite-loop', { deadline: Date.now() + 1500 }));
+      assert.equal(loop.error?.code, 'timeout');
+      await until(() => pool.counters.killed === 1 && pool.idleHosts() === 1, 'the minimum restored after the kill');
+      assert.equal(pool.counters.retired, 1, 'the minimum is not retired');
+      assert.equal(pool.counters.crashed, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
 describe('plugin host memory ceiling', () => {
-  it('kills a host whose resident memory passes the ceiling and replaces it', async () => {
+  it('kills a host whose resident memory passes the ceiling; the next call gets a fresh one', async () => {
     await ensureSkillsBuilt();
     const wabt = await wabtInit();
     // 256 MiB declared maximum: within its own limit, above this pool's 120 MiB ceiling.
@@ -171,8 +275,8 @@ describe('plugin host memory ceiling', () => {
       });
       assert.equal(r.error?.code, 'memory_limit', JSON.stringify(r.error));
       assert.ok(r.hostReplaced, 'the host was killed by the ceiling, not by the module limit');
-      await until(() => pool.idleHosts() === 1, 'the killed host replaced');
-      assert.equal((await pool.run(convert())).ok, true);
+      await until(() => pool.size === 0 && pool.counters.killed === 1, 'the killed host gone');
+      assert.equal((await pool.run(convert(30_000))).ok, true, 'the next call starts a fresh host');
     } finally {
       await pool.close();
     }
@@ -186,7 +290,7 @@ describe('orphaned plugin hosts', () => {
       import { readFileSync } from 'node:fs';
       import { createLogger } from '@talon/kit/log';
       import { HostPool } from './services/sandbox/src/host/pool.ts';
-      const pool = new HostPool({ size: 1, perSkill: 1, queueLimit: 1, heapMb: 64, rssLimitBytes: 1 << 30, warmTimeoutMs: 1000, log: createLogger({ service: 'x', level: 'silent' }) });
+      const pool = new HostPool({ size: 1, minIdle: 1, perSkill: 1, queueLimit: 1, heapMb: 64, rssLimitBytes: 1 << 30, warmTimeoutMs: 1000, log: createLogger({ service: 'x', level: 'silent' }) });
       await pool.start();
       const wasm = new Uint8Array(readFileSync(${JSON.stringify(join(builtSkill('malicious', 'infinite-loop'), 'skill.wasm'))}));
       void pool.run({ skillKey: 'l@1', sha256: 'x', wasm, entrypoint: 'run', input: '{}', inputSchema: '{"type":"object"}', maxPages: 1,

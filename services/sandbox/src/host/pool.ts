@@ -1,8 +1,10 @@
-// The plugin host pool of one sandbox node: a fixed number of child processes, each
-// running one plugin call at a time. The pool enforces what a plugin cannot be
-// trusted to respect: the wall-clock deadline (SIGKILL and a fresh host), a resident
-// memory ceiling per host, a per-skill share of the hosts (one slow skill cannot take
-// them all) and a bounded queue (excess work is refused, not buffered forever).
+// The plugin host pool of one sandbox node: up to `size` child processes, each running
+// one plugin call at a time. Hosts are started when a call finds none free and stopped
+// after `idleMs` without work (each costs ~80 MiB resident), so an idle node runs none
+// unless `minIdle` keeps some warm. The pool enforces what a plugin cannot be trusted
+// to respect: the wall-clock deadline (SIGKILL; a fresh host when work needs one), a
+// resident memory ceiling per host, a per-skill share of the hosts (one slow skill
+// cannot take them all) and a bounded queue (excess work is refused, not buffered forever).
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -54,6 +56,10 @@ export interface PoolOptions {
   rssLimitBytes: number;
   /** Time a host may take to prepare its next instance after a call. */
   warmTimeoutMs: number;
+  /** A host idle this long (ms) is stopped; 0 or absent: never. */
+  idleMs?: number;
+  /** Hosts kept started while the node is idle (started by `start()`, never retired); default 0. */
+  minIdle?: number;
   log: Logger;
 }
 
@@ -123,7 +129,8 @@ class PluginHost {
   active: Active | undefined;
   /** Modules this host has compiled (advisory: the child asks again if it evicted one). */
   readonly warm = new Set<string>();
-  killReason: 'timeout' | 'memory' | 'warm_timeout' | 'shutdown' | undefined;
+  /** Why the pool killed it ('idle': retired after idleMs without work, not a failure). */
+  killReason: 'timeout' | 'memory' | 'warm_timeout' | 'idle' | 'shutdown' | undefined;
   /** Module the host is preparing a fresh instance of (state "warming"). */
   warmingSha: string | undefined;
   /** When the host last finished a call: the most recent one has the hottest caches. */
@@ -131,6 +138,8 @@ class PluginHost {
   /** The last call the host finished; only its `idle` counts (earlier ones are stale). */
   lastDoneId = 0;
   warmTimer: NodeJS.Timeout | undefined;
+  /** Runs only while the host is idle (unref'd): retires it after idleMs. */
+  idleTimer: NodeJS.Timeout | undefined;
   stderrTail = '';
   readonly ready: Promise<void>;
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
@@ -196,16 +205,23 @@ export class HostPool {
   private closed = false;
   private rssTimer: NodeJS.Timeout | undefined;
   private consecutiveStartFailures = 0;
-  /** Counters for metrics and tests. */
-  readonly counters = { started: 0, killed: 0, crashed: 0, completed: 0, refusedBusy: 0 };
+  /** After failed starts: no host is started before this (epoch ms). */
+  private nextStartAt = 0;
+  /** Set only while work waits out that backoff. */
+  private startTimer: NodeJS.Timeout | undefined;
+  private readonly minIdle: number;
+  /** Counters for metrics and tests (`retired`: stopped after idleMs, not a failure). */
+  readonly counters = { started: 0, retired: 0, killed: 0, crashed: 0, completed: 0, refusedBusy: 0 };
 
   constructor(opts: PoolOptions) {
     this.opts = opts;
+    this.minIdle = Math.min(opts.size, Math.max(0, opts.minIdle ?? 0));
   }
 
+  /** Starts the `minIdle` warm hosts and waits for them; with none (the default) it returns at once. */
   async start(): Promise<void> {
-    const hosts = Array.from({ length: this.opts.size }, () => this.spawn());
-    await Promise.all(hosts.map((h) => h.ready));
+    this.dispatch();
+    await Promise.all([...this.hosts].map((h) => h.ready));
   }
 
   /** Watches hosts' memory while one loads or runs a plugin; an idle node has no timer (a quiet idle). */
@@ -237,16 +253,6 @@ export class HostPool {
 
   run(job: HostJob): Promise<HostOutcome> {
     if (this.closed) return Promise.resolve(this.failure('unavailable', 'the sandbox node is shutting down', 0));
-    if (this.queue.length >= this.opts.queueLimit) {
-      this.counters.refusedBusy += 1;
-      return Promise.resolve(
-        this.failure(
-          'busy',
-          `this sandbox node is at capacity (${this.opts.size} running, ${this.queue.length} queued); retry or add sandbox nodes`,
-          0,
-        ),
-      );
-    }
     return new Promise((resolveRun) => {
       const enqueuedAt = Date.now();
       const entry = {
@@ -264,12 +270,27 @@ export class HostPool {
       };
       this.queue.push(entry);
       this.dispatch();
+      // A call waiting for a host started for it is not queued beyond capacity: only the
+      // rest counts against the limit (a cold node takes the same burst as a warm one).
+      if (this.queue.includes(entry) && this.queue.length > this.opts.queueLimit + this.count('starting')) {
+        this.queue.splice(this.queue.indexOf(entry), 1);
+        clearTimeout(entry.timer);
+        this.counters.refusedBusy += 1;
+        resolveRun(
+          this.failure(
+            'busy',
+            `this sandbox node is at capacity (${this.opts.size} hosts, ${this.queue.length} queued); retry or add sandbox nodes`,
+            0,
+          ),
+        );
+      }
     });
   }
 
   async close(): Promise<void> {
     this.closed = true;
     if (this.rssTimer) clearInterval(this.rssTimer);
+    if (this.startTimer) clearTimeout(this.startTimer);
     for (const q of this.queue.splice(0)) {
       clearTimeout(q.timer);
       q.resolve(this.failure('unavailable', 'the sandbox node is shutting down', Date.now() - q.enqueuedAt));
@@ -283,6 +304,12 @@ export class HostPool {
     return { ok: false, error: { code, message }, logs: [], queuedMs, hostReplaced: false };
   }
 
+  private count(state: HostState): number {
+    let n = 0;
+    for (const h of this.hosts) if (h.state === state) n += 1;
+    return n;
+  }
+
   private spawn(): PluginHost {
     const h = new PluginHost(this.opts.heapMb);
     this.counters.started += 1;
@@ -291,7 +318,8 @@ export class HostPool {
     h.ready.then(
       () => {
         this.consecutiveStartFailures = 0;
-        if (h.state === 'starting') h.state = 'idle';
+        this.nextStartAt = 0;
+        if (h.state === 'starting') this.becomeIdle(h);
         this.dispatch();
       },
       () => undefined,
@@ -300,12 +328,33 @@ export class HostPool {
     return h;
   }
 
+  /** A host with nothing to do: it is retired after idleMs unless work comes first (assign clears the timer). */
+  private becomeIdle(h: PluginHost): void {
+    h.state = 'idle';
+    const idleMs = this.opts.idleMs ?? 0;
+    if (idleMs <= 0 || this.closed) return;
+    if (h.idleTimer) clearTimeout(h.idleTimer);
+    h.idleTimer = setTimeout(() => {
+      h.idleTimer = undefined;
+      if (h.state !== 'idle' || this.closed) return;
+      // The warm minimum stays; it needs no timer (a quiet idle), so none is set again.
+      let live = 0;
+      for (const o of this.hosts) if (o.killReason === undefined) live += 1;
+      if (live <= this.minIdle) return;
+      h.state = 'dead';
+      h.kill('idle');
+    }, idleMs);
+    h.idleTimer.unref();
+  }
+
   private onExit(h: PluginHost, info: { code: number | null; signal: string | null }): void {
     const wasStarting = h.state === 'starting';
     h.state = 'dead';
     if (h.warmTimer) clearTimeout(h.warmTimer);
+    if (h.idleTimer) clearTimeout(h.idleTimer);
     this.hosts.delete(h);
-    if (h.killReason && h.killReason !== 'shutdown') this.counters.killed += 1;
+    if (h.killReason === 'idle') this.counters.retired += 1;
+    else if (h.killReason && h.killReason !== 'shutdown') this.counters.killed += 1;
     else if (!this.closed) this.counters.crashed += 1;
     const a = h.active;
     if (a) {
@@ -318,17 +367,14 @@ export class HostPool {
       this.finish(a, { ok: false, error, logs: [], queuedMs: a.queuedMs, hostReplaced: true });
     }
     if (this.closed) return;
-    if (h.killReason !== 'timeout' && h.killReason !== 'memory' && h.killReason !== 'warm_timeout') {
-      this.opts.log.warn(
-        { code: info.code, signal: info.signal, stderr: h.stderrTail.slice(-500) },
-        'plugin host exited; starting a new one',
-      );
+    if (h.killReason === undefined) {
+      this.opts.log.warn({ code: info.code, signal: info.signal, stderr: h.stderrTail.slice(-500) }, 'plugin host exited unexpectedly');
     }
-    if (wasStarting) this.consecutiveStartFailures += 1;
-    const delay = this.consecutiveStartFailures === 0 ? 0 : Math.min(5000, 100 * 2 ** this.consecutiveStartFailures);
-    setTimeout(() => {
-      if (!this.closed) this.spawn();
-    }, delay).unref();
+    if (wasStarting) {
+      this.consecutiveStartFailures += 1;
+      this.nextStartAt = Date.now() + Math.min(5000, 100 * 2 ** this.consecutiveStartFailures);
+    }
+    // No eager replacement: dispatch starts one if work waits or the warm minimum needs it.
     this.dispatch();
   }
 
@@ -382,7 +428,7 @@ export class HostPool {
         if (h.state !== 'warming' || m.id !== h.lastDoneId) return;
         if (h.warmTimer) clearTimeout(h.warmTimer);
         h.warmingSha = undefined;
-        h.state = 'idle';
+        this.becomeIdle(h);
         this.dispatch();
         return;
       case 'ready':
@@ -403,18 +449,55 @@ export class HostPool {
 
   private dispatch(): void {
     if (this.closed) return;
+    // Calls that may run now (within their skill's share) but found no free host.
+    const unplaced = new Map<string, number>();
+    let waiting = 0;
     for (let i = 0; i < this.queue.length;) {
       const q = this.queue[i]!;
-      if ((this.running.get(q.job.skillKey) ?? 0) >= this.opts.perSkill) {
+      const key = q.job.skillKey;
+      if ((this.running.get(key) ?? 0) + (unplaced.get(key) ?? 0) >= this.opts.perSkill) {
         i += 1;
         continue;
       }
-      const host = this.pickHost(q.job.sha256);
-      if (!host) return;
+      // First in, first served: once one call waits, later ones wait too.
+      const host = waiting === 0 ? this.pickHost(q.job.sha256) : undefined;
+      if (!host) {
+        unplaced.set(key, (unplaced.get(key) ?? 0) + 1);
+        waiting += 1;
+        i += 1;
+        continue;
+      }
       this.queue.splice(i, 1);
       clearTimeout(q.timer);
       this.assign(host, q.job, q.resolve, Date.now() - q.enqueuedAt);
     }
+    this.grow(waiting);
+  }
+
+  /**
+   * Starts hosts for calls that wait (beyond those already starting) and up to the warm
+   * minimum, never past `size`. A host busy preparing its next instance is not counted
+   * as free: a module that loops while instantiating would hold it until warmTimeoutMs.
+   * After failed starts, one host at a time once the backoff has passed.
+   */
+  private grow(waiting: number): void {
+    const starting = this.count('starting');
+    const want = Math.min(this.opts.size, Math.max(this.minIdle, this.hosts.size + waiting - starting));
+    let n = want - this.hosts.size;
+    if (n <= 0) return;
+    const wait = this.nextStartAt - Date.now();
+    if (wait > 0) {
+      if (!this.startTimer) {
+        this.startTimer = setTimeout(() => {
+          this.startTimer = undefined;
+          this.dispatch();
+        }, wait);
+        this.startTimer.unref();
+      }
+      return;
+    }
+    if (this.consecutiveStartFailures > 0) n = Math.min(n, 1 - starting);
+    for (let i = 0; i < n; i++) this.spawn();
   }
 
   /**
@@ -463,6 +546,8 @@ export class HostPool {
     };
     h.active = active;
     if (h.warmTimer) clearTimeout(h.warmTimer);
+    if (h.idleTimer) clearTimeout(h.idleTimer);
+    h.idleTimer = undefined;
     h.state = 'busy';
     this.watchMemory();
     const sendWasm = !h.warm.has(job.sha256);
