@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { Chaos, chaosLine, testDatabaseKind, type ChaosOptions } from '@talon/testkit';
 
 async function assertExactlyOnce(opts: ChaosOptions, faults: number): Promise<void> {
-  const report = await new Chaos(opts).run();
+  // Its progress goes to the test's output: a failure on a busy CI machine says which fault it followed.
+  const report = await new Chaos({ ...opts, log: (line) => console.log(`chaos: ${line}`) }).run();
   const line = chaosLine(report);
   assert.ok(report.faults.length >= faults, `every fault ran: ${report.faults.join('; ')}`);
   assert.ok(report.turns >= opts.turns, line);

@@ -39,12 +39,19 @@ describe('asTalonError', () => {
       Object.assign(new Error('the database system is starting up'), { code: '57P03' }),
       Object.assign(new Error('connection failure'), { code: '08006' }),
       new Error('Connection terminated unexpectedly'),
+      new Error('timeout exceeded when trying to connect'),
+      Object.assign(new Error('timeout'), { name: 'TimeoutError' }),
+      Object.assign(new Error('closed connection'), { name: 'ClosedConnectionError' }),
+      Object.assign(new Error('JetStream system temporarily unavailable'), { name: 'JetStreamApiError', status: 503 }),
+      new Error('request failed', { cause: Object.assign(new Error('no responders'), { name: 'NoResponders' }) }),
     ];
     for (const e of gone) assert.equal(asTalonError(e).code, 'unavailable', e.message);
     assert.ok(isDependencyUnavailable(gone[0]));
     // A wrong query or a constraint is the request's or the code's fault, not an outage.
     assert.equal(asTalonError(Object.assign(new Error('duplicate key'), { code: '23505' })).code, 'internal');
     assert.equal(asTalonError(new TypeError('x is undefined')).code, 'internal');
+    // JetStream refusing a request for good (a 400: bad config, a 404: no such stream) is not an outage.
+    assert.equal(asTalonError(Object.assign(new Error('stream not found'), { name: 'JetStreamApiError', status: 404 })).code, 'internal');
     const own = new TalonError('not_found', 'no such secret');
     assert.equal(asTalonError(own), own);
   });

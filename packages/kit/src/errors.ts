@@ -130,6 +130,8 @@ export function httpErrorBody(err: TalonError): { error: { code: string; message
 
 /** Network failures of a connection (Node's errno codes). */
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+/** nats.js errors of a connection that is closed, reconnecting or got no answer in time. */
+const NATS_GONE = new Set(['TimeoutError', 'NoResponders', 'ClosedConnectionError', 'ConnectionError', 'DrainingConnectionError']);
 /** PostgreSQL: connection exceptions (class 08), shutting down or starting up (57P01–57P03). */
 const DATABASE_GONE = /^(08...|57P0[123])$/;
 
@@ -138,12 +140,23 @@ const DATABASE_GONE = /^(08...|57P0[123])$/;
  * request is wrong: such a failure is answered `unavailable`, which callers retry, instead of
  * `internal`. A turn thus rides out a database restart rather than failing.
  */
-export function isDependencyUnavailable(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown } | undefined;
+export function isDependencyUnavailable(err: unknown, depth = 0): boolean {
+  const e = err as { code?: unknown; message?: unknown; name?: unknown; status?: unknown; cause?: unknown } | undefined;
   const code = typeof e?.code === 'string' ? e.code : '';
   if (CONNECTION_CODES.has(code) || DATABASE_GONE.test(code)) return true;
-  // node-postgres words a connection lost mid-query without a code.
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(String(e?.message ?? ''));
+  // nats.js: the server is away or restarting (by class name: errors.ts stays free of the client).
+  if (typeof e?.name === 'string' && NATS_GONE.has(e.name)) return true;
+  // JetStream answering 503: its meta leader or stream is not available yet (a node restarting).
+  if (e?.name === 'JetStreamApiError' && e.status === 503) return true;
+  // node-postgres words a connection lost mid-query without a code; pg-pool a pool that could not connect in time.
+  if (
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+      String(e?.message ?? ''),
+    )
+  )
+    return true;
+  // A wrapper (nats.js RequestError, an Error with `cause`) of an outage is an outage.
+  return depth < 3 && e?.cause !== undefined && isDependencyUnavailable(e.cause, depth + 1);
 }
 
 /** A handler's failure as a TalonError: its own, `unavailable` for a dependency that is away, else `internal`. */

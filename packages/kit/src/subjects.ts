@@ -211,6 +211,8 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
         subscribe: {
           allow: ['talon.outbound.>', 'talon.stream.>', `${inboxPrefix('gateway')}.>`, `$KV.${KV_BUCKETS.pairings}.paired.>`],
         },
+        // Acknowledges each API reply on the orchestrator's inbox (services/orchestrator/src/reply-ack.ts).
+        allow_responses: true,
       };
     case 'orchestrator':
       // Runs turns: consumes inbound, publishes replies, invokes skills and audits each

@@ -5,13 +5,15 @@
 // user message or answer may be missing or doubled. `npm run chaos` runs the long
 // version (a 3-node NATS cluster and two of every service); a short one is in `npm test`.
 import pg from 'pg';
+import { parseDatabaseUrl } from '@talon/kit/database-url';
+import { pgClientConfig } from '@talon/kit/db';
 import { createClient, unary } from '@talon/kit/grpc';
 import { SERVICES, type ServiceName } from '@talon/kit/service';
 import { VaultAdminServiceClient } from '@talon/proto';
 import { receivedTexts, type RecordedLlmRequest } from './fake-llm.ts';
 import { startTestPlatform, streamedText, type TestPlatform } from './harness.ts';
 import { waitFor } from './wait.ts';
-import { testDatabaseKind } from './database.ts';
+import { nativeAdminUrl, testDatabaseKind } from './database.ts';
 import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.ts';
 
 export interface ChaosOptions {
@@ -120,12 +122,13 @@ export class Chaos {
       ...(cluster ? { natsNodes: 3, replicas } : {}),
       env: {
         TALON_VAULT_PASSPHRASE: PASSPHRASE,
-        TALON_LOG_LEVEL: 'warn',
+        TALON_LOG_LEVEL: process.env.TALON_TEST_LOG_LEVEL ?? 'warn',
         GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000',
         GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000',
         GATEWAY_TURN_TIMEOUT_MS: '120000',
       },
     });
+    this.say(`platform home ${this.tp.home} (kept with TALON_TEST_KEEP_HOME=1)`);
     try {
       for (const u of USERS) this.tokens.set(u, await this.tp.token(u));
       const calm = await this.drive(this.opts.calmTurns ?? Math.min(100, Math.ceil(this.opts.turns / 3)), () => false);
@@ -277,7 +280,7 @@ export class Chaos {
       if (this.aborted) return;
       // Let turns flow between faults, then wait until every instance is healthy again.
       await new Promise((r) => setTimeout(r, 1000));
-      this.say(`fault: ${f.name}`);
+      this.say(`fault: ${f.name} (turns sent so far: ${this.next})`);
       const t0 = Date.now();
       await f.run();
       await this.tp.platform.waitHealthy(undefined, 120_000);
@@ -287,12 +290,10 @@ export class Chaos {
 
   private async postgresFault(): Promise<void> {
     if (this.privatePg) return this.privatePg.restart();
-    const client = new pg.Client({
-      connectionString: process.env.TALON_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-    });
+    const client = new pg.Client(pgClientConfig(nativeAdminUrl()));
     await client.connect();
     try {
-      const db = new URL(this.tp.platform.adminDatabaseUrl()).pathname.slice(1);
+      const db = parseDatabaseUrl(this.tp.platform.adminDatabaseUrl()).database;
       await client.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [db]);
     } finally {
       await client.end();
@@ -401,12 +402,18 @@ export class Chaos {
   private async messages(user: string, conversation: string): Promise<Array<{ role: string; content: string }>> {
     const out: Array<{ role: string; content: string }> = [];
     let before = '';
-    for (;;) {
+    for (let attempt = 0; ;) {
       const res = await fetch(
         `${this.tp.gatewayUrl}/v1/conversations/${conversation}/messages?limit=200${before ? `&before=${encodeURIComponent(before)}` : ''}`,
         { headers: { authorization: `Bearer ${this.tokens.get(user)!}` } },
       );
       if (res.status === 404) return out;
+      // Reading back right after the faults: a dependency may still be catching up (retried, like a client would).
+      if ((res.status === 503 || res.status === 504) && ++attempt < 100) {
+        await res.body?.cancel();
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
       if (res.status !== 200) throw new Error(`reading ${conversation}: HTTP ${res.status} ${await res.text()}`);
       const page = (await res.json()) as { messages: Array<{ role: string; content: string }>; nextBefore: string | null };
       out.push(...page.messages);

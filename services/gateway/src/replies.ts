@@ -49,6 +49,9 @@ export class ReplyRouter {
         } catch (err) {
           this.log.warn({ err: (err as Error).message }, 'undecodable reply');
         }
+        // The orchestrator sends a reply until it is acknowledged (core NATS may drop one
+        // across a reconnect); a copy of a reply already answered is acknowledged too.
+        if (m.reply) m.respond();
       }
     })();
     void (async () => {

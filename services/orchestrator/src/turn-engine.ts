@@ -47,10 +47,15 @@ import { skillTool } from './skills/skill-tools.ts';
 import { toolAuditEvent, toolRecordTurn, type ToolAudit } from './tool-record.ts';
 import { ToolRegistry, type Tool } from './tools/registry.ts';
 import { failedTurnRecord, newUserMessage } from './turn.ts';
+import { sendAckedInBackground } from './reply-ack.ts';
 import { progressToProto, type TurnStore } from './turn-state.ts';
 import type { TurnRun } from './turn-machine.ts';
 import { leakGuarded, redactionNotice, redactTurns, type TextRedactor } from './redaction.ts';
 
+/** How long one attempt waits for the gateway's acknowledgement of an API reply. */
+const REPLY_ACK_TIMEOUT_MS = 2000;
+/** How long an API reply is sent again before the gateway that waited is taken for gone. */
+const REPLY_ACK_DEADLINE_MS = 60_000;
 export type ReplyBody = Omit<OutboundMessage, 'inboundId' | 'conversation' | 'requestId' | 'createdAtMs'>;
 
 /** Largest stored turn; a larger one cannot wait for an approval (NATS max_payload is 4 MiB). */
@@ -500,8 +505,7 @@ export class TurnEngine {
    * Sends the reply by its route's one delivery (replyDelivery): a channel reply is stored
    * in JetStream, where its message id makes a second publication a no-op (answered exactly
    * once, delivered after a gateway restart); an API reply goes by core NATS to the gateway
-   * replica holding the request, flushed so a failure shows here (a second copy is ignored
-   * there: the request was answered).
+   * replica holding the request, sent until that gateway acknowledges it (reply-ack.ts).
    */
   async publish(inbound: InboundMessage, msg: OutboundMessage): Promise<void> {
     const subject = inbound.reply?.subject ?? '';
@@ -511,8 +515,16 @@ export class TurnEngine {
         await this.js.publish(subject, data, { msgID: `reply:${inbound.id}`, headers: tracedHeaders(), timeout: 5000 });
         return;
       case 'plain':
-        this.nc.publish(subject, data, { headers: tracedHeaders() });
-        await this.nc.flush();
+        await sendAckedInBackground(() => this.nc.request(subject, data, { headers: tracedHeaders(), timeout: REPLY_ACK_TIMEOUT_MS }), {
+          deadlineMs: REPLY_ACK_DEADLINE_MS,
+          retryMs: 500,
+          stopped: () => this.nc.isClosed(),
+          onGiveUp: () =>
+            this.log.warn(
+              { inbound_id: inbound.id },
+              'the gateway holding the request never acknowledged the reply; the answer stays in memory',
+            ),
+        });
         return;
       default:
         throw new TalonError('invalid_argument', 'the inbound message names no reply route');

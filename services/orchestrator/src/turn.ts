@@ -1,6 +1,6 @@
 // Pure turn logic: roles, which message is new, and what a failure means for
 // redelivery. (What the model sees is assembled in context.ts.)
-import { TalonError } from '@talon/kit/errors';
+import { asTalonError, TalonError } from '@talon/kit/errors';
 import { Role, type ChatMessage, type InboundMessage, type Turn } from '@talon/proto';
 import type { LlmMessage } from './llm/types.ts';
 import { LlmHttpError } from './llm/client.ts';
@@ -33,7 +33,8 @@ export type FailureAction = { kind: 'retry'; delayMs: number } | { kind: 'fail';
 
 /** Decides between redelivery (transient) and an error reply (permanent or out of attempts). */
 export function onFailure(err: unknown, attempt: number, maxDeliver: number): FailureAction {
-  const te = err instanceof TalonError ? err : new TalonError('internal', 'internal error while processing the turn');
+  // A dependency that is away (the database, NATS restarting) is transient like an `unavailable` answer.
+  const te = asTalonError(err);
   const transient =
     err instanceof LlmHttpError
       ? err.retryable

@@ -152,6 +152,7 @@ describe('parked turns across replicas', () => {
       callback: (_e, m) => {
         const o = OutboundMessage.decode(m.data);
         if (o.requestId === requestId) seen.push(o);
+        m.respond(); // acknowledged like the gateway does (a reply is sent until acknowledged)
       },
     });
     await (await tp.admin()).flush();
