@@ -2,7 +2,9 @@
 // database initialisation), warm restarts (existing TALON_HOME; median of three),
 // ordered stop, and RSS of every process of the platform: idle after the cold start,
 // idle after a warm start, and idle again after 1000 turns (RSS growth).
-//   npm run bench:up [-- --turns 1000]
+//   npm run bench:up [-- --turns 1000 --database embedded|native]
+// native: a fresh database on TALON_TEST_DATABASE_URL's server (the server's own memory is
+// not Talon's and is not counted).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -11,11 +13,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { SERVICES } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
-import { startFakeLlm } from '@talon/testkit';
+import { createNativeDatabase, startFakeLlm } from '@talon/testkit';
 import { fmt, machine, rssMiB, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({ options: { turns: { type: 'string', default: '1000' } } });
+const { values } = parseArgs({
+  options: { turns: { type: 'string', default: '1000' }, database: { type: 'string', default: 'embedded' } },
+});
 const TURNS = Number(values.turns);
+if (values.database !== 'embedded' && values.database !== 'native') throw new Error('--database is embedded or native');
+const native = values.database === 'native' ? await createNativeDatabase() : undefined;
 // The model the turns go to: a fake on loopback (the bench measures Talon, not a provider).
 const llm = await startFakeLlm();
 
@@ -35,6 +41,7 @@ const env: Record<string, string> = {
   TALON_LOG_LEVEL: 'warn',
   GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000',
   GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000',
+  ...(native ? { TALON_DATABASE_URL: native.url } : {}),
   ...Object.fromEntries(SERVICES.map((s) => [`${s.toUpperCase()}_GRPC_PORT`, '0'])),
 };
 
@@ -182,7 +189,10 @@ console.log(
     ],
   )}`,
 );
-console.log('targets: idle RSS under 700 MiB (embedded database); RSS growth over 1000 turns under 10 %');
+console.log(
+  "targets: idle RSS under 700 MiB (embedded database), under 550 MiB for Talon's processes (native); RSS growth over 1000 turns under 10 %",
+);
 await down(running.child);
 await llm.close();
+await native?.drop();
 rmSync(home, { recursive: true, force: true });
