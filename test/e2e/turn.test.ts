@@ -42,11 +42,52 @@ describe('first turn end to end', () => {
       .map((e) => e.slice(6));
     assert.equal(events.at(-1), '[DONE]');
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
-    assert.ok(chunks.every((c) => c.object === 'chat.completion.chunk'));
+    assert.ok(
+      chunks.every((c) => c.object === 'chat.completion.chunk'),
+      res.text,
+    );
     const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
     assert.equal(text, 'echo: stream this please');
     assert.equal(chunks.at(-1).choices[0].finish_reason, 'stop');
     assert.ok(chunks.length > 3, 'reply arrived in several chunks');
+  });
+
+  it('streams as OpenAI does: one model name in every chunk, usage last when stream_options asks for it', async () => {
+    const res = await tp.chat(token, {
+      model: 'my-model',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'count my tokens' }],
+    });
+    assert.equal(res.status, 200);
+    const events = res.text
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: '))
+      .map((e) => e.slice(6));
+    assert.equal(events.at(-1), '[DONE]');
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    assert.deepEqual([...new Set(chunks.map((c) => c.model))], ['my-model']);
+    const last = chunks.at(-1);
+    assert.deepEqual(last.choices, []);
+    assert.ok(last.usage.total_tokens > 0, JSON.stringify(last.usage));
+    assert.equal(chunks.at(-2).choices[0].finish_reason, 'stop');
+    // Without the option, no usage chunk: every chunk has a choice.
+    const plain = await tp.chat(token, { stream: true, messages: [{ role: 'user', content: 'no usage' }] });
+    assert.ok(
+      plain.text
+        .split('\n\n')
+        .filter((e) => e.startsWith('data: {'))
+        .every((e) => JSON.parse(e.slice(6)).choices.length === 1),
+    );
+  });
+
+  it("answers errors in OpenAI's envelope: an error type OpenAI clients know, the reason in code", async () => {
+    const res = await tp.chat(token, { messages: [] });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error.type, 'invalid_request_error');
+    assert.equal(res.json.error.code, 'invalid_argument');
+    const anon = await tp.chat(undefined, { messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(anon.json.error.type, 'authentication_error');
   });
 
   it('refuses a request without a valid token', async () => {

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { asTalonError, ERROR_TABLE, fromGrpcError, isDependencyUnavailable, TalonError, toGrpcError } from './errors.ts';
+import { asTalonError, ERROR_TABLE, fromGrpcError, httpErrorBody, isDependencyUnavailable, TalonError, toGrpcError } from './errors.ts';
 
 describe('error table', () => {
   it('uses snake_case codes and sane statuses', () => {
@@ -54,5 +54,18 @@ describe('asTalonError', () => {
     assert.equal(asTalonError(Object.assign(new Error('stream not found'), { name: 'JetStreamApiError', status: 404 })).code, 'internal');
     const own = new TalonError('not_found', 'no such secret');
     assert.equal(asTalonError(own), own);
+  });
+});
+
+describe('httpErrorBody', () => {
+  it("names OpenAI's error type for the status and keeps Talon's reason in code", () => {
+    const body = (code: ConstructorParameters<typeof TalonError>[0]) => httpErrorBody(new TalonError(code, 'm')).error;
+    assert.deepEqual(body('invalid_argument'), { code: 'invalid_argument', message: 'm', type: 'invalid_request_error', param: null });
+    assert.equal(body('unauthenticated').type, 'authentication_error');
+    assert.equal(body('policy_denied').type, 'permission_error');
+    assert.equal(body('not_found').type, 'not_found_error');
+    assert.equal(body('rate_limited').type, 'rate_limit_error');
+    assert.equal(body('timeout').type, 'server_error');
+    assert.equal(body('payload_too_large').type, 'invalid_request_error');
   });
 });

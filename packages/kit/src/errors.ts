@@ -123,9 +123,22 @@ export function fromGrpcError(err: unknown): TalonError {
   }
 }
 
-/** The JSON body every HTTP error uses (OpenAI-style envelope so OpenAI clients show the message). */
-export function httpErrorBody(err: TalonError): { error: { code: string; message: string; type: string } } {
-  return { error: { code: err.code, message: err.message, type: err.code } };
+/**
+ * OpenAI's error `type` for an HTTP status: OpenAI clients branch on it (their SDKs pick the
+ * exception class from the status and show `type`); Talon's own reason stays in `code`.
+ */
+export function openAiErrorType(httpStatus: number): string {
+  if (httpStatus === 401) return 'authentication_error';
+  if (httpStatus === 403) return 'permission_error';
+  if (httpStatus === 404) return 'not_found_error';
+  if (httpStatus === 429) return 'rate_limit_error';
+  if (httpStatus >= 500) return 'server_error';
+  return 'invalid_request_error';
+}
+
+/** The JSON body every HTTP error uses (OpenAI's envelope, so OpenAI clients show the message). */
+export function httpErrorBody(err: TalonError): { error: { code: string; message: string; type: string; param: null } } {
+  return { error: { code: err.code, message: err.message, type: openAiErrorType(err.httpStatus), param: null } };
 }
 
 /** Network failures of a connection (Node's errno codes). */

@@ -4,7 +4,8 @@ import { Role } from '@talon/proto';
 import { InvalidArgument } from '@talon/kit/errors';
 import { parseChatRequest } from './chat.ts';
 
-const opts = { maxMessages: 4 };
+let unnamed = 0;
+const opts = { maxMessages: 4, unnamedConversation: () => `unnamed-${++unnamed}` };
 
 describe('parseChatRequest', () => {
   it('accepts an OpenAI request, maps roles and joins text parts', () => {
@@ -35,7 +36,20 @@ describe('parseChatRequest', () => {
       [Role.ROLE_SYSTEM, Role.ROLE_USER],
     );
     assert.equal(r.messages[1]!.content, 'hello');
-    assert.equal(r.conversationId, 'default');
+    assert.match(r.conversationId, /^unnamed-\d+$/, 'a request naming no conversation gets its own');
+  });
+
+  it('reads stream_options.include_usage, for a stream only', () => {
+    const messages = [{ role: 'user', content: 'x' }];
+    assert.equal(parseChatRequest({ messages, stream: true, stream_options: { include_usage: true } }, opts).includeUsage, true);
+    assert.equal(parseChatRequest({ messages, stream: true }, opts).includeUsage, false);
+    assert.equal(parseChatRequest({ messages, stream: false, stream_options: { include_usage: true } }, opts).includeUsage, false);
+    assert.equal(parseChatRequest({ messages, stream: true, stream_options: null }, opts).includeUsage, false);
+  });
+
+  it('gives each request that names no conversation a new one (OpenAI clients share nothing)', () => {
+    const body = { messages: [{ role: 'user', content: 'x' }] };
+    assert.notEqual(parseChatRequest(body, opts).conversationId, parseChatRequest(body, opts).conversationId);
   });
 
   it('takes the conversation id from the header before metadata', () => {

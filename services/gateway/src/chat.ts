@@ -9,6 +9,8 @@ export interface ChatRequest {
   temperature?: number;
   maxTokens?: number;
   conversationId: string;
+  /** stream_options.include_usage: a last chunk carries the usage (OpenAI's streaming contract). */
+  includeUsage: boolean;
 }
 
 const ROLES: Record<string, Role> = {
@@ -36,7 +38,18 @@ function contentText(content: unknown, i: number): string {
   throw new InvalidArgument(`messages[${i}].content must be a string or an array of text parts`);
 }
 
-export function parseChatRequest(body: unknown, opts: { maxMessages: number; conversationHeader?: string }): ChatRequest {
+export function parseChatRequest(
+  body: unknown,
+  opts: {
+    maxMessages: number;
+    conversationHeader?: string;
+    /**
+     * The conversation of a request that names none. The OpenAI API is stateless: each such
+     * request is its own conversation (a shared `default` mixed unrelated clients' context).
+     */
+    unnamedConversation: () => string;
+  },
+): ChatRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidArgument('the request body must be a JSON object');
   const b = body as Record<string, unknown>;
   if (!Array.isArray(b.messages)) throw new InvalidArgument('messages is required and must be an array');
@@ -66,9 +79,10 @@ export function parseChatRequest(body: unknown, opts: { maxMessages: number; con
       throw new InvalidArgument('max_tokens must be a positive integer');
     maxTokens = mt;
   }
+  const streamOptions = b.stream_options as Record<string, unknown> | null | undefined;
   const meta = b.metadata as Record<string, unknown> | undefined;
   const fromMeta = meta && typeof meta === 'object' && typeof meta.conversation_id === 'string' ? meta.conversation_id : undefined;
-  const conversationId = opts.conversationHeader ?? fromMeta ?? 'default';
+  const conversationId = opts.conversationHeader ?? fromMeta ?? opts.unnamedConversation();
   if (!CONVERSATION_ID.test(conversationId)) {
     throw new InvalidArgument(
       'conversation id (x-talon-conversation header or metadata.conversation_id) must be 1-128 characters of letters, digits and ._:-',
@@ -77,10 +91,19 @@ export function parseChatRequest(body: unknown, opts: { maxMessages: number; con
   return {
     messages,
     stream: b.stream === true,
+    includeUsage: b.stream === true && streamOptions !== null && typeof streamOptions === 'object' && streamOptions.include_usage === true,
     model: typeof b.model === 'string' ? b.model : '',
     ...(temperature !== undefined ? { temperature } : {}),
     ...(maxTokens !== undefined ? { maxTokens } : {}),
     conversationId,
+  };
+}
+
+function usageOf(out: OutboundMessage) {
+  return {
+    prompt_tokens: out.usage?.promptTokens ?? 0,
+    completion_tokens: out.usage?.completionTokens ?? 0,
+    total_tokens: out.usage?.totalTokens ?? 0,
   };
 }
 
@@ -93,11 +116,19 @@ export function completionBody(id: string, createdSec: number, out: OutboundMess
     choices: [
       { index: 0, message: { role: 'assistant', content: out.content }, finish_reason: out.finishReason || 'stop', logprobs: null },
     ],
-    usage: {
-      prompt_tokens: out.usage?.promptTokens ?? 0,
-      completion_tokens: out.usage?.completionTokens ?? 0,
-      total_tokens: out.usage?.totalTokens ?? 0,
-    },
+    usage: usageOf(out),
+  };
+}
+
+/** The last chunk of a stream asked for with stream_options.include_usage: no choices, the usage. */
+export function usageChunkBody(id: string, createdSec: number, model: string, out: OutboundMessage) {
+  return {
+    id,
+    object: 'chat.completion.chunk',
+    created: createdSec,
+    model,
+    choices: [],
+    usage: usageOf(out),
   };
 }
 

@@ -4,7 +4,7 @@
 // accepted once JetStream has stored it, then answered from the orchestrator's reply.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { ERROR_TABLE, httpErrorBody, isErrorCode, TalonError } from '@talon/kit/errors';
+import { ERROR_TABLE, httpErrorBody, isErrorCode, openAiErrorType, TalonError } from '@talon/kit/errors';
 import { extractRecord, SpanKind, withSpan } from '@talon/kit/telemetry';
 import { InFlight } from '@talon/kit/lifecycle';
 import type { Logger } from '@talon/kit/log';
@@ -12,7 +12,7 @@ import { logMethod, logRequest, routeTemplate, UNLOGGED_PATHS } from './access-l
 import type { Api } from './api.ts';
 import { authFailures, countRequest } from './metrics.ts';
 import type { Principal } from './auth.ts';
-import { chunkBody, completionBody, parseChatRequest } from './chat.ts';
+import { chunkBody, completionBody, parseChatRequest, usageChunkBody } from './chat.ts';
 import { isChannel, WebhookRejected, type Channel } from './channels/types.ts';
 import { BASE_HEADERS, errorHeaders, Guard, readBody, readJson, refuseCredentialsInUrl, sendError, sendJson } from './guard.ts';
 import type { WebhookIngress } from './ingress.ts';
@@ -210,6 +210,7 @@ export class GatewayHttp {
     const chat = parseChatRequest(body, {
       maxMessages: this.maxMessages,
       conversationHeader: typeof convHeader === 'string' ? convHeader : undefined,
+      unnamedConversation: () => `api-${randomUUID()}`,
     });
     const created = Math.floor(Date.now() / 1000);
     const parent = extractRecord(req.headers as Record<string, string>);
@@ -221,6 +222,8 @@ export class GatewayHttp {
       const id = randomUUID();
       const completionId = `chatcmpl-${id.replace(/-/g, '')}`;
       const writeSse = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+      // Every chunk of one stream names the same model (the first goes out before the upstream answers).
+      const streamModel = chat.model || 'talon';
       const r = await this.turns.run(
         principal,
         chat,
@@ -235,9 +238,9 @@ export class GatewayHttp {
               connection: 'keep-alive',
               'x-accel-buffering': 'no',
             });
-            writeSse(chunkBody(completionId, created, chat.model || 'talon', { role: 'assistant', content: '' }, null));
+            writeSse(chunkBody(completionId, created, streamModel, { role: 'assistant', content: '' }, null));
           },
-          onDelta: (delta) => writeSse(chunkBody(completionId, created, chat.model || 'talon', { content: delta }, null)),
+          onDelta: (delta) => writeSse(chunkBody(completionId, created, streamModel, { content: delta }, null)),
         },
         id,
       );
@@ -255,7 +258,9 @@ export class GatewayHttp {
         return;
       }
       if (out.error) {
-        const errBody = { error: { code: out.error.code, message: out.error.message, type: out.error.code } };
+        const errBody = {
+          error: { code: out.error.code, message: out.error.message, type: openAiErrorType(statusForCode(out.error.code)), param: null },
+        };
         if (chat.stream) {
           writeSse(errBody);
           res.end('data: [DONE]\n\n');
@@ -273,9 +278,10 @@ export class GatewayHttp {
           });
         } else if (rest !== '') {
           // Deltas lost in flight (core NATS is at-most-once) are made up from the stored reply.
-          writeSse(chunkBody(completionId, created, out.model, { content: rest }, null));
+          writeSse(chunkBody(completionId, created, streamModel, { content: rest }, null));
         }
-        writeSse(chunkBody(completionId, created, out.model, {}, out.finishReason || 'stop'));
+        writeSse(chunkBody(completionId, created, streamModel, {}, out.finishReason || 'stop'));
+        if (chat.includeUsage) writeSse(usageChunkBody(completionId, created, streamModel, out));
         res.end('data: [DONE]\n\n');
       } else {
         sendJson(res, 200, completionBody(completionId, created, out));

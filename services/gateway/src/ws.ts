@@ -292,7 +292,8 @@ export class WsGateway {
         max_tokens: msg.max_tokens,
         metadata: typeof msg.conversation === 'string' ? { conversation_id: msg.conversation } : undefined,
       };
-      chat = parseChatRequest(body, { maxMessages: this.maxMessages });
+      // The web UI's messages without a conversation id share the user's `default` one.
+      chat = parseChatRequest(body, { maxMessages: this.maxMessages, unnamedConversation: () => 'default' });
     } catch (err) {
       fail(err instanceof TalonError ? err : new TalonError('invalid_argument', 'bad chat message'), id);
       return;
