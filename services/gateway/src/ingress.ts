@@ -47,7 +47,8 @@ export function pairingNotice(code: string, ttlMs: number): string {
   return (
     `Hi! This Talon assistant only talks to people its operator has approved. ` +
     `Your pairing code is ${displayCode(code)}. Send it to the operator; they approve it with ` +
-    `\`talon pairing approve ${displayCode(code)} --user <name>\` or in the web UI. ` +
+    `\`talon pairing approve ${displayCode(code)} --user <name>\` (after \`talon users add <name>\` if you are new) ` +
+    `or in the web UI. ` +
     `The code is valid for ${hours >= 1 ? `${hours} h` : `${Math.round(ttlMs / 60_000)} min`}.`
   );
 }

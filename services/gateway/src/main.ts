@@ -1,11 +1,12 @@
 // Wiring only: config -> clients -> servers -> shutdown.
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connectNats, waitForProvisioning, watchNats } from '@talon/kit/nats';
-import { createLogger } from '@talon/kit/log';
+import { createLogger, type Logger } from '@talon/kit/log';
 import { EgressClient } from '@talon/kit/egress';
 import { initTelemetry } from '@talon/kit/telemetry';
 import { CONSUMERS, KV_BUCKETS, STREAMS } from '@talon/kit/subjects';
 import { Lifecycle } from '@talon/kit/lifecycle';
+import { missingSecrets, missingSecretsMessage, neededSecrets, type NeededSecret } from './channel-secrets.ts';
 import { listenOn, reportPorts } from '@talon/kit/ports';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
@@ -223,4 +224,25 @@ runMain('gateway', async () => {
     },
     'gateway ready',
   );
+  if (cfg.channels.length > 0) checkChannelSecrets(egressApi, neededSecrets(cfg.channels, cfg), log);
 });
+
+/**
+ * Says once which enabled channel lacks its vault secrets. Asked again every 30 s while the
+ * vault cannot answer (sealed, egress starting); no timer once answered or without channels.
+ */
+function checkChannelSecrets(egressApi: EgressApi, needed: NeededSecret[], log: Logger): void {
+  const attempt = () => {
+    egressApi.secretNames().then(
+      (stored) => {
+        const missing = missingSecrets(
+          needed,
+          stored.map((s) => s.name),
+        );
+        if (missing.length > 0) log.warn({ missing: missing.map((m) => m.secret) }, missingSecretsMessage(missing));
+      },
+      () => setTimeout(attempt, 30_000).unref(),
+    );
+  };
+  attempt();
+}

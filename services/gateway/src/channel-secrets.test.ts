@@ -1,0 +1,28 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadGatewayConfig } from './config.ts';
+import { missingSecrets, missingSecretsMessage, neededSecrets } from './channel-secrets.ts';
+
+const cfg = loadGatewayConfig({ GATEWAY_SLACK_SIGNING_SECRET: 'my_slack_signing' });
+
+describe('channel secrets', () => {
+  it('names the secrets of each enabled channel only', () => {
+    assert.deepEqual(neededSecrets([], cfg), []);
+    assert.deepEqual(
+      neededSecrets(['telegram', 'slack'], cfg).map((n) => `${n.channel}:${n.secret}`),
+      ['telegram:telegram_bot_token', 'telegram:telegram_webhook_secret', 'slack:slack_bot_token', 'slack:my_slack_signing'],
+    );
+  });
+
+  it('finds the ones the vault lacks, and says how to add them', () => {
+    const missing = missingSecrets(neededSecrets(['telegram'], cfg), ['telegram_bot_token', 'llm_api_key']);
+    assert.deepEqual(
+      missing.map((m) => m.secret),
+      ['telegram_webhook_secret'],
+    );
+    const msg = missingSecretsMessage(missing);
+    assert.match(msg, /telegram_webhook_secret \(telegram; named by GATEWAY_TELEGRAM_WEBHOOK_SECRET\)/);
+    assert.match(msg, /talon secrets set NAME/);
+    assert.deepEqual(missingSecrets(neededSecrets(['telegram'], cfg), ['telegram_bot_token', 'telegram_webhook_secret']), []);
+  });
+});

@@ -1,0 +1,60 @@
+// Which vault secrets each enabled chat platform needs, and which of them the vault lacks:
+// `TALON_CHANNELS=telegram` without the Telegram secrets used to start without a word and
+// fail only when the first webhook or reply came. Pure; main.ts asks egress for the names.
+import type { Channel } from './channels/types.ts';
+import type { GatewayConfig } from './config.ts';
+
+export interface NeededSecret {
+  channel: Channel;
+  /** The secret's name in the vault. */
+  secret: string;
+  /** The setting that names it (to use another name). */
+  setting: string;
+}
+
+type SecretSettings = Pick<
+  GatewayConfig,
+  | 'telegramBotTokenSecret'
+  | 'telegramWebhookSecret'
+  | 'slackBotTokenSecret'
+  | 'slackSigningSecret'
+  | 'discordBotTokenSecret'
+  | 'discordPublicKeySecret'
+  | 'webhookSigningSecret'
+  | 'webhookCallbackSecret'
+>;
+
+/** The secrets of each enabled channel, in a fixed order. */
+export function neededSecrets(channels: readonly Channel[], cfg: SecretSettings): NeededSecret[] {
+  const of: Record<Channel, Array<[string, string]>> = {
+    telegram: [
+      [cfg.telegramBotTokenSecret, 'GATEWAY_TELEGRAM_BOT_TOKEN_SECRET'],
+      [cfg.telegramWebhookSecret, 'GATEWAY_TELEGRAM_WEBHOOK_SECRET'],
+    ],
+    slack: [
+      [cfg.slackBotTokenSecret, 'GATEWAY_SLACK_BOT_TOKEN_SECRET'],
+      [cfg.slackSigningSecret, 'GATEWAY_SLACK_SIGNING_SECRET'],
+    ],
+    discord: [
+      [cfg.discordBotTokenSecret, 'GATEWAY_DISCORD_BOT_TOKEN_SECRET'],
+      [cfg.discordPublicKeySecret, 'GATEWAY_DISCORD_PUBLIC_KEY_SECRET'],
+    ],
+    webhook: [
+      [cfg.webhookSigningSecret, 'GATEWAY_WEBHOOK_SIGNING_SECRET'],
+      [cfg.webhookCallbackSecret, 'GATEWAY_WEBHOOK_CALLBACK_SECRET'],
+    ],
+  };
+  return channels.flatMap((channel) => of[channel].map(([secret, setting]) => ({ channel, secret, setting })));
+}
+
+/** The needed secrets the vault does not hold. */
+export function missingSecrets(needed: readonly NeededSecret[], stored: Iterable<string>): NeededSecret[] {
+  const have = new Set(stored);
+  return needed.filter((n) => !have.has(n.secret));
+}
+
+/** One line for the operator: what is missing and how to add it. */
+export function missingSecretsMessage(missing: readonly NeededSecret[]): string {
+  const names = missing.map((m) => `${m.secret} (${m.channel}; named by ${m.setting})`).join(', ');
+  return `enabled channels need vault secrets that are not stored: ${names}; add each with \`talon secrets set NAME\` (see the README, Channels) — until then their webhooks are refused and replies cannot be sent`;
+}
