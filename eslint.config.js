@@ -109,7 +109,8 @@ export default tseslint.config(
   {
     files: ['services/gateway/public/**/*.js'],
     languageOptions: {
-      sourceType: 'script',
+      // ES modules (app.js imports markdown.js; node's tests import markdown.js too).
+      sourceType: 'module',
       globals: {
         document: 'readonly',
         window: 'readonly',
@@ -119,6 +120,10 @@ export default tseslint.config(
         WebSocket: 'readonly',
         location: 'readonly',
         console: 'readonly',
+        navigator: 'readonly',
+        crypto: 'readonly',
+        URL: 'readonly',
+        globalThis: 'readonly',
       },
     },
   },

@@ -15,7 +15,9 @@ export interface StaticAsset {
 
 const FILES: ReadonlyArray<[string, string, string]> = [
   ['/', 'index.html', 'text/html; charset=utf-8'],
+  // ES modules: app.js imports markdown.js (script-src 'self' covers both).
   ['/app.js', 'app.js', 'text/javascript; charset=utf-8'],
+  ['/markdown.js', 'markdown.js', 'text/javascript; charset=utf-8'],
   ['/app.css', 'app.css', 'text/css; charset=utf-8'],
 ];
 
