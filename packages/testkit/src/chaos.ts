@@ -128,7 +128,7 @@ export class Chaos {
         GATEWAY_TURN_TIMEOUT_MS: '120000',
       },
     });
-    this.say(`platform home ${this.tp.home} (kept with TALON_TEST_KEEP_HOME=1)`);
+    this.say(`platform home ${this.tp.home} (TALON_TEST_KEEP_HOME=1 keeps it after the run)`);
     try {
       for (const u of USERS) this.tokens.set(u, await this.tp.token(u));
       const calm = await this.drive(this.opts.calmTurns ?? Math.min(100, Math.ceil(this.opts.turns / 3)), () => false);
