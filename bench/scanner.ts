@@ -11,6 +11,9 @@
 //     almost match it over and over, and for each newer layer the slowest of
 //     inputs crafted against it (target < 20 ms);
 // (c) ExactMatcher alone, and the streaming ResponseRedactor, on the same corpus.
+// (d) one 256 KiB request body as egress scans it: what bench:egress sends (one
+//     character repeated), and realistic ones (chat JSON, a base64 upload, a mix).
+//     bench/scan-profile.ts profiles one of them (node --cpu-prof).
 // Figures, not assertions: the process exits 0 whatever it measures.
 import { cpus, totalmem } from 'node:os';
 import { gzipSync, constants as zlibConstants } from 'node:zlib';
@@ -29,8 +32,8 @@ const arg = (name: string, def: number): number => {
 };
 const CORPUS_MB = arg('--mb', 20);
 const partsArg = process.argv.indexOf('--parts');
-/** Which of (a), (b), (c) to run, e.g. `--parts ac`. */
-const PARTS = partsArg >= 0 ? (process.argv[partsArg + 1] ?? 'abc') : 'abc';
+/** Which of (a), (b), (c), (d) to run, e.g. `--parts ac`. */
+const PARTS = partsArg >= 0 ? (process.argv[partsArg + 1] ?? 'abcd') : 'abcd';
 const NEAR_MISS_BYTES = 100 * 1024;
 
 // ------------------------------------------------------------------ deterministic corpus
@@ -515,4 +518,45 @@ if (PARTS.includes('c')) {
     );
   redactRuns.shift();
   console.log(`    ResponseRedactor, 16 KiB chunks: ${mbps(flat.length, median(redactRuns))} MB/s`);
+}
+
+// (d) one large body
+if (PARTS.includes('d')) {
+  const SIZE = 256 * 1024;
+  const fill = (make: () => string): Buffer => {
+    let s = '';
+    while (s.length < SIZE) s += make();
+    return Buffer.from(s.slice(0, SIZE));
+  };
+  const bodies: Array<[string, string, Buffer]> = [
+    ["one character ('a') repeated, as bench:egress sends", 'application/octet-stream', Buffer.alloc(SIZE, 'a')],
+    ['chat JSON', 'application/json', fill(chatPayload)],
+    ['base64 upload in JSON', 'application/json', fill(base64Payload)],
+    [
+      'mix: prose, a base64 attachment and hex digests in JSON',
+      'application/json',
+      Buffer.from(
+        JSON.stringify({
+          messages: [{ role: 'user', content: prose(SIZE / 2) }],
+          attachment: randomLike(SIZE / 4).toString('base64'),
+          digests: Array.from({ length: 64 }, () => chars(HEX, 64)),
+        }),
+      ),
+    ],
+  ];
+  console.log(`\n(d) one ${SIZE / 1024} KiB body, as egress scans it (CPU median of 15 rounds of 10 scans)`);
+  for (const [label, contentType, body] of bodies) {
+    const r = { url: 'http://127.0.0.1:8080/echo', headers: { 'content-type': contentType, authorization: 'Bearer {{secret:x}}' }, body };
+    for (let i = 0; i < 20; i++) scanner.scanRequest(r);
+    const ms = median(
+      Array.from(
+        { length: 15 },
+        () =>
+          timeBoth(() => {
+            for (let i = 0; i < 10; i++) scanner.scanRequest(r);
+          }).cpu / 10,
+      ),
+    );
+    console.log(`    ${label}: ${ms.toFixed(3)} ms per scan, ${mbps(body.length, ms)} MB/s`);
+  }
 }

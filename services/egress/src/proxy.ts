@@ -60,7 +60,12 @@ export interface RedactorLike {
   readonly redactions: number;
 }
 export interface ScannerLike extends RecordScanner {
-  scanRequest(req: { url: string; headers: Record<string, string | string[] | undefined>; body: Uint8Array }): ScanFindingLike[];
+  /** Large bodies may be scanned off the event loop (a worker pool): then the findings arrive later. */
+  scanRequest(req: {
+    url: string;
+    headers: Record<string, string | string[] | undefined>;
+    body: Uint8Array;
+  }): ScanFindingLike[] | Promise<ScanFindingLike[]>;
   /** Scans a destination host name as sent, its labels decoded (hex, base32, base64url), before any DNS lookup. */
   scanHost(host: string): ScanFindingLike[];
   setFingerprints(fps: readonly SecretFingerprint[]): void;
@@ -341,7 +346,7 @@ async function readAndScan(
   x.base.requestBodyBytes = body.length;
   const headers = forwardableHeaders(x.req.headers);
   if (!deps.scanner) return { body, headers };
-  const findings = deps.scanner.scanRequest({ url: d.target.toString(), headers, body });
+  const findings = await deps.scanner.scanRequest({ url: d.target.toString(), headers, body });
   if (findings.length > 0) {
     const ids = findingLabels(findings);
     const where = [...new Set(findings.map((f) => `${f.location}${f.field ? `:${f.field}` : ''} (${f.encoding})`))].join(', ');

@@ -20,6 +20,7 @@ import {
   escapeWindows,
   jsonEscapeLength,
   jsonUnescape,
+  Latin1View,
   looksBinary,
   percentDecode,
   percentEscapeLength,
@@ -30,7 +31,7 @@ import {
 const text = (b: Buffer | null): string | null => (b === null ? null : b.toString('utf8'));
 const runs = (s: string | Buffer): DecodedRuns => {
   const buf = typeof s === 'string' ? Buffer.from(s, 'latin1') : s;
-  return decodeRuns(buf, () => buf.toString('latin1'));
+  return decodeRuns(buf);
 };
 const group = (r: DecodedRuns, encoding: string): string =>
   r.groups
@@ -209,6 +210,93 @@ describe('decodeRuns', () => {
     }
   });
 });
+
+describe('decodeRuns on long runs', () => {
+  let seed = 99;
+  const rnd = (n: number) => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) % n;
+  const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => rnd(256)));
+  /** `s` inside text, at buffer offset `offset`. */
+  const placed = (s: string, offset: number) => {
+    const backing = Buffer.alloc(offset + s.length + 4);
+    backing.write(`${s} .`, offset, 'latin1');
+    return backing.subarray(offset, offset + s.length + 2);
+  };
+  /** RFC 4648 base32, decoded bit by bit (the reference for the five-bytes-at-a-time decoder). */
+  const base32Reference = (s: string) => {
+    const out: number[] = [];
+    let acc = 0;
+    let bits = 0;
+    for (const c of s) {
+      const v = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.indexOf(c.toUpperCase());
+      if (v < 0) continue;
+      acc = ((acc << 5) | v) & 0xfff;
+      bits += 5;
+      if (bits >= 8) out.push((acc >> (bits -= 8)) & 0xff);
+    }
+    return Buffer.from(out);
+  };
+
+  it('decodes blobs, hex dumps and base32 as a whole-string decoder would, at every alignment and length', () => {
+    for (const offset of [0, 1, 2, 3])
+      for (const n of [200, 777, 24_999, 40_001]) {
+        const raw = bytes(n);
+        const b64 = raw.toString(n % 2 === 0 ? 'base64' : 'base64url');
+        const b64Group = decodeRuns(placed(b64, offset)).groups.filter((g) => g.encoding.startsWith('base64'));
+        assert.deepEqual(b64Group[0]?.bytes, Buffer.from(b64, 'base64'), `base64 of ${n} at ${offset}`);
+        const hex = raw.toString('hex') + (n % 3 === 0 ? 'a' : '');
+        const hexGroup = decodeRuns(placed(hex, offset)).groups.filter((g) => g.encoding === 'hex');
+        assert.deepEqual(hexGroup[0]?.bytes, Buffer.from(hex.slice(0, hex.length & ~1), 'hex'), `hex of ${n} at ${offset}`);
+        const b32 = base32Of(raw);
+        const b32Group = decodeRuns(placed(b32, offset)).groups.filter((g) => g.encoding === 'base32');
+        assert.deepEqual(b32Group[0]?.bytes, base32Reference(b32), `base32 of ${n} at ${offset}`);
+      }
+  });
+
+  it('tells base32 from other long runs by case and digits alone, however long', () => {
+    const letters = 'q'.repeat(50_000);
+    assert.equal(group(runs(letters), 'base32'), '', 'one case, no digit 2-7: a word');
+    assert.notEqual(group(runs(`${letters}7`), 'base32'), '', 'a digit at the very end makes it base32');
+    assert.equal(group(runs(`${letters}Q7`), 'base32'), '', 'mixed case is base64');
+    assert.deepEqual(
+      runs('a'.repeat(100_000)).groups.map((g) => g.encoding),
+      ['hex'],
+      'one hex digit repeated: hex only (it is no base32 without a digit, and no base64 being all hex)',
+    );
+  });
+});
+
+describe('Latin1View', () => {
+  it('slices as toString(latin1) does, across its pieces', () => {
+    const bytes = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7) & 255));
+    const view = new Latin1View(bytes);
+    for (const [s, e] of [
+      [0, 0],
+      [0, 10],
+      [65_530, 65_542],
+      [1000, 140_000],
+      [131_071, 131_073],
+      [199_990, 200_000],
+      [5, 5],
+    ] as const)
+      assert.equal(view.slice(s, e), bytes.toString('latin1', s, e), `${s}..${e}`);
+    assert.equal(view.all(), bytes.toString('latin1'));
+    assert.equal(view.slice(65_530, 65_542), bytes.toString('latin1', 65_530, 65_542), 'after all()');
+  });
+});
+
+/** Base32 (RFC 4648, upper case, no padding) of `b`. */
+function base32Of(b: Buffer): string {
+  const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let out = '';
+  let acc = 0;
+  let bits = 0;
+  for (const x of b) {
+    acc = ((acc << 8) | x) & 0xffff;
+    bits += 8;
+    while (bits >= 5) out += A[(acc >> (bits -= 5)) & 31];
+  }
+  return bits > 0 ? out + A[(acc << (5 - bits)) & 31] : out;
+}
 
 describe('decompress', () => {
   const body = Buffer.from('{"message":"hello through a content coding"}'.repeat(20));

@@ -52,7 +52,7 @@ export function escapeWindows(
   for (const marker of markers) {
     const list: Array<[number, number]> = [];
     let covered = 0;
-    for (let p = buf.indexOf(marker); p >= 0; p = buf.indexOf(marker, p + 1)) {
+    for (let p = buf.indexOf(marker); p >= 0; p = nextByte(buf, marker, p + 1)) {
       const len = escapeLength(buf, p);
       if (len === 0) continue;
       const s = Math.max(0, p - margin);
@@ -86,6 +86,19 @@ export function escapeWindows(
     }
   }
   return covered * 2 >= n ? 'all' : merged;
+}
+
+/** Bytes searched one by one before handing over to a native search (a call costs more than this many): most gaps are short. */
+const SHORT_SEARCH = 32;
+
+/**
+ * The next `byte` at or after `from` (-1 if none): buf.indexOf, quicker where the
+ * byte is dense (JSON strings and gaps, escaped JSON inside JSON: a backslash every few bytes).
+ */
+export function nextByte(buf: Buffer, byte: number, from: number): number {
+  const stop = Math.min(buf.length, from + SHORT_SEARCH);
+  for (let i = from; i < stop; i++) if (buf[i] === byte) return i;
+  return stop < buf.length ? buf.indexOf(byte, stop) : -1;
 }
 
 type SegmentDecoder = (src: Uint8Array, start: number, end: number, out: Buffer, at: number) => number;
@@ -286,7 +299,7 @@ export function jsonUnescape(src: Uint8Array, margin = Infinity, revealingOnly =
 }
 
 function hasEscape(buf: Buffer, marker: number, escapeLength: (src: Uint8Array, at: number) => number): boolean {
-  for (let p = buf.indexOf(marker); p >= 0; p = buf.indexOf(marker, p + 1)) if (escapeLength(buf, p) > 0) return true;
+  for (let p = buf.indexOf(marker); p >= 0; p = nextByte(buf, marker, p + 1)) if (escapeLength(buf, p) > 0) return true;
   return false;
 }
 
@@ -342,19 +355,21 @@ export function sniffCompression(data: Uint8Array): CompressionFormat | null {
  * Finds runs of base64 / base64url characters (at least MIN_ENCODED_RUN long, with
  * MIME/PEM line breaks allowed after lines whose length is a multiple of 4), runs
  * of hex digits inside them and single-line runs that are base32 (RFC 4648, one
- * case throughout), and decodes each. `latin1` returns the layer as a latin1
- * string (the caller caches it). Decoded runs are grouped by encoding and by
+ * case throughout), and decodes each. Decoded runs are grouped by encoding and by
  * whether they look like text, each group joined with newlines; a decoded run that
- * is UTF-16 text is also transcoded to UTF-8 (see utf16Decode).
+ * is UTF-16 text is also transcoded to UTF-8 (see utf16Decode). `text`: the
+ * layer's latin1 view, if the caller keeps one.
  */
-export function decodeRuns(src: Uint8Array, latin1: () => string): DecodedRuns {
+export function decodeRuns(src: Uint8Array, text?: Latin1View): DecodedRuns {
   const found: FoundRuns = { b64: [], hex: [], b32: [] };
   findRuns(src, found);
-  return decodeFound(latin1, found);
+  const buf = asBuffer(src);
+  return decodeFound(buf, found, text ?? new Latin1View(buf));
 }
 
 /** [start, end) pairs per encoding. */
 interface FoundRuns {
+  /** Triples: start, end, 1 if the run is a single line (base64 characters, then any '=' padding). */
   b64: number[];
   hex: number[];
   b32: number[];
@@ -362,12 +377,22 @@ interface FoundRuns {
 
 const B64_BIT = 1;
 const HEX_BIT = 2;
-/** Class bits of a byte pair (little-endian 16-bit value): B64_BIT / HEX_BIT set when both bytes are in the class. */
+/** Base32 in upper case (A-Z, 2-7), in lower case (a-z, 2-7), and anything but the digits 2-7. */
+const B32U_BIT = 4;
+const B32L_BIT = 8;
+const NOT_B32_DIGIT_BIT = 16;
+/**
+ * Class bits of a byte pair (little-endian 16-bit value): each set when both
+ * bytes have it, so AND-ing the pairs of a run gives the run's classes.
+ */
 const PAIR_CLASS = new Uint8Array(65536);
 {
-  const one = new Uint8Array(256);
+  const one = new Uint8Array(256).fill(NOT_B32_DIGIT_BIT);
   for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_') one[c.charCodeAt(0)]! |= B64_BIT;
   for (const c of '0123456789abcdefABCDEF') one[c.charCodeAt(0)]! |= HEX_BIT;
+  for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567') one[c.charCodeAt(0)]! |= B32U_BIT;
+  for (const c of 'abcdefghijklmnopqrstuvwxyz234567') one[c.charCodeAt(0)]! |= B32L_BIT;
+  for (const c of '234567') one[c.charCodeAt(0)]! &= ~NOT_B32_DIGIT_BIT;
   for (let v = 0; v < 65536; v++) PAIR_CLASS[v] = one[v & 255]! & one[v >> 8]!;
 }
 const BYTE_CLASS = new Uint8Array(256);
@@ -436,18 +461,11 @@ function extendRun(src: Uint8Array, probe: number, lastEnd: number, found: Found
   const MIN = MIN_ENCODED_RUN;
   const to = src.length;
   let s = probe;
-  while (s > lastEnd && (BYTE_CLASS[src[s - 1]!]! & B64_BIT) !== 0) s--;
-  let e = probe + 1;
-  if (u32 !== null) {
-    // Cross long runs (base64 blobs) a word at a time.
-    while (e < to && ((e - aligned) & 3) !== 0 && (BYTE_CLASS[src[e]!]! & B64_BIT) !== 0) e++;
-    if (((e - aligned) & 3) === 0) {
-      let k = (e - aligned) >> 2;
-      while (k < u32.length && wholeWord(u32, k)) k++;
-      e = aligned + (k << 2);
-    }
-  }
-  while (e < to && (BYTE_CLASS[src[e]!]! & B64_BIT) !== 0) e++;
+  let classes = BYTE_CLASS[src[probe]!]!;
+  while (s > lastEnd && (BYTE_CLASS[src[s - 1]!]! & B64_BIT) !== 0) classes &= BYTE_CLASS[src[--s]!]!;
+  let e = classEnd(src, probe + 1, to, B64_BIT, u32, aligned);
+  // The classes every byte of the first line has (it is the whole run unless lines follow).
+  classes &= runClasses;
   let lineStart = s;
   let chars = e - s;
   // Continue over line breaks of wrapped base64 (MIME 76, PEM 64 columns), also
@@ -469,7 +487,7 @@ function extendRun(src: Uint8Array, probe: number, lastEnd: number, found: Found
     // A line starting with '-' is a MIME boundary or PEM footer, not more base64.
     if (f === e || f >= to || (BYTE_CLASS[src[f]!]! & B64_BIT) === 0 || src[f] === 0x2d) break;
     let g = f + 1;
-    while (g < to && (BYTE_CLASS[src[g]!]! & B64_BIT) !== 0) g++;
+    g = classEnd(src, g, to, B64_BIT, u32, aligned);
     chars += g - f;
     lineStart = f;
     e = g;
@@ -486,14 +504,55 @@ function extendRun(src: Uint8Array, probe: number, lastEnd: number, found: Found
     const skew = pad > 0 && lineStart === s ? (chars + pad) % 4 : 0;
     const hexOut = found.hex;
     const hexBefore = hexOut.length;
-    findHexRuns(src, s, e, hexOut);
+    const oneLine = lineStart === s;
+    // One line of hex digits throughout is one hex run (chars >= MIN); else look for the hex runs inside.
+    if (oneLine && (classes & HEX_BIT) !== 0) hexOut.push(s, e);
+    else findHexRuns(src, s, e, hexOut, u32, aligned);
     // A run that is one hex run throughout is a hash or id, never base64 of anything worth decoding.
     const allHex = hexOut.length === hexBefore + 2 && hexOut[hexBefore] === s && hexOut[hexBefore + 1] === e && pad === 0;
-    if (!allHex) found.b64.push(s + skew, end);
-    if (lineStart === s && (e - s >= MIN_BASE32_RUN || pad > 0) && isBase32(src, s, e)) found.b32.push(s, e);
+    if (!allHex) found.b64.push(s + skew, end, oneLine ? 1 : 0);
+    if (oneLine && (e - s >= MIN_BASE32_RUN || pad > 0) && isBase32(classes)) found.b32.push(s, e);
   }
   return end;
 }
+
+/**
+ * The first index in [from, to) whose byte lacks class `bit` (B64_BIT or
+ * HEX_BIT), or `to`. With a word view (`u32`, whose word 0 starts at `aligned`),
+ * long runs (blobs, hashes, a repeated character) are crossed a word at a time.
+ */
+function classEnd(src: Uint8Array, from: number, to: number, bit: number, u32: Uint32Array | null, aligned: number): number {
+  let e = from;
+  let and = 0xff;
+  if (u32 !== null && e >= aligned) {
+    for (; e < to && ((e - aligned) & 3) !== 0; e++) {
+      const c = BYTE_CLASS[src[e]!]!;
+      if ((c & bit) === 0) break;
+      and &= c;
+    }
+    if (e < to && ((e - aligned) & 3) === 0) {
+      let k = (e - aligned) >> 2;
+      const kEnd = Math.min(u32.length, (to - aligned) >> 2);
+      for (; k < kEnd; k++) {
+        const v = u32[k]!;
+        const c = PAIR_CLASS[v & 0xffff]! & PAIR_CLASS[v >>> 16]!;
+        if ((c & bit) === 0) break;
+        and &= c;
+      }
+      e = aligned + (k << 2);
+    }
+  }
+  for (; e < to; e++) {
+    const c = BYTE_CLASS[src[e]!]!;
+    if ((c & bit) === 0) break;
+    and &= c;
+  }
+  runClasses = and;
+  return e;
+}
+
+/** The class bits all bytes crossed by the last classEnd have (a second result, without allocating one). */
+let runClasses = 0;
 
 /**
  * Shortest unpadded base32 run decoded (15 bytes): shorter upper-case runs of
@@ -502,44 +561,47 @@ function extendRun(src: Uint8Array, probe: number, lastEnd: number, found: Found
  */
 const MIN_BASE32_RUN = 24;
 
-const B32_UPPER = 1;
-const B32_LOWER = 2;
-/** Base32 (RFC 4648) class of a byte: B32_UPPER | B32_LOWER for the digits 2-7. */
-const B32_CLASS = new Uint8Array(256);
-for (let i = 0; i < 26; i++) {
-  B32_CLASS[0x41 + i] = B32_UPPER;
-  B32_CLASS[0x61 + i] = B32_LOWER;
-}
-for (let d = 2; d <= 7; d++) B32_CLASS[0x30 + d] = B32_UPPER | B32_LOWER;
 const B32_VALUE = new Int8Array(256).fill(-1);
 for (let i = 0; i < 26; i++) B32_VALUE[0x41 + i] = B32_VALUE[0x61 + i] = i;
 for (let d = 2; d <= 7; d++) B32_VALUE[0x30 + d] = 24 + d;
 
 /**
- * Whether [start, end) is base32 in one case (a mixed-case run is base64) with
- * at least one of the digits 2-7: a run of letters alone is a word or an
- * identifier far more often than base32 (which lacks a digit in under 4 % of
- * 16-character and 0.2 % of 32-character encodings).
+ * Whether a run whose bytes all have the class bits `classes` is base32 in one
+ * case (a mixed-case run is base64) with at least one of the digits 2-7: a run of
+ * letters alone is a word or an identifier far more often than base32 (which
+ * lacks a digit in under 4 % of 16-character and 0.2 % of 32-character encodings).
  */
-function isBase32(src: Uint8Array, start: number, end: number): boolean {
-  let cls = B32_UPPER | B32_LOWER;
-  let digit = false;
-  for (let i = start; i < end && cls !== 0; i++) {
-    const c = B32_CLASS[src[i]!]!;
-    cls &= c;
-    if (c === (B32_UPPER | B32_LOWER)) digit = true;
-  }
-  return cls !== 0 && digit;
+function isBase32(classes: number): boolean {
+  return (classes & (B32U_BIT | B32L_BIT)) !== 0 && (classes & NOT_B32_DIGIT_BIT) === 0;
 }
 
-/** Decodes base32 characters (either case; anything else, such as '=' padding, is skipped) into `out` at `at`; returns bytes written. */
-export function base32Write(str: string, out: Buffer, at: number): number {
+/** Decodes the base32 characters of src[s, e) (either case; anything else, such as '=' padding, is skipped) into `out` at `at`; returns bytes written. */
+function base32WriteBytes(src: Uint8Array, s: number, e: number, out: Buffer, at: number): number {
   let bits = 0;
   let acc = 0;
   const start = at;
-  for (let i = 0; i < str.length; i++) {
-    const v = B32_VALUE[str.charCodeAt(i) & 0xff]!;
-    if (v < 0 || str.charCodeAt(i) > 0xff) continue;
+  let i = s;
+  // Whole blocks of eight valid characters (every block of a run findRuns found) five bytes at a time.
+  for (; i + 8 <= e; i += 8) {
+    const a = B32_VALUE[src[i]!]!;
+    const b = B32_VALUE[src[i + 1]!]!;
+    const c = B32_VALUE[src[i + 2]!]!;
+    const d = B32_VALUE[src[i + 3]!]!;
+    const f = B32_VALUE[src[i + 4]!]!;
+    const g = B32_VALUE[src[i + 5]!]!;
+    const h = B32_VALUE[src[i + 6]!]!;
+    const k = B32_VALUE[src[i + 7]!]!;
+    if ((a | b | c | d | f | g | h | k) < 0) break;
+    out[at] = (a << 3) | (b >> 2);
+    out[at + 1] = ((b << 6) | (c << 1) | (d >> 4)) & 0xff;
+    out[at + 2] = ((d << 4) | (f >> 1)) & 0xff;
+    out[at + 3] = ((f << 7) | (g << 2) | (h >> 3)) & 0xff;
+    out[at + 4] = ((h << 5) | k) & 0xff;
+    at += 5;
+  }
+  for (; i < e; i++) {
+    const v = B32_VALUE[src[i]!]!;
+    if (v < 0) continue;
     acc = ((acc << 5) | v) & 0xfff;
     bits += 5;
     if (bits >= 8) {
@@ -550,14 +612,16 @@ export function base32Write(str: string, out: Buffer, at: number): number {
   return at - start;
 }
 
-/** Base32 decoding of a string (RFC 4648 alphabet, either case, padding optional). */
+/** Base32 decoding of a string (RFC 4648 alphabet, either case, padding optional; other characters skipped). */
 export function base32Decode(str: string): Buffer {
-  const out = Buffer.allocUnsafe(Math.floor((str.length * 5) / 8));
-  return out.subarray(0, base32Write(str, out, 0));
+  // Characters beyond latin1 are skipped, not folded onto their low byte.
+  const bytes = Buffer.from(str.replace(/[\u0100-\u{10ffff}]/gu, ''), 'latin1');
+  const out = Buffer.allocUnsafe(Math.floor((bytes.length * 5) / 8));
+  return out.subarray(0, base32WriteBytes(bytes, 0, bytes.length, out, 0));
 }
 
-/** Hex runs of at least MIN_ENCODED_RUN inside [start, end), probing every MIN-th byte. */
-function findHexRuns(src: Uint8Array, start: number, end: number, out: number[]): void {
+/** Hex runs of at least MIN_ENCODED_RUN inside [start, end), probing every MIN-th byte (word view: see classEnd). */
+function findHexRuns(src: Uint8Array, start: number, end: number, out: number[], u32: Uint32Array | null, aligned: number): void {
   const MIN = MIN_ENCODED_RUN;
   let lastEnd = start;
   for (let j = start + MIN - 1; j < end;) {
@@ -567,12 +631,65 @@ function findHexRuns(src: Uint8Array, start: number, end: number, out: number[])
     }
     let s = j;
     while (s > lastEnd && (BYTE_CLASS[src[s - 1]!]! & HEX_BIT) !== 0) s--;
+    // Most probes in base64 land in a short hex stretch: follow it byte by byte until it is long enough to matter.
     let e = j + 1;
-    while (e < end && (BYTE_CLASS[src[e]!]! & HEX_BIT) !== 0) e++;
+    while (e < end && e - s < MIN && (BYTE_CLASS[src[e]!]! & HEX_BIT) !== 0) e++;
+    if (e - s >= MIN) e = classEnd(src, e, end, HEX_BIT, u32, aligned);
     if (e - s >= MIN) out.push(s, e);
     lastEnd = e;
     j = e + MIN;
   }
+}
+
+/**
+ * Runs longer than this are decoded a piece at a time, straight from the bytes:
+ * a string of a whole blob would land in V8's large-object space, several times
+ * costlier to allocate than the decoding itself. A multiple of 4 (base64 quanta).
+ */
+const DECODE_PIECE = 32 * 1024;
+
+function hasUrlChars(src: Buffer, s: number, e: number): boolean {
+  const run = src.subarray(s, e);
+  return run.indexOf(0x2d) >= 0 || run.indexOf(0x5f) >= 0;
+}
+
+/**
+ * Base64 of a single-line run (base64 characters, then any '=') decoded piece by piece into `out` at `at`;
+ * returns bytes written. Every piece but the last is whole quanta, so this writes
+ * what decoding the run in one go would.
+ */
+function base64WritePieces(src: Buffer, s: number, e: number, out: Buffer, at: number): number {
+  let w = 0;
+  for (let p = s; p < e; p += DECODE_PIECE) w += out.write(src.toString('latin1', p, Math.min(e, p + DECODE_PIECE)), at + w, 'base64');
+  return w;
+}
+
+/** Byte value of a pair of hex digits (little-endian 16-bit value of the two characters); 0x100 if either is not one. */
+const HEX_PAIR = new Uint16Array(65536).fill(0x100);
+for (let a = 0; a < 256; a++)
+  for (let b = 0; b < 256; b++) if (HEX_VALUE[a]! >= 0 && HEX_VALUE[b]! >= 0) HEX_PAIR[a | (b << 8)] = (HEX_VALUE[a]! << 4) | HEX_VALUE[b]!;
+
+/** Hex digits [s, e) (an even count, all hex: a run from findHexRuns) decoded into `out` at `at`; returns bytes written. */
+function hexWrite(src: Uint8Array, s: number, e: number, out: Buffer, at: number): number {
+  let i = s;
+  let w = at;
+  if (e - s >= 256) {
+    // A long run (a hash list, a hex dump): eight digits in, four bytes out, through
+    // unaligned 32-bit reads and writes (byte by byte costs twice as much).
+    const blocks = (e - s) >> 3;
+    const from = new DataView(src.buffer, src.byteOffset + s, blocks * 8);
+    const to = new DataView(out.buffer, out.byteOffset + at, blocks * 4);
+    for (let k = 0; k < blocks; k++) {
+      const a = from.getUint32(k * 8, true);
+      const b = from.getUint32(k * 8 + 4, true);
+      const v = HEX_PAIR[a & 0xffff]! | (HEX_PAIR[a >>> 16]! << 8) | (HEX_PAIR[b & 0xffff]! << 16) | (HEX_PAIR[b >>> 16]! << 24);
+      to.setUint32(k * 4, v, true);
+    }
+    i += blocks * 8;
+    w += blocks * 4;
+  }
+  for (; i < e; i += 2) out[w++] = HEX_PAIR[src[i]! | (src[i + 1]! << 8)]!;
+  return w - at;
 }
 
 const GROUP_ENCODINGS = ['base64', 'base64url', 'hex', 'base32'] as const;
@@ -582,13 +699,12 @@ const ESCAPED_LINE_BREAK = /\\{1,2}[rn]/g;
  * Decodes the runs found into one buffer, then splits it by encoding and by
  * text-likeness (copying only when a layer holds more than one kind).
  */
-function decodeFound(latin1: () => string, found: FoundRuns): DecodedRuns {
+function decodeFound(src: Buffer, found: FoundRuns, text: Latin1View): DecodedRuns {
   const out: DecodedRuns = { groups: [], compressed: [], size: 0 };
   const { b64: b64Runs, hex: hexRuns, b32: b32Runs } = found;
   if (b64Runs.length === 0 && hexRuns.length === 0 && b32Runs.length === 0) return out;
-  const str = latin1();
   let capacity = 0;
-  for (let k = 0; k < b64Runs.length; k += 2) capacity += ((b64Runs[k + 1]! - b64Runs[k]! + 3) >> 2) * 3 + 1;
+  for (let k = 0; k < b64Runs.length; k += 3) capacity += ((b64Runs[k + 1]! - b64Runs[k]! + 3) >> 2) * 3 + 1;
   for (let k = 0; k < hexRuns.length; k += 2) capacity += ((hexRuns[k + 1]! - hexRuns[k]!) >> 1) + 1;
   for (let k = 0; k < b32Runs.length; k += 2) capacity += Math.floor(((b32Runs[k + 1]! - b32Runs[k]!) * 5) / 8) + 1;
   const all = Buffer.allocUnsafe(capacity);
@@ -612,17 +728,23 @@ function decodeFound(latin1: () => string, found: FoundRuns): DecodedRuns {
     at += written + 1;
     all[at - 1] = NEWLINE;
   };
-  for (let k = 0; k < b64Runs.length; k += 2) {
-    let run = str.slice(b64Runs[k]!, b64Runs[k + 1]!);
+  for (let k = 0; k < b64Runs.length; k += 3) {
+    const s = b64Runs[k]!;
+    const e = b64Runs[k + 1]!;
+    if (e - s > DECODE_PIECE && b64Runs[k + 2] === 1) {
+      place(hasUrlChars(src, s, e) ? 1 : 0, base64WritePieces(src, s, e, all, at));
+      continue;
+    }
+    let run = text.slice(s, e);
     if (run.includes('\\')) run = run.replace(ESCAPED_LINE_BREAK, '');
     place(run.includes('-') || run.includes('_') ? 1 : 0, all.write(run, at, 'base64'));
   }
   for (let k = 0; k < hexRuns.length; k += 2) {
     const s = hexRuns[k]!;
     const e = hexRuns[k + 1]!;
-    place(2, all.write(str.slice(s, e - ((e - s) & 1)), at, 'hex'));
+    place(2, hexWrite(src, s, e - ((e - s) & 1), all, at));
   }
-  for (let k = 0; k < b32Runs.length; k += 2) place(3, base32Write(str.slice(b32Runs[k]!, b32Runs[k + 1]!), all, at));
+  for (let k = 0; k < b32Runs.length; k += 2) place(3, base32WriteBytes(src, b32Runs[k]!, b32Runs[k + 1]!, all, at));
   for (const t of utf16 ?? []) {
     out.groups.push({ encoding: t.encoding, utf16: t.utf16, text: true, bytes: t.bytes });
     out.size += t.bytes.length;
@@ -940,17 +1062,21 @@ function separatedCandidates(src: Uint8Array): number[] {
     return out;
   }
   const u32 = new Uint32Array(src.buffer, src.byteOffset + aligned, words);
+  const sep = IS_SEPARATOR;
   const step = SEPARATED_STRIDE >> 2;
   for (let k = 0; k + 2 < words; k += step) {
     const v = u32[k]!;
     const w = u32[k + 1]!;
+    // A run of one byte (padding, a repeated letter) passes every comparison below; it fails them all only on the separator test.
+    if (v === w && sep[v & 255] === 0 && Math.imul(v & 255, 0x01010101) === (v | 0)) continue;
     const v3 = v >>> 24;
+    // Each test is one of separatedAt's, with the separator byte it requires checked too.
     if (
-      (((v >>> 8) & 255) === v3 && v3 === ((w >>> 8) & 255)) ||
-      (((v >>> 16) & 255) === (w & 255) && (w & 255) === ((w >>> 16) & 255)) ||
-      ((v >>> 8) & 0xffff) === (w & 0xffff) ||
-      v >>> 16 === ((w >>> 8) & 0xffff) ||
-      (v3 | ((w & 255) << 8)) === w >>> 16
+      (((v >>> 8) & 255) === v3 && v3 === ((w >>> 8) & 255) && sep[v3] === 1) ||
+      (((v >>> 16) & 255) === (w & 255) && (w & 255) === ((w >>> 16) & 255) && sep[w & 255] === 1) ||
+      (((v >>> 8) & 0xffff) === (w & 0xffff) && sep[(v >>> 8) & 255] === 1) ||
+      (v >>> 16 === ((w >>> 8) & 0xffff) && sep[(v >>> 16) & 255] === 1) ||
+      ((v3 | ((w & 255) << 8)) === w >>> 16 && sep[v3] === 1)
     ) {
       const p = aligned + (k << 2);
       if (separatedAt(src, p)) out.push(p);
@@ -1314,6 +1440,50 @@ function isLimit(err: unknown): boolean {
 
 function limit(coding: string, maxOutput: number): Decompressed {
   return { ok: false, reason: 'limit', detail: `${coding} output exceeds ${maxOutput} bytes` };
+}
+
+/** Characters per piece of a Latin1View: a string this long still fits V8's young generation. */
+const TEXT_PIECE = 64 * 1024;
+
+/**
+ * A layer's bytes as latin1 text, made a piece at a time and only where asked.
+ * One string of a large layer lands in V8's large-object space, costlier than
+ * the scan that wanted a few runs of it; slices of cached pieces are cheap.
+ */
+export class Latin1View {
+  readonly bytes: Buffer;
+  readonly #pieces: Array<string | undefined> = [];
+  #all: string | undefined;
+  constructor(bytes: Buffer) {
+    this.bytes = bytes;
+  }
+
+  /** The whole text (one string: for patterns that need it all). */
+  all(): string {
+    this.#all ??= this.bytes.toString('latin1');
+    return this.#all;
+  }
+
+  /** The text of [start, end), as `bytes.toString('latin1', start, end)` would give. */
+  slice(start: number, end: number): string {
+    const first = Math.floor(start / TEXT_PIECE);
+    const last = Math.floor((end - 1) / TEXT_PIECE);
+    if (end <= start) return '';
+    if (this.#all !== undefined) return this.#all.slice(start, end);
+    if (first === last) return this.#piece(first).slice(start - first * TEXT_PIECE, end - first * TEXT_PIECE);
+    let out = this.#piece(first).slice(start - first * TEXT_PIECE);
+    for (let p = first + 1; p < last; p++) out += this.#piece(p);
+    return out + this.#piece(last).slice(0, end - last * TEXT_PIECE);
+  }
+
+  #piece(p: number): string {
+    let s = this.#pieces[p];
+    if (s === undefined) {
+      s = this.bytes.toString('latin1', p * TEXT_PIECE, Math.min(this.bytes.length, (p + 1) * TEXT_PIECE));
+      this.#pieces[p] = s;
+    }
+    return s;
+  }
 }
 
 export function asBuffer(data: Uint8Array): Buffer {

@@ -4,7 +4,7 @@
 // make a new match are kept (see joinedWindows), so ordinary documents cost a
 // copy and one index pass over their values. Pure and bounded.
 import { Buffer } from 'node:buffer';
-import { jsonUnescape } from './decode.ts';
+import { jsonUnescape, nextByte } from './decode.ts';
 import { GOLDEN } from './prefix-index.ts';
 
 const QUOTE = 0x22;
@@ -69,16 +69,6 @@ export function jsonStringValues(src: Buffer): { spans: number[]; nested: number
     i = close + 1;
   }
   return { spans, nested };
-}
-
-/** Bytes searched one by one before handing over to a native search: most JSON strings and gaps are short. */
-const SHORT_SEARCH = 32;
-
-/** The next `byte` at or after `from` (-1 if none). */
-function nextByte(src: Buffer, byte: number, from: number): number {
-  const stop = Math.min(src.length, from + SHORT_SEARCH);
-  for (let i = from; i < stop; i++) if (src[i] === byte) return i;
-  return stop < src.length ? src.indexOf(byte, stop) : -1;
 }
 
 function looksLikeJsonAt(src: Buffer, start: number, end: number): boolean {

@@ -50,6 +50,30 @@ describe('Prefix4Index', () => {
     }
   });
 
+  it('finds every key along runs of one repeated word, which it crosses without testing each window', () => {
+    // Runs of a repeated 1-, 2- or 4-byte pattern (padding, a repeated letter, a key written over and
+    // over), some of them keys or holding keys, between random bytes, at every alignment and length.
+    const keyStrings = ['aaaa', 'abab', 'ghp_', '\0\0\0\0', 'xyzx'];
+    const keys = new Set(keyStrings.map((k) => key4OfLatin1(k)));
+    const index = new Prefix4Index(keyStrings.map((k, i) => [key4OfLatin1(k), i] as const));
+    let seed = 11;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+    const units = ['a', 'ab', 'ghp_', '\0', 'b', 'xyzx', 'q', 'ba'];
+    for (let trial = 0; trial < 300; trial++) {
+      const parts: Buffer[] = [];
+      for (let i = rnd(8); i >= 0; i--) {
+        parts.push(Buffer.from(Array.from({ length: rnd(40) }, () => rnd(256))));
+        parts.push(Buffer.from(units[rnd(units.length)]!.repeat(1 + rnd(900)), 'latin1'));
+      }
+      const data = Buffer.concat(parts).subarray(rnd(4));
+      const got: number[] = [];
+      index.scan(data, (at) => {
+        got.push(at);
+      });
+      assert.deepEqual(got, naive(data, keys, 0, data.length), `trial ${trial}`);
+    }
+  });
+
   it('reports every value registered under a key and stops when asked', () => {
     const index = new Prefix4Index([
       [key4OfLatin1('key-'), 'a'],

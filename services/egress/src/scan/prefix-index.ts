@@ -141,7 +141,24 @@ export class Prefix4Index<T> {
           if (filter[Math.imul((v0 >>> 8) | (v1 << 24), GOLDEN) >>> fShift] !== 0) found[count++] = at + 1;
           if (filter[Math.imul((v0 >>> 16) | (v1 << 16), GOLDEN) >>> fShift] !== 0) found[count++] = at + 2;
           if (filter[Math.imul((v0 >>> 24) | (v1 << 8), GOLDEN) >>> fShift] !== 0) found[count++] = at + 3;
+          if (v1 === v0) break;
           v0 = v1;
+        }
+        if (k < kEnd) {
+          // Word k repeats (padding, a run of one character): along a run of it, every
+          // window is one of the four just tested. None a key (the filter's false
+          // positives dropped): skip the run. (Handled out here: a nested loop inside
+          // the word loop slows it by a third.)
+          const atWord = aligned + (k << 2);
+          let keys = false;
+          for (let c = count - 1; c >= 0 && found[c]! >= atWord && !keys; c--) keys = this.get(key4(data, found[c]!)) !== undefined;
+          let j = k + 1;
+          if (!keys) {
+            while (count > 0 && found[count - 1]! >= atWord) count--;
+            while (j < kEnd && u32[j + 1] === v0) j++;
+          }
+          k = j;
+          continue;
         }
         if (count > 0 && flush()) return;
       }

@@ -60,6 +60,7 @@ import {
   decompress,
   htmlDecode,
   jsonUnescape,
+  Latin1View,
   looksBinary,
   mergeWindows,
   percentDecode,
@@ -88,6 +89,7 @@ import {
   type KeyKinds,
 } from './join.ts';
 import { Prefix4Index, key4OfLatin1 } from './prefix-index.ts';
+import { patternReach, type PatternReach } from './reach.ts';
 import { BUILTIN_RULES, InvalidLeakRule, assertBoundedPattern, type LeakRule } from './rules.ts';
 
 export type ScanLocation = 'url' | 'header' | 'body';
@@ -155,6 +157,8 @@ interface CompiledRule {
   readonly id: string;
   /** Sticky (y) when the rule has literals, global (g) when it runs over the whole layer. */
   readonly re: RegExp;
+  /** How far a match can read around its start (null: unknown, match against the whole layer). */
+  readonly reach: PatternReach | null;
 }
 
 /** A rule literal written backwards, or ROT13'd: marks a window worth undoing. */
@@ -198,7 +202,8 @@ interface Layer {
    * prefix was visible in the raw values, so the pieces around it are raw too.
    */
   readonly leaf: boolean;
-  str?: string;
+  /** The layer as latin1 text, made where needed. */
+  latin1?: Latin1View;
   /** Windows around backwards / ROT13'd rule literals seen while scanning the layer. */
   reversed?: Array<[number, number]>;
   rot13?: Array<[number, number]>;
@@ -298,12 +303,12 @@ function compileRules(rules: readonly LeakRule[]): {
     const flags = rule.pattern.flags.replace(/[gy]/g, '');
     const literals = rule.literals ?? [];
     if (literals.length === 0) {
-      const g = { id: rule.id, re: new RegExp(rule.pattern.source, flags + 'g') };
+      const g = { id: rule.id, re: new RegExp(rule.pattern.source, flags + 'g'), reach: null };
       global.push(g);
       compiled.push(g);
       continue;
     }
-    const c = { id: rule.id, re: new RegExp(rule.pattern.source, flags + 'y') };
+    const c = { id: rule.id, re: new RegExp(rule.pattern.source, flags + 'y'), reach: patternReach(rule.pattern.source, flags) };
     compiled.push(c);
     const keys = new Set<string>();
     for (const lit of literals) {
@@ -409,8 +414,24 @@ function headerValue(headers: ScanRequestInput['headers'], name: string): string
   return undefined;
 }
 
-function latin1(bytes: Buffer): string {
-  return bytes.toString('latin1');
+/** Windows larger than this are not worth it: the whole layer's text is made (once) instead. */
+const MAX_RULE_WINDOW = 16 * 1024;
+
+/**
+ * The sticky match of `rule` at `at` in a layer: against a window of its text
+ * that holds all the rule can read from there (see patternReach), which gives
+ * the same result as the whole text without making a string of a large layer.
+ */
+function ruleMatchAt(text: Latin1View, rule: CompiledRule, at: number): RegExpExecArray | null {
+  const n = text.bytes.length;
+  const reach = rule.reach;
+  if (reach === null || reach.behind + reach.ahead > MAX_RULE_WINDOW) {
+    rule.re.lastIndex = at;
+    return rule.re.exec(text.all());
+  }
+  const from = Math.max(0, at - reach.behind);
+  rule.re.lastIndex = at - from;
+  return rule.re.exec(text.slice(from, Math.min(n, at + reach.ahead)));
 }
 
 export class LeakScanner {
@@ -530,21 +551,19 @@ export class LeakScanner {
   matchSpans(text: string | Uint8Array): Array<{ start: number; end: number; kind: ScanFinding['kind']; id: string }> {
     const bytes = typeof text === 'string' ? Buffer.from(text, 'utf8') : asBuffer(text);
     const out: Array<{ start: number; end: number; kind: ScanFinding['kind']; id: string }> = [];
-    let str: string | undefined;
+    const view = new Latin1View(bytes);
     this.#index.scan(bytes, (start, triggers) => {
       for (const trig of triggers) {
         if (trig.kind === 'secret') {
           confirmAt(bytes, start, trig.group, (ref, length) => out.push({ start, end: start + length, kind: 'secret', id: ref.name }));
         } else if (trig.kind === 'rule' && restMatches(bytes, start + 4, trig.rest, trig.ci)) {
-          str ??= latin1(bytes);
-          trig.rule.re.lastIndex = start;
-          const m = trig.rule.re.exec(str);
+          const m = ruleMatchAt(view, trig.rule, start);
           if (m !== null) out.push({ start, end: start + m[0].length, kind: 'rule', id: trig.rule.id });
         }
       }
     });
     for (const rule of this.#globalRules) {
-      str ??= latin1(bytes);
+      const str = view.all();
       rule.re.lastIndex = 0;
       for (let m = rule.re.exec(str); m !== null; m = rule.re.exec(str)) {
         out.push({ start: m.index, end: m.index + m[0].length, kind: 'rule', id: rule.id });
@@ -687,18 +706,15 @@ export class LeakScanner {
         if (!rules || !literal) continue;
         const rule = trig.rule;
         if (t.rulesFound.has(rule.id)) continue;
-        layer.str ??= latin1(bytes);
-        rule.re.lastIndex = start;
-        if (rule.re.test(layer.str)) run.add('rule', rule.id, t, chain);
+        if (ruleMatchAt((layer.latin1 ??= new Latin1View(bytes)), rule, start) !== null) run.add('rule', rule.id, t, chain);
       }
       if (joins && keys !== 0) this.#noteKeys(layer, start, keys);
     });
     if (!rules) return;
     for (const rule of this.#globalRules) {
       if (t.rulesFound.has(rule.id)) continue;
-      layer.str ??= latin1(bytes);
       rule.re.lastIndex = 0;
-      if (rule.re.test(layer.str)) run.add('rule', rule.id, t, chain);
+      if (rule.re.test((layer.latin1 ??= new Latin1View(bytes)).all())) run.add('rule', rule.id, t, chain);
     }
   }
 
@@ -810,7 +826,7 @@ export class LeakScanner {
       if (!this.#joined(c, [query ? 'query_values' : 'form_values'], bytes, spans, layer.keyHits === undefined ? NO_HITS : layer.keyHits))
         return false;
     }
-    const runs = decodeRuns(bytes, () => (layer.str ??= latin1(bytes)));
+    const runs = decodeRuns(bytes, (layer.latin1 ??= new Latin1View(bytes)));
     for (const g of runs.groups) if (!this.#decoded(c, g.utf16 ? [g.encoding, g.utf16] : [g.encoding], g.bytes, g.text)) return false;
     for (const r of runs.compressed) if (!this.#inflate(c, r.format, r.data, [r.encoding, r.format])) return false;
     if (!layer.text) {

@@ -1,0 +1,134 @@
+// CPU profile of the egress proxy under POST load (what bench:egress measures, one path):
+//   node bench/egress-profile.ts [--kib 256] [--seconds 5] [--concurrency 16] [--no-prof]
+// Starts vault+egress (egress with --cpu-prof unless --no-prof), a local upstream, drives
+// scan + inject requests, prints req/s and where the .cpuprofile files went.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { REPO_ROOT } from '@talon/cli/platform';
+import { diesWithParent } from '@talon/cli/process';
+import { startTestPlatform } from '@talon/testkit';
+
+const { values } = parseArgs({
+  options: {
+    kib: { type: 'string', default: '256' },
+    seconds: { type: 'string', default: '5' },
+    concurrency: { type: 'string', default: '16' },
+    'no-prof': { type: 'boolean', default: false },
+  },
+});
+const SIZE = Number(values.kib) * 1024;
+const SECONDS = Number(values.seconds);
+const CONC = Number(values.concurrency);
+const dir = mkdtempSync(join(tmpdir(), 'talon-egress-profile-'));
+const profDir = join(dir, 'prof');
+
+const upstream = spawn(
+  ...diesWithParent(process.execPath, [
+    '-e',
+    `const h=require('node:http').createServer((q,s)=>{let n=0;q.on('data',c=>n+=c.length);q.on('end',()=>{s.writeHead(200,{'content-type':'application/json'});s.end(JSON.stringify({ok:true,bytes:n}))})});h.listen(0,'127.0.0.1',()=>console.log(h.address().port))`,
+  ]),
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
+const upstreamPort = await new Promise<number>((r) => upstream.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+const target = `http://127.0.0.1:${upstreamPort}`;
+writeFileSync(
+  join(dir, 'policy.json'),
+  JSON.stringify({ rules: [{ principal: 'orchestrator', host: '127.0.0.1', port: upstreamPort, methods: ['GET', 'POST'] }] }),
+);
+const tp = await startTestPlatform({
+  services: ['vault', 'egress'],
+  llm: false,
+  nodeArgs: values['no-prof'] ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir],
+  env: {
+    TALON_LOG_LEVEL: 'warn',
+    TALON_VAULT_PASSPHRASE: 'bench-passphrase-not-secret',
+    EGRESS_POLICY_FILE: join(dir, 'policy.json'),
+    TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${upstreamPort}`,
+    EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
+  },
+});
+const set = spawnSync(
+  process.execPath,
+  [
+    join(REPO_ROOT, 'packages/cli/src/bin.ts'),
+    'secrets',
+    'set',
+    'bench_key',
+    '--host',
+    `127.0.0.1:${upstreamPort}`,
+    '--bearer',
+    '--principal',
+    'orchestrator',
+  ],
+  {
+    input: 'bench-secret-value-0123456789abcdef\n',
+    encoding: 'utf8',
+    env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault) },
+  },
+);
+if (set.status !== 0) console.error(`could not store the bench secret: ${set.stderr.trim()}`);
+await new Promise((r) => setTimeout(r, 1500));
+const pki = join(tp.home, 'pki');
+const pool = new Pool(`https://127.0.0.1:${tp.ports.egressProxy}`, {
+  connections: CONC,
+  connect: {
+    ca: readFileSync(join(pki, 'ca.crt')),
+    cert: readFileSync(join(pki, 'orchestrator.crt')),
+    key: readFileSync(join(pki, 'orchestrator.key')),
+    servername: 'egress',
+  },
+});
+const body = Buffer.alloc(SIZE, 'a');
+const once = async () => {
+  const res = await pool.request({
+    method: 'POST',
+    path: `${target}/echo`,
+    headers: { 'content-type': 'application/octet-stream', authorization: 'Bearer {{secret:bench_key}}' },
+    body,
+  });
+  await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+};
+for (let i = 0; i < 50; i++) await once();
+/** The egress process of this platform (its TALON_HOME), and its CPU seconds so far (Linux /proc). */
+const egressPid = readdirSync('/proc')
+  .filter((d) => /^\d+$/.test(d))
+  .find((d) => {
+    try {
+      return (
+        readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('services/egress/src/main.ts') &&
+        readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`TALON_HOME=${tp.home}`)
+      );
+    } catch {
+      return false;
+    }
+  });
+const cpuSeconds = (): number => {
+  if (egressPid === undefined) return NaN;
+  const fields = readFileSync(`/proc/${egressPid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+const cpu0 = cpuSeconds();
+let n = 0;
+const end = performance.now() + SECONDS * 1000;
+await Promise.all(
+  Array.from({ length: CONC }, async () => {
+    while (performance.now() < end) {
+      await once();
+      n++;
+    }
+  }),
+);
+const cpuMs = ((cpuSeconds() - cpu0) * 1000) / n;
+console.log(
+  `${values.kib} KiB scan + inject: ${(n / SECONDS).toFixed(0)} req/s at concurrency ${CONC}; ` +
+    `egress CPU ${cpuMs.toFixed(2)} ms per request (all its threads; robust to other load, unlike req/s)`,
+);
+await pool.close();
+await tp.stop();
+upstream.kill('SIGTERM');
+if (!values['no-prof']) console.log(`profiles in ${profDir}`);
