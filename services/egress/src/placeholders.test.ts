@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Placement } from '@talon/proto';
-import { applySecrets, findPlaceholders, PlaceholderError } from './placeholders.ts';
+import { applySecrets, bytesHavePlaceholderSyntax, findPlaceholders, hasPlaceholderSyntax, PlaceholderError } from './placeholders.ts';
 
 const empty = new Uint8Array();
 const find = (url: string, headers: Record<string, string> = {}, body = empty) => findPlaceholders({ url: new URL(url), headers, body });
@@ -105,5 +105,41 @@ describe('applying secrets', () => {
       () => applySecrets({ url: new URL('https://a.test/'), headers: { 'x-k': '{{secret:missing}}' } }, values),
       /was not resolved/,
     );
+  });
+});
+
+describe('bytesHavePlaceholderSyntax', () => {
+  it('answers as hasPlaceholderSyntax does on the latin1 reading of the bytes', () => {
+    const cases = [
+      '',
+      '{{secret:x}}',
+      'a {{ secret:x',
+      '{{\t\n\u00a0SeCrEt:',
+      '{{secret',
+      '{{secret;x}}',
+      '{{ {{secret:',
+      '{secret:x}',
+      '{{\u001asecret\u001a',
+      `${'{'.repeat(50)}secret:`,
+      `${'x'.repeat(1000)}{{ SECRET:y}}`,
+    ];
+    // Random bytes drawn from the characters that matter.
+    const alphabet = Buffer.from('{} secrETSCR:\t\n\u00a0\u001ax', 'latin1');
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let n = 0; n < 3000; n++) {
+      const len = Math.floor(rnd() * 24);
+      cases.push(Buffer.from(Array.from({ length: len }, () => alphabet[Math.floor(rnd() * alphabet.length)]!)).toString('latin1'));
+    }
+    for (const c of cases) {
+      const bytes = Buffer.from(c, 'latin1');
+      assert.equal(bytesHavePlaceholderSyntax(bytes), hasPlaceholderSyntax(bytes.toString('latin1')), JSON.stringify(c));
+    }
+  });
+
+  it('reads only the view it is given', () => {
+    const whole = Buffer.from('xx{{secret:a}}', 'latin1');
+    assert.equal(bytesHavePlaceholderSyntax(whole.subarray(0, 2)), false);
+    assert.equal(bytesHavePlaceholderSyntax(whole.subarray(2)), true);
   });
 });

@@ -30,6 +30,33 @@ export function hasPlaceholderSyntax(text: string): boolean {
   return ANY_PLACEHOLDER.test(text);
 }
 
+/** Bytes \s matches in a latin1 reading (tab, LF, VT, FF, CR, space, no-break space). */
+const SPACE_BYTES = new Set([9, 10, 11, 12, 13, 32, 0xa0]);
+const SECRET_COLON = Buffer.from('secret:', 'latin1');
+
+/**
+ * hasPlaceholderSyntax of the bytes read as latin1, without building the string: a large
+ * body is searched for `{{` natively and only those spots are looked at (the string and the
+ * regex over it cost about a tenth of egress's CPU for a 256 KiB body).
+ */
+export function bytesHavePlaceholderSyntax(bytes: Uint8Array): boolean {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = buf.indexOf('{{'); i !== -1; i = buf.indexOf('{{', i + 1)) {
+    let j = i + 2;
+    while (j < buf.length && SPACE_BYTES.has(buf[j]!)) j++;
+    if (j + SECRET_COLON.length > buf.length) continue;
+    let same = true;
+    for (let k = 0; k < SECRET_COLON.length && same; k++) {
+      const b = buf[j + k]!;
+      const e = SECRET_COLON[k]!;
+      // Case-insensitive like PLACEHOLDER_START (/i): a lower-case ASCII letter also matches its capital.
+      same = b === e || (e >= 0x61 && e <= 0x7a && b === e - 0x20);
+    }
+    if (same) return true;
+  }
+  return false;
+}
+
 function namesIn(text: string): string[] {
   return [...text.matchAll(PLACEHOLDER)].map((m) => m[1]!);
 }
@@ -89,7 +116,7 @@ export function findPlaceholders(req: RequestParts): PlaceholderUse[] {
     }
   }
   // Bodies are scanned, never filled: a placeholder there would let content choose where a secret goes.
-  if (req.body.length > 0 && hasPlaceholderSyntax(Buffer.from(req.body.subarray(0, 1 << 20)).toString('latin1'))) {
+  if (req.body.length > 0 && bytesHavePlaceholderSyntax(req.body.subarray(0, 1 << 20))) {
     throw new PlaceholderError(
       'placeholder_in_body',
       'secret placeholders are only filled in headers, query values and the URL path, never in a body',
