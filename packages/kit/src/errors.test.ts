@@ -44,6 +44,9 @@ describe('asTalonError', () => {
       Object.assign(new Error('closed connection'), { name: 'ClosedConnectionError' }),
       Object.assign(new Error('JetStream system temporarily unavailable'), { name: 'JetStreamApiError', status: 503 }),
       new Error('request failed', { cause: Object.assign(new Error('no responders'), { name: 'NoResponders' }) }),
+      // A response body cut off because the peer died (undici), as fetch reports it too.
+      Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }),
+      new TypeError('terminated', { cause: Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }) }),
     ];
     for (const e of gone) assert.equal(asTalonError(e).code, 'unavailable', e.message);
     assert.ok(isDependencyUnavailable(gone[0]));

@@ -141,8 +141,23 @@ export function httpErrorBody(err: TalonError): { error: { code: string; message
   return { error: { code: err.code, message: err.message, type: openAiErrorType(err.httpStatus), param: null } };
 }
 
-/** Network failures of a connection (Node's errno codes). */
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+/**
+ * Network failures of a connection: Node's errno codes, and undici's for a socket closed
+ * under a request or a response body (a peer such as egress killed mid-answer).
+ */
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 /** nats.js errors of a connection that is closed, reconnecting or got no answer in time. */
 const NATS_GONE = new Set(['TimeoutError', 'NoResponders', 'ClosedConnectionError', 'ConnectionError', 'DrainingConnectionError']);
 /** PostgreSQL: connection exceptions (class 08), shutting down or starting up (57P01–57P03). */
