@@ -75,6 +75,14 @@ const PLATFORM_ONLY_KEYS = new Set([
 
 const START_ORDER: readonly ServiceName[] = ['memory', 'vault', 'egress', 'sandbox', 'orchestrator', 'gateway'];
 const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox', 'egress', 'vault', 'memory'];
+/**
+ * V8 flags of every service process. Left to itself V8 lets a busy service's heap, its young
+ * generation above all, grow for a long while before collecting: measured over 3000 turns the
+ * orchestrator went from 122 to 320 MiB resident and kept growing; with these it levels off
+ * near 140 MiB at the same turns/s. Later flags (nodeArgs) override them.
+ */
+const SERVICE_NODE_ARGS: readonly string[] = ['--max-semi-space-size=2', '--max-old-space-size=256'];
+
 /** Services that keep tables: started once the database is ready (they get its URLs). */
 const DATABASE_SERVICES: ReadonlySet<ServiceName> = new Set<ServiceName>(['memory', 'vault']);
 
@@ -447,7 +455,11 @@ export class Platform {
           '--ports-file',
           portsFile,
         ],
-        env: { PATH: process.env.PATH, NODE_OPTIONS: '--max-old-space-size=2048', NODE_COMPILE_CACHE: this.compileCache },
+        env: {
+          PATH: process.env.PATH,
+          NODE_OPTIONS: '--max-old-space-size=2048 --max-semi-space-size=2',
+          NODE_COMPILE_CACHE: this.compileCache,
+        },
         logFile: this.logFile('pglite'),
       });
       this.pglite = pglite;
@@ -592,7 +604,7 @@ export class Platform {
     const proc = new ManagedProcess({
       name: instance,
       command: process.execPath,
-      args: [...(this.opts.nodeArgs ?? []), join(REPO_ROOT, 'services', s, 'src', 'main.ts')],
+      args: [...SERVICE_NODE_ARGS, ...(this.opts.nodeArgs ?? []), join(REPO_ROOT, 'services', s, 'src', 'main.ts')],
       env: this.serviceEnv(s, instance),
       cwd: REPO_ROOT,
       logFile: this.logFile(instance),
