@@ -165,13 +165,21 @@ export class BackgroundUpkeep {
         this.next = newPass();
         this.current = pass;
         try {
-          while (!this.stopped && (await this.store.indexPendingHistory(this.batch)) > 0);
+          // A short batch was the last: turns stored after its read belong to the next pass.
+          while (!this.stopped && (await this.store.indexPendingHistory(this.batch)) >= this.batch);
         } catch (err) {
           // The periodic pass picks up whatever is left.
           this.log.warn({ err: (err as Error).message }, 'indexing new turns failed; the upkeep pass will retry');
         } finally {
           this.current = undefined;
           pass.finish();
+        }
+        // Statistics follow the growth (the embedded database has no autovacuum; the text
+        // half prunes common terms with them), after the pass so no search waits for it.
+        if (!this.stopped && this.store.mayNeedAnalyze) {
+          await this.store.analyzeIfGrown().catch((err: unknown) => {
+            this.log.warn({ err: (err as Error).message }, 'could not refresh memory statistics; the upkeep pass will');
+          });
         }
       } while (this.indexAgain && !this.stopped);
     })().finally(() => {

@@ -145,6 +145,75 @@ class AllErased extends Error {}
  */
 const USER_LOCK_KEY = `hashtextextended('talon.memory.user:' || $1::text, 0)`;
 
+/** The conversation row, created or its last activity moved on; holds the user's lock shared (see USER_LOCK_KEY). */
+const UPSERT_CONVERSATION_SQL = `with lock as (select pg_advisory_xact_lock_shared(${USER_LOCK_KEY}))
+  insert into memory.conversations (user_id, channel, thread_id, last_turn_at)
+  select $1, $2, $3, coalesce(to_timestamp($4::double precision / 1000), now()) from lock
+  on conflict (user_id, channel, thread_id)
+    do update set last_turn_at = greatest(memory.conversations.last_turn_at, excluded.last_turn_at)
+  returning id`;
+
+/**
+ * Turns of one conversation ($1), in the order given (their ids order the history; a
+ * turn id stored already is skipped), and the latest erasure covering the conversation
+ * ($9, $10) or the user's whole memory: one row per inserted turn, or one row with no
+ * turn, each with the erasure time.
+ */
+const INSERT_TURNS_SQL = `with erased as (
+    select (extract(epoch from max(erased_at)) * 1000)::float8 as ms from memory.erasures
+     where user_id = $2 and ((channel = $9 and thread_id = $10) or (channel = '' and thread_id = ''))),
+  ins as (
+    insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at, indexed_at)
+    select $1::uuid, $2, t.turn_id, t.role, t.source, t.content, coalesce(to_timestamp(t.ms / 1000), now()), case when $8::boolean then now() end
+      from unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::float8[]) with ordinality as t(turn_id, role, source, content, ms, n)
+     order by t.n
+    on conflict (conversation_id, turn_id) do nothing
+    returning id::text as id, turn_id)
+  select erased.ms as erased_ms, ins.id, ins.turn_id from erased left join ins on true`;
+
+/** Chunk rows as parameters $first..$first+9: eight column arrays (chunkColumns), then the model and the dimension of the vectors. */
+function chunkRowsSql(first: number): string {
+  const p = (k: number) => `$${first + k}`;
+  return `insert into memory.vector_embeddings
+    (user_id, document_id, history_id, conversation_id, source, seq, content, embedding, embedding_model, embedding_dim, embedded_at)
+  select c.user_id, c.document_id, c.history_id, c.conversation_id, c.source, c.seq, c.content, c.emb::vector,
+         case when c.emb is null then null else ${p(8)} end, case when c.emb is null then null else ${p(9)}::int end,
+         case when c.emb is null then null else now() end
+    from unnest(${p(0)}::text[], ${p(1)}::uuid[], ${p(2)}::bigint[], ${p(3)}::uuid[], ${p(4)}::text[], ${p(5)}::int[], ${p(6)}::text[], ${p(7)}::text[])
+         as c(user_id, document_id, history_id, conversation_id, source, seq, content, emb)`;
+}
+
+const INSERT_CHUNKS_SQL = chunkRowsSql(1);
+
+/**
+ * One indexing batch in one statement (its own transaction): locks the turns ($1)
+ * still unindexed that no other pass holds, marks them indexed and inserts their
+ * chunks (of every turn of $1; only those of the locked turns are kept).
+ */
+const INDEX_TURNS_SQL = `with mine as (
+    select id from memory.conversation_history where id = any($1::bigint[]) and indexed_at is null for update skip locked),
+  marked as (
+    update memory.conversation_history h set indexed_at = now() from mine where h.id = mine.id returning h.id),
+  chunks as (
+    ${chunkRowsSql(2)}
+     where c.history_id in (select id from marked)
+    returning 1)
+  select (select count(*) from marked)::int as indexed, (select count(*) from chunks)::int as chunks`;
+
+/** The column arrays of chunk rows, in the order chunkRowsSql takes them. */
+function chunkColumns(rows: readonly ChunkRow[]): unknown[][] {
+  return [
+    rows.map((r) => r.userId),
+    rows.map((r) => r.documentId ?? null),
+    rows.map((r) => r.historyId ?? null),
+    rows.map((r) => r.conversationId ?? null),
+    rows.map((r) => r.source),
+    rows.map((r) => r.seq),
+    rows.map((r) => r.content),
+    rows.map((r) => (r.vector ? vectorLiteral(r.vector) : null)),
+  ];
+}
+
 /** Roles whose turns become searchable memory. */
 export const INDEXED_ROLES: ReadonlySet<string> = new Set(['user', 'assistant']);
 
@@ -176,6 +245,32 @@ function sha256(...parts: string[]): string {
   return h.digest('hex');
 }
 
+/** A named statement: the pg driver sends it with its text once. */
+interface NamedQuery {
+  name: string;
+  text: string;
+  values: unknown[];
+}
+
+const statementNames = new Map<string, string>();
+
+/**
+ * A statement of the serving path as a named (prepared) statement: each pooled
+ * connection parses it once and PostgreSQL may reuse its plan, where an unnamed one
+ * is parsed and planned on every call (most of a short statement's time on the
+ * embedded database). Only for SQL whose result does not depend on the plan: the
+ * vector half stays unnamed, so its choice between the HNSW index and an exact
+ * scan is made for each search's own user and vector.
+ */
+function named(text: string, values: unknown[]): NamedQuery {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `memory_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values };
+}
+
 async function inTransaction<T>(pool: Pool, fn: (c: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
@@ -195,6 +290,8 @@ export class MemoryStore {
   private readonly pool: Pool;
   readonly opts: StoreOptions;
   private analyzedAt = 0;
+  /** Chunks this replica inserted since its last ANALYZE (spares analyzeIfGrown its query until they could matter). */
+  private grown = 0;
   private common: { at: number; map: Map<string, number> } | undefined;
 
   constructor(pool: Pool, opts: StoreOptions) {
@@ -220,36 +317,11 @@ export class MemoryStore {
     return this.opts.embedder.embed(texts);
   }
 
-  /** Inserts chunk rows in multi-row statements (embedding columns set when a vector is given). */
-  private async insertChunks(client: PoolClient, rows: readonly ChunkRow[]): Promise<void> {
-    const COLS = 10;
-    for (let i = 0; i < rows.length; i += 500) {
-      const batch = rows.slice(i, i + 500);
-      const values: unknown[] = [];
-      const tuples = batch.map((r, j) => {
-        values.push(
-          r.userId,
-          r.documentId ?? null,
-          r.historyId ?? null,
-          r.conversationId ?? null,
-          r.source,
-          r.seq,
-          r.content,
-          r.vector ? vectorLiteral(r.vector) : null,
-          r.vector ? this.opts.model : null,
-          r.vector ? this.opts.dim : null,
-        );
-        const b = j * COLS;
-        const p = (k: number) => `$${b + k}`;
-        return `(${p(1)}, ${p(2)}::uuid, ${p(3)}::bigint, ${p(4)}::uuid, ${p(5)}, ${p(6)}::int, ${p(7)}, ${p(8)}::vector, ${p(9)}, ${p(10)}::int, case when ${p(8)}::text is null then null else now() end)`;
-      });
-      await client.query(
-        `insert into memory.vector_embeddings
-           (user_id, document_id, history_id, conversation_id, source, seq, content, embedding, embedding_model, embedding_dim, embedded_at)
-         values ${tuples.join(', ')}`,
-        values,
-      );
-    }
+  /** Inserts chunk rows (embedding columns set when a vector is given) in one named statement. */
+  private async insertChunks(client: Pick<PoolClient, 'query'>, rows: readonly ChunkRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await client.query(named(INSERT_CHUNKS_SQL, [...chunkColumns(rows), this.opts.model, this.opts.dim]));
+    this.grown += rows.length;
   }
 
   /**
@@ -287,19 +359,17 @@ export class MemoryStore {
       return { inserted: 0, history: historyLimit > 0 ? await this.history(conv, historyLimit, HISTORY_ROLES) : [] };
     }
     const prepared = await this.prepareTurns([userTurn], opts.index !== 'deferred');
-    return inTransaction(this.pool, async (client) => {
-      let inserted = 0;
-      await client.query('savepoint user_turn');
-      try {
-        inserted = (await this.insertTurns(client, conv, prepared)).inserted;
-      } catch (err) {
-        if (!(err instanceof AllErased)) throw err;
-        // Erased meanwhile: leave no trace (as appendTurns), still read the history.
-        await client.query('rollback to savepoint user_turn');
-      }
-      const history = historyLimit > 0 ? await this.historyBefore(client, conv, historyLimit, HISTORY_ROLES, userTurn.id) : [];
-      return { inserted, history };
-    });
+    // The history is read on its own connection meanwhile: it leaves out the user turn
+    // (and, on a redelivery, everything stored after it), so it reads the same rows either way.
+    const [inserted, history] = await Promise.all([
+      inTransaction(this.pool, async (client) => (await this.insertTurns(client, conv, prepared)).inserted).catch((err: unknown) => {
+        // Erased meanwhile: leave no trace (as appendTurns), still answer with the history.
+        if (err instanceof AllErased) return 0;
+        throw err;
+      }),
+      historyLimit > 0 ? this.historyBefore(this.pool, conv, historyLimit, HISTORY_ROLES, userTurn.id) : Promise.resolve([]),
+    ]);
+    return { inserted, history };
   }
 
   /** Chunks and embeds (when indexing inline) before the transaction, so it stays short. */
@@ -320,44 +390,50 @@ export class MemoryStore {
     // Upserting the row locks the conversation: a DeleteConversation under way
     // finishes first (and this then creates it anew), or waits for this to commit.
     const { rows } = await client.query<{ id: string }>(
-      `with lock as (select pg_advisory_xact_lock_shared(${USER_LOCK_KEY}))
-       insert into memory.conversations (user_id, channel, thread_id, last_turn_at)
-       select $1, $2, $3, coalesce(to_timestamp($4::double precision / 1000), now()) from lock
-       on conflict (user_id, channel, thread_id)
-         do update set last_turn_at = greatest(memory.conversations.last_turn_at, excluded.last_turn_at)
-       returning id`,
-      [conv.userId, conv.channel, conv.threadId, latestMs],
+      named(UPSERT_CONVERSATION_SQL, [conv.userId, conv.channel, conv.threadId, latestMs]),
     );
     const conversationId = rows[0]!.id;
-    // A later statement, so it sees an erasure committed while the upsert waited.
-    const erased = await client.query<{ ms: number | null }>(
-      `select (extract(epoch from max(erased_at)) * 1000)::float8 as ms from memory.erasures
-        where user_id = $1 and ((channel = $2 and thread_id = $3) or (channel = '' and thread_id = ''))`,
-      [conv.userId, conv.channel, conv.threadId],
+    // A later statement than the upsert, so it sees an erasure committed while the upsert
+    // waited; the turns go in with it and those the erasure keeps out are taken out again.
+    const ins = await client.query<{ erased_ms: number | null; id: string | null; turn_id: string | null }>(
+      named(INSERT_TURNS_SQL, [
+        conversationId,
+        conv.userId,
+        turns.map((t) => t.id),
+        turns.map((t) => t.role),
+        turns.map((t) => t.source),
+        turns.map((t) => t.content),
+        turns.map((t) => t.createdAtMs || null),
+        inline,
+        conv.channel,
+        conv.threadId,
+      ]),
     );
-    const erasedMs = erased.rows[0]?.ms ?? undefined;
+    const erasedMs = ins.rows[0]?.erased_ms ?? undefined;
     const keep = turns.map((t) => survivesErasure(t.createdAtMs, erasedMs === undefined ? undefined : Number(erasedMs)));
     // Nothing left to store: leave no trace (not even an empty conversation).
     if (!keep.includes(true)) throw new AllErased();
-    let inserted = 0;
+    const ids = new Map(ins.rows.flatMap((r): Array<[string, string]> => (r.id !== null && r.turn_id !== null ? [[r.turn_id, r.id]] : [])));
+    // The row of a turn id is the first turn that carries it.
+    const first = new Map<string, number>();
+    turns.forEach((t, i) => first.has(t.id) || first.set(t.id, i));
+    const dropped = [...ids].filter(([turnId]) => !keep[first.get(turnId)!]);
+    if (dropped.length > 0) {
+      await client.query(
+        named('delete from memory.conversation_history where id = any($1::bigint[]) and user_id = $2', [
+          dropped.map(([, id]) => id),
+          conv.userId,
+        ]),
+      );
+      for (const [turnId] of dropped) ids.delete(turnId);
+    }
+    const inserted = ids.size;
     let v = 0;
     const chunkRows: ChunkRow[] = [];
     for (const [i, t] of turns.entries()) {
-      if (!keep[i]) {
-        v += chunks[i]!.length;
-        continue;
-      }
-      const r = await client.query<{ id: string }>(
-        `insert into memory.conversation_history (conversation_id, user_id, turn_id, role, source, content, created_at, indexed_at)
-         values ($1, $2, $3, $4, $5, $6, coalesce(to_timestamp($7::double precision / 1000), now()), case when $8 then now() end)
-         on conflict (conversation_id, turn_id) do nothing
-         returning id`,
-        [conversationId, conv.userId, t.id, t.role, t.source, t.content, t.createdAtMs ? t.createdAtMs : null, inline],
-      );
       const turnChunks = chunks[i]!;
-      const historyId = r.rows[0]?.id;
+      const historyId = first.get(t.id) === i ? ids.get(t.id) : undefined;
       if (historyId !== undefined) {
-        inserted += 1;
         turnChunks.forEach((content, seq) =>
           chunkRows.push({
             userId: conv.userId,
@@ -392,21 +468,24 @@ export class MemoryStore {
     roles: readonly string[],
     beforeTurnId: string | undefined,
   ): Promise<StoredTurn[]> {
-    const before =
-      beforeTurnId === undefined
-        ? ''
-        : `and not exists (select 1 from memory.conversation_history u
-                            where u.conversation_id = h.conversation_id and u.turn_id = $6 and u.id <= h.id)`;
+    // The conversation's newest turns read backwards from the end of its index, or from
+    // just before the turn $6 when it is stored ($6 null: the most recent ones).
     const { rows } = await client.query<{ turn_id: string; role: string; content: string; source: string; ms: string }>(
-      `select h.turn_id, h.role, h.content, h.source, (extract(epoch from h.created_at) * 1000)::bigint as ms
-         from memory.conversation_history h
-         join memory.conversations c on c.id = h.conversation_id
-        where c.user_id = $1 and c.channel = $2 and c.thread_id = $3 and h.user_id = $1
-          and (cardinality($5::text[]) = 0 or h.role = any($5::text[]))
-          ${before}
-        order by h.id desc
-        limit $4`,
-      [conv.userId, conv.channel, conv.threadId, limit, [...roles], ...(beforeTurnId === undefined ? [] : [beforeTurnId])],
+      named(
+        `select h.turn_id, h.role, h.content, h.source, (extract(epoch from h.created_at) * 1000)::bigint as ms
+           from memory.conversations c
+           cross join lateral (
+             select h.id, h.turn_id, h.role, h.content, h.source, h.created_at from memory.conversation_history h
+              where h.conversation_id = c.id and h.user_id = $1
+                and (cardinality($5::text[]) = 0 or h.role = any($5::text[]))
+                and h.id < coalesce((select u.id from memory.conversation_history u where u.conversation_id = c.id and u.turn_id = $6::text),
+                                    9223372036854775807)
+              order by h.id desc
+              limit $4) h
+          where c.user_id = $1 and c.channel = $2 and c.thread_id = $3
+          order by h.id desc`,
+        [conv.userId, conv.channel, conv.threadId, limit, [...roles], beforeTurnId ?? null],
+      ),
     );
     return rows.reverse().map((r) => ({ id: r.turn_id, role: r.role, content: r.content, source: r.source, createdAtMs: Number(r.ms) }));
   }
@@ -697,7 +776,7 @@ export class MemoryStore {
           maxTermFreq: this.opts.maxTermFreq ?? 1,
           maxTerms: this.opts.maxTerms ?? 32,
         });
-        return (await this.pool.query<HalfRow>(q.text, q.values)).rows;
+        return (await this.pool.query<HalfRow>(named(q.text, q.values))).rows;
       })(),
       (async () => {
         if (!vector) return [];
@@ -787,43 +866,42 @@ export class MemoryStore {
    */
   async indexPendingHistory(limit: number): Promise<number> {
     const pending = await this.pool.query<{ id: string; user_id: string; conversation_id: string; source: string; content: string }>(
-      `select id::text as id, user_id, conversation_id, source, content from memory.conversation_history
-        where indexed_at is null and role in ('user', 'assistant') order by id limit $1`,
-      [limit],
+      named(
+        `select id::text as id, user_id, conversation_id, source, content from memory.conversation_history
+          where indexed_at is null and role in ('user', 'assistant') order by id limit $1`,
+        [limit],
+      ),
     );
     if (pending.rows.length === 0) return 0;
     const chunks = pending.rows.map((r) => chunkText(r.content, this.opts.chunk));
     const vectors = await this.embedLocal(chunks.flat());
-    return inTransaction(this.pool, async (client) => {
-      // Lock the rows and re-check: another replica may have indexed them meanwhile.
-      const locked = await client.query<{ id: string }>(
-        `select id::text as id from memory.conversation_history where id = any($1::bigint[]) and indexed_at is null for update skip locked`,
-        [pending.rows.map((r) => r.id)],
+    const rows: ChunkRow[] = [];
+    let v = 0;
+    pending.rows.forEach((r, i) => {
+      chunks[i]!.forEach((content, seq) =>
+        rows.push({
+          userId: r.user_id,
+          historyId: r.id,
+          conversationId: r.conversation_id,
+          source: r.source,
+          seq,
+          content,
+          ...(vectors ? { vector: vectors[v + seq]! } : {}),
+        }),
       );
-      const mine = new Set(locked.rows.map((r) => r.id));
-      const rows: ChunkRow[] = [];
-      let v = 0;
-      pending.rows.forEach((r, i) => {
-        const cs = chunks[i]!;
-        if (mine.has(r.id)) {
-          cs.forEach((content, seq) =>
-            rows.push({
-              userId: r.user_id,
-              historyId: r.id,
-              conversationId: r.conversation_id,
-              source: r.source,
-              seq,
-              content,
-              ...(vectors ? { vector: vectors[v + seq]! } : {}),
-            }),
-          );
-        }
-        v += cs.length;
-      });
-      await this.insertChunks(client, rows);
-      await client.query('update memory.conversation_history set indexed_at = now() where id = any($1::bigint[])', [[...mine]]);
-      return mine.size;
+      v += chunks[i]!.length;
     });
+    // Another replica may have indexed some of them meanwhile: the statement locks and re-checks them.
+    const done = await this.pool.query<{ indexed: number; chunks: number }>(
+      named(INDEX_TURNS_SQL, [pending.rows.map((r) => r.id), ...chunkColumns(rows), this.opts.model, this.opts.dim]),
+    );
+    this.grown += done.rows[0]?.chunks ?? 0;
+    return done.rows[0]?.indexed ?? 0;
+  }
+
+  /** Whether this replica alone stored enough chunks since its last ANALYZE for analyzeIfGrown to act (no query). */
+  get mayNeedAnalyze(): boolean {
+    return this.grown >= Math.max(500, this.analyzedAt / 10);
   }
 
   /**
@@ -835,8 +913,10 @@ export class MemoryStore {
     const { rows } = await this.pool.query<{ max: string | null }>('select max(id)::text as max from memory.vector_embeddings');
     const now = Number(rows[0]?.max ?? 0);
     if (now - this.analyzedAt < Math.max(500, this.analyzedAt / 10)) return false;
-    await this.pool.query('analyze memory.vector_embeddings');
+    // The history tables too: the embedded database's planner has no other statistics.
+    await this.pool.query('analyze memory.vector_embeddings, memory.conversation_history, memory.conversations');
     this.analyzedAt = now;
+    this.grown = 0;
     this.common = undefined;
     return true;
   }

@@ -67,6 +67,37 @@ describe('PGlite wire server', () => {
       await pool.end();
     }
   });
+
+  it('gives each connection its own named statements, and closes them when the connection goes', async () => {
+    const one = new pg.Client(url);
+    const two = new pg.Client(url);
+    const observer = new pg.Client(url);
+    await one.connect();
+    await two.connect();
+    await observer.connect();
+    const prepared = async () =>
+      (await observer.query(`select count(*)::int as n from pg_prepared_statements where name like '%\\_same'`)).rows[0].n as number;
+    try {
+      // Same name, different statements: on PostgreSQL each connection has its own.
+      for (let i = 0; i < 3; i++) {
+        const [a, b] = await Promise.all([
+          one.query({ name: 'same', text: 'select $1::int + 1 as v', values: [i] }),
+          two.query({ name: 'same', text: `select $1::text || '!' as v`, values: [`x${i}`] }),
+        ]);
+        assert.equal(a.rows[0].v, i + 1);
+        assert.equal(b.rows[0].v, `x${i}!`);
+      }
+      assert.equal(await prepared(), 2);
+      await one.end();
+      const deadline = Date.now() + 5000;
+      while ((await prepared()) !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await prepared(), 1, 'the closed connection’s statement is gone');
+      assert.equal((await two.query({ name: 'same', text: `select $1::text || '!' as v`, values: ['y'] })).rows[0].v, 'y!');
+    } finally {
+      await two.end();
+      await observer.end();
+    }
+  });
 });
 
 describe('PGlite wire server: LISTEN/NOTIFY between connections', () => {

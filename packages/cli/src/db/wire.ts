@@ -9,6 +9,12 @@
 // while a connection holds an open transaction only that connection's units run.
 // (The upstream pglite-socket queues single messages, which interleaves them.)
 //
+// Prepared statements: PostgreSQL keeps named statements and portals per connection,
+// PGlite has one session for all of them. Each connection's names are therefore
+// prefixed with its own (`c<id>_`) in Parse, Bind, Describe, Execute and Close, so two
+// clients that prepare the same name (a pooled driver does) each get their own, and a
+// connection's statements are closed when it goes.
+//
 // LISTEN/NOTIFY: the one session delivers a notification in the output of the unit that
 // committed it, i.e. to the notifier's connection. This server copies each
 // NotificationResponse to the other connections that ran `LISTEN <channel>` as a simple
@@ -26,6 +32,8 @@ const UNIT_END = new Set(['S', 'Q', 'H', 'X']);
 interface Unit {
   conn: Connection;
   bytes: Uint8Array;
+  /** The server's own work for a connection that is gone (its output is dropped). */
+  internal?: boolean;
 }
 
 class Connection {
@@ -37,9 +45,14 @@ class Connection {
   closed = false;
   /** Channels this connection LISTENs on (simple-query LISTEN / UNLISTEN). */
   readonly listening = new Set<string>();
+  /** Prefix of this connection's statement and portal names in the shared session. */
+  readonly prefix: Buffer;
+  /** Named statements this connection prepared (as named in the session), closed when it goes. */
+  readonly statements = new Set<string>();
   constructor(id: number, socket: Socket) {
     this.id = id;
     this.socket = socket;
+    this.prefix = Buffer.from(`c${id}_`);
   }
 }
 
@@ -131,7 +144,7 @@ export class PgliteWireServer {
       const len = conn.buf.readInt32BE(1);
       if (len < 4) throw new Error(`bad message length ${len}`);
       if (conn.buf.length < 1 + len) return;
-      const msg = Buffer.from(conn.buf.subarray(0, 1 + len));
+      const msg = ownNames(conn, Buffer.from(conn.buf.subarray(0, 1 + len)));
       conn.buf = conn.buf.subarray(1 + len);
       conn.pending.push(msg);
       if (type === 'Q') trackListen(conn, msg);
@@ -168,16 +181,18 @@ export class PgliteWireServer {
       for (;;) {
         const u = this.next();
         if (!u) break;
-        if (u.conn.socket.destroyed) continue;
+        if (u.conn.socket.destroyed && !u.internal) continue;
         const notifications = new NotificationScanner();
+        // The unit's output goes out in one write (PGlite hands it over in many small pieces).
+        const out: Buffer[] = [];
         try {
           await this.db.runExclusive(() =>
             this.db.execProtocolRawStream(u.bytes, {
               onRawData: (data: Uint8Array) => {
-                if (data.length === 0) return;
-                const out = Buffer.from(data);
-                if (!u.conn.socket.destroyed) u.conn.socket.write(out);
-                notifications.feed(out, (msg) => this.deliver(u.conn, msg));
+                if (data.length === 0 || u.internal) return;
+                const piece = Buffer.from(data);
+                out.push(piece);
+                notifications.feed(piece, (msg) => this.deliver(u.conn, msg));
               },
             }),
           );
@@ -185,8 +200,9 @@ export class PgliteWireServer {
           this.onError?.(err as Error);
           u.conn.socket.destroy();
         }
+        if (out.length > 0 && !u.conn.socket.destroyed) u.conn.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
         if (this.db.isInTransaction()) this.owner = u.conn;
-        if (u.conn.closed) u.conn.socket.end();
+        if (u.conn.closed && !u.internal) u.conn.socket.end();
       }
     } finally {
       this.running = false;
@@ -213,8 +229,15 @@ export class PgliteWireServer {
         // exec() takes PGlite's own lock (wrapping it in runExclusive would deadlock).
         await this.db.exec('ROLLBACK').catch((err: unknown) => this.onError?.(err as Error));
       }
-      void this.pump();
     }
+    if (conn.statements.size > 0) {
+      // Queued like any unit, so it never runs inside another connection's transaction.
+      // Close (unlike DEALLOCATE) is no error for a statement whose Parse failed.
+      const close = Buffer.concat([...[...conn.statements].map((n) => closeStatement(n)), SYNC]);
+      conn.statements.clear();
+      this.queue.push({ conn, bytes: new Uint8Array(close), internal: true });
+    }
+    void this.pump();
   }
 
   async stop(): Promise<void> {
@@ -222,6 +245,64 @@ export class PgliteWireServer {
     for (const c of this.conns) c.socket.destroy();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
+}
+
+const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+
+/** A Close of a named statement ('C', 'S', name). */
+function closeStatement(name: string): Buffer {
+  const n = Buffer.from(`${name}\0`);
+  const head = Buffer.alloc(6);
+  head.write('C', 0);
+  head.writeInt32BE(4 + 1 + n.length, 1);
+  head.write('S', 5);
+  return Buffer.concat([head, n]);
+}
+
+/**
+ * The message with the connection's statement and portal names prefixed (see the top of
+ * this file): Parse names a statement, Bind a portal then a statement, Describe and
+ * Close a statement or portal, Execute a portal. Unnamed ones ('') stay unnamed; other
+ * messages pass unchanged.
+ */
+export function ownNames(conn: { prefix: Buffer; statements: Set<string> }, msg: Buffer): Buffer {
+  const type = msg[0];
+  // Offsets of the C strings holding names.
+  let names: number[];
+  switch (type) {
+    case 0x50: // Parse
+    case 0x45: // Execute
+      names = [5];
+      break;
+    case 0x42: {
+      // Bind: portal, then statement
+      const end = msg.indexOf(0, 5);
+      if (end < 0) return msg;
+      names = [5, end + 1];
+      break;
+    }
+    case 0x44: // Describe
+    case 0x43: // Close
+      names = [6];
+      break;
+    default:
+      return msg;
+  }
+  if (names.every((at) => msg[at] === 0)) return msg;
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (const at of names) {
+    if (at >= msg.length || msg[at] === 0) continue;
+    parts.push(msg.subarray(from, at), conn.prefix);
+    from = at;
+  }
+  parts.push(msg.subarray(from));
+  const out = Buffer.concat(parts);
+  out.writeInt32BE(out.length - 1, 1);
+  if (type === 0x50) conn.statements.add(out.subarray(5, out.indexOf(0, 5)).toString('utf8'));
+  // A closed statement need not be closed again when the connection goes.
+  if (type === 0x43 && out[5] === 0x53) conn.statements.delete(out.subarray(6, out.indexOf(0, 6)).toString('utf8'));
+  return out;
 }
 
 const LISTEN = /^\s*(listen|unlisten)\s+(\*|"((?:[^"]|"")+)"|([A-Za-z_][\w$]*))\s*;?\s*$/i;
