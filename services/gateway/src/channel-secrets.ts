@@ -12,7 +12,8 @@ export interface NeededSecret {
   setting: string;
 }
 
-type SecretSettings = Pick<
+/** The settings that name each channel's vault secrets (ChannelConfig includes them). */
+export type ChannelSecretSettings = Pick<
   GatewayConfig,
   | 'telegramBotTokenSecret'
   | 'telegramWebhookSecret'
@@ -25,7 +26,7 @@ type SecretSettings = Pick<
 >;
 
 /** The secrets of each enabled channel, in a fixed order. */
-export function neededSecrets(channels: readonly Channel[], cfg: SecretSettings): NeededSecret[] {
+export function neededSecrets(channels: readonly Channel[], cfg: ChannelSecretSettings): NeededSecret[] {
   const of: Record<Channel, Array<[string, string]>> = {
     telegram: [
       [cfg.telegramBotTokenSecret, 'GATEWAY_TELEGRAM_BOT_TOKEN_SECRET'],

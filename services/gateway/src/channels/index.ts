@@ -3,6 +3,7 @@ import type { GatewayConfig } from '../config.ts';
 import { discordSend, discordSignature, discordVerdict, parseDiscord } from './discord.ts';
 import { parseSlack, slackSend, slackSignature, slackVerdict } from './slack.ts';
 import { parseTelegram, telegramSend, telegramSignature, telegramVerdict } from './telegram.ts';
+import type { ChannelSecretSettings } from '../channel-secrets.ts';
 import type { Channel, HeaderBag, PlatformCall, SendVerdict, SignatureCheck, WebhookOutcome } from './types.ts';
 import { parseWebhook, webhookSend, webhookSignature, webhookVerdict } from './webhook.ts';
 
@@ -16,20 +17,9 @@ export interface ChannelAdapter {
 
 export type ChannelConfig = Pick<
   GatewayConfig,
-  | 'replayWindowS'
-  | 'telegramApiUrl'
-  | 'slackApiUrl'
-  | 'discordApiUrl'
-  | 'webhookCallbackUrl'
-  | 'telegramBotTokenSecret'
-  | 'telegramWebhookSecret'
-  | 'slackBotTokenSecret'
-  | 'slackSigningSecret'
-  | 'discordBotTokenSecret'
-  | 'discordPublicKeySecret'
-  | 'webhookSigningSecret'
-  | 'webhookCallbackSecret'
->;
+  'replayWindowS' | 'telegramApiUrl' | 'slackApiUrl' | 'discordApiUrl' | 'webhookCallbackUrl'
+> &
+  ChannelSecretSettings;
 
 export function adapters(c: ChannelConfig): Record<Channel, ChannelAdapter> {
   const w = c.replayWindowS;
