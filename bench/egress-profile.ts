@@ -2,15 +2,14 @@
 //   node bench/egress-profile.ts [--kib 256] [--seconds 5] [--concurrency 16] [--no-prof]
 // Starts vault+egress (egress with --cpu-prof unless --no-prof), a local upstream, drives
 // scan + inject requests, prints req/s and where the .cpuprofile files went.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { REPO_ROOT } from '@talon/cli/platform';
 import { diesWithParent } from '@talon/cli/process';
-import { startTestPlatform } from '@talon/testkit';
+import { startEgressBench } from './egress-platform.ts';
 
 const { values } = parseArgs({
   options: {
@@ -35,43 +34,11 @@ const upstream = spawn(
 );
 const upstreamPort = await new Promise<number>((r) => upstream.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
 const target = `http://127.0.0.1:${upstreamPort}`;
-writeFileSync(
-  join(dir, 'policy.json'),
-  JSON.stringify({ rules: [{ principal: 'orchestrator', host: '127.0.0.1', port: upstreamPort, methods: ['GET', 'POST'] }] }),
-);
-const tp = await startTestPlatform({
-  services: ['vault', 'egress'],
-  llm: false,
+const { tp } = await startEgressBench({
+  dir,
+  upstreamPort,
   nodeArgs: values['no-prof'] ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir],
-  env: {
-    TALON_LOG_LEVEL: 'warn',
-    TALON_VAULT_PASSPHRASE: 'bench-passphrase-not-secret',
-    EGRESS_POLICY_FILE: join(dir, 'policy.json'),
-    TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${upstreamPort}`,
-    EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
-  },
 });
-const set = spawnSync(
-  process.execPath,
-  [
-    join(REPO_ROOT, 'packages/cli/src/bin.ts'),
-    'secrets',
-    'set',
-    'bench_key',
-    '--host',
-    `127.0.0.1:${upstreamPort}`,
-    '--bearer',
-    '--principal',
-    'orchestrator',
-  ],
-  {
-    input: 'bench-secret-value-0123456789abcdef\n',
-    encoding: 'utf8',
-    env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault) },
-  },
-);
-if (set.status !== 0) console.error(`could not store the bench secret: ${set.stderr.trim()}`);
-await new Promise((r) => setTimeout(r, 1500));
 const pki = join(tp.home, 'pki');
 const pool = new Pool(`https://127.0.0.1:${tp.ports.egressProxy}`, {
   connections: CONC,

@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool, type Dispatcher } from 'undici';
-import { REPO_ROOT } from '@talon/cli/platform';
 import { diesWithParent } from '@talon/cli/process';
-import { freePort, mitmdumpAvailable, startMitmdump, startTestPlatform, type Mitmdump, type TestPlatform } from '@talon/testkit';
+import { freePort, mitmdumpAvailable, startMitmdump, type Mitmdump, type TestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
+import { startEgressBench } from './egress-platform.ts';
 import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
 
 const { values } = parseArgs({
@@ -47,47 +47,7 @@ const upstream = spawn(
 const upstreamPort = await new Promise<number>((r) => upstream.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
 const target = `http://127.0.0.1:${upstreamPort}`;
 
-writeFileSync(
-  join(dir, 'policy.json'),
-  JSON.stringify({ rules: [{ principal: 'orchestrator', host: '127.0.0.1', port: upstreamPort, methods: ['GET', 'POST'] }] }),
-);
-/** Vault and egress with the bench secret stored; `injecting` is false when it could not be. */
-async function platform(metrics: 'on' | 'off'): Promise<{ tp: TestPlatform; injecting: boolean }> {
-  const p = await startTestPlatform({
-    services: ['vault', 'egress'],
-    llm: false,
-    env: {
-      TALON_LOG_LEVEL: 'warn',
-      TALON_METRICS: metrics,
-      TALON_VAULT_PASSPHRASE: 'bench-passphrase-not-secret',
-      EGRESS_POLICY_FILE: join(dir, 'policy.json'),
-      TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${upstreamPort}`,
-      EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
-    },
-  });
-  const set = spawnSync(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'packages/cli/src/bin.ts'),
-      'secrets',
-      'set',
-      'bench_key',
-      '--host',
-      `127.0.0.1:${upstreamPort}`,
-      '--bearer',
-      '--principal',
-      'orchestrator',
-    ],
-    {
-      input: 'bench-secret-value-0123456789abcdef\n',
-      encoding: 'utf8',
-      env: { ...process.env, TALON_HOME: p.home, VAULT_GRPC_PORT: String(p.ports.grpc.vault) },
-    },
-  );
-  if (set.status !== 0) console.error(`(could not store the bench secret, running without injection: ${set.stderr.trim()})`);
-  await new Promise((r) => setTimeout(r, 1500));
-  return { tp: p, injecting: set.status === 0 };
-}
+const platform = (metrics: 'on' | 'off') => startEgressBench({ dir, upstreamPort, metrics });
 const { tp, injecting } = await platform('on');
 
 let mitm: Mitmdump | undefined;

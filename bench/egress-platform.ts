@@ -1,0 +1,61 @@
+// The platform the egress benchmarks measure: vault and egress only, a policy letting the
+// orchestrator reach the local upstream, and the bench secret stored so requests can carry
+// a `{{secret:bench_key}}` placeholder (bench:egress, bench:egress-cpu).
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '@talon/cli/platform';
+import { startTestPlatform, type TestPlatform } from '@talon/testkit';
+
+export interface EgressBenchOptions {
+  /** A folder of the bench's own (the policy file goes there). */
+  dir: string;
+  upstreamPort: number;
+  /** TALON_METRICS (default: the service's default, on). */
+  metrics?: 'on' | 'off';
+  nodeArgs?: string[];
+}
+
+/** Vault and egress with the bench secret stored; `injecting` is false when it could not be. */
+export async function startEgressBench(o: EgressBenchOptions): Promise<{ tp: TestPlatform; injecting: boolean }> {
+  writeFileSync(
+    join(o.dir, 'policy.json'),
+    JSON.stringify({ rules: [{ principal: 'orchestrator', host: '127.0.0.1', port: o.upstreamPort, methods: ['GET', 'POST'] }] }),
+  );
+  const tp = await startTestPlatform({
+    services: ['vault', 'egress'],
+    llm: false,
+    ...(o.nodeArgs ? { nodeArgs: o.nodeArgs } : {}),
+    env: {
+      TALON_LOG_LEVEL: 'warn',
+      ...(o.metrics ? { TALON_METRICS: o.metrics } : {}),
+      TALON_VAULT_PASSPHRASE: 'bench-passphrase-not-secret',
+      EGRESS_POLICY_FILE: join(o.dir, 'policy.json'),
+      TALON_EGRESS_ALLOW_PRIVATE: `127.0.0.1:${o.upstreamPort}`,
+      EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
+    },
+  });
+  const set = spawnSync(
+    process.execPath,
+    [
+      join(REPO_ROOT, 'packages/cli/src/bin.ts'),
+      'secrets',
+      'set',
+      'bench_key',
+      '--host',
+      `127.0.0.1:${o.upstreamPort}`,
+      '--bearer',
+      '--principal',
+      'orchestrator',
+    ],
+    {
+      input: 'bench-secret-value-0123456789abcdef\n',
+      encoding: 'utf8',
+      env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault) },
+    },
+  );
+  if (set.status !== 0) console.error(`(could not store the bench secret, running without injection: ${set.stderr.trim()})`);
+  // Egress loads the new secret's fingerprints when the vault announces the change.
+  await new Promise((r) => setTimeout(r, 1500));
+  return { tp, injecting: set.status === 0 };
+}
