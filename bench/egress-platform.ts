@@ -1,11 +1,28 @@
 // The platform the egress benchmarks measure: vault and egress only, a policy letting the
 // orchestrator reach the local upstream, and the bench secret stored so requests can carry
-// a `{{secret:bench_key}}` placeholder (bench:egress, bench:egress-cpu).
-import { spawnSync } from 'node:child_process';
+// a `{{secret:bench_key}}` placeholder (bench:egress, bench:egress-cpu); and the upstream.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '@talon/cli/platform';
+import { diesWithParent } from '@talon/cli/process';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
+
+/**
+ * The upstream the benchmarks send to: in its own process so it does not share the load
+ * generator's event loop; it binds port 0 and prints the port it got.
+ */
+export async function startBenchUpstream(): Promise<{ process: ChildProcess; port: number }> {
+  const upstream = spawn(
+    ...diesWithParent(process.execPath, [
+      '-e',
+      `const h=require('node:http').createServer((q,s)=>{let n=0;q.on('data',c=>n+=c.length);q.on('end',()=>{s.writeHead(200,{'content-type':'application/json'});s.end(JSON.stringify({ok:true,bytes:n}))})});h.listen(0,'127.0.0.1',()=>console.log(h.address().port))`,
+    ]),
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((r) => upstream.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+  return { process: upstream, port };
+}
 
 export interface EgressBenchOptions {
   /** A folder of the bench's own (the policy file goes there). */

@@ -2,14 +2,12 @@
 //   node bench/egress-profile.ts [--kib 256] [--seconds 5] [--concurrency 16] [--no-prof]
 // Starts vault+egress (egress with --cpu-prof unless --no-prof), a local upstream, drives
 // scan + inject requests, prints req/s and where the .cpuprofile files went.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { diesWithParent } from '@talon/cli/process';
-import { startEgressBench } from './egress-platform.ts';
+import { startBenchUpstream, startEgressBench } from './egress-platform.ts';
 
 const { values } = parseArgs({
   options: {
@@ -25,14 +23,7 @@ const CONC = Number(values.concurrency);
 const dir = mkdtempSync(join(tmpdir(), 'talon-egress-profile-'));
 const profDir = join(dir, 'prof');
 
-const upstream = spawn(
-  ...diesWithParent(process.execPath, [
-    '-e',
-    `const h=require('node:http').createServer((q,s)=>{let n=0;q.on('data',c=>n+=c.length);q.on('end',()=>{s.writeHead(200,{'content-type':'application/json'});s.end(JSON.stringify({ok:true,bytes:n}))})});h.listen(0,'127.0.0.1',()=>console.log(h.address().port))`,
-  ]),
-  { stdio: ['ignore', 'pipe', 'inherit'] },
-);
-const upstreamPort = await new Promise<number>((r) => upstream.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+const { process: upstream, port: upstreamPort } = await startBenchUpstream();
 const target = `http://127.0.0.1:${upstreamPort}`;
 const { tp } = await startEgressBench({
   dir,

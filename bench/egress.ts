@@ -18,7 +18,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { diesWithParent } from '@talon/cli/process';
 import { freePort, mitmdumpAvailable, startMitmdump, type Mitmdump, type TestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
-import { startEgressBench } from './egress-platform.ts';
+import { startBenchUpstream, startEgressBench } from './egress-platform.ts';
 import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
 
 const { values } = parseArgs({
@@ -35,16 +35,7 @@ const CONC = Number(values.concurrency);
 const SEQ = Number(values.sequential);
 const dir = mkdtempSync(join(tmpdir(), 'talon-bench-egress-'));
 
-// Upstream in its own process so it does not share the load generator's event loop.
-// It binds port 0 and prints the port it got.
-const upstream = spawn(
-  ...diesWithParent(process.execPath, [
-    '-e',
-    `const h=require('node:http').createServer((q,s)=>{let n=0;q.on('data',c=>n+=c.length);q.on('end',()=>{s.writeHead(200,{'content-type':'application/json'});s.end(JSON.stringify({ok:true,bytes:n}))})});h.listen(0,'127.0.0.1',()=>console.log(h.address().port))`,
-  ]),
-  { stdio: ['ignore', 'pipe', 'inherit'] },
-);
-const upstreamPort = await new Promise<number>((r) => upstream.stdout!.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+const { process: upstream, port: upstreamPort } = await startBenchUpstream();
 const target = `http://127.0.0.1:${upstreamPort}`;
 
 const platform = (metrics: 'on' | 'off') => startEgressBench({ dir, upstreamPort, metrics });

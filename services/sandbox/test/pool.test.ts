@@ -158,20 +158,26 @@ describe('plugin host pool', () => {
   });
 });
 
+/** Two hosts that retire after 300 ms idle (the life-cycle tests). */
+function lifecyclePool(extra: Partial<ConstructorParameters<typeof HostPool>[0]> = {}): HostPool {
+  return new HostPool({
+    size: 2,
+    perSkill: 2,
+    queueLimit: 8,
+    heapMb: 96,
+    rssLimitBytes: 400 * 1048576,
+    warmTimeoutMs: 2000,
+    idleMs: 300,
+    log,
+    ...extra,
+  });
+}
+
 describe('plugin host life cycle', () => {
   before(ensureSkillsBuilt);
 
   it('runs no host at rest, starts one per call that needs it up to the size, and retires idle ones', async () => {
-    const pool = new HostPool({
-      size: 2,
-      perSkill: 2,
-      queueLimit: 8,
-      heapMb: 96,
-      rssLimitBytes: 400 * 1048576,
-      warmTimeoutMs: 2000,
-      idleMs: 300,
-      log,
-    });
+    const pool = lifecyclePool();
     try {
       await pool.start();
       assert.equal(pool.size, 0, 'a node at rest has no plugin host');
@@ -212,17 +218,7 @@ describe('plugin host life cycle', () => {
   });
 
   it('keeps a warm minimum: started before start() returns, never retired, replaced after a kill', async () => {
-    const pool = new HostPool({
-      size: 2,
-      minIdle: 1,
-      perSkill: 2,
-      queueLimit: 8,
-      heapMb: 96,
-      rssLimitBytes: 400 * 1048576,
-      warmTimeoutMs: 2000,
-      idleMs: 300,
-      log,
-    });
+    const pool = lifecyclePool({ minIdle: 1 });
     try {
       await pool.start();
       assert.equal(pool.idleHosts(), 1, 'the warm host is ready when start() returns');
