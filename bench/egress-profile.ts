@@ -2,12 +2,13 @@
 //   node bench/egress-profile.ts [--kib 256] [--seconds 5] [--concurrency 16] [--no-prof]
 // Starts vault+egress (egress with --cpu-prof unless --no-prof), a local upstream, drives
 // scan + inject requests, prints req/s and where the .cpuprofile files went.
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { startBenchUpstream, startEgressBench } from './egress-platform.ts';
+import { cpuSeconds, platformPids } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -52,25 +53,10 @@ const once = async () => {
   if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
 };
 for (let i = 0; i < 50; i++) await once();
-/** The egress process of this platform (its TALON_HOME), and its CPU seconds so far (Linux /proc). */
-const egressPid = readdirSync('/proc')
-  .filter((d) => /^\d+$/.test(d))
-  .find((d) => {
-    try {
-      return (
-        readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('services/egress/src/main.ts') &&
-        readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(`TALON_HOME=${tp.home}`)
-      );
-    } catch {
-      return false;
-    }
-  });
-const cpuSeconds = (): number => {
-  if (egressPid === undefined) return NaN;
-  const fields = readFileSync(`/proc/${egressPid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
-const cpu0 = cpuSeconds();
+/** The egress process of this platform (its TALON_HOME) and its CPU seconds so far. */
+const egressPids = platformPids(tp.home, 'services/egress/src/main.ts');
+const egressCpu = (): number => (egressPids.length === 1 ? cpuSeconds(egressPids) : NaN);
+const cpu0 = egressCpu();
 let n = 0;
 const end = performance.now() + SECONDS * 1000;
 await Promise.all(
@@ -81,7 +67,7 @@ await Promise.all(
     }
   }),
 );
-const cpuMs = ((cpuSeconds() - cpu0) * 1000) / n;
+const cpuMs = ((egressCpu() - cpu0) * 1000) / n;
 console.log(
   `${values.kib} KiB scan + inject: ${(n / SECONDS).toFixed(0)} req/s at concurrency ${CONC}; ` +
     `egress CPU ${cpuMs.toFixed(2)} ms per request (all its threads; robust to other load, unlike req/s)`,

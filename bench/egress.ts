@@ -8,7 +8,8 @@
 // latency of sequential requests (added latency = proxy p50 - direct p50). Then the
 // cost of metrics: two fresh vault+egress pairs, TALON_METRICS=off and on, side by side
 // in alternating rounds (bench/metrics-cost.ts; --metrics-rounds 0 skips it).
-//   npm run bench:egress [-- --seconds 5 --concurrency 16 --metrics-rounds 4]
+//   npm run bench:egress [-- --seconds 5 --concurrency 16 --metrics-rounds 4 --metrics-control]
+// (--metrics-control: both sides off, to see how far two identical platforms drift apart)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     sequential: { type: 'string', default: '1000' },
     'metrics-rounds': { type: 'string', default: '4' },
+    'metrics-control': { type: 'boolean', default: false },
   },
 });
 const METRICS_ROUNDS = Number(values['metrics-rounds']);
@@ -196,9 +198,12 @@ if (METRICS_ROUNDS > 0) {
           await path.dispatcher.close();
           await p.tp.stop();
         },
+        home: p.tp.home,
+        metricsUrls: (['vault', 'egress'] as const).map((s) => `${p.tp.platform.internalUrl(s)}/metrics`),
       };
     },
     rounds: METRICS_ROUNDS,
+    control: values['metrics-control'],
     warmup: 500,
     sequential: Math.max(100, Math.round(SEQ / METRICS_ROUNDS)),
     seconds: SECONDS,

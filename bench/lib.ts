@@ -1,6 +1,6 @@
 // Small helpers shared by the benchmark scripts: percentiles, tables, machine facts.
 import { cpus, totalmem } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -38,4 +38,38 @@ export function rssMiB(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * The processes of the platform living in TALON_HOME=`home` (its environment says so),
+ * optionally only those whose command line contains `cmd` (Linux /proc).
+ */
+export function platformPids(home: string, cmd = ''): number[] {
+  const mark = `TALON_HOME=${home}`;
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        return (
+          readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(cmd) && readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(mark)
+        );
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** CPU seconds (user + system) the processes have used so far; a process gone counts 0. */
+export function cpuSeconds(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited
+    }
+  }
+  return ticks / 100;
 }

@@ -4,12 +4,14 @@
 // pipeline's own overhead (Talon latency minus the direct-to-LLM latency). Then the
 // cost of metrics: two fresh platforms, TALON_METRICS=off and on, side by side
 // in alternating rounds (bench/metrics-cost.ts; --metrics-rounds 0 skips it).
-//   npm run bench:turn [-- --turns 500 --metrics-rounds 4]
+//   npm run bench:turn [-- --turns 500 --metrics-rounds 4 --metrics-control]
+// (--metrics-control: both sides off, to see how far two identical platforms drift apart)
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { createClient, readTls, unary } from '@talon/kit/grpc';
 import { EgressServiceClient } from '@talon/proto';
+import { SERVICES } from '@talon/kit/service';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
 import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
@@ -19,6 +21,7 @@ const { values } = parseArgs({
     turns: { type: 'string', default: '500' },
     concurrency: { type: 'string', default: '16' },
     'metrics-rounds': { type: 'string', default: '4' },
+    'metrics-control': { type: 'boolean', default: false },
   },
 });
 const METRICS_ROUNDS = Number(values['metrics-rounds']);
@@ -135,9 +138,15 @@ if (METRICS_ROUNDS > 0) {
     start: async (metrics: 'on' | 'off') => {
       const p = await platform(metrics);
       const tok = await p.token('bench');
-      return { request: (i: number) => turnOn(p, tok, i), stop: () => p.stop() };
+      return {
+        request: (i: number) => turnOn(p, tok, i),
+        stop: () => p.stop(),
+        home: p.home,
+        metricsUrls: SERVICES.map((s) => `${p.platform.internalUrl(s)}/metrics`),
+      };
     },
     rounds: METRICS_ROUNDS,
+    control: values['metrics-control'],
     warmup: 100,
     sequential: Math.max(20, Math.round(TURNS / METRICS_ROUNDS / 2)),
     seconds: 5,
