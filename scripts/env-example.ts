@@ -67,8 +67,6 @@ const ALSO_READ_BY_PLATFORM: Record<string, string> = {
 const KEPT_NAMES: Record<string, string> = {
   TALON_CHANNELS: 'gateway only; public (README.md)',
   TALON_EGRESS_ALLOW_PRIVATE: 'egress only; public (README.md)',
-  TALON_LLM_PROVIDER: 'orchestrator only; public (README.md)',
-  TALON_LLM_API_KEY_SECRET: 'orchestrator only; public (README.md)',
   TALON_SYSTEM_PROMPT: 'orchestrator only; declared in services/orchestrator/src/config.ts',
 };
 

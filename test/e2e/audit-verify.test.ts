@@ -73,7 +73,7 @@ describe('talon audit verify (tamper-evident audit)', () => {
   it('verifies intact after chat turns and vault admin operations', async () => {
     const token = await tp.token('alice');
     for (const text of ['first', 'second', 'third', 'fourth']) {
-      const res = await tp.chat(token, { model: 'anything', messages: [{ role: 'user', content: `audit ${text}` }] });
+      const res = await tp.chat(token, { model: 'fake-model', messages: [{ role: 'user', content: `audit ${text}` }] });
       assert.equal(res.status, 200, res.text);
     }
     const rotate = await talon(['vault', 'rotate-key']);

@@ -6,12 +6,10 @@
 // each egress decision was made for, in the CLI and in the UI's audit API.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client } from 'undici';
-import { REPO_ROOT } from '@talon/cli/platform';
 import { egressAs, startFakeLlm, startTestPlatform, viaEgress, type FakeLlm, type TestPlatform } from '@talon/testkit';
 
 const CANARY = `logcnry${randomBytes(20).toString('hex')}`;
@@ -33,12 +31,7 @@ describe('logs and audit an operator can use', () => {
   let gw: Client | undefined;
   let token: string;
 
-  const cli = (args: string[], input?: string) =>
-    spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), ...args], {
-      input,
-      encoding: 'utf8',
-      env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault), TALON_NATS_URL: tp.platform.natsUrl },
-    });
+  const cli = (args: string[], input?: string) => tp.cli(args, input);
   const cliOk = (args: string[]): string[] => {
     const r = cli(args);
     assert.equal(r.status, 0, `talon ${args.join(' ')}: ${r.stderr}`);

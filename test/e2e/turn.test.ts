@@ -25,7 +25,7 @@ describe('first turn end to end', () => {
   });
 
   it('answers a non-streaming chat completion through egress', async () => {
-    const res = await tp.chat(token, { model: 'anything', messages: [{ role: 'user', content: 'hello talon' }] });
+    const res = await tp.chat(token, { model: 'fake-model', messages: [{ role: 'user', content: 'hello talon' }] });
     assert.equal(res.status, 200, res.text);
     assert.equal(res.json.object, 'chat.completion');
     assert.equal(res.json.choices[0].message.role, 'assistant');
@@ -59,7 +59,8 @@ describe('first turn end to end', () => {
 
   it('streams as OpenAI does: one model name in every chunk, usage last when stream_options asks for it', async () => {
     const res = await tp.chat(token, {
-      model: 'my-model',
+      // "talon" names the default model (here fake-model): chunks carry the name as requested.
+      model: 'talon',
       stream: true,
       stream_options: { include_usage: true },
       messages: [{ role: 'user', content: 'count my tokens' }],
@@ -68,7 +69,7 @@ describe('first turn end to end', () => {
     const events = sseData(res.text);
     assert.equal(events.at(-1), '[DONE]');
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
-    assert.deepEqual([...new Set(chunks.map((c) => c.model))], ['my-model']);
+    assert.deepEqual([...new Set(chunks.map((c) => c.model))], ['talon']);
     const last = chunks.at(-1);
     assert.deepEqual(last.choices, []);
     assert.ok(last.usage.total_tokens > 0, JSON.stringify(last.usage));

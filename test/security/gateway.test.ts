@@ -88,6 +88,9 @@ describe('gateway hardening (attacks attempted for real)', () => {
         GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8',
         GATEWAY_AUTH_FAILURES_PER_MIN: '12',
         TALON_CHANNELS: 'telegram,slack,discord,webhook',
+        // This suite attacks the webhooks; Telegram's is on only in webhook mode.
+        GATEWAY_TELEGRAM_MODE: 'webhook',
+        GATEWAY_DISCORD_MODE: 'interactions',
         GATEWAY_MAX_WEBHOOK_BYTES: '8192',
         GATEWAY_MAX_BODY_BYTES: '65536',
       },

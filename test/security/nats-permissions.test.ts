@@ -76,6 +76,8 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
   it('lets each service publish on its own subjects', async () => {
     assert.deepEqual(await tryPublish(tp, 'gateway', 'talon.inbound.probe'), { delivered: true, refused: false });
     assert.deepEqual(await tryPublish(tp, 'orchestrator', 'talon.outbound.probe'), { delivered: true, refused: false });
+    // A routine's firing is a turn on its own inbound subject (never a channel's).
+    assert.deepEqual(await tryPublish(tp, 'orchestrator', 'talon.inbound.routine'), { delivered: true, refused: false });
     assert.deepEqual(await tryPublish(tp, 'egress', 'talon.audit.egress.probe'), { delivered: true, refused: false });
     // Conversation requests: the gateway asks, the orchestrator answers.
     assert.deepEqual(await tryPublish(tp, 'gateway', 'talon.conversations.list'), { delivered: true, refused: false });
@@ -86,6 +88,12 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     ['gateway', 'talon.outbound.api.forged'],
     ['gateway', 'talon.skill.invoke.anything'],
     ['orchestrator', 'talon.inbound.api'],
+    ['orchestrator', 'talon.inbound.telegram'],
+    // Routines are written by the operator only; their runs by orchestrators (and the operator).
+    ['orchestrator', '$KV.talon_routines.routine.forged'],
+    ['gateway', '$KV.talon_routines.routine.forged'],
+    ['gateway', '$KV.talon_routine_runs.run.forged.1'],
+    ['sandbox', '$KV.talon_routine_runs.run.forged.1'],
     ['orchestrator', 'talon.audit.egress.decision'],
     ['egress', 'talon.outbound.api.x'],
     ['egress', 'talon.inbound.api'],

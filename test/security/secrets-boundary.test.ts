@@ -6,14 +6,12 @@
 // requests keep working.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import type { Client } from 'undici';
-import { REPO_ROOT } from '@talon/cli/platform';
 import { egressAs, startTestPlatform, startUpstream, viaEgress, type FakeUpstream, type TestPlatform } from '@talon/testkit';
 
 const CANARY = `cnry_${randomBytes(20).toString('hex')}`;
@@ -25,12 +23,7 @@ describe('secrets boundary: egress + vault', () => {
   let other: FakeUpstream;
   let orch: Client;
   const dir = mkdtempSync(join(tmpdir(), 'talon-boundary-'));
-  const cli = (args: string[], input?: string) =>
-    spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), ...args], {
-      input,
-      encoding: 'utf8',
-      env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault) },
-    });
+  const cli = (args: string[], input?: string) => tp.cli(args, input);
 
   before(async () => {
     bound = await startUpstream((req, res) => {

@@ -13,7 +13,6 @@
 // the searches honest.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +20,6 @@ import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import pg from 'pg';
 import type { Client } from 'undici';
-import { REPO_ROOT } from '@talon/cli/platform';
 import {
   egressAs,
   receivedTexts,
@@ -104,12 +102,7 @@ describe('secrets round two: records hold redactions, pasted credentials never b
   let other: FakeUpstream;
   let orch: Client;
   const dir = mkdtempSync(join(tmpdir(), 'talon-records-'));
-  const cli = (args: string[], input?: string) =>
-    spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), ...args], {
-      input,
-      encoding: 'utf8',
-      env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault), TALON_NATS_URL: tp.platform.natsUrl },
-    });
+  const cli = (args: string[], input?: string) => tp.cli(args, input);
 
   before(async () => {
     collector = await startFakeCollector();

@@ -8,6 +8,7 @@
 //   skill version   semver, no +build (5-32)    idem ("+" is not valid in a NATS KV key)
 //   skill id        <name>@<version>            CLI arguments, the x-talon-skill header
 //   skill principal skill:<name>@<version>      egress policy and grants, vault secret policies
+//   MCP server      a-z, 0-9, - (1-24)          KV keys server.<name>, the x-talon-mcp header, principal mcp:<name>
 //   API token       talon_pat_ + 64 hex         stored only as its SHA-256 (talon_tokens keys)
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -86,6 +87,32 @@ export function parseSkillPrincipal(principal: string): SkillRef | undefined {
 
 export function isSkillPrincipal(principal: string): boolean {
   return parseSkillPrincipal(principal) !== undefined;
+}
+
+// ---- MCP servers: names, principals, the MCP header ----
+
+// Short, so `mcp_<server>_<tool>` keeps room for the tool's name within 64 characters.
+export const MCP_SERVER_NAME_PATTERN = /^[a-z][a-z0-9-]{0,23}$/;
+export const MCP_SERVER_NAME_RULE = '1-24 characters of a-z, 0-9 and -, starting with a letter';
+/** The header the orchestrator sets on an MCP server's request to egress: `x-talon-mcp: <server>`. */
+export const MCP_HEADER = 'x-talon-mcp';
+export const MCP_PRINCIPAL_PREFIX = 'mcp:';
+
+export function isMcpServerName(name: string): boolean {
+  return MCP_SERVER_NAME_PATTERN.test(name);
+}
+
+/** `mcp:<server>`: who egress and the vault see when the orchestrator talks to an MCP server. */
+export function mcpPrincipal(server: string): string {
+  if (!isMcpServerName(server)) throw new Error(`MCP server name must be ${MCP_SERVER_NAME_RULE}`);
+  return `${MCP_PRINCIPAL_PREFIX}${server}`;
+}
+
+/** The server of an `mcp:<server>` principal; undefined when it is not one. */
+export function parseMcpPrincipal(principal: string): string | undefined {
+  if (!principal.startsWith(MCP_PRINCIPAL_PREFIX)) return undefined;
+  const name = principal.slice(MCP_PRINCIPAL_PREFIX.length);
+  return isMcpServerName(name) ? name : undefined;
 }
 
 // ---- API tokens ----

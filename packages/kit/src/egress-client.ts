@@ -2,8 +2,10 @@
 // absolute form to the egress proxy over mutual TLS. Egress authenticates the
 // caller by its certificate, applies policy, injects credentials and scans.
 // This client never connects anywhere but the proxy.
-import { checkServerIdentity as tlsCheckServerIdentity, type PeerCertificate } from 'node:tls';
+import type { IncomingMessage } from 'node:http';
+import { connect as tlsConnect, checkServerIdentity as tlsCheckServerIdentity, type PeerCertificate } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
+import type WebSocket from 'ws';
 import { TalonError, isErrorCode } from './errors.ts';
 import { identityFromSan, spiffeId } from './identity.ts';
 import type { TlsMaterial } from './grpc.ts';
@@ -19,6 +21,21 @@ export const EGRESS_REASON_HEADER = 'x-talon-egress-reason';
  * and never forwards it upstream.
  */
 export const EGRESS_USER_HEADER = 'x-talon-user';
+/**
+ * `ws` or `wss`: the scheme of a WebSocket target sent to egress in origin form (the
+ * request line holds only the path, Host the target). Never forwarded upstream.
+ */
+export const WEBSOCKET_SCHEME_HEADER = 'x-talon-websocket-scheme';
+
+export interface EgressWebSocketOptions {
+  headers?: Record<string, string>;
+  protocols?: string[];
+  /** The Talon user the connection is for (recorded by egress, never sent upstream). */
+  user?: string;
+  /** Largest frame accepted from the platform. */
+  maxPayload?: number;
+  handshakeTimeoutMs?: number;
+}
 
 /** A request egress refused; `reason` says why (EGRESS_REASON_HEADER). */
 export class EgressRefusal extends TalonError {
@@ -53,15 +70,28 @@ export interface EgressResponse {
 /** Connection errors that mean the request never reached the proxy: another replica may take it. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/** The proxy's certificate must name `expect` (egress) as well as be valid for the host name. */
+function proxyIdentityCheck(expect: string) {
+  return (host: string, cert: PeerCertificate): Error | undefined => {
+    const id = identityFromSan(cert.subjectaltname);
+    if (id !== expect) return new Error(`egress proxy certificate names ${id ? spiffeId(id) : 'nobody'}, expected ${spiffeId(expect)}`);
+    return tlsCheckServerIdentity(host, cert);
+  };
+}
+
 export class EgressClient {
   private readonly pools: Pool[];
   private next = 0;
   /** The proxy URL, or several comma-separated (egress replicas without a load balancer in front). */
   readonly proxyUrl: string;
+  private readonly tls: TlsMaterial;
+  private readonly expect: string;
 
   constructor(opts: { proxyUrl: string; tls: TlsMaterial; expectProxy?: string; connections?: number }) {
     this.proxyUrl = opts.proxyUrl;
+    this.tls = opts.tls;
     const expect = opts.expectProxy ?? 'egress';
+    this.expect = expect;
     this.pools = opts.proxyUrl
       .split(',')
       .map((u) => u.trim())
@@ -76,12 +106,7 @@ export class EgressClient {
               cert: opts.tls.cert,
               key: opts.tls.key,
               servername: 'egress',
-              checkServerIdentity(host: string, cert: PeerCertificate) {
-                const id = identityFromSan(cert.subjectaltname);
-                if (id !== expect)
-                  return new Error(`egress proxy certificate names ${id ? spiffeId(id) : 'nobody'}, expected ${spiffeId(expect)}`);
-                return tlsCheckServerIdentity(host, cert);
-              },
+              checkServerIdentity: proxyIdentityCheck(expect),
             },
           }),
       );
@@ -155,6 +180,71 @@ export class EgressClient {
       );
     }
     return { status: res.statusCode, headers: res.headers, body: res.body };
+  }
+
+  /**
+   * Opens a WebSocket to `url` (ws: or wss:) through egress: the upgrade is decided like a
+   * request (policy, scan, header placeholders filled for the bound host), frames are
+   * scanned on the way out and redacted on the way in. Resolves once the platform accepted
+   * the upgrade, with the socket **paused**: attach listeners, then call resume(). An egress
+   * refusal rejects with its EgressRefusal. `ws` is loaded on first use.
+   */
+  async websocket(url: string, opts: EgressWebSocketOptions = {}): Promise<WebSocket> {
+    const target = new URL(url);
+    if (target.protocol !== 'ws:' && target.protocol !== 'wss:')
+      throw new TalonError('invalid_argument', 'a WebSocket URL starts with ws: or wss:');
+    const proxy = new URL(this.proxyUrl.split(',')[this.next++ % this.pools.length]!.trim());
+    const headers: Record<string, string> = { ...opts.headers, [WEBSOCKET_SCHEME_HEADER]: target.protocol.slice(0, -1) };
+    for (const k of Object.keys(headers)) if (k.toLowerCase() === EGRESS_USER_HEADER) delete headers[k];
+    if (opts.user) headers[EGRESS_USER_HEADER] = opts.user;
+    injectRecord(headers);
+    const { default: WS } = await import('ws');
+    const ws = new WS(target.toString(), opts.protocols ?? [], {
+      headers,
+      perMessageDeflate: false,
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 30_000,
+      ...(opts.maxPayload ? { maxPayload: opts.maxPayload } : {}),
+      // Whatever the target's scheme, the connection goes to egress over mutual TLS.
+      createConnection: () =>
+        tlsConnect({
+          host: proxy.hostname,
+          port: Number(proxy.port || 443),
+          ca: this.tls.ca,
+          cert: this.tls.cert,
+          key: this.tls.key,
+          servername: 'egress',
+          checkServerIdentity: proxyIdentityCheck(this.expect),
+        }),
+    });
+    return new Promise((resolve, reject) => {
+      // Returned paused: the platform may speak first (in the same packet as the 101), before the caller listens.
+      ws.once('open', () => {
+        ws.pause();
+        resolve(ws);
+      });
+      ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += text.length < 4096 ? c.toString('utf8') : ''));
+        res.on('end', () => {
+          ws.terminate();
+          const code = res.headers[EGRESS_ERROR_HEADER];
+          const reason = res.headers[EGRESS_REASON_HEADER];
+          let message = `egress answered the WebSocket upgrade with HTTP ${res.statusCode}`;
+          try {
+            const parsed = JSON.parse(text) as { error?: { message?: string } };
+            if (parsed.error?.message) message = parsed.error.message;
+          } catch {
+            /* keep default */
+          }
+          reject(
+            typeof code === 'string'
+              ? new EgressRefusal(isErrorCode(code) ? code : 'policy_denied', typeof reason === 'string' ? reason : code, message)
+              : new TalonError('upstream_error', message),
+          );
+        });
+      });
+      ws.once('error', (err) => reject(new TalonError('unavailable', `WebSocket through egress failed (${err.message})`, { cause: err })));
+    });
   }
 
   async close(): Promise<void> {

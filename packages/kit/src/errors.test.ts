@@ -70,5 +70,8 @@ describe('httpErrorBody', () => {
     assert.equal(body('rate_limited').type, 'rate_limit_error');
     assert.equal(body('timeout').type, 'server_error');
     assert.equal(body('payload_too_large').type, 'invalid_request_error');
+    // OpenAI's own answer to an unknown model: 404, but an invalid request naming the field.
+    assert.deepEqual(body('model_not_found'), { code: 'model_not_found', message: 'm', type: 'invalid_request_error', param: 'model' });
+    assert.equal(new TalonError('model_not_found', 'm').httpStatus, 404);
   });
 });

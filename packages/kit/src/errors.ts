@@ -10,6 +10,7 @@ export const ERROR_TABLE = {
   host_not_allowed: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
   private_address: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
   not_found: { grpc: GrpcStatus.NOT_FOUND, http: 404 },
+  model_not_found: { grpc: GrpcStatus.NOT_FOUND, http: 404 },
   method_not_allowed: { grpc: GrpcStatus.UNIMPLEMENTED, http: 405 },
   conflict: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409 },
   payload_too_large: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 413 },
@@ -123,11 +124,23 @@ export function fromGrpcError(err: unknown): TalonError {
   }
 }
 
+/** Errors OpenAI itself answers with a code: the same `type` and `param` (clients branch on them). */
+const OPENAI_OWN_ERRORS: Readonly<Record<string, { type: string; param: string }>> = {
+  model_not_found: { type: 'invalid_request_error', param: 'model' },
+};
+
+/** OpenAI's `param` for an error code: the request field at fault, when OpenAI names one. */
+export function openAiErrorParam(code: string): string | null {
+  return OPENAI_OWN_ERRORS[code]?.param ?? null;
+}
+
 /**
  * OpenAI's error `type` for an HTTP status: OpenAI clients branch on it (their SDKs pick the
  * exception class from the status and show `type`); Talon's own reason stays in `code`.
  */
-export function openAiErrorType(httpStatus: number): string {
+export function openAiErrorType(httpStatus: number, code?: string): string {
+  const own = code === undefined ? undefined : OPENAI_OWN_ERRORS[code];
+  if (own) return own.type;
   if (httpStatus === 401) return 'authentication_error';
   if (httpStatus === 403) return 'permission_error';
   if (httpStatus === 404) return 'not_found_error';
@@ -137,8 +150,10 @@ export function openAiErrorType(httpStatus: number): string {
 }
 
 /** The JSON body every HTTP error uses (OpenAI's envelope, so OpenAI clients show the message). */
-export function httpErrorBody(err: TalonError): { error: { code: string; message: string; type: string; param: null } } {
-  return { error: { code: err.code, message: err.message, type: openAiErrorType(err.httpStatus), param: null } };
+export function httpErrorBody(err: TalonError): { error: { code: string; message: string; type: string; param: string | null } } {
+  return {
+    error: { code: err.code, message: err.message, type: openAiErrorType(err.httpStatus, err.code), param: openAiErrorParam(err.code) },
+  };
 }
 
 /**

@@ -201,6 +201,17 @@ export async function provisionJetStream(nc: NatsConnection, opts: ProvisionOpti
   // Parked turns of the orchestrator: kept past any approval's expiry (at most 3 days)
   // so a redelivered inbound message is recognised; then they expire on their own.
   await kv(KV_BUCKETS.turns, { history: 1, ttl: 7 * 86_400_000 });
+  // Routines and their firings: no expiry (a claim must outlive its slot, or a missed-run
+  // check would fire it again); runs are bounded per routine by the orchestrator instead.
+  await kv(KV_BUCKETS.routines, { history: 5 });
+  await kv(KV_BUCKETS.routineRuns, { history: 1 });
+  // Leader leases are renewed every few seconds by their holder; a key left by a holder that
+  // died is taken over by revision (lease.ts), the bucket's expiry only clears old keys.
+  await kv(KV_BUCKETS.leases, { history: 1, ttl: 86_400_000 });
+  // Channel progress (the Telegram getUpdates offset) outlives any outage; no expiry.
+  await kv(KV_BUCKETS.channelState, { history: 1 });
+  // MCP servers: a few revisions keep the approval history inspectable, like skills.
+  await kv(KV_BUCKETS.mcp, { history: 5 });
   opts.onProgress?.(`object bucket ${OBJECT_BUCKETS.skillBinaries}`);
   await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File, replicas });
   return jsm;

@@ -108,6 +108,11 @@ export function channelApiFields() {
       doc: 'Discord REST API base URL (egress must allow the gateway to reach it).',
       default: 'https://discord.com/api/v10',
     }),
+    discordGatewayUrl: url('TALON_DISCORD_GATEWAY_URL', {
+      doc: 'Discord Gateway WebSocket URL (egress allows the gateway this host and, for resume URLs, its sibling hosts: wss://gateway.discord.gg allows *.discord.gg).',
+      default: 'wss://gateway.discord.gg',
+      protocols: ['wss:', 'ws:'],
+    }),
     webhookCallbackUrl: optionalStr('TALON_WEBHOOK_CALLBACK_URL', {
       doc: 'Where replies to the generic signed webhook are POSTed (through egress, with Authorization: Bearer {{secret:<GATEWAY_WEBHOOK_CALLBACK_SECRET>}}). Unset: generic webhook turns run without a delivered reply.',
       pattern: /^https?:\/\/\S+$/,

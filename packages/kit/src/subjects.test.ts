@@ -28,6 +28,19 @@ describe('per-service NATS permissions', () => {
     assert.ok(!canPublish('gateway', 'talon.outbound.api.x'));
     assert.ok(canPublish('orchestrator', 'talon.outbound.api.x'));
     assert.ok(!canPublish('orchestrator', 'talon.inbound.api'));
+    assert.ok(canPublish('orchestrator', SUBJECTS.inbound('routine')), 'routine firings');
+    assert.ok(!canPublish('orchestrator', 'talon.inbound.telegram'));
+    assert.ok(!canPublish('orchestrator', '$KV.talon_routines.routine.x'), 'routines are the operator’s');
+    assert.ok(!canPublish('gateway', '$KV.talon_routine_runs.run.x.1'));
+    assert.ok(canPublish('gateway', '$KV.talon_leases.lease.gateway.telegram.telegram_bot_token'), 'its own leases');
+    assert.ok(!canPublish('gateway', '$KV.talon_leases.lease.orchestrator.x'), 'not another service’s');
+    assert.ok(canPublish('gateway', '$KV.talon_channel_state.telegram.offset.telegram_bot_token'));
+    // MCP servers: read by the orchestrator and egress, written by the operator only.
+    assert.ok(canPublish('orchestrator', '$JS.API.DIRECT.GET.KV_talon_mcp.$KV.talon_mcp.server.docs'));
+    assert.ok(canPublish('egress', '$JS.API.DIRECT.GET.KV_talon_mcp.$KV.talon_mcp.server.docs'));
+    for (const u of ['orchestrator', 'egress', 'gateway', 'sandbox'] as const)
+      assert.ok(!canPublish(u, '$KV.talon_mcp.server.docs'), `${u} cannot write MCP servers`);
+    assert.ok(!canPublish('gateway', SUBJECTS.mcpTools), 'only the operator asks for MCP tool listings');
     assert.ok(!canPublish('sandbox', 'talon.outbound.api.x'));
     assert.ok(!canPublish('egress', 'talon.inbound.api'));
     for (const u of NATS_USERS)
@@ -47,10 +60,12 @@ describe('reply routes', () => {
   it('stores channel replies and sends API replies by core NATS, and names nothing else a route', () => {
     assert.equal(replyDelivery(SUBJECTS.channelReply('telegram')), 'durable');
     assert.equal(replyDelivery(SUBJECTS.apiReply('0a1b2c3d4e5f')), 'plain');
+    assert.equal(replyDelivery(SUBJECTS.keptReply), 'kept');
     for (const bad of [
       'talon.outbound.x.y',
       'talon.outbound.api',
       'talon.outbound.api.a.b',
+      'talon.outbound.kept.x',
       'talon.outbound.ch.>',
       'talon.inbound.api',
       '',

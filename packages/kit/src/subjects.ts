@@ -22,6 +22,16 @@ export const SUBJECTS = {
    * any user; an orchestrator (queue group ORCHESTRATOR_QUEUE) answers through memory.
    */
   conversations: (op: ConversationOp) => `talon.conversations.${op}`,
+  /**
+   * Reply route of a turn nobody waits for (a routine delivered to `web`): nothing is
+   * published, the answer is only recorded in the user's conversation, where the web UI reads it.
+   */
+  keptReply: 'talon.outbound.kept',
+  /**
+   * The admin CLI asks an orchestrator (queue group ORCHESTRATOR_QUEUE) to list a registered
+   * MCP server's tools through egress (talon.mcp.v1.McpToolsRequest -> McpToolsReply).
+   */
+  mcpTools: 'talon.mcp.tools',
 } as const;
 
 /** Operations on talon.conversations.<op>: list, read, delete one, forget all of a user's. */
@@ -38,10 +48,11 @@ export const CHANNEL_REPLY_FILTER = 'talon.outbound.ch.>';
  * How a reply subject is delivered — the one rule the orchestrator (publishing) and the
  * gateway (reading) share: `durable` is published to JetStream with the turn's message id
  * (stored, de-duplicated, read by the gateway's durable consumer even after a restart),
- * `plain` is a core NATS publish to the replica that holds the request. Anything else is
- * not a reply route.
+ * `plain` is a core NATS publish to the replica that holds the request, `kept` publishes
+ * nothing (the answer is only recorded in memory). Anything else is not a reply route.
  */
-export function replyDelivery(subject: string): 'durable' | 'plain' | undefined {
+export function replyDelivery(subject: string): 'durable' | 'plain' | 'kept' | undefined {
+  if (subject === SUBJECTS.keptReply) return 'kept';
   const m = /^talon\.outbound\.(ch|api)\.[A-Za-z0-9_-]{1,64}$/.exec(subject);
   if (!m) return undefined;
   return m[1] === 'ch' ? 'durable' : 'plain';
@@ -75,6 +86,16 @@ export const KV_BUCKETS = {
   inboundSeen: 'talon_inbound_seen',
   /** Turns parked while a tool call waits for the user's approval (`turn.<hash>`); written by the orchestrator only. */
   turns: 'talon_turns',
+  /** Routines (`routine.<name>`): turns on a schedule; written by admin (`talon routines`), read by the orchestrator. */
+  routines: 'talon_routines',
+  /** Firings of routines (`run.<routine>.<scheduled ms>`): claims, leases and outcomes; orchestrator and admin. */
+  routineRuns: 'talon_routine_runs',
+  /** Leader leases (`lease.<service>.<name>`, packages/kit/src/lease.ts): one holder per key across replicas, e.g. `lease.gateway.telegram.<bot>`. */
+  leases: 'talon_leases',
+  /** Progress of outbound-connected channels (`telegram.offset.<bot>`: the next getUpdates offset); gateway only. */
+  channelState: 'talon_channel_state',
+  /** Remote MCP servers (`server.<name>`): URL, headers (placeholders), allowlist, approved tools; written by admin (`talon mcp`). */
+  mcp: 'talon_mcp',
 } as const;
 
 export const OBJECT_BUCKETS = {
@@ -115,6 +136,21 @@ export function pairingCodeKey(code: string): string {
 /** KV key of an approval (talon_approvals). */
 export function approvalKey(id: string): string {
   return `approval.${id}`;
+}
+
+/** KV key of an MCP server (talon_mcp). */
+export function mcpServerKey(name: string): string {
+  return `server.${name}`;
+}
+
+/** KV key of a routine (talon_routines). */
+export function routineKey(name: string): string {
+  return `routine.${name}`;
+}
+
+/** KV key of one firing of a routine (talon_routine_runs): the routine and the scheduled instant. */
+export function routineRunKey(name: string, scheduledAtMs: number): string {
+  return `run.${name}.${scheduledAtMs}`;
 }
 
 export const CONSUMERS = {
@@ -201,7 +237,15 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
             `$KV.${KV_BUCKETS.tokens}.>`,
             ...kvReadRights(KV_BUCKETS.users),
             ...kvReadRights(KV_BUCKETS.skills),
-            ...[KV_BUCKETS.pairings, KV_BUCKETS.approvals, KV_BUCKETS.deliveries, KV_BUCKETS.inboundSeen].flatMap(kvWriteRights),
+            // The caller's routines and their runs, for the web UI (never written here).
+            ...kvReadRights(KV_BUCKETS.routines),
+            ...kvReadRights(KV_BUCKETS.routineRuns),
+            ...[KV_BUCKETS.pairings, KV_BUCKETS.approvals, KV_BUCKETS.deliveries, KV_BUCKETS.inboundSeen, KV_BUCKETS.channelState].flatMap(
+              kvWriteRights,
+            ),
+            // Its own leases only (a channel's poller or connection: one replica at a time).
+            ...kvReadRights(KV_BUCKETS.leases, 'lease.gateway.>'),
+            `$KV.${KV_BUCKETS.leases}.lease.gateway.>`,
             ...consumerRights(STREAMS.outbound.name, CONSUMERS.gatewayChannels),
             js('STREAM.INFO', STREAMS.audit.name),
             js('STREAM.MSG.GET', STREAMS.audit.name),
@@ -234,6 +278,17 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
             ...kvReadRights(KV_BUCKETS.approvals),
             `$KV.${KV_BUCKETS.approvals}.approval.>`,
             ...kvWriteRights(KV_BUCKETS.turns),
+            // Routines: fires each slot as one turn on its own inbound subject (never a
+            // channel's), claims firings and records outcomes; reads routines and users
+            // (a disabled user's routine does not run), never writes them.
+            SUBJECTS.inbound('routine'),
+            ...kvReadRights(KV_BUCKETS.routines),
+            ...kvReadRights(KV_BUCKETS.users),
+            ...kvWriteRights(KV_BUCKETS.routineRuns),
+            // Old runs are removed from the stream, not left as purge markers (RoutineRuns.prune).
+            js('STREAM.PURGE', `KV_${KV_BUCKETS.routineRuns}`),
+            // MCP servers: reads the registry (never writes it); lists tools for the CLI.
+            ...kvReadRights(KV_BUCKETS.mcp),
           ],
         },
         subscribe: {
@@ -241,18 +296,30 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
             `${inboxPrefix('orchestrator')}.>`,
             `$KV.${KV_BUCKETS.skills}.>`,
             `$KV.${KV_BUCKETS.approvals}.approval.>`,
+            `$KV.${KV_BUCKETS.routines}.>`,
+            `$KV.${KV_BUCKETS.routineRuns}.>`,
             'talon.conversations.>',
+            `$KV.${KV_BUCKETS.mcp}.>`,
+            SUBJECTS.mcpTools,
           ],
         },
         // Answers conversation requests on the asker's inbox without a broad publish right.
         allow_responses: true,
       };
     case 'egress':
-      // Publishes its decisions; reads skill grants (never writes them), with live
-      // invalidation through a plain subscription to the bucket's subjects.
+      // Publishes its decisions; reads skill grants and MCP allowlists (never writes them),
+      // with live invalidation through a plain subscription to the buckets' subjects.
       return {
-        publish: { allow: ['talon.audit.egress.>', js('INFO'), js('STREAM.INFO', STREAMS.audit.name), ...kvReadRights(KV_BUCKETS.skills)] },
-        subscribe: { allow: [`${inboxPrefix('egress')}.>`, `$KV.${KV_BUCKETS.skills}.>`] },
+        publish: {
+          allow: [
+            'talon.audit.egress.>',
+            js('INFO'),
+            js('STREAM.INFO', STREAMS.audit.name),
+            ...kvReadRights(KV_BUCKETS.skills),
+            ...kvReadRights(KV_BUCKETS.mcp),
+          ],
+        },
+        subscribe: { allow: [`${inboxPrefix('egress')}.>`, `$KV.${KV_BUCKETS.skills}.>`, `$KV.${KV_BUCKETS.mcp}.>`] },
       };
     case 'sandbox':
       // Reads skill records and binaries (never writes them); live record updates

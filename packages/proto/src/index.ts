@@ -5,6 +5,8 @@ export * from './gen/talon/auth/v1/token.ts';
 export * from './gen/talon/chat/v1/events.ts';
 export * from './gen/talon/common/v1/common.ts';
 export * from './gen/talon/egress/v1/egress.ts';
+export * from './gen/talon/mcp/v1/mcp.ts';
 export * from './gen/talon/memory/v1/memory.ts';
+export * from './gen/talon/routine/v1/routine.ts';
 export * from './gen/talon/skill/v1/skill.ts';
 export * from './gen/talon/vault/v1/vault.ts';

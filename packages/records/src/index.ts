@@ -6,6 +6,8 @@
 //   ./skills     talon_skills, talon_skill_binaries   (src/skills/)
 //   ./identity   talon_users, talon_tokens, talon_pairings (src/identity/)
 //   ./approvals  talon_approvals                       (src/approvals.ts)
+//   ./routines   talon_routines, talon_routine_runs    (src/routines/)
+//   ./mcp        talon_mcp                             (src/mcp/)
 //   kv.ts        liveEntry and consumer-free bucket access, for every bucket
 export * from './kv.ts';
 export * from './approvals.ts';

@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { SERVICES, type ServiceName } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
+import { startFakeDiscordGateway, type FakeDiscordGateway } from './fake-discord-gateway.ts';
 import { startFakeLlm, type FakeLlm, type FakeLlmBehaviour } from './fake-llm.ts';
 import { startTestPlatform, type TestPlatform } from './harness.ts';
 
@@ -130,6 +131,19 @@ export class FakeTelegram extends FakeServer {
   readonly sent: TelegramSent[] = [];
   private nextUpdate = 1000 + Math.floor(Math.random() * 1000);
   private nextMessage = 1;
+  /** Updates queued for getUpdates and not yet confirmed (an offset above their id confirms them). */
+  private readonly pending: Array<Record<string, unknown> & { update_id: number }> = [];
+  /** The getUpdates request being held open, if any (Telegram allows one per bot). */
+  private held: { answer: (conflict?: boolean) => void } | undefined;
+  /** Set by setWebhook: getUpdates answers 409 while it is. */
+  webhookUrl = '';
+  /** getUpdates requests ended by a newer one (two pollers at once): each is a 409 the bot got. */
+  pollConflicts = 0;
+  /** Update ids in each getUpdates answer, in order (one entry per answer that carried any). */
+  readonly answered: number[][] = [];
+  /** The highest offset a getUpdates sent: every update below it is confirmed. */
+  confirmedOffset = 0;
+  private readonly confirmWaiters: Array<{ id: number; resolve: () => void }> = [];
 
   /** Base URL for TALON_TELEGRAM_API_URL. */
   get apiUrl(): string {
@@ -157,8 +171,110 @@ export class FakeTelegram extends FakeServer {
       /* compare as sent */
     }
     if (token !== this.botToken) return this.send(res, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
-    if (m[2] !== 'sendMessage' || call.method !== 'POST')
-      return this.send(res, 404, { ok: false, error_code: 404, description: 'Not Found: method not found' });
+    if (call.method !== 'POST') return this.send(res, 404, { ok: false, error_code: 404, description: 'Not Found: method not found' });
+    switch (m[2]) {
+      case 'sendMessage':
+        return this.sendMessage(call, res);
+      case 'getUpdates':
+        return this.getUpdates(call, res);
+      case 'setWebhook':
+        this.webhookUrl = String((call.json as { url?: unknown } | undefined)?.url ?? '');
+        return this.send(res, 200, { ok: true, result: true, description: 'Webhook was set' });
+      case 'deleteWebhook':
+        this.webhookUrl = '';
+        return this.send(res, 200, { ok: true, result: true, description: 'Webhook was deleted' });
+      case 'getWebhookInfo':
+        return this.send(res, 200, { ok: true, result: { url: this.webhookUrl, pending_update_count: this.pending.length } });
+      default:
+        return this.send(res, 404, { ok: false, error_code: 404, description: 'Not Found: method not found' });
+    }
+  }
+
+  /** Queues an update for getUpdates (as Telegram does when a user writes to the bot); a held long poll answers at once. */
+  queue(update: Record<string, unknown>): void {
+    const id = update.update_id;
+    if (typeof id !== 'number') throw new Error('an update needs a numeric update_id');
+    this.pending.push({ ...update, update_id: id });
+    this.pending.sort((a, b) => a.update_id - b.update_id);
+    this.held?.answer();
+  }
+
+  /** Resolves once a getUpdates confirms `updateId` (an offset above it: the bot has taken it). */
+  confirmed(updateId: number): Promise<void> {
+    if (updateId < this.confirmedOffset) return Promise.resolve();
+    return new Promise((resolve) => this.confirmWaiters.push({ id: updateId, resolve }));
+  }
+
+  /** Updates not yet confirmed by an offset. */
+  get unconfirmed(): number {
+    return this.pending.length;
+  }
+
+  /** getUpdates requests received so far. */
+  get polls(): RecordedCall[] {
+    return this.calls.filter((c) => c.path.endsWith('/getUpdates'));
+  }
+
+  /**
+   * Telegram's long poll: updates below `offset` are confirmed and forgotten; the rest (up to
+   * `limit`) are answered at once, else the request is held until one is queued or `timeout`
+   * seconds pass. A second getUpdates ends the first with 409, as Telegram does.
+   */
+  private getUpdates(call: RecordedCall, res: ServerResponse): void {
+    if (this.webhookUrl) {
+      return this.send(res, 409, {
+        ok: false,
+        error_code: 409,
+        description: "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+      });
+    }
+    const j = (call.json ?? {}) as { offset?: number; timeout?: number; limit?: number };
+    if (typeof j.offset === 'number') {
+      const offset = j.offset;
+      while (this.pending.length > 0 && this.pending[0]!.update_id < offset) this.pending.shift();
+      if (offset > this.confirmedOffset) {
+        this.confirmedOffset = offset;
+        for (let i = this.confirmWaiters.length - 1; i >= 0; i--) {
+          const w = this.confirmWaiters[i]!;
+          if (w.id < offset) {
+            this.confirmWaiters.splice(i, 1);
+            w.resolve();
+          }
+        }
+      }
+    }
+    const limit = Math.min(100, Math.max(1, j.limit ?? 100));
+    const timeoutS = Math.min(50, Math.max(0, j.timeout ?? 0));
+    if (this.held) {
+      this.pollConflicts += 1;
+      this.held.answer(true);
+    }
+    const answer = (conflict = false) => {
+      if (this.held === entry) this.held = undefined;
+      clearTimeout(entry.timer);
+      if (res.writableEnded || res.destroyed) return;
+      if (conflict) {
+        return this.send(res, 409, {
+          ok: false,
+          error_code: 409,
+          description: 'Conflict: terminated by other getUpdates request; make sure that only one bot instance is running',
+        });
+      }
+      const result = this.pending.slice(0, limit);
+      if (result.length > 0) this.answered.push(result.map((u) => u.update_id));
+      this.send(res, 200, { ok: true, result });
+    };
+    const entry: { answer: typeof answer; timer?: NodeJS.Timeout } = { answer };
+    if (this.pending.length > 0 || timeoutS === 0) return answer();
+    this.held = entry;
+    entry.timer = setTimeout(() => answer(), timeoutS * 1000);
+    res.on('close', () => {
+      clearTimeout(entry.timer);
+      if (this.held === entry) this.held = undefined;
+    });
+  }
+
+  private sendMessage(call: RecordedCall, res: ServerResponse): void {
     const j = call.json as { chat_id?: number | string; text?: string } | undefined;
     if (!j || j.chat_id === undefined || typeof j.text !== 'string' || j.text === '') {
       return this.send(res, 400, { ok: false, error_code: 400, description: 'Bad Request: message text is empty' });
@@ -507,6 +623,8 @@ export interface ChannelPlatform {
   slack: FakeSlack;
   discord: FakeDiscord;
   webhook: FakeWebhookPeer;
+  /** With `discordGateway: true`: the Gateway the gateway connects to (messages arrive there). */
+  discordGateway?: FakeDiscordGateway;
   gatewayUrl: string;
   /** Runs the real `talon` CLI against this platform; `input` goes to stdin. */
   talon(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }>;
@@ -520,6 +638,10 @@ export interface ChannelPlatformOptions {
   /** Store the platform secrets in the vault (default true). */
   storeSecrets?: boolean;
   services?: readonly ServiceName[];
+  /** Processes per service (e.g. two gateways). */
+  replicas?: Partial<Record<ServiceName, number>>;
+  /** Discord by the Gateway (GATEWAY_DISCORD_MODE=gateway) against a fake Gateway, its token in the vault. */
+  discordGateway?: boolean;
 }
 
 export const TEST_VAULT_PASSPHRASE = 'talon-test-passphrase-0123456789';
@@ -536,19 +658,21 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
   const discord = await new FakeDiscord().start();
   const webhook = await new FakeWebhookPeer().start();
   const llm = await startFakeLlm(opts.llm ?? {});
+  const discordGateway = opts.discordGateway ? await startFakeDiscordGateway({ token: discord.botToken }) : undefined;
   const fakes = [telegram, slack, discord, webhook];
+  const fakePorts = [...fakes.map((f) => f.port), ...(discordGateway ? [discordGateway.port] : [])];
   const dir = mkdtempSync(join(tmpdir(), 'talon-channels-'));
   const policyFile = join(dir, 'egress-policy.json');
   writeFileSync(
     policyFile,
-    JSON.stringify({ rules: fakes.map((f) => ({ principal: 'gateway', host: '127.0.0.1', port: f.port, methods: ['POST', 'GET'] })) }),
+    JSON.stringify({ rules: fakePorts.map((port) => ({ principal: 'gateway', host: '127.0.0.1', port, methods: ['POST', 'GET'] })) }),
   );
   const services = opts.services ?? SERVICES;
   const env: Record<string, string | undefined> = {
     TALON_LLM_BASE_URL: llm.url,
     TALON_LLM_MODEL: 'fake-model',
     TALON_LLM_API_KEY_SECRET: 'none',
-    TALON_EGRESS_ALLOW_PRIVATE: [llm.port, ...fakes.map((f) => f.port)].map((p) => `127.0.0.1:${p}`).join(','),
+    TALON_EGRESS_ALLOW_PRIVATE: [llm.port, ...fakePorts].map((p) => `127.0.0.1:${p}`).join(','),
     EGRESS_POLICY_FILE: policyFile,
     TALON_VAULT_PASSPHRASE: TEST_VAULT_PASSPHRASE,
     TALON_CHANNELS: 'telegram,slack,discord,webhook',
@@ -556,6 +680,11 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
     TALON_SLACK_API_URL: slack.apiUrl,
     TALON_DISCORD_API_URL: discord.apiUrl,
     TALON_WEBHOOK_CALLBACK_URL: webhook.callbackUrl,
+    // The suites built on this drive Telegram by webhook; long polling suites set `polling`.
+    GATEWAY_TELEGRAM_MODE: 'webhook',
+    // And Discord by interactions (slash commands); the Gateway suite sets `gateway`.
+    GATEWAY_DISCORD_MODE: discordGateway ? 'gateway' : 'interactions',
+    ...(discordGateway ? { TALON_DISCORD_GATEWAY_URL: discordGateway.url, GATEWAY_CHANNEL_RECONNECT_BACKOFF_MS: '100' } : {}),
     GATEWAY_DELIVERY_BACKOFF_MS: '200',
     GATEWAY_DELIVERY_MAX_BACKOFF_MS: '2000',
     ...opts.env,
@@ -563,10 +692,16 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
   // The gateway needs egress's ports, which the harness picks: start it last.
   let tp: TestPlatform;
   try {
-    tp = await startTestPlatform({ services: services.filter((s) => s !== 'gateway'), llm: false, env });
+    tp = await startTestPlatform({
+      services: services.filter((s) => s !== 'gateway'),
+      llm: false,
+      env,
+      ...(opts.replicas ? { replicas: opts.replicas } : {}),
+    });
   } catch (err) {
     await llm.close();
     for (const f of fakes) await f.close();
+    await discordGateway?.close();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -601,6 +736,7 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
     await tp.stop();
     await llm.close();
     for (const f of fakes) await f.close();
+    await discordGateway?.close();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
@@ -618,6 +754,10 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
         ['discord_public_key', discord.publicKeyHex, verify()],
         ['webhook_signing_secret', webhook.signingSecret, verify()],
         ['webhook_callback_token', webhook.callbackToken, ['--host', host(webhook.port), '--bearer']],
+        // The same bot token again for the Gateway's IDENTIFY frame (a placement of its own).
+        ...(discordGateway
+          ? [['discord_gateway_token', discord.botToken, ['--host', host(discordGateway.port), '--ws-frame']] as [string, string, string[]]]
+          : []),
       ];
       for (const [name, value, flags] of secrets) {
         const r = await talon(['secrets', 'set', name, ...flags, '--principal', 'gateway'], value);
@@ -632,5 +772,16 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
     await stop().catch(() => undefined);
     throw err;
   }
-  return { tp, llm, telegram, slack, discord, webhook, gatewayUrl: tp.gatewayUrl, talon, stop };
+  return {
+    tp,
+    llm,
+    telegram,
+    slack,
+    discord,
+    webhook,
+    ...(discordGateway ? { discordGateway } : {}),
+    gatewayUrl: tp.gatewayUrl,
+    talon,
+    stop,
+  };
 }

@@ -1,6 +1,7 @@
 // Starts the real platform for a test suite: nats-server with the generated
 // per-service config, a fresh database, the six services as OS
 // processes, and a fake LLM on loopback. Everything lives in a temporary TALON_HOME.
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { createClient, unary } from '@talon/kit/grpc';
 import { createLogger } from '@talon/kit/log';
 import { SERVICES, type ServiceName } from '@talon/kit/service';
 import { VaultAdminServiceClient } from '@talon/proto';
-import { Platform, type PlatformPorts } from '@talon/cli/platform';
+import { Platform, REPO_ROOT, type PlatformPorts } from '@talon/cli/platform';
 import { createToken } from '@talon/cli/tokens';
 import { startFakeLlm, type FakeLlm, type FakeLlmBehaviour } from './fake-llm.ts';
 import { createNativeDatabase, testDatabaseKind, type NativeTestDatabase, type TestDatabaseKind } from './database.ts';
@@ -88,6 +89,25 @@ export class TestPlatform {
       log: createLogger({ service: 'test', level: 'silent' }),
     });
     return this.adminNc;
+  }
+
+  /**
+   * Runs the `talon` CLI against this platform (its TALON_HOME, NATS and vault), as an
+   * operator would; `input` goes to stdin (secret values are never arguments).
+   */
+  cli(args: readonly string[], input?: string, env: Record<string, string> = {}): SpawnSyncReturns<string> {
+    const vault = this.ports.grpc.vault;
+    return spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), ...args], {
+      input,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        TALON_HOME: this.home,
+        TALON_NATS_URL: this.platform.natsUrl,
+        ...(vault ? { VAULT_GRPC_PORT: String(vault) } : {}),
+        ...env,
+      },
+    });
   }
 
   async token(name = 'alice', opts: { userId?: string; scope?: 'user' | 'operator' } = {}): Promise<string> {

@@ -7,6 +7,8 @@ export * from './fake-dns.ts';
 export * from './mitmdump.ts';
 export * from './fake-otlp.ts';
 export * from './fake-platforms.ts';
+export * from './fake-mcp-server.ts';
 export * from './wait.ts';
 export * from './chaos.ts';
 export * from './prometheus.ts';
+export * from './fake-discord-gateway.ts';

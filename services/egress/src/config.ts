@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { channelApiFields, commonFields, natsFields, talonHome } from '@talon/kit/service';
-import { int, isHostPort, list, loadConfig, optionalStr, port, str, url, type ConfigOf } from '@talon/kit/config';
+import { int, isHostPort, list, loadConfig, optionalStr, port, str, type ConfigOf } from '@talon/kit/config';
+import { llmModelFields } from '@talon/kit/models';
 
 export function egressSpec(env: Record<string, string | undefined> = process.env) {
   const home = talonHome(env);
@@ -22,10 +23,8 @@ export function egressSpec(env: Record<string, string | undefined> = process.env
       item: isHostPort,
       expect: 'a comma-separated list of host:port entries (e.g. 127.0.0.1:11434)',
     }),
-    llmBaseUrl: url('TALON_LLM_BASE_URL', {
-      doc: 'Base URL of the LLM API (OpenAI-compatible or Anthropic).',
-      default: 'https://api.openai.com/v1',
-    }),
+    // Every provider host of every model is allowed for the orchestrator.
+    ...llmModelFields(),
     ...channelApiFields(),
     embeddingsBaseUrl: optionalStr('TALON_EMBEDDINGS_BASE_URL', {
       doc: 'Base URL of a remote OpenAI-compatible embeddings API, when one is used.',

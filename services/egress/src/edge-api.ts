@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { InvalidArgument } from '@talon/kit/errors';
 import type { UnaryHandler } from '@talon/kit/grpc';
+import { placementName } from '@talon/kit/placements';
 import {
   Placement,
   WebhookScheme,
@@ -25,14 +26,6 @@ export const REDACT_MAX_BYTES = 2 * 1024 * 1024;
 function isWebhookScheme(s: number): s is WebhookScheme {
   return s !== WebhookScheme.WEBHOOK_SCHEME_UNSPECIFIED && (Object.values(WebhookScheme) as number[]).includes(s);
 }
-
-const PLACEMENTS: Record<number, string> = {
-  [Placement.PLACEMENT_BEARER]: 'bearer',
-  [Placement.PLACEMENT_BASIC]: 'basic',
-  [Placement.PLACEMENT_HEADER]: 'header',
-  [Placement.PLACEMENT_QUERY]: 'query',
-  [Placement.PLACEMENT_PATH]: 'path',
-};
 
 export function edgeHandlers(vault: VaultLink, scanner: { redactForUser(text: string): UserRedaction }) {
   const redactText: UnaryHandler<RedactTextRequest, RedactTextResponse> = async (req) => {
@@ -62,7 +55,8 @@ export function edgeHandlers(vault: VaultLink, scanner: { redactForUser(text: st
       principals: s.policy?.principals ?? [],
       placement: s.policy?.verifyOnly
         ? 'verify'
-        : `${PLACEMENTS[s.policy?.placement ?? 0] ?? 'bearer'}${s.policy?.field ? ` ${s.policy.field}` : ''}`,
+        : // Unspecified is stored as bearer (the vault's default).
+          `${placementName(s.policy?.placement || Placement.PLACEMENT_BEARER)}${s.policy?.field ? ` ${s.policy.field}` : ''}`,
       createdAtMs: s.createdAtMs,
       expiresAtMs: s.policy?.expiresAtMs ?? 0,
     })),

@@ -12,6 +12,7 @@ import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
 import { initMetrics, METRICS_PATH } from '@talon/kit/metrics';
+import { modelsConfig, providerBaseUrls } from '@talon/kit/models';
 import { EgressServiceService } from '@talon/proto';
 import { AuditSink } from './audit.ts';
 import { edgeHandlers } from './edge-api.ts';
@@ -20,9 +21,11 @@ import { loadOrCreateCa, LeafIssuer } from './ca.ts';
 import { loadEgressConfig } from './config.ts';
 import { Tunnels } from './mitm.ts';
 import { builtinRules, parseHostPort, parsePolicyDocument, type DestinationRule } from './policy.ts';
-import { checkHostName, createProxyHandler } from './proxy.ts';
+import { checkHostName, createProxyHandler, type ProxyDeps } from './proxy.ts';
+import { createUpgradeHandler } from './websocket.ts';
 import { makeLookup } from './resolve-dns.ts';
 import { createScanner } from './scanning.ts';
+import { McpGrants } from './mcp-grants.ts';
 import { SkillGrants } from './skill-grants.ts';
 import { Upstreams } from './upstream.ts';
 import { VaultLink } from './vault-client.ts';
@@ -30,9 +33,10 @@ import { VaultLink } from './vault-client.ts';
 runMain('egress', async () => {
   const cfg = loadEgressConfig();
   let rules: DestinationRule[] = builtinRules({
-    llmBaseUrl: cfg.llmBaseUrl,
+    llmBaseUrls: providerBaseUrls(modelsConfig(cfg)),
     embeddingsBaseUrl: cfg.embeddingsBaseUrl,
     channelUrls: [cfg.telegramApiUrl, cfg.slackApiUrl, cfg.discordApiUrl, cfg.webhookCallbackUrl],
+    channelGatewayUrls: [cfg.discordGatewayUrl],
   });
   if (cfg.policyFile) {
     try {
@@ -89,7 +93,9 @@ runMain('egress', async () => {
   const rulesFor = () => rules;
   const skillGrants = new SkillGrants(nc, log);
   await skillGrants.start();
-  const handle = createProxyHandler({
+  const mcpGrants = new McpGrants(nc, log);
+  await mcpGrants.start();
+  const proxyDeps: ProxyDeps = {
     rules: rulesFor,
     skillGrant: (p) => skillGrants.grantFor(p),
     allowPrivate: cfg.allowPrivate.map((e) => parseHostPort(e)!),
@@ -104,7 +110,12 @@ runMain('egress', async () => {
     headersTimeoutMs: cfg.headersTimeoutMs,
     bodyTimeoutMs: cfg.bodyTimeoutMs,
     skillDelegates: ['sandbox'],
-  });
+    mcpGrant: (p) => mcpGrants.grantFor(p),
+    mcpDelegates: ['orchestrator'],
+  };
+  const handle = createProxyHandler(proxyDeps);
+  // WebSockets: the same steps for the upgrade, then frames scanned out and redacted in.
+  const onUpgrade = createUpgradeHandler(proxyDeps);
   const allowPrivate = cfg.allowPrivate.map((e) => parseHostPort(e)!);
   const tunnels = new Tunnels({
     issuer: new LeafIssuer(ca),
@@ -124,6 +135,7 @@ runMain('egress', async () => {
     (req, res) => void handle(req, res),
   );
   proxy.on('connect', tunnels.onConnect);
+  proxy.on('upgrade', onUpgrade);
   proxy.keepAliveTimeout = 60_000;
   const servers = [proxy];
   const proxyPort = await listenOn(proxy, { service: 'egress', key: 'EGRESS_PROXY_PORT', host: cfg.proxyHost, port: cfg.proxyPort });
@@ -131,6 +143,7 @@ runMain('egress', async () => {
   if (cfg.plainProxyPort > 0) {
     const plain = createHttpServer((req, res) => void handle(req, res));
     plain.on('connect', tunnels.onConnect);
+    plain.on('upgrade', onUpgrade);
     plainPort = await listenOn(plain, { service: 'egress', key: 'EGRESS_PLAIN_PROXY_PORT', host: cfg.proxyHost, port: cfg.plainProxyPort });
     servers.push(plain as unknown as typeof proxy);
   }
@@ -184,6 +197,7 @@ runMain('egress', async () => {
     name: 'drain nats',
     run: async () => {
       skillGrants.stop();
+      mcpGrants.stop();
       await nc.drain();
     },
   });

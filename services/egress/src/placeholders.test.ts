@@ -1,7 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Placement } from '@talon/proto';
-import { applySecrets, bytesHavePlaceholderSyntax, findPlaceholders, hasPlaceholderSyntax, PlaceholderError } from './placeholders.ts';
+import {
+  applyFrameSecrets,
+  applySecrets,
+  bytesHavePlaceholderSyntax,
+  findFramePlaceholders,
+  findPlaceholders,
+  hasPlaceholderSyntax,
+  PlaceholderError,
+} from './placeholders.ts';
 
 const empty = new Uint8Array();
 const find = (url: string, headers: Record<string, string> = {}, body = empty) => findPlaceholders({ url: new URL(url), headers, body });
@@ -141,5 +149,38 @@ describe('bytesHavePlaceholderSyntax', () => {
     const whole = Buffer.from('xx{{secret:a}}', 'latin1');
     assert.equal(bytesHavePlaceholderSyntax(whole.subarray(0, 2)), false);
     assert.equal(bytesHavePlaceholderSyntax(whole.subarray(2)), true);
+  });
+});
+
+describe('placeholders in WebSocket frames', () => {
+  const FRAME = Placement.PLACEMENT_WEBSOCKET_FRAME;
+  it('finds each name once, in the frame placement', () => {
+    assert.deepEqual(findFramePlaceholders('{"op":2,"d":{"token":"{{secret:discord_gateway}}","x":"{{ secret:discord_gateway }}"}}'), [
+      { name: 'discord_gateway', placement: FRAME, field: '' },
+    ]);
+    assert.deepEqual(findFramePlaceholders('{"op":1,"d":42}'), []);
+  });
+  it('refuses malformed placeholders and any in a binary frame', () => {
+    assert.throws(
+      () => findFramePlaceholders('{"t":"{{secret:Bad-Name}}"}'),
+      (e: unknown) => e instanceof PlaceholderError && e.reason === 'malformed_placeholder',
+    );
+    assert.throws(
+      () => findFramePlaceholders(Buffer.from('\x00{{secret:tok}}')),
+      (e: unknown) => e instanceof PlaceholderError && e.reason === 'placeholder_in_binary_frame',
+    );
+    assert.deepEqual(findFramePlaceholders(Buffer.from([0, 1, 2, 123, 123])), []);
+  });
+  it('JSON-escapes the value inside a JSON frame, so a quote cannot break out of the string', () => {
+    const values = new Map([['tok', Buffer.from('a"b\\c')]]);
+    const out = applyFrameSecrets('{"d":{"token":"{{secret:tok}}"}}', values);
+    assert.deepEqual(JSON.parse(out), { d: { token: 'a"b\\c' } });
+    assert.equal(applyFrameSecrets('AUTH {{secret:tok}}', values), 'AUTH a"b\\c');
+  });
+  it('refuses a placeholder whose value was not resolved', () => {
+    assert.throws(
+      () => applyFrameSecrets('{"t":"{{secret:other}}"}', new Map()),
+      (e: unknown) => e instanceof PlaceholderError && e.reason === 'secret_unresolved',
+    );
   });
 });

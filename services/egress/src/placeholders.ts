@@ -187,3 +187,38 @@ export function applySecrets(
   }
   return { url, headers };
 }
+
+/**
+ * The placeholders of a WebSocket text frame the caller sends (placement WEBSOCKET_FRAME).
+ * A binary frame never carries one (refused, like a body): its encoding is not ours to know.
+ */
+export function findFramePlaceholders(frame: string | Uint8Array): PlaceholderUse[] {
+  if (typeof frame !== 'string') {
+    if (bytesHavePlaceholderSyntax(frame))
+      throw new PlaceholderError('placeholder_in_binary_frame', 'secret placeholders are filled only in WebSocket text frames');
+    return [];
+  }
+  if (!hasPlaceholderSyntax(frame)) return [];
+  assertWellFormed(frame, 'the WebSocket frame');
+  return [...new Set(namesIn(frame))].map((name) => ({ name, placement: Placement.PLACEMENT_WEBSOCKET_FRAME, field: '' }));
+}
+
+/**
+ * The frame with each placeholder replaced by its value: JSON-string-escaped when the frame
+ * is JSON (the placeholder stands inside a string literal there), as-is otherwise.
+ */
+export function applyFrameSecrets(frame: string, values: ReadonlyMap<string, Buffer>): string {
+  let json = false;
+  try {
+    JSON.parse(frame);
+    json = true;
+  } catch {
+    json = false;
+  }
+  return frame.replace(PLACEHOLDER, (_m, n: string) => {
+    const v = values.get(n);
+    if (!v) throw new PlaceholderError('secret_unresolved', `secret ${n} was not resolved`);
+    const text = v.toString('utf8');
+    return json ? JSON.stringify(text).slice(1, -1) : text;
+  });
+}

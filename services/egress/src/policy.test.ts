@@ -38,11 +38,22 @@ describe('destination policy', () => {
     assert.ok(hostMatches('API.OpenAI.com', 'api.openai.com.'));
   });
 
-  it('derives the orchestrator rule from the LLM base URL', () => {
-    assert.deepEqual(builtinRules({ llmBaseUrl: 'http://127.0.0.1:11434/v1' }), [
+  it('derives the orchestrator rules from every LLM provider base URL', () => {
+    assert.deepEqual(builtinRules({ llmBaseUrls: ['http://127.0.0.1:11434/v1'] }), [
       { principal: 'orchestrator', host: '127.0.0.1', port: 11434, methods: ['GET', 'POST'] },
     ]);
-    assert.equal(builtinRules({ llmBaseUrl: 'https://api.anthropic.com/v1' })[0]!.port, 443);
+    assert.equal(builtinRules({ llmBaseUrls: ['https://api.anthropic.com/v1'] })[0]!.port, 443);
+    assert.deepEqual(
+      builtinRules({ llmBaseUrls: ['https://api.anthropic.com/v1', 'https://api.openai.com:8443/v1'] }).map((r) => [
+        r.principal,
+        r.host,
+        r.port,
+      ]),
+      [
+        ['orchestrator', 'api.anthropic.com', 443],
+        ['orchestrator', 'api.openai.com', 8443],
+      ],
+    );
     const ch = builtinRules({ channelUrls: ['https://api.telegram.org', 'http://127.0.0.1:9000/slack', undefined] });
     assert.deepEqual(
       ch.map((r) => [r.principal, r.host, r.port]),

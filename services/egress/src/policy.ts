@@ -22,7 +22,7 @@ export interface DestinationDecision {
 const DEFAULT_METHODS = ['GET', 'HEAD', 'POST'];
 
 export function defaultPort(scheme: string): number {
-  return scheme === 'https:' ? 443 : 80;
+  return scheme === 'https:' || scheme === 'wss:' ? 443 : 80;
 }
 
 /** Lower-cases, strips a trailing dot and IPv6 brackets. */
@@ -79,9 +79,15 @@ export function privateAllowed(list: ReadonlyArray<{ host: string; port: number 
  * delivers to. Everything else needs an operator policy file or a skill grant.
  */
 export function builtinRules(opts: {
-  llmBaseUrl?: string;
+  /** Every provider of every model (TALON_LLM_MODELS). */
+  llmBaseUrls?: readonly string[];
   embeddingsBaseUrl?: string;
   channelUrls?: ReadonlyArray<string | undefined>;
+  /**
+   * WebSocket gateways of chat platforms (Discord): the host, and its sibling hosts, where
+   * the platform sends a session to resume (gateway.discord.gg → *.discord.gg).
+   */
+  channelGatewayUrls?: ReadonlyArray<string | undefined>;
 }): DestinationRule[] {
   const rules: DestinationRule[] = [];
   const add = (principal: string, base: string | undefined) => {
@@ -94,9 +100,22 @@ export function builtinRules(opts: {
       methods: ['GET', 'POST'],
     });
   };
-  add('orchestrator', opts.llmBaseUrl);
+  for (const u of opts.llmBaseUrls ?? []) add('orchestrator', u);
   add('orchestrator', opts.embeddingsBaseUrl);
   for (const c of opts.channelUrls ?? []) add('gateway', c);
+  for (const g of opts.channelGatewayUrls ?? []) {
+    if (!g) continue;
+    add('gateway', g);
+    const u = new URL(g);
+    const labels = normalizeHost(u.hostname).split('.');
+    if (labels.length >= 3 && !/^[\d.]+$/.test(u.hostname))
+      rules.push({
+        principal: 'gateway',
+        host: `*.${labels.slice(1).join('.')}`,
+        port: u.port ? Number(u.port) : defaultPort(u.protocol),
+        methods: ['GET'],
+      });
+  }
   return rules;
 }
 

@@ -11,11 +11,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, type Transform } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { EGRESS_ERROR_HEADER, EGRESS_REASON_HEADER } from '@talon/kit/egress';
+import { placementName } from '@talon/kit/placements';
 import { extractRecord, SpanKind, withSpan, type Span } from '@talon/kit/telemetry';
-import { parseSkillRef, SKILL_HEADER } from '@talon/kit/contracts';
+import { isMcpServerName, MCP_HEADER, mcpPrincipal, parseSkillRef, SKILL_HEADER } from '@talon/kit/contracts';
 import { scrub, type Logger } from '@talon/kit/log';
 import { TalonError } from '@talon/kit/errors';
-import { Placement, type SecretFingerprint } from '@talon/proto';
+import type { SecretFingerprint } from '@talon/proto';
 import { actingUser, EGRESS_USER_HEADER } from './acting-user.ts';
 import { decision, type AuditSink, type DecisionInput } from './audit.ts';
 import { isMetadataHostName } from './metadata-names.ts';
@@ -43,6 +44,7 @@ const HOP_HEADERS = new Set([
   'tracestate',
   'baggage',
   SKILL_HEADER,
+  MCP_HEADER,
   EGRESS_USER_HEADER,
 ]);
 
@@ -92,6 +94,10 @@ export interface ProxyDeps {
   bodyTimeoutMs: number;
   /** Principals allowed to act for a skill with x-talon-skill (the sandbox). */
   skillDelegates: readonly string[];
+  /** Grants of `mcp:<server>` principals (the server's hosts and the secret names its headers use); none: refused. */
+  mcpGrant?: (principal: string) => Promise<{ rules: readonly DestinationRule[]; secrets: ReadonlySet<string> } | { refused: string }>;
+  /** Principals allowed to act for an MCP server with x-talon-mcp (the orchestrator). */
+  mcpDelegates?: readonly string[];
 }
 
 export interface TunnelContext {
@@ -169,23 +175,6 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function placementName(p: Placement): string {
-  switch (p) {
-    case Placement.PLACEMENT_BEARER:
-      return 'bearer';
-    case Placement.PLACEMENT_BASIC:
-      return 'basic';
-    case Placement.PLACEMENT_HEADER:
-      return 'header';
-    case Placement.PLACEMENT_QUERY:
-      return 'query';
-    case Placement.PLACEMENT_PATH:
-      return 'path';
-    default:
-      return 'unspecified';
-  }
-}
-
 /** The host of an absolute-form request target as the caller wrote it (case kept), or '' when there is none. */
 export function rawHostOf(url: string | undefined): string {
   const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(\[[^\]]*\]|[^:/?#]*)/i.exec(url ?? '');
@@ -220,7 +209,7 @@ export function checkHostName(deps: Pick<ProxyDeps, 'scanner' | 'allowPrivate'>,
 }
 
 /** One request in flight: what the steps below learn, and what the decision will record. */
-interface Exchange {
+export interface Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly tunnel: TunnelContext | undefined;
@@ -235,14 +224,14 @@ interface Exchange {
   readonly resolved: Map<string, Buffer>;
 }
 
-interface Destination {
+export interface Destination {
   target: URL;
   host: string;
   port: number;
 }
 
 /** 1. Who is calling: the certificate or proxy credential, or the skill the sandbox acts for; and the user it acts for. */
-function identify(deps: ProxyDeps, x: Exchange): string {
+export function identify(deps: ProxyDeps, x: Exchange): string {
   let principal: string;
   if (x.tunnel) principal = x.tunnel.principal;
   else {
@@ -267,6 +256,14 @@ function identify(deps: ProxyDeps, x: Exchange): string {
     if (!parseSkillRef(skill)) throw new ProxyError('invalid_argument', 'bad_skill_header', 'x-talon-skill must be name@version');
     principal = `skill:${skill}`;
   }
+  const mcp = x.req.headers[MCP_HEADER];
+  if (mcp !== undefined) {
+    if (typeof skill === 'string' || !(deps.mcpDelegates ?? []).includes(principal))
+      throw new ProxyError('permission_denied', 'mcp_header_not_allowed', `${principal} may not act for an MCP server`);
+    if (typeof mcp !== 'string' || !isMcpServerName(mcp))
+      throw new ProxyError('invalid_argument', 'bad_mcp_header', 'x-talon-mcp must name one MCP server');
+    principal = mcpPrincipal(mcp);
+  }
   x.base.principal = principal;
   x.base.user = acting.user;
   x.span.setAttribute('talon.principal', principal);
@@ -274,7 +271,7 @@ function identify(deps: ProxyDeps, x: Exchange): string {
 }
 
 /** 2. Where to: the absolute-form target (or the tunnel's host), its name checked before anything resolves it. */
-function destination(deps: ProxyDeps, x: Exchange): Destination {
+export function destination(deps: ProxyDeps, x: Exchange): Destination {
   const { req, tunnel } = x;
   let target: URL;
   try {
@@ -312,12 +309,17 @@ function destination(deps: ProxyDeps, x: Exchange): Destination {
 }
 
 /** 3. Policy for this principal; for a skill, also the secret names its grant allows. */
-async function authorize(deps: ProxyDeps, x: Exchange, principal: string, d: Destination): Promise<ReadonlySet<string> | undefined> {
+export async function authorize(deps: ProxyDeps, x: Exchange, principal: string, d: Destination): Promise<ReadonlySet<string> | undefined> {
   let rules: readonly DestinationRule[];
   let grantedSecrets: ReadonlySet<string> | undefined;
   if (principal.startsWith('skill:')) {
     const grant = await deps.skillGrant(principal);
     if ('refused' in grant) throw new ProxyError('policy_denied', grant.refused, `${principal} has no approved grant (${grant.refused})`);
+    rules = grant.rules;
+    grantedSecrets = grant.secrets;
+  } else if (principal.startsWith('mcp:')) {
+    const grant = deps.mcpGrant ? await deps.mcpGrant(principal) : { refused: 'mcp_registry_unavailable' };
+    if ('refused' in grant) throw new ProxyError('policy_denied', grant.refused, `${principal} has no allowlist (${grant.refused})`);
     rules = grant.rules;
     grantedSecrets = grant.secrets;
   } else if (deps.skillDelegates.includes(principal)) {
@@ -362,7 +364,7 @@ async function readAndScan(
 }
 
 /** 6. Secrets from the vault, only now that everything else passed; the values land in x.resolved. */
-async function releaseSecrets(
+export async function releaseSecrets(
   deps: ProxyDeps,
   x: Exchange,
   principal: string,
@@ -473,9 +475,16 @@ async function relayResponse(
   // Response headers were redacted of secret values above; the record scrubs credential shapes too.
   x.base.responseHeaders = recordHeaders(undefined, outHeaders);
   let bytes = 0;
-  const source: AsyncIterable<Buffer> = decode
-    ? (Readable.from(upstream.body).pipe(decode) as AsyncIterable<Buffer>)
-    : (upstream.body as AsyncIterable<Buffer>);
+  const source: AsyncIterable<Buffer> & Readable = decode ? Readable.from(upstream.body).pipe(decode) : upstream.body;
+  // A caller that goes away releases the upstream at once (an idle event stream would hold it until the body timeout).
+  let callerGone = false;
+  const onClose = () => {
+    if (x.res.writableFinished) return;
+    callerGone = true;
+    upstream.body.destroy();
+    source.destroy();
+  };
+  x.res.once('close', onClose);
   try {
     for await (const chunk of source) {
       const out = redactor ? redactor.push(chunk) : chunk;
@@ -490,8 +499,10 @@ async function relayResponse(
     }
     x.res.end();
   } catch (err) {
-    deps.log.warn({ host: d.host, err: scrub((err as Error).message) }, 'upstream body failed mid-stream');
+    if (!callerGone) deps.log.warn({ host: d.host, err: scrub((err as Error).message) }, 'upstream body failed mid-stream');
     x.res.destroy();
+  } finally {
+    x.res.off('close', onClose);
   }
   if (redactions > 0) deps.log.warn({ host: d.host, principal, redactions }, 'secret values in a response were redacted');
   x.span.setAttribute('talon.egress.redactions', redactions);
@@ -499,7 +510,7 @@ async function relayResponse(
 }
 
 /** A refusal: the stable code and reason for the caller and the record, never a value. */
-function refusal(deps: ProxyDeps, x: Exchange, err: unknown): { te: TalonError; reason: string } {
+export function refusal(deps: ProxyDeps, x: Exchange, err: unknown): { te: TalonError; reason: string } {
   if (err instanceof ProxyError || err instanceof DestinationRefused) {
     if (err instanceof ProxyError && err.findings.length > 0) x.base.findings = [...err.findings];
     return { te: err, reason: err.reason };

@@ -44,6 +44,11 @@ export class Upstreams {
     }
   }
 
+  /** The CA certificates upstream TLS trusts, when extra ones were configured (undefined: the public roots). */
+  get trustedCa(): readonly string[] | undefined {
+    return this.ca;
+  }
+
   get mode(): 'direct' | 'upstream-proxy' {
     return this.proxy ? 'upstream-proxy' : 'direct';
   }

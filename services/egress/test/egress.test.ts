@@ -29,10 +29,18 @@ describe('egress proxy', () => {
   let dns: FakeDns;
   let orch: Client;
   let trap: { port: number; hits: number; close: () => void };
+  /** Resolves when the upstream side of the last /stream request closed. */
+  let streamClosed: Promise<void> | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'talon-egress-test-'));
 
   before(async () => {
     up = await startUpstream((req, res) => {
+      if (req.url?.startsWith('/stream')) {
+        // An event stream that stays open and idle, as an MCP server's or a long poll's.
+        streamClosed = new Promise((resolve) => res.on('close', () => resolve()));
+        res.writeHead(200, { 'content-type': 'text/event-stream' }).write(': open\n\n');
+        return;
+      }
       if (req.url?.startsWith('/redirect')) {
         res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
         return;
@@ -104,6 +112,25 @@ describe('egress proxy', () => {
     assert.deepEqual(r.json, { path: '/hello?x=1' });
     assert.equal(up.seen.at(-1)!.headers.host, `127.0.0.1:${up.port}`);
     assert.equal(up.seen.at(-1)!.headers['traceparent'], undefined, 'internal trace context does not leave');
+  });
+
+  it('releases the upstream as soon as the caller goes away from an idle stream', async () => {
+    const client = egressAs(tp.home, tp.ports.egressProxy, 'orchestrator');
+    const res = await client.request({ method: 'GET', path: `${up.url}/stream` });
+    assert.equal(res.statusCode, 200);
+    for await (const chunk of res.body) {
+      assert.match(String(chunk), /open/);
+      break;
+    }
+    await client.destroy();
+    // Without the release the upstream stays open until egress's body timeout (minutes).
+    let timer: NodeJS.Timeout | undefined;
+    const gone = await Promise.race([
+      streamClosed!.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 10_000))),
+    ]);
+    clearTimeout(timer);
+    assert.ok(gone, 'egress closed the upstream stream');
   });
 
   it('default-denies hosts, ports and methods outside the caller’s policy', async () => {
@@ -364,12 +391,7 @@ describe('egress proxy', () => {
     assert.doesNotMatch(all, /tool-password/);
     assert.doesNotMatch(all, new RegExp(Buffer.from('tools:tool-password').toString('base64')));
     // The operator's view: `talon egress har` exports the same decisions as HAR 1.2.
-    const { spawnSync } = await import('node:child_process');
-    const { REPO_ROOT } = await import('@talon/cli/platform');
-    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), 'egress', 'har', '--refused', '--limit', '50'], {
-      encoding: 'utf8',
-      env: { ...process.env, TALON_HOME: tp.home, TALON_NATS_URL: tp.platform.natsUrl },
-    });
+    const r = tp.cli(['egress', 'har', '--refused', '--limit', '50']);
     assert.equal(r.status, 0, r.stderr);
     const har = JSON.parse(r.stdout) as {
       log: { version: string; entries: Array<{ response: { status: number }; _talon: { allowed: boolean } }> };

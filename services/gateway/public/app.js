@@ -180,6 +180,7 @@ function showTab(name) {
   document.body.classList.toggle('chat-view', name === 'chat');
   const loaders = {
     approvals: refreshApprovals,
+    routines: loadRoutines,
     skills: loadSkills,
     secrets: loadSecrets,
     users: loadUsers,
@@ -687,6 +688,52 @@ function setWaiting(p, a) {
   else p.node.append(w);
   const body = p.node.querySelector('.body');
   if (p.text === '') body.replaceChildren();
+}
+
+// ---------- routines (read-only; operators manage them with `talon routines`) ----------
+async function loadRoutines() {
+  const r = await api('/v1/routines');
+  const list = $('routines-list');
+  if (r.routines.length === 0) {
+    list.replaceChildren(el('li', { class: 'hint empty', text: 'No routine runs as you. An operator adds one with talon routines add.' }));
+    return;
+  }
+  list.replaceChildren(
+    ...r.routines.map((x) =>
+      el(
+        'li',
+        { 'data-name': x.name, class: 'routine' },
+        el('strong', { text: x.name + (x.paused ? ' (paused)' : '') }),
+        el('div', {
+          class: 'hint',
+          text: x.cron + ' · ' + x.timeZone + ' · to ' + x.deliver + ' · next run ' + (x.nextRunAtMs ? when(x.nextRunAtMs) : '-'),
+        }),
+        el('pre', { text: x.prompt }),
+        el(
+          'ul',
+          { class: 'runs' },
+          ...(x.runs.length === 0
+            ? [el('li', { class: 'hint', text: 'No runs yet.' })]
+            : x.runs.map((run) =>
+                el('li', {
+                  text:
+                    when(run.scheduledAtMs) + ' · ' + run.state + (run.manual ? ' · run now' : '') + (run.error ? ' · ' + run.error : ''),
+                }),
+              )),
+        ),
+        x.conversation && x.conversation.channel === 'web'
+          ? el('button', {
+              type: 'button',
+              text: 'Open conversation',
+              onclick: () => {
+                showTab('chat');
+                void openConversation({ id: x.conversation.id, channel: 'web', title: 'Routine ' + x.name });
+              },
+            })
+          : null,
+      ),
+    ),
+  );
 }
 
 // ---------- approvals ----------

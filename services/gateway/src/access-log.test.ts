@@ -11,6 +11,8 @@ describe('request log route templates', () => {
     ['/app.js', '/app.js'],
     ['/v1/chat/completions', '/v1/chat/completions'],
     ['/v1/models', '/v1/models'],
+    ['/v1/models/gpt-4o', '/v1/models/{id}'],
+    ['/v1/models/meta/llama-3', '/v1/models/{id}'],
     ['/v1/me/token/rotate', '/v1/me/token/rotate'],
     ['/v1/approvals', '/v1/approvals'],
     ['/v1/approvals/3f1c9a/approve', '/v1/approvals/{id}/approve'],

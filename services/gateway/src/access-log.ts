@@ -24,6 +24,7 @@ const STATIC: ReadonlySet<string> = new Set([
   '/v1/me',
   '/v1/me/token/rotate',
   '/v1/approvals',
+  '/v1/routines',
   '/v1/conversations',
   '/v1/memory',
   '/v1/admin/skills',
@@ -37,6 +38,8 @@ const STATIC: ReadonlySet<string> = new Set([
 const PATTERNS: ReadonlyArray<[RegExp, string]> = [
   [/^\/v1\/approvals\/[^/]+\/(approve|deny)$/, '/v1/approvals/{id}/$1'],
   [/^\/v1\/conversations\/$/, '/v1/conversations'],
+  // Model names may hold slashes (meta/llama-3): everything after the prefix is the id.
+  [/^\/v1\/models\/.+$/, '/v1/models/{id}'],
   [/^\/v1\/conversations\/[^/]+$/, '/v1/conversations/{id}'],
   [/^\/v1\/conversations\/[^/]+\/messages$/, '/v1/conversations/{id}/messages'],
   [/^\/v1\/admin\/tokens\/[^/]+\/revoke$/, '/v1/admin/tokens/{id}/revoke'],

@@ -33,6 +33,7 @@ function fakeDeps(calls: string[]): ApiDeps {
     skills: { list: rec('skills', []) },
     audit: { egressDecisions: rec('audit', { entries: [], next: 0 }) },
     egress: { secretNames: rec('secrets', []) },
+    routines: { list: rec('routines', []) },
     maxBodyBytes: 1024,
   } as unknown as ApiDeps;
 }
@@ -66,6 +67,7 @@ const EXAMPLES: Array<[string, string, unknown, Principal]> = [
   ['POST', '/v1/me/token/rotate', {}, alice],
   ['GET', '/v1/approvals?status=pending', undefined, alice],
   ['POST', '/v1/approvals/a%201/deny', { reason: 'no' }, alice],
+  ['GET', '/v1/routines', undefined, alice],
   ['GET', '/v1/admin/skills', undefined, root],
   ['GET', '/v1/admin/secrets', undefined, root],
   ['GET', '/v1/admin/users', undefined, root],
@@ -98,6 +100,7 @@ describe('gateway API route table', () => {
     assert.ok(calls.includes(`revoke("${TOKEN_ID}")`));
     assert.ok(calls.includes('approve("ABCD-EFGH","alice","token:t2")'));
     assert.ok(calls.includes('audit(5,0)'));
+    assert.ok(calls.includes('routines("alice")'), 'a user sees the routines that run as them, no one else’s');
   });
 
   it('leaves unknown paths outside /v1/admin/ to the caller and answers 404 inside it', async () => {

@@ -20,6 +20,7 @@ import { requireOperator, type Principal, type TokenStore } from './auth.ts';
 import type { ConversationsApi } from './conversations.ts';
 import type { EgressApi } from './egress-api.ts';
 import { readJson, sendJson } from './guard.ts';
+import type { RoutinesView } from './routines.ts';
 import type { ApprovalStore } from './stores/approvals.ts';
 import type { AuditReader } from './stores/audit.ts';
 import { displayCode, type PairingStore } from './stores/pairing.ts';
@@ -37,6 +38,8 @@ export interface ApiDeps {
   maxBodyBytes: number;
   /** The caller's conversations and memory, answered by an orchestrator over NATS. */
   conversations?: Pick<ConversationsApi, 'route'>;
+  /** The caller's routines (talon routines), read-only. */
+  routines?: Pick<RoutinesView, 'list'>;
 }
 
 const SMALL_BODY = 16 * 1024;
@@ -100,6 +103,7 @@ export class Api {
   private readonly audit: AuditReader;
   private readonly egress: Pick<EgressApi, 'secretNames'>;
   private readonly conversations: Pick<ConversationsApi, 'route'> | undefined;
+  private readonly routines: Pick<RoutinesView, 'list'> | undefined;
 
   /** Routes for any authenticated caller. */
   readonly userRoutes: readonly Route[] = [
@@ -107,6 +111,7 @@ export class Api {
     { method: 'POST', path: '/v1/me/token/rotate', handle: (c) => this.rotateOwnToken(c) },
     { method: 'GET', path: '/v1/approvals', handle: (c) => this.listApprovals(c) },
     { method: 'POST', path: /^\/v1\/approvals\/([^/]+)\/(approve|deny)$/, handle: (c) => this.decideApproval(c) },
+    { method: 'GET', path: '/v1/routines', handle: (c) => this.listRoutines(c) },
   ];
 
   /** Routes under /v1/admin/, for operators only. */
@@ -130,6 +135,7 @@ export class Api {
     this.audit = deps.audit;
     this.egress = deps.egress;
     this.conversations = deps.conversations;
+    this.routines = deps.routines;
   }
 
   /** Handles /v1/me, /v1/approvals and /v1/admin routes; false when the path is not one of them. */
@@ -169,6 +175,12 @@ export class Api {
       throw new TalonError('invalid_argument', 'status must be pending, approved, denied or expired');
     }
     sendJson(res, 200, { approvals: await this.approvals.list(principal, status ? { status } : {}) });
+  }
+
+  /** The caller's own routines (operators' too: every user sees the routines that run as them). */
+  private async listRoutines({ res, principal }: RouteCall): Promise<void> {
+    if (!this.routines) throw new TalonError('not_found', 'routines are not served by this gateway');
+    sendJson(res, 200, { routines: await this.routines.list(principal.userId) });
   }
 
   private async decideApproval({ req, res, principal, params: [id, decision] }: RouteCall): Promise<void> {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { loadGatewayConfig } from './config.ts';
 import { missingSecrets, missingSecretsMessage, neededSecrets } from './channel-secrets.ts';
 
-const cfg = loadGatewayConfig({ GATEWAY_SLACK_SIGNING_SECRET: 'my_slack_signing' });
+const cfg = loadGatewayConfig({ GATEWAY_SLACK_SIGNING_SECRET: 'my_slack_signing', GATEWAY_TELEGRAM_MODE: 'webhook' });
 
 describe('channel secrets', () => {
   it('names the secrets of each enabled channel only', () => {
@@ -11,6 +11,13 @@ describe('channel secrets', () => {
     assert.deepEqual(
       neededSecrets(['telegram', 'slack'], cfg).map((n) => `${n.channel}:${n.secret}`),
       ['telegram:telegram_bot_token', 'telegram:telegram_webhook_secret', 'slack:slack_bot_token', 'slack:my_slack_signing'],
+    );
+  });
+
+  it('Telegram by long polling (the default) needs no webhook secret', () => {
+    assert.deepEqual(
+      neededSecrets(['telegram'], loadGatewayConfig({})).map((n) => n.secret),
+      ['telegram_bot_token'],
     );
   });
 

@@ -26,12 +26,17 @@ export type ChannelSecretSettings = Pick<
 >;
 
 /** The secrets of each enabled channel, in a fixed order. */
-export function neededSecrets(channels: readonly Channel[], cfg: ChannelSecretSettings): NeededSecret[] {
+export function neededSecrets(
+  channels: readonly Channel[],
+  cfg: ChannelSecretSettings &
+    Pick<GatewayConfig, 'telegramMode'> &
+    Partial<Pick<GatewayConfig, 'discordMode' | 'discordGatewayTokenSecret'>>,
+): NeededSecret[] {
+  const telegram: Array<[string, string]> = [[cfg.telegramBotTokenSecret, 'GATEWAY_TELEGRAM_BOT_TOKEN_SECRET']];
+  // Long polling needs no webhook secret (nothing comes in).
+  if (cfg.telegramMode === 'webhook') telegram.push([cfg.telegramWebhookSecret, 'GATEWAY_TELEGRAM_WEBHOOK_SECRET']);
   const of: Record<Channel, Array<[string, string]>> = {
-    telegram: [
-      [cfg.telegramBotTokenSecret, 'GATEWAY_TELEGRAM_BOT_TOKEN_SECRET'],
-      [cfg.telegramWebhookSecret, 'GATEWAY_TELEGRAM_WEBHOOK_SECRET'],
-    ],
+    telegram,
     slack: [
       [cfg.slackBotTokenSecret, 'GATEWAY_SLACK_BOT_TOKEN_SECRET'],
       [cfg.slackSigningSecret, 'GATEWAY_SLACK_SIGNING_SECRET'],
@@ -39,6 +44,10 @@ export function neededSecrets(channels: readonly Channel[], cfg: ChannelSecretSe
     discord: [
       [cfg.discordBotTokenSecret, 'GATEWAY_DISCORD_BOT_TOKEN_SECRET'],
       [cfg.discordPublicKeySecret, 'GATEWAY_DISCORD_PUBLIC_KEY_SECRET'],
+      // The Gateway's IDENTIFY token: a frame placement, so a secret of its own.
+      ...(cfg.discordMode === 'gateway' && cfg.discordGatewayTokenSecret
+        ? ([[cfg.discordGatewayTokenSecret, 'GATEWAY_DISCORD_GATEWAY_TOKEN_SECRET']] as Array<[string, string]>)
+        : []),
     ],
     webhook: [
       [cfg.webhookSigningSecret, 'GATEWAY_WEBHOOK_SIGNING_SECRET'],

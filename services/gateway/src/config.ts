@@ -1,6 +1,7 @@
 import { SECRET_NAME_PATTERN } from '@talon/kit/contracts';
 import { channelApiFields, commonFields, natsFields } from '@talon/kit/service';
-import { bool, int, list, loadConfig, port, str, url, type ConfigOf } from '@talon/kit/config';
+import { llmModelFields } from '@talon/kit/models';
+import { bool, int, list, loadConfig, oneOf, port, str, url, type ConfigOf } from '@talon/kit/config';
 import { isIpOrCidr } from './net.ts';
 import { CHANNELS, type Channel } from './channels/types.ts';
 
@@ -98,12 +99,14 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
 
     // Channels.
     channels: list('TALON_CHANNELS', {
-      doc: `Chat platforms whose webhooks the gateway accepts (${CHANNELS.join(', ')}); empty disables all /hooks routes.`,
+      doc: `Chat platforms the gateway connects (${CHANNELS.join(', ')}): their webhooks, or Telegram by long polling (GATEWAY_TELEGRAM_MODE); empty disables all /hooks routes.`,
       default: [],
       item: (v) => (CHANNELS as readonly string[]).includes(v),
       expect: `a comma-separated subset of ${CHANNELS.join(', ')}`,
     }),
     ...channelApiFields(),
+    // The model names clients may use (/v1/models, 404 for others); the orchestrator calls them.
+    ...llmModelFields(),
     telegramBotTokenSecret: str('GATEWAY_TELEGRAM_BOT_TOKEN_SECRET', {
       doc: 'Vault secret with the Telegram bot token (placement --path, principal gateway, host of TALON_TELEGRAM_API_URL).',
       default: 'telegram_bot_token',
@@ -113,6 +116,41 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
       doc: 'Vault secret with the secret_token given to Telegram setWebhook (checked against X-Telegram-Bot-Api-Secret-Token by the vault).',
       default: 'telegram_webhook_secret',
       pattern: SECRET_NAME,
+    }),
+    discordMode: oneOf('GATEWAY_DISCORD_MODE', ['gateway', 'interactions'] as const, {
+      doc: 'How Discord messages arrive. gateway: the gateway holds a Discord Gateway WebSocket through egress (ordinary channel and DM messages; needs the MESSAGE CONTENT intent; no public URL; /hooks/discord still answers slash commands if you set an interactions URL). interactions: slash commands only, POSTed to /hooks/discord.',
+      default: 'gateway',
+    }),
+    discordGatewayTokenSecret: str('GATEWAY_DISCORD_GATEWAY_TOKEN_SECRET', {
+      doc: 'Vault secret with the Discord bot token for the Gateway IDENTIFY (the same token as GATEWAY_DISCORD_BOT_TOKEN_SECRET, stored again with placement --ws-frame, principal gateway, hosts gateway.discord.gg,*.discord.gg).',
+      default: 'discord_gateway_token',
+      pattern: SECRET_NAME,
+    }),
+    telegramMode: oneOf('GATEWAY_TELEGRAM_MODE', ['polling', 'webhook'] as const, {
+      doc: 'How Telegram messages arrive. polling: the gateway long-polls getUpdates through egress (no public URL needed; a webhook set for the bot is deleted, and /hooks/telegram is refused). webhook: Telegram POSTs to /hooks/telegram (you call setWebhook with the public URL and the secret_token of GATEWAY_TELEGRAM_WEBHOOK_SECRET). Never both.',
+      default: 'polling',
+    }),
+    telegramPollTimeoutS: int('GATEWAY_TELEGRAM_POLL_TIMEOUT_S', {
+      doc: 'Seconds one getUpdates long poll is held open by Telegram when there is nothing new.',
+      default: 30,
+      min: 1,
+      max: 50,
+    }),
+    channelLeaseTtlMs: int('GATEWAY_CHANNEL_LEASE_TTL_MS', {
+      doc: 'Lease of the one replica that polls a bot (NATS KV talon_leases): renewed every third of it; a replica that died is replaced after at most this long (one that stops gives it up at once).',
+      default: 15_000,
+      min: 300,
+      max: 600_000,
+    }),
+    channelBackoffMs: int('GATEWAY_CHANNEL_RECONNECT_BACKOFF_MS', {
+      doc: 'First delay before polling again after a failure (network, 5xx, 429, egress refusal); doubles per failure, with jitter.',
+      default: 1000,
+      min: 10,
+    }),
+    channelMaxBackoffMs: int('GATEWAY_CHANNEL_RECONNECT_MAX_BACKOFF_MS', {
+      doc: 'Longest delay between polling attempts while a platform keeps failing.',
+      default: 60_000,
+      min: 10,
     }),
     slackBotTokenSecret: str('GATEWAY_SLACK_BOT_TOKEN_SECRET', {
       doc: 'Vault secret with the Slack bot token xoxb-… (placement --bearer, principal gateway).',

@@ -4,9 +4,10 @@
 // accepted once JetStream has stored it, then answered from the orchestrator's reply.
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { ERROR_TABLE, httpErrorBody, isErrorCode, openAiErrorType, TalonError } from '@talon/kit/errors';
+import { ERROR_TABLE, httpErrorBody, isErrorCode, openAiErrorParam, openAiErrorType, TalonError } from '@talon/kit/errors';
 import { extractRecord, SpanKind, withSpan } from '@talon/kit/telemetry';
 import { InFlight } from '@talon/kit/lifecycle';
+import { modelNotFound, resolveModel } from '@talon/kit/models';
 import type { Logger } from '@talon/kit/log';
 import { logMethod, logRequest, routeTemplate, UNLOGGED_PATHS } from './access-log.ts';
 import type { Api } from './api.ts';
@@ -27,6 +28,8 @@ export interface GatewayDeps {
   api: Api;
   ingress: WebhookIngress;
   channels: readonly Channel[];
+  /** Enabled channels the gateway connects to itself (Telegram long polling): their webhook is off. */
+  outboundChannels?: readonly Channel[];
   log: Logger;
   maxBodyBytes: number;
   maxWebhookBytes: number;
@@ -48,6 +51,7 @@ export class GatewayHttp {
   private readonly api: Api;
   private readonly ingress: WebhookIngress;
   private readonly channels: readonly Channel[];
+  private readonly outboundChannels: readonly Channel[];
   private readonly log: Logger;
   private readonly maxBodyBytes: number;
   private readonly maxWebhookBytes: number;
@@ -62,6 +66,7 @@ export class GatewayHttp {
     this.api = deps.api;
     this.ingress = deps.ingress;
     this.channels = deps.channels;
+    this.outboundChannels = deps.outboundChannels ?? [];
     this.log = deps.log;
     this.maxBodyBytes = deps.maxBodyBytes;
     this.maxWebhookBytes = deps.maxWebhookBytes;
@@ -142,7 +147,22 @@ export class GatewayHttp {
           return;
         }
         if (url.pathname === '/v1/models') {
-          sendJson(res, 200, { object: 'list', data: [{ id: 'talon', object: 'model', created: 0, owned_by: 'talon' }] });
+          sendJson(res, 200, {
+            object: 'list',
+            data: this.turns.models.models.map((m) => ({ id: m.name, object: 'model', created: 0, owned_by: 'talon' })),
+          });
+          return;
+        }
+        if (url.pathname.startsWith('/v1/models/') && (req.method === 'GET' || req.method === 'HEAD')) {
+          // OpenAI's retrieve: the model as named, or 404 model_not_found (an empty or undecodable id names none).
+          let name = '';
+          try {
+            name = decodeURIComponent(url.pathname.slice('/v1/models/'.length));
+          } catch {
+            /* not a name */
+          }
+          if (name === '' || !resolveModel(this.turns.models, name)) throw modelNotFound(this.turns.models, name);
+          sendJson(res, 200, { id: name, object: 'model', created: 0, owned_by: 'talon' });
           return;
         }
         if (await this.api.route(req, res, url, principal)) return;
@@ -165,6 +185,13 @@ export class GatewayHttp {
       );
     }
     if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'webhooks are POSTed');
+    if (this.outboundChannels.includes(name)) {
+      // Never both: a second way in would deliver each message twice.
+      throw new TalonError(
+        'conflict',
+        `${name} is connected by long polling (GATEWAY_${name.toUpperCase()}_MODE=polling), so its webhook is off; set GATEWAY_${name.toUpperCase()}_MODE=webhook to receive webhooks instead`,
+      );
+    }
     if (this.draining) throw new TalonError('shutting_down', 'the gateway is shutting down; the platform will retry');
     this.guard.assertNotBlocked(address);
     const raw = await readBody(req, this.maxWebhookBytes);
@@ -212,6 +239,8 @@ export class GatewayHttp {
       conversationHeader: typeof convHeader === 'string' ? convHeader : undefined,
       unnamedConversation: () => `api-${randomUUID()}`,
     });
+    // An unknown model is answered 404 here, before anything is queued (TurnRunner checks again).
+    const model = this.turns.model(chat.model).name;
     const created = Math.floor(Date.now() / 1000);
     const parent = extractRecord(req.headers as Record<string, string>);
     const abort = new AbortController();
@@ -222,8 +251,9 @@ export class GatewayHttp {
       const id = randomUUID();
       const completionId = `chatcmpl-${id.replace(/-/g, '')}`;
       const writeSse = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-      // Every chunk of one stream names the same model (the first goes out before the upstream answers).
-      const streamModel = chat.model || 'talon';
+      // Every chunk of one stream, and the completion, names the model as the client asked for it
+      // (the first chunk goes out before any provider answers; which one answered is Talon's business).
+      const streamModel = chat.model || model;
       const r = await this.turns.run(
         principal,
         chat,
@@ -259,7 +289,12 @@ export class GatewayHttp {
       }
       if (out.error) {
         const errBody = {
-          error: { code: out.error.code, message: out.error.message, type: openAiErrorType(statusForCode(out.error.code)), param: null },
+          error: {
+            code: out.error.code,
+            message: out.error.message,
+            type: openAiErrorType(statusForCode(out.error.code), out.error.code),
+            param: openAiErrorParam(out.error.code),
+          },
         };
         if (chat.stream) {
           writeSse(errBody);
@@ -284,7 +319,7 @@ export class GatewayHttp {
         if (chat.includeUsage) writeSse(usageChunkBody(completionId, created, streamModel, out));
         res.end('data: [DONE]\n\n');
       } else {
-        sendJson(res, 200, completionBody(completionId, created, out));
+        sendJson(res, 200, completionBody(completionId, created, { ...out, model: streamModel }));
       }
     });
   }

@@ -85,10 +85,26 @@ export class WebhookIngress {
 
   async handle(channel: Channel, headers: HeaderBag, raw: Buffer): Promise<WebhookResult> {
     await this.verify(channel, headers, raw);
+    return this.accept(channel, raw);
+  }
+
+  /**
+   * Steps 2–4 for a payload that is authentic already: a verified webhook, or an update the
+   * gateway fetched itself through egress (Telegram long polling, channels/telegram-poller.ts).
+   */
+  async accept(channel: Channel, raw: Buffer): Promise<WebhookResult> {
     const outcome = this.adapters[channel].parse(raw);
     if (outcome.kind === 'respond') return { status: outcome.status, body: outcome.body, outcome: 'answered' };
     if (outcome.kind === 'ignore') return { status: 200, body: { ok: true, ignored: outcome.reason }, outcome: 'ignored' };
-    const ev = outcome.event;
+    return this.acceptEvent(outcome.event, { inline: true });
+  }
+
+  /**
+   * Steps 3–4 for a message parsed already: by the steps above, or from a platform
+   * connection the gateway holds itself (the Discord Gateway, channels/discord-gateway-runner.ts).
+   */
+  async acceptEvent(ev: InboundEvent, opts: { inline?: boolean } = {}): Promise<WebhookResult> {
+    const channel = ev.channel;
     if (!ACCOUNT.test(ev.account) || !THREAD.test(ev.threadId)) {
       return { status: 200, body: { ok: true, ignored: 'unusable sender or conversation id' }, outcome: 'ignored' };
     }
@@ -97,7 +113,7 @@ export class WebhookIngress {
       return { status: 200, body: this.ackBody(channel, true), outcome: 'duplicate', inboundId };
     }
     const pairing = await this.pairings.lookup(channel, ev.account);
-    if (!pairing) return this.unpaired(ev, inboundId);
+    if (!pairing) return this.unpaired(ev, inboundId, opts.inline === true);
     await this.publish(ev, inboundId, pairing.userId);
     await this.seen.kv.put(`seen.${inboundId}`, new Uint8Array([1])).catch((err: unknown) => {
       // JetStream's own dedupe window still covers quick retries.
@@ -130,13 +146,14 @@ export class WebhookIngress {
     });
   }
 
-  private async unpaired(ev: InboundEvent, inboundId: string): Promise<WebhookResult> {
+  /** `inline`: the platform waits for this answer (a webhook), which may carry the notice itself. */
+  private async unpaired(ev: InboundEvent, inboundId: string, inline: boolean): Promise<WebhookResult> {
     const identity: ChannelIdentity = { channel: ev.channel, account: ev.account, displayName: ev.displayName.slice(0, 64) };
     const { request, notify } = await this.pairings.request(identity, ev.threadId, this.now());
     const text = pairingNotice(request.code, request.expiresAtMs - request.createdAtMs);
     await this.seen.kv.put(`seen.${inboundId}`, new Uint8Array([2])).catch(() => undefined);
     this.log.info({ channel: ev.channel, account: ev.account, notify }, 'unpaired sender; pairing code issued');
-    switch (ev.channel) {
+    switch (inline ? ev.channel : 'notify') {
       case 'discord':
         // The interaction response itself carries the code (only the sender sees it).
         return { status: 200, body: ephemeral(text), outcome: 'pairing_required', inboundId };

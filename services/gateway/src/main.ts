@@ -12,11 +12,15 @@ import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
 import { initMetrics, METRICS_PATH, observeConsumer } from '@talon/kit/metrics';
+import { modelsConfig } from '@talon/kit/models';
 import { Api } from './api.ts';
 import { TokenStore } from './auth.ts';
 import { adapters } from './channels/index.ts';
+import { kvOffsetStore, startTelegramPolling, TelegramPoller } from './channels/telegram-poller.ts';
+import { DiscordGatewayRunner, startDiscordGateway } from './channels/discord-gateway-runner.ts';
 import { defaultOrigins, loadGatewayConfig } from './config.ts';
 import { ConversationsApi } from './conversations.ts';
+import { RoutinesView } from './routines.ts';
 import { ReplyDeliverer } from './delivery.ts';
 import { EgressApi } from './egress-api.ts';
 import { Guard } from './guard.ts';
@@ -71,7 +75,7 @@ runMain('gateway', async () => {
 
   const router = new ReplyRouter(nc, log);
   router.start();
-  const turns = new TurnRunner(router, js, cfg.turnTimeoutMs, egressApi);
+  const turns = new TurnRunner(router, js, cfg.turnTimeoutMs, egressApi, modelsConfig(cfg));
   const origins = originSet(cfg.allowedOrigins.length > 0 ? cfg.allowedOrigins : defaultOrigins(cfg.httpHost, cfg.httpPort));
   const guard = new Guard({
     tokens,
@@ -103,13 +107,17 @@ runMain('gateway', async () => {
     egress: egressApi,
     maxBodyBytes: cfg.maxBodyBytes,
     conversations: new ConversationsApi(nc),
+    routines: await new RoutinesView(nc).open(),
   });
+  // Telegram by long polling unless the operator chose webhooks: never both.
+  const pollTelegram = cfg.channels.includes('telegram') && cfg.telegramMode === 'polling';
   const http = new GatewayHttp({
     guard,
     turns,
     api,
     ingress,
     channels: cfg.channels,
+    outboundChannels: pollTelegram ? ['telegram'] : [],
     log,
     maxBodyBytes: cfg.maxBodyBytes,
     maxWebhookBytes: cfg.maxWebhookBytes,
@@ -151,6 +159,54 @@ runMain('gateway', async () => {
   if (deliverer)
     observeConsumer(outbound.name, CONSUMERS.gatewayChannels, () => jsm.consumers.info(outbound.name, CONSUMERS.gatewayChannels));
   if (cfg.channels.length > 0) notifier.watchPairings(nc, cfg.channels);
+  let telegramPolling: { stop(): Promise<void> } | undefined;
+  if (pollTelegram) {
+    const [leases, channelState] = await Promise.all([
+      openBucket(nc, KV_BUCKETS.leases, jsm),
+      openBucket(nc, KV_BUCKETS.channelState, jsm),
+    ]);
+    const poller = new TelegramPoller({
+      egress,
+      intake: ingress,
+      offsets: kvOffsetStore(channelState.kv, cfg.telegramBotTokenSecret),
+      log,
+      apiUrl: cfg.telegramApiUrl,
+      botTokenSecret: cfg.telegramBotTokenSecret,
+      timeoutS: cfg.telegramPollTimeoutS,
+      backoffMs: cfg.channelBackoffMs,
+      maxBackoffMs: cfg.channelMaxBackoffMs,
+    });
+    telegramPolling = startTelegramPolling({
+      poller,
+      leaseKv: leases.kv,
+      botTokenSecret: cfg.telegramBotTokenSecret,
+      owner: `gateway-${router.instance}`,
+      ttlMs: cfg.channelLeaseTtlMs,
+      log,
+    });
+  }
+
+  let discordGateway: { stop(): Promise<void> } | undefined;
+  if (cfg.channels.includes('discord') && cfg.discordMode === 'gateway') {
+    const leases = await openBucket(nc, KV_BUCKETS.leases, jsm);
+    const runner = new DiscordGatewayRunner({
+      connect: (url) => egress.websocket(url, { maxPayload: cfg.maxWebhookBytes }),
+      intake: ingress,
+      log,
+      gatewayUrl: cfg.discordGatewayUrl,
+      tokenSecret: cfg.discordGatewayTokenSecret,
+      backoffMs: cfg.channelBackoffMs,
+      maxBackoffMs: cfg.channelMaxBackoffMs,
+    });
+    discordGateway = startDiscordGateway({
+      runner,
+      leaseKv: leases.kv,
+      tokenSecret: cfg.discordGatewayTokenSecret,
+      owner: `gateway-${router.instance}`,
+      ttlMs: cfg.channelLeaseTtlMs,
+      log,
+    });
+  }
 
   const httpPort = await listenOn(http.server, { service: 'gateway', key: 'TALON_GATEWAY_PORT', host: cfg.httpHost, port: cfg.httpPort });
   if (cfg.allowedOrigins.length === 0 && httpPort !== cfg.httpPort) {
@@ -187,6 +243,9 @@ runMain('gateway', async () => {
     },
   });
   life.onShutdown({ name: 'stop reply delivery intake', run: async () => deliverer?.stop() });
+  // The long poll is aborted and the lease given up while NATS is still connected.
+  life.onShutdown({ name: 'stop telegram polling', run: async () => telegramPolling?.stop() });
+  life.onShutdown({ name: 'close the discord gateway', run: async () => discordGateway?.stop() });
   life.onShutdown({
     name: 'finish in-flight requests and deliveries',
     run: async () => {

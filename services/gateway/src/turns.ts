@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { SUBJECTS } from '@talon/kit/subjects';
+import { defaultModel, modelNotFound, resolveModel, type ModelEntry, type ModelsConfig } from '@talon/kit/models';
 import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/proto';
 import type { Principal } from './auth.ts';
 import type { ChatRequest } from './chat.ts';
@@ -44,12 +45,22 @@ export class TurnRunner {
   private readonly js: JetStreamClient;
   private readonly timeoutMs: number;
   private readonly redactor: TextRedactor;
+  /** The models clients may name (TALON_LLM_MODELS); listed by /v1/models. */
+  readonly models: ModelsConfig;
 
-  constructor(router: ReplyRouter, js: JetStreamClient, timeoutMs: number, redactor: TextRedactor) {
+  constructor(router: ReplyRouter, js: JetStreamClient, timeoutMs: number, redactor: TextRedactor, models: ModelsConfig) {
     this.router = router;
     this.js = js;
     this.timeoutMs = timeoutMs;
     this.redactor = redactor;
+    this.models = models;
+  }
+
+  /** The model a request names ('' or "talon": the default); 404 model_not_found for any other name. */
+  model(requested: string): ModelEntry {
+    const entry = resolveModel(this.models, requested);
+    if (!entry) throw modelNotFound(this.models, requested);
+    return entry;
   }
 
   async run(
@@ -59,6 +70,8 @@ export class TurnRunner {
     hooks: TurnHooks = {},
     id: string = randomUUID(),
   ): Promise<TurnResult> {
+    // No turn is queued for a model that does not exist.
+    const model = this.model(chat.model);
     // Before anything is queued or stored: a pasted credential never leaves the gateway.
     const clean = await redactMessages(this.redactor, chat.messages);
     const inbound: InboundMessage = {
@@ -68,7 +81,8 @@ export class TurnRunner {
       redacted: clean.labels,
       stream: chat.stream,
       reply: { subject: this.router.replySubject, streamSubject: chat.stream ? this.router.streamSubject(id) : '', requestId: id },
-      model: chat.model,
+      // The default travels as '': the orchestrator's default answers even if its list was changed first.
+      model: model === defaultModel(this.models) ? '' : model.name,
       receivedAtMs: Date.now(),
       temperature: chat.temperature,
       maxTokens: chat.maxTokens,

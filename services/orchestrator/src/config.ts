@@ -1,5 +1,5 @@
-import { SECRET_NAME_PATTERN } from '@talon/kit/contracts';
-import { bool, decimal, int, loadConfig, oneOf, str, url, type ConfigOf } from '@talon/kit/config';
+import { bool, decimal, int, loadConfig, str, url, type ConfigOf } from '@talon/kit/config';
+import { llmModelFields } from '@talon/kit/models';
 import { commonFields, natsFields } from '@talon/kit/service';
 import { checkEmbeddingConfig, embeddingModelFields, embeddingProviderFields } from '@talon/embed';
 
@@ -24,21 +24,12 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
       protocols: ['https:'],
       many: true,
     }),
-    llmProvider: oneOf('TALON_LLM_PROVIDER', ['openai', 'anthropic'] as const, {
-      doc: 'LLM wire format: openai (any OpenAI-compatible server) or anthropic.',
-      default: 'openai',
+    ...llmModelFields(),
+    llmTimeoutMs: int('ORCHESTRATOR_LLM_TIMEOUT_MS', {
+      doc: 'Upper bound for one LLM call to one provider; past it the next provider of the model is tried.',
+      default: 120_000,
+      min: 1000,
     }),
-    llmBaseUrl: url('TALON_LLM_BASE_URL', {
-      doc: 'Base URL of the LLM API (OpenAI-compatible or Anthropic).',
-      default: 'https://api.openai.com/v1',
-    }),
-    llmModel: str('TALON_LLM_MODEL', { doc: 'Model name sent to the provider.', default: 'gpt-4o-mini' }),
-    llmKeySecret: str('TALON_LLM_API_KEY_SECRET', {
-      doc: 'Vault secret holding the LLM API key (sent as a placeholder egress fills in); "none" for servers without auth such as a local Ollama.',
-      default: 'llm_api_key',
-      pattern: SECRET_NAME_PATTERN,
-    }),
-    llmTimeoutMs: int('ORCHESTRATOR_LLM_TIMEOUT_MS', { doc: 'Upper bound for one LLM call.', default: 120_000, min: 1000 }),
     systemPrompt: str('TALON_SYSTEM_PROMPT', { doc: 'System prompt put before every conversation.', default: DEFAULT_SYSTEM_PROMPT }),
     ackWaitMs: int('ORCHESTRATOR_ACK_WAIT_MS', {
       doc: 'JetStream ack wait for inbound messages: the message of a turn whose orchestrator died is redelivered after this. The worker sends in-progress acks every third of it while a turn runs, so it bounds the pause a busy process may take, not the length of a turn.',
@@ -135,6 +126,16 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
       default: 60_000,
       min: 100,
     }),
+    mcpToolsTtlMs: int('ORCHESTRATOR_MCP_TOOLS_TTL_MS', {
+      doc: 'Longest time the tools listed by the registered MCP servers (talon mcp) are reused before they are listed again through egress; a registry change drops them at once. A tool whose listing changed since its approval is not offered.',
+      default: 30_000,
+      min: 0,
+    }),
+    mcpTimeoutMs: int('ORCHESTRATOR_MCP_TIMEOUT_MS', {
+      doc: 'Upper bound for listing the tools of one MCP server through egress (a tool call is bounded by ORCHESTRATOR_TOOL_TIMEOUT_MS).',
+      default: 10_000,
+      min: 100,
+    }),
     approvalTimeoutMs: int('ORCHESTRATOR_APPROVAL_TIMEOUT_MS', {
       doc: "How long a tool call that needs the user's approval waits for a decision; then the model is told it was not approved.",
       default: 1_800_000,
@@ -155,6 +156,21 @@ export function orchestratorSpec(env: Record<string, string | undefined> = proce
       doc: 'With a remote embedding model: pause between checks for memory chunks to embed when none are left.',
       default: 30_000,
       min: 100,
+    }),
+    routines: bool('ORCHESTRATOR_ROUTINES', {
+      doc: 'Run the routine scheduler (talon routines): every replica looks, each slot is fired by exactly one.',
+      default: true,
+    }),
+    routineLeaseMs: int('ORCHESTRATOR_ROUTINE_LEASE_MS', {
+      doc: 'Claim on a routine firing; a replica that dies before queuing the turn loses it to another after this. Kept well below the inbound stream’s 120 s duplicate window, which drops the second publish of a taken-over firing.',
+      default: 15_000,
+      min: 500,
+      max: 60_000,
+    }),
+    routineGraceMs: int('ORCHESTRATOR_ROUTINE_GRACE_MS', {
+      doc: 'A routine slot at most this late (a replica starting, a stalled process) still runs; older slots count as missed and follow the routine’s --missed policy.',
+      default: 60_000,
+      min: 1000,
     }),
   };
 }

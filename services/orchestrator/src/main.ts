@@ -11,16 +11,22 @@ import { CONSUMERS, STREAMS } from '@talon/kit/subjects';
 import { startInternalHttp } from '@talon/kit/internal-http';
 import { initMetrics, METRICS_PATH, observeConsumer } from '@talon/kit/metrics';
 import { remoteEmbedder } from '@talon/embed';
+import { modelsConfig, providerBaseUrls } from '@talon/kit/models';
 import { ApprovalBook } from './approvals.ts';
 import { loadOrchestratorConfig } from './config.ts';
 import { RemoteEmbeddingWorker } from './embed-worker.ts';
 import { anthropicFormat } from './llm/anthropic.ts';
 import { LlmClient } from './llm/client.ts';
 import { openaiFormat } from './llm/openai.ts';
+import { ModelRouter } from './llm/router.ts';
 import { ConversationResponder } from './conversations.ts';
 import { memoryClient } from './memory.ts';
+import { McpCatalog } from './mcp/catalog.ts';
+import { McpConnector } from './mcp/session.ts';
+import { McpToolsResponder } from './mcp/tools-responder.ts';
 import { EgressRedactor } from './redaction.ts';
 import { Recall } from './recall.ts';
+import { RoutineRunner } from './routines.ts';
 import { TurnResumer } from './resume.ts';
 import { SkillCatalog } from './skills/catalog.ts';
 import { SkillInvoker } from './skills/invoke.ts';
@@ -41,14 +47,21 @@ runMain('orchestrator', async () => {
   const tls = readTls({ caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey });
 
   const egress = new EgressClient({ proxyUrl: cfg.egressUrl, tls });
-  const llm = new LlmClient({
-    egress,
-    format: cfg.llmProvider === 'anthropic' ? anthropicFormat : openaiFormat,
-    baseUrl: cfg.llmBaseUrl,
-    model: cfg.llmModel,
-    apiKeySecret: cfg.llmKeySecret === 'none' ? undefined : cfg.llmKeySecret,
-    timeoutMs: cfg.llmTimeoutMs,
-  });
+  const models = modelsConfig(cfg);
+  const llm = new ModelRouter(
+    models,
+    (t) =>
+      new LlmClient({
+        egress,
+        format: t.format === 'anthropic' ? anthropicFormat : openaiFormat,
+        baseUrl: t.baseUrl,
+        model: t.model,
+        label: t.label,
+        apiKeySecret: t.keySecret,
+        timeoutMs: cfg.llmTimeoutMs,
+      }),
+    log,
+  );
   const memory = memoryClient(cfg.memoryAddr, tls);
   const redactor = new EgressRedactor(cfg.egressAddr, tls);
   // A remote embedding model is called here, through egress; the local one runs inside memory.
@@ -64,6 +77,11 @@ runMain('orchestrator', async () => {
 
   const catalog = cfg.skills ? new SkillCatalog(nc, { log, ttlMs: cfg.skillCatalogTtlMs }) : undefined;
   await catalog?.start();
+  // MCP servers' tools: every byte through egress as mcp:<server> (mcp/egress-fetch.ts).
+  const mcpConnector = new McpConnector({ egress, timeoutMs: cfg.mcpTimeoutMs });
+  const mcpCatalog = new McpCatalog(nc, { log, connector: mcpConnector, ttlMs: cfg.mcpToolsTtlMs });
+  await mcpCatalog.start();
+  const mcpTools = new McpToolsResponder({ nc, log, server: (name) => mcpCatalog.server(name), connector: mcpConnector });
   const approvals = new ApprovalBook(nc);
   const turns = new TurnStore(nc);
   await approvals.start();
@@ -82,6 +100,7 @@ runMain('orchestrator', async () => {
     recallBudgetTokens: cfg.recallBudgetTokens,
     tools,
     ...(catalog ? { skills: { catalog, invoker: new SkillInvoker(nc) } } : {}),
+    mcp: { catalog: mcpCatalog, connector: mcpConnector },
     parking: { approvals, turns, approvalTtlMs: cfg.approvalTimeoutMs },
     audit: new ToolAudit(nc, log),
     toolLimits: {
@@ -93,6 +112,7 @@ runMain('orchestrator', async () => {
     },
     ...(embedWorker ? { onMemoryWritten: () => embedWorker.nudge() } : {}),
     redactor,
+    onReplied: (inbound, msg) => routines.recordOutcome(inbound, msg),
   });
   // New turns and continued (parked) turns share the replica's concurrency and its shutdown wait.
   const slots = new Slots(cfg.concurrency);
@@ -123,11 +143,23 @@ runMain('orchestrator', async () => {
     slots,
     inFlight,
   });
+  // Routines: every replica records the outcomes of the routine turns it runs; the scheduler runs unless disabled.
+  const routines = new RoutineRunner({
+    nc,
+    log,
+    owner: resumer.owner,
+    leaseMs: cfg.routineLeaseMs,
+    graceMs: cfg.routineGraceMs,
+    redactor,
+  });
+  await routines.open();
   await worker.start();
   resumer.start();
+  if (cfg.routines) await routines.start();
   embedWorker?.start();
   const conversations = new ConversationResponder({ nc, memory, log });
   conversations.start();
+  mcpTools.start();
   const grpc = await startGrpcServer({ name: 'orchestrator', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
   const internal = await startInternalHttp({
     service: 'orchestrator',
@@ -148,7 +180,9 @@ runMain('orchestrator', async () => {
     name: 'stop continuing parked turns',
     run: () => {
       resumer.stop();
+      routines.stop();
       catalog?.stop();
+      mcpCatalog.stop();
     },
   });
   life.onShutdown({
@@ -158,6 +192,7 @@ runMain('orchestrator', async () => {
   });
   life.onShutdown({ name: 'stop background embedding', run: () => embedWorker?.stop(1500), timeoutMs: 2500 });
   life.onShutdown({ name: 'stop answering conversation requests', run: () => conversations.stop(), timeoutMs: 2000 });
+  life.onShutdown({ name: 'stop answering MCP tools requests', run: () => mcpTools.stop(), timeoutMs: 2000 });
   life.onShutdown({ name: 'drain nats', run: () => nc.drain() });
   life.onShutdown({
     name: 'close clients',
@@ -175,9 +210,9 @@ runMain('orchestrator', async () => {
   life.installSignalHandlers();
   log.info(
     {
-      provider: cfg.llmProvider,
-      model: cfg.llmModel,
-      llm: cfg.llmBaseUrl,
+      models: models.models.map((m) => `${m.name}: ${m.targets.map((t) => `${t.label}/${t.model}`).join(' > ')}`),
+      models_from: models.source,
+      llm: providerBaseUrls(models),
       egress: cfg.egressUrl,
       concurrency: cfg.concurrency,
       embeddings: `${cfg.embeddingsProvider}:${cfg.embeddingsModel}/${cfg.embeddingsDim}`,

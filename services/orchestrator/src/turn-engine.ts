@@ -38,12 +38,15 @@ import {
 } from './agent-loop.ts';
 import { APPROVAL_ARGS_MAX_BYTES, approvalIdFor, buildApproval, decisionOf, type ApprovalBook, type ApprovalSubject } from './approvals.ts';
 import { assembleContext } from './context.ts';
-import type { LlmClient } from './llm/client.ts';
+import type { ModelSelector, SelectedModel } from './llm/router.ts';
 import type { MemoryApi } from './memory.ts';
 import type { Recall } from './recall.ts';
 import type { SkillCatalog } from './skills/catalog.ts';
 import type { SkillInvoker } from './skills/invoke.ts';
 import { skillTool } from './skills/skill-tools.ts';
+import type { McpCatalog } from './mcp/catalog.ts';
+import { mcpTool } from './mcp/mcp-tools.ts';
+import type { McpConnector } from './mcp/session.ts';
 import { toolAuditEvent, toolRecordTurn, type ToolAudit } from './tool-record.ts';
 import { ToolRegistry, type Tool } from './tools/registry.ts';
 import { failedTurnRecord, newUserMessage } from './turn.ts';
@@ -71,7 +74,8 @@ export interface ParkingOptions {
 export interface EngineOptions {
   nc: NatsConnection;
   log: Logger;
-  llm: Pick<LlmClient, 'complete' | 'model'>;
+  /** The deployment's models: a turn's `model` picks one, whose providers fail over in order. */
+  llm: ModelSelector;
   memory: MemoryApi;
   systemPrompt: string;
   historyTurns: number;
@@ -84,6 +88,8 @@ export interface EngineOptions {
   tools: readonly Tool[];
   /** Approved skills as tools; undefined: none. */
   skills?: { catalog: Pick<SkillCatalog, 'list'>; invoker: Pick<SkillInvoker, 'invoke'> };
+  /** Approved tools of registered MCP servers (talon mcp); undefined: none. */
+  mcp?: { catalog: Pick<McpCatalog, 'list' | 'invalidate'>; connector: Pick<McpConnector, 'with'> };
   /** Where turns wait for approvals; undefined: calls needing approval are refused. */
   parking?: ParkingOptions;
   audit?: Pick<ToolAudit, 'publish'>;
@@ -92,6 +98,8 @@ export interface EngineOptions {
   onMemoryWritten?: () => void;
   /** Egress's credential redaction (tool outputs, stored turns, a context egress refused); undefined: none. */
   redactor?: TextRedactor;
+  /** Told once a reply went out by its route (a routine's run records its outcome); must not throw. */
+  onReplied?: (inbound: InboundMessage, msg: OutboundMessage) => void;
 }
 
 export interface ContinueArgs {
@@ -137,7 +145,9 @@ export class TurnEngine {
   private readonly recallLimit: EngineOptions['recallLimit'];
   private readonly recordTurns: EngineOptions['recordTurns'];
   private readonly redactor: EngineOptions['redactor'];
+  private readonly onReplied: EngineOptions['onReplied'];
   private readonly skills: EngineOptions['skills'];
+  private readonly mcp: EngineOptions['mcp'];
   private readonly systemPrompt: EngineOptions['systemPrompt'];
   private readonly toolLimits: EngineOptions['toolLimits'];
   private readonly tools: EngineOptions['tools'];
@@ -158,7 +168,9 @@ export class TurnEngine {
     this.recallLimit = opts.recallLimit;
     this.recordTurns = opts.recordTurns;
     this.redactor = opts.redactor;
+    this.onReplied = opts.onReplied;
     this.skills = opts.skills;
+    this.mcp = opts.mcp;
     this.systemPrompt = opts.systemPrompt;
     this.toolLimits = opts.toolLimits;
     this.tools = opts.tools;
@@ -166,7 +178,7 @@ export class TurnEngine {
   }
 
   get model(): string {
-    return this.llm.model;
+    return this.llm.defaultModel;
   }
 
   /** A new turn: context from history, recall and the client's messages (phase `context`), then the loop. */
@@ -219,10 +231,11 @@ export class TurnEngine {
     });
   }
 
-  /** The tools of a turn: built-in ones plus the skills approved right now. */
+  /** The tools of a turn: built-in ones plus the skills and MCP tools approved right now. */
   async registry(): Promise<ToolRegistry> {
     const reg = new ToolRegistry();
     for (const t of this.tools) reg.register(t);
+    await this.registerMcp(reg);
     const skills = this.skills;
     if (!skills) return reg;
     let offered: Awaited<ReturnType<SkillCatalog['list']>> = [];
@@ -239,6 +252,25 @@ export class TurnEngine {
       }
     }
     return reg;
+  }
+
+  /** MCP tools whose listing still matches their approval (a changed one is not offered). */
+  private async registerMcp(reg: ToolRegistry): Promise<void> {
+    const mcp = this.mcp;
+    if (!mcp) return;
+    let offered: Awaited<ReturnType<McpCatalog['list']>> = [];
+    try {
+      offered = await mcp.catalog.list();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'MCP registry unreachable; this turn offers no MCP tools');
+    }
+    for (const t of offered) {
+      try {
+        reg.register(mcpTool(t, mcp.connector, () => mcp.catalog.invalidate()));
+      } catch (err) {
+        this.log.warn({ server: t.server.name, tool: t.tool.slice(0, 64), err: (err as Error).message }, 'MCP tool not offered');
+      }
+    }
   }
 
   /** Before a call runs: does it need the user's approval, and what did they decide? */
@@ -316,15 +348,17 @@ export class TurnEngine {
   /** Runs (or continues) the loop of a turn until it answers or parks. */
   async continue(a: ContinueArgs): Promise<TurnOutcome> {
     const conv = a.inbound.conversation;
+    // The gateway lets no unknown model through; one unknown here (configurations that differ) fails the turn.
+    const model = this.llm.select(a.inbound.model);
     // Without a conversation there is no user to act for: no tools.
     const tools = conv ? await this.registry() : new ToolRegistry();
     const stream = this.streamer(a);
     const records: Turn[] = [];
     // Credentials removed from the context after egress refused a model call (stored before redaction existed).
     const fromContext: string[] = [];
-    const out = await this.loop(a, tools, stream.onDelta, records, fromContext);
+    const out = await this.loop(a, model, tools, stream.onDelta, records, fromContext);
     if (out.status === 'parked') return this.park(a, out, stream.seq(), records);
-    return this.answer(a, out, records, fromContext);
+    return this.answer(a, model, out, records, fromContext);
   }
 
   /** Stream deltas of this attempt, numbered on from what an earlier run of the turn sent. */
@@ -360,6 +394,7 @@ export class TurnEngine {
   /** The model and tools, within the turn's limits; every call is logged, recorded and audited. */
   private loop(
     a: ContinueArgs,
+    model: SelectedModel,
     tools: ToolRegistry,
     onDelta: ((delta: string) => void) | undefined,
     records: Turn[],
@@ -368,21 +403,21 @@ export class TurnEngine {
     const { inbound } = a;
     const conv = inbound.conversation;
     const redactor = this.redactor;
-    const llm = redactor ? leakGuarded(this.llm, redactor, (labels) => fromContext.push(...labels)) : this.llm;
+    const llm = redactor ? leakGuarded(model, redactor, (labels) => fromContext.push(...labels)) : model;
     return withSpan(
       'llm.call',
       {
         kind: SpanKind.CLIENT,
         attributes: {
-          'gen_ai.request.model': this.llm.model,
+          'gen_ai.request.model': model.name,
           'talon.stream': inbound.stream,
           'talon.resumed': a.progress.steps > 0,
           'talon.tools_offered': tools.size,
           ...a.attributes,
         },
       },
-      () =>
-        driveToolLoop({
+      async (span) => {
+        const out = await driveToolLoop({
           llm,
           tools,
           messages: a.progress.messages,
@@ -412,7 +447,11 @@ export class TurnEngine {
             if (this.recordTurns && conv) records.push(toolRecordTurn(inbound.id, r));
             await this.audit?.publish(toolAuditEvent(inbound.id, conv, r));
           },
-        }),
+        });
+        // Which provider of the model answered, and the model it says it is.
+        if (out.status === 'done') span.setAttributes({ 'gen_ai.response.model': out.model, 'talon.llm.provider': out.provider ?? '' });
+        return out;
+      },
     );
   }
 
@@ -463,7 +502,13 @@ export class TurnEngine {
   }
 
   /** The reply and the turns to record (recorded by the caller once the answer is stored and out). */
-  private answer(a: ContinueArgs, out: Extract<LoopOutcome, { status: 'done' }>, records: Turn[], fromContext: string[]): TurnOutcome {
+  private answer(
+    a: ContinueArgs,
+    model: SelectedModel,
+    out: Extract<LoopOutcome, { status: 'done' }>,
+    records: Turn[],
+    fromContext: string[],
+  ): TurnOutcome {
     const { inbound } = a;
     const conv = inbound.conversation;
     if (out.toolCallsRun > 0) this.onMemoryWritten?.();
@@ -481,7 +526,8 @@ export class TurnEngine {
       records: toRecord,
       body: {
         content: notice ? `${out.content}\n\n${notice}` : out.content,
-        model: out.model,
+        // The public name the client asked for (OpenAI's clients expect it back), not the provider's.
+        model: model.name,
         finishReason: out.finishReason,
         usage: out.usage,
         error: undefined,
@@ -505,7 +551,8 @@ export class TurnEngine {
    * Sends the reply by its route's one delivery (replyDelivery): a channel reply is stored
    * in JetStream, where its message id makes a second publication a no-op (answered exactly
    * once, delivered after a gateway restart); an API reply goes by core NATS to the gateway
-   * replica holding the request, sent until that gateway acknowledges it (reply-ack.ts).
+   * replica holding the request, sent until that gateway acknowledges it (reply-ack.ts); a
+   * kept reply is only recorded.
    */
   async publish(inbound: InboundMessage, msg: OutboundMessage): Promise<void> {
     const subject = inbound.reply?.subject ?? '';
@@ -513,7 +560,7 @@ export class TurnEngine {
     switch (replyDelivery(subject)) {
       case 'durable':
         await this.js.publish(subject, data, { msgID: `reply:${inbound.id}`, headers: tracedHeaders(), timeout: 5000 });
-        return;
+        break;
       case 'plain':
         await sendAckedInBackground(() => this.nc.request(subject, data, { headers: tracedHeaders(), timeout: REPLY_ACK_TIMEOUT_MS }), {
           deadlineMs: REPLY_ACK_DEADLINE_MS,
@@ -525,10 +572,14 @@ export class TurnEngine {
               'the gateway holding the request never acknowledged the reply; the answer stays in memory',
             ),
         });
-        return;
+        break;
+      case 'kept':
+        // Nobody waits for it (a routine delivered to the web): the record in memory is the delivery.
+        break;
       default:
         throw new TalonError('invalid_argument', 'the inbound message names no reply route');
     }
+    this.onReplied?.(inbound, msg);
   }
 
   /** What memory keeps of a turn that failed for good after its user turn was stored (turn.ts failedTurnRecord). */
@@ -538,6 +589,6 @@ export class TurnEngine {
 
   /** An error reply for a turn that failed for good. */
   errorBody(code: string, message: string, attempt: number): ReplyBody {
-    return { content: '', model: this.llm.model, finishReason: 'error', usage: undefined, error: { code, message }, attempt };
+    return { content: '', model: this.llm.defaultModel, finishReason: 'error', usage: undefined, error: { code, message }, attempt };
   }
 }

@@ -18,6 +18,7 @@ import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import type { CompletionClient } from '../src/agent-loop.ts';
 import { ApprovalBook } from '../src/approvals.ts';
 import type { LlmResult } from '../src/llm/types.ts';
+import { singleModel } from '../src/llm/router.ts';
 import type { MemoryApi } from '../src/memory.ts';
 import { TurnResumer } from '../src/resume.ts';
 import { Slots } from '../src/slots.ts';
@@ -98,7 +99,7 @@ describe('parked turns across replicas', () => {
     const engine = new TurnEngine({
       nc,
       log,
-      llm,
+      llm: singleModel(llm),
       memory: noMemory,
       systemPrompt: 'test',
       historyTurns: 0,

@@ -121,9 +121,10 @@ describe('policy validation', () => {
     assert.throws(() => pol({ placement: Placement.PLACEMENT_BEARER, field: 'x' }), /only by header and query/);
   });
 
-  it('accepts services and skill ids as principals, nothing else', () => {
+  it('accepts services, skill ids and MCP servers as principals, nothing else', () => {
     assert.deepEqual(pol({ principals: ['gateway', 'skill:weather@1.2.0'] }).principals, ['gateway', 'skill:weather@1.2.0']);
-    for (const bad of ['vault', 'egress', 'memory', 'skill:weather', 'skill:@1', 'Orchestrator', '*']) {
+    assert.deepEqual(pol({ principals: ['mcp:docs'] }).principals, ['mcp:docs']);
+    for (const bad of ['vault', 'egress', 'memory', 'skill:weather', 'skill:@1', 'Orchestrator', '*', 'mcp:', 'mcp:Docs', 'mcp:a.b']) {
       assert.throws(() => pol({ principals: [bad] }), /principal/, bad);
     }
   });

@@ -11,26 +11,11 @@
 // names another port. Names are compared case-insensitively, without a trailing
 // dot, after the WHATWG URL host parser (IDN to punycode, IPv4 shorthand expanded),
 // so a request host cannot sneak past a rule through an alternative spelling.
-import { isSkillPrincipal } from '@talon/kit/contracts';
+import { isSkillPrincipal, parseMcpPrincipal } from '@talon/kit/contracts';
+import { PLACEMENT_BY_NAME, PLACEMENT_NAMES, type PlacementName } from '@talon/kit/placements';
 import { Placement, type SecretPolicy } from '@talon/proto';
 
 export const DEFAULT_PORT = 443;
-
-export const PLACEMENT_NAMES = {
-  [Placement.PLACEMENT_BEARER]: 'bearer',
-  [Placement.PLACEMENT_BASIC]: 'basic',
-  [Placement.PLACEMENT_HEADER]: 'header',
-  [Placement.PLACEMENT_QUERY]: 'query',
-  [Placement.PLACEMENT_PATH]: 'path',
-} as const;
-export type PlacementName = (typeof PLACEMENT_NAMES)[keyof typeof PLACEMENT_NAMES];
-const PLACEMENT_BY_NAME: Record<PlacementName, Placement> = {
-  bearer: Placement.PLACEMENT_BEARER,
-  basic: Placement.PLACEMENT_BASIC,
-  header: Placement.PLACEMENT_HEADER,
-  query: Placement.PLACEMENT_QUERY,
-  path: Placement.PLACEMENT_PATH,
-};
 
 /** A policy as stored (jsonb) and bound into the ciphertext's associated data. */
 export interface StoredPolicy {
@@ -142,7 +127,7 @@ export function hostPatternMatches(p: HostPattern, host: string, port: number): 
 const SERVICE_PRINCIPALS = ['orchestrator', 'gateway', 'sandbox'];
 
 export function validPrincipal(p: string): boolean {
-  return SERVICE_PRINCIPALS.includes(p) || isSkillPrincipal(p);
+  return SERVICE_PRINCIPALS.includes(p) || isSkillPrincipal(p) || parseMcpPrincipal(p) !== undefined;
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
@@ -172,7 +157,7 @@ export function validatePolicy(p: SecretPolicy | undefined, nowMs: number): Stor
   for (const pr of principals) {
     if (!validPrincipal(pr)) {
       throw new PolicyInvalid(
-        `principal ${JSON.stringify(pr.slice(0, 80))} is neither a service that makes outbound calls (${SERVICE_PRINCIPALS.join(', ')}) nor a skill id like skill:name@1.0.0`,
+        `principal ${JSON.stringify(pr.slice(0, 80))} is neither a service that makes outbound calls (${SERVICE_PRINCIPALS.join(', ')}) nor a skill id like skill:name@1.0.0, nor an MCP server like mcp:name`,
       );
     }
   }
@@ -189,7 +174,8 @@ function validateVerifyPolicy(p: SecretPolicy, nowMs: number): StoredPolicy {
   if (p.field.trim() !== '') throw new PolicyInvalid('a verification key has no placement field');
   const principals = [...new Set((p.principals.length === 0 ? ['gateway'] : p.principals).map((s) => s.trim()))];
   for (const pr of principals)
-    if (!validPrincipal(pr)) throw new PolicyInvalid(`principal ${JSON.stringify(pr.slice(0, 80))} is not a Talon service or skill id`);
+    if (!validPrincipal(pr))
+      throw new PolicyInvalid(`principal ${JSON.stringify(pr.slice(0, 80))} is not a Talon service, skill id or MCP server (mcp:name)`);
   const expiresAtMs = p.expiresAtMs;
   if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs < 0)
     throw new PolicyInvalid('policy.expires_at_ms must be a Unix time in ms, or 0');

@@ -2,17 +2,10 @@
 // Values come from stdin (or a prompt with echo off), never from argv, and are
 // never printed; `list` shows names and policies only.
 import type { Command } from 'commander';
+import { placementName } from '@talon/kit/placements';
 import { Placement, type SecretInfo, type SecretPolicy } from '@talon/proto';
 import { CliError } from '../context.ts';
 import { readHidden, vaultAdmin } from './vault.ts';
-
-const PLACEMENT_LABEL: Record<number, string> = {
-  [Placement.PLACEMENT_BEARER]: 'bearer',
-  [Placement.PLACEMENT_BASIC]: 'basic',
-  [Placement.PLACEMENT_HEADER]: 'header',
-  [Placement.PLACEMENT_QUERY]: 'query',
-  [Placement.PLACEMENT_PATH]: 'path',
-};
 
 function collect(value: string, prev: string[]): string[] {
   return [
@@ -41,7 +34,8 @@ export function parseExpiry(s: string, nowMs = Date.now()): number {
 
 function placementText(p: SecretPolicy | undefined): string {
   if (!p) return '-';
-  const label = PLACEMENT_LABEL[p.placement] ?? 'bearer';
+  // Unspecified is stored as bearer (the vault's default).
+  const label = placementName(p.placement || Placement.PLACEMENT_BEARER);
   return p.field ? `${label} ${p.field}` : label;
 }
 
@@ -59,6 +53,7 @@ interface SetOptions {
   header?: string;
   query?: string;
   path?: boolean;
+  wsFrame?: boolean;
   principal: string[];
   expires?: string;
   verify?: boolean;
@@ -71,7 +66,8 @@ function placementOf(o: SetOptions): { placement: Placement; field: string } {
   if (o.header !== undefined) chosen.push({ placement: Placement.PLACEMENT_HEADER, field: o.header });
   if (o.query !== undefined) chosen.push({ placement: Placement.PLACEMENT_QUERY, field: o.query });
   if (o.path) chosen.push({ placement: Placement.PLACEMENT_PATH, field: '' });
-  if (chosen.length > 1) throw new CliError('choose one placement: --bearer, --basic, --header NAME, --query NAME or --path');
+  if (o.wsFrame) chosen.push({ placement: Placement.PLACEMENT_WEBSOCKET_FRAME, field: '' });
+  if (chosen.length > 1) throw new CliError('choose one placement: --bearer, --basic, --header NAME, --query NAME, --path or --ws-frame');
   return chosen[0] ?? { placement: Placement.PLACEMENT_BEARER, field: '' };
 }
 
@@ -100,8 +96,12 @@ export function registerSecrets(program: Command): void {
     .option('--query <name>', 'the value goes in this query parameter')
     .option('--path', 'the value goes in the URL path')
     .option(
+      '--ws-frame',
+      'the value goes inside a WebSocket text frame sent through egress (a gateway IDENTIFY token); JSON-escaped in a JSON frame',
+    )
+    .option(
       '--principal <principals>',
-      'who may use it: orchestrator, gateway, or skill:name@version; comma-separated or repeated (default orchestrator)',
+      'who may use it: orchestrator, gateway, skill:name@version, or mcp:<server> (for an MCP server’s headers); comma-separated or repeated (default orchestrator)',
       collect,
       [],
     )

@@ -2,11 +2,14 @@ import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { SERVICES } from '@talon/kit/service';
+import { loadConfig } from '@talon/kit/config';
+import { llmModelFields, modelsConfig } from '@talon/kit/models';
 import { defaultPorts, Platform, type PlatformPorts } from '../platform/platform.ts';
 import { NatsServerNotFound } from '../platform/nats-server.ts';
 import { DATABASE_URL_FORMS, databaseUrlProblem, redactDatabaseUrl } from '@talon/kit/database-url';
 import { CliError, homeDir } from '../context.ts';
 import { vaultAdmin } from './vault.ts';
+import { keyCommands, modelLines } from '../models-summary.ts';
 
 function shown(p: string): string {
   const r = relative(process.cwd(), p);
@@ -78,14 +81,15 @@ export function registerUp(program: Command): void {
       } catch {
         vaultLine = 'status unknown';
       }
-      const env = process.env;
-      const llm = env.TALON_LLM_BASE_URL ?? 'https://api.openai.com/v1';
+      // The services parsed the same variables already, so this cannot fail after a good start.
+      const models = modelsConfig(loadConfig('talon', llmModelFields(), process.env));
+      const keys = keyCommands(models);
       const out = [
         '',
         `Talon is up in ${secs} s.`,
         '',
         `  Gateway   ${platform.gatewayUrl}  (web chat at /, OpenAI-compatible API at /v1/chat/completions)`,
-        `  LLM       ${llm}  model ${env.TALON_LLM_MODEL ?? 'gpt-4o-mini'}`,
+        ...modelLines(models).map((l, i) => `  ${i === 0 ? 'Models   ' : '         '} ${l}`),
         `  Vault     ${vaultLine}`,
         `  NATS      ${platform.natsUrl}`,
         `  Database  ${platform.embedded ? `embedded PostgreSQL (PGlite + pgvector) in ${shown(platform.home.pgdata)}` : redactDatabaseUrl(databaseUrl ?? '')}`,
@@ -93,7 +97,9 @@ export function registerUp(program: Command): void {
         '',
         'Next steps (in another terminal):',
         '  1. Create an API token:   npm run talon -- token create --name you --scope operator',
-        `  2. Store the LLM key:     npm run talon -- secrets set llm_api_key --host ${new URL(llm).host}   (value on stdin)`,
+        ...(keys.length === 0
+          ? ['  2. LLM keys:              none needed']
+          : keys.map((k, i) => `  ${i === 0 ? '2. Store the LLM key:    ' : '                         '} ${k}   (value on stdin)`)),
         `  3. Chat:                  curl -s ${platform.gatewayUrl}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\`,
         `                              -H 'content-type: application/json' -d '{"messages":[{"role":"user","content":"hello"}]}'`,
         '',

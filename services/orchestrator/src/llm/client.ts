@@ -23,6 +23,8 @@ export interface LlmClientOptions {
   format: ProviderFormat;
   baseUrl: string;
   model: string;
+  /** The provider's name in metrics and logs (a configured label); default the wire format. */
+  label?: string;
   /** Vault secret holding the API key; undefined for servers that need none (local Ollama). */
   apiKeySecret: string | undefined;
   timeoutMs: number;
@@ -45,6 +47,7 @@ export class LlmClient {
   private readonly egress: LlmClientOptions['egress'];
   private readonly format: LlmClientOptions['format'];
   readonly model: LlmClientOptions['model'];
+  readonly label: string;
   private readonly timeoutMs: LlmClientOptions['timeoutMs'];
   constructor(opts: LlmClientOptions) {
     this.apiKeySecret = opts.apiKeySecret;
@@ -52,12 +55,13 @@ export class LlmClient {
     this.egress = opts.egress;
     this.format = opts.format;
     this.model = opts.model;
+    this.label = opts.label ?? opts.format.name;
     this.timeoutMs = opts.timeoutMs;
   }
 
   /** One LLM call, counted and timed by provider and configured model (bounded labels). */
   async complete(req: Omit<LlmRequest, 'model'>, onDelta?: (delta: string) => void, signal?: AbortSignal): Promise<LlmResult> {
-    const labels = { provider: this.format.name, model: this.model };
+    const labels = { provider: this.label, model: this.model };
     const timer = llmDuration.startTimer();
     try {
       const result = await this.call(req, onDelta, signal);

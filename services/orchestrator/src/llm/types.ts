@@ -39,6 +39,8 @@ export interface LlmResult {
   model: string;
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
   toolCalls: ToolCall[];
+  /** Label of the provider that answered (a model may fail over to its next provider). */
+  provider?: string;
 }
 
 /** One provider's wire format: pure builders and parsers, no I/O. */

@@ -34,6 +34,8 @@ export const Placement = {
   PLACEMENT_QUERY: 4,
   /** PLACEMENT_PATH - The placeholder inside the URL path. */
   PLACEMENT_PATH: 5,
+  /** PLACEMENT_WEBSOCKET_FRAME - Inside a WebSocket text frame the caller sends (a gateway IDENTIFY); JSON-string-escaped in a JSON frame. */
+  PLACEMENT_WEBSOCKET_FRAME: 6,
 } as const;
 
 export type Placement = typeof Placement[keyof typeof Placement];
@@ -45,6 +47,7 @@ export namespace Placement {
   export type PLACEMENT_HEADER = typeof Placement.PLACEMENT_HEADER;
   export type PLACEMENT_QUERY = typeof Placement.PLACEMENT_QUERY;
   export type PLACEMENT_PATH = typeof Placement.PLACEMENT_PATH;
+  export type PLACEMENT_WEBSOCKET_FRAME = typeof Placement.PLACEMENT_WEBSOCKET_FRAME;
 }
 
 export function placementFromJSON(object: any): Placement {
@@ -67,6 +70,9 @@ export function placementFromJSON(object: any): Placement {
     case 5:
     case "PLACEMENT_PATH":
       return Placement.PLACEMENT_PATH;
+    case 6:
+    case "PLACEMENT_WEBSOCKET_FRAME":
+      return Placement.PLACEMENT_WEBSOCKET_FRAME;
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum Placement");
   }
@@ -86,6 +92,8 @@ export function placementToJSON(object: Placement): string {
       return "PLACEMENT_QUERY";
     case Placement.PLACEMENT_PATH:
       return "PLACEMENT_PATH";
+    case Placement.PLACEMENT_WEBSOCKET_FRAME:
+      return "PLACEMENT_WEBSOCKET_FRAME";
     default:
       throw new globalThis.Error("Unrecognized enum value " + object + " for enum Placement");
   }
