@@ -1,10 +1,9 @@
 // The platform the egress benchmarks measure: vault and egress only, a policy letting the
 // orchestrator reach the local upstream, and the bench secret stored so requests can carry
 // a `{{secret:bench_key}}` placeholder (bench:egress, bench:egress-cpu); and the upstream.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '@talon/cli/platform';
 import { diesWithParent } from '@talon/cli/process';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 
@@ -52,27 +51,13 @@ export async function startEgressBench(o: EgressBenchOptions): Promise<{ tp: Tes
       EGRESS_MAX_REQUEST_BYTES: String(1024 * 1024),
     },
   });
-  const set = spawnSync(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'packages/cli/src/bin.ts'),
-      'secrets',
-      'set',
-      'bench_key',
-      '--host',
-      `127.0.0.1:${o.upstreamPort}`,
-      '--bearer',
-      '--principal',
-      'orchestrator',
-    ],
-    {
-      input: 'bench-secret-value-0123456789abcdef\n',
-      encoding: 'utf8',
-      env: { ...process.env, TALON_HOME: tp.home, VAULT_GRPC_PORT: String(tp.ports.grpc.vault) },
-    },
+  const set = tp.cli(
+    ['secrets', 'set', 'bench_key', '--host', `127.0.0.1:${o.upstreamPort}`, '--bearer', '--principal', 'orchestrator'],
+    'bench-secret-value-0123456789abcdef\n',
   );
   if (set.status !== 0) console.error(`(could not store the bench secret, running without injection: ${set.stderr.trim()})`);
-  // Egress loads the new secret's fingerprints when the vault announces the change.
+  // Egress loads the new secret's fingerprints when the vault announces the change (its log
+  // line, which the harness waits on, is below the bench's log level: a pause instead).
   await new Promise((r) => setTimeout(r, 1500));
   return { tp, injecting: set.status === 0 };
 }

@@ -242,6 +242,24 @@ export async function whileLeader(
   }
 }
 
+/**
+ * Runs `work` whenever this process holds the lease (whileLeader) until stop(): stop aborts
+ * the work, waits for it and releases the lease, so another replica (or the restarted
+ * process) takes over at once. One connection or poller per platform bot across replicas.
+ */
+export function startUnderLease(opts: LeaseOptions, work: (term: AbortSignal) => Promise<void>): { lease: Lease; stop(): Promise<void> } {
+  const ac = new AbortController();
+  const lease = new Lease(opts);
+  const done = whileLeader(lease, ac.signal, work, opts.log);
+  return {
+    lease,
+    async stop() {
+      ac.abort();
+      await done;
+    },
+  };
+}
+
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason as Error);

@@ -363,6 +363,13 @@ async function readAndScan(
   return { body, headers };
 }
 
+/** 5. A skill or MCP server may use only the secret names its grant lists (a service: whatever the vault binds to it). */
+export function assertGranted(principal: string, uses: readonly PlaceholderUse[], granted: ReadonlySet<string> | undefined): void {
+  const ungranted = granted ? [...new Set(uses.filter((u) => !granted.has(u.name)).map((u) => u.name))] : [];
+  if (ungranted.length > 0)
+    throw new ProxyError('policy_denied', 'secret_not_granted', `${principal} was not granted secret(s) ${ungranted.join(', ')}`);
+}
+
 /** 6. Secrets from the vault, only now that everything else passed; the values land in x.resolved. */
 export async function releaseSecrets(
   deps: ProxyDeps,
@@ -552,9 +559,7 @@ export function createProxyHandler(deps: ProxyDeps) {
           const { body, headers } = await readAndScan(deps, x, dest);
           // 5. Placeholders (a skill only for granted names) and the address to connect to.
           const uses = findPlaceholders({ url: dest.target, headers, body });
-          const ungranted = grantedSecrets ? [...new Set(uses.filter((u) => !grantedSecrets.has(u.name)).map((u) => u.name))] : [];
-          if (ungranted.length > 0)
-            throw new ProxyError('policy_denied', 'secret_not_granted', `${principal} was not granted secret(s) ${ungranted.join(', ')}`);
+          assertGranted(principal, uses, grantedSecrets);
           const addr = await resolveDestination(dest.host, dest.port, { allowPrivate: deps.allowPrivate, lookup: deps.lookup });
           base.address = addr.address;
           await releaseSecrets(deps, x, principal, dest, uses);

@@ -23,6 +23,7 @@ import { extractRecord, SpanKind, withSpan } from '@talon/kit/telemetry';
 import { decision, type DecisionInput } from './audit.ts';
 import { applyFrameSecrets, applySecrets, findFramePlaceholders, findPlaceholders } from './placeholders.ts';
 import {
+  assertGranted,
   authorize,
   destination,
   findingLabels,
@@ -141,9 +142,7 @@ export function createUpgradeHandler(deps: ProxyDeps) {
           x.scannedClean = { headers: new Set(Object.keys(headers)) };
         }
         const uses = findPlaceholders({ url: dest.target, headers, body: Buffer.alloc(0) });
-        const ungranted = granted ? [...new Set(uses.filter((u) => !granted.has(u.name)).map((u) => u.name))] : [];
-        if (ungranted.length > 0)
-          throw new ProxyError('policy_denied', 'secret_not_granted', `${principal} was not granted secret(s) ${ungranted.join(', ')}`);
+        assertGranted(principal, uses, granted);
         const addr = await resolveDestination(dest.host, dest.port, { allowPrivate: deps.allowPrivate, lookup: deps.lookup });
         base.address = addr.address;
         await releaseSecrets(deps, x, principal, dest, uses);
@@ -245,9 +244,7 @@ async function decideFrame(deps: ProxyDeps, p: Pair, frame: Buffer, isBinary: bo
   const text = isBinary ? undefined : frame.toString('utf8');
   const uses = findFramePlaceholders(text ?? frame);
   if (uses.length === 0 || text === undefined) return frame;
-  const ungranted = p.granted ? uses.filter((u) => !p.granted!.has(u.name)).map((u) => u.name) : [];
-  if (ungranted.length > 0)
-    throw new ProxyError('policy_denied', 'secret_not_granted', `${p.principal} was not granted secret(s) ${ungranted.join(', ')}`);
+  assertGranted(p.principal, uses, p.granted);
   try {
     await releaseSecrets(deps, p.x, p.principal, p.dest, uses);
     const filled = applyFrameSecrets(text, p.x.resolved);

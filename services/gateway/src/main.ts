@@ -16,8 +16,10 @@ import { modelsConfig } from '@talon/kit/models';
 import { Api } from './api.ts';
 import { TokenStore } from './auth.ts';
 import { adapters } from './channels/index.ts';
-import { kvOffsetStore, startTelegramPolling, TelegramPoller } from './channels/telegram-poller.ts';
-import { DiscordGatewayRunner, startDiscordGateway } from './channels/discord-gateway-runner.ts';
+import { startUnderLease } from '@talon/kit/lease';
+import { kvOffsetStore, TelegramPoller } from './channels/telegram-poller.ts';
+import { telegramLeaseKey } from './channels/telegram-poll.ts';
+import { discordLeaseKey, DiscordGatewayRunner } from './channels/discord-gateway-runner.ts';
 import { defaultOrigins, loadGatewayConfig } from './config.ts';
 import { ConversationsApi } from './conversations.ts';
 import { RoutinesView } from './routines.ts';
@@ -176,14 +178,17 @@ runMain('gateway', async () => {
       backoffMs: cfg.channelBackoffMs,
       maxBackoffMs: cfg.channelMaxBackoffMs,
     });
-    telegramPolling = startTelegramPolling({
-      poller,
-      leaseKv: leases.kv,
-      botTokenSecret: cfg.telegramBotTokenSecret,
-      owner: `gateway-${router.instance}`,
-      ttlMs: cfg.channelLeaseTtlMs,
-      log,
-    });
+    // One poller per bot across replicas; stop() aborts the poll and releases the lease.
+    telegramPolling = startUnderLease(
+      {
+        kv: leases.kv,
+        key: telegramLeaseKey(cfg.telegramBotTokenSecret),
+        owner: `gateway-${router.instance}`,
+        ttlMs: cfg.channelLeaseTtlMs,
+        log,
+      },
+      (term) => poller.run(term),
+    );
   }
 
   let discordGateway: { stop(): Promise<void> } | undefined;
@@ -198,14 +203,16 @@ runMain('gateway', async () => {
       backoffMs: cfg.channelBackoffMs,
       maxBackoffMs: cfg.channelMaxBackoffMs,
     });
-    discordGateway = startDiscordGateway({
-      runner,
-      leaseKv: leases.kv,
-      tokenSecret: cfg.discordGatewayTokenSecret,
-      owner: `gateway-${router.instance}`,
-      ttlMs: cfg.channelLeaseTtlMs,
-      log,
-    });
+    discordGateway = startUnderLease(
+      {
+        kv: leases.kv,
+        key: discordLeaseKey(cfg.discordGatewayTokenSecret),
+        owner: `gateway-${router.instance}`,
+        ttlMs: cfg.channelLeaseTtlMs,
+        log,
+      },
+      (term) => runner.run(term),
+    );
   }
 
   const httpPort = await listenOn(http.server, { service: 'gateway', key: 'TALON_GATEWAY_PORT', host: cfg.httpHost, port: cfg.httpPort });

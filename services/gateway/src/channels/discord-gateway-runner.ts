@@ -7,10 +7,8 @@
 // second copy. Like the Telegram poller it runs under a lease, one replica per bot.
 // Logs only when the connection's state changes.
 import type WebSocket from 'ws';
-import type { KV } from '@nats-io/kv';
 import { EgressRefusal } from '@talon/kit/egress';
 import { TalonError } from '@talon/kit/errors';
-import { Lease, whileLeader } from '@talon/kit/lease';
 import type { Logger } from '@talon/kit/log';
 import { DiscordGatewaySession, type GatewayAction } from './discord-gateway.ts';
 import { reconnectDelayMs } from './telegram-poll.ts';
@@ -202,30 +200,4 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 /** KV key of the lease under which one gateway replica holds a bot's Gateway connection. */
 export function discordLeaseKey(tokenSecret: string): string {
   return `lease.gateway.discord.${tokenSecret}`;
-}
-
-/** Runs the runner whenever this replica holds the bot's lease (one connection per bot across replicas). */
-export function startDiscordGateway(opts: {
-  runner: DiscordGatewayRunner;
-  leaseKv: KV;
-  tokenSecret: string;
-  owner: string;
-  ttlMs: number;
-  log: Logger;
-}): { stop(): Promise<void> } {
-  const ac = new AbortController();
-  const lease = new Lease({
-    kv: opts.leaseKv,
-    key: discordLeaseKey(opts.tokenSecret),
-    owner: opts.owner,
-    ttlMs: opts.ttlMs,
-    log: opts.log,
-  });
-  const done = whileLeader(lease, ac.signal, (term) => opts.runner.run(term), opts.log);
-  return {
-    async stop() {
-      ac.abort();
-      await done;
-    },
-  };
 }

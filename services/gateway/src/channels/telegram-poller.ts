@@ -8,7 +8,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KV } from '@nats-io/kv';
 import { TalonError } from '@talon/kit/errors';
-import { Lease, whileLeader } from '@talon/kit/lease';
 import type { EgressRequest } from '@talon/kit/egress';
 import type { Logger } from '@talon/kit/log';
 import type { WebhookResult } from '../ingress.ts';
@@ -21,7 +20,6 @@ import {
   nextOffset,
   parseUpdates,
   reconnectDelayMs,
-  telegramLeaseKey,
   telegramOffsetKey,
   type PollVerdict,
 } from './telegram-poll.ts';
@@ -208,35 +206,4 @@ export class TelegramPoller {
   private async pause(ms: number, signal: AbortSignal): Promise<void> {
     await sleep(ms, undefined, { signal }).catch(() => undefined);
   }
-}
-
-/**
- * Polls whenever this replica holds the bot's lease (talon_leases), until stopped. `stop`
- * aborts the long poll, waits for the loop and releases the lease so another replica (or
- * the restarted gateway) takes over at once.
- */
-export function startTelegramPolling(opts: {
-  poller: TelegramPoller;
-  leaseKv: KV;
-  botTokenSecret: string;
-  owner: string;
-  ttlMs: number;
-  log: Logger;
-}): { lease: Lease; stop(): Promise<void> } {
-  const ac = new AbortController();
-  const lease = new Lease({
-    kv: opts.leaseKv,
-    key: telegramLeaseKey(opts.botTokenSecret),
-    owner: opts.owner,
-    ttlMs: opts.ttlMs,
-    log: opts.log,
-  });
-  const done = whileLeader(lease, ac.signal, (term) => opts.poller.run(term), opts.log);
-  return {
-    lease,
-    async stop() {
-      ac.abort();
-      await done;
-    },
-  };
 }
