@@ -91,6 +91,7 @@ describe('gateway hardening (attacks attempted for real)', () => {
         // This suite attacks the webhooks; Telegram's is on only in webhook mode.
         GATEWAY_TELEGRAM_MODE: 'webhook',
         GATEWAY_DISCORD_MODE: 'interactions',
+        GATEWAY_SLACK_MODE: 'events',
         GATEWAY_MAX_WEBHOOK_BYTES: '8192',
         GATEWAY_MAX_BODY_BYTES: '65536',
       },

@@ -108,6 +108,11 @@ export function channelApiFields() {
       doc: 'Discord REST API base URL (egress must allow the gateway to reach it).',
       default: 'https://discord.com/api/v10',
     }),
+    slackSocketUrl: url('TALON_SLACK_SOCKET_URL', {
+      doc: 'Where Slack Socket Mode connections go (apps.connections.open names the exact URL; egress allows the gateway this host and its sibling hosts: wss://wss-primary.slack.com allows *.slack.com).',
+      default: 'wss://wss-primary.slack.com',
+      protocols: ['wss:', 'ws:'],
+    }),
     discordGatewayUrl: url('TALON_DISCORD_GATEWAY_URL', {
       doc: 'Discord Gateway WebSocket URL (egress allows the gateway this host and, for resume URLs, its sibling hosts: wss://gateway.discord.gg allows *.discord.gg).',
       default: 'wss://gateway.discord.gg',

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
-import WebSocket from 'ws';
+import WebSocket, { WebSocketServer } from 'ws';
 import { SERVICES, type ServiceName } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
 import { startFakeDiscordGateway, type FakeDiscordGateway } from './fake-discord-gateway.ts';
@@ -330,9 +330,61 @@ export interface SlackPosted {
 export class FakeSlack extends FakeServer {
   readonly botToken = `xoxb-${randomBytes(6).toString('hex')}-${randomBytes(12).toString('hex')}`;
   readonly signingSecret = randomBytes(16).toString('hex');
+  /** Socket Mode: the app-level token apps.connections.open wants. */
+  readonly appToken = `xapp-1-A0TALON-${randomBytes(12).toString('hex')}`;
   readonly teamId = 'T0TALON1';
   readonly posted: SlackPosted[] = [];
   private seq = 1;
+  /** Socket Mode: connections opened, envelopes acknowledged, the socket in use. */
+  socketOpens = 0;
+  /** Socket Mode connections established (the newest is the one messages go to). */
+  socketConnections = 0;
+  readonly acked = new Set<string>();
+  private socket: WebSocket | undefined;
+  private readonly sockets_ = new WebSocketServer({ noServer: true });
+
+  override async start(): Promise<this> {
+    await super.start();
+    this.server.on('upgrade', (req, socket, head) => {
+      if (!req.url?.startsWith('/link/?ticket=')) return socket.destroy();
+      this.sockets_.handleUpgrade(req, socket, head, (ws) => {
+        this.socket = ws;
+        this.socketConnections += 1;
+        ws.send(JSON.stringify({ type: 'hello', num_connections: 1, connection_info: { app_id: 'A0TALON' } }));
+        ws.on('message', (d) => {
+          const id = (JSON.parse(String(d)) as { envelope_id?: string }).envelope_id;
+          if (id) this.acked.add(id);
+        });
+      });
+    });
+    return this;
+  }
+
+  /** Socket Mode: a message event in an envelope on the open socket; returns the envelope id. */
+  socketMessage(user: string, channel: string, text: string, channelType = 'channel'): string {
+    const envelopeId = randomBytes(8).toString('hex');
+    const ts = `${Math.floor(Date.now() / 1000)}.${String(this.seq++).padStart(6, '0')}`;
+    this.socket?.send(
+      JSON.stringify({
+        envelope_id: envelopeId,
+        type: 'events_api',
+        accepts_response_payload: false,
+        retry_attempt: 0,
+        payload: {
+          type: 'event_callback',
+          team_id: this.teamId,
+          event_id: `Ev${envelopeId}`,
+          event: { type: 'message', user, channel, text, ts, channel_type: channelType },
+        },
+      }),
+    );
+    return envelopeId;
+  }
+
+  /** Socket Mode: Slack asks the app to reconnect. */
+  socketDisconnect(): void {
+    this.socket?.send(JSON.stringify({ type: 'disconnect', reason: 'refresh_requested' }));
+  }
 
   /** Base URL for TALON_SLACK_API_URL. */
   get apiUrl(): string {
@@ -345,6 +397,14 @@ export class FakeSlack extends FakeServer {
   }
 
   protected handle(call: RecordedCall, res: ServerResponse): void {
+    if (call.path === '/api/apps.connections.open' && call.method === 'POST') {
+      if (call.headers.authorization !== `Bearer ${this.appToken}`) return this.send(res, 200, { ok: false, error: 'invalid_auth' });
+      this.socketOpens += 1;
+      return this.send(res, 200, {
+        ok: true,
+        url: `ws://127.0.0.1:${this.port}/link/?ticket=${randomBytes(8).toString('hex')}&app_id=A0TALON`,
+      });
+    }
     if (call.path !== '/api/chat.postMessage' || call.method !== 'POST') return this.send(res, 404, { ok: false, error: 'unknown_method' });
     if (call.headers.authorization !== `Bearer ${this.botToken}`) return this.send(res, 200, { ok: false, error: 'invalid_auth' });
     const j = call.json as { channel?: string; text?: string; thread_ts?: string } | undefined;
@@ -642,6 +702,8 @@ export interface ChannelPlatformOptions {
   replicas?: Partial<Record<ServiceName, number>>;
   /** Discord by the Gateway (GATEWAY_DISCORD_MODE=gateway) against a fake Gateway, its token in the vault. */
   discordGateway?: boolean;
+  /** Slack by Socket Mode (GATEWAY_SLACK_MODE=socket), the app-level token in the vault. */
+  slackSocket?: boolean;
 }
 
 export const TEST_VAULT_PASSPHRASE = 'talon-test-passphrase-0123456789';
@@ -684,6 +746,8 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
     GATEWAY_TELEGRAM_MODE: 'webhook',
     // And Discord by interactions (slash commands); the Gateway suite sets `gateway`.
     GATEWAY_DISCORD_MODE: discordGateway ? 'gateway' : 'interactions',
+    // And Slack by the Events API; the Socket Mode suite sets `socket`.
+    GATEWAY_SLACK_MODE: opts.slackSocket ? 'socket' : 'events',
     ...(discordGateway ? { TALON_DISCORD_GATEWAY_URL: discordGateway.url, GATEWAY_CHANNEL_RECONNECT_BACKOFF_MS: '100' } : {}),
     GATEWAY_DELIVERY_BACKOFF_MS: '200',
     GATEWAY_DELIVERY_MAX_BACKOFF_MS: '2000',
@@ -754,6 +818,9 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
         ['discord_public_key', discord.publicKeyHex, verify()],
         ['webhook_signing_secret', webhook.signingSecret, verify()],
         ['webhook_callback_token', webhook.callbackToken, ['--host', host(webhook.port), '--bearer']],
+        ...(opts.slackSocket
+          ? [['slack_app_token', slack.appToken, ['--host', host(slack.port), '--bearer']] as [string, string, string[]]]
+          : []),
         // The same bot token again for the Gateway's IDENTIFY frame (a placement of its own).
         ...(discordGateway
           ? [['discord_gateway_token', discord.botToken, ['--host', host(discordGateway.port), '--ws-frame']] as [string, string, string[]]]

@@ -36,7 +36,7 @@ runMain('egress', async () => {
     llmBaseUrls: providerBaseUrls(modelsConfig(cfg)),
     embeddingsBaseUrl: cfg.embeddingsBaseUrl,
     channelUrls: [cfg.telegramApiUrl, cfg.slackApiUrl, cfg.discordApiUrl, cfg.webhookCallbackUrl],
-    channelGatewayUrls: [cfg.discordGatewayUrl],
+    channelGatewayUrls: [cfg.discordGatewayUrl, cfg.slackSocketUrl],
   });
   if (cfg.policyFile) {
     try {

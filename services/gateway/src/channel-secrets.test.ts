@@ -3,7 +3,11 @@ import assert from 'node:assert/strict';
 import { loadGatewayConfig } from './config.ts';
 import { missingSecrets, missingSecretsMessage, neededSecrets } from './channel-secrets.ts';
 
-const cfg = loadGatewayConfig({ GATEWAY_SLACK_SIGNING_SECRET: 'my_slack_signing', GATEWAY_TELEGRAM_MODE: 'webhook' });
+const cfg = loadGatewayConfig({
+  GATEWAY_SLACK_SIGNING_SECRET: 'my_slack_signing',
+  GATEWAY_TELEGRAM_MODE: 'webhook',
+  GATEWAY_SLACK_MODE: 'events',
+});
 
 describe('channel secrets', () => {
   it('names the secrets of each enabled channel only', () => {
@@ -11,6 +15,13 @@ describe('channel secrets', () => {
     assert.deepEqual(
       neededSecrets(['telegram', 'slack'], cfg).map((n) => `${n.channel}:${n.secret}`),
       ['telegram:telegram_bot_token', 'telegram:telegram_webhook_secret', 'slack:slack_bot_token', 'slack:my_slack_signing'],
+    );
+  });
+
+  it('Slack by Socket Mode and Discord by the Gateway (the defaults) need their connection tokens, not webhook keys', () => {
+    assert.deepEqual(
+      neededSecrets(['slack', 'discord'], loadGatewayConfig({})).map((n) => n.secret),
+      ['slack_bot_token', 'slack_app_token', 'discord_bot_token', 'discord_gateway_token'],
     );
   });
 

@@ -30,7 +30,7 @@ export function neededSecrets(
   channels: readonly Channel[],
   cfg: ChannelSecretSettings &
     Pick<GatewayConfig, 'telegramMode'> &
-    Partial<Pick<GatewayConfig, 'discordMode' | 'discordGatewayTokenSecret'>>,
+    Partial<Pick<GatewayConfig, 'discordMode' | 'discordGatewayTokenSecret' | 'slackMode' | 'slackAppTokenSecret'>>,
 ): NeededSecret[] {
   const telegram: Array<[string, string]> = [[cfg.telegramBotTokenSecret, 'GATEWAY_TELEGRAM_BOT_TOKEN_SECRET']];
   // Long polling needs no webhook secret (nothing comes in).
@@ -39,16 +39,22 @@ export function neededSecrets(
     telegram,
     slack: [
       [cfg.slackBotTokenSecret, 'GATEWAY_SLACK_BOT_TOKEN_SECRET'],
-      [cfg.slackSigningSecret, 'GATEWAY_SLACK_SIGNING_SECRET'],
+      // Socket Mode needs the app-level token instead of the signing secret (nothing is POSTed to us).
+      cfg.slackMode === 'socket' && cfg.slackAppTokenSecret
+        ? [cfg.slackAppTokenSecret, 'GATEWAY_SLACK_APP_TOKEN_SECRET']
+        : [cfg.slackSigningSecret, 'GATEWAY_SLACK_SIGNING_SECRET'],
     ],
-    discord: [
-      [cfg.discordBotTokenSecret, 'GATEWAY_DISCORD_BOT_TOKEN_SECRET'],
-      [cfg.discordPublicKeySecret, 'GATEWAY_DISCORD_PUBLIC_KEY_SECRET'],
-      // The Gateway's IDENTIFY token: a frame placement, so a secret of its own.
-      ...(cfg.discordMode === 'gateway' && cfg.discordGatewayTokenSecret
-        ? ([[cfg.discordGatewayTokenSecret, 'GATEWAY_DISCORD_GATEWAY_TOKEN_SECRET']] as Array<[string, string]>)
-        : []),
-    ],
+    discord:
+      cfg.discordMode === 'gateway' && cfg.discordGatewayTokenSecret
+        ? [
+            [cfg.discordBotTokenSecret, 'GATEWAY_DISCORD_BOT_TOKEN_SECRET'],
+            // The Gateway's IDENTIFY token: a frame placement, so a secret of its own (slash commands, optional here, need the public key too).
+            [cfg.discordGatewayTokenSecret, 'GATEWAY_DISCORD_GATEWAY_TOKEN_SECRET'],
+          ]
+        : [
+            [cfg.discordBotTokenSecret, 'GATEWAY_DISCORD_BOT_TOKEN_SECRET'],
+            [cfg.discordPublicKeySecret, 'GATEWAY_DISCORD_PUBLIC_KEY_SECRET'],
+          ],
     webhook: [
       [cfg.webhookSigningSecret, 'GATEWAY_WEBHOOK_SIGNING_SECRET'],
       [cfg.webhookCallbackSecret, 'GATEWAY_WEBHOOK_CALLBACK_SECRET'],

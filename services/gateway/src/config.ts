@@ -117,6 +117,15 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
       default: 'telegram_webhook_secret',
       pattern: SECRET_NAME,
     }),
+    slackMode: oneOf('GATEWAY_SLACK_MODE', ['socket', 'events'] as const, {
+      doc: 'How Slack events arrive. socket: Socket Mode, a WebSocket the gateway opens through egress with the app-level token (no public URL; events are acknowledged once queued). events: the Events API POSTs to /hooks/slack (signed with GATEWAY_SLACK_SIGNING_SECRET).',
+      default: 'socket',
+    }),
+    slackAppTokenSecret: str('GATEWAY_SLACK_APP_TOKEN_SECRET', {
+      doc: 'Vault secret with the Slack app-level token xapp-… (connections:write; placement --bearer, principal gateway, host of TALON_SLACK_API_URL) for Socket Mode.',
+      default: 'slack_app_token',
+      pattern: SECRET_NAME,
+    }),
     discordMode: oneOf('GATEWAY_DISCORD_MODE', ['gateway', 'interactions'] as const, {
       doc: 'How Discord messages arrive. gateway: the gateway holds a Discord Gateway WebSocket through egress (ordinary channel and DM messages; needs the MESSAGE CONTENT intent; no public URL; /hooks/discord still answers slash commands if you set an interactions URL). interactions: slash commands only, POSTed to /hooks/discord.',
       default: 'gateway',

@@ -20,6 +20,8 @@ import { startUnderLease } from '@talon/kit/lease';
 import { kvOffsetStore, TelegramPoller } from './channels/telegram-poller.ts';
 import { telegramLeaseKey } from './channels/telegram-poll.ts';
 import { discordLeaseKey, DiscordGatewayRunner } from './channels/discord-gateway-runner.ts';
+import { SlackSocketRunner } from './channels/slack-socket-runner.ts';
+import { slackLeaseKey } from './channels/slack-socket.ts';
 import { defaultOrigins, loadGatewayConfig } from './config.ts';
 import { ConversationsApi } from './conversations.ts';
 import { RoutinesView } from './routines.ts';
@@ -191,6 +193,30 @@ runMain('gateway', async () => {
     );
   }
 
+  let slackSocket: { stop(): Promise<void> } | undefined;
+  if (cfg.channels.includes('slack') && cfg.slackMode === 'socket') {
+    const leases = await openBucket(nc, KV_BUCKETS.leases, jsm);
+    const runner = new SlackSocketRunner({
+      egress,
+      intake: ingress,
+      log,
+      apiUrl: cfg.slackApiUrl,
+      appTokenSecret: cfg.slackAppTokenSecret,
+      maxPayload: cfg.maxWebhookBytes,
+      backoffMs: cfg.channelBackoffMs,
+      maxBackoffMs: cfg.channelMaxBackoffMs,
+    });
+    slackSocket = startUnderLease(
+      {
+        kv: leases.kv,
+        key: slackLeaseKey(cfg.slackAppTokenSecret),
+        owner: `gateway-${router.instance}`,
+        ttlMs: cfg.channelLeaseTtlMs,
+        log,
+      },
+      (term) => runner.run(term),
+    );
+  }
   let discordGateway: { stop(): Promise<void> } | undefined;
   if (cfg.channels.includes('discord') && cfg.discordMode === 'gateway') {
     const leases = await openBucket(nc, KV_BUCKETS.leases, jsm);
@@ -253,6 +279,7 @@ runMain('gateway', async () => {
   // The long poll is aborted and the lease given up while NATS is still connected.
   life.onShutdown({ name: 'stop telegram polling', run: async () => telegramPolling?.stop() });
   life.onShutdown({ name: 'close the discord gateway', run: async () => discordGateway?.stop() });
+  life.onShutdown({ name: 'close slack socket mode', run: async () => slackSocket?.stop() });
   life.onShutdown({
     name: 'finish in-flight requests and deliveries',
     run: async () => {

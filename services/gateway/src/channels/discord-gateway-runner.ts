@@ -184,9 +184,10 @@ export class DiscordGatewayRunner {
   }
 }
 
-function pause(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits `ms` (nothing for 0), or less when `signal` aborts; never rejects. */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
+    if (signal.aborted || ms <= 0) return resolve();
     const t = setTimeout(done, ms);
     function done() {
       clearTimeout(t);
