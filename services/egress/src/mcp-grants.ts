@@ -2,19 +2,16 @@
 // of its record (talon_mcp, written by `talon mcp add`) and have filled only the
 // secret names its headers use. Only the orchestrator may act for an MCP server
 // (x-talon-mcp). Changes to the bucket drop cached grants at once.
-import type { Subscription } from '@nats-io/transport-node';
 import { KV_BUCKETS } from '@talon/kit/subjects';
 import { parseMcpPrincipal } from '@talon/kit/contracts';
 import type { Logger } from '@talon/kit/log';
 import type { NatsConnection } from '@talon/kit/nats';
 import type { McpServer } from '@talon/proto';
 import { McpServers, parseHostEntry, secretNamesOf } from '@talon/records/mcp';
+import { GrantCache, type Grant } from './grant-cache.ts';
 import { normalizeHost, type DestinationRule } from './policy.ts';
 
-export interface McpGrant {
-  rules: DestinationRule[];
-  secrets: ReadonlySet<string>;
-}
+export type McpGrant = Grant;
 
 /** Streamable HTTP posts messages, may open a GET stream and ends its session with DELETE. */
 const MCP_METHODS = ['GET', 'POST', 'DELETE'];
@@ -32,46 +29,33 @@ export function mcpGrantOf(principal: string, rec: McpServer | undefined): McpGr
 
 export class McpGrants {
   private readonly nc: NatsConnection;
-  private readonly log: Logger;
   private servers: McpServers | undefined;
-  private sub: Subscription | undefined;
-  private readonly cache = new Map<string, { at: number; grant: McpGrant | { refused: string } }>();
-  private readonly ttlMs: number;
+  private readonly cache: GrantCache;
 
   constructor(nc: NatsConnection, log: Logger, ttlMs = 30_000) {
     this.nc = nc;
-    this.log = log;
-    this.ttlMs = ttlMs;
+    this.cache = new GrantCache(nc, log, {
+      bucket: KV_BUCKETS.mcp,
+      registry: { name: 'MCP registry', unavailable: 'mcp_registry_unavailable' },
+      ttlMs,
+    });
   }
 
   async start(): Promise<void> {
     this.servers = await new McpServers(this.nc).open();
-    this.sub = this.nc.subscribe(`$KV.${KV_BUCKETS.mcp}.>`, {
-      callback: () => {
-        if (this.cache.size > 0) this.cache.clear();
-      },
-    });
+    this.cache.start();
   }
 
   /** The grant of an `mcp:<name>` principal. */
   async grantFor(principal: string): Promise<McpGrant | { refused: string }> {
     const name = parseMcpPrincipal(principal);
     if (!name) return { refused: 'bad_mcp_principal' };
-    const hit = this.cache.get(principal);
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.grant;
-    if (!this.servers) return { refused: 'mcp_registry_unavailable' };
-    let grant: McpGrant | { refused: string };
-    try {
-      grant = mcpGrantOf(principal, (await this.servers.get(name))?.server);
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'MCP registry unavailable');
-      return { refused: 'mcp_registry_unavailable' };
-    }
-    this.cache.set(principal, { at: Date.now(), grant });
-    return grant;
+    const servers = this.servers;
+    if (!servers) return { refused: 'mcp_registry_unavailable' };
+    return this.cache.get(principal, async () => mcpGrantOf(principal, (await servers.get(name))?.server));
   }
 
   stop(): void {
-    this.sub?.unsubscribe();
+    this.cache.stop();
   }
 }

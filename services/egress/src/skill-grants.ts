@@ -4,19 +4,16 @@
 // signatures and binaries before it runs anything: egress honours a grant only
 // while the record is approved for the binary it was approved for and its
 // publisher is still trusted. Changes to the bucket drop cached grants at once.
-import type { Subscription } from '@nats-io/transport-node';
 import { KV_BUCKETS } from '@talon/kit/subjects';
 import { parseSkillPrincipal } from '@talon/kit/contracts';
 import type { Logger } from '@talon/kit/log';
 import type { NatsConnection } from '@talon/kit/nats';
 import type { SkillPermissions, SkillRecord } from '@talon/proto';
 import { approvalStanding, publisherTrusts, SkillRecords, tryPublisherKeyId } from '@talon/records/skills';
-import { normalizeHost, type DestinationRule } from './policy.ts';
+import { GrantCache, type Grant } from './grant-cache.ts';
+import { normalizeHost } from './policy.ts';
 
-export interface SkillGrant {
-  rules: DestinationRule[];
-  secrets: ReadonlySet<string>;
-}
+export type SkillGrant = Grant;
 
 // Principals, key ids and a record's standing are shared rules (packages/kit/src/contracts.ts,
 // @talon/records/skills): egress re-checks with the registry's own code.
@@ -41,49 +38,37 @@ export function grantOf(principal: string, rec: SkillRecord | undefined, publish
 
 export class SkillGrants {
   private readonly nc: NatsConnection;
-  private readonly log: Logger;
   private records: SkillRecords | undefined;
-  private sub: Subscription | undefined;
-  private readonly cache = new Map<string, { at: number; grant: SkillGrant | { refused: string } }>();
-  private readonly ttlMs: number;
+  private readonly cache: GrantCache;
 
   constructor(nc: NatsConnection, log: Logger, ttlMs = 30_000) {
     this.nc = nc;
-    this.log = log;
-    this.ttlMs = ttlMs;
+    this.cache = new GrantCache(nc, log, {
+      bucket: KV_BUCKETS.skills,
+      registry: { name: 'skill registry', unavailable: 'skill_registry_unavailable' },
+      ttlMs,
+    });
   }
 
   async start(): Promise<void> {
     this.records = await new SkillRecords(this.nc).open();
-    // Any change (approve, revoke, re-install, untrust) invalidates everything cached.
-    this.sub = this.nc.subscribe(`$KV.${KV_BUCKETS.skills}.>`, {
-      callback: () => {
-        if (this.cache.size > 0) this.cache.clear();
-      },
-    });
+    this.cache.start();
   }
 
   /** The grant for a `skill:name@version` principal. */
   async grantFor(principal: string): Promise<SkillGrant | { refused: string }> {
     const ref = parseSkillPrincipal(principal);
     if (!ref) return { refused: 'bad_skill_principal' };
-    const hit = this.cache.get(principal);
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.grant;
-    if (!this.records) return { refused: 'skill_registry_unavailable' };
-    let grant: SkillGrant | { refused: string };
-    try {
-      const rec = await this.records.record(ref.name, ref.version);
-      const trusted = !!rec && publisherTrusts(rec, await this.records.publisherOf(rec));
-      grant = grantOf(principal, rec, trusted);
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'skill registry unavailable');
-      return { refused: 'skill_registry_unavailable' };
-    }
-    this.cache.set(principal, { at: Date.now(), grant });
-    return grant;
+    const records = this.records;
+    if (!records) return { refused: 'skill_registry_unavailable' };
+    return this.cache.get(principal, async () => {
+      const rec = await records.record(ref.name, ref.version);
+      const trusted = !!rec && publisherTrusts(rec, await records.publisherOf(rec));
+      return grantOf(principal, rec, trusted);
+    });
   }
 
   stop(): void {
-    this.sub?.unsubscribe();
+    this.cache.stop();
   }
 }

@@ -163,12 +163,16 @@ runMain('gateway', async () => {
   if (deliverer)
     observeConsumer(outbound.name, CONSUMERS.gatewayChannels, () => jsm.consumers.info(outbound.name, CONSUMERS.gatewayChannels));
   if (cfg.channels.length > 0) notifier.watchPairings(nc, cfg.channels);
-  let telegramPolling: { stop(): Promise<void> } | undefined;
+  // Connections the gateway holds to platforms (no public URL needed): one per bot across
+  // replicas, each under its lease in talon_leases; stop() aborts the work and releases it.
+  const connections: Array<{ stop(): Promise<void> }> = [];
+  let leases: Awaited<ReturnType<typeof openBucket>> | undefined;
+  const underLease = async (key: string, work: (term: AbortSignal) => Promise<void>) => {
+    leases ??= await openBucket(nc, KV_BUCKETS.leases, jsm);
+    connections.push(startUnderLease({ kv: leases.kv, key, owner: `gateway-${router.instance}`, ttlMs: cfg.channelLeaseTtlMs, log }, work));
+  };
   if (pollTelegram) {
-    const [leases, channelState] = await Promise.all([
-      openBucket(nc, KV_BUCKETS.leases, jsm),
-      openBucket(nc, KV_BUCKETS.channelState, jsm),
-    ]);
+    const channelState = await openBucket(nc, KV_BUCKETS.channelState, jsm);
     const poller = new TelegramPoller({
       egress,
       intake: ingress,
@@ -180,22 +184,9 @@ runMain('gateway', async () => {
       backoffMs: cfg.channelBackoffMs,
       maxBackoffMs: cfg.channelMaxBackoffMs,
     });
-    // One poller per bot across replicas; stop() aborts the poll and releases the lease.
-    telegramPolling = startUnderLease(
-      {
-        kv: leases.kv,
-        key: telegramLeaseKey(cfg.telegramBotTokenSecret),
-        owner: `gateway-${router.instance}`,
-        ttlMs: cfg.channelLeaseTtlMs,
-        log,
-      },
-      (term) => poller.run(term),
-    );
+    await underLease(telegramLeaseKey(cfg.telegramBotTokenSecret), (term) => poller.run(term));
   }
-
-  let slackSocket: { stop(): Promise<void> } | undefined;
   if (cfg.channels.includes('slack') && cfg.slackMode === 'socket') {
-    const leases = await openBucket(nc, KV_BUCKETS.leases, jsm);
     const runner = new SlackSocketRunner({
       egress,
       intake: ingress,
@@ -206,20 +197,9 @@ runMain('gateway', async () => {
       backoffMs: cfg.channelBackoffMs,
       maxBackoffMs: cfg.channelMaxBackoffMs,
     });
-    slackSocket = startUnderLease(
-      {
-        kv: leases.kv,
-        key: slackLeaseKey(cfg.slackAppTokenSecret),
-        owner: `gateway-${router.instance}`,
-        ttlMs: cfg.channelLeaseTtlMs,
-        log,
-      },
-      (term) => runner.run(term),
-    );
+    await underLease(slackLeaseKey(cfg.slackAppTokenSecret), (term) => runner.run(term));
   }
-  let discordGateway: { stop(): Promise<void> } | undefined;
   if (cfg.channels.includes('discord') && cfg.discordMode === 'gateway') {
-    const leases = await openBucket(nc, KV_BUCKETS.leases, jsm);
     const runner = new DiscordGatewayRunner({
       connect: (url) => egress.websocket(url, { maxPayload: cfg.maxWebhookBytes }),
       intake: ingress,
@@ -229,16 +209,7 @@ runMain('gateway', async () => {
       backoffMs: cfg.channelBackoffMs,
       maxBackoffMs: cfg.channelMaxBackoffMs,
     });
-    discordGateway = startUnderLease(
-      {
-        kv: leases.kv,
-        key: discordLeaseKey(cfg.discordGatewayTokenSecret),
-        owner: `gateway-${router.instance}`,
-        ttlMs: cfg.channelLeaseTtlMs,
-        log,
-      },
-      (term) => runner.run(term),
-    );
+    await underLease(discordLeaseKey(cfg.discordGatewayTokenSecret), (term) => runner.run(term));
   }
 
   const httpPort = await listenOn(http.server, { service: 'gateway', key: 'TALON_GATEWAY_PORT', host: cfg.httpHost, port: cfg.httpPort });
@@ -277,9 +248,12 @@ runMain('gateway', async () => {
   });
   life.onShutdown({ name: 'stop reply delivery intake', run: async () => deliverer?.stop() });
   // The long poll is aborted and the lease given up while NATS is still connected.
-  life.onShutdown({ name: 'stop telegram polling', run: async () => telegramPolling?.stop() });
-  life.onShutdown({ name: 'close the discord gateway', run: async () => discordGateway?.stop() });
-  life.onShutdown({ name: 'close slack socket mode', run: async () => slackSocket?.stop() });
+  life.onShutdown({
+    name: 'stop platform connections (telegram polling, slack socket mode, discord gateway)',
+    run: async () => {
+      await Promise.all(connections.map((c) => c.stop()));
+    },
+  });
   life.onShutdown({
     name: 'finish in-flight requests and deliveries',
     run: async () => {
