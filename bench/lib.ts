@@ -40,6 +40,16 @@ export function rssMiB(pid: number): number {
   }
 }
 
+/** PSS of a process in MiB (shared pages split between the processes that map them; NaN when gone). */
+export function pssMiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 /**
  * The processes of the platform living in TALON_HOME=`home` (its environment says so),
  * optionally only those whose command line contains `cmd` (Linux /proc).

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { SERVICES } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
 import { createNativeDatabase, startFakeLlm } from '@talon/testkit';
-import { fmt, machine, rssMiB, summarize, table } from './lib.ts';
+import { fmt, machine, pssMiB, rssMiB, summarize, table } from './lib.ts';
 
 const { values } = parseArgs({
   options: { turns: { type: 'string', default: '1000' }, database: { type: 'string', default: 'embedded' } },
@@ -54,7 +54,7 @@ function gatewayPort(out: string): string {
 
 async function up(): Promise<{ child: ChildProcess; ms: number; out: string }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), 'up'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/bin/talon.mjs'), 'up'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -95,18 +95,24 @@ function descendants(pid: number): Array<{ pid: number; name: string }> {
   });
 }
 
-/** RSS (MiB) of every process of the platform started by `child`, the supervisor included. */
-function rssTable(child: ChildProcess): Map<string, number> {
+/** RSS (or with `pss`, PSS) in MiB of every process of the platform started by `child`, the supervisor included. */
+function rssTable(child: ChildProcess, pss = false): Map<string, number> {
+  const of = pss ? pssMiB : rssMiB;
   const out = new Map<string, number>();
-  for (const p of descendants(child.pid!)) out.set(`${p.name} (${p.pid})`, rssMiB(p.pid) || 0);
-  out.set('talon up (supervisor)', rssMiB(child.pid!) || 0);
+  for (const p of descendants(child.pid!)) out.set(`${p.name} (${p.pid})`, of(p.pid) || 0);
+  out.set('talon up (supervisor)', of(child.pid!) || 0);
   return out;
 }
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
-function printRss(title: string, m: Map<string, number>): void {
-  const rows = [...m].map(([name, mib]) => [name, fmt(mib, 1)] as const);
-  console.log(`\n${title}:\n${table(['process', 'RSS MiB'], [...rows, ['TOTAL', fmt(sum(m), 1)]])}`);
+/**
+ * RSS, the figure the targets name, beside PSS: RSS counts pages shared between processes (the
+ * Node binary's text, ≈35 MiB) once per process, PSS splits them, so its total is what the
+ * platform takes from the machine.
+ */
+function printRss(title: string, m: Map<string, number>, pss: Map<string, number>): void {
+  const rows = [...m].map(([name, mib]) => [name, fmt(mib, 1), fmt(pss.get(name) ?? Number.NaN, 1)] as const);
+  console.log(`\n${title}:\n${table(['process', 'RSS MiB', 'PSS MiB'], [...rows, ['TOTAL', fmt(sum(m), 1), fmt(sum(pss), 1)]])}`);
 }
 
 /** Runs `n` chat turns through the gateway, 8 at a time; resolves to their count per second. */
@@ -146,7 +152,7 @@ console.log(
 const cold = await up();
 console.log(`cold start (fresh TALON_HOME) to all healthy: ${fmt(cold.ms / 1000)} s`);
 await sleep(10_000);
-printRss('idle RSS 10 s after the cold start (MiB)', rssTable(cold.child));
+printRss('idle RSS 10 s after the cold start (MiB)', rssTable(cold.child), rssTable(cold.child, true));
 const stop1 = await down(cold.child);
 console.log(`\nordered stop: ${fmt(stop1 / 1000)} s`);
 const warm: number[] = [];
@@ -163,7 +169,7 @@ console.log(
 const running = await up();
 await sleep(10_000);
 const idle = rssTable(running.child);
-printRss('idle RSS 10 s after a warm start (MiB)', idle);
+printRss('idle RSS 10 s after a warm start (MiB)', idle, rssTable(running.child, true));
 // A tenth of the turns first: what they add is warm-up (pools, JIT code, caches), what the
 // rest add is growth that keeps going.
 const port = gatewayPort(running.out);

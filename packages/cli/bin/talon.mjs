@@ -4,17 +4,20 @@
 // itself with the Node 24 the repository pins in node_modules.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import * as nodeModule from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const entry = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 const major = Number(process.versions.node.split('.')[0]);
 if (major >= 24) {
+  // Before the first TypeScript file: a cached one is not type-stripped again, and the
+  // stripper itself (≈18 MiB resident) is then never loaded.
+  nodeModule.enableCompileCache?.();
   await import(entry);
 } else {
   let node24;
   try {
-    node24 = createRequire(import.meta.url).resolve('node/bin/node');
+    node24 = nodeModule.createRequire(import.meta.url).resolve('node/bin/node');
   } catch {
     node24 = undefined;
   }

@@ -1,7 +1,5 @@
 // The `talon` command line (started by bin.ts). Every command has --help.
-import { existsSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
-import { CliError } from './context.ts';
+import { createProgram, runProgram } from './program.ts';
 import { registerDb } from './commands/db.ts';
 import { registerApprovals } from './commands/approvals.ts';
 import { registerAudit } from './commands/audit.ts';
@@ -20,20 +18,7 @@ import { registerToken } from './commands/token.ts';
 import { registerUsers } from './commands/users.ts';
 import { registerUp } from './commands/up.ts';
 
-// Operators may keep settings in a .env file next to where they run talon; real
-// environment variables win.
-if (existsSync('.env')) process.loadEnvFile('.env');
-
-const program = new Command();
-program
-  .name('talon')
-  .description(
-    'Talon: a self-hosted AI agent platform that keeps credentials out of the model’s reach.\nState lives in TALON_HOME (default ./.talon).',
-  )
-  .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)')
-  .exitOverride();
-
+const program = createProgram();
 registerUp(program);
 registerToken(program);
 registerUsers(program);
@@ -52,14 +37,4 @@ registerSecrets(program);
 registerVault(program);
 registerAudit(program);
 
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode);
-  if (err instanceof CliError) {
-    process.stderr.write(`talon: ${err.message}\n`);
-    process.exit(err.exitCode);
-  }
-  process.stderr.write(`talon: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
-}
+await runProgram(program);

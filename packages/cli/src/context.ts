@@ -2,8 +2,7 @@
 // to reach NATS as the admin identity, and errors that tell the operator what to do next.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectNats, type NatsConnection } from '@talon/kit/nats';
-import { createLogger } from '@talon/kit/log';
+import type { NatsConnection } from '@talon/kit/nats';
 import { talonHome } from '@talon/kit/service';
 import { resolveEndpoint, type Endpoint, type Resolved } from './platform/endpoints.ts';
 import { readRunState, runFilePath } from './platform/run-file.ts';
@@ -45,6 +44,8 @@ export async function adminNats(): Promise<NatsConnection> {
     throw new CliError(`no Talon installation in ${home} (missing ${seed}). Start Talon first with \`npm start\` (or set TALON_HOME).`);
   }
   const servers = natsUrl();
+  // Loaded here, not at the top: `talon up` imports this module and stays free of client libraries.
+  const [{ connectNats }, { createLogger }] = await Promise.all([import('@talon/kit/nats'), import('@talon/kit/log')]);
   try {
     return await connectNats({
       servers,

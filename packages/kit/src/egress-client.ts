@@ -4,7 +4,8 @@
 // This client never connects anywhere but the proxy.
 import type { IncomingMessage } from 'node:http';
 import { connect as tlsConnect, checkServerIdentity as tlsCheckServerIdentity, type PeerCertificate } from 'node:tls';
-import { Pool, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher, Pool } from 'undici';
 import type WebSocket from 'ws';
 import { TalonError, isErrorCode } from './errors.ts';
 import { identityFromSan, spiffeId } from './identity.ts';
@@ -80,7 +81,10 @@ function proxyIdentityCheck(expect: string) {
 }
 
 export class EgressClient {
-  private readonly pools: Pool[];
+  /** One connection pool per proxy, made on the first request (see `pool`). */
+  private pools: Pool[] | undefined;
+  private readonly proxies: string[];
+  private readonly connections: number;
   private next = 0;
   /** The proxy URL, or several comma-separated (egress replicas without a load balancer in front). */
   readonly proxyUrl: string;
@@ -92,24 +96,34 @@ export class EgressClient {
     this.tls = opts.tls;
     const expect = opts.expectProxy ?? 'egress';
     this.expect = expect;
-    this.pools = opts.proxyUrl
-      .split(',')
-      .map((u) => u.trim())
-      .map(
-        (u) =>
-          new Pool(u, {
-            connections: opts.connections ?? 16,
-            pipelining: 1,
-            keepAliveTimeout: 30_000,
-            connect: {
-              ca: opts.tls.ca,
-              cert: opts.tls.cert,
-              key: opts.tls.key,
-              servername: 'egress',
-              checkServerIdentity: proxyIdentityCheck(expect),
-            },
-          }),
-      );
+    this.proxies = opts.proxyUrl.split(',').map((u) => u.trim());
+    this.connections = opts.connections ?? 16;
+  }
+
+  /**
+   * The pools, made on first use: undici (≈350 modules, ≈20 MiB resident) is loaded only by
+   * a process that sends something (a gateway with no chat platform never does;
+   * docs/architecture.md §11).
+   */
+  private get pool(): Pool[] {
+    if (this.pools) return this.pools;
+    const { Pool: UndiciPool }: typeof import('undici') = createRequire(import.meta.url)('undici');
+    this.pools = this.proxies.map(
+      (u) =>
+        new UndiciPool(u, {
+          connections: this.connections,
+          pipelining: 1,
+          keepAliveTimeout: 30_000,
+          connect: {
+            ca: this.tls.ca,
+            cert: this.tls.cert,
+            key: this.tls.key,
+            servername: 'egress',
+            checkServerIdentity: proxyIdentityCheck(this.expect),
+          },
+        }),
+    );
+    return this.pools;
   }
 
   /**
@@ -117,13 +131,14 @@ export class EgressClient {
    * request was never sent, so sending it to the next one cannot do it twice).
    */
   private async send(opts: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData> {
-    const first = this.next++ % this.pools.length;
+    const pools = this.pool;
+    const first = this.next++ % pools.length;
     for (let i = 0; ; i++) {
-      const pool = this.pools[(first + i) % this.pools.length]!;
+      const pool = pools[(first + i) % pools.length]!;
       try {
         return await pool.request(opts);
       } catch (err) {
-        if (i + 1 >= this.pools.length || !NOT_SENT.has(String((err as { code?: string }).code))) throw err;
+        if (i + 1 >= pools.length || !NOT_SENT.has(String((err as { code?: string }).code))) throw err;
       }
     }
   }
@@ -193,7 +208,7 @@ export class EgressClient {
     const target = new URL(url);
     if (target.protocol !== 'ws:' && target.protocol !== 'wss:')
       throw new TalonError('invalid_argument', 'a WebSocket URL starts with ws: or wss:');
-    const proxy = new URL(this.proxyUrl.split(',')[this.next++ % this.pools.length]!.trim());
+    const proxy = new URL(this.proxies[this.next++ % this.proxies.length]!);
     const headers: Record<string, string> = { ...opts.headers, [WEBSOCKET_SCHEME_HEADER]: target.protocol.slice(0, -1) };
     for (const k of Object.keys(headers)) if (k.toLowerCase() === EGRESS_USER_HEADER) delete headers[k];
     if (opts.user) headers[EGRESS_USER_HEADER] = opts.user;
@@ -248,6 +263,6 @@ export class EgressClient {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.pools.map((p) => p.close()));
+    await Promise.all((this.pools ?? []).map((p) => p.close()));
   }
 }

@@ -8,6 +8,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { listenOn } from './ports.ts';
 import type { ReadinessView } from './readiness.ts';
 
+/** Where every service serves its metrics on this port (Prometheus scrapes it; docs/architecture.md §5 "Metrics"). */
+export const METRICS_PATH = '/metrics';
+
 export const LIVEZ_PATH = '/livez';
 export const READYZ_PATH = '/readyz';
 

@@ -12,6 +12,7 @@
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino';
 import { trace } from '@opentelemetry/api';
 import { isSecretName } from './contracts.ts';
+import { REDACTED, scrub } from './scrub.ts';
 
 export type { Logger } from 'pino';
 
@@ -42,22 +43,7 @@ export const REDACT_PATHS: readonly string[] = [
   ...SENSITIVE_KEYS.map((k) => (/^[A-Za-z_$][\w$]*$/.test(k) ? `*.*.${k}` : `*.*["${k}"]`)),
 ];
 
-export const REDACTED = '[REDACTED]';
-
-const SCRUBBERS: ReadonlyArray<[RegExp, string]> = [
-  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}/gi, `$1 ${REDACTED}`],
-  [/\btalon_(pat|tok)_[A-Za-z0-9]{16,}/g, REDACTED],
-  [/\bS[UAONCPX][A-Z2-7]{50,}\b/g, REDACTED],
-  [/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, REDACTED],
-  [/([?&](?:key|api_key|apikey|token|access_token|secret|password|sig|signature)=)[^&\s"']+/gi, `$1${REDACTED}`],
-];
-
-/** Removes credential shapes from free text. Pure; used by logs, errors and span attributes. */
-export function scrub(text: string): string {
-  let out = text;
-  for (const [re, rep] of SCRUBBERS) out = out.replace(re, rep);
-  return out;
-}
+export { REDACTED, scrub };
 
 /** Fields that carry secret names: logged as they are when name-shaped, else censored. */
 const SECRET_NAME_KEYS = new Set(['secret', 'secretName', 'secret_name', 'secrets']);

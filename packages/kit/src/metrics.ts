@@ -30,7 +30,9 @@ import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, MetricReader, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
 
-export const METRICS_PATH = '/metrics';
+import { METRICS_PATH } from './internal-http.ts';
+
+export { METRICS_PATH };
 /** The Prometheus text exposition format this module writes. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 

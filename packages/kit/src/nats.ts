@@ -221,7 +221,8 @@ export async function provisionJetStream(nc: NatsConnection, opts: ProvisionOpti
  * Waits until the streams `user` needs exist (requiredStreams), checking every
  * `intervalMs`: a service started before provisioning waits, saying once what it waits
  * for and how to fix it, instead of exiting into a crash loop. Resolves at once when
- * everything is there; rejects only when `signal` aborts.
+ * everything is there; rejects only when `signal` aborts. For the first few seconds it
+ * checks often and says nothing: `talon up` starts services while it provisions.
  */
 export async function waitForProvisioning(
   nc: NatsConnection,
@@ -230,6 +231,8 @@ export async function waitForProvisioning(
   opts: { intervalMs?: number; signal?: AbortSignal } = {},
 ): Promise<void> {
   const jsm = await jetstreamManager(nc, { checkAPI: false });
+  const since = Date.now();
+  const QUIET_MS = 5000;
   let told = false;
   for (;;) {
     const missing: string[] = [];
@@ -245,7 +248,8 @@ export async function waitForProvisioning(
       if (told) log.info({ streams: requiredStreams(user) }, 'JetStream is provisioned; starting');
       return;
     }
-    if (!told) {
+    const quiet = Date.now() - since < QUIET_MS;
+    if (!told && !quiet) {
       log.warn(
         { missing },
         `JetStream is not provisioned (missing ${missing.join(', ')}); waiting for it. Run \`talon provision\` against this NATS (compose and Kubernetes run it as a one-shot job)`,
@@ -253,7 +257,7 @@ export async function waitForProvisioning(
       told = true;
     }
     await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(resolve, opts.intervalMs ?? 2000);
+      const t = setTimeout(resolve, quiet ? Math.min(100, opts.intervalMs ?? 100) : (opts.intervalMs ?? 2000));
       opts.signal?.addEventListener('abort', () => {
         clearTimeout(t);
         reject(new Error('stopped while waiting for JetStream provisioning'));

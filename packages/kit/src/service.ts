@@ -2,7 +2,7 @@
 // and a main() wrapper that turns config errors into a clear message and exit code.
 import { resolve } from 'node:path';
 import { ConfigError, int, optionalStr, port, str, oneOf, url, type Field } from './config.ts';
-import { scrub } from './log.ts';
+import { scrub } from './scrub.ts';
 import { awaitPeerPorts } from './ports.ts';
 
 export const SERVICES = ['gateway', 'orchestrator', 'memory', 'vault', 'sandbox', 'egress'] as const;

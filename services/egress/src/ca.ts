@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -95,6 +95,9 @@ function writeCompanions(dir: string, keyPem: string, certPem: string, includeKe
   if (includeKeyFile) write(CA_FILES.keyAndCert, `${keyPem}${certPem}`, 0o600);
   write(CA_FILES.certPem, certPem, 0o644);
   write(CA_FILES.certCer, certPem, 0o644);
+  // An existing CA's .p12 bundles are kept; node-forge (needed only to write them) is then never loaded.
+  if (!includeKeyFile && existsSync(join(dir, CA_FILES.certP12)) && existsSync(join(dir, CA_FILES.keyAndCertP12))) return;
+  const forge: typeof import('node-forge') = createRequire(import.meta.url)('node-forge');
   const fCert = forge.pki.certificateFromPem(certPem);
   const certOnly = forge.pkcs12.toPkcs12Asn1(null, [fCert], null, { algorithm: '3des', friendlyName: 'Talon Egress CA' });
   write(CA_FILES.certP12, Buffer.from(forge.asn1.toDer(certOnly).getBytes(), 'binary'), 0o644);

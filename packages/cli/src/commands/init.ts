@@ -1,7 +1,8 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_PORTS } from '@talon/kit/service';
-import { ensureNkeys, ensurePki, prepareHome, writePrivate } from '../platform/home.ts';
+import { prepareHome, writePrivate } from '../platform/home.ts';
+import { ensureNkeys, ensurePki } from '../platform/identity.ts';
 import { writeNatsConfig } from '../platform/nats-server.ts';
 import { clusterPassword, NATS_SERVER_NAME_ENV, parseRoutes, renderNatsClusterConfig } from '../platform/nats-cluster.ts';
 import { assertHomeUntracked } from '../platform/git-guard.ts';

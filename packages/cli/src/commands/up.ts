@@ -2,14 +2,10 @@ import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { SERVICES } from '@talon/kit/service';
-import { loadConfig } from '@talon/kit/config';
-import { llmModelFields, modelsConfig } from '@talon/kit/models';
 import { defaultPorts, Platform, type PlatformPorts } from '../platform/platform.ts';
 import { NatsServerNotFound } from '../platform/nats-server.ts';
 import { DATABASE_URL_FORMS, databaseUrlProblem, redactDatabaseUrl } from '@talon/kit/database-url';
 import { CliError, homeDir } from '../context.ts';
-import { vaultAdmin } from './vault.ts';
-import { keyCommands, modelLines } from '../models-summary.ts';
 
 function shown(p: string): string {
   const r = relative(process.cwd(), p);
@@ -62,34 +58,31 @@ export function registerUp(program: Command): void {
       };
       process.on('SIGINT', () => void stop('SIGINT'));
       process.on('SIGTERM', () => void stop('SIGTERM'));
+      // The setup child that started the platform also answers the summary below.
+      const release = platform.holdSetup();
       try {
         await platform.start(SERVICES);
       } catch (err) {
+        release();
         await platform.stop().catch(() => undefined);
         if (err instanceof NatsServerNotFound) throw new CliError(err.message);
         throw new CliError(`Talon did not start: ${(err as Error).message}`);
       }
       const secs = ((Date.now() - started) / 1000).toFixed(1);
-      let vaultLine: string;
-      try {
-        const st = await vaultAdmin((c) => c.status, {});
-        vaultLine = !st.initialized
+      const { vault: st, models, keys } = await platform.summary().finally(release);
+      const vaultLine = !st
+        ? 'status unknown'
+        : !st.initialized
           ? 'sealed, no keyring yet: run `npm run talon -- vault unseal` to choose the passphrase'
           : st.sealed
             ? 'sealed: run `npm run talon -- vault unseal` (or start with TALON_VAULT_PASSPHRASE)'
             : `unsealed, ${st.secrets} secret${st.secrets === 1 ? '' : 's'}`;
-      } catch {
-        vaultLine = 'status unknown';
-      }
-      // The services parsed the same variables already, so this cannot fail after a good start.
-      const models = modelsConfig(loadConfig('talon', llmModelFields(), process.env));
-      const keys = keyCommands(models);
       const out = [
         '',
         `Talon is up in ${secs} s.`,
         '',
         `  Gateway   ${platform.gatewayUrl}  (web chat at /, OpenAI-compatible API at /v1/chat/completions)`,
-        ...modelLines(models).map((l, i) => `  ${i === 0 ? 'Models   ' : '         '} ${l}`),
+        ...models.map((l, i) => `  ${i === 0 ? 'Models   ' : '         '} ${l}`),
         `  Vault     ${vaultLine}`,
         `  NATS      ${platform.natsUrl}`,
         `  Database  ${platform.embedded ? `embedded PostgreSQL (PGlite + pgvector) in ${shown(platform.home.pgdata)}` : redactDatabaseUrl(databaseUrl ?? '')}`,

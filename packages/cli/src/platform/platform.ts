@@ -5,14 +5,17 @@ import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSyn
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checkHealth, type TlsMaterial } from '@talon/kit/grpc';
-import { connectNats, provisionJetStream } from '@talon/kit/nats';
-import { createLogger } from '@talon/kit/log';
+import { request } from 'node:http';
+import type { TlsMaterial } from '@talon/kit/grpc';
+import type { NatsUser } from '@talon/kit/subjects';
 import { EXIT_CONFIG, SERVICES, type ServiceName } from '@talon/kit/service';
 import { PEER_PORTS_ENV, PORTS_FILE_ENV, readPortsFile, type BoundPorts, type PeerPort } from '@talon/kit/ports';
-import { DatabaseUrlError, redactDatabaseUrl } from '@talon/kit/database-url';
-import { bootstrapDatabase, type DbOwner } from './database.ts';
-import { ensureDir, ensureNkeys, ensurePki, prepareHome, type HomeLayout } from './home.ts';
+import { redactDatabaseUrl } from '@talon/kit/database-url';
+import { READYZ_PATH } from '@talon/kit/internal-http';
+import type { DbOwner } from './database.ts';
+import { ensureDir, prepareHome, type HomeLayout } from './home.ts';
+import { SetupChild } from './setup-child.ts';
+import type { SetupSteps, StepName } from './setup-steps.ts';
 import { nextRestart } from './supervision.ts';
 import { assertHomeUntracked } from './git-guard.ts';
 import { findNatsServer, readNatsPortsFile, writeNatsConfig } from './nats-server.ts';
@@ -118,6 +121,19 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
+/** True when the internal HTTP port answers /readyz with 200 (false while not up or not ready). */
+function ready(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: READYZ_PATH, method: 'GET', timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
 export class Platform {
   readonly opts: PlatformOptions;
   readonly home: HomeLayout;
@@ -146,6 +162,14 @@ export class Platform {
   private readonly restarts = new Map<string, number>();
   /** What was last written to each file of TALON_HOME/prometheus (rewritten only on a change). */
   private readonly scrapeFiles = new Map<string, string>();
+  /** Runs the one-time steps (./setup-steps.ts says why they are in a child). */
+  private readonly setup = new SetupChild(() => ({
+    ...(this.opts.baseEnv ?? process.env),
+    NODE_COMPILE_CACHE: this.compileCache,
+    TALON_HOME: this.home.root,
+  }));
+  /** The identity step's answer (CA, certificates, nkeys): run once, on first need. */
+  private identityDone: Promise<SetupSteps['identity']['res']> | undefined;
 
   constructor(opts: PlatformOptions) {
     this.opts = opts;
@@ -161,6 +185,30 @@ export class Platform {
   /** Node's compile cache for every process started here (NODE_COMPILE_CACHE, else one under TALON_HOME). */
   private get compileCache(): string {
     return (this.opts.baseEnv ?? process.env).NODE_COMPILE_CACHE ?? this.home.compileCache;
+  }
+
+  /** Runs a one-time step in a child process (./setup-steps.ts says why). */
+  private step<K extends StepName>(step: K, req: SetupSteps[K]['req'], signal?: AbortSignal): Promise<SetupSteps[K]['res']> {
+    return this.setup.run(step, req, signal);
+  }
+
+  /** Keeps the setup child after start() (talon up asks it for the summary); call the result when done. */
+  holdSetup(): () => void {
+    return this.setup.hold();
+  }
+
+  /** The CA, certificates and nkeys, made on the first start of this TALON_HOME; the NATS users' public keys. */
+  private async identity(): Promise<Record<NatsUser, string>> {
+    this.identityDone ??= this.step('identity', { home: this.home.root }).then((r) => {
+      for (const what of r.created) this.progress(`created ${what}`);
+      return r;
+    });
+    return (await this.identityDone).users;
+  }
+
+  /** What `talon up` prints once started (asked by a setup child: the supervisor holds no gRPC client). */
+  summary(): Promise<SetupSteps['summary']['res']> {
+    return this.step('summary', {});
   }
 
   /** Last resort on exit: SIGKILL whatever is still running. */
@@ -243,12 +291,21 @@ export class Platform {
   }
 
   async start(services: readonly ServiceName[] = SERVICES): Promise<void> {
+    const release = this.setup.hold();
+    try {
+      await this.startAll(services);
+    } finally {
+      release();
+    }
+  }
+
+  private async startAll(services: readonly ServiceName[]): Promise<void> {
     this.checkNotRunning();
     await this.checkSetPortsFree(services);
     assertHomeUntracked(this.home.root);
-    await ensurePki(this.home, (what) => this.progress(`created ${what}`));
     const replicated = SERVICES.some((s) => this.instanceNames(s).length > 1);
     if (replicated) {
+      await this.identity();
       await this.startNats();
       await this.startDatabase();
       // With replicas, a client gets every replica's address: peers start first and report their ports.
@@ -265,14 +322,20 @@ export class Platform {
       const starting = START_ORDER.filter((s) => services.includes(s));
       this.startingNow = new Set(starting);
       for (const s of starting) rmSync(this.portsFile(s), { force: true });
+      // The database needs no identity material, so it starts while the identity step runs.
       const database = this.startDatabase();
       // A failed database start is reported by the await below, not as an unhandled rejection.
       database.catch(() => undefined);
-      await this.startNats();
+      await this.identity();
+      await this.startNatsNodes();
+      // Services wait for JetStream themselves (kit waitForProvisioning): they boot while it is provisioned.
+      const nats = this.natsReady();
+      nats.catch(() => undefined);
       for (const s of starting) if (!DATABASE_SERVICES.has(s)) this.startService(s);
       await database;
       for (const s of starting) if (DATABASE_SERVICES.has(s)) this.startService(s);
       this.startingNow = new Set();
+      await nats;
     }
     await this.waitHealthy(services);
     // Now the CLI can find it (endpoints.ts): the ports every process reported.
@@ -349,38 +412,27 @@ export class Platform {
     // A JetStream cluster needs each node's routes in its configuration before it starts, so
     // route ports are chosen here (the one exception to "every process binds port 0"); a
     // node that loses its port to another process exits and says so.
-    if (this.natsNodeCount > 1) for (let i = 0; i < this.natsNodeCount; i++) this.natsRoutePorts[i] ||= await freeLoopbackPort();
-    await Promise.all(Array.from({ length: this.natsNodeCount }, (_, i) => this.startNatsNode(i)));
-    const log = createLogger({ service: 'talon-up', level: 'silent' });
-    const nc = await connectNats({
-      servers: this.natsUrl,
-      user: 'admin',
-      seedFile: join(this.home.nats, 'admin.nk'),
-      log,
-      connectTimeoutMs: 15_000,
-    });
-    try {
-      if (this.opts.provision === false) return;
-      await this.provisionWhenReady(nc);
-    } finally {
-      await nc.drain();
-    }
-    this.progress('JetStream streams and buckets provisioned');
+    await this.startNatsNodes();
+    await this.natsReady();
   }
 
-  /** A new cluster elects its JetStream leader after its nodes meet: provisioning waits for it. */
-  private async provisionWhenReady(nc: Awaited<ReturnType<typeof connectNats>>): Promise<void> {
-    const replicas = Math.min(3, this.natsNodeCount);
-    const deadline = Date.now() + (this.opts.healthTimeoutMs ?? 60_000);
-    for (;;) {
-      try {
-        await provisionJetStream(nc, { replicas });
-        return;
-      } catch (err) {
-        if (this.natsNodeCount === 1 || Date.now() > deadline) throw err;
-        await sleep(250);
-      }
-    }
+  private async startNatsNodes(): Promise<void> {
+    if (this.natsNodeCount > 1) for (let i = 0; i < this.natsNodeCount; i++) this.natsRoutePorts[i] ||= await freeLoopbackPort();
+    await Promise.all(Array.from({ length: this.natsNodeCount }, (_, i) => this.startNatsNode(i)));
+  }
+
+  private async natsReady(): Promise<void> {
+    // Connecting as admin proves the server is this platform's (another Talon's NATS on the
+    // port refuses the nkey); a new cluster's provisioning waits for its JetStream leader.
+    const provision = this.opts.provision !== false;
+    await this.step('nats', {
+      home: this.home.root,
+      servers: this.natsUrl,
+      provision,
+      replicas: Math.min(3, this.natsNodeCount),
+      timeoutMs: this.opts.healthTimeoutMs ?? 60_000,
+    });
+    if (provision) this.progress('JetStream streams and buckets provisioned');
   }
 
   /**
@@ -389,7 +441,7 @@ export class Platform {
    */
   private async startNatsNode(i: number): Promise<void> {
     const bin = findNatsServer(this.opts.baseEnv ?? process.env);
-    const users = ensureNkeys(this.home);
+    const users = await this.identity();
     const name = this.natsNodeName(i);
     const single = this.natsNodeCount === 1;
     // nats-server writes its ports file here once it is ready; old ones are stale.
@@ -478,27 +530,28 @@ export class Platform {
     } else {
       this.progress(`using PostgreSQL at ${redactDatabaseUrl(this.opts.databaseUrl ?? '')}`);
     }
-    const deadline = Date.now() + (this.opts.healthTimeoutMs ?? 60_000);
-    let lastErr: unknown;
-    while (Date.now() < deadline) {
-      if (this.pglite && !this.pglite.running) throw new Error(`embedded database exited; see ${this.logFile('pglite')}`);
-      try {
-        this.dbUrls = await bootstrapDatabase({
+    // The step retries until the server answers; an embedded database that exits meanwhile ends it at once.
+    const gone = new AbortController();
+    const pglite = this.pglite;
+    if (pglite) void pglite.exited.then(() => gone.abort());
+    try {
+      const { urls } = await this.step(
+        'database',
+        {
           adminUrl: this.adminDatabaseUrl(),
           embedded: this.embedded,
           rolePrefix: this.opts.dbRolePrefix ?? 'talon',
           secretsDir: this.home.db,
-        });
-        this.progress('database ready (pgvector, roles and schemas)');
-        return;
-      } catch (err) {
-        lastErr = err;
-        // Waiting does not fix a missing extension or a URL that cannot be read.
-        if (err instanceof DatabaseUrlError || /pgvector/.test(String((err as Error).message))) throw err;
-        await sleep(300);
-      }
+          timeoutMs: this.opts.healthTimeoutMs ?? 60_000,
+        },
+        gone.signal,
+      );
+      this.dbUrls = urls;
+    } catch (err) {
+      if (pglite && !pglite.running) throw new Error(`embedded database exited; see ${this.logFile('pglite')}`, { cause: err });
+      throw err;
     }
-    throw new Error(`database not reachable: ${String((lastErr as Error)?.message ?? lastErr)}`);
+    this.progress('database ready (pgvector, roles and schemas)');
   }
 
   /**
@@ -734,9 +787,11 @@ export class Platform {
     });
   }
 
-  /** Polls grpc.health.v1 of each service until SERVING (and the gateway's /healthz). */
+  /**
+   * Polls each instance's /readyz until ready: the readiness its grpc.health.v1 reports (one
+   * owner, kit readiness.ts), asked over plain HTTP so the supervisor needs no gRPC client.
+   */
   async waitHealthy(services: readonly ServiceName[] = SERVICES, timeoutMs = this.opts.healthTimeoutMs ?? 60_000): Promise<void> {
-    const tls = this.tls('admin');
     const deadline = Date.now() + timeoutMs;
     const pending = new Set(services.flatMap((s) => this.instanceNames(s)));
     while (pending.size > 0) {
@@ -752,16 +807,11 @@ export class Platform {
         const failure = this.reportFailures.get(s);
         if (failure) throw failure;
         // Not reported yet: nothing to ask.
-        const port = this.portOf(s, 'grpc');
+        const port = this.portOf(s, 'internal');
         if (port === 0) continue;
-        try {
-          const st = await checkHealth(`127.0.0.1:${port}`, tls, serviceOf(s), { timeoutMs: 1000 });
-          if (st === 'SERVING') {
-            pending.delete(s);
-            this.progress(`${s} healthy`);
-          }
-        } catch {
-          /* not up yet */
+        if (await ready(port)) {
+          pending.delete(s);
+          this.progress(`${s} healthy`);
         }
       }
       if (pending.size === 0) break;

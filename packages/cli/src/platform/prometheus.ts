@@ -3,7 +3,7 @@
 // prometheus.yml that scrapes it. Pure: the platform passes the instances and the
 // ports they reported, and writes the files (platform.ts). Prometheus re-reads
 // targets.json by itself when it changes, so a restart on another port needs no reload.
-import { METRICS_PATH } from '@talon/kit/metrics';
+import { METRICS_PATH } from '@talon/kit/internal-http';
 import type { ServiceName } from '@talon/kit/service';
 
 export { METRICS_PATH };

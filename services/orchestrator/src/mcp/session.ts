@@ -2,9 +2,6 @@
 // Streamable HTTP, or SSE for older servers (the record says so, or the server
 // refuses Streamable HTTP's POST with 404/405 and SSE is tried once). A session
 // lives for one operation (list the tools; re-check and call one) and is closed.
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { EgressRefusal, type EgressClient } from '@talon/kit/egress';
@@ -24,6 +21,28 @@ export interface McpListedTool {
 export interface McpSession {
   listTools(): Promise<McpListedTool[]>;
   callTool(name: string, args: Record<string, unknown>): Promise<CallToolResult>;
+}
+
+/**
+ * The SDK, loaded on the first session: it brings zod and ajv (≈600 modules), which an
+ * orchestrator with no MCP server never needs (idle footprint, docs/architecture.md §11).
+ */
+let sdkModules:
+  | Promise<
+      [
+        typeof import('@modelcontextprotocol/sdk/client/index.js'),
+        typeof import('@modelcontextprotocol/sdk/client/sse.js'),
+        typeof import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+      ]
+    >
+  | undefined;
+function loadSdk(): NonNullable<typeof sdkModules> {
+  sdkModules ??= Promise.all([
+    import('@modelcontextprotocol/sdk/client/index.js'),
+    import('@modelcontextprotocol/sdk/client/sse.js'),
+    import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+  ]);
+  return sdkModules;
 }
 
 /** At most this many pages of tools/list (a server that never ends its cursor). */
@@ -53,7 +72,8 @@ export class McpConnector {
     this.timeoutMs = o.timeoutMs;
   }
 
-  private transport(s: McpServer, kind: string, user: string | undefined, timeoutMs: number): Transport {
+  private async transport(s: McpServer, kind: string, user: string | undefined, timeoutMs: number): Promise<Transport> {
+    const [, { SSEClientTransport }, { StreamableHTTPClientTransport }] = await loadSdk();
     const headers = Object.fromEntries(s.headers.map((h) => [h.name, h.value]));
     const fetch = egressFetch(this.egress, { server: s.name, timeoutMs, noEventStream: kind !== 'sse', ...(user ? { user } : {}) });
     const url = new URL(s.url);
@@ -70,8 +90,9 @@ export class McpConnector {
   ): Promise<T> {
     const timeout = Math.max(1, o.timeoutMs ?? this.timeoutMs);
     const opts = { timeout, ...(o.signal ? { signal: o.signal } : {}) };
+    const [{ Client }, , { StreamableHTTPClientTransport, StreamableHTTPError }] = await loadSdk();
     const client = new Client({ name: 'talon', version: '0.1.0' }, { capabilities: {} });
-    let transport = this.transport(s, s.transport, o.user, timeout);
+    let transport = await this.transport(s, s.transport, o.user, timeout);
     // The SDK's failures become TalonErrors; `fn`'s own errors pass through as they are.
     const sdk = async <R>(p: () => Promise<R>): Promise<R> => {
       try {
@@ -89,7 +110,7 @@ export class McpConnector {
           const code = err instanceof StreamableHTTPError ? err.code : undefined;
           if (s.transport === 'sse' || (code !== 404 && code !== 405)) throw err;
           await transport.close().catch(() => undefined);
-          transport = this.transport(s, 'sse', o.user, timeout);
+          transport = await this.transport(s, 'sse', o.user, timeout);
           await client.connect(transport, opts);
         }
       });
