@@ -19,7 +19,8 @@ import {
   telegramLeaseKey,
   telegramOffsetKey,
 } from './telegram-poll.ts';
-import { TelegramPoller, type OffsetStore, type PollResponse } from './telegram-poller.ts';
+import { TelegramPoller, type OffsetStore } from './telegram-poller.ts';
+import type { PollResponse } from './poll-call.ts';
 import { parseTelegram } from './telegram.ts';
 import type { WebhookResult } from '../ingress.ts';
 

@@ -8,10 +8,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { KV } from '@nats-io/kv';
 import { TalonError } from '@talon/kit/errors';
-import type { EgressRequest } from '@talon/kit/egress';
 import type { Logger } from '@talon/kit/log';
 import type { WebhookResult } from '../ingress.ts';
 import type { Channel, PlatformCall } from './types.ts';
+import { pollCall, type PollAnswer, type PollEgress } from './poll-call.ts';
 import {
   decodeOffset,
   deleteWebhookCall,
@@ -25,7 +25,6 @@ import {
 } from './telegram-poll.ts';
 
 /** Largest getUpdates answer read (100 updates of at most 4096 characters each fit many times). */
-const MAX_ANSWER = 16 * 1024 * 1024;
 
 /** Where the next offset is kept between polls and restarts. */
 export interface OffsetStore {
@@ -49,14 +48,8 @@ export function kvOffsetStore(kv: KV, botTokenSecret: string, now: () => number 
 }
 
 /** What the poller reads of an answer through egress (EgressClient's response is one). */
-export interface PollResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: AsyncIterable<Buffer> & { destroy(): unknown };
-}
-
 export interface TelegramPollerDeps {
-  egress: { request(req: EgressRequest): Promise<PollResponse> };
+  egress: PollEgress;
   /** The webhook intake after verification (WebhookIngress.accept). */
   intake: { accept(channel: Channel, raw: Buffer): Promise<WebhookResult> };
   offsets: OffsetStore;
@@ -157,40 +150,9 @@ export class TelegramPoller {
     return 'error' in r ? { kind: 'retry', code: r.error } : parseUpdates(r.status, r.body, r.retryAfter);
   }
 
-  /** One call through egress; transport trouble and egress refusals come back as an error code. */
-  private async call(
-    call: PlatformCall,
-    signal: AbortSignal,
-    timeoutMs: number,
-  ): Promise<{ status: number; body: string; retryAfter?: string } | { error: string }> {
-    const both = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
-    try {
-      const res = await this.d.egress.request({
-        method: call.method,
-        url: call.url,
-        headers: call.headers,
-        body: call.body,
-        signal: both,
-        headersTimeoutMs: timeoutMs,
-        bodyTimeoutMs: timeoutMs,
-      });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body) {
-        size += chunk.length;
-        if (size > MAX_ANSWER) {
-          res.body.destroy();
-          return { error: 'answer_too_large' };
-        }
-        chunks.push(chunk);
-      }
-      const ra = res.headers['retry-after'];
-      return { status: res.status, body: Buffer.concat(chunks).toString('utf8'), ...(typeof ra === 'string' ? { retryAfter: ra } : {}) };
-    } catch (err) {
-      if ((err as Error).name === 'AbortError' || (err as Error).name === 'TimeoutError') return { error: 'timeout' };
-      // Egress refusals (policy, missing secret, sealed vault) are the operator's to fix; retried with backoff.
-      return { error: err instanceof TalonError ? `egress_${err.code}` : 'egress_error' };
-    }
+  /** One call through egress (poll-call.ts). */
+  private call(call: PlatformCall, signal: AbortSignal, timeoutMs: number): Promise<PollAnswer> {
+    return pollCall(this.d.egress, call, signal, timeoutMs);
   }
 
   /** One log line per change of state or problem, never one per poll. */
