@@ -3,8 +3,10 @@
 // egress inside the frame (the runner only ever holds the placeholder), messages reach the
 // intake in order and the bot's own are ignored, a dropped connection RESUMEs from the last
 // committed sequence and what was dispatched meanwhile arrives once, a message the intake
-// could not take is replayed after a resume, and a wrong token stops the runner with a
-// message that says what to fix.
+// could not take is replayed after a resume, a new runner (a restarted gateway, the next
+// lease holder) resumes the stored session and gets what was sent while none ran, an expired
+// session falls back to IDENTIFY, and a wrong token stops the runner with a message that
+// says what to fix.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +17,8 @@ import { EgressClient } from '@talon/kit/egress';
 import { createLogger } from '@talon/kit/log';
 import { TalonError } from '@talon/kit/errors';
 import { startFakeDiscordGateway, startTestPlatform, waitFor, type FakeDiscordGateway, type TestPlatform } from '@talon/testkit';
-import { DiscordGatewayRunner } from '../src/channels/discord-gateway-runner.ts';
+import { DiscordGatewayRunner, type SessionStore } from '../src/channels/discord-gateway-runner.ts';
+import type { SavedDiscordSession } from '../src/channels/discord-gateway.ts';
 import type { InboundEvent } from '../src/channels/types.ts';
 
 const PASSPHRASE = `dg-${randomBytes(8).toString('hex')}`;
@@ -31,7 +34,7 @@ describe('Discord Gateway through egress', () => {
   const log = createLogger({ service: 'test', level: 'silent' });
 
   /** A runner whose intake records events; `failFirst` makes the first accept fail like a NATS outage. */
-  const start = (url: string, secret: string, failFirst = false) => {
+  const start = (url: string, secret: string, failFirst = false, sessions?: SessionStore) => {
     const events: InboundEvent[] = [];
     let failed = !failFirst;
     const runner = new DiscordGatewayRunner({
@@ -45,6 +48,7 @@ describe('Discord Gateway through egress', () => {
           events.push(ev);
         },
       },
+      ...(sessions ? { sessions } : {}),
       log,
       gatewayUrl: url,
       tokenSecret: secret,
@@ -126,15 +130,74 @@ describe('Discord Gateway through egress', () => {
 
   it('replays a message the intake could not take, after a resume', async () => {
     const before = fake.connections;
+    const readies = fake.readies;
     const r = start(fake.url, 'discord_gateway_token', true);
     try {
       await waitFor(() => fake.connections > before, 30_000, 'a connection');
+      await fake.ready(readies + 1);
       fake.message({ id: '9101', channelId: '500', authorId: '700', content: 'retry me' });
       await waitFor(() => r.events.some((e) => e.dedupeId === 'discord:9101'), 30_000, 'the replayed message');
       assert.equal(r.events.filter((e) => e.dedupeId === 'discord:9101').length, 1);
       assert.ok(fake.connections >= before + 2, 'it reconnected to get the message again');
     } finally {
       await r.stop();
+    }
+  });
+
+  it('a new runner resumes the stored session: what was sent while none ran arrives once; an expired session identifies afresh', async () => {
+    let stored: SavedDiscordSession | undefined;
+    const writes: Array<SavedDiscordSession | undefined> = [];
+    const store: SessionStore = {
+      load: async () => stored,
+      save: async (s) => {
+        stored = s;
+        writes.push(s);
+      },
+    };
+    const first = start(fake.url, 'discord_gateway_token', false, store);
+    let readies = fake.readies;
+    try {
+      await fake.ready(readies + 1);
+      fake.message({ id: '9201', channelId: '500', authorId: '700', content: 'before the stop' });
+      await waitFor(() => first.events.length === 1 || undefined, 30_000, 'the first message');
+    } finally {
+      await first.stop();
+    }
+    assert.equal(stored?.sessionId, fake.sessionId, 'the session was stored at shutdown');
+    assert.equal(stored?.seq, fake.seq, 'with the last committed sequence');
+    // Nobody connected: Discord keeps the session's dispatches for a resume.
+    fake.message({ id: '9202', channelId: '500', authorId: '700', content: 'while no runner ran' });
+    const identifies = fake.identifies.length;
+    const storedSeq = stored!.seq;
+    readies = fake.readies;
+    const second = start(fake.url, 'discord_gateway_token', false, store);
+    try {
+      await fake.ready(readies + 1);
+      await waitFor(() => second.events.length === 1 || undefined, 30_000, 'the replayed message');
+      assert.deepEqual(
+        second.events.map((e) => e.dedupeId),
+        ['discord:9202'],
+      );
+      assert.equal(fake.identifies.length, identifies, 'resumed, not identified');
+      assert.equal(fake.resumes.at(-1)?.seq, storedSeq, 'from the stored sequence');
+    } finally {
+      await second.stop();
+    }
+    // Discord timed the session out: the RESUME gets INVALID_SESSION, the runner identifies and stores the new session.
+    fake.expireSession();
+    const resumes = fake.resumes.length;
+    readies = fake.readies;
+    const third = start(fake.url, 'discord_gateway_token', false, store);
+    try {
+      await fake.ready(readies + 1);
+      assert.equal(fake.resumes.length, resumes + 1, 'it tried to resume first');
+      assert.equal(fake.identifies.length, identifies + 1, 'then identified');
+      fake.message({ id: '9203', channelId: '500', authorId: '700', content: 'new session' });
+      await waitFor(() => third.events.length === 1 || undefined, 30_000, 'a message on the new session');
+      await waitFor(() => stored?.sessionId === fake.sessionId || undefined, 30_000, 'the new session stored');
+      assert.ok(writes.includes(undefined), 'the invalidated session was forgotten');
+    } finally {
+      await third.stop();
     }
   });
 

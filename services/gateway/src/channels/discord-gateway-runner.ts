@@ -4,21 +4,59 @@
 // its sequence number committed. A message the intake could not queue is not committed: the
 // runner reconnects and RESUMEs from the last committed sequence, Discord replays what
 // followed, and the message id (JetStream's duplicate window, talon_inbound_seen) drops any
-// second copy. Like the Telegram poller it runs under a lease, one replica per bot.
+// second copy. Like the Telegram poller it runs under a lease, one replica per bot, and
+// keeps its session (id, resume URL, last committed sequence) in KV talon_channel_state, so a
+// restarted gateway or the next lease holder RESUMEs and Discord replays what was sent while
+// no replica held the connection. The stored sequence trails the committed one (written in
+// the background, latest wins), so a crash replays, never loses.
 // Logs only when the connection's state changes.
 import type WebSocket from 'ws';
+import type { KV } from '@nats-io/kv';
 import { EgressRefusal } from '@talon/kit/egress';
 import { TalonError } from '@talon/kit/errors';
 import type { Logger } from '@talon/kit/log';
-import { DiscordGatewaySession, type GatewayAction } from './discord-gateway.ts';
+import {
+  decodeSession,
+  discordSessionKey,
+  DiscordGatewaySession,
+  encodeSession,
+  SESSION_REFRESH_MS,
+  type GatewayAction,
+  type SavedDiscordSession,
+} from './discord-gateway.ts';
 import { reconnectDelayMs } from './telegram-poll.ts';
 import type { InboundEvent } from './types.ts';
+
+/** Where the session is kept between connections, restarts and lease holders. */
+export interface SessionStore {
+  load(): Promise<SavedDiscordSession | undefined>;
+  /** undefined: the session was invalidated; forget it. */
+  save(s: SavedDiscordSession | undefined): Promise<void>;
+}
+
+/** The session in NATS KV (talon_channel_state), under the bot's key. */
+export function kvSessionStore(kv: KV, tokenSecret: string, now: () => number = Date.now): SessionStore {
+  const key = discordSessionKey(tokenSecret);
+  return {
+    async load() {
+      const e = await kv.get(key);
+      if (!e || e.operation !== 'PUT') return undefined;
+      return decodeSession(e.value, e.created.getTime(), now());
+    },
+    async save(s) {
+      if (s) await kv.put(key, encodeSession(s));
+      else await kv.delete(key);
+    },
+  };
+}
 
 export interface DiscordGatewayDeps {
   /** Opens a WebSocket through egress (EgressClient.websocket), paused until resumed; rejects with egress's refusal. */
   connect(url: string): Promise<WebSocket>;
   /** The intake after verification: pairing, redaction, JetStream (WebhookIngress.acceptEvent). */
   intake: { acceptEvent(ev: InboundEvent): Promise<unknown> };
+  /** Keeps the session across restarts and lease handovers; without it every start IDENTIFYs afresh. */
+  sessions?: SessionStore;
   log: Logger;
   /** wss://gateway.discord.gg (the query is added here). */
   gatewayUrl: string;
@@ -43,6 +81,11 @@ export class DiscordGatewayRunner {
   private problem = '';
   /** The current connection received a dispatch (it was identified or resumed). */
   private reached = false;
+  /** The session as last written to the store (JSON), and the write in flight. */
+  private stored = '';
+  private storedAtMs = 0;
+  private saving: Promise<void> | undefined;
+  private saveProblem = false;
 
   constructor(deps: DiscordGatewayDeps) {
     this.d = deps;
@@ -57,6 +100,17 @@ export class DiscordGatewayRunner {
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
     let resume = true;
+    if (this.d.sessions) {
+      const saved = await this.d.sessions.load().catch((err: unknown) => {
+        this.d.log.warn({ err: (err as Error).message }, 'discord gateway: stored session unreadable; identifying afresh');
+        return undefined;
+      });
+      if (saved) {
+        this.session.restore(saved);
+        this.stored = JSON.stringify(saved);
+        this.d.log.info({ seq: saved.seq }, 'discord gateway: resuming the stored session');
+      }
+    }
     while (!signal.aborted) {
       this.change('connecting', '');
       this.reached = false;
@@ -80,7 +134,42 @@ export class DiscordGatewayRunner {
       this.change('reconnecting', ending.reason);
       await pause(reconnectDelayMs(failures, this.d.backoffMs, this.d.maxBackoffMs, 0, this.d.random), signal);
     }
+    // What was committed is written before the lease is released (the next holder resumes from it).
+    await this.persist();
     this.change('stopped', '');
+  }
+
+  /**
+   * Writes the session if it changed since the last write (or that write is SESSION_REFRESH_MS
+   * old: an idle connection's heartbeats keep the stored age short); one write at a time, the
+   * latest state wins. Resolves when the store holds what the session was when called (or failed).
+   */
+  private persist(): Promise<void> {
+    if (!this.d.sessions) return Promise.resolve();
+    const write = async (): Promise<void> => {
+      while (true) {
+        const now = this.session.saved();
+        const json = now ? JSON.stringify(now) : '';
+        if (json === this.stored && (json === '' || Date.now() - this.storedAtMs < SESSION_REFRESH_MS)) return;
+        try {
+          await this.d.sessions!.save(now);
+          this.stored = json;
+          this.storedAtMs = Date.now();
+          if (this.saveProblem) this.d.log.info({}, 'discord gateway: session stored again');
+          this.saveProblem = false;
+        } catch (err) {
+          // The messages are queued; a stale stored sequence only means a longer replay (deduplicated).
+          if (!this.saveProblem)
+            this.d.log.warn({ err: (err as Error).message }, 'discord gateway: session not stored; retried with the next dispatch');
+          this.saveProblem = true;
+          return;
+        }
+      }
+    };
+    this.saving ??= write().finally(() => {
+      this.saving = undefined;
+    });
+    return this.saving;
   }
 
   /** One connection, from upgrade to close. */
@@ -149,6 +238,8 @@ export class DiscordGatewayRunner {
           const { actions, seq } = this.session.onPayload(payload);
           const ok = await perform(actions);
           if (ok && seq !== undefined) this.session.commit(seq);
+          // In the background: the next dispatch is not held up by the store.
+          void this.persist();
           if ((payload as { t?: unknown }).t !== undefined) {
             this.reached = true;
             this.change('connected', '');

@@ -1,6 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DISCORD_INTENTS, DiscordGatewaySession, discordMessage, type GatewayAction } from './discord-gateway.ts';
+import {
+  decodeSession,
+  DISCORD_INTENTS,
+  DiscordGatewaySession,
+  discordMessage,
+  discordSessionKey,
+  encodeSession,
+  SESSION_MAX_AGE_MS,
+  type GatewayAction,
+} from './discord-gateway.ts';
 
 const URL_ = 'wss://gateway.discord.test';
 const session = () => new DiscordGatewaySession({ tokenSecret: 'discord_gateway_token', random: () => 0.5 });
@@ -96,6 +105,51 @@ describe('Discord Gateway session', () => {
     assert.equal(discordMessage({ ...d, content: '  ' }), undefined);
     assert.equal(discordMessage({ ...d, channel_id: '../x' }), undefined);
     assert.equal(discordMessage({ ...d, type: 19 })?.text, 'hi 10', 'a reply is a message');
+  });
+
+  it('keeps a session for a later process: saved after READY and commits, restored into a RESUME on the resume URL', () => {
+    const s = session();
+    assert.equal(s.saved(), undefined, 'nothing before READY');
+    s.connectUrl(URL_, false);
+    s.onPayload({
+      op: 0,
+      t: 'READY',
+      s: 1,
+      d: { session_id: 'abc', resume_gateway_url: 'wss://us-east.discord.test', user: { id: '300' } },
+    });
+    s.commit(1);
+    s.commit(5);
+    const saved = s.saved()!;
+    assert.deepEqual(saved, { sessionId: 'abc', resumeUrl: 'wss://us-east.discord.test', seq: 5, selfId: '300' });
+    const later = session();
+    later.restore(decodeSession(encodeSession(saved), 1000, 2000)!);
+    assert.equal(later.connectUrl(URL_, true), 'wss://us-east.discord.test/?v=10&encoding=json');
+    assert.deepEqual(sends(later.onPayload({ op: 10, d: { heartbeat_interval: 1000 } }).actions), [
+      { op: 6, d: { token: '{{secret:discord_gateway_token}}', session_id: 'abc', seq: 5 } },
+    ]);
+    assert.deepEqual(later.onPayload(msg('8')).actions, [], 'its own id came with the session');
+    // Discord refuses the resume: the session is forgotten (the store deletes it) and the next connect identifies.
+    assert.deepEqual(later.onPayload({ op: 9, d: false }).actions, [{ kind: 'reconnect', resume: false, reason: 'invalid session' }]);
+    assert.equal(later.saved(), undefined);
+    assert.equal(later.connectUrl(URL_, false), `${URL_}/?v=10&encoding=json`);
+    assert.equal(discordSessionKey('discord_gateway_token'), 'discord.session.discord_gateway_token');
+  });
+
+  it('does not trust a stored session that is old, malformed or points anywhere but a WebSocket URL', () => {
+    const ok = { sessionId: 'abc', resumeUrl: 'wss://us-east.discord.test', seq: 5 };
+    assert.deepEqual(decodeSession(encodeSession(ok), 0, SESSION_MAX_AGE_MS), ok);
+    assert.equal(decodeSession(encodeSession(ok), 0, SESSION_MAX_AGE_MS + 1), undefined, 'too old to resume');
+    assert.equal(decodeSession(undefined, 0, 0), undefined);
+    assert.equal(decodeSession(new TextEncoder().encode('{nope'), 0, 0), undefined);
+    assert.equal(decodeSession(encodeSession({ ...ok, seq: -1 }), 0, 0), undefined);
+    assert.equal(decodeSession(encodeSession({ ...ok, seq: 1.5 }), 0, 0), undefined);
+    assert.equal(decodeSession(encodeSession({ ...ok, resumeUrl: 'https://evil.test' }), 0, 0), undefined);
+    assert.equal(decodeSession(encodeSession({ ...ok, resumeUrl: 'not a url' }), 0, 0), undefined);
+    assert.equal(decodeSession(encodeSession({ ...ok, sessionId: '' }), 0, 0), undefined);
+    const s = session();
+    s.onPayload({ op: 0, t: 'READY', s: 1, d: { session_id: 'x', resume_gateway_url: 'http://plain.test' } });
+    s.commit(1);
+    assert.equal(s.saved(), undefined, 'a READY without a usable resume URL is not kept');
   });
 
   it('ignores what is not a payload', () => {

@@ -26,6 +26,60 @@ const FATAL_CLOSES: Record<number, string> = {
 /** Close codes after which the session cannot be resumed (a fresh IDENTIFY). */
 const NO_RESUME_CLOSES = new Set([4007, 4009]);
 
+/** A session as kept in KV `talon_channel_state` between connections, restarts and lease holders. */
+export interface SavedDiscordSession {
+  sessionId: string;
+  resumeUrl: string;
+  /** The last sequence number whose dispatch was handled (its message durably queued). */
+  seq: number;
+  selfId?: string;
+}
+
+/**
+ * A stored session older than this is not resumed: Discord keeps a disconnected session only
+ * for a short while (it answers a RESUME of an expired one with INVALID_SESSION anyway).
+ */
+export const SESSION_MAX_AGE_MS = 3_600_000;
+/** A live connection writes its session at least this often, even unchanged: the stored age is how long ago it was alive. */
+export const SESSION_REFRESH_MS = 600_000;
+
+/** KV key of a bot's session (named by its token's secret, the only name the gateway knows it by). */
+export function discordSessionKey(tokenSecret: string): string {
+  return `discord.session.${tokenSecret}`;
+}
+
+export function encodeSession(s: SavedDiscordSession): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(s));
+}
+
+/** A stored session, or undefined when absent, unreadable, malformed or too old (`storedAtMs`: when it was written). Pure. */
+export function decodeSession(value: Uint8Array | undefined, storedAtMs: number, nowMs: number): SavedDiscordSession | undefined {
+  if (!value || value.length > 2048 || nowMs - storedAtMs > SESSION_MAX_AGE_MS) return undefined;
+  let o: Record<string, unknown> | undefined;
+  try {
+    o = obj(JSON.parse(new TextDecoder().decode(value)));
+  } catch {
+    return undefined;
+  }
+  const sessionId = str(o?.sessionId, 128);
+  const resumeUrl = str(o?.resumeUrl, 512);
+  const seq = o?.seq;
+  const selfId = str(o?.selfId, 20);
+  if (!sessionId || !resumeUrl || typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 0) return undefined;
+  if (!isGatewayUrl(resumeUrl)) return undefined;
+  return { sessionId, resumeUrl, seq, ...(selfId && SNOWFLAKE.test(selfId) ? { selfId } : {}) };
+}
+
+/** A WebSocket URL (ws: or wss:) that parses; anything else is not connected to. */
+function isGatewayUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'wss:' || u.protocol === 'ws:';
+  } catch {
+    return false;
+  }
+}
+
 export type GatewayAction =
   | { kind: 'send'; payload: Record<string, unknown> }
   /** Start heartbeating: the first after `firstMs` (jittered), then every `everyMs`. */
@@ -68,6 +122,20 @@ export class DiscordGatewaySession {
     const u = new URL(base);
     u.search = DISCORD_GATEWAY_QUERY;
     return u.toString();
+  }
+
+  /** A session kept from an earlier connection (another process, another replica): the next connect resumes it. */
+  restore(saved: SavedDiscordSession): void {
+    this.sessionId = saved.sessionId;
+    this.resumeUrl = saved.resumeUrl;
+    this.seq = saved.seq;
+    this.selfId = saved.selfId;
+  }
+
+  /** What to keep for a later resume; undefined before READY or after the session was invalidated. */
+  saved(): SavedDiscordSession | undefined {
+    if (this.sessionId === undefined || this.resumeUrl === undefined || this.seq === null) return undefined;
+    return { sessionId: this.sessionId, resumeUrl: this.resumeUrl, seq: this.seq, ...(this.selfId ? { selfId: this.selfId } : {}) };
   }
 
   /** A dispatch was handled (its message published): heartbeats and RESUME report it from now on. */
@@ -147,7 +215,8 @@ export class DiscordGatewaySession {
     const d = obj(p.d);
     if (p.t === 'READY' && d) {
       this.sessionId = str(d.session_id, 128);
-      this.resumeUrl = str(d.resume_gateway_url, 512);
+      const resumeUrl = str(d.resume_gateway_url, 512);
+      this.resumeUrl = resumeUrl && isGatewayUrl(resumeUrl) ? resumeUrl : undefined;
       this.selfId = str(obj(d.user)?.id, 20);
       return { actions: [], seq };
     }
