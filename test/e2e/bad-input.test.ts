@@ -28,7 +28,7 @@ describe('malformed and hostile API requests', () => {
     ['non-boolean stream', { stream: 'yes', messages: [{ role: 'user', content: 'x' }] }, /stream must be a boolean/],
     ['temperature out of range', { temperature: 7, messages: [{ role: 'user', content: 'x' }] }, /temperature/],
     ['array body', [1, 2], /JSON object/],
-    ['image part', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, /only text parts/],
+    ['audio part', { messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'x' } }] }] }, /only text parts/],
   ] as const) {
     it(`400 for ${name}`, async () => {
       const r = await tp.chat(token, body);
