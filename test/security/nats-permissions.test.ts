@@ -82,6 +82,9 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     // Conversation requests: the gateway asks, the orchestrator answers.
     assert.deepEqual(await tryPublish(tp, 'gateway', 'talon.conversations.list'), { delivered: true, refused: false });
     assert.equal((await trySubscribe(tp, 'orchestrator', 'talon.conversations.>')).refused, false);
+    // Routine events: the gateway publishes signed routine webhooks, an orchestrator announces stored documents.
+    assert.deepEqual(await tryPublish(tp, 'gateway', 'talon.events.webhook.probe'), { delivered: true, refused: false });
+    assert.deepEqual(await tryPublish(tp, 'orchestrator', 'talon.events.document'), { delivered: true, refused: false });
   });
 
   for (const [user, subject] of [
@@ -94,6 +97,9 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     ['gateway', '$KV.talon_routines.routine.forged'],
     ['gateway', '$KV.talon_routine_runs.run.forged.1'],
     ['sandbox', '$KV.talon_routine_runs.run.forged.1'],
+    // Agent profiles (prompt, models, tools) are written by the operator only.
+    ['orchestrator', '$KV.talon_agents.agent.forged'],
+    ['gateway', '$KV.talon_agents.agent.forged'],
     ['orchestrator', 'talon.audit.egress.decision'],
     ['egress', 'talon.outbound.api.x'],
     ['egress', 'talon.inbound.api'],
@@ -106,6 +112,15 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     ['orchestrator', '_INBOX.gateway.forged'],
     ['sandbox', 'talon.conversations.forget'],
     ['egress', 'talon.conversations.list'],
+    // Only the operator CLI imports memory documents (talon import openclaw).
+    ['gateway', 'talon.conversations.document'],
+    // Routine events: each workload only its own kind; an operator's subjects need admin credentials.
+    ['gateway', 'talon.events.deploys'],
+    ['gateway', 'talon.events.document'],
+    ['orchestrator', 'talon.events.webhook.forged'],
+    ['orchestrator', 'talon.events.deploys'],
+    ['egress', 'talon.events.deploys'],
+    ['sandbox', 'talon.events.webhook.forged'],
   ] as const) {
     it(`refuses ${user} publishing to ${subject}`, async () => {
       const r = await tryPublish(tp, user, subject);
@@ -122,6 +137,8 @@ describe('NATS per-service permissions (enforced by nats-server)', () => {
     ['gateway', 'talon.conversations.>'],
     ['sandbox', 'talon.conversations.>'],
     ['egress', 'talon.conversations.>'],
+    ['gateway', 'talon.events.>'],
+    ['sandbox', 'talon.events.>'],
   ] as const) {
     it(`refuses ${user} subscribing to ${subject}`, async () => {
       assert.equal((await trySubscribe(tp, user, subject)).refused, true);

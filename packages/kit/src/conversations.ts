@@ -9,10 +9,12 @@ import {
   DeleteUserMemoryRequest,
   GetConversationMessagesRequest,
   ListConversationsRequest,
+  UpsertDocumentRequest,
   type DeleteConversationResponse,
   type DeleteUserMemoryResponse,
   type GetConversationMessagesResponse,
   type ListConversationsResponse,
+  type UpsertDocumentResponse,
 } from '@talon/proto';
 import { isErrorCode, TalonError } from './errors.ts';
 import { SUBJECTS, type ConversationOp } from './subjects.ts';
@@ -22,6 +24,7 @@ export interface ConversationRequests {
   messages: GetConversationMessagesRequest;
   delete: DeleteConversationRequest;
   forget: DeleteUserMemoryRequest;
+  document: UpsertDocumentRequest;
 }
 
 export interface ConversationResults {
@@ -29,6 +32,7 @@ export interface ConversationResults {
   messages: GetConversationMessagesResponse;
   delete: DeleteConversationResponse;
   forget: DeleteUserMemoryResponse;
+  document: UpsertDocumentResponse;
 }
 
 /** How long the asker waits: erasing a user's whole memory may touch many rows. */
@@ -37,6 +41,8 @@ export const CONVERSATION_TIMEOUT_MS: Readonly<Record<ConversationOp, number>> =
   messages: 20_000,
   delete: 65_000,
   forget: 65_000,
+  // Chunking and embedding a large document locally takes a while.
+  document: 65_000,
 };
 
 function encode<K extends ConversationOp>(op: K, req: ConversationRequests[K]): Uint8Array {
@@ -47,6 +53,8 @@ function encode<K extends ConversationOp>(op: K, req: ConversationRequests[K]): 
       return GetConversationMessagesRequest.encode(req as GetConversationMessagesRequest).finish();
     case 'delete':
       return DeleteConversationRequest.encode(req as DeleteConversationRequest).finish();
+    case 'document':
+      return UpsertDocumentRequest.encode(req as UpsertDocumentRequest).finish();
     default:
       return DeleteUserMemoryRequest.encode(req as DeleteUserMemoryRequest).finish();
   }
@@ -55,7 +63,9 @@ function encode<K extends ConversationOp>(op: K, req: ConversationRequests[K]): 
 /** The result a reply carries for `op`, or the TalonError it reports. Pure. */
 export function conversationResult<K extends ConversationOp>(op: K, reply: ConversationsReply): ConversationResults[K] {
   if (reply.error) throw new TalonError(isErrorCode(reply.error.code) ? reply.error.code : 'upstream_error', reply.error.message);
-  const result = { list: reply.list, messages: reply.messages, delete: reply.deleted, forget: reply.forgotten }[op];
+  const result = { list: reply.list, messages: reply.messages, delete: reply.deleted, forget: reply.forgotten, document: reply.document }[
+    op
+  ];
   if (!result) throw new TalonError('upstream_error', `the orchestrator's answer to ${op} carries no result`);
   return result as ConversationResults[K];
 }

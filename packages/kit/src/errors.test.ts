@@ -74,4 +74,15 @@ describe('httpErrorBody', () => {
     assert.deepEqual(body('model_not_found'), { code: 'model_not_found', message: 'm', type: 'invalid_request_error', param: 'model' });
     assert.equal(new TalonError('model_not_found', 'm').httpStatus, 404);
   });
+
+  it('names the field an error gives (OpenAI param)', () => {
+    const e = new TalonError('invalid_value', 'm', { param: 'tools[0].function.name' });
+    assert.deepEqual(httpErrorBody(e).error, {
+      code: 'invalid_value',
+      message: 'm',
+      type: 'invalid_request_error',
+      param: 'tools[0].function.name',
+    });
+    assert.equal(new TalonError('model_not_vision_capable', 'm').httpStatus, 400);
+  });
 });

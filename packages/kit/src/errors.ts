@@ -11,6 +11,10 @@ export const ERROR_TABLE = {
   private_address: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
   not_found: { grpc: GrpcStatus.NOT_FOUND, http: 404 },
   model_not_found: { grpc: GrpcStatus.NOT_FOUND, http: 404 },
+  // OpenAI API request checks (gateway chat.ts): a field's value is wrong; images for a model without vision.
+  invalid_value: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400 },
+  image_too_large: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400 },
+  model_not_vision_capable: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400 },
   method_not_allowed: { grpc: GrpcStatus.UNIMPLEMENTED, http: 405 },
   conflict: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409 },
   payload_too_large: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 413 },
@@ -37,10 +41,13 @@ export function isErrorCode(v: string): v is ErrorCode {
 /** Base class: every error a Talon service returns to a caller is one of these. */
 export class TalonError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** The request field at fault, as the public API names it (OpenAI's `param`, e.g. `tools[0].function.name`). */
+  readonly param: string | undefined;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; param?: string }) {
     super(message, options);
     this.name = 'TalonError';
     this.code = code;
+    this.param = options?.param;
   }
   get httpStatus(): number {
     return ERROR_TABLE[this.code].http;
@@ -152,7 +159,12 @@ export function openAiErrorType(httpStatus: number, code?: string): string {
 /** The JSON body every HTTP error uses (OpenAI's envelope, so OpenAI clients show the message). */
 export function httpErrorBody(err: TalonError): { error: { code: string; message: string; type: string; param: string | null } } {
   return {
-    error: { code: err.code, message: err.message, type: openAiErrorType(err.httpStatus, err.code), param: openAiErrorParam(err.code) },
+    error: {
+      code: err.code,
+      message: err.message,
+      type: openAiErrorType(err.httpStatus, err.code),
+      param: err.param ?? openAiErrorParam(err.code),
+    },
   };
 }
 

@@ -40,6 +40,18 @@ describe('parseModels', () => {
     );
   });
 
+  it('reads the vision flag (default off) and refuses a non-boolean one', () => {
+    const [seeing, blind] = parseModels(
+      doc([
+        { name: 'seeing', vision: true, targets: [openai] },
+        { name: 'blind', targets: [openai] },
+      ]),
+    );
+    assert.equal(seeing?.vision, true);
+    assert.equal(blind?.vision, undefined);
+    assert.throws(() => parseModels(doc([{ name: 'x', vision: 'yes', targets: [openai] }])), /models\[0\]\.vision must be true or false/);
+  });
+
   it('names the place of every kind of mistake', () => {
     const bad: Array<[unknown, RegExp]> = [
       [{}, /must be a JSON list of 1 to 64 models/],

@@ -40,6 +40,8 @@ export interface ModelEntry {
   name: string;
   /** Tried in order: the next one when the previous answers 429, 5xx, times out or cannot be reached. */
   targets: readonly ModelTarget[];
+  /** Its providers accept image parts (`"vision": true`); the OpenAI API refuses images for other models. */
+  vision?: boolean;
 }
 
 export interface ModelsConfig {
@@ -111,8 +113,9 @@ function parseTarget(raw: unknown, at: string): ModelTarget {
 
 function parseEntry(raw: unknown, at: string): ModelEntry {
   if (!isObject(raw)) throw new ModelsError(`${at} must be an object {"name","targets"}`);
-  onlyKeys(raw, ['name', 'targets'], at);
-  const { name, targets } = raw;
+  onlyKeys(raw, ['name', 'targets', 'vision'], at);
+  const { name, targets, vision } = raw;
+  if (vision !== undefined && typeof vision !== 'boolean') throw new ModelsError(`${at}.vision must be true or false`);
   if (typeof name !== 'string' || !MODEL_NAME_PATTERN.test(name)) throw new ModelsError(`${at}.name must be ${MODEL_NAME_RULE}`);
   if (!Array.isArray(targets) || targets.length === 0 || targets.length > MAX_TARGETS) {
     throw new ModelsError(`${at}.targets must be a list of 1 to ${MAX_TARGETS} providers, tried in order`);
@@ -127,7 +130,7 @@ function parseEntry(raw: unknown, at: string): ModelEntry {
     }
     labels.add(t.label);
   }
-  return { name, targets: parsed };
+  return { name, targets: parsed, ...(vision === true ? { vision: true } : {}) };
 }
 
 /** The one placement a key takes with each wire format (a vault secret is bound to one placement). */
@@ -185,8 +188,8 @@ function modelsField(): Field<ModelEntry[] | undefined> {
     key: MODELS_KEY,
     doc:
       'Models offered by name, each an ordered list of providers tried in turn (the next on 429, 5xx, a timeout or a connection error; never on other 4xx), as JSON ' +
-      '[{"name":"fast","targets":[{"provider":"openai|anthropic","base_url":"https://…","model":"<upstream name>","key":"<vault secret>|none","label":"<metrics label, default the provider>"}, …]}, …] ' +
-      'or the absolute path of a file holding it. The first model is the default; "talon" also names it. Unset: one model from TALON_LLM_PROVIDER, _BASE_URL, _MODEL and _API_KEY_SECRET, named after TALON_LLM_MODEL.',
+      '[{"name":"fast","vision":false,"targets":[{"provider":"openai|anthropic","base_url":"https://…","model":"<upstream name>","key":"<vault secret>|none","label":"<metrics label, default the provider>"}, …]}, …] ' +
+      'or the absolute path of a file holding it. "vision": true lets OpenAI API requests send it image parts (default false: refused with 400 model_not_vision_capable). The first model is the default; "talon" also names it. Unset: one model from TALON_LLM_PROVIDER, _BASE_URL, _MODEL and _API_KEY_SECRET, named after TALON_LLM_MODEL.',
     defaultText: undefined,
     secret: false,
     parse(raw) {

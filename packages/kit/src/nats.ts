@@ -186,6 +186,17 @@ export async function provisionJetStream(nc: NatsConnection, opts: ProvisionOpti
     max_age: 30 * day,
     max_msg_size: 256 * 1024,
   });
+  // Routine events: kept until an orchestrator has queued their turns (work queue), a day at most.
+  await ensure({
+    name: STREAMS.events.name,
+    subjects: [...STREAMS.events.subjects],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: 1 * day,
+    duplicate_window: 120 * 1e9,
+    max_msg_size: 256 * 1024,
+  });
   await kv(KV_BUCKETS.tokens, { history: 1 });
   // Skill registry: a few revisions per key keep the approval history inspectable.
   await kv(KV_BUCKETS.skills, { history: 5 });
@@ -212,6 +223,8 @@ export async function provisionJetStream(nc: NatsConnection, opts: ProvisionOpti
   await kv(KV_BUCKETS.channelState, { history: 1 });
   // MCP servers: a few revisions keep the approval history inspectable, like skills.
   await kv(KV_BUCKETS.mcp, { history: 5 });
+  // Agent profiles: a few revisions, like MCP servers.
+  await kv(KV_BUCKETS.agents, { history: 5 });
   opts.onProgress?.(`object bucket ${OBJECT_BUCKETS.skillBinaries}`);
   await new Objm(nc).create(OBJECT_BUCKETS.skillBinaries, { storage: StorageType.File, replicas });
   return jsm;

@@ -118,9 +118,21 @@ export function channelApiFields() {
       default: 'wss://gateway.discord.gg',
       protocols: ['wss:', 'ws:'],
     }),
+    matrixHomeserverUrl: optionalStr('TALON_MATRIX_HOMESERVER_URL', {
+      doc: 'Matrix homeserver base URL (client-server API, e.g. https://matrix.example.org), needed when TALON_CHANNELS has matrix; egress allows the gateway this host (GET, POST and PUT).',
+      pattern: /^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/,
+    }),
+    whatsappApiUrl: url('TALON_WHATSAPP_API_URL', {
+      doc: 'WhatsApp Cloud API (Meta Graph API) base URL, version included (egress must allow the gateway to reach it).',
+      default: 'https://graph.facebook.com/v21.0',
+    }),
     webhookCallbackUrl: optionalStr('TALON_WEBHOOK_CALLBACK_URL', {
       doc: 'Where replies to the generic signed webhook are POSTed (through egress, with Authorization: Bearer {{secret:<GATEWAY_WEBHOOK_CALLBACK_SECRET>}}). Unset: generic webhook turns run without a delivered reply.',
       pattern: /^https?:\/\/\S+$/,
+    }),
+    mattermostUrl: optionalStr('TALON_MATTERMOST_URL', {
+      doc: 'Your Mattermost server (https://chat.example.com, with its path if served under one): the gateway opens its WebSocket API (wss://…/api/v4/websocket) and posts replies to its REST API there, through egress, which allows the gateway this host. Needed for the mattermost channel.',
+      pattern: /^https?:\/\/[^\s?#]+$/,
     }),
   } satisfies Record<string, Field<unknown>>;
 }

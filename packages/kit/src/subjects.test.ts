@@ -41,6 +41,12 @@ describe('per-service NATS permissions', () => {
     for (const u of ['orchestrator', 'egress', 'gateway', 'sandbox'] as const)
       assert.ok(!canPublish(u, '$KV.talon_mcp.server.docs'), `${u} cannot write MCP servers`);
     assert.ok(!canPublish('gateway', SUBJECTS.mcpTools), 'only the operator asks for MCP tool listings');
+    // Agent profiles: read by the orchestrator and the gateway, written by the operator only.
+    assert.ok(canPublish('orchestrator', '$JS.API.DIRECT.GET.KV_talon_agents.$KV.talon_agents.agent.research'));
+    assert.ok(canPublish('gateway', '$JS.API.DIRECT.GET.KV_talon_agents.$KV.talon_agents.agent.research'));
+    assert.ok(canPublish('admin', '$KV.talon_agents.agent.research'));
+    for (const u of ['orchestrator', 'egress', 'gateway', 'sandbox'] as const)
+      assert.ok(!canPublish(u, '$KV.talon_agents.agent.research'), `${u} cannot write agent profiles`);
     assert.ok(!canPublish('sandbox', 'talon.outbound.api.x'));
     assert.ok(!canPublish('egress', 'talon.inbound.api'));
     for (const u of NATS_USERS)

@@ -32,11 +32,19 @@ export const SUBJECTS = {
    * MCP server's tools through egress (talon.mcp.v1.McpToolsRequest -> McpToolsReply).
    */
   mcpTools: 'talon.mcp.tools',
+  /**
+   * Events that fire routines (stream TALON_EVENTS): `webhook.<routine hook>` (the gateway,
+   * from POST /hooks/routine/<name>), `document` (an orchestrator stored a memory document),
+   * anything else under talon.events. from operators' services (admin credentials).
+   */
+  events: (kind: string) => `talon.events.${kind}`,
 } as const;
 
-/** Operations on talon.conversations.<op>: list, read, delete one, forget all of a user's. */
-export const CONVERSATION_OPS = ['list', 'messages', 'delete', 'forget'] as const;
+/** Operations on talon.conversations.<op>: list, read, delete one, forget all of a user's; store a memory document (operator import only). */
+export const CONVERSATION_OPS = ['list', 'messages', 'delete', 'forget', 'document'] as const;
 export type ConversationOp = (typeof CONVERSATION_OPS)[number];
+/** The operations the gateway asks for its callers (never `document`: only the admin CLI imports memory documents). */
+export const GATEWAY_CONVERSATION_OPS: readonly ConversationOp[] = ['list', 'messages', 'delete', 'forget'];
 
 /** Queue group of the orchestrator's request responders (any replica answers, once). */
 export const ORCHESTRATOR_QUEUE = 'orchestrator';
@@ -68,6 +76,8 @@ export const STREAMS = {
   /** Channel replies only: API replies are plain NATS (replyDelivery). */
   outbound: { name: 'TALON_OUTBOUND', subjects: [CHANNEL_REPLY_FILTER] },
   audit: { name: 'TALON_AUDIT', subjects: ['talon.audit.>'] },
+  /** Events that fire routines (SUBJECTS.events); one durable consumer shared by the orchestrators. */
+  events: { name: 'TALON_EVENTS', subjects: ['talon.events.>'] },
 } as const;
 
 export const KV_BUCKETS = {
@@ -92,10 +102,12 @@ export const KV_BUCKETS = {
   routineRuns: 'talon_routine_runs',
   /** Leader leases (`lease.<service>.<name>`, packages/kit/src/lease.ts): one holder per key across replicas, e.g. `lease.gateway.telegram.<bot>`. */
   leases: 'talon_leases',
-  /** Progress of outbound-connected channels (`telegram.offset.<bot>`: the next getUpdates offset); gateway only. */
+  /** Progress of outbound-connected channels (`telegram.offset.<bot>`: the next getUpdates offset; `matrix.since.<token>`: the /sync token); gateway only. */
   channelState: 'talon_channel_state',
   /** Remote MCP servers (`server.<name>`): URL, headers (placeholders), allowlist, approved tools; written by admin (`talon mcp`). */
   mcp: 'talon_mcp',
+  /** Agent profiles (`agent.<name>`): prompt, models, tools, memory scope, routes; written by admin (`talon agents`). */
+  agents: 'talon_agents',
 } as const;
 
 export const OBJECT_BUCKETS = {
@@ -143,6 +155,11 @@ export function mcpServerKey(name: string): string {
   return `server.${name}`;
 }
 
+/** KV key of an agent profile (talon_agents). */
+export function agentKey(name: string): string {
+  return `agent.${name}`;
+}
+
 /** KV key of a routine (talon_routines). */
 export function routineKey(name: string): string {
   return `routine.${name}`;
@@ -157,6 +174,8 @@ export const CONSUMERS = {
   orchestratorInbound: 'orchestrator',
   /** The gateway's durable consumer of channel replies (TALON_OUTBOUND, filter CHANNEL_REPLY_FILTER). */
   gatewayChannels: 'gateway-channels',
+  /** The orchestrators' shared durable consumer of routine events (TALON_EVENTS): each event goes to one replica. */
+  orchestratorEvents: 'orchestrator-events',
 } as const;
 
 export const SANDBOX_QUEUE = 'sandbox';
@@ -227,7 +246,7 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
         publish: {
           allow: [
             'talon.inbound.>',
-            'talon.conversations.>',
+            ...GATEWAY_CONVERSATION_OPS.map((op) => SUBJECTS.conversations(op)),
             js('INFO'),
             js('STREAM.INFO', STREAMS.inbound.name),
             js('STREAM.INFO', `KV_${KV_BUCKETS.tokens}`),
@@ -240,6 +259,8 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
             // The caller's routines and their runs, for the web UI (never written here).
             ...kvReadRights(KV_BUCKETS.routines),
             ...kvReadRights(KV_BUCKETS.routineRuns),
+            // Agent names clients may give as `model` (/v1/models; never written here).
+            ...kvReadRights(KV_BUCKETS.agents),
             ...[KV_BUCKETS.pairings, KV_BUCKETS.approvals, KV_BUCKETS.deliveries, KV_BUCKETS.inboundSeen, KV_BUCKETS.channelState].flatMap(
               kvWriteRights,
             ),
@@ -247,6 +268,8 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
             ...kvReadRights(KV_BUCKETS.leases, 'lease.gateway.>'),
             `$KV.${KV_BUCKETS.leases}.lease.gateway.>`,
             ...consumerRights(STREAMS.outbound.name, CONSUMERS.gatewayChannels),
+            // Signed routine webhooks (POST /hooks/routine/<name>) become routine events; no other event subject.
+            `${SUBJECTS.events('webhook')}.>`,
             js('STREAM.INFO', STREAMS.audit.name),
             js('STREAM.MSG.GET', STREAMS.audit.name),
           ],
@@ -287,8 +310,13 @@ export function natsPermissions(user: NatsUser): NatsPermissions {
             ...kvWriteRights(KV_BUCKETS.routineRuns),
             // Old runs are removed from the stream, not left as purge markers (RoutineRuns.prune).
             js('STREAM.PURGE', `KV_${KV_BUCKETS.routineRuns}`),
+            // Routine events: consumed once across replicas; a stored memory document is announced (no content).
+            ...consumerRights(STREAMS.events.name, CONSUMERS.orchestratorEvents),
+            SUBJECTS.events('document'),
             // MCP servers: reads the registry (never writes it); lists tools for the CLI.
             ...kvReadRights(KV_BUCKETS.mcp),
+            // Agent profiles: which agent answers a turn, and how (never written here).
+            ...kvReadRights(KV_BUCKETS.agents),
           ],
         },
         subscribe: {

@@ -8,6 +8,7 @@
 //   ./approvals  talon_approvals                       (src/approvals.ts)
 //   ./routines   talon_routines, talon_routine_runs    (src/routines/)
 //   ./mcp        talon_mcp                             (src/mcp/)
+//   ./agents     talon_agents                          (src/agents/)
 //   kv.ts        liveEntry and consumer-free bucket access, for every bucket
 export * from './kv.ts';
 export * from './approvals.ts';

@@ -40,7 +40,7 @@ export interface FakeMode {
   down?: boolean;
 }
 
-abstract class FakeServer {
+export abstract class FakeServer {
   readonly calls: RecordedCall[] = [];
   mode: FakeMode = {};
   protected server!: Server;
@@ -606,10 +606,11 @@ export class FakeWebhookPeer extends FakeServer {
     return `sha256=${createHmac('sha256', secret).update(`${ts}.${raw}`).digest('hex')}`;
   }
 
-  async deliver(gatewayUrl: string, body: unknown, opts: { ts?: number; signature?: string; raw?: string } = {}) {
+  /** Signs and POSTs `body` (to /hooks/webhook, or `path`, e.g. a routine's /hooks/routine/<name>). */
+  async deliver(gatewayUrl: string, body: unknown, opts: { ts?: number; signature?: string; raw?: string; path?: string } = {}) {
     const raw = opts.raw ?? JSON.stringify(body);
     const ts = opts.ts ?? Math.floor(Date.now() / 1000);
-    return post(`${gatewayUrl}/hooks/webhook`, raw, {
+    return post(`${gatewayUrl}${opts.path ?? '/hooks/webhook'}`, raw, {
       'x-talon-timestamp': String(ts),
       'x-talon-signature': opts.signature ?? this.sign(ts, raw),
     });
@@ -704,6 +705,10 @@ export interface ChannelPlatformOptions {
   discordGateway?: boolean;
   /** Slack by Socket Mode (GATEWAY_SLACK_MODE=socket), the app-level token in the vault. */
   slackSocket?: boolean;
+  /** More loopback fakes (e.g. FakeWhatsApp) the gateway may reach: egress policy and private allowance. */
+  extraFakes?: ReadonlyArray<{ port: number }>;
+  /** More vault secrets for principal gateway: name, value, `talon secrets set` flags. */
+  extraSecrets?: ReadonlyArray<[string, string, string[]]>;
 }
 
 export const TEST_VAULT_PASSPHRASE = 'talon-test-passphrase-0123456789';
@@ -722,7 +727,11 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
   const llm = await startFakeLlm(opts.llm ?? {});
   const discordGateway = opts.discordGateway ? await startFakeDiscordGateway({ token: discord.botToken }) : undefined;
   const fakes = [telegram, slack, discord, webhook];
-  const fakePorts = [...fakes.map((f) => f.port), ...(discordGateway ? [discordGateway.port] : [])];
+  const fakePorts = [
+    ...fakes.map((f) => f.port),
+    ...(discordGateway ? [discordGateway.port] : []),
+    ...(opts.extraFakes ?? []).map((f) => f.port),
+  ];
   const dir = mkdtempSync(join(tmpdir(), 'talon-channels-'));
   const policyFile = join(dir, 'egress-policy.json');
   writeFileSync(
@@ -825,6 +834,7 @@ export async function startChannelPlatform(opts: ChannelPlatformOptions = {}): P
         ...(discordGateway
           ? [['discord_gateway_token', discord.botToken, ['--host', host(discordGateway.port), '--ws-frame']] as [string, string, string[]]]
           : []),
+        ...(opts.extraSecrets ?? []),
       ];
       for (const [name, value, flags] of secrets) {
         const r = await talon(['secrets', 'set', name, ...flags, '--principal', 'gateway'], value);

@@ -12,3 +12,6 @@ export * from './wait.ts';
 export * from './chaos.ts';
 export * from './prometheus.ts';
 export * from './fake-discord-gateway.ts';
+export * from './fake-whatsapp.ts';
+export * from './fake-matrix.ts';
+export * from './fake-mattermost.ts';

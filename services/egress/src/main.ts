@@ -35,8 +35,9 @@ runMain('egress', async () => {
   let rules: DestinationRule[] = builtinRules({
     llmBaseUrls: providerBaseUrls(modelsConfig(cfg)),
     embeddingsBaseUrl: cfg.embeddingsBaseUrl,
-    channelUrls: [cfg.telegramApiUrl, cfg.slackApiUrl, cfg.discordApiUrl, cfg.webhookCallbackUrl],
+    channelUrls: [cfg.telegramApiUrl, cfg.slackApiUrl, cfg.discordApiUrl, cfg.webhookCallbackUrl, cfg.whatsappApiUrl, cfg.mattermostUrl],
     channelGatewayUrls: [cfg.discordGatewayUrl, cfg.slackSocketUrl],
+    channelPutUrls: [cfg.matrixHomeserverUrl],
   });
   if (cfg.policyFile) {
     try {

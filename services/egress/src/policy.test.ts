@@ -64,6 +64,18 @@ describe('destination policy', () => {
     );
   });
 
+  it('allows PUT only to channels whose sends are PUTs (Matrix), for the gateway only', () => {
+    const rules = builtinRules({ channelUrls: ['https://api.telegram.org'], channelPutUrls: ['https://matrix.example.org', undefined] });
+    const put = (host: string, principal = 'gateway') =>
+      decideDestination(rules, { principal, method: 'PUT', scheme: 'https:', host, port: 443 }).allowed;
+    assert.ok(put('matrix.example.org'));
+    assert.ok(
+      decideDestination(rules, { principal: 'gateway', method: 'GET', scheme: 'https:', host: 'matrix.example.org', port: 443 }).allowed,
+    );
+    assert.ok(!put('api.telegram.org'));
+    assert.ok(!put('matrix.example.org', 'orchestrator'));
+  });
+
   it('parses TALON_EGRESS_ALLOW_PRIVATE entries', () => {
     assert.deepEqual(parseHostPort('127.0.0.1:8080'), { host: '127.0.0.1', port: 8080 });
     assert.deepEqual(parseHostPort('[::1]:80'), { host: '::1', port: 80 });

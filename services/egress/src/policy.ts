@@ -88,21 +88,24 @@ export function builtinRules(opts: {
    * the platform sends a session to resume (gateway.discord.gg → *.discord.gg).
    */
   channelGatewayUrls?: ReadonlyArray<string | undefined>;
+  /** Chat platforms whose sends are PUTs (Matrix: idempotent by transaction id): GET, POST and PUT. */
+  channelPutUrls?: ReadonlyArray<string | undefined>;
 }): DestinationRule[] {
   const rules: DestinationRule[] = [];
-  const add = (principal: string, base: string | undefined) => {
+  const add = (principal: string, base: string | undefined, methods: readonly string[] = ['GET', 'POST']) => {
     if (!base) return;
     const u = new URL(base);
     rules.push({
       principal,
       host: normalizeHost(u.hostname),
       port: u.port ? Number(u.port) : defaultPort(u.protocol),
-      methods: ['GET', 'POST'],
+      methods,
     });
   };
   for (const u of opts.llmBaseUrls ?? []) add('orchestrator', u);
   add('orchestrator', opts.embeddingsBaseUrl);
   for (const c of opts.channelUrls ?? []) add('gateway', c);
+  for (const c of opts.channelPutUrls ?? []) add('gateway', c, ['GET', 'POST', 'PUT']);
   for (const g of opts.channelGatewayUrls ?? []) {
     if (!g) continue;
     add('gateway', g);

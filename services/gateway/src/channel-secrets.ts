@@ -23,6 +23,11 @@ export type ChannelSecretSettings = Pick<
   | 'discordPublicKeySecret'
   | 'webhookSigningSecret'
   | 'webhookCallbackSecret'
+  | 'mattermostBotTokenSecret'
+  | 'matrixAccessTokenSecret'
+  | 'whatsappAccessTokenSecret'
+  | 'whatsappAppSecret'
+  | 'whatsappVerifyTokenSecret'
 >;
 
 /** The secrets of each enabled channel, in a fixed order. */
@@ -58,6 +63,14 @@ export function neededSecrets(
     webhook: [
       [cfg.webhookSigningSecret, 'GATEWAY_WEBHOOK_SIGNING_SECRET'],
       [cfg.webhookCallbackSecret, 'GATEWAY_WEBHOOK_CALLBACK_SECRET'],
+    ],
+    // The bot token fills the WebSocket upgrade's and the REST calls' Authorization header.
+    mattermost: [[cfg.mattermostBotTokenSecret, 'GATEWAY_MATTERMOST_BOT_TOKEN_SECRET']],
+    matrix: [[cfg.matrixAccessTokenSecret, 'GATEWAY_MATRIX_ACCESS_TOKEN_SECRET']],
+    whatsapp: [
+      [cfg.whatsappAccessTokenSecret, 'GATEWAY_WHATSAPP_ACCESS_TOKEN_SECRET'],
+      [cfg.whatsappAppSecret, 'GATEWAY_WHATSAPP_APP_SECRET'],
+      [cfg.whatsappVerifyTokenSecret, 'GATEWAY_WHATSAPP_VERIFY_TOKEN_SECRET'],
     ],
   };
   return channels.flatMap((channel) => of[channel].map(([secret, setting]) => ({ channel, secret, setting })));

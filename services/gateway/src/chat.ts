@@ -1,6 +1,14 @@
 // OpenAI Chat Completions request validation and response shapes. Pure.
 import { InvalidArgument } from '@talon/kit/errors';
-import { Role, type ChatMessage, type OutboundMessage } from '@talon/proto';
+import { Role, type ChatMessage, type ClientTools, type ImagePart, type OutboundMessage } from '@talon/proto';
+import {
+  DEFAULT_MAX_IMAGE_BYTES,
+  invalidField,
+  parseClientTools,
+  parseImagePart,
+  parseToolCallId,
+  parseToolCalls,
+} from './openai-parts.ts';
 
 export interface ChatRequest {
   messages: ChatMessage[];
@@ -11,6 +19,10 @@ export interface ChatRequest {
   conversationId: string;
   /** stream_options.include_usage: a last chunk carries the usage (OpenAI's streaming contract). */
   includeUsage: boolean;
+  /** The client's own function tools and tool_choice; undefined: none offered. */
+  clientTools?: ClientTools;
+  /** How many image parts the messages carry (the model must accept images). */
+  images: number;
 }
 
 const ROLES: Record<string, Role> = {
@@ -23,19 +35,26 @@ const ROLES: Record<string, Role> = {
 
 export const CONVERSATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-function contentText(content: unknown, i: number): string {
-  if (typeof content === 'string') return content;
-  if (content === null || content === undefined) return '';
-  if (Array.isArray(content)) {
-    return content
-      .map((part: unknown, j) => {
-        const p = part as { type?: unknown; text?: unknown };
-        if (p?.type === 'text' && typeof p.text === 'string') return p.text;
-        throw new InvalidArgument(`messages[${i}].content[${j}]: only text parts are supported`);
-      })
-      .join('');
-  }
-  throw new InvalidArgument(`messages[${i}].content must be a string or an array of text parts`);
+/** A message's text, and its image parts (user messages only, as OpenAI has it). */
+function contentOf(content: unknown, i: number, role: Role, maxImageBytes: number): { text: string; images: ImagePart[] } {
+  if (typeof content === 'string') return { text: content, images: [] };
+  if (content === null || content === undefined) return { text: '', images: [] };
+  if (!Array.isArray(content)) throw new InvalidArgument(`messages[${i}].content must be a string or an array of content parts`);
+  const texts: string[] = [];
+  const images: ImagePart[] = [];
+  content.forEach((part: unknown, j) => {
+    const p = part as { type?: unknown; text?: unknown; image_url?: unknown };
+    if (p?.type === 'text' && typeof p.text === 'string') texts.push(p.text);
+    else if (p?.type === 'image_url' && role === Role.ROLE_USER)
+      images.push(parseImagePart(p.image_url, `messages[${i}].content[${j}].image_url`, maxImageBytes));
+    else
+      throw invalidField(
+        `messages[${i}].content[${j}]`,
+        'only text parts, and image_url parts in user messages, are supported',
+        'invalid_argument',
+      );
+  });
+  return { text: texts.join(''), images };
 }
 
 export function parseChatRequest(
@@ -48,8 +67,12 @@ export function parseChatRequest(
      * request is its own conversation (a shared `default` mixed unrelated clients' context).
      */
     unnamedConversation: () => string;
+    /** Largest decoded data: image (GATEWAY_API_MAX_IMAGE_BYTES). */
+    maxImageBytes?: number;
   },
 ): ChatRequest {
+  const maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+  let images = 0;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidArgument('the request body must be a JSON object');
   const b = body as Record<string, unknown>;
   if (!Array.isArray(b.messages)) throw new InvalidArgument('messages is required and must be an array');
@@ -61,8 +84,15 @@ export function parseChatRequest(
     const role = typeof m.role === 'string' ? ROLES[m.role] : undefined;
     if (role === undefined) throw new InvalidArgument(`messages[${i}].role must be one of system, developer, user, assistant, tool`);
     const name = typeof m.name === 'string' ? m.name.slice(0, 64) : '';
-    return { role, content: contentText(m.content, i), name };
+    const c = contentOf(m.content, i, role, maxImageBytes);
+    images += c.images.length;
+    const toolCalls = role === Role.ROLE_ASSISTANT ? parseToolCalls(m.tool_calls, i) : [];
+    const toolCallId = role === Role.ROLE_TOOL ? parseToolCallId(m.tool_call_id, i) : '';
+    const parts =
+      toolCalls.length > 0 || toolCallId !== '' || c.images.length > 0 ? { parts: { toolCalls, toolCallId, images: c.images } } : {};
+    return { role, content: c.text, name, ...parts };
   });
+  const clientTools = parseClientTools(b.tools, b.tool_choice);
   if (!messages.some((m) => m.role === Role.ROLE_USER)) throw new InvalidArgument('messages must contain at least one user message');
   if (b.stream !== undefined && typeof b.stream !== 'boolean') throw new InvalidArgument('stream must be a boolean');
   if (b.model !== undefined && typeof b.model !== 'string') throw new InvalidArgument('model must be a string');
@@ -96,6 +126,8 @@ export function parseChatRequest(
     ...(temperature !== undefined ? { temperature } : {}),
     ...(maxTokens !== undefined ? { maxTokens } : {}),
     conversationId,
+    ...(clientTools ? { clientTools } : {}),
+    images,
   };
 }
 
@@ -107,15 +139,42 @@ function usageOf(out: OutboundMessage) {
   };
 }
 
+/** The calls of the client's tools the model asked for, in OpenAI's shape. */
+export function wireToolCalls(out: OutboundMessage) {
+  return (out.clientToolCalls?.calls ?? []).map((c) => ({
+    id: c.id,
+    type: 'function' as const,
+    function: { name: c.name, arguments: c.arguments },
+  }));
+}
+
+function messageOf(out: OutboundMessage) {
+  const calls = wireToolCalls(out);
+  if (calls.length === 0) return { role: 'assistant', content: out.content };
+  return { role: 'assistant', content: out.content === '' ? null : out.content, tool_calls: calls };
+}
+
+/**
+ * The stream chunks of a reply's tool calls (OpenAI's streaming shape): per call, one chunk
+ * with index, id, type and name, then its arguments in fragments.
+ */
+export function toolCallDeltas(out: OutboundMessage, fragmentChars = 256) {
+  return wireToolCalls(out).flatMap((c, index) => {
+    const head = { tool_calls: [{ index, id: c.id, type: 'function', function: { name: c.function.name, arguments: '' } }] };
+    const rest: Array<{ tool_calls: Array<{ index: number; function: { arguments: string } }> }> = [];
+    for (let k = 0; k < c.function.arguments.length; k += fragmentChars)
+      rest.push({ tool_calls: [{ index, function: { arguments: c.function.arguments.slice(k, k + fragmentChars) } }] });
+    return [head, ...rest];
+  });
+}
+
 export function completionBody(id: string, createdSec: number, out: OutboundMessage) {
   return {
     id,
     object: 'chat.completion',
     created: createdSec,
     model: out.model,
-    choices: [
-      { index: 0, message: { role: 'assistant', content: out.content }, finish_reason: out.finishReason || 'stop', logprobs: null },
-    ],
+    choices: [{ index: 0, message: messageOf(out), finish_reason: out.finishReason || 'stop', logprobs: null }],
     usage: usageOf(out),
   };
 }
@@ -136,7 +195,7 @@ export function chunkBody(
   id: string,
   createdSec: number,
   model: string,
-  delta: { role?: string; content?: string },
+  delta: { role?: string; content?: string } | ReturnType<typeof toolCallDeltas>[number],
   finishReason: string | null,
 ) {
   return {

@@ -1,7 +1,20 @@
 import { SECRET_NAME_PATTERN } from '@talon/kit/contracts';
 import { channelApiFields, commonFields, natsFields } from '@talon/kit/service';
 import { llmModelFields } from '@talon/kit/models';
-import { bool, int, list, loadConfig, oneOf, port, str, url, type ConfigOf } from '@talon/kit/config';
+import {
+  bool,
+  ConfigError,
+  ConfigFieldError,
+  int,
+  list,
+  loadConfig,
+  oneOf,
+  optionalStr,
+  port,
+  str,
+  url,
+  type ConfigOf,
+} from '@talon/kit/config';
 import { isIpOrCidr } from './net.ts';
 import { CHANNELS, type Channel } from './channels/types.ts';
 
@@ -52,6 +65,12 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
       min: 1000,
     }),
     maxMessages: int('GATEWAY_MAX_MESSAGES', { doc: 'Most messages accepted in one chat request.', default: 256, min: 1 }),
+    apiMaxImageBytes: int('GATEWAY_API_MAX_IMAGE_BYTES', {
+      doc: "Largest decoded data: image in an OpenAI API request (400 image_too_large above). The whole request is also bounded by GATEWAY_MAX_BODY_BYTES and NATS's 4 MiB message limit.",
+      default: 2 * 1024 * 1024,
+      min: 1024,
+      max: 3 * 1024 * 1024,
+    }),
 
     // Rate limits (token buckets; a minute's allowance may be spent at once).
     rateAddressPerMin: int('GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN', {
@@ -135,6 +154,11 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
       default: 'discord_gateway_token',
       pattern: SECRET_NAME,
     }),
+    mattermostBotTokenSecret: str('GATEWAY_MATTERMOST_BOT_TOKEN_SECRET', {
+      doc: 'Vault secret with the Mattermost bot’s access token (placement --bearer, principal gateway, host of TALON_MATTERMOST_URL): egress fills it into the WebSocket upgrade and the REST calls.',
+      default: 'mattermost_bot_token',
+      pattern: SECRET_NAME,
+    }),
     telegramMode: oneOf('GATEWAY_TELEGRAM_MODE', ['polling', 'webhook'] as const, {
       doc: 'How Telegram messages arrive. polling: the gateway long-polls getUpdates through egress (no public URL needed; a webhook set for the bot is deleted, and /hooks/telegram is refused). webhook: Telegram POSTs to /hooks/telegram (you call setWebhook with the public URL and the secret_token of GATEWAY_TELEGRAM_WEBHOOK_SECRET). Never both.',
       default: 'polling',
@@ -191,6 +215,44 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
       default: 'webhook_callback_token',
       pattern: SECRET_NAME,
     }),
+    whatsappPhoneNumberId: optionalStr('GATEWAY_WHATSAPP_PHONE_NUMBER_ID', {
+      doc: 'WhatsApp Cloud API phone number id (Meta app dashboard, WhatsApp > API Setup; not the phone number) replies are sent from; required when TALON_CHANNELS includes whatsapp. Messages to other numbers of the app are ignored.',
+      pattern: /^\d{1,32}$/,
+    }),
+    whatsappAccessTokenSecret: str('GATEWAY_WHATSAPP_ACCESS_TOKEN_SECRET', {
+      doc: 'Vault secret with the WhatsApp Cloud API access token (a system user token; placement --bearer, principal gateway, host of TALON_WHATSAPP_API_URL).',
+      default: 'whatsapp_access_token',
+      pattern: SECRET_NAME,
+    }),
+    whatsappAppSecret: str('GATEWAY_WHATSAPP_APP_SECRET', {
+      doc: 'Vault secret with the Meta app secret (verify-only): the vault checks X-Hub-Signature-256 (HMAC-SHA256 of the raw body) of /hooks/whatsapp with it.',
+      default: 'whatsapp_app_secret',
+      pattern: SECRET_NAME,
+    }),
+    whatsappVerifyTokenSecret: str('GATEWAY_WHATSAPP_VERIFY_TOKEN_SECRET', {
+      doc: 'Vault secret with the verify token typed into the Meta webhook setup (verify-only): GET /hooks/whatsapp echoes hub.challenge only when hub.verify_token matches it.',
+      default: 'whatsapp_verify_token',
+      pattern: SECRET_NAME,
+    }),
+    matrixAccessTokenSecret: str('GATEWAY_MATRIX_ACCESS_TOKEN_SECRET', {
+      doc: 'Vault secret with the Matrix bot account’s access token (placement --bearer, principal gateway, host of TALON_MATRIX_HOMESERVER_URL).',
+      default: 'matrix_access_token',
+      pattern: SECRET_NAME,
+    }),
+    matrixUserId: optionalStr('GATEWAY_MATRIX_USER_ID', {
+      doc: 'The bot’s Matrix user id (@bot:example.org), whose own messages are ignored. Unset: asked of the homeserver (account/whoami) when syncing starts.',
+      pattern: /^@[^\s:]{1,200}:[^\s]{1,255}$/,
+    }),
+    matrixAutoJoin: bool('GATEWAY_MATRIX_AUTO_JOIN', {
+      doc: 'Join rooms the bot is invited to (anyone on the federation can invite it; senders still need pairing). Off: an operator joins the bot to rooms (e.g. from a Matrix client logged in as it).',
+      default: false,
+    }),
+    matrixSyncTimeoutS: int('GATEWAY_MATRIX_SYNC_TIMEOUT_S', {
+      doc: 'Seconds one Matrix /sync long poll is held open by the homeserver when there is nothing new.',
+      default: 30,
+      min: 1,
+      max: 50,
+    }),
     replayWindowS: int('GATEWAY_WEBHOOK_REPLAY_WINDOW_S', {
       doc: 'Signed webhooks (Slack, Discord, generic) older or newer than this many seconds are refused as replays.',
       default: 300,
@@ -242,7 +304,35 @@ export function gatewaySpec(env: Record<string, string | undefined> = process.en
 export type GatewayConfig = Omit<ConfigOf<ReturnType<typeof gatewaySpec>>, 'channels'> & { readonly channels: readonly Channel[] };
 
 export function loadGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
-  return loadConfig('gateway', gatewaySpec(env), env) as GatewayConfig;
+  const cfg = loadConfig('gateway', gatewaySpec(env), env) as GatewayConfig;
+  if (cfg.channels.includes('matrix') && !cfg.matrixHomeserverUrl) {
+    throw new ConfigError('gateway', [
+      new ConfigFieldError(
+        'TALON_MATRIX_HOMESERVER_URL',
+        'is required when TALON_CHANNELS includes matrix',
+        'Set it to the homeserver’s client-server API base URL, such as https://matrix.example.org',
+      ),
+    ]);
+  }
+  if (cfg.channels.includes('whatsapp') && !cfg.whatsappPhoneNumberId) {
+    throw new ConfigError('gateway', [
+      new ConfigFieldError(
+        'GATEWAY_WHATSAPP_PHONE_NUMBER_ID',
+        'is required when TALON_CHANNELS includes whatsapp',
+        'Set it to the phone number id of the Meta app dashboard (WhatsApp > API Setup)',
+      ),
+    ]);
+  }
+  if (cfg.channels.includes('mattermost') && !cfg.mattermostUrl) {
+    throw new ConfigError('gateway', [
+      new ConfigFieldError(
+        'TALON_MATTERMOST_URL',
+        'is required when TALON_CHANNELS includes mattermost',
+        'Set it to your Mattermost server’s URL (https://chat.example.com), also in egress’s environment',
+      ),
+    ]);
+  }
+  return cfg;
 }
 
 /** The gateway's own origins, used when GATEWAY_ALLOWED_ORIGINS is empty. */

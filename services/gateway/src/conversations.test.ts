@@ -57,6 +57,7 @@ describe('conversation routes in the gateway', () => {
         messages: { messages: [{ id: 'm1', role: 'user', content: 'hi', source: 'user', createdAtMs: 5 }], nextBefore: 'n' },
         delete: { turns: 2, chunks: 2, documents: 0 },
         forget: { conversations: 1, turns: 2, chunks: 2, documents: 1 },
+        document: { documentId: 'd1', chunks: 1, changed: true },
       };
       return results[op] as never;
     };

@@ -7,14 +7,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { ERROR_TABLE, httpErrorBody, isErrorCode, openAiErrorParam, openAiErrorType, TalonError } from '@talon/kit/errors';
 import { extractRecord, SpanKind, withSpan } from '@talon/kit/telemetry';
 import { InFlight } from '@talon/kit/lifecycle';
-import { modelNotFound, resolveModel } from '@talon/kit/models';
+import { modelNotFound } from '@talon/kit/models';
 import type { Logger } from '@talon/kit/log';
 import { logMethod, logRequest, routeTemplate, UNLOGGED_PATHS } from './access-log.ts';
 import type { Api } from './api.ts';
 import { authFailures, countRequest } from './metrics.ts';
 import type { Principal } from './auth.ts';
-import { chunkBody, completionBody, parseChatRequest, usageChunkBody } from './chat.ts';
-import { isChannel, WebhookRejected, type Channel } from './channels/types.ts';
+import { chunkBody, completionBody, parseChatRequest, toolCallDeltas, usageChunkBody } from './chat.ts';
+import { HandshakeRefused, isChannel, WebhookRejected, type Channel } from './channels/types.ts';
 import { BASE_HEADERS, errorHeaders, Guard, readBody, readJson, refuseCredentialsInUrl, sendError, sendJson } from './guard.ts';
 import type { WebhookIngress } from './ingress.ts';
 import { remainder, type TurnRunner } from './turns.ts';
@@ -30,10 +30,14 @@ export interface GatewayDeps {
   channels: readonly Channel[];
   /** Enabled channels the gateway connects to itself (Telegram long polling): their webhook is off. */
   outboundChannels?: readonly Channel[];
+  /** POST /hooks/routine/<name> (routine-hooks.ts): a signed event for routines listening with --on webhook:<name>. */
+  routineHook?: (name: string, headers: IncomingMessage['headers'], raw: Buffer) => Promise<{ status: number; body: unknown }>;
   log: Logger;
   maxBodyBytes: number;
   maxWebhookBytes: number;
   maxMessages: number;
+  /** Largest decoded data: image in an OpenAI API request (GATEWAY_API_MAX_IMAGE_BYTES); default 2 MiB. */
+  maxImageBytes?: number;
   hsts: boolean;
 }
 
@@ -52,10 +56,12 @@ export class GatewayHttp {
   private readonly ingress: WebhookIngress;
   private readonly channels: readonly Channel[];
   private readonly outboundChannels: readonly Channel[];
+  private readonly routineHook: GatewayDeps['routineHook'];
   private readonly log: Logger;
   private readonly maxBodyBytes: number;
   private readonly maxWebhookBytes: number;
   private readonly maxMessages: number;
+  private readonly maxImageBytes: number | undefined;
   private readonly hsts: boolean;
   /** Counters for logs and benchmarks. */
   readonly counters = { webhooksAccepted: 0, webhooksRejected: 0, webhooksDuplicate: 0, webhooksUnpaired: 0 };
@@ -67,10 +73,12 @@ export class GatewayHttp {
     this.ingress = deps.ingress;
     this.channels = deps.channels;
     this.outboundChannels = deps.outboundChannels ?? [];
+    this.routineHook = deps.routineHook;
     this.log = deps.log;
     this.maxBodyBytes = deps.maxBodyBytes;
     this.maxWebhookBytes = deps.maxWebhookBytes;
     this.maxMessages = deps.maxMessages;
+    this.maxImageBytes = deps.maxImageBytes;
     this.hsts = deps.hsts;
     this.server = createServer(
       { requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000, maxHeaderSize: 16 * 1024 },
@@ -149,7 +157,13 @@ export class GatewayHttp {
         if (url.pathname === '/v1/models') {
           sendJson(res, 200, {
             object: 'list',
-            data: this.turns.models.models.map((m) => ({ id: m.name, object: 'model', created: 0, owned_by: 'talon' })),
+            // The models, then the agent profiles (talon agents): either may be named as `model`.
+            data: [...this.turns.models.models.map((m) => m.name), ...(await this.turns.agentNames())].map((id) => ({
+              id,
+              object: 'model',
+              created: 0,
+              owned_by: 'talon',
+            })),
           });
           return;
         }
@@ -161,7 +175,8 @@ export class GatewayHttp {
           } catch {
             /* not a name */
           }
-          if (name === '' || !resolveModel(this.turns.models, name)) throw modelNotFound(this.turns.models, name);
+          if (name === '') throw modelNotFound(this.turns.models, name);
+          await this.turns.model(name);
           sendJson(res, 200, { id: name, object: 'model', created: 0, owned_by: 'talon' });
           return;
         }
@@ -178,13 +193,25 @@ export class GatewayHttp {
 
   private async webhook(req: IncomingMessage, res: ServerResponse, url: URL, address: string): Promise<void> {
     const name = url.pathname.slice('/hooks/'.length);
+    if (name.startsWith('routine/') && this.routineHook) {
+      if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'webhooks are POSTed');
+      if (this.draining) throw new TalonError('shutting_down', 'the gateway is shutting down; retry shortly');
+      this.guard.assertNotBlocked(address);
+      const raw = await readBody(req, this.maxWebhookBytes);
+      const hook = this.routineHook;
+      const r = await this.verified('webhook', address, () => hook(name.slice('routine/'.length), req.headers, raw));
+      sendJson(res, r.status, r.body);
+      return;
+    }
     if (!isChannel(name) || !this.channels.includes(name)) {
       throw new TalonError(
         'not_found',
         `no webhook for ${name.slice(0, 32)}; enabled channels: ${this.channels.join(', ') || 'none (set TALON_CHANNELS)'}`,
       );
     }
-    if (req.method !== 'POST') throw new TalonError('method_not_allowed', 'webhooks are POSTed');
+    // A platform's subscription handshake (WhatsApp) is the one GET a webhook answers.
+    const handshake = req.method === 'GET' && this.ingress.hasHandshake(name);
+    if (req.method !== 'POST' && !handshake) throw new TalonError('method_not_allowed', 'webhooks are POSTed');
     if (this.outboundChannels.includes(name)) {
       // Never both: a second way in would deliver each message twice.
       throw new TalonError(
@@ -194,12 +221,27 @@ export class GatewayHttp {
     }
     if (this.draining) throw new TalonError('shutting_down', 'the gateway is shutting down; the platform will retry');
     this.guard.assertNotBlocked(address);
+    if (handshake) {
+      const challenge = await this.verified(name, address, () => this.ingress.handshake(name, url.searchParams));
+      req.resume();
+      res.writeHead(200, { ...BASE_HEADERS, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(challenge) });
+      res.end(challenge);
+      return;
+    }
     const raw = await readBody(req, this.maxWebhookBytes);
-    let result;
+    const result = await this.verified(name, address, () => this.ingress.handle(name, req.headers, raw));
+    if (result.outcome === 'accepted') this.counters.webhooksAccepted += 1;
+    else if (result.outcome === 'duplicate') this.counters.webhooksDuplicate += 1;
+    else if (result.outcome === 'pairing_required') this.counters.webhooksUnpaired += 1;
+    sendJson(res, result.status, result.body);
+  }
+
+  /** Runs a webhook's vault check; a refusal is counted as an auth failure of the client address and logged (throttled). */
+  private async verified<T>(name: Channel, address: string, check: () => Promise<T>): Promise<T> {
     try {
-      result = await this.ingress.handle(name, req.headers, raw);
+      return await check();
     } catch (err) {
-      if (err instanceof WebhookRejected) {
+      if (err instanceof WebhookRejected || err instanceof HandshakeRefused) {
         this.counters.webhooksRejected += 1;
         this.guard.recordAuthFailure(address);
         authFailures.add({ reason: 'webhook_signature' });
@@ -214,10 +256,6 @@ export class GatewayHttp {
       }
       throw err;
     }
-    if (result.outcome === 'accepted') this.counters.webhooksAccepted += 1;
-    else if (result.outcome === 'duplicate') this.counters.webhooksDuplicate += 1;
-    else if (result.outcome === 'pairing_required') this.counters.webhooksUnpaired += 1;
-    sendJson(res, result.status, result.body);
   }
 
   private readonly lastWarn = new Map<string, number>();
@@ -238,9 +276,10 @@ export class GatewayHttp {
       maxMessages: this.maxMessages,
       conversationHeader: typeof convHeader === 'string' ? convHeader : undefined,
       unnamedConversation: () => `api-${randomUUID()}`,
+      ...(this.maxImageBytes !== undefined ? { maxImageBytes: this.maxImageBytes } : {}),
     });
     // An unknown model is answered 404 here, before anything is queued (TurnRunner checks again).
-    const model = this.turns.model(chat.model).name;
+    const model = (await this.turns.model(chat.model)).name;
     const created = Math.floor(Date.now() / 1000);
     const parent = extractRecord(req.headers as Record<string, string>);
     const abort = new AbortController();
@@ -315,6 +354,8 @@ export class GatewayHttp {
           // Deltas lost in flight (core NATS is at-most-once) are made up from the stored reply.
           writeSse(chunkBody(completionId, created, streamModel, { content: rest }, null));
         }
+        // Calls of the client's tools arrive with the final reply; they go out as OpenAI streams them.
+        for (const delta of toolCallDeltas(out)) writeSse(chunkBody(completionId, created, streamModel, delta, null));
         writeSse(chunkBody(completionId, created, streamModel, {}, out.finishReason || 'stop'));
         if (chat.includeUsage) writeSse(usageChunkBody(completionId, created, streamModel, out));
         res.end('data: [DONE]\n\n');

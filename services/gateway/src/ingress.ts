@@ -13,7 +13,16 @@ import type { Logger } from '@talon/kit/log';
 import { InboundMessage, Role, type ChannelIdentity } from '@talon/proto';
 import type { ChannelAdapter } from './channels/index.ts';
 import { ephemeral } from './channels/discord.ts';
-import { ACCOUNT, inboundIdFor, WebhookRejected, type Channel, type HeaderBag, type InboundEvent } from './channels/types.ts';
+import { TalonError } from '@talon/kit/errors';
+import {
+  ACCOUNT,
+  HandshakeRefused,
+  inboundIdFor,
+  WebhookRejected,
+  type Channel,
+  type HeaderBag,
+  type InboundEvent,
+} from './channels/types.ts';
 import type { WebhookVerifier } from './egress-api.ts';
 import { redactMessages, type TextRedactor } from './redaction.ts';
 import type { Notifier } from './notices.ts';
@@ -83,6 +92,23 @@ export class WebhookIngress {
     if (!valid) throw new WebhookRejected(`the ${channel} webhook signature does not match`);
   }
 
+  /** Whether the channel answers a GET subscription handshake on its webhook (WhatsApp). */
+  hasHandshake(channel: Channel): boolean {
+    return this.adapters[channel].handshake !== undefined;
+  }
+
+  /**
+   * A GET subscription handshake: the challenge to echo once the vault confirms the token in the
+   * query; HandshakeRefused (403) otherwise, or an unavailable error when it cannot be checked.
+   */
+  async handshake(channel: Channel, query: URLSearchParams): Promise<string> {
+    const h = this.adapters[channel].handshake;
+    if (!h) throw new TalonError('method_not_allowed', 'webhooks are POSTed');
+    const { check, challenge } = h(query);
+    if (!(await this.verifier.verify(check))) throw new HandshakeRefused(`the ${channel} verify token does not match`);
+    return challenge;
+  }
+
   async handle(channel: Channel, headers: HeaderBag, raw: Buffer): Promise<WebhookResult> {
     await this.verify(channel, headers, raw);
     return this.accept(channel, raw);
@@ -96,7 +122,26 @@ export class WebhookIngress {
     const outcome = this.adapters[channel].parse(raw);
     if (outcome.kind === 'respond') return { status: outcome.status, body: outcome.body, outcome: 'answered' };
     if (outcome.kind === 'ignore') return { status: 200, body: { ok: true, ignored: outcome.reason }, outcome: 'ignored' };
+    if (outcome.kind === 'messages') return this.acceptBatch(outcome.events);
     return this.acceptEvent(outcome.event, { inline: true });
+  }
+
+  /**
+   * A payload carrying several messages (WhatsApp): each is a turn of its own, deduplicated by its
+   * own id. A failure (NATS down) fails the whole payload; the platform's retry then skips the
+   * messages accepted already and queues the rest.
+   */
+  private async acceptBatch(events: readonly InboundEvent[]): Promise<WebhookResult> {
+    const results: WebhookResult[] = [];
+    for (const ev of events) results.push(await this.acceptEvent(ev, { inline: true }));
+    const order = ['accepted', 'pairing_required', 'duplicate', 'ignored'] as const;
+    const outcome = order.find((o) => results.some((r) => r.outcome === o)) ?? 'ignored';
+    return {
+      status: 200,
+      body: { ok: true, messages: results.map((r) => r.outcome) },
+      outcome,
+      inboundId: results.find((r) => r.outcome === outcome)?.inboundId,
+    };
   }
 
   /**

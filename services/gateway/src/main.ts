@@ -19,8 +19,12 @@ import { adapters } from './channels/index.ts';
 import { startUnderLease } from '@talon/kit/lease';
 import { kvOffsetStore, TelegramPoller } from './channels/telegram-poller.ts';
 import { telegramLeaseKey } from './channels/telegram-poll.ts';
-import { discordLeaseKey, DiscordGatewayRunner } from './channels/discord-gateway-runner.ts';
+import { discordLeaseKey, DiscordGatewayRunner, kvSessionStore } from './channels/discord-gateway-runner.ts';
 import { SlackSocketRunner } from './channels/slack-socket-runner.ts';
+import { kvSinceStore, MatrixSyncRunner } from './channels/matrix-runner.ts';
+import { matrixLeaseKey } from './channels/matrix-sync.ts';
+import { MattermostRunner } from './channels/mattermost-runner.ts';
+import { mattermostLeaseKey } from './channels/mattermost.ts';
 import { slackLeaseKey } from './channels/slack-socket.ts';
 import { defaultOrigins, loadGatewayConfig } from './config.ts';
 import { ConversationsApi } from './conversations.ts';
@@ -30,6 +34,7 @@ import { EgressApi } from './egress-api.ts';
 import { Guard } from './guard.ts';
 import { GatewayHttp } from './http.ts';
 import { WebhookIngress } from './ingress.ts';
+import { acceptRoutineHook } from './routine-hooks.ts';
 import { originSet } from './net.ts';
 import { PlatformNotifier } from './notices.ts';
 import { ReplyRouter } from './replies.ts';
@@ -41,6 +46,7 @@ import { PairingStore } from './stores/pairing.ts';
 import { SkillCatalog } from './stores/skills.ts';
 import { UserDirectory } from './stores/users.ts';
 import { TurnRunner } from './turns.ts';
+import { AgentNames } from './agents.ts';
 import { WsGateway } from './ws.ts';
 
 runMain('gateway', async () => {
@@ -79,7 +85,8 @@ runMain('gateway', async () => {
 
   const router = new ReplyRouter(nc, log);
   router.start();
-  const turns = new TurnRunner(router, js, cfg.turnTimeoutMs, egressApi, modelsConfig(cfg));
+  // Agent profiles' names may be given as `model` too (talon agents).
+  const turns = new TurnRunner(router, js, cfg.turnTimeoutMs, egressApi, modelsConfig(cfg), new AgentNames(nc, { ttlMs: 2000, log }));
   const origins = originSet(cfg.allowedOrigins.length > 0 ? cfg.allowedOrigins : defaultOrigins(cfg.httpHost, cfg.httpPort));
   const guard = new Guard({
     tokens,
@@ -122,10 +129,12 @@ runMain('gateway', async () => {
     ingress,
     channels: cfg.channels,
     outboundChannels: pollTelegram ? ['telegram'] : [],
+    routineHook: (name, headers, raw) => acceptRoutineHook({ ingress, redactor: egressApi, js }, name, headers, raw),
     log,
     maxBodyBytes: cfg.maxBodyBytes,
     maxWebhookBytes: cfg.maxWebhookBytes,
     maxMessages: cfg.maxMessages,
+    maxImageBytes: cfg.apiMaxImageBytes,
     hsts: cfg.hsts,
   });
   const ws = new WsGateway({
@@ -200,9 +209,11 @@ runMain('gateway', async () => {
     await underLease(slackLeaseKey(cfg.slackAppTokenSecret), (term) => runner.run(term));
   }
   if (cfg.channels.includes('discord') && cfg.discordMode === 'gateway') {
+    const channelState = await openBucket(nc, KV_BUCKETS.channelState, jsm);
     const runner = new DiscordGatewayRunner({
       connect: (url) => egress.websocket(url, { maxPayload: cfg.maxWebhookBytes }),
       intake: ingress,
+      sessions: kvSessionStore(channelState.kv, cfg.discordGatewayTokenSecret),
       log,
       gatewayUrl: cfg.discordGatewayUrl,
       tokenSecret: cfg.discordGatewayTokenSecret,
@@ -210,6 +221,36 @@ runMain('gateway', async () => {
       maxBackoffMs: cfg.channelMaxBackoffMs,
     });
     await underLease(discordLeaseKey(cfg.discordGatewayTokenSecret), (term) => runner.run(term));
+  }
+  if (cfg.channels.includes('matrix') && cfg.matrixHomeserverUrl) {
+    const channelState = await openBucket(nc, KV_BUCKETS.channelState, jsm);
+    const runner = new MatrixSyncRunner({
+      egress,
+      intake: ingress,
+      since: kvSinceStore(channelState.kv, cfg.matrixAccessTokenSecret),
+      log,
+      homeserverUrl: cfg.matrixHomeserverUrl,
+      tokenSecret: cfg.matrixAccessTokenSecret,
+      ...(cfg.matrixUserId ? { userId: cfg.matrixUserId } : {}),
+      autoJoin: cfg.matrixAutoJoin,
+      timeoutS: cfg.matrixSyncTimeoutS,
+      backoffMs: cfg.channelBackoffMs,
+      maxBackoffMs: cfg.channelMaxBackoffMs,
+    });
+    await underLease(matrixLeaseKey(cfg.matrixAccessTokenSecret), (term) => runner.run(term));
+  }
+  if (cfg.channels.includes('mattermost') && cfg.mattermostUrl) {
+    const runner = new MattermostRunner({
+      egress,
+      intake: ingress,
+      log,
+      serverUrl: cfg.mattermostUrl,
+      tokenSecret: cfg.mattermostBotTokenSecret,
+      maxPayload: cfg.maxWebhookBytes,
+      backoffMs: cfg.channelBackoffMs,
+      maxBackoffMs: cfg.channelMaxBackoffMs,
+    });
+    await underLease(mattermostLeaseKey(cfg.mattermostBotTokenSecret), (term) => runner.run(term));
   }
 
   const httpPort = await listenOn(http.server, { service: 'gateway', key: 'TALON_GATEWAY_PORT', host: cfg.httpHost, port: cfg.httpPort });

@@ -16,21 +16,27 @@ export interface RedactedMessages {
   labels: string[];
 }
 
-/** The messages with every credential replaced; one egress call for all of them. */
+/**
+ * The messages with every credential replaced, in their text and in the arguments of
+ * the tool calls a client sends back; one egress call for all of them.
+ */
 export async function redactMessages(r: TextRedactor, messages: readonly ChatMessage[]): Promise<RedactedMessages> {
-  const at: number[] = [];
-  messages.forEach((m, i) => {
-    if (m.content !== '') at.push(i);
-  });
-  if (at.length === 0) return { messages: [...messages], labels: [] };
-  const results = await r.redactTexts(at.map((i) => messages[i]!.content));
+  const out = messages.map((m) =>
+    m.parts ? { ...m, parts: { ...m.parts, toolCalls: m.parts.toolCalls.map((c) => ({ ...c })) } } : { ...m },
+  );
+  const texts: Array<{ get: () => string; set: (v: string) => void }> = [];
+  for (const m of out) {
+    texts.push({ get: () => m.content, set: (v) => (m.content = v) });
+    for (const c of m.parts?.toolCalls ?? []) texts.push({ get: () => c.arguments, set: (v) => (c.arguments = v) });
+  }
+  const at = texts.filter((t) => t.get() !== '');
+  if (at.length === 0) return { messages: out, labels: [] };
+  const results = await r.redactTexts(at.map((t) => t.get()));
   if (results.length !== at.length) throw new Error(`RedactText answered ${results.length} texts for ${at.length}`);
-  const out = [...messages];
   const labels = new Set<string>();
   results.forEach((res, k) => {
     if (res.labels.length === 0) return;
-    const i = at[k]!;
-    out[i] = { ...out[i]!, content: res.text };
+    at[k]!.set(res.text);
     for (const l of res.labels) labels.add(l);
   });
   return { messages: out, labels: [...labels] };

@@ -17,6 +17,9 @@ const routine: Routine = {
   updatedAtMs: 0,
   activeSinceMs: 0,
   createdBy: 'cli:op',
+  trigger: '',
+  heartbeat: false,
+  checklist: '',
 };
 
 describe('GET /v1/routines: a routine as the web UI sees it', () => {

@@ -33,9 +33,10 @@ export function routineJson(r: Routine, runs: readonly RoutineRun[], now: number
   let next: number | undefined;
   let conversation: RoutineJson['conversation'] = null;
   try {
-    next = r.paused ? undefined : nextSlotAfter(parseSchedule(r.cron, r.timeZone), Math.max(now, r.activeSinceMs));
     const t = parseDeliver(r.deliver, r.name);
     conversation = { id: t.threadId, channel: t.channel };
+    // An event routine (trigger) has no next run.
+    next = r.paused ? undefined : nextSlotAfter(parseSchedule(r.cron, r.timeZone), Math.max(now, r.activeSinceMs));
   } catch {
     next = undefined;
   }

@@ -6,7 +6,9 @@ import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { SUBJECTS } from '@talon/kit/subjects';
 import { defaultModel, modelNotFound, resolveModel, type ModelEntry, type ModelsConfig } from '@talon/kit/models';
+import { TalonError } from '@talon/kit/errors';
 import { InboundMessage, type OutboundMessage, type StreamChunk } from '@talon/proto';
+import type { AgentNames } from './agents.ts';
 import type { Principal } from './auth.ts';
 import type { ChatRequest } from './chat.ts';
 import { redactMessages, type TextRedactor } from './redaction.ts';
@@ -47,20 +49,39 @@ export class TurnRunner {
   private readonly redactor: TextRedactor;
   /** The models clients may name (TALON_LLM_MODELS); listed by /v1/models. */
   readonly models: ModelsConfig;
+  /** Agent names clients may give as `model` (talon agents); undefined: none. */
+  private readonly agents: Pick<AgentNames, 'names'> | undefined;
 
-  constructor(router: ReplyRouter, js: JetStreamClient, timeoutMs: number, redactor: TextRedactor, models: ModelsConfig) {
+  constructor(
+    router: ReplyRouter,
+    js: JetStreamClient,
+    timeoutMs: number,
+    redactor: TextRedactor,
+    models: ModelsConfig,
+    agents?: Pick<AgentNames, 'names'>,
+  ) {
     this.router = router;
     this.js = js;
     this.timeoutMs = timeoutMs;
     this.redactor = redactor;
     this.models = models;
+    this.agents = agents;
   }
 
-  /** The model a request names ('' or "talon": the default); 404 model_not_found for any other name. */
-  model(requested: string): ModelEntry {
+  /** The agent profiles' names, listed by /v1/models after the models. */
+  async agentNames(): Promise<readonly string[]> {
+    return this.agents ? await this.agents.names() : [];
+  }
+
+  /**
+   * The model a request names ('' or "talon": the default) or an agent's name (it travels
+   * as the model; the orchestrator routes the turn to the agent); 404 model_not_found for any other name.
+   */
+  async model(requested: string): Promise<Pick<ModelEntry, 'name'>> {
     const entry = resolveModel(this.models, requested);
-    if (!entry) throw modelNotFound(this.models, requested);
-    return entry;
+    if (entry) return entry;
+    if (requested !== '' && (await this.agentNames()).includes(requested)) return { name: requested };
+    throw modelNotFound(this.models, requested);
   }
 
   async run(
@@ -71,7 +92,16 @@ export class TurnRunner {
     id: string = randomUUID(),
   ): Promise<TurnResult> {
     // No turn is queued for a model that does not exist.
-    const model = this.model(chat.model);
+    const model = await this.model(chat.model);
+    // Images only for a model configured with "vision": true (an agent's name: its provider decides).
+    const entry = resolveModel(this.models, chat.model);
+    if (chat.images > 0 && entry && !entry.vision) {
+      throw new TalonError(
+        'model_not_vision_capable',
+        `The model \`${entry.name}\` does not accept image parts; use a model configured with "vision": true (TALON_LLM_MODELS)`,
+        { param: 'messages' },
+      );
+    }
     // Before anything is queued or stored: a pasted credential never leaves the gateway.
     const clean = await redactMessages(this.redactor, chat.messages);
     const inbound: InboundMessage = {
@@ -86,6 +116,7 @@ export class TurnRunner {
       receivedAtMs: Date.now(),
       temperature: chat.temperature,
       maxTokens: chat.maxTokens,
+      ...(chat.clientTools ? { clientTools: chat.clientTools } : {}),
     };
     let settle!: (m: OutboundMessage | undefined) => void;
     const done = new Promise<OutboundMessage | undefined>((r) => (settle = r));

@@ -11,7 +11,7 @@
 // continuing it with that progress runs the parked call first (the gate is asked
 // again and now knows the decision) and goes on as if nothing happened. Time spent
 // parked does not count against the time budget.
-import type { LlmMessage, LlmRequest, LlmResult, ToolCall } from './llm/types.ts';
+import type { LlmMessage, LlmRequest, LlmResult, ToolCall, ToolChoice, ToolSpec } from './llm/types.ts';
 import type { Tool, ToolContext, ToolOutcome, ToolRegistry } from './tools/registry.ts';
 import { untrustedBlock } from './untrusted.ts';
 
@@ -103,6 +103,11 @@ export interface ToolLoopInput {
   temperature?: number;
   maxTokens?: number;
   onDelta?: (delta: string) => void;
+  /**
+   * The client's own tools (OpenAI API): offered instead of `tools`, in one model call; the
+   * calls the model asks for end the loop and are returned (finish_reason tool_calls), never run.
+   */
+  clientTools?: { specs: ToolSpec[]; choice: ToolChoice };
   /** Consulted before each valid call (approvals). Without it every call runs. */
   gate?: CallGate;
   /** Called after each call the model asked for, before the loop goes on (records, audit). */
@@ -289,12 +294,13 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
   const r = input.resume;
   const p: LoopProgress = r ? { ...r, messages: [...r.messages], usage: { ...r.usage } } : newProgress(input.messages);
   const run: LoopRun = { input, p, now, deadline: startedAt + limits.timeoutMs - p.elapsedMs };
-  const specs = input.tools.specs();
+  const client = input.clientTools;
+  const specs = client ? client.specs : input.tools.specs();
   const deltas = joinedDeltas(input.onDelta, p.text);
 
   for (;;) {
-    // Calls asked for but not answered yet: the current step's (or a parked one's).
-    for (const { call, position } of unansweredCalls(p.messages)) {
+    // Calls asked for but not answered yet: the current step's (or a parked one's). The client's are its own to run.
+    for (const { call, position } of client ? [] : unansweredCalls(p.messages)) {
       const parked = await runCall(run, call, position);
       if (parked) {
         return {
@@ -307,7 +313,7 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
       }
     }
     const step = p.steps + 1;
-    const final = specs.length === 0 || step >= limits.maxSteps || now() >= run.deadline;
+    const final = client !== undefined || specs.length === 0 || step >= limits.maxSteps || now() >= run.deadline;
     const res = await input.llm.complete(
       {
         messages: p.messages,
@@ -316,12 +322,26 @@ export async function driveToolLoop(input: ToolLoopInput): Promise<LoopOutcome> 
         ...(input.context.conversation.userId ? { user: input.context.conversation.userId } : {}),
         ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
         ...(input.maxTokens !== undefined ? { maxTokens: input.maxTokens } : {}),
-        ...(specs.length > 0 ? { tools: specs, toolChoice: final ? ('none' as const) : ('auto' as const) } : {}),
+        ...(specs.length > 0 ? { tools: specs, toolChoice: client ? client.choice : final ? ('none' as const) : ('auto' as const) } : {}),
       },
       deltas.onDelta,
     );
     absorb(p, step, res);
     if (res.content !== '') deltas.textEnded();
+    if (client && res.toolCalls.length > 0) {
+      // The client runs its tools and sends the results in its next request.
+      return {
+        status: 'done',
+        ...res,
+        content: p.text,
+        finishReason: 'tool_calls',
+        toolCalls: withUniqueIds(res.toolCalls, step),
+        usage: p.usage,
+        steps: step,
+        toolCallsRun: p.toolCallsRun,
+        messages: p.messages,
+      };
+    }
     if (final || res.toolCalls.length === 0) {
       return {
         status: 'done',

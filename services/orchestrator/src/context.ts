@@ -52,12 +52,42 @@ export function memoryBlock(h: SearchHit): string {
   });
 }
 
-function clientMessage(m: ChatMessage): LlmMessage | undefined {
+/**
+ * A client's message as the model gets it. The OpenAI API's structure is kept: an
+ * assistant message's calls of the client's tools, the tool message answering one (by
+ * its call id), a user message's images. Tool output is data: always an untrusted block.
+ */
+export function clientMessage(m: ChatMessage): LlmMessage | undefined {
   const r = roleName(m.role);
-  // Tool output is never given the authority of a user message.
-  if (r === 'tool') return { role: 'user', content: untrustedBlock('tool', m.content) };
+  const parts = m.parts;
+  if (r === 'tool') {
+    const content = untrustedBlock('tool', m.content);
+    if (parts?.toolCallId) return { role: 'tool', toolCallId: parts.toolCallId, name: m.name, content };
+    // Without a call id (an older client): never given the authority of a user message.
+    return { role: 'user', content };
+  }
+  if (r === 'assistant' && parts && parts.toolCalls.length > 0)
+    return {
+      role: 'assistant',
+      content: m.content,
+      toolCalls: parts.toolCalls.map((c) => ({ id: c.id, name: c.name, arguments: c.arguments })),
+    };
+  if (r === 'user' && parts && parts.images.length > 0)
+    return { role: 'user', content: m.content, images: parts.images.map((i) => ({ url: i.url, detail: i.detail })) };
   if (r === 'user' || r === 'assistant') return { role: r, content: m.content };
   return undefined;
+}
+
+/**
+ * A tool message whose call is not in the context (the budget dropped the assistant message
+ * that made it) would be refused by the provider: it goes as the untrusted user text it holds.
+ */
+export function pairedToolResults(messages: LlmMessage[]): LlmMessage[] {
+  const calls = new Set<string>();
+  return messages.map((m) => {
+    if (m.role === 'assistant') for (const c of m.toolCalls ?? []) calls.add(c.id);
+    return m.role === 'tool' && !calls.has(m.toolCallId) ? { role: 'user', content: m.content } : m;
+  });
 }
 
 export function assembleContext(i: ContextInput): ContextResult {
@@ -103,7 +133,7 @@ export function assembleContext(i: ContextInput): ContextResult {
     used += t;
   }
   return {
-    messages: [...head, ...memoryMessage, ...kept, ...(newest ? [newest] : [])],
+    messages: pairedToolResults([...head, ...memoryMessage, ...kept, ...(newest ? [newest] : [])]),
     memoriesUsed: blocks.length,
     turnsUsed: kept.length,
     estimatedTokens: used,

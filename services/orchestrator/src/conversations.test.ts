@@ -2,7 +2,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { SUBJECTS } from '@talon/kit/subjects';
 import { TalonError } from '@talon/kit/errors';
-import { DeleteConversationRequest, DeleteUserMemoryRequest, GetConversationMessagesRequest, ListConversationsRequest } from '@talon/proto';
+import {
+  DeleteConversationRequest,
+  DeleteUserMemoryRequest,
+  GetConversationMessagesRequest,
+  ListConversationsRequest,
+  UpsertDocumentRequest,
+} from '@talon/proto';
 import { answerConversationRequest, conversationOp, type ConversationMemory } from './conversations.ts';
 
 function fakeMemory(calls: Array<[string, unknown]>, fail?: unknown): ConversationMemory {
@@ -18,13 +24,15 @@ function fakeMemory(calls: Array<[string, unknown]>, fail?: unknown): Conversati
     conversationMessages: record('messages', { messages: [], nextBefore: '' }),
     deleteConversation: record('delete', { turns: 3, chunks: 2, documents: 1 }),
     deleteUserMemory: record('forget', { conversations: 1, turns: 3, chunks: 2, documents: 1 }),
+    upsertDocument: record('document', { documentId: 'd1', chunks: 2, changed: true }),
   };
 }
 
 describe('conversation requests in the orchestrator', () => {
-  it('knows exactly the four operations', () => {
+  it('knows exactly the five operations', () => {
     assert.equal(conversationOp(SUBJECTS.conversations('list')), 'list');
     assert.equal(conversationOp(SUBJECTS.conversations('forget')), 'forget');
+    assert.equal(conversationOp(SUBJECTS.conversations('document')), 'document');
     for (const s of ['talon.conversations.drop', 'talon.conversations.list.x', 'talon.inbound.api', 'talon.conversations.'])
       assert.equal(conversationOp(s), undefined, s);
   });
@@ -51,6 +59,21 @@ describe('conversation requests in the orchestrator', () => {
       ['delete', { conversation: conv }],
       ['forget', { userId: 'alice' }],
     ]);
+  });
+
+  it('stores an imported document for the named user, never tied to a conversation', async () => {
+    const calls: Array<[string, unknown]> = [];
+    const doc = { userId: 'alice', key: 'openclaw:MEMORY.md', title: 'MEMORY.md', content: 'likes tea', source: 'user' };
+    const data = UpsertDocumentRequest.encode({ ...doc, origin: { userId: 'alice', channel: 'api', threadId: 'x' } }).finish();
+    const { reply } = await answerConversationRequest(fakeMemory(calls), SUBJECTS.conversations('document'), data);
+    assert.deepEqual(reply, { document: { documentId: 'd1', chunks: 2, changed: true } });
+    assert.deepEqual(calls, [['document', { ...doc, origin: undefined }]]);
+    const none = UpsertDocumentRequest.encode({ ...doc, userId: '', origin: undefined }).finish();
+    assert.equal(
+      (await answerConversationRequest(fakeMemory(calls), SUBJECTS.conversations('document'), none)).reply.error?.code,
+      'invalid_argument',
+    );
+    assert.equal(calls.length, 1);
   });
 
   it('refuses requests that name no user before calling memory', async () => {

@@ -16,10 +16,14 @@ import {
   DeleteUserMemoryRequest,
   GetConversationMessagesRequest,
   ListConversationsRequest,
+  UpsertDocumentRequest,
 } from '@talon/proto';
 import type { MemoryApi } from './memory.ts';
 
-export type ConversationMemory = Pick<MemoryApi, 'listConversations' | 'conversationMessages' | 'deleteConversation' | 'deleteUserMemory'>;
+export type ConversationMemory = Pick<
+  MemoryApi,
+  'listConversations' | 'conversationMessages' | 'deleteConversation' | 'deleteUserMemory' | 'upsertDocument'
+>;
 
 const PREFIX = SUBJECTS.conversations('list').slice(0, -'list'.length);
 
@@ -34,7 +38,8 @@ type Request =
   | { op: 'list'; req: ListConversationsRequest }
   | { op: 'messages'; req: GetConversationMessagesRequest }
   | { op: 'delete'; req: DeleteConversationRequest }
-  | { op: 'forget'; req: DeleteUserMemoryRequest };
+  | { op: 'forget'; req: DeleteUserMemoryRequest }
+  | { op: 'document'; req: UpsertDocumentRequest };
 
 function requireUser(userId: string | undefined): void {
   // The asker fills this from its authenticated principal; a request without one is a bug, never "everyone".
@@ -58,11 +63,14 @@ export function decodeConversationRequest(op: ConversationOp, data: Uint8Array):
       case 'forget':
         r = { op, req: DeleteUserMemoryRequest.decode(data) };
         break;
+      case 'document':
+        r = { op, req: UpsertDocumentRequest.decode(data) };
+        break;
     }
   } catch {
     throw new InvalidArgument(`the ${op} request is not a valid protobuf message`);
   }
-  requireUser(r.op === 'list' || r.op === 'forget' ? r.req.userId : r.req.conversation?.userId);
+  requireUser(r.op === 'list' || r.op === 'forget' || r.op === 'document' ? r.req.userId : r.req.conversation?.userId);
   return r;
 }
 
@@ -76,6 +84,9 @@ async function perform(memory: ConversationMemory, r: Request): Promise<Conversa
       return { deleted: await memory.deleteConversation(r.req) };
     case 'forget':
       return { forgotten: await memory.deleteUserMemory(r.req) };
+    case 'document':
+      // An operator's import: never tied to a conversation (memory checks an origin belongs to the user anyway).
+      return { document: await memory.upsertDocument({ ...r.req, origin: undefined }) };
   }
 }
 
@@ -100,12 +111,15 @@ export interface ResponderOptions {
   nc: NatsConnection;
   memory: ConversationMemory;
   log: Logger;
+  /** A document op stored a new or changed document (routines with --on document); awaited before the answer. */
+  onDocument?: (userId: string, key: string, title: string) => Promise<void>;
 }
 
 export class ConversationResponder {
   private readonly log: ResponderOptions['log'];
   private readonly memory: ResponderOptions['memory'];
   private readonly nc: ResponderOptions['nc'];
+  private readonly onDocument: ResponderOptions['onDocument'];
   private readonly inFlight = new InFlight();
   private sub: ReturnType<NatsConnection['subscribe']> | undefined;
 
@@ -113,6 +127,7 @@ export class ConversationResponder {
     this.log = opts.log;
     this.memory = opts.memory;
     this.nc = opts.nc;
+    this.onDocument = opts.onDocument;
   }
 
   start(): void {
@@ -124,6 +139,12 @@ export class ConversationResponder {
         void this.inFlight.track(async () => {
           const started = Date.now();
           const { reply, op, err } = await answerConversationRequest(this.memory, m.subject, m.data);
+          if (op === 'document' && reply.document?.changed && this.onDocument) {
+            const d = UpsertDocumentRequest.decode(m.data);
+            await this.onDocument(d.userId, d.key, d.title).catch((e: Error) =>
+              this.log.warn({ op, err: e.message }, 'could not announce a stored document to routines'),
+            );
+          }
           try {
             m.respond(ConversationsReply.encode(reply).finish());
           } catch (e) {

@@ -39,7 +39,7 @@ export async function deliverAndRecord(
     marking = claim.write({ ...claim.turn, delivered: true }).catch(() => false);
   }
   try {
-    await withRetries(() => engine.record(inbound.conversation, t.records), opts.tries, opts.baseDelayMs);
+    await withRetries(() => engine.record(inbound, t.records), opts.tries, opts.baseDelayMs);
   } catch (err) {
     await marking;
     run.step('record_failed');

@@ -7,7 +7,8 @@ import { initTelemetry } from '@talon/kit/telemetry';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { reportPorts } from '@talon/kit/ports';
 import { runMain } from '@talon/kit/service';
-import { CONSUMERS, STREAMS } from '@talon/kit/subjects';
+import { jetstream } from '@nats-io/jetstream';
+import { CONSUMERS, STREAMS, SUBJECTS } from '@talon/kit/subjects';
 import { startInternalHttp } from '@talon/kit/internal-http';
 import { initMetrics, METRICS_PATH, observeConsumer } from '@talon/kit/metrics';
 import { remoteEmbedder } from '@talon/embed';
@@ -18,6 +19,7 @@ import { RemoteEmbeddingWorker } from './embed-worker.ts';
 import { anthropicFormat } from './llm/anthropic.ts';
 import { LlmClient } from './llm/client.ts';
 import { openaiFormat } from './llm/openai.ts';
+import { AgentBook } from './agents.ts';
 import { ModelRouter } from './llm/router.ts';
 import { ConversationResponder } from './conversations.ts';
 import { memoryClient } from './memory.ts';
@@ -27,6 +29,7 @@ import { McpToolsResponder } from './mcp/tools-responder.ts';
 import { EgressRedactor } from './redaction.ts';
 import { Recall } from './recall.ts';
 import { RoutineRunner } from './routines.ts';
+import { checklistText, documentEventBody } from './routine-events.ts';
 import { TurnResumer } from './resume.ts';
 import { SkillCatalog } from './skills/catalog.ts';
 import { SkillInvoker } from './skills/invoke.ts';
@@ -101,6 +104,8 @@ runMain('orchestrator', async () => {
     tools,
     ...(catalog ? { skills: { catalog, invoker: new SkillInvoker(nc) } } : {}),
     mcp: { catalog: mcpCatalog, connector: mcpConnector },
+    // Agent profiles (talon agents): read for every turn, cached briefly.
+    agents: new AgentBook(nc, { ttlMs: 2000, log }),
     parking: { approvals, turns, approvalTtlMs: cfg.approvalTimeoutMs },
     audit: new ToolAudit(nc, log),
     toolLimits: {
@@ -151,13 +156,23 @@ runMain('orchestrator', async () => {
     leaseMs: cfg.routineLeaseMs,
     graceMs: cfg.routineGraceMs,
     redactor,
+    // A heartbeat's checklist: the chunks of the user's document of that key that memory search finds for it.
+    checklist: async (userId, key) => checklistText(await recall.search(userId, key, { limit: 20 }), key),
   });
   await routines.open();
   await worker.start();
   resumer.start();
   if (cfg.routines) await routines.start();
   embedWorker?.start();
-  const conversations = new ConversationResponder({ nc, memory, log });
+  const conversations = new ConversationResponder({
+    nc,
+    memory,
+    log,
+    // An imported memory document fires the routines listening with --on document (TALON_EVENTS; no content).
+    onDocument: async (userId, key, title) => {
+      await jetstream(nc).publish(SUBJECTS.events('document'), documentEventBody(userId, key, title), { timeout: 5000 });
+    },
+  });
   conversations.start();
   mcpTools.start();
   const grpc = await startGrpcServer({ name: 'orchestrator', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });

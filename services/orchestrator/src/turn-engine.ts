@@ -23,6 +23,7 @@ import {
   Role,
   StreamChunk,
   type Approval,
+  type AgentProfile,
   type ConversationRef,
   type SearchHit,
   type Turn,
@@ -38,6 +39,7 @@ import {
 } from './agent-loop.ts';
 import { APPROVAL_ARGS_MAX_BYTES, approvalIdFor, buildApproval, decisionOf, type ApprovalBook, type ApprovalSubject } from './approvals.ts';
 import { assembleContext } from './context.ts';
+import { inMemoryScope, memoryConversation, offersMcpTool, offersSkill, routeInbound, type AgentBook } from './agents.ts';
 import type { ModelSelector, SelectedModel } from './llm/router.ts';
 import type { MemoryApi } from './memory.ts';
 import type { Recall } from './recall.ts';
@@ -50,6 +52,7 @@ import type { McpConnector } from './mcp/session.ts';
 import { toolAuditEvent, toolRecordTurn, type ToolAudit } from './tool-record.ts';
 import { ToolRegistry, type Tool } from './tools/registry.ts';
 import { failedTurnRecord, newUserMessage } from './turn.ts';
+import { clientToolsOf, storedAnswerText, storedUserText } from './client-tools.ts';
 import { sendAckedInBackground } from './reply-ack.ts';
 import { progressToProto, type TurnStore } from './turn-state.ts';
 import type { TurnRun } from './turn-machine.ts';
@@ -98,6 +101,8 @@ export interface EngineOptions {
   onMemoryWritten?: () => void;
   /** Egress's credential redaction (tool outputs, stored turns, a context egress refused); undefined: none. */
   redactor?: TextRedactor;
+  /** Agent profiles (talon agents); undefined: every turn is the default agent's. */
+  agents?: Pick<AgentBook, 'list' | 'get'>;
   /** Told once a reply went out by its route (a routine's run records its outcome); must not throw. */
   onReplied?: (inbound: InboundMessage, msg: OutboundMessage) => void;
 }
@@ -146,6 +151,7 @@ export class TurnEngine {
   private readonly recordTurns: EngineOptions['recordTurns'];
   private readonly redactor: EngineOptions['redactor'];
   private readonly onReplied: EngineOptions['onReplied'];
+  private readonly agents: EngineOptions['agents'];
   private readonly skills: EngineOptions['skills'];
   private readonly mcp: EngineOptions['mcp'];
   private readonly systemPrompt: EngineOptions['systemPrompt'];
@@ -169,6 +175,7 @@ export class TurnEngine {
     this.recordTurns = opts.recordTurns;
     this.redactor = opts.redactor;
     this.onReplied = opts.onReplied;
+    this.agents = opts.agents;
     this.skills = opts.skills;
     this.mcp = opts.mcp;
     this.systemPrompt = opts.systemPrompt;
@@ -181,9 +188,32 @@ export class TurnEngine {
     return this.llm.defaultModel;
   }
 
+  /**
+   * The inbound message as the agent that answers it sees it (agents.ts routeInbound):
+   * agent and memory scope set, an `@name` prefix removed. Called once, before the turn
+   * is computed, stored or recorded; unchanged without profiles.
+   */
+  async route(inbound: InboundMessage): Promise<InboundMessage> {
+    const agents = this.agents;
+    if (!agents) return inbound;
+    const list = await agents.list();
+    if (list.length === 0 && !inbound.agent) return inbound;
+    const r = routeInbound(list, inbound);
+    if (inbound.agent && !r.inbound.agent)
+      this.log.warn({ inbound_id: inbound.id, agent: inbound.agent }, 'the agent this turn names is gone; the default agent answers');
+    else if (r.inbound.agent) this.log.info({ inbound_id: inbound.id, agent: r.inbound.agent, by: r.by }, 'agent chosen');
+    return r.inbound;
+  }
+
+  /** The conversation in memory of a turn: its thread, suffixed with the agent's memory scope. */
+  memoryConversation(inbound: InboundMessage): ConversationRef | undefined {
+    return inbound.conversation ? memoryConversation(inbound.conversation, inbound.memoryScope ?? '') : undefined;
+  }
+
   /** A new turn: context from history, recall and the client's messages (phase `context`), then the loop. */
   async start(inbound: InboundMessage, attempt: number, run?: Pick<TurnRun, 'step'>): Promise<TurnOutcome> {
-    const conv = inbound.conversation;
+    const conv = this.memoryConversation(inbound);
+    const agent = await this.agents?.get(inbound.agent ?? '');
     const userMsg = newUserMessage(inbound);
     const wantHistory = conv && this.historyTurns > 0 && inbound.messages.filter((x) => x.role !== Role.ROLE_SYSTEM).length <= 1;
     const wantRecall = conv && userMsg && this.recallLimit > 0 && this.recallBudgetTokens > 0;
@@ -192,25 +222,30 @@ export class TurnEngine {
     // stores nothing twice and reads the same history.
     const userTurn =
       this.recordTurns && conv && userMsg
-        ? { id: `${inbound.id}:user`, role: 'user', source: 'user', content: userMsg.content, createdAtMs: inbound.receivedAtMs }
+        ? { id: `${inbound.id}:user`, role: 'user', source: 'user', content: storedUserText(userMsg), createdAtMs: inbound.receivedAtMs }
         : undefined;
     let history: Turn[] = [];
     let memories: SearchHit[] = [];
     if (conv && (userTurn || wantHistory || wantRecall)) {
       const recall = wantRecall
-        ? await this.recall.request(conv.userId, userMsg.content, { limit: this.recallLimit, exclude: conv })
+        ? await this.recall.request(conv.userId, userMsg.content, {
+            // An agent's scope drops other scopes' hits (below): ask for more to keep enough.
+            limit: !inbound.memoryScope ? this.recallLimit : this.recallLimit * 3,
+            exclude: conv,
+          })
         : undefined;
       const res = await withSpan('memory.begin_turn', { kind: SpanKind.CLIENT }, () =>
         this.memory.beginTurn({ conversation: conv, userTurn, historyLimit: wantHistory ? this.historyTurns : 0, recall }),
       );
       if (userTurn) this.onMemoryWritten?.();
       history = res.history;
-      memories = res.recalled;
+      // An agent recalls the turns of its own memory scope only (and the user's documents).
+      memories = res.recalled.filter((h) => inMemoryScope(h, inbound.memoryScope ?? '')).slice(0, this.recallLimit);
       // Recall is an aid, not a requirement: if it failed the turn goes on without it.
       if (res.recallFailed) this.log.warn({ inbound_id: inbound.id }, 'memory recall failed; answering without it');
     }
     const ctx = assembleContext({
-      systemPrompt: this.systemPrompt,
+      systemPrompt: agent?.systemPrompt || this.systemPrompt,
       inbound: inbound.messages,
       stored: history,
       memories,
@@ -231,11 +266,11 @@ export class TurnEngine {
     });
   }
 
-  /** The tools of a turn: built-in ones plus the skills and MCP tools approved right now. */
-  async registry(): Promise<ToolRegistry> {
+  /** The tools of a turn: built-in ones plus the skills and MCP tools approved right now (those the agent is allowed). */
+  async registry(agent?: AgentProfile): Promise<ToolRegistry> {
     const reg = new ToolRegistry();
     for (const t of this.tools) reg.register(t);
-    await this.registerMcp(reg);
+    await this.registerMcp(reg, agent);
     const skills = this.skills;
     if (!skills) return reg;
     let offered: Awaited<ReturnType<SkillCatalog['list']>> = [];
@@ -245,6 +280,7 @@ export class TurnEngine {
       this.log.warn({ err: (err as Error).message }, 'skill registry unreachable; this turn offers no skills');
     }
     for (const s of offered) {
+      if (!offersSkill(agent, s.name)) continue;
       try {
         reg.register(skillTool(s, skills.invoker));
       } catch (err) {
@@ -255,7 +291,7 @@ export class TurnEngine {
   }
 
   /** MCP tools whose listing still matches their approval (a changed one is not offered). */
-  private async registerMcp(reg: ToolRegistry): Promise<void> {
+  private async registerMcp(reg: ToolRegistry, agent: AgentProfile | undefined): Promise<void> {
     const mcp = this.mcp;
     if (!mcp) return;
     let offered: Awaited<ReturnType<McpCatalog['list']>> = [];
@@ -265,6 +301,7 @@ export class TurnEngine {
       this.log.warn({ err: (err as Error).message }, 'MCP registry unreachable; this turn offers no MCP tools');
     }
     for (const t of offered) {
+      if (!offersMcpTool(agent, t.server.name, t.tool)) continue;
       try {
         reg.register(mcpTool(t, mcp.connector, () => mcp.catalog.invalidate()));
       } catch (err) {
@@ -348,10 +385,15 @@ export class TurnEngine {
   /** Runs (or continues) the loop of a turn until it answers or parks. */
   async continue(a: ContinueArgs): Promise<TurnOutcome> {
     const conv = a.inbound.conversation;
+    const agent = await this.agents?.get(a.inbound.agent ?? '');
     // The gateway lets no unknown model through; one unknown here (configurations that differ) fails the turn.
-    const model = this.llm.select(a.inbound.model);
+    // An agent answers with its chain, under the name the client asked for when that was the agent's.
+    const model = agent
+      ? this.llm.chain(a.inbound.model === agent.name ? agent.name : agent.model, [agent.model, ...agent.failover])
+      : this.llm.select(a.inbound.model);
     // Without a conversation there is no user to act for: no tools.
-    const tools = conv ? await this.registry() : new ToolRegistry();
+    // A client that sends its own tools (OpenAI API) is offered only those: Talon's are not looked up.
+    const tools = conv && !clientToolsOf(a.inbound) ? await this.registry(agent) : new ToolRegistry();
     const stream = this.streamer(a);
     const records: Turn[] = [];
     // Credentials removed from the context after egress refused a model call (stored before redaction existed).
@@ -379,8 +421,8 @@ export class TurnEngine {
   }
 
   /** Records a turn's answer (idempotent by turn id); redacted on the way like every stored turn. */
-  record(conv: ConversationRef | undefined, turns: Turn[]): Promise<void> {
-    return this.store(conv, turns);
+  record(inbound: InboundMessage, turns: Turn[]): Promise<void> {
+    return this.store(this.memoryConversation(inbound), turns);
   }
 
   /** Tool records and answers go to memory redacted (egress's RedactText), never as the model wrote them. */
@@ -425,6 +467,7 @@ export class TurnEngine {
           context: { conversation: conv ?? NO_CONVERSATION, inboundId: inbound.id },
           limits: this.toolLimits,
           stream: inbound.stream,
+          ...(clientToolsOf(inbound) ? { clientTools: clientToolsOf(inbound) } : {}),
           ...(inbound.temperature !== undefined ? { temperature: inbound.temperature } : {}),
           ...(inbound.maxTokens !== undefined ? { maxTokens: inbound.maxTokens } : {}),
           ...(onDelta ? { onDelta } : {}),
@@ -463,7 +506,7 @@ export class TurnEngine {
     records: Turn[],
   ): Promise<TurnOutcome> {
     const { inbound } = a;
-    await this.store(inbound.conversation, records);
+    await this.store(this.memoryConversation(inbound), records);
     const approval = out.data as Approval;
     const now = Date.now();
     const turn: ParkedTurn = {
@@ -516,7 +559,13 @@ export class TurnEngine {
       this.recordTurns && conv
         ? [
             ...records,
-            { id: `${inbound.id}:assistant`, role: 'assistant', source: 'assistant', content: out.content, createdAtMs: Date.now() },
+            {
+              id: `${inbound.id}:assistant`,
+              role: 'assistant',
+              source: 'assistant',
+              content: storedAnswerText(out.content, out.toolCalls),
+              createdAtMs: Date.now(),
+            },
           ]
         : [];
     // Told after the answer (a streamed reply gets it as the remaining tail); never stored as part of the answer.
@@ -529,6 +578,7 @@ export class TurnEngine {
         // The public name the client asked for (OpenAI's clients expect it back), not the provider's.
         model: model.name,
         finishReason: out.finishReason,
+        ...(out.toolCalls.length > 0 ? { clientToolCalls: { calls: out.toolCalls } } : {}),
         usage: out.usage,
         error: undefined,
         attempt: a.attempt,

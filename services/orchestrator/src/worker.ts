@@ -38,7 +38,8 @@ import { onFailure } from './turn.ts';
 export interface WorkerOptions {
   nc: NatsConnection;
   log: Logger;
-  engine: Pick<TurnEngine, 'start' | 'outbound' | 'publish' | 'errorBody' | 'record' | 'failedRecords'>;
+  engine: Pick<TurnEngine, 'start' | 'outbound' | 'publish' | 'errorBody' | 'record' | 'failedRecords'> &
+    Partial<Pick<TurnEngine, 'route'>>;
   /** Stored turns: parked ones (a message whose turn is stored there was handled already) and obtained answers. */
   turns: Pick<TurnStore, 'get' | 'create' | 'update'>;
   /** Told when a message of a parked turn arrives again (the resumer looks at the turn). */
@@ -167,6 +168,8 @@ export class InboundWorker {
     const heartbeat = setInterval(() => m.working(), Math.max(250, Math.floor(this.ackWaitMs / 3)));
     const parent = extractHeaders(m.headers);
     try {
+      // The agent that answers (talon agents), chosen once: everything below sees its inbound message.
+      if (this.engine.route) inbound = await this.engine.route(inbound);
       await withSpan(
         'orchestrator.turn',
         { kind: SpanKind.CONSUMER, parent, attributes: { 'talon.inbound_id': inbound.id, 'talon.attempt': attempt } },

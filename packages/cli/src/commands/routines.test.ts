@@ -24,6 +24,9 @@ describe('talon routines add: the record it writes', () => {
     assert.throws(() => routineFromOptions('x', { ...base, deliver: 'telegram:' }, 0, ''), /numeric Telegram chat id/);
     assert.throws(() => routineFromOptions('x', { ...base, missed: 'never' }, 0, ''), /--missed must be skip or run-once/);
     assert.throws(() => routineFromOptions('no.dots', base, 0, ''), /routine name "no.dots" must be/);
+    assert.throws(() => routineFromOptions('x', { ...base, agent: 'Bad Agent' }, 0, ''), /--agent "Bad Agent" must be an agent's name/);
+    assert.equal(routineFromOptions('x', { ...base, agent: 'research' }, 0, '').agent, 'research');
+    assert.equal(routineFromOptions('x', base, 0, '').agent, undefined);
   });
 
   it('shows an instant in the routine’s zone and in UTC', () => {

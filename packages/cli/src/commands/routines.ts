@@ -9,6 +9,7 @@ import type { NatsConnection } from '@talon/kit/nats';
 import { RoutineRunState, type Routine, type RoutineRun } from '@talon/proto';
 import { isWrongSequence } from '@talon/records';
 import { Users } from '@talon/records/identity';
+import { AGENT_NAME_RULE, AgentProfiles, isAgentName } from '@talon/records/agents';
 import {
   checkRoutine,
   checkRoutineName,
@@ -18,6 +19,9 @@ import {
   nextSlotAfter,
   parseMissed,
   parseSchedule,
+  parseTrigger,
+  triggerString,
+  webhookEventSubject,
   RoutineRuleError,
   RoutineRuns,
   Routines,
@@ -42,19 +46,28 @@ export function showInstant(ms: number, tz: string): string {
 }
 
 export interface AddOptions {
-  cron: string;
+  /** A schedule, or else `on`: exactly one trigger per routine. */
+  cron?: string;
+  /** An event trigger: webhook:<name>, subject:talon.events.<…>, document[:<prefix>]. */
+  on?: string;
+  /** A heartbeat (with --cron): delivers only when the model reports something. */
+  heartbeat?: boolean;
+  /** The heartbeat's checklist: a memory document key of the routine's user. */
+  checklist?: string;
   tz: string;
   prompt: string;
   user: string;
   deliver: string;
   missed: string;
+  /** The agent profile that answers its runs (talon agents). */
+  agent?: string;
 }
 
 /** The routine record `add` writes; throws RoutineRuleError naming what is wrong. Pure. */
 export function routineFromOptions(name: string, o: AddOptions, now: number, by: string): Routine {
   const r: Routine = {
     name: checkRoutineName(name),
-    cron: o.cron.trim(),
+    cron: (o.cron ?? '').trim(),
     timeZone: checkTimeZone(o.tz),
     prompt: o.prompt,
     userId: o.user,
@@ -65,8 +78,16 @@ export function routineFromOptions(name: string, o: AddOptions, now: number, by:
     updatedAtMs: now,
     activeSinceMs: now,
     createdBy: by,
+    trigger: o.on === undefined ? '' : triggerString(parseTrigger(o.on)),
+    heartbeat: o.heartbeat ?? false,
+    checklist: o.checklist ?? '',
+    ...(o.agent !== undefined ? { agent: o.agent } : {}),
   };
   checkRoutine(r);
+  if (r.agent !== undefined && !isAgentName(r.agent))
+    throw new RoutineRuleError(
+      `--agent ${JSON.stringify(r.agent.slice(0, 40))} must be an agent's name (${AGENT_NAME_RULE}; see \`talon agents list\`)`,
+    );
   return r;
 }
 
@@ -75,6 +96,8 @@ export async function addRoutine(nc: NatsConnection, r: Routine): Promise<void> 
   if (!user)
     throw new CliError(`no registered user ${r.userId}: add it first with \`talon users add ${r.userId}\` (see \`talon users list\`)`);
   if (user.disabledAtMs > 0) throw new CliError(`user ${r.userId} is disabled; enable it first with \`talon users enable ${r.userId}\``);
+  if (r.agent && !(await (await new AgentProfiles(nc).open()).get(r.agent)))
+    throw new CliError(`no agent ${r.agent}: add it first with \`talon agents add ${r.agent} …\` (see \`talon agents list\`)`);
   if (!(await (await new Routines(nc).open()).create(r)))
     throw new CliError(
       `a routine named ${r.name} exists already: remove it first with \`talon routines rm ${r.name}\`, or pick another name`,
@@ -93,7 +116,7 @@ export async function listRoutines(nc: NatsConnection, runsEach: number, now = D
   for (const r of (await routines.list()).sort((a, b) => a.name.localeCompare(b.name))) {
     let next: number | undefined;
     try {
-      next = r.paused ? undefined : nextSlotAfter(parseSchedule(r.cron, r.timeZone), Math.max(now, r.activeSinceMs));
+      next = r.paused || r.trigger !== '' ? undefined : nextSlotAfter(parseSchedule(r.cron, r.timeZone), Math.max(now, r.activeSinceMs));
     } catch {
       next = undefined;
     }
@@ -150,13 +173,32 @@ export async function runNow(nc: NatsConnection, name: string, waitMs: number, n
   return undefined;
 }
 
+/** How events reach an event routine (after `add`). */
+export function triggerHint(trigger: string): string {
+  const t = parseTrigger(trigger);
+  switch (t.kind) {
+    case 'webhook':
+      return `It runs on each POST /hooks/routine/${t.name} signed like the generic webhook (X-Talon-Timestamp, X-Talon-Signature with the key named by GATEWAY_WEBHOOK_SIGNING_SECRET); events go through ${webhookEventSubject(t.name)}.`;
+    case 'subject':
+      return `It runs on each message published on ${t.subject} (admin NATS credentials; the payload is given to the turn as untrusted data).`;
+    case 'document':
+      return `It runs when a memory document${t.prefix ? ` whose key starts with ${t.prefix}` : ''} is imported for the routine’s user.`;
+    default:
+      return '';
+  }
+}
+
 function describeRun(run: RoutineRun): string {
   const state = runStateName(run.state);
-  const parts = [`  ${new Date(run.scheduledAtMs).toISOString()}  ${state.padEnd(9)}`];
+  // An event's run is keyed by the event's sequence: its time is when it was received.
+  const at = run.event ? run.requestedAtMs : run.scheduledAtMs;
+  const parts = [`  ${new Date(at).toISOString()}  ${state.padEnd(9)}`];
   if (run.firedAtMs > 0) parts.push(`fired +${run.firedAtMs - run.scheduledAtMs} ms`);
   if (run.manual) parts.push('run-now');
   if (run.missed) parts.push('missed slot, run once');
   if (run.takeovers > 0) parts.push(`taken over ${run.takeovers}×`);
+  if (run.event) parts.push(`event=${run.event}`);
+  if (run.outcome) parts.push(run.outcome === 'quiet' ? 'heartbeat: quiet (HEARTBEAT_OK)' : `heartbeat: ${run.outcome}`);
   if (run.error) parts.push(`error=${run.error}`);
   if (run.turnId) parts.push(`turn=${run.turnId}`);
   return parts.join('  ');
@@ -168,12 +210,21 @@ export function registerRoutines(program: Command): void {
     .description('turns that start on a schedule: each run is one ordinary turn of the routine’s user, fired once across orchestrators');
   routines
     .command('add')
-    .description('add a routine (checked first: cron expression, time zone, user, delivery)')
+    .description('add a routine (checked first: trigger, time zone, user, delivery)')
     .argument('<name>', '1-48 characters of a-z, 0-9, _ and -')
-    .requiredOption(
+    .option(
       '--cron <expr>',
       "when to run: 5 cron fields (minute hour day-of-month month day-of-week), e.g. '0 8 * * 1-5', or 6 with seconds first",
     )
+    .option(
+      '--on <event>',
+      'instead of --cron, run once per event: webhook:<name> (signed POST /hooks/routine/<name>), subject:talon.events.<…> (a NATS subject under talon.events.), or document[:<key prefix>] (a memory document imported for the user)',
+    )
+    .option(
+      '--heartbeat',
+      'with --cron: go through --checklist and deliver only when something needs attention (else the model answers HEARTBEAT_OK)',
+    )
+    .option('--checklist <key>', 'the heartbeat’s checklist: a memory document key of the routine’s user')
     .option('--tz <zone>', 'IANA time zone the cron expression is read in, e.g. Europe/Berlin', 'UTC')
     .requiredOption('--prompt <text>', 'the message the agent gets on every run')
     .requiredOption('--user <id>', 'the registered Talon user the routine runs as (its memory, approvals and audit)')
@@ -183,12 +234,19 @@ export function registerRoutines(program: Command): void {
       'web',
     )
     .option('--missed <policy>', 'slots missed while no orchestrator ran: skip, or run-once (the most recent one, once)', 'skip')
+    .option('--agent <name>', 'the agent profile that answers its runs (talon agents); default: the usual routing')
     .action(async (name: string, o: AddOptions) => {
       const now = Date.now();
       const r = rule(() => routineFromOptions(name, o, now, `cli:${userInfo().username}`));
       await withAdminNats((nc) => addRoutine(nc, r));
+      console.log(
+        `Routine ${r.name} added: runs as ${r.userId}${r.agent ? `, answered by agent ${r.agent}` : ''}, delivers to ${r.deliver}${r.trigger ? '' : `, missed slots: ${missedName(r.missed)}`}${r.heartbeat ? `, heartbeat over ${r.checklist} (quiet unless something needs attention)` : ''}.`,
+      );
+      if (r.trigger !== '') {
+        console.log(triggerHint(r.trigger));
+        return;
+      }
       const next = nextSlotAfter(parseSchedule(r.cron, r.timeZone), now);
-      console.log(`Routine ${r.name} added: runs as ${r.userId}, delivers to ${r.deliver}, missed slots: ${missedName(r.missed)}.`);
       console.log(next === undefined ? 'It has no future run.' : `Next run: ${showInstant(next, r.timeZone)}.`);
     });
   routines
@@ -205,8 +263,9 @@ export function registerRoutines(program: Command): void {
       }
       for (const { routine: r, next, runs } of rows) {
         const state = r.paused ? 'paused' : 'active';
+        const when = r.trigger ? `on=${r.trigger}` : `cron='${r.cron}' tz=${r.timeZone}`;
         console.log(
-          `${r.name}  ${state}  cron='${r.cron}' tz=${r.timeZone} user=${r.userId} deliver=${r.deliver} missed=${missedName(r.missed)}`,
+          `${r.name}  ${state}  ${when} user=${r.userId} deliver=${r.deliver}${r.trigger ? '' : ` missed=${missedName(r.missed)}`}${r.heartbeat ? ` heartbeat checklist=${r.checklist}` : ''}${r.agent ? ` agent=${r.agent}` : ''}`,
         );
         console.log(`  next: ${next === undefined ? '-' : showInstant(next, r.timeZone)}`);
         if (runs.length === 0) console.log('  no runs yet');

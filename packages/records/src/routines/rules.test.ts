@@ -43,6 +43,9 @@ function routine(over: Partial<Routine> = {}): Routine {
     updatedAtMs: 0,
     activeSinceMs: 0,
     createdBy: 'cli:test',
+    trigger: '',
+    heartbeat: false,
+    checklist: '',
     ...over,
   };
 }
@@ -213,6 +216,8 @@ describe('routine records', () => {
     assert.deepEqual(m.conversation, { userId: 'alice', channel: 'web', threadId: 'routine-standup' });
     assert.deepEqual(m.messages, [{ role: Role.ROLE_USER, content: 'Summarise my day', name: '' }]);
     assert.deepEqual(m.reply, { subject: SUBJECTS.keptReply, streamSubject: '', requestId: m.id });
+    assert.equal(m.agent, undefined, 'no agent: the usual routing');
+    assert.equal(routineInbound({ ...r, agent: 'research' }, parseDeliver('web', r.name), 1000, 'x', [], 2000).agent, 'research');
   });
 });
 

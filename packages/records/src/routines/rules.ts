@@ -7,19 +7,13 @@
 import { Cron } from 'croner';
 import { SUBJECTS } from '@talon/kit/subjects';
 import { MissedRunPolicy, Role, RoutineRunState, type InboundMessage, type Routine, type RoutineRun } from '@talon/proto';
+import { ROUTINE_NAME, ROUTINE_NAME_RULE, RoutineRuleError } from './names.ts';
+import { parseTrigger, type Trigger } from './events.ts';
 
-export const ROUTINE_NAME = /^[a-z0-9][a-z0-9_-]{0,47}$/;
-export const ROUTINE_NAME_RULE = '1-48 characters of a-z, 0-9, _ and -, starting with a letter or digit';
+export { ROUTINE_NAME, ROUTINE_NAME_RULE, RoutineRuleError };
 export const PROMPT_MAX_CHARS = 16_000;
 /** Runs kept per routine (older ones are purged after each firing). */
 export const RUNS_KEPT = 20;
-
-export class RoutineRuleError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RoutineRuleError';
-  }
-}
 
 export function checkRoutineName(name: string): string {
   if (!ROUTINE_NAME.test(name))
@@ -175,13 +169,28 @@ export function missedName(p: MissedRunPolicy): 'skip' | 'run-once' {
   return p === MissedRunPolicy.MISSED_RUN_POLICY_RUN_ONCE ? 'run-once' : 'skip';
 }
 
-/** Checks a whole routine record (CLI before writing it, orchestrator before firing it); returns its schedule. */
-export function checkRoutine(r: Routine): { schedule: Schedule; target: Target } {
+/**
+ * Checks a whole routine record (CLI before writing it, orchestrator before firing it); returns
+ * its schedule (a cron routine) or its event trigger — exactly one of the two.
+ */
+export function checkRoutine(r: Routine): { schedule: Schedule | undefined; trigger: Trigger; target: Target } {
   checkRoutineName(r.name);
   if (r.prompt.trim() === '') throw new RoutineRuleError('--prompt is empty; say what the agent should do on each run');
   if (r.prompt.length > PROMPT_MAX_CHARS) throw new RoutineRuleError(`--prompt is longer than ${PROMPT_MAX_CHARS} characters`);
   if (r.userId === '') throw new RoutineRuleError('--user is required: the Talon user the routine runs as');
-  return { schedule: parseSchedule(r.cron, r.timeZone), target: parseDeliver(r.deliver, r.name) };
+  const trigger = parseTrigger(r.trigger);
+  const target = parseDeliver(r.deliver, r.name);
+  if (trigger.kind !== 'cron') {
+    if (r.cron !== '') throw new RoutineRuleError('give either --cron or --on (one trigger per routine), not both');
+    if (r.heartbeat) throw new RoutineRuleError('--heartbeat runs on a schedule: give it --cron, not --on');
+    return { schedule: undefined, trigger, target };
+  }
+  if (r.cron === '') throw new RoutineRuleError('a routine needs a trigger: --cron <expr> or --on <event>');
+  if (r.heartbeat && r.checklist.trim() === '')
+    throw new RoutineRuleError('--heartbeat needs --checklist <document key>: the memory document the check goes through');
+  if (!r.heartbeat && r.checklist !== '') throw new RoutineRuleError('--checklist is for --heartbeat routines only');
+  if (r.checklist.length > 256) throw new RoutineRuleError('--checklist is longer than 256 characters');
+  return { schedule: parseSchedule(r.cron, r.timeZone), trigger, target };
 }
 
 // ---- the turn of a firing ----
@@ -218,6 +227,8 @@ export function routineInbound(
     model: '',
     receivedAtMs: nowMs,
     redacted,
+    // A routine's agent answers its runs (services/orchestrator/src/agents.ts, rule 1).
+    ...(r.agent ? { agent: r.agent } : {}),
   };
 }
 
@@ -275,6 +286,8 @@ export function newRun(
     missed: o.missed ?? false,
     takeovers: 0,
     requestedAtMs: o.requestedAtMs ?? 0,
+    event: '',
+    outcome: '',
   };
 }
 

@@ -32,6 +32,15 @@ const cfg = {
   discordPublicKeySecret: 'f',
   webhookSigningSecret: 'g',
   webhookCallbackSecret: 'h',
+  matrixHomeserverUrl: 'https://matrix.example.org',
+  matrixAccessTokenSecret: 'm',
+  whatsappApiUrl: 'https://graph.facebook.com/v21.0',
+  whatsappPhoneNumberId: '106540352242922',
+  whatsappAccessTokenSecret: 'i',
+  whatsappAppSecret: 'j',
+  whatsappVerifyTokenSecret: 'k',
+  mattermostUrl: 'https://chat.example.com',
+  mattermostBotTokenSecret: 'l',
 };
 
 function value(r: () => number, depth: number): unknown {
@@ -89,6 +98,14 @@ function value(r: () => number, depth: number): unknown {
         'bot_id',
         'subtype',
         'challenge',
+        'object',
+        'entry',
+        'changes',
+        'field',
+        'messages',
+        'contacts',
+        'wa_id',
+        'body',
         '__proto__',
         'constructor',
       ];
@@ -118,6 +135,32 @@ const TEMPLATES: Record<string, unknown> = {
     data: { name: 'ask', options: [{ name: 'q', value: 'why?' }] },
   },
   webhook: { id: 'm-1', user: 'ops', text: 'hi', source: 'ci', thread: 't1' },
+  // Matrix has no webhook (refused, ignored); its /sync answers are fuzzed in matrix.test.ts.
+  matrix: { type: 'm.room.message', sender: '@a:x', event_id: '$e', content: { msgtype: 'm.text', body: 'hi' } },
+  // Mattermost has no webhook either (refused, ignored); its WebSocket frames are tested in mattermost.test.ts.
+  mattermost: { event: 'posted', data: { channel_type: 'O', post: '{"id":"p","message":"hi"}' }, seq: 1 },
+  whatsapp: {
+    object: 'whatsapp_business_account',
+    entry: [
+      {
+        id: '1',
+        changes: [
+          {
+            field: 'messages',
+            value: {
+              messaging_product: 'whatsapp',
+              metadata: { display_phone_number: '15550001111', phone_number_id: '106540352242922' },
+              contacts: [{ profile: { name: 'Wanda' }, wa_id: '16505551234' }],
+              messages: [
+                { from: '16505551234', id: 'wamid.A1', timestamp: '1750000000', type: 'text', text: { body: 'hi' } },
+                { from: '16505551234', id: 'wamid.A2', timestamp: '1750000001', type: 'text', text: { body: 'again' } },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  },
 };
 
 /** A valid payload with a few leaves replaced by random values (reaches deep code paths). */
@@ -149,6 +192,7 @@ describe('webhook adapters under fuzzing', () => {
       'x-signature-timestamp',
       'x-talon-signature',
       'x-talon-timestamp',
+      'x-hub-signature-256',
     ];
     const outcomes = new Map<string, number>();
     for (let i = 0; i < 20_000; i++) {
@@ -177,8 +221,8 @@ describe('webhook adapters under fuzzing', () => {
       try {
         const o = a[ch].parse(raw);
         outcomes.set(`${ch}:${o.kind}`, (outcomes.get(`${ch}:${o.kind}`) ?? 0) + 1);
-        if (o.kind === 'message') {
-          const calls = a[ch].send(o.event.threadId, o.event.text, 'id-1');
+        for (const ev of o.kind === 'message' ? [o.event] : o.kind === 'messages' ? o.events : []) {
+          const calls = a[ch].send(ev.threadId, ev.text, 'id-1');
           for (const c of calls) assert.ok(c.url.startsWith('https://'));
         }
       } catch (err) {

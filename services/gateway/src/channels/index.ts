@@ -1,11 +1,14 @@
 // The adapter table: one entry per chat platform.
 import type { GatewayConfig } from '../config.ts';
 import { discordSend, discordSignature, discordVerdict, parseDiscord } from './discord.ts';
+import { mattermostSend, mattermostSignature, mattermostVerdict, parseMattermostWebhook } from './mattermost.ts';
+import { matrixSend, matrixSignature, matrixVerdict, parseMatrix } from './matrix.ts';
 import { parseSlack, slackSend, slackSignature, slackVerdict } from './slack.ts';
 import { parseTelegram, telegramSend, telegramSignature, telegramVerdict } from './telegram.ts';
 import type { ChannelSecretSettings } from '../channel-secrets.ts';
 import type { Channel, HeaderBag, PlatformCall, SendVerdict, SignatureCheck, WebhookOutcome } from './types.ts';
 import { parseWebhook, webhookSend, webhookSignature, webhookVerdict } from './webhook.ts';
+import { parseWhatsApp, whatsappSend, whatsappSignature, whatsappVerdict, whatsappVerification } from './whatsapp.ts';
 
 export interface ChannelAdapter {
   signature(headers: HeaderBag, raw: Buffer, nowS: number): SignatureCheck;
@@ -13,13 +16,23 @@ export interface ChannelAdapter {
   /** Calls that deliver `text` to `threadId`; empty when the channel has nowhere to deliver. */
   send(threadId: string, text: string, inboundId: string, error?: string): PlatformCall[];
   verdict(status: number, body: string, retryAfter?: string): SendVerdict;
+  /** A GET subscription handshake (WhatsApp): the vault's check of the query and the challenge to echo. */
+  handshake?(query: URLSearchParams): { check: SignatureCheck; challenge: string };
 }
 
 export type ChannelConfig = Pick<
   GatewayConfig,
-  'replayWindowS' | 'telegramApiUrl' | 'slackApiUrl' | 'discordApiUrl' | 'webhookCallbackUrl'
+  | 'replayWindowS'
+  | 'mattermostUrl'
+  | 'matrixHomeserverUrl'
+  | 'telegramApiUrl'
+  | 'slackApiUrl'
+  | 'discordApiUrl'
+  | 'webhookCallbackUrl'
+  | 'whatsappApiUrl'
 > &
-  ChannelSecretSettings;
+  ChannelSecretSettings &
+  Partial<Pick<GatewayConfig, 'whatsappPhoneNumberId'>>;
 
 export function adapters(c: ChannelConfig): Record<Channel, ChannelAdapter> {
   const w = c.replayWindowS;
@@ -48,6 +61,26 @@ export function adapters(c: ChannelConfig): Record<Channel, ChannelAdapter> {
       send: (t, text, id, error) =>
         c.webhookCallbackUrl ? webhookSend(c.webhookCallbackUrl, c.webhookCallbackSecret, t, text, id, error) : [],
       verdict: webhookVerdict,
+    },
+    matrix: {
+      signature: matrixSignature,
+      parse: parseMatrix,
+      send: (t, text, id) => (c.matrixHomeserverUrl ? matrixSend(c.matrixHomeserverUrl, c.matrixAccessTokenSecret, t, text, id) : []),
+      verdict: matrixVerdict,
+    },
+    whatsapp: {
+      signature: (h, raw) => whatsappSignature(h, raw, c.whatsappAppSecret),
+      parse: (raw) => parseWhatsApp(raw, c.whatsappPhoneNumberId),
+      send: (t, text) => whatsappSend(c.whatsappApiUrl, c.whatsappPhoneNumberId, c.whatsappAccessTokenSecret, t, text),
+      verdict: whatsappVerdict,
+      handshake: (q) => whatsappVerification(q, c.whatsappVerifyTokenSecret),
+    },
+    mattermost: {
+      // No webhook: posts arrive over the WebSocket API (channels/mattermost-runner.ts).
+      signature: mattermostSignature,
+      parse: parseMattermostWebhook,
+      send: (t, text, id) => (c.mattermostUrl ? mattermostSend(c.mattermostUrl, c.mattermostBotTokenSecret, t, text, id) : []),
+      verdict: mattermostVerdict,
     },
   };
 }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { TalonError } from '@talon/kit/errors';
 import type { WebhookScheme } from '@talon/proto';
 
-export const CHANNELS = ['telegram', 'slack', 'discord', 'webhook'] as const;
+export const CHANNELS = ['telegram', 'slack', 'discord', 'webhook', 'whatsapp', 'matrix', 'mattermost'] as const;
 export type Channel = (typeof CHANNELS)[number];
 
 export function isChannel(v: string): v is Channel {
@@ -30,7 +30,9 @@ export type WebhookOutcome =
   | { kind: 'respond'; status: number; body: unknown }
   /** Nothing for the agent (bot echoes, edits, joins): acknowledged and dropped. */
   | { kind: 'ignore'; reason: string }
-  | { kind: 'message'; event: InboundEvent };
+  | { kind: 'message'; event: InboundEvent }
+  /** Several messages in one payload (WhatsApp batches): each is accepted as a turn of its own. */
+  | { kind: 'messages'; events: InboundEvent[] };
 
 /** What the vault must check (through egress) before the body is believed. */
 export interface SignatureCheck {
@@ -48,9 +50,18 @@ export class WebhookRejected extends TalonError {
   }
 }
 
+/** A GET subscription handshake (WhatsApp) refused: 403, counted as an auth failure. */
+export class HandshakeRefused extends TalonError {
+  constructor(message: string) {
+    super('permission_denied', message);
+    this.name = 'HandshakeRefused';
+  }
+}
+
 /** One HTTP call to a platform through egress. Secrets appear only as {{secret:NAME}} placeholders. */
 export interface PlatformCall {
-  method: 'POST';
+  /** PUT: Matrix sends (idempotent by transaction id). */
+  method: 'POST' | 'PUT';
   url: string;
   headers: Record<string, string>;
   body: string;

@@ -1,15 +1,18 @@
 // Anthropic Messages API wire format, including tools (`tool_use` / `tool_result` blocks).
 import {
   LlmProtocolError,
+  type LlmImage,
   type LlmMessage,
   type LlmRequest,
   type LlmResult,
   type ProviderFormat,
   type StreamAccumulator,
+  type ToolChoice,
 } from './types.ts';
 
 type Block =
   | { type: 'text'; text: string }
+  | { type: 'image'; source: { type: 'base64'; media_type: string; data: string } | { type: 'url'; url: string } }
   | { type: 'tool_use'; id: string; name: string; input: unknown }
   | { type: 'tool_result'; tool_use_id: string; content: string };
 
@@ -31,10 +34,33 @@ function parseArgs(text: string): unknown {
   }
 }
 
+/** A data: URL becomes a base64 source, an https: URL a url source. */
+export function imageBlock(i: LlmImage): Block {
+  const m = /^data:(image\/[a-z]+);base64,(.*)$/s.exec(i.url);
+  return m
+    ? { type: 'image', source: { type: 'base64', media_type: m[1]!, data: m[2]! } }
+    : { type: 'image', source: { type: 'url', url: i.url } };
+}
+
+/** Anthropic's tool_choice: auto, none, any (OpenAI's required) or one tool. */
+export function anthropicToolChoice(c: ToolChoice | undefined): Record<string, string> {
+  if (c === undefined || c === 'auto') return { type: 'auto' };
+  if (c === 'none') return { type: 'none' };
+  if (c === 'required') return { type: 'any' };
+  return { type: 'tool', name: c.name };
+}
+
 function blocksOf(m: Exclude<LlmMessage, { role: 'system' }>): { role: 'user' | 'assistant'; blocks: Block[] } {
   switch (m.role) {
     case 'user':
-      return { role: 'user', blocks: [{ type: 'text', text: m.content }] };
+      return {
+        role: 'user',
+        blocks: [
+          // Images first: Anthropic's advice, and they read the text that follows them.
+          ...(m.images ?? []).map(imageBlock),
+          ...(m.content !== '' || !m.images?.length ? [{ type: 'text' as const, text: m.content }] : []),
+        ],
+      };
     case 'assistant':
       return {
         role: 'assistant',
@@ -92,7 +118,7 @@ export const anthropicFormat: ProviderFormat = {
       ...(tools.length > 0
         ? {
             tools: tools.map((t) => ({ name: t.name, description: t.description, input_schema: t.parameters })),
-            tool_choice: { type: req.toolChoice === 'none' ? 'none' : 'auto' },
+            tool_choice: anthropicToolChoice(req.toolChoice),
           }
         : {}),
     };

@@ -8,6 +8,7 @@ import {
   type ProviderFormat,
   type StreamAccumulator,
   type ToolCall,
+  type ToolChoice,
 } from './types.ts';
 
 interface WireToolCall {
@@ -41,9 +42,25 @@ function wireMessage(m: LlmMessage): Record<string, unknown> {
         : { role: 'assistant', content: m.content };
     case 'tool':
       return { role: 'tool', tool_call_id: m.toolCallId, content: m.content };
+    case 'user':
+      return m.images && m.images.length > 0
+        ? {
+            role: 'user',
+            content: [
+              ...(m.content !== '' ? [{ type: 'text', text: m.content }] : []),
+              ...m.images.map((i) => ({ type: 'image_url', image_url: { url: i.url, ...(i.detail ? { detail: i.detail } : {}) } })),
+            ],
+          }
+        : { role: 'user', content: m.content };
     default:
       return { role: m.role, content: m.content };
   }
+}
+
+/** OpenAI's tool_choice on the wire. */
+export function wireToolChoice(c: ToolChoice | undefined): unknown {
+  if (c === undefined) return 'auto';
+  return typeof c === 'string' ? c : { type: 'function', function: { name: c.name } };
 }
 
 function parseToolCalls(calls: WireToolCall[] | undefined): ToolCall[] {
@@ -76,7 +93,7 @@ export const openaiFormat: ProviderFormat = {
               type: 'function',
               function: { name: t.name, description: t.description, parameters: t.parameters },
             })),
-            tool_choice: req.toolChoice ?? 'auto',
+            tool_choice: wireToolChoice(req.toolChoice),
           }
         : {}),
     };

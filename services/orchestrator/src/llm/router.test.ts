@@ -101,4 +101,17 @@ describe('ModelRouter', () => {
       (e: unknown) => e instanceof TalonError && e.code === 'model_not_found' && /`gpt-5` does not exist/.test(e.message),
     );
   });
+  it("chains an agent's models: each model's providers in order, one failover client answering as the agent", async () => {
+    const failing = new ModelRouter(cfg, (t) => provider(t.label, [t.label === 'two' ? new LlmHttpError(500, 'down') : t.model]), log);
+    const chain = failing.chain('research', ['fast', 'smart']);
+    assert.equal(chain.name, 'research');
+    const out = await chain.complete(req);
+    assert.equal(out.content, 'm1', 'fast answered 500, smart answered');
+    assert.equal(out.provider, 'one');
+    assert.equal(failing.chain('research', ['fast', 'smart']), chain, 'built once');
+    assert.throws(
+      () => failing.chain('x', ['fast', 'gpt-5']),
+      (e: unknown) => e instanceof TalonError && e.code === 'model_not_found',
+    );
+  });
 });

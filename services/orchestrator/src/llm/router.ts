@@ -20,6 +20,11 @@ export interface ModelSelector {
   readonly defaultModel: string;
   /** The model named by a turn ('' or "talon": the default); a model_not_found TalonError when there is none. */
   select(requested: string): SelectedModel;
+  /**
+   * An agent's chain (talon agents): the providers of each named model in order, as one
+   * failover client answering as `name`; a model_not_found TalonError for an unknown model.
+   */
+  chain(name: string, models: readonly string[]): SelectedModel;
 }
 
 export type ProviderClient = Pick<LlmClient, 'complete' | 'label' | 'model'>;
@@ -72,11 +77,31 @@ export class ModelRouter implements ModelSelector {
   readonly defaultModel: string;
   private readonly cfg: ModelsConfig;
   private readonly byName: ReadonlyMap<string, FailoverClient>;
+  private readonly providers: ReadonlyMap<string, readonly ProviderClient[]>;
+  private readonly chains = new Map<string, FailoverClient>();
+  private readonly log: Pick<Logger, 'info' | 'warn'>;
 
   constructor(cfg: ModelsConfig, client: (target: ModelTarget) => ProviderClient, log: Pick<Logger, 'info' | 'warn'>) {
     this.cfg = cfg;
+    this.log = log;
     this.defaultModel = defaultModel(cfg).name;
-    this.byName = new Map(cfg.models.map((m) => [m.name, new FailoverClient(m.name, m.targets.map(client), log)]));
+    this.providers = new Map(cfg.models.map((m) => [m.name, m.targets.map(client)]));
+    this.byName = new Map(cfg.models.map((m) => [m.name, new FailoverClient(m.name, this.providers.get(m.name)!, log)]));
+  }
+
+  chain(name: string, models: readonly string[]): SelectedModel {
+    const key = JSON.stringify([name, ...models]);
+    const known = this.chains.get(key);
+    if (known) return known;
+    const providers = models.flatMap((m) => {
+      const entry = resolveModel(this.cfg, m);
+      if (!entry) throw modelNotFound(this.cfg, m);
+      return this.providers.get(entry.name)!;
+    });
+    const c = new FailoverClient(name, providers, this.log);
+    if (this.chains.size > 256) this.chains.clear();
+    this.chains.set(key, c);
+    return c;
   }
 
   select(requested: string): SelectedModel {
@@ -89,5 +114,5 @@ export class ModelRouter implements ModelSelector {
 /** One client for a turn engine with a single model (tests, benchmarks): every name resolves to it. */
 export function singleModel(llm: CompletionClient, name = 'test-model'): ModelSelector {
   const selected: SelectedModel = { name, complete: (req, onDelta, signal) => llm.complete(req, onDelta, signal) };
-  return { defaultModel: name, select: () => selected };
+  return { defaultModel: name, select: () => selected, chain: () => selected };
 }

@@ -13,9 +13,19 @@ export interface ToolSpec {
   parameters: Record<string, unknown>;
 }
 
+/** An image of a user message: a data: URL (base64) or an https: URL the provider fetches. */
+export interface LlmImage {
+  url: string;
+  /** OpenAI's detail (auto, low, high); '' when not given. */
+  detail: string;
+}
+
+/** OpenAI's tool_choice: a function name forces that tool. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
+
 export type LlmMessage =
   | { role: 'system'; content: string }
-  | { role: 'user'; content: string }
+  | { role: 'user'; content: string; images?: LlmImage[] }
   | { role: 'assistant'; content: string; toolCalls?: ToolCall[] }
   /** A tool's output; content is already wrapped as untrusted data. */
   | { role: 'tool'; toolCallId: string; name: string; content: string };
@@ -28,7 +38,7 @@ export interface LlmRequest {
   maxTokens?: number;
   tools?: ToolSpec[];
   /** `none` keeps tools declared (history may reference them) but asks for a text answer. */
-  toolChoice?: 'auto' | 'none';
+  toolChoice?: ToolChoice;
   /** The Talon user the call is made for: told to egress for its record (x-talon-user), never sent to the provider. */
   user?: string;
 }

@@ -63,6 +63,39 @@ export interface ChatMessage {
   role: Role;
   content: string;
   name: string;
+  /** What an OpenAI API message carries besides text; unset for every other message. */
+  parts?: MessageParts | undefined;
+}
+
+export interface MessageParts {
+  /** An assistant message's calls of the client's tools, as the client sent them back. */
+  toolCalls: ClientToolCall[];
+  /** A tool message: the call it answers (OpenAI `tool_call_id`). */
+  toolCallId: string;
+  /** Image parts of a user message (OpenAI `image_url`), after its text. Never stored in memory. */
+  images: ImagePart[];
+}
+
+/** An image a client sent: a data: URL (base64, checked and size-capped by the gateway) or an https: URL. */
+export interface ImagePart {
+  url: string;
+  /** OpenAI `detail`: auto, low or high; empty: not given. */
+  detail: string;
+}
+
+/** A tool the client offers the model (OpenAI function tool); Talon never runs it. */
+export interface ClientTool {
+  name: string;
+  description: string;
+  /** JSON Schema of the arguments object, as JSON text. */
+  parametersJson: string;
+}
+
+/** A call of a client tool asked for by the model; arguments are the model's raw (untrusted) JSON text. */
+export interface ClientToolCall {
+  id: string;
+  name: string;
+  arguments: string;
 }
 
 /** Published by the gateway on JetStream subject talon.inbound.<channel>. */
@@ -93,6 +126,31 @@ export interface InboundMessage {
    * The orchestrator tells the user in its reply.
    */
   redacted: string[];
+  /**
+   * The agent profile (talon_agents) that answers: set by a routine with an agent, else
+   * by the orchestrator's routing before the turn runs (empty: the default agent).
+   */
+  agent?:
+    | string
+    | undefined;
+  /**
+   * The agent's memory scope (its own name, or the agent it shares memory with): its
+   * turns are kept in the conversation's thread suffixed `+agent:<scope>`. Set with `agent`.
+   */
+  memoryScope?:
+    | string
+    | undefined;
+  /**
+   * The client's own tools (OpenAI API `tools`): when set, only these are offered and a call
+   * of one ends the turn with the calls returned to the client (Talon's tools are not offered).
+   */
+  clientTools?: ClientTools | undefined;
+}
+
+export interface ClientTools {
+  tools: ClientTool[];
+  /** OpenAI `tool_choice`: auto, none, required, or function:<name>; empty: auto. */
+  choice: string;
 }
 
 export interface Usage {
@@ -117,6 +175,12 @@ export interface OutboundMessage {
   createdAtMs: number;
   /** JetStream delivery attempt that produced this reply (1 = first). */
   attempt: number;
+  /** Calls of the client's tools the model asked for (finish_reason tool_calls); the client runs them. */
+  clientToolCalls?: ClientToolCalls | undefined;
+}
+
+export interface ClientToolCalls {
+  calls: ClientToolCall[];
 }
 
 export interface ErrorInfo {
@@ -155,7 +219,7 @@ export interface DeliveryRecord {
 }
 
 function createBaseChatMessage(): ChatMessage {
-  return { role: 0, content: "", name: "" };
+  return { role: 0, content: "", name: "", parts: undefined };
 }
 
 export const ChatMessage: MessageFns<ChatMessage> = {
@@ -168,6 +232,9 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     }
     if (message.name !== "") {
       writer.uint32(26).string(message.name);
+    }
+    if (message.parts !== undefined) {
+      MessageParts.encode(message.parts, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -209,6 +276,14 @@ export const ChatMessage: MessageFns<ChatMessage> = {
             message.name = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.parts = MessageParts.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -226,6 +301,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
       role: isSet(object.role) ? roleFromJSON(object.role) : 0,
       content: isSet(object.content) ? globalThis.String(object.content) : "",
       name: isSet(object.name) ? globalThis.String(object.name) : "",
+      parts: isSet(object.parts) ? MessageParts.fromJSON(object.parts) : undefined,
     };
   },
 
@@ -240,6 +316,9 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     if (message.name !== "") {
       obj.name = message.name;
     }
+    if (message.parts !== undefined) {
+      obj.parts = MessageParts.toJSON(message.parts);
+    }
     return obj;
   },
 
@@ -251,6 +330,409 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     message.role = object.role ?? 0;
     message.content = object.content ?? "";
     message.name = object.name ?? "";
+    message.parts = (object.parts !== undefined && object.parts !== null)
+      ? MessageParts.fromPartial(object.parts)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMessageParts(): MessageParts {
+  return { toolCalls: [], toolCallId: "", images: [] };
+}
+
+export const MessageParts: MessageFns<MessageParts> = {
+  encode(message: MessageParts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.toolCalls) {
+      ClientToolCall.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.toolCallId !== "") {
+      writer.uint32(18).string(message.toolCallId);
+    }
+    for (const v of message.images) {
+      ImagePart.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MessageParts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMessageParts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.toolCalls.push(ClientToolCall.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.toolCallId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.images.push(ImagePart.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MessageParts {
+    return {
+      toolCalls: globalThis.Array.isArray(object?.toolCalls)
+        ? object.toolCalls.map((e: any) => ClientToolCall.fromJSON(e))
+        : globalThis.Array.isArray(object?.tool_calls)
+        ? object.tool_calls.map((e: any) => ClientToolCall.fromJSON(e))
+        : [],
+      toolCallId: isSet(object.toolCallId)
+        ? globalThis.String(object.toolCallId)
+        : isSet(object.tool_call_id)
+        ? globalThis.String(object.tool_call_id)
+        : "",
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => ImagePart.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: MessageParts): unknown {
+    const obj: any = {};
+    if (message.toolCalls?.length) {
+      obj.toolCalls = message.toolCalls.map((e) => ClientToolCall.toJSON(e));
+    }
+    if (message.toolCallId !== "") {
+      obj.toolCallId = message.toolCallId;
+    }
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => ImagePart.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MessageParts>): MessageParts {
+    return MessageParts.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MessageParts>): MessageParts {
+    const message = createBaseMessageParts();
+    message.toolCalls = object.toolCalls?.map((e) => ClientToolCall.fromPartial(e)) || [];
+    message.toolCallId = object.toolCallId ?? "";
+    message.images = object.images?.map((e) => ImagePart.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseImagePart(): ImagePart {
+  return { url: "", detail: "" };
+}
+
+export const ImagePart: MessageFns<ImagePart> = {
+  encode(message: ImagePart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.url !== "") {
+      writer.uint32(10).string(message.url);
+    }
+    if (message.detail !== "") {
+      writer.uint32(18).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImagePart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImagePart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImagePart {
+    return {
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: ImagePart): unknown {
+    const obj: any = {};
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImagePart>): ImagePart {
+    return ImagePart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImagePart>): ImagePart {
+    const message = createBaseImagePart();
+    message.url = object.url ?? "";
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseClientTool(): ClientTool {
+  return { name: "", description: "", parametersJson: "" };
+}
+
+export const ClientTool: MessageFns<ClientTool> = {
+  encode(message: ClientTool, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.description !== "") {
+      writer.uint32(18).string(message.description);
+    }
+    if (message.parametersJson !== "") {
+      writer.uint32(26).string(message.parametersJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClientTool {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClientTool();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.parametersJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClientTool {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      description: isSet(object.description) ? globalThis.String(object.description) : "",
+      parametersJson: isSet(object.parametersJson)
+        ? globalThis.String(object.parametersJson)
+        : isSet(object.parameters_json)
+        ? globalThis.String(object.parameters_json)
+        : "",
+    };
+  },
+
+  toJSON(message: ClientTool): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.description !== "") {
+      obj.description = message.description;
+    }
+    if (message.parametersJson !== "") {
+      obj.parametersJson = message.parametersJson;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClientTool>): ClientTool {
+    return ClientTool.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClientTool>): ClientTool {
+    const message = createBaseClientTool();
+    message.name = object.name ?? "";
+    message.description = object.description ?? "";
+    message.parametersJson = object.parametersJson ?? "";
+    return message;
+  },
+};
+
+function createBaseClientToolCall(): ClientToolCall {
+  return { id: "", name: "", arguments: "" };
+}
+
+export const ClientToolCall: MessageFns<ClientToolCall> = {
+  encode(message: ClientToolCall, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.arguments !== "") {
+      writer.uint32(26).string(message.arguments);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClientToolCall {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClientToolCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.arguments = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClientToolCall {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      arguments: isSet(object.arguments) ? globalThis.String(object.arguments) : "",
+    };
+  },
+
+  toJSON(message: ClientToolCall): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.arguments !== "") {
+      obj.arguments = message.arguments;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClientToolCall>): ClientToolCall {
+    return ClientToolCall.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClientToolCall>): ClientToolCall {
+    const message = createBaseClientToolCall();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.arguments = object.arguments ?? "";
     return message;
   },
 };
@@ -267,6 +749,9 @@ function createBaseInboundMessage(): InboundMessage {
     temperature: undefined,
     maxTokens: undefined,
     redacted: [],
+    agent: undefined,
+    memoryScope: undefined,
+    clientTools: undefined,
   };
 }
 
@@ -301,6 +786,15 @@ export const InboundMessage: MessageFns<InboundMessage> = {
     }
     for (const v of message.redacted) {
       writer.uint32(82).string(v!);
+    }
+    if (message.agent !== undefined) {
+      writer.uint32(90).string(message.agent);
+    }
+    if (message.memoryScope !== undefined) {
+      writer.uint32(98).string(message.memoryScope);
+    }
+    if (message.clientTools !== undefined) {
+      ClientTools.encode(message.clientTools, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -398,6 +892,30 @@ export const InboundMessage: MessageFns<InboundMessage> = {
             message.redacted.push(reader.string());
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.agent = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.memoryScope = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.clientTools = ClientTools.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -434,6 +952,17 @@ export const InboundMessage: MessageFns<InboundMessage> = {
       redacted: globalThis.Array.isArray(object?.redacted)
         ? object.redacted.map((e: any) => globalThis.String(e))
         : [],
+      agent: isSet(object.agent) ? globalThis.String(object.agent) : undefined,
+      memoryScope: isSet(object.memoryScope)
+        ? globalThis.String(object.memoryScope)
+        : isSet(object.memory_scope)
+        ? globalThis.String(object.memory_scope)
+        : undefined,
+      clientTools: isSet(object.clientTools)
+        ? ClientTools.fromJSON(object.clientTools)
+        : isSet(object.client_tools)
+        ? ClientTools.fromJSON(object.client_tools)
+        : undefined,
     };
   },
 
@@ -469,6 +998,15 @@ export const InboundMessage: MessageFns<InboundMessage> = {
     if (message.redacted?.length) {
       obj.redacted = message.redacted;
     }
+    if (message.agent !== undefined) {
+      obj.agent = message.agent;
+    }
+    if (message.memoryScope !== undefined) {
+      obj.memoryScope = message.memoryScope;
+    }
+    if (message.clientTools !== undefined) {
+      obj.clientTools = ClientTools.toJSON(message.clientTools);
+    }
     return obj;
   },
 
@@ -491,6 +1029,96 @@ export const InboundMessage: MessageFns<InboundMessage> = {
     message.temperature = object.temperature ?? undefined;
     message.maxTokens = object.maxTokens ?? undefined;
     message.redacted = object.redacted?.map((e) => e) || [];
+    message.agent = object.agent ?? undefined;
+    message.memoryScope = object.memoryScope ?? undefined;
+    message.clientTools = (object.clientTools !== undefined && object.clientTools !== null)
+      ? ClientTools.fromPartial(object.clientTools)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseClientTools(): ClientTools {
+  return { tools: [], choice: "" };
+}
+
+export const ClientTools: MessageFns<ClientTools> = {
+  encode(message: ClientTools, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tools) {
+      ClientTool.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.choice !== "") {
+      writer.uint32(18).string(message.choice);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClientTools {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClientTools();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tools.push(ClientTool.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.choice = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClientTools {
+    return {
+      tools: globalThis.Array.isArray(object?.tools) ? object.tools.map((e: any) => ClientTool.fromJSON(e)) : [],
+      choice: isSet(object.choice) ? globalThis.String(object.choice) : "",
+    };
+  },
+
+  toJSON(message: ClientTools): unknown {
+    const obj: any = {};
+    if (message.tools?.length) {
+      obj.tools = message.tools.map((e) => ClientTool.toJSON(e));
+    }
+    if (message.choice !== "") {
+      obj.choice = message.choice;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClientTools>): ClientTools {
+    return ClientTools.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClientTools>): ClientTools {
+    const message = createBaseClientTools();
+    message.tools = object.tools?.map((e) => ClientTool.fromPartial(e)) || [];
+    message.choice = object.choice ?? "";
     return message;
   },
 };
@@ -620,6 +1248,7 @@ function createBaseOutboundMessage(): OutboundMessage {
     error: undefined,
     createdAtMs: 0,
     attempt: 0,
+    clientToolCalls: undefined,
   };
 }
 
@@ -654,6 +1283,9 @@ export const OutboundMessage: MessageFns<OutboundMessage> = {
     }
     if (message.attempt !== 0) {
       writer.uint32(80).uint32(message.attempt);
+    }
+    if (message.clientToolCalls !== undefined) {
+      ClientToolCalls.encode(message.clientToolCalls, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -751,6 +1383,14 @@ export const OutboundMessage: MessageFns<OutboundMessage> = {
             message.attempt = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.clientToolCalls = ClientToolCalls.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -791,6 +1431,11 @@ export const OutboundMessage: MessageFns<OutboundMessage> = {
         ? globalThis.Number(object.created_at_ms)
         : 0,
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      clientToolCalls: isSet(object.clientToolCalls)
+        ? ClientToolCalls.fromJSON(object.clientToolCalls)
+        : isSet(object.client_tool_calls)
+        ? ClientToolCalls.fromJSON(object.client_tool_calls)
+        : undefined,
     };
   },
 
@@ -826,6 +1471,9 @@ export const OutboundMessage: MessageFns<OutboundMessage> = {
     if (message.attempt !== 0) {
       obj.attempt = Math.round(message.attempt);
     }
+    if (message.clientToolCalls !== undefined) {
+      obj.clientToolCalls = ClientToolCalls.toJSON(message.clientToolCalls);
+    }
     return obj;
   },
 
@@ -848,6 +1496,78 @@ export const OutboundMessage: MessageFns<OutboundMessage> = {
       : undefined;
     message.createdAtMs = object.createdAtMs ?? 0;
     message.attempt = object.attempt ?? 0;
+    message.clientToolCalls = (object.clientToolCalls !== undefined && object.clientToolCalls !== null)
+      ? ClientToolCalls.fromPartial(object.clientToolCalls)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseClientToolCalls(): ClientToolCalls {
+  return { calls: [] };
+}
+
+export const ClientToolCalls: MessageFns<ClientToolCalls> = {
+  encode(message: ClientToolCalls, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.calls) {
+      ClientToolCall.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClientToolCalls {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClientToolCalls();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.calls.push(ClientToolCall.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClientToolCalls {
+    return {
+      calls: globalThis.Array.isArray(object?.calls) ? object.calls.map((e: any) => ClientToolCall.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ClientToolCalls): unknown {
+    const obj: any = {};
+    if (message.calls?.length) {
+      obj.calls = message.calls.map((e) => ClientToolCall.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ClientToolCalls>): ClientToolCalls {
+    return ClientToolCalls.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ClientToolCalls>): ClientToolCalls {
+    const message = createBaseClientToolCalls();
+    message.calls = object.calls?.map((e) => ClientToolCall.fromPartial(e)) || [];
     return message;
   },
 };

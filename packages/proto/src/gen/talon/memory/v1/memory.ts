@@ -306,7 +306,9 @@ export interface DeleteUserMemoryResponse {
  * orchestrator answers by calling this service. The request payload is the
  * request message of the op (list: ListConversationsRequest, messages:
  * GetConversationMessagesRequest, delete: DeleteConversationRequest, forget:
- * DeleteUserMemoryRequest); the reply is always a ConversationsReply.
+ * DeleteUserMemoryRequest, document: UpsertDocumentRequest, the operator CLI's
+ * `talon import` only: the gateway may not publish it); the reply is always a
+ * ConversationsReply.
  */
 export interface ConversationsReply {
   /** Stable code (not_found, invalid_argument, unavailable...) and a message for the caller. */
@@ -315,6 +317,7 @@ export interface ConversationsReply {
   messages?: GetConversationMessagesResponse | undefined;
   deleted?: DeleteConversationResponse | undefined;
   forgotten?: DeleteUserMemoryResponse | undefined;
+  document?: UpsertDocumentResponse | undefined;
 }
 
 function createBaseTurn(): Turn {
@@ -3871,7 +3874,14 @@ export const DeleteUserMemoryResponse: MessageFns<DeleteUserMemoryResponse> = {
 };
 
 function createBaseConversationsReply(): ConversationsReply {
-  return { error: undefined, list: undefined, messages: undefined, deleted: undefined, forgotten: undefined };
+  return {
+    error: undefined,
+    list: undefined,
+    messages: undefined,
+    deleted: undefined,
+    forgotten: undefined,
+    document: undefined,
+  };
 }
 
 export const ConversationsReply: MessageFns<ConversationsReply> = {
@@ -3890,6 +3900,9 @@ export const ConversationsReply: MessageFns<ConversationsReply> = {
     }
     if (message.forgotten !== undefined) {
       DeleteUserMemoryResponse.encode(message.forgotten, writer.uint32(42).fork()).join();
+    }
+    if (message.document !== undefined) {
+      UpsertDocumentResponse.encode(message.document, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -3947,6 +3960,14 @@ export const ConversationsReply: MessageFns<ConversationsReply> = {
             message.forgotten = DeleteUserMemoryResponse.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.document = UpsertDocumentResponse.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3966,6 +3987,7 @@ export const ConversationsReply: MessageFns<ConversationsReply> = {
       messages: isSet(object.messages) ? GetConversationMessagesResponse.fromJSON(object.messages) : undefined,
       deleted: isSet(object.deleted) ? DeleteConversationResponse.fromJSON(object.deleted) : undefined,
       forgotten: isSet(object.forgotten) ? DeleteUserMemoryResponse.fromJSON(object.forgotten) : undefined,
+      document: isSet(object.document) ? UpsertDocumentResponse.fromJSON(object.document) : undefined,
     };
   },
 
@@ -3985,6 +4007,9 @@ export const ConversationsReply: MessageFns<ConversationsReply> = {
     }
     if (message.forgotten !== undefined) {
       obj.forgotten = DeleteUserMemoryResponse.toJSON(message.forgotten);
+    }
+    if (message.document !== undefined) {
+      obj.document = UpsertDocumentResponse.toJSON(message.document);
     }
     return obj;
   },
@@ -4008,6 +4033,9 @@ export const ConversationsReply: MessageFns<ConversationsReply> = {
       : undefined;
     message.forgotten = (object.forgotten !== undefined && object.forgotten !== null)
       ? DeleteUserMemoryResponse.fromPartial(object.forgotten)
+      : undefined;
+    message.document = (object.document !== undefined && object.document !== null)
+      ? UpsertDocumentResponse.fromPartial(object.document)
       : undefined;
     return message;
   },

@@ -150,6 +150,22 @@ export interface Routine {
   activeSinceMs: number;
   /** "cli:<os user>". */
   createdBy: string;
+  /** The agent profile (talon_agents) that answers its runs; unset: the usual routing. */
+  agent?:
+    | string
+    | undefined;
+  /**
+   * An event trigger instead of `cron` (empty: the cron schedule): "webhook:<name>",
+   * "subject:talon.events.<…>" or "document[:<key prefix>]". Each event fires one turn.
+   */
+  trigger: string;
+  /**
+   * A heartbeat (cron only): the turn reads the checklist and answers HEARTBEAT_OK when
+   * nothing needs attention; only any other answer is delivered.
+   */
+  heartbeat: boolean;
+  /** The memory document key of a heartbeat's checklist (the routine's user's). */
+  checklist: string;
 }
 
 /**
@@ -180,6 +196,10 @@ export interface RoutineRun {
   /** Claims taken over from a replica whose lease lapsed. */
   takeovers: number;
   requestedAtMs: number;
+  /** A run fired by an event: the event's id (its TALON_EVENTS sequence is scheduled_at_ms). */
+  event: string;
+  /** A heartbeat's outcome once answered: "delivered" or "quiet". */
+  outcome: string;
 }
 
 function createBaseRoutine(): Routine {
@@ -196,6 +216,10 @@ function createBaseRoutine(): Routine {
     updatedAtMs: 0,
     activeSinceMs: 0,
     createdBy: "",
+    agent: undefined,
+    trigger: "",
+    heartbeat: false,
+    checklist: "",
   };
 }
 
@@ -236,6 +260,18 @@ export const Routine: MessageFns<Routine> = {
     }
     if (message.createdBy !== "") {
       writer.uint32(98).string(message.createdBy);
+    }
+    if (message.agent !== undefined) {
+      writer.uint32(106).string(message.agent);
+    }
+    if (message.trigger !== "") {
+      writer.uint32(114).string(message.trigger);
+    }
+    if (message.heartbeat !== false) {
+      writer.uint32(120).bool(message.heartbeat);
+    }
+    if (message.checklist !== "") {
+      writer.uint32(130).string(message.checklist);
     }
     return writer;
   },
@@ -349,6 +385,38 @@ export const Routine: MessageFns<Routine> = {
             message.createdBy = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.agent = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.trigger = reader.string();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.heartbeat = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.checklist = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -399,6 +467,10 @@ export const Routine: MessageFns<Routine> = {
         : isSet(object.created_by)
         ? globalThis.String(object.created_by)
         : "",
+      agent: isSet(object.agent) ? globalThis.String(object.agent) : undefined,
+      trigger: isSet(object.trigger) ? globalThis.String(object.trigger) : "",
+      heartbeat: isSet(object.heartbeat) ? globalThis.Boolean(object.heartbeat) : false,
+      checklist: isSet(object.checklist) ? globalThis.String(object.checklist) : "",
     };
   },
 
@@ -440,6 +512,18 @@ export const Routine: MessageFns<Routine> = {
     if (message.createdBy !== "") {
       obj.createdBy = message.createdBy;
     }
+    if (message.agent !== undefined) {
+      obj.agent = message.agent;
+    }
+    if (message.trigger !== "") {
+      obj.trigger = message.trigger;
+    }
+    if (message.heartbeat !== false) {
+      obj.heartbeat = message.heartbeat;
+    }
+    if (message.checklist !== "") {
+      obj.checklist = message.checklist;
+    }
     return obj;
   },
 
@@ -460,6 +544,10 @@ export const Routine: MessageFns<Routine> = {
     message.updatedAtMs = object.updatedAtMs ?? 0;
     message.activeSinceMs = object.activeSinceMs ?? 0;
     message.createdBy = object.createdBy ?? "";
+    message.agent = object.agent ?? undefined;
+    message.trigger = object.trigger ?? "";
+    message.heartbeat = object.heartbeat ?? false;
+    message.checklist = object.checklist ?? "";
     return message;
   },
 };
@@ -480,6 +568,8 @@ function createBaseRoutineRun(): RoutineRun {
     missed: false,
     takeovers: 0,
     requestedAtMs: 0,
+    event: "",
+    outcome: "",
   };
 }
 
@@ -526,6 +616,12 @@ export const RoutineRun: MessageFns<RoutineRun> = {
     }
     if (message.requestedAtMs !== 0) {
       writer.uint32(112).int64(message.requestedAtMs);
+    }
+    if (message.event !== "") {
+      writer.uint32(122).string(message.event);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(130).string(message.outcome);
     }
     return writer;
   },
@@ -655,6 +751,22 @@ export const RoutineRun: MessageFns<RoutineRun> = {
             message.requestedAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.event = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -711,6 +823,8 @@ export const RoutineRun: MessageFns<RoutineRun> = {
         : isSet(object.requested_at_ms)
         ? globalThis.Number(object.requested_at_ms)
         : 0,
+      event: isSet(object.event) ? globalThis.String(object.event) : "",
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
     };
   },
 
@@ -758,6 +872,12 @@ export const RoutineRun: MessageFns<RoutineRun> = {
     if (message.requestedAtMs !== 0) {
       obj.requestedAtMs = Math.round(message.requestedAtMs);
     }
+    if (message.event !== "") {
+      obj.event = message.event;
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
     return obj;
   },
 
@@ -780,6 +900,8 @@ export const RoutineRun: MessageFns<RoutineRun> = {
     message.missed = object.missed ?? false;
     message.takeovers = object.takeovers ?? 0;
     message.requestedAtMs = object.requestedAtMs ?? 0;
+    message.event = object.event ?? "";
+    message.outcome = object.outcome ?? "";
     return message;
   },
 };
