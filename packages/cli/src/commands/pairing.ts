@@ -56,7 +56,9 @@ export async function unpair(nc: NatsConnection, channel: string, account: strin
 export function registerPairing(program: Command): void {
   const pairing = program
     .command('pairing')
-    .description('approve chat-platform accounts (Telegram, Slack, Discord, Matrix, WhatsApp, Mattermost, webhook senders) before they can reach the agent');
+    .description(
+      'approve chat-platform accounts (Telegram, Slack, Discord, Matrix, WhatsApp, Mattermost, webhook senders) before they can reach the agent',
+    );
   pairing
     .command('list')
     .description('pending pairing codes and paired identities')
@@ -95,7 +97,10 @@ export function registerPairing(program: Command): void {
   pairing
     .command('revoke')
     .description('unpair a chat identity; its next message gets a new pairing code')
-    .argument('<channel>', 'the channel as `talon pairing list` shows it: telegram, slack, discord, matrix, whatsapp, mattermost or webhook')
+    .argument(
+      '<channel>',
+      'the channel as `talon pairing list` shows it: telegram, slack, discord, matrix, whatsapp, mattermost or webhook',
+    )
     .argument('<account>', 'the platform account as `talon pairing list` shows it')
     .action(async (channel: string, account: string) => {
       if (!(await withAdminNats((nc) => unpair(nc, channel, account)))) throw new CliError(`no pairing for ${channel}:${account}`);
