@@ -15,6 +15,7 @@
 // A scrape collects and serialises; it logs nothing and creates no spans. Gauges that
 // cost a round trip (JetStream consumer info) are read in their observable callback,
 // i.e. only when somebody scrapes, and cached (cachedReading).
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import {
@@ -25,7 +26,6 @@ import {
   type Meter,
   type ObservableResult,
 } from '@opentelemetry/api';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, MetricReader, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
@@ -516,7 +516,11 @@ export function initMetrics(service: string, opts: MetricsOptions): Metrics {
   const readers: IMetricReader[] = [pull];
   const endpoint = env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (endpoint && endpoint.trim() !== '') {
-    // The exporter reads OTEL_EXPORTER_OTLP_* itself (endpoint, headers, timeout).
+    // The exporter reads OTEL_EXPORTER_OTLP_* itself (endpoint, headers, timeout); loaded only
+    // when an endpoint is set, like the trace exporter (telemetry.ts).
+    const { OTLPMetricExporter }: typeof import('@opentelemetry/exporter-metrics-otlp-http') = createRequire(import.meta.url)(
+      '@opentelemetry/exporter-metrics-otlp-http',
+    );
     readers.push(
       new PeriodicExportingMetricReader({
         exporter: new OTLPMetricExporter(),

@@ -18,7 +18,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, TracerProvider, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { createRequire } from 'node:module';
 import { scrub } from './log.ts';
 
 export { SpanKind, SpanStatusCode, context, trace, propagation };
@@ -64,7 +64,12 @@ export function initTelemetry(service: string, env: Record<string, string | unde
   const processors: SpanProcessor[] = [];
   const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (endpoint && endpoint.trim() !== '') {
-    // The exporter reads OTEL_EXPORTER_OTLP_* itself (endpoint, headers, timeout).
+    // The exporter reads OTEL_EXPORTER_OTLP_* itself (endpoint, headers, timeout). Loaded only
+    // when an endpoint is set: it and its protobuf encoders are ≈8 MiB resident per process
+    // (docs/architecture.md §11).
+    const { OTLPTraceExporter }: typeof import('@opentelemetry/exporter-trace-otlp-http') = createRequire(import.meta.url)(
+      '@opentelemetry/exporter-trace-otlp-http',
+    );
     processors.push(
       new BatchSpanProcessor({
         exporter: new ScrubbingExporter(new OTLPTraceExporter()),

@@ -6,19 +6,32 @@
 //   mitmproxy-ca-cert.p12   certificate (PKCS#12, for Windows/macOS keychains)
 //   mitmproxy-ca.p12        key + certificate (PKCS#12)
 // An existing mitmproxy-ca.pem in the directory is used as-is.
-import 'reflect-metadata';
 import { createPrivateKey, generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { createRequire } from 'node:module';
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+type XKey = Parameters<typeof X509.SubjectKeyIdentifierExtension.create>[0];
+type XPrivateKey = X509.X509CertificateCreateWithKeyParams['signingKey'];
 
-type XKey = Parameters<typeof x509.SubjectKeyIdentifierExtension.create>[0];
-type XPrivateKey = x509.X509CertificateCreateWithKeyParams['signingKey'];
+let x509Lib: Promise<typeof X509> | undefined;
+/**
+ * @peculiar/x509 with its reflect-metadata polyfill (≈18 MiB resident), loaded when a
+ * certificate is first made: a new CA, or the first intercepted host. An egress that never
+ * intercepts never loads it (docs/architecture.md §11).
+ */
+function loadX509(): Promise<typeof X509> {
+  x509Lib ??= (async () => {
+    await import('reflect-metadata');
+    const x509 = await import('@peculiar/x509');
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    return x509;
+  })();
+  return x509Lib;
+}
 
 export const CA_FILES = {
   keyAndCert: 'mitmproxy-ca.pem',
@@ -59,6 +72,7 @@ export async function loadOrCreateCa(dir: string): Promise<InterceptionCa> {
   const cryptoKey = await webcrypto.subtle.importKey('pkcs8', privateKey.export({ type: 'pkcs8', format: 'der' }), alg, true, ['sign']);
   const pubKey = await webcrypto.subtle.importKey('spki', publicKey.export({ type: 'spki', format: 'der' }), alg, true, ['verify']);
   const now = Date.now();
+  const x509 = await loadX509();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)))
       .toString('hex')
@@ -171,10 +185,10 @@ export class LeafIssuer {
   }
 
   private async issue(host: string): Promise<SecureContext> {
-    const [{ pair, keyPem }, signer] = await Promise.all([this.leafKey(), this.caSigner()]);
+    const [{ pair, keyPem }, signer, x509] = await Promise.all([this.leafKey(), this.caSigner(), loadX509()]);
     const caCert = new x509.X509Certificate(this.ca.certPem);
     const now = Date.now();
-    const san: x509.JsonGeneralName = isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host };
+    const san: X509.JsonGeneralName = isIP(host) ? { type: 'ip', value: host } : { type: 'dns', value: host };
     const signingAlgorithm = signer.alg.name === 'ECDSA' ? { name: 'ECDSA', hash: 'SHA-256' } : signer.alg;
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)))
