@@ -32,4 +32,23 @@ describe('channel secrets at start', () => {
     assert.match(line, /talon secrets set NAME/);
     assert.doesNotMatch(line, /slack|discord/);
   });
+
+  it('names them in the gateway /readyz, where talon up reads them for its Channels line', async () => {
+    const fact = await waitFor(
+      async () => {
+        const body = (await (await fetch(`${tp.platform.internalUrl('gateway')}/readyz`)).json()) as {
+          channels?: string[];
+          channel_secrets?: { state: string; missing?: Array<{ secret: string; setting: string }> };
+        };
+        return body.channel_secrets?.state === 'missing' ? body : undefined;
+      },
+      60_000,
+      'the gateway to report the missing channel secrets in /readyz',
+    );
+    assert.deepEqual(fact.channels, ['telegram']);
+    assert.deepEqual(
+      fact.channel_secrets?.missing?.map((m) => [m.secret, m.setting]),
+      [['telegram_bot_token', 'GATEWAY_TELEGRAM_BOT_TOKEN_SECRET']],
+    );
+  });
 });

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SERVICES } from '@talon/kit/service';
 import { readRunState, REPO_ROOT, runFilePath, type RunInfo } from '@talon/cli/platform';
+import { waitFor } from '@talon/testkit';
 
 const BIN = join(REPO_ROOT, 'packages', 'cli', 'src', 'bin.ts');
 const base = mkdtempSync(join(tmpdir(), 'talon-two-'));
@@ -113,7 +114,8 @@ describe('two Talons side by side on one machine', { timeout: 240_000 }, () => {
     gatewayA = await fixedFreePort();
     gatewayB = await fixedFreePort([gatewayA]);
     a = talonUp(join(base, 'a'), { TALON_GATEWAY_PORT: String(gatewayA) });
-    b = talonUp(join(base, 'b'), { TALON_GATEWAY_PORT: String(gatewayB) });
+    // B has a chat platform enabled and none of its secrets stored.
+    b = talonUp(join(base, 'b'), { TALON_GATEWAY_PORT: String(gatewayB), TALON_CHANNELS: 'telegram' });
     await Promise.all([a.ready, b.ready]);
   });
 
@@ -143,6 +145,16 @@ describe('two Talons side by side on one machine', { timeout: 240_000 }, () => {
     assert.deepEqual(shared, [], 'no listener shared');
     assert.equal(ra.natsUrl, `nats://127.0.0.1:${ra.ports.nats}`);
     assert.match(a.stdout, new RegExp(`NATS +${ra.natsUrl}`));
+  });
+
+  it('names the enabled chat platforms and the state of their vault secrets in what talon up prints', async () => {
+    await waitFor(() => b.stdout.includes('Press Ctrl-C'), 10_000, "B's summary");
+    assert.match(b.stdout, /^ {2}Channels {2}telegram: NOT WORKING until these vault secrets are stored:$/m);
+    assert.match(
+      b.stdout,
+      /^ +telegram_bot_token \(telegram; named by GATEWAY_TELEGRAM_BOT_TOKEN_SECRET\): npm run talon -- secrets set telegram_bot_token/m,
+    );
+    assert.doesNotMatch(a.stdout, /Channels/, 'A has no chat platform');
   });
 
   it('writes the real internal ports into each Prometheus targets file', () => {

@@ -87,3 +87,18 @@ export function missingSecretsMessage(missing: readonly NeededSecret[]): string 
   const names = missing.map((m) => `${m.secret} (${m.channel}; named by ${m.setting})`).join(', ');
   return `enabled channels need vault secrets that are not stored: ${names}; add each with \`talon secrets set NAME\` (see the README, Channels) — until then their webhooks are refused and replies cannot be sent`;
 }
+
+/**
+ * What the gateway's /readyz says about the enabled channels' secrets (`channel_secrets`):
+ * `talon up` prints it, so a channel that cannot work is named at start, not at its first message.
+ */
+export type ChannelSecretsFact =
+  | { state: 'checking' }
+  | { state: 'unknown'; reason: string }
+  | { state: 'ok' }
+  | { state: 'missing'; missing: Array<{ channel: Channel; secret: string; setting: string }> };
+
+export function channelSecretsFact(needed: readonly NeededSecret[], stored: Iterable<string>): ChannelSecretsFact {
+  const missing = missingSecrets(needed, stored);
+  return missing.length === 0 ? { state: 'ok' } : { state: 'missing', missing: missing.map((m) => ({ ...m })) };
+}

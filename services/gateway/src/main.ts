@@ -6,11 +6,12 @@ import { EgressClient } from '@talon/kit/egress';
 import { initTelemetry } from '@talon/kit/telemetry';
 import { CONSUMERS, KV_BUCKETS, STREAMS } from '@talon/kit/subjects';
 import { Lifecycle } from '@talon/kit/lifecycle';
-import { missingSecrets, missingSecretsMessage, neededSecrets, type NeededSecret } from './channel-secrets.ts';
+import { channelSecretsFact, missingSecretsMessage, neededSecrets, type ChannelSecretsFact, type NeededSecret } from './channel-secrets.ts';
 import { listenOn, reportPorts } from '@talon/kit/ports';
 import { readTls, startGrpcServer } from '@talon/kit/grpc';
 import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
+import { TalonError } from '@talon/kit/errors';
 import { initMetrics, METRICS_PATH, observeConsumer } from '@talon/kit/metrics';
 import { modelsConfig } from '@talon/kit/models';
 import { Api } from './api.ts';
@@ -260,12 +261,14 @@ runMain('gateway', async () => {
     for (const o of originSet(defaultOrigins(cfg.httpHost, httpPort))) origins.add(o);
   }
   const grpc = await startGrpcServer({ name: 'gateway', host: cfg.grpcHost, port: cfg.grpcPort, tls, log, services: [] });
+  const channelSecrets: { now: ChannelSecretsFact } = { now: { state: 'checking' } };
   const internal = await startInternalHttp({
     service: 'gateway',
     host: cfg.internalHost,
     port: cfg.internalPort,
     readiness: grpc.readiness,
     routes: { [METRICS_PATH]: metrics.route },
+    facts: () => (cfg.channels.length > 0 ? { channels: cfg.channels, channel_secrets: channelSecrets.now } : {}),
   });
   reportPorts({ http: httpPort, grpc: grpc.port, internal: internal.port });
   grpc.setServing('SERVING');
@@ -332,24 +335,35 @@ runMain('gateway', async () => {
     },
     'gateway ready',
   );
-  if (cfg.channels.length > 0) checkChannelSecrets(egressApi, neededSecrets(cfg.channels, cfg), log);
+  if (cfg.channels.length > 0) checkChannelSecrets(egressApi, neededSecrets(cfg.channels, cfg), log, channelSecrets);
 });
 
 /**
- * Says once which enabled channel lacks its vault secrets. Asked again every 30 s while the
- * vault cannot answer (sealed, egress starting); no timer once answered or without channels.
+ * Finds which enabled channel lacks its vault secrets: logged once per change and reported in
+ * /readyz (`channel_secrets`, printed by `talon up`). Asked every 30 s while the vault cannot
+ * answer (sealed, egress starting) and every 60 s while secrets are missing (so storing them
+ * shows); no timer once all are there, nor without channels.
  */
-function checkChannelSecrets(egressApi: EgressApi, needed: NeededSecret[], log: Logger): void {
+function checkChannelSecrets(egressApi: EgressApi, needed: NeededSecret[], log: Logger, out: { now: ChannelSecretsFact }): void {
+  let said = '';
   const attempt = () => {
     egressApi.secretNames().then(
       (stored) => {
-        const missing = missingSecrets(
+        const fact = channelSecretsFact(
           needed,
           stored.map((s) => s.name),
         );
-        if (missing.length > 0) log.warn({ missing: missing.map((m) => m.secret) }, missingSecretsMessage(missing));
+        out.now = fact;
+        if (fact.state !== 'missing') return;
+        const key = fact.missing.map((m) => m.secret).join(',');
+        if (key !== said) log.warn({ missing: fact.missing.map((m) => m.secret) }, missingSecretsMessage(fact.missing));
+        said = key;
+        setTimeout(attempt, 60_000).unref();
       },
-      () => setTimeout(attempt, 30_000).unref(),
+      (err: unknown) => {
+        out.now = { state: 'unknown', reason: err instanceof TalonError ? err.code : 'unavailable' };
+        setTimeout(attempt, 30_000).unref();
+      },
     );
   };
   attempt();

@@ -6,6 +6,22 @@ import { defaultPorts, Platform, type PlatformPorts } from '../platform/platform
 import { NatsServerNotFound } from '../platform/nats-server.ts';
 import { DATABASE_URL_FORMS, databaseUrlProblem, redactDatabaseUrl } from '@talon/kit/database-url';
 import { CliError, homeDir } from '../context.ts';
+import { channelsLine, enabledChannels } from '../channels-summary.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * The "Channels" lines: the gateway checks its channels' vault secrets right after it starts;
+ * asked for up to 3 s so a channel that cannot work is named here, not at its first message.
+ */
+async function channelsSummary(platform: Platform): Promise<string[]> {
+  let facts = await platform.gatewayFacts();
+  if (enabledChannels(facts).length === 0) return [];
+  for (const end = Date.now() + 3000; !channelsLine(facts).settled && Date.now() < end;) {
+    await sleep(100);
+    facts = await platform.gatewayFacts();
+  }
+  return channelsLine(facts).lines;
+}
 
 function shown(p: string): string {
   const r = relative(process.cwd(), p);
@@ -70,6 +86,7 @@ export function registerUp(program: Command): void {
       }
       const secs = ((Date.now() - started) / 1000).toFixed(1);
       const { vault: st, models, keys } = await platform.summary().finally(release);
+      const channels = await channelsSummary(platform);
       const vaultLine = !st
         ? 'status unknown'
         : !st.initialized
@@ -84,6 +101,7 @@ export function registerUp(program: Command): void {
         `  Gateway   ${platform.gatewayUrl}  (web chat at /, OpenAI-compatible API at /v1/chat/completions)`,
         ...models.map((l, i) => `  ${i === 0 ? 'Models   ' : '         '} ${l}`),
         `  Vault     ${vaultLine}`,
+        ...channels.map((l, i) => `  ${i === 0 ? 'Channels ' : '         '} ${l}`),
         `  NATS      ${platform.natsUrl}`,
         `  Database  ${platform.embedded ? `embedded PostgreSQL (PGlite + pgvector) in ${shown(platform.home.pgdata)}` : redactDatabaseUrl(databaseUrl ?? '')}`,
         `  Logs      ${shown(platform.home.logs)}/<service>.log`,

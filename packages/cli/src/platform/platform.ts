@@ -121,17 +121,32 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
-/** True when the internal HTTP port answers /readyz with 200 (false while not up or not ready). */
-function ready(port: number): Promise<boolean> {
+/** The internal HTTP port's /readyz answer: its status and JSON body (undefined while not up). */
+function readyz(port: number): Promise<{ status: number; body: unknown } | undefined> {
   return new Promise((resolve) => {
     const req = request({ host: '127.0.0.1', port, path: READYZ_PATH, method: 'GET', timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d.slice(0, 65_536)));
+      res.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+      res.on('error', () => resolve(undefined));
     });
     req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
+    req.on('error', () => resolve(undefined));
     req.end();
   });
+}
+
+/** True when the internal HTTP port answers /readyz with 200 (false while not up or not ready). */
+async function ready(port: number): Promise<boolean> {
+  return (await readyz(port))?.status === 200;
 }
 
 export class Platform {
@@ -204,6 +219,11 @@ export class Platform {
       return r;
     });
     return (await this.identityDone).users;
+  }
+
+  /** The gateway's /readyz body: its readiness and the facts it adds (docs/architecture.md §1). */
+  async gatewayFacts(): Promise<unknown> {
+    return (await readyz(this.portOf('gateway', 'internal')))?.body;
   }
 
   /** What `talon up` prints once started (asked by a setup child: the supervisor holds no gRPC client). */
