@@ -12,8 +12,6 @@
 //     its own memory does not.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import OpenAI from 'openai';
 import {
   offeredTools,
@@ -26,8 +24,6 @@ import {
   type RecordedLlmRequest,
   type TestPlatform,
 } from '@talon/testkit';
-
-const ROOT = join(import.meta.dirname, '..', '..');
 
 const lastUser = (req: RecordedLlmRequest) => [...receivedTexts(req)].reverse().find((m) => m.role === 'user')?.text ?? '';
 const systemText = (req: RecordedLlmRequest) =>
@@ -50,25 +46,7 @@ describe('agent profiles, end to end', () => {
   let bob: string;
   let models: string;
 
-  const talon = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-    new Promise((done) => {
-      const p = spawn(process.execPath, [join(ROOT, 'packages', 'cli', 'src', 'bin.ts'), ...args], {
-        cwd: tp.home,
-        env: {
-          PATH: process.env.PATH,
-          HOME: process.env.HOME,
-          TALON_HOME: tp.home,
-          TALON_NATS_URL: tp.platform.natsUrl,
-          TALON_LLM_MODELS: models,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      p.on('exit', (code) => done({ code: code ?? 1, stdout, stderr }));
-    });
+  const talon = (args: string[]) => tp.cliAsync(args, undefined, { TALON_LLM_MODELS: models });
   const ok = async (args: string[]) => {
     const r = await talon(args);
     assert.equal(r.code, 0, `talon ${args.join(' ')}: ${r.stderr}`);

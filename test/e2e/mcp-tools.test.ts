@@ -14,9 +14,7 @@
 //     the offer until it is approved again.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import pg from 'pg';
 import type { Subscription } from '@nats-io/transport-node';
 import { SUBJECTS } from '@talon/kit/subjects';
@@ -36,7 +34,6 @@ import {
   type TestPlatform,
 } from '@talon/testkit';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const TOKEN = `mcp-token-${randomBytes(16).toString('hex')}`;
 const PASSPHRASE = 'correct horse battery staple mcp';
 
@@ -58,26 +55,7 @@ describe('MCP tools through egress, end to end', () => {
   let auditSub: Subscription;
   const audits: ToolCallAudit[] = [];
 
-  const talon = (args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> =>
-    new Promise((done) => {
-      const p = spawn(process.execPath, [join(ROOT, 'packages', 'cli', 'src', 'bin.ts'), ...args], {
-        cwd: tp.home,
-        env: {
-          PATH: process.env.PATH,
-          HOME: process.env.HOME,
-          TALON_HOME: tp.home,
-          TALON_NATS_URL: tp.platform.natsUrl,
-          VAULT_GRPC_PORT: String(tp.ports.grpc.vault),
-        },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      p.on('exit', (code) => done({ code: code ?? 1, stdout, stderr }));
-      p.stdin.end(input ?? '');
-    });
+  const talon = (args: string[], input?: string) => tp.cliAsync(args, input);
 
   /** One turn; returns the answer and the model request that opened it (what was offered). */
   const turn = async (conversation: string, content: string) => {

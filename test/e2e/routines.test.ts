@@ -10,13 +10,10 @@
 // NATS KV, never for fixed sleeps.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
 import { RoutineRunState, type RoutineRun } from '@talon/proto';
 import { claimed, newRun, nextSlotAfter, parseSchedule, RoutineRuns } from '@talon/records/routines';
 import { receivedTexts, startTestPlatform, type RecordedLlmRequest, type TestPlatform } from '@talon/testkit';
 
-const ROOT = resolve(import.meta.dirname, '..', '..');
 const PROMPT = 'routine tick probe: what is on my list?';
 const CRON = '*/3 * * * * *';
 
@@ -31,19 +28,7 @@ describe('routines: scheduled turns fired once across two orchestrators', () => 
   let runs: RoutineRuns;
   let aliceToken: string;
 
-  const talon = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
-    new Promise((done) => {
-      const p = spawn(process.execPath, [join(ROOT, 'packages', 'cli', 'src', 'bin.ts'), ...args], {
-        cwd: tp.home,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, TALON_HOME: tp.home, TALON_NATS_URL: tp.platform.natsUrl },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      p.on('exit', (code) => done({ code: code ?? 1, stdout, stderr }));
-    });
+  const talon = (args: string[]) => tp.cliAsync(args);
   const ok = async (args: string[]) => {
     const r = await talon(args);
     assert.equal(r.code, 0, `talon ${args.join(' ')}: ${r.stderr}`);

@@ -1,7 +1,7 @@
 // Starts the real platform for a test suite: nats-server with the generated
 // per-service config, a fresh database, the six services as OS
 // processes, and a fake LLM on loopback. Everything lives in a temporary TALON_HOME.
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { Platform, REPO_ROOT, type PlatformPorts } from '@talon/cli/platform';
 import { createToken } from '@talon/cli/tokens';
 import { startFakeLlm, type FakeLlm, type FakeLlmBehaviour } from './fake-llm.ts';
 import { createNativeDatabase, testDatabaseKind, type NativeTestDatabase, type TestDatabaseKind } from './database.ts';
+
+const CLI_BIN = join(REPO_ROOT, 'packages/cli/src/bin.ts');
 
 export interface TestPlatformOptions {
   services?: readonly ServiceName[];
@@ -96,18 +98,40 @@ export class TestPlatform {
    * operator would; `input` goes to stdin (secret values are never arguments).
    */
   cli(args: readonly string[], input?: string, env: Record<string, string> = {}): SpawnSyncReturns<string> {
-    const vault = this.ports.grpc.vault;
-    return spawnSync(process.execPath, [join(REPO_ROOT, 'packages/cli/src/bin.ts'), ...args], {
-      input,
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        TALON_HOME: this.home,
-        TALON_NATS_URL: this.platform.natsUrl,
-        ...(vault ? { VAULT_GRPC_PORT: String(vault) } : {}),
-        ...env,
-      },
+    return spawnSync(process.execPath, [CLI_BIN, ...args], { input, encoding: 'utf8', env: this.cliEnv(env) });
+  }
+
+  /**
+   * cli(), without blocking this process: for commands that reach a fake this test process
+   * serves (an MCP server, an LLM provider), which a blocked event loop could not answer.
+   */
+  cliAsync(
+    args: readonly string[],
+    input?: string,
+    env: Record<string, string> = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((done, fail) => {
+      const p = spawn(process.execPath, [CLI_BIN, ...args], { env: this.cliEnv(env), stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('error', fail);
+      p.on('close', (code) => done({ code: code ?? 1, stdout, stderr }));
+      p.stdin.end(input ?? '');
     });
+  }
+
+  /** The CLI's environment: this platform's TALON_HOME, NATS and vault, then `env`. */
+  private cliEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+    const vault = this.ports.grpc.vault;
+    return {
+      ...process.env,
+      TALON_HOME: this.home,
+      TALON_NATS_URL: this.platform.natsUrl,
+      ...(vault ? { VAULT_GRPC_PORT: String(vault) } : {}),
+      ...env,
+    };
   }
 
   async token(name = 'alice', opts: { userId?: string; scope?: 'user' | 'operator' } = {}): Promise<string> {
