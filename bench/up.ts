@@ -1,5 +1,6 @@
-// `talon up` cold start to all-healthy (fresh TALON_HOME: CA, certificates,
-// database initialisation), warm restarts (existing TALON_HOME; median of three),
+// `talon up` start to all-healthy: the first after installing (fresh TALON_HOME and an
+// empty compile cache), a cold start (fresh TALON_HOME: CA, certificates, database
+// initialisation; the installation's compile cache as `talon up` shares it), warm restarts (existing TALON_HOME; median of three),
 // ordered stop, and RSS of every process of the platform: idle after the cold start,
 // idle after a warm start, and idle again after 1000 turns (RSS growth).
 //   npm run bench:up [-- --turns 1000 --database embedded|native]
@@ -52,9 +53,12 @@ function gatewayPort(out: string): string {
   return m[1]!;
 }
 
-async function up(): Promise<{ child: ChildProcess; ms: number; out: string }> {
+async function up(over: Record<string, string> = {}): Promise<{ child: ChildProcess; ms: number; out: string }> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/bin/talon.mjs'), 'up'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'packages/cli/bin/talon.mjs'), 'up'], {
+    env: { ...env, ...over },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -149,6 +153,15 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')} at the start`,
 );
+// The very first start after installing: a fresh TALON_HOME and nothing compiled yet (an
+// empty compile cache, where `talon up` otherwise shares the installation's).
+const firstDirs = {
+  TALON_HOME: mkdtempSync(join(tmpdir(), 'talon-bench-up-first-')),
+  NODE_COMPILE_CACHE: mkdtempSync(join(tmpdir(), 'talon-bench-up-cc-')),
+};
+const first = await up(firstDirs);
+console.log(`first start after installing (fresh TALON_HOME, empty compile cache) to all healthy: ${fmt(first.ms / 1000)} s`);
+await down(first.child);
 const cold = await up();
 console.log(`cold start (fresh TALON_HOME) to all healthy: ${fmt(cold.ms / 1000)} s`);
 await sleep(10_000);
@@ -202,3 +215,4 @@ await down(running.child);
 await llm.close();
 await native?.drop();
 rmSync(home, { recursive: true, force: true });
+for (const d of Object.values(firstDirs)) rmSync(d, { recursive: true, force: true });

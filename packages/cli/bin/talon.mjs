@@ -11,8 +11,14 @@ const entry = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 const major = Number(process.versions.node.split('.')[0]);
 if (major >= 24) {
   // Before the first TypeScript file: a cached one is not type-stripped again, and the
-  // stripper itself (≈18 MiB resident) is then never loaded.
-  nodeModule.enableCompileCache?.();
+  // stripper itself (≈18 MiB resident) is then never loaded. The cache sits beside the
+  // code it caches (node_modules/.cache, as trusted as the code itself; not a shared
+  // temporary directory another user could fill first), and the processes `talon up`
+  // starts inherit it: a new TALON_HOME compiles nothing this installation compiled before.
+  const cacheDir = process.env.NODE_COMPILE_CACHE || fileURLToPath(new URL('../../../node_modules/.cache/talon-compile', import.meta.url));
+  const r = nodeModule.enableCompileCache?.(cacheDir);
+  const { ENABLED, ALREADY_ENABLED } = nodeModule.constants?.compileCacheStatus ?? {};
+  if (r && (r.status === ENABLED || r.status === ALREADY_ENABLED)) process.env.NODE_COMPILE_CACHE = cacheDir;
   await import(entry);
 } else {
   let node24;
