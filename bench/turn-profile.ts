@@ -1,0 +1,97 @@
+// Where a chat turn's time goes, per process: starts a test platform whose service
+// processes run with --cpu-prof (unless --no-prof), drives sequential turns through
+// the gateway as bench:turn does, and prints each process's CPU milliseconds per turn,
+// with the part spent in the kernel (the services and the embedded database), and where
+// the .cpuprofile files went. --strace adds the system calls each process made per turn.
+//   npm run bench:turn-profile [-- --turns 300 --no-prof --strace]   (TALON_TEST_DATABASE=native for native PostgreSQL)
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { parseArgs } from 'node:util';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { Agent, request } from 'undici';
+import { startTestPlatform } from '@talon/testkit';
+import { cpuSeconds, platformPids, summarize, fmt } from './lib.ts';
+
+const { values } = parseArgs({
+  options: {
+    turns: { type: 'string', default: '300' },
+    'no-prof': { type: 'boolean', default: false },
+    strace: { type: 'boolean', default: false },
+  },
+});
+const TURNS = Number(values.turns);
+const profDir = join(tmpdir(), `talon-turn-profile-${process.pid}`);
+mkdirSync(profDir, { recursive: true });
+const tp = await startTestPlatform({
+  env: { TALON_LOG_LEVEL: 'warn', GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000', GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000' },
+  nodeArgs: values['no-prof'] ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir],
+});
+const token = await tp.token('bench');
+const agent = new Agent({ connections: 2 });
+const turn = async (i: number): Promise<number> => {
+  const t0 = performance.now();
+  const res = await request(`${tp.gatewayUrl}/v1/chat/completions`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-talon-conversation': `bench-${i % 64}` },
+    body: JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how fast is the pipeline?` }] }),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`turn ${i}: HTTP ${res.statusCode} ${text}`);
+  return performance.now() - t0;
+};
+for (let i = 0; i < 50; i++) await turn(i);
+/** CPU seconds the process spent in the kernel (stime). */
+const sysSeconds = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[12]) / 100;
+/** Every process of this platform, named by what it runs. */
+// The embedded database runs without TALON_HOME in its environment; its data directory names it.
+const pglitePids = readdirSync('/proc')
+  .filter((d) => /^\d+$/.test(d))
+  .filter((d) => {
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      return cmd.includes('pglite-server') && cmd.includes(tp.home);
+    } catch {
+      return false;
+    }
+  })
+  .map(Number);
+const procs = [...platformPids(tp.home), ...pglitePids].map((pid) => {
+  const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  const name =
+    /services\/(\w+)\//.exec(cmd)?.[1] ??
+    (cmd.includes('nats-server') ? 'nats-server' : cmd.includes('pglite-server') ? 'pglite' : cmd.slice(0, 60));
+  return { pid, name, cpu0: cpuSeconds([pid]), sys0: sysSeconds(pid) };
+});
+// --strace: system calls per turn, per process (strace -c attached for the measured turns only).
+const traces = values.strace
+  ? procs.map((p) => {
+      const out = join(profDir, `strace-${p.name}-${p.pid}.txt`);
+      return { ...p, out, child: spawn('strace', ['-c', '-f', '-o', out, '-p', String(p.pid)], { stdio: 'ignore' }) };
+    })
+  : [];
+if (traces.length > 0) await new Promise((r) => setTimeout(r, 1000));
+const lat: number[] = [];
+for (let i = 0; i < TURNS; i++) lat.push(await turn(1000 + i));
+const s = summarize(lat);
+console.log(`${TURNS} sequential turns: p50 ${fmt(s.p50)} ms, p99 ${fmt(s.p99)} ms (database=${tp.database})`);
+console.log('CPU ms per turn, by process:');
+for (const p of procs) {
+  const ms = (s0: number, s1: number) => fmt(((s1 - s0) * 1000) / TURNS);
+  console.log(`  ${p.name.padEnd(16)} ${ms(p.cpu0, cpuSeconds([p.pid]))} (of it in the kernel ${ms(p.sys0, sysSeconds(p.pid))})`);
+}
+for (const t of traces) {
+  t.child.kill('SIGINT');
+  await once(t.child, 'exit');
+  console.log(`system calls per turn, ${t.name}:`);
+  for (const line of readFileSync(t.out, 'utf8').split('\n')) {
+    const m = /^\s*[\d.]+\s+([\d.]+)\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$/.exec(line);
+    if (m && Number(m[2]) >= TURNS / 2)
+      console.log(`  ${m[3]!.padEnd(16)} ${fmt(Number(m[2]) / TURNS, 1)} calls, ${fmt((Number(m[1]) * 1000) / TURNS, 3)} ms`);
+  }
+}
+await agent.close();
+await tp.stop();
+if (!values['no-prof']) console.log(`profiles in ${profDir}`);
