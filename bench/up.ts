@@ -27,10 +27,12 @@ const native = values.database === 'native' ? await createNativeDatabase() : und
 const llm = await startFakeLlm();
 
 const home = mkdtempSync(join(tmpdir(), 'talon-bench-up-'));
+const compileCache = mkdtempSync(join(tmpdir(), 'talon-bench-up-cc-'));
 // Port 0 everywhere: each process binds a free port and `talon up` hands it on.
 const env: Record<string, string> = {
   ...(process.env as Record<string, string>),
   TALON_HOME: home,
+  NODE_COMPILE_CACHE: compileCache,
   TALON_GATEWAY_PORT: '0',
   TALON_NATS_PORT: '0',
   TALON_PGLITE_PORT: '0',
@@ -153,13 +155,11 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')} at the start`,
 );
-// The very first start after installing: a fresh TALON_HOME and nothing compiled yet (an
-// empty compile cache, where `talon up` otherwise shares the installation's).
-const firstDirs = {
-  TALON_HOME: mkdtempSync(join(tmpdir(), 'talon-bench-up-first-')),
-  NODE_COMPILE_CACHE: mkdtempSync(join(tmpdir(), 'talon-bench-up-cc-')),
-};
-const first = await up(firstDirs);
+// The very first start after installing: a fresh TALON_HOME and nothing compiled yet. The
+// run has a compile cache of its own (`compileCache`), empty until this start fills it, as the
+// installation's is after `npm ci`; every later start shares it, as `talon up` does.
+const firstHome = mkdtempSync(join(tmpdir(), 'talon-bench-up-first-'));
+const first = await up({ TALON_HOME: firstHome });
 console.log(`first start after installing (fresh TALON_HOME, empty compile cache) to all healthy: ${fmt(first.ms / 1000)} s`);
 await down(first.child);
 const cold = await up();
@@ -215,4 +215,4 @@ await down(running.child);
 await llm.close();
 await native?.drop();
 rmSync(home, { recursive: true, force: true });
-for (const d of Object.values(firstDirs)) rmSync(d, { recursive: true, force: true });
+for (const d of [firstHome, compileCache]) rmSync(d, { recursive: true, force: true });
