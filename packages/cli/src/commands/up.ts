@@ -85,7 +85,18 @@ export function registerUp(program: Command): void {
         throw new CliError(`Talon did not start: ${(err as Error).message}`);
       }
       const secs = ((Date.now() - started) / 1000).toFixed(1);
-      const { vault: st, models, keys } = await platform.summary().finally(release);
+      // The platform is up: a summary that cannot be had (the setup child gone) is no reason to stop it.
+      const summary = await platform
+        .summary()
+        .catch((err: unknown) => {
+          process.stderr.write(
+            `warning: the vault status and the models could not be read (${(err as Error).message}); ` +
+              '`npm run talon -- vault status` and `npm run talon -- health` ask again\n',
+          );
+          return { vault: undefined, models: ['unknown (see the warning above)'], keys: undefined };
+        })
+        .finally(release);
+      const { vault: st, models, keys } = summary;
       const channels = await channelsSummary(platform);
       const vaultLine = !st
         ? 'status unknown'
@@ -108,9 +119,11 @@ export function registerUp(program: Command): void {
         '',
         'Next steps (in another terminal):',
         '  1. Create an API token:   npm run talon -- token create --name you --scope operator',
-        ...(keys.length === 0
-          ? ['  2. LLM keys:              none needed']
-          : keys.map((k, i) => `  ${i === 0 ? '2. Store the LLM key:    ' : '                         '} ${k}   (value on stdin)`)),
+        ...(keys === undefined
+          ? ['  2. LLM keys:              see TALON_LLM_* in .env.example']
+          : keys.length === 0
+            ? ['  2. LLM keys:              none needed']
+            : keys.map((k, i) => `  ${i === 0 ? '2. Store the LLM key:    ' : '                         '} ${k}   (value on stdin)`)),
         `  3. Chat:                  curl -s ${platform.gatewayUrl}/v1/chat/completions -H "Authorization: Bearer $TOKEN" \\`,
         `                              -H 'content-type: application/json' -d '{"messages":[{"role":"user","content":"hello"}]}'`,
         '',
