@@ -2,14 +2,17 @@
 // served over the PostgreSQL wire protocol on loopback (./wire.ts) so services use
 // the same `pg` driver they use against a real server. Run as its own OS process
 // by `talon up`.
-//   node pglite-server.ts --data DIR --port N [--host 127.0.0.1] [--ports-file FILE] [--shared-buffers 32MB]
+//   node pglite-server.ts --data DIR --port N [--host 127.0.0.1] [--ports-file FILE] [--shared-buffers 32MB] [--template-dir DIR]
 // --port 0 takes any free port; the port bound is printed ("pglite ready") and, with
-// --ports-file, written to FILE as {"pglite": N} for the supervisor.
+// --ports-file, written to FILE as {"pglite": N} for the supervisor. With --template-dir a
+// fresh DIR is restored from the pristine cluster kept there, or initdb's saved there
+// (./pgdata-template.ts).
 import { parseArgs } from 'node:util';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { PgliteWireServer } from './wire.ts';
+import { openWithTemplate, templateFile } from './pgdata-template.ts';
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +24,7 @@ const { values } = parseArgs({
     // files (PGlite reads them through Node's fs) and kept ≈150 MiB more resident at idle.
     'shared-buffers': { type: 'string', default: '32MB' },
     'ports-file': { type: 'string' },
+    'template-dir': { type: 'string' },
   },
 });
 
@@ -34,11 +38,22 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(64);
 }
 
-if (!values.data.startsWith('memory://')) mkdirSync(values.data, { recursive: true, mode: 0o700 });
-const db = await PGlite.create(values.data, {
+const options = {
   extensions: { vector },
   startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${values['shared-buffers']}`],
-});
+};
+const templateDir = values['template-dir'];
+let db: PGlite;
+if (values.data.startsWith('memory://')) db = await PGlite.create(values.data, options);
+else {
+  mkdirSync(values.data, { recursive: true, mode: 0o700 });
+  const warn = (msg: string) => process.stderr.write(`${JSON.stringify({ msg: 'pglite template', warning: msg })}\n`);
+  const opened = templateDir
+    ? await openWithTemplate(values.data, templateFile(templateDir), options, warn)
+    : { db: await PGlite.create(values.data, options), origin: 'existing' };
+  db = opened.db;
+  if (opened.origin !== 'existing') process.stdout.write(`${JSON.stringify({ msg: 'pglite cluster created', from: opened.origin })}\n`);
+}
 const server = new PgliteWireServer({
   db,
   port,
