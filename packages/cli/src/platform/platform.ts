@@ -207,6 +207,13 @@ export class Platform {
     });
   }
 
+  /** Where the embedded database's pristine cluster is kept (TALON_PGLITE_TEMPLATE_DIR; `off`: none), relative to the repository. */
+  private get pgdataTemplateDir(): string | undefined {
+    const set = (this.opts.baseEnv ?? process.env).TALON_PGLITE_TEMPLATE_DIR;
+    if (set === 'off') return undefined;
+    return resolve(REPO_ROOT, set || join('node_modules', '.cache', 'talon-pgdata'));
+  }
+
   /** Node's compile cache for every process started here (NODE_COMPILE_CACHE, else one under TALON_HOME). */
   private get compileCache(): string {
     return (this.opts.baseEnv ?? process.env).NODE_COMPILE_CACHE ?? this.home.compileCache;
@@ -537,6 +544,7 @@ export class Platform {
           String(asked),
           '--ports-file',
           portsFile,
+          ...(this.pgdataTemplateDir ? ['--template-dir', this.pgdataTemplateDir] : []),
         ],
         env: {
           PATH: process.env.PATH,
