@@ -8,7 +8,6 @@ import {
   ServerCredentials,
   credentials,
   Metadata,
-  makeClientConstructor,
   status as GrpcStatus,
   type ChannelOptions,
   type Client,
@@ -23,7 +22,8 @@ import {
   type CallOptions,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { HealthImplementation, service as healthService, type ServingStatus } from 'grpc-health-check';
+import { HealthClient } from '@talon/proto';
+import { HealthReporter, fromWire, type HealthStatus, type ReportedHealth } from './health.ts';
 import { Readiness, type ReadinessView } from './readiness.ts';
 import { SpanKind, context, extractRecord, injectRecord, tracer, SpanStatusCode, trace } from './telemetry.ts';
 import { TalonError, asTalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
@@ -231,7 +231,7 @@ export interface GrpcServerOptions<S extends readonly ServiceDefinition[] = read
 
 export interface GrpcServerHandle {
   readonly port: number;
-  readonly health: HealthImplementation;
+  readonly health: HealthReporter;
   /** The state health reports; the internal HTTP /readyz reads the same (internal-http.ts). */
   readonly readiness: ReadinessView;
   /** SERVING once started, NOT_SERVING when shutting down; reported only while every dependency is up. */
@@ -252,9 +252,9 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     'grpc.max_receive_message_length': opts.maxReceiveBytes ?? 4 * 1024 * 1024,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  const health = new HealthImplementation({ '': 'NOT_SERVING' });
+  const health = new HealthReporter({ '': 'NOT_SERVING' });
   // grpc.health.v1 is served as is, outside wrapUnary: health checks and probes create no spans.
-  health.addToServer(server);
+  health.addTo(server);
   const openStreams: OpenStreams = new Set();
   for (const reg of opts.services) {
     const impl: UntypedServiceImplementation = {};
@@ -283,7 +283,7 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     );
   });
   const serviceNames = opts.services.map((r) => Object.values(r.definition)[0]?.path.split('/')[1] ?? '');
-  const readiness = new Readiness((status: ServingStatus) => {
+  const readiness = new Readiness((status: HealthStatus) => {
     health.setStatus('', status);
     for (const n of serviceNames) health.setStatus(n, status);
   });
@@ -482,31 +482,24 @@ export function serverStream<Req, Res>(
   };
 }
 
-const HealthClient = makeClientConstructor(healthService, 'grpc.health.v1.Health');
-
 /** Asks a server for its grpc.health.v1 status (empty service = overall). */
 export function checkHealth(
   address: string,
   tls: TlsMaterial,
   expectServer: string,
   opts: { service?: string; timeoutMs?: number } = {},
-): Promise<ServingStatus | 'SERVICE_UNKNOWN'> {
+): Promise<ReportedHealth> {
   const client = createClient(HealthClient, address, tls, expectServer);
   return new Promise((resolve, reject) => {
     const deadline = new Date(Date.now() + (opts.timeoutMs ?? 2000));
-    (
-      client as unknown as {
-        check: (r: unknown, o: CallOptions, cb: (e: ServiceError | null, r: { status: string | number }) => void) => void;
-      }
-    ).check({ service: opts.service ?? '' }, { deadline }, (err, res) => {
+    client.check({ service: opts.service ?? '' }, new Metadata(), { deadline }, (err, res) => {
       client.close();
       if (err) {
         if (err.code === GrpcStatus.NOT_FOUND) resolve('SERVICE_UNKNOWN');
         else reject(fromGrpcError(err));
         return;
       }
-      const s = res.status;
-      resolve(s === 'SERVING' || s === 1 ? 'SERVING' : s === 'NOT_SERVING' || s === 2 ? 'NOT_SERVING' : 'UNKNOWN');
+      resolve(fromWire(res.status));
     });
   });
 }
