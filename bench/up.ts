@@ -1,6 +1,6 @@
-// `talon up` start to all-healthy: the first after installing (fresh TALON_HOME and an
-// empty compile cache), a cold start (fresh TALON_HOME: CA, certificates, database
-// initialisation; the installation's compile cache as `talon up` shares it), warm restarts (existing TALON_HOME; median of three),
+// `talon up` start to all-healthy: the first after installing (fresh TALON_HOME, an empty
+// compile cache, no database template), a cold start (fresh TALON_HOME: CA, certificates,
+// a new database; the compile cache and template the first start left), warm restarts (existing TALON_HOME; median of three),
 // ordered stop, and RSS of every process of the platform: idle after the cold start,
 // idle after a warm start, and idle again after 1000 turns (RSS growth).
 //   npm run bench:up [-- --turns 1000 --database embedded|native]
@@ -28,11 +28,13 @@ const llm = await startFakeLlm();
 
 const home = mkdtempSync(join(tmpdir(), 'talon-bench-up-'));
 const compileCache = mkdtempSync(join(tmpdir(), 'talon-bench-up-cc-'));
+const pgdataTemplate = mkdtempSync(join(tmpdir(), 'talon-bench-up-pgt-'));
 // Port 0 everywhere: each process binds a free port and `talon up` hands it on.
 const env: Record<string, string> = {
   ...(process.env as Record<string, string>),
   TALON_HOME: home,
   NODE_COMPILE_CACHE: compileCache,
+  TALON_PGLITE_TEMPLATE_DIR: pgdataTemplate,
   TALON_GATEWAY_PORT: '0',
   TALON_NATS_PORT: '0',
   TALON_PGLITE_PORT: '0',
@@ -155,12 +157,15 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')} at the start`,
 );
-// The very first start after installing: a fresh TALON_HOME and nothing compiled yet. The
-// run has a compile cache of its own (`compileCache`), empty until this start fills it, as the
-// installation's is after `npm ci`; every later start shares it, as `talon up` does.
+// The very first start after installing: a fresh TALON_HOME, nothing compiled yet and no
+// database template. The run has a compile cache and a template directory of its own, empty
+// until this start fills them, as the installation's are after `npm ci`; every later start
+// shares them, as `talon up` does.
 const firstHome = mkdtempSync(join(tmpdir(), 'talon-bench-up-first-'));
 const first = await up({ TALON_HOME: firstHome });
-console.log(`first start after installing (fresh TALON_HOME, empty compile cache) to all healthy: ${fmt(first.ms / 1000)} s`);
+console.log(
+  `first start after installing (fresh TALON_HOME, empty compile cache, no database template) to all healthy: ${fmt(first.ms / 1000)} s`,
+);
 await down(first.child);
 const cold = await up();
 console.log(`cold start (fresh TALON_HOME) to all healthy: ${fmt(cold.ms / 1000)} s`);
@@ -215,4 +220,4 @@ await down(running.child);
 await llm.close();
 await native?.drop();
 rmSync(home, { recursive: true, force: true });
-for (const d of [firstHome, compileCache]) rmSync(d, { recursive: true, force: true });
+for (const d of [firstHome, compileCache, pgdataTemplate]) rmSync(d, { recursive: true, force: true });
