@@ -1,7 +1,7 @@
 // `talon up` start to all-healthy: the first after installing (fresh TALON_HOME, an empty
 // compile cache, no database template), a cold start (fresh TALON_HOME: CA, certificates,
-// a new database; the compile cache and template the first start left), warm restarts (existing TALON_HOME; median of three),
-// ordered stop, and RSS of every process of the platform: idle after the cold start,
+// a new database; the compile cache and template the first start left), warm restarts
+// (existing TALON_HOME; median of three), ordered stop, and RSS of every process of the platform: idle after the cold start,
 // idle after a warm start, and idle again after 1000 turns (RSS growth).
 //   npm run bench:up [-- --turns 1000 --database embedded|native]
 // native: a fresh database on TALON_TEST_DATABASE_URL's server (the server's own memory is
