@@ -184,6 +184,8 @@ describe('web UI in headless Chromium', () => {
     await sendAndWait(page, 'second conversation');
     assert.equal(await page.locator('#conversations li').count(), 2);
     await page.click('#conversations li:nth-child(2)');
+    // The conversation is read from the server ("Loading…" meanwhile): wait for it, not for time.
+    await page.locator('#log .msg', { hasText: 'first conversation' }).first().waitFor({ timeout: 20_000 });
     assert.match((await page.textContent('#log')) ?? '', /first conversation/);
     assert.doesNotMatch((await page.textContent('#log')) ?? '', /second conversation/);
     await page.close();
