@@ -188,6 +188,8 @@ export class DiscordGatewayRunner {
       };
       const onAbort = () => end({ kind: 'stopped' }, 1000);
       signal.addEventListener('abort', onAbort, { once: true });
+      // Stopped while the socket was opening: the listener above came too late to hear it.
+      if (signal.aborted) onAbort();
       // Payloads are handled one after another: a message is committed only after the intake took it.
       let queue: Promise<void> = Promise.resolve();
       const perform = async (actions: GatewayAction[]): Promise<boolean> => {

@@ -151,6 +151,8 @@ export class MattermostRunner {
         if (ws.readyState === ws.OPEN) ws.send(pingFrame(++actionSeq));
       }, interval);
       ticker.unref();
+      // Stopped while the socket was opening: the listener above came too late to hear it.
+      if (signal.aborted) onAbort();
       const accept = async (ev: InboundEvent): Promise<boolean> => {
         for (let i = 1; !done; i++) {
           try {

@@ -98,6 +98,8 @@ export class SlackSocketRunner {
       };
       const onAbort = () => end({ kind: 'stopped' });
       signal.addEventListener('abort', onAbort, { once: true });
+      // Stopped while the socket was opening: the listener above came too late to hear it.
+      if (signal.aborted) onAbort();
       let queue: Promise<void> = Promise.resolve();
       ws.on('message', (data) => {
         queue = queue.then(async () => {
