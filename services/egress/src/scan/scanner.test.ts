@@ -549,7 +549,10 @@ describe('LeakScanner cost', () => {
     const prose = Buffer.from(words.repeat(Math.ceil(run.length / words.length)).slice(0, run.length));
     cost(run);
     cost(prose);
-    const ratio = cost(run) / cost(prose);
+    // Up to three pairs of measurements, the best ratio kept: a burst of other work on a busy
+    // machine during one side of a pair does not decide (it failed this once in CI at 2.10x).
+    let ratio = Infinity;
+    for (let i = 0; i < 3 && ratio >= 2; i++) ratio = Math.min(ratio, cost(run) / cost(prose));
     // Measured 0.6-1.2 now, 3.3-3.6 before (the bound leaves room for a loaded machine).
     assert.ok(ratio < 2, `a run of one character costs ${ratio.toFixed(2)}x as much as prose`);
     // And the scan still sees through it.
