@@ -47,6 +47,13 @@ export const SKILL_VERSION_PATTERN =
 /** The header the sandbox sets on a skill's HTTP request to egress: `x-talon-skill: <name>@<version>`. */
 export const SKILL_HEADER = 'x-talon-skill';
 export const SKILL_PRINCIPAL_PREFIX = 'skill:';
+/**
+ * How long a skill call may wait for a plugin host (a free one, or one started for it)
+ * on top of the skill's own timeout. The timeout counts from the moment a host runs the
+ * call, so a cold host's start on a busy machine does not expire a 1 s skill; the caller
+ * waits timeout + this + its reply slack at most.
+ */
+export const SKILL_HOST_WAIT_MS = 5_000;
 
 export interface SkillRef {
   name: string;

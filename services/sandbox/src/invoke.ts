@@ -3,6 +3,7 @@
 // Every failure becomes a SkillError with a stable code; nothing a plugin does can
 // make this function throw.
 import { SkillInvocation, SkillResult, type SkillInvocationAudit } from '@talon/proto';
+import { SKILL_HOST_WAIT_MS } from '@talon/kit/contracts';
 import type { Logger } from '@talon/kit/log';
 import { SpanKind, context, withSpan, type Context } from '@talon/kit/telemetry';
 import { SkillRunError, type SkillErrorCode } from './errors.ts';
@@ -149,7 +150,9 @@ export class Invoker {
       );
     }
     const skill = await this.skills.runnable(approved);
-    const deadline = Math.min(now + skill.timeoutMs, inv.deadlineMs > 0 ? inv.deadlineMs : Number.MAX_SAFE_INTEGER);
+    // The skill's timeout runs from the moment a host takes the call; waiting for one is
+    // bounded apart (SKILL_HOST_WAIT_MS), and both by the caller's deadline.
+    const deadline = Math.min(now + SKILL_HOST_WAIT_MS + skill.timeoutMs, inv.deadlineMs > 0 ? inv.deadlineMs : Number.MAX_SAFE_INTEGER);
     const ctx: InvocationContext = {
       skill: skill.record.name,
       version: skill.record.version,
@@ -173,6 +176,7 @@ export class Invoker {
         maxLogLines: limits.maxLogLines,
       },
       deadline,
+      runMs: skill.timeoutMs,
       // Host calls arrive from the plugin host's channel, outside this invocation's async
       // context: bound to it, the skill's requests through egress stay in the caller's trace.
       onHostCall: context.bind(context.active(), (fn: string, payload: string, signal: AbortSignal) =>

@@ -100,6 +100,22 @@ describe('plugin host pool', () => {
     assert.equal(pool.counters.started, started + 1);
   });
 
+  it("counts a call's run time from the moment a host takes it: time waiting for one is bounded by the deadline alone", async () => {
+    // perSkill = 1: the second loop waits for the first to be stopped, then gets its own 800 ms.
+    const t0 = Date.now();
+    const loop = (over: Partial<HostJob>) =>
+      pool.run(job('malicious', 'infinite-loop', { deadline: Date.now() + 20_000, runMs: 800, ...over }));
+    const [a, b] = await Promise.all([loop({}), loop({})]);
+    const took = Date.now() - t0;
+    for (const r of [a, b]) {
+      assert.equal(r.error?.code, 'timeout');
+      assert.match(r.error!.message, /did not finish before its deadline/, 'stopped while running, not while waiting');
+    }
+    assert.ok(b.queuedMs >= 790, `the second waited for the first (${b.queuedMs} ms)`);
+    assert.ok(took >= 1590 && took < 15_000, `each ran its 800 ms, neither the 20 s deadline (${took} ms)`);
+    assert.equal((await pool.run(convert())).ok, true);
+  });
+
   it('contains memory.grow bombs at the declared maximum, without killing the host', async () => {
     const r = await pool.run(job('malicious', 'memory-bomb', { deadline: Date.now() + 5000 }));
     assert.equal(r.error?.code, 'memory_limit', JSON.stringify(r.error));

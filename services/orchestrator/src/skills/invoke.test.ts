@@ -1,11 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { SKILL_HOST_WAIT_MS } from '@talon/kit/contracts';
 import { attemptBudget, describeSkillError, REPLY_SLACK_MS } from './invoke.ts';
 
 describe('skill invocation', () => {
-  it('waits for the skill timeout plus slack, within the turn, and tells the sandbox to stop first', () => {
+  it('waits for the skill timeout, its wait for a host and slack, within the turn, and tells the sandbox to stop first', () => {
     const a = attemptBudget({ timeoutMs: 1000, deadline: 100_000 }, 0);
-    assert.equal(a.waitMs, 1000 + REPLY_SLACK_MS);
+    assert.equal(a.waitMs, 1000 + SKILL_HOST_WAIT_MS + REPLY_SLACK_MS);
     assert.ok(a.deadlineMs < a.waitMs, 'the sandbox stops before the caller gives up, so its timeout answer arrives');
     const b = attemptBudget({ timeoutMs: 30_000, deadline: 5_000 }, 1_000);
     assert.equal(b.waitMs, 4_000, 'never past the turn deadline');

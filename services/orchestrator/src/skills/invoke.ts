@@ -5,6 +5,7 @@
 // once after a short pause. Every failure comes back as a SkillResult error with a
 // stable code; this module never throws.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SKILL_HOST_WAIT_MS } from '@talon/kit/contracts';
 import { SUBJECTS } from '@talon/kit/subjects';
 import { tracedHeaders, type NatsConnection } from '@talon/kit/nats';
 import { SkillInvocation, SkillResult } from '@talon/proto';
@@ -31,9 +32,9 @@ function failed(call: Pick<SkillCall, 'invocationId'>, code: string, message: st
   return { invocationId: call.invocationId, output: '', error: { code, message }, durationMs: 0, version: '', hostCalls: 0 };
 }
 
-/** How long to wait for this attempt and what deadline to send the sandbox. Pure. */
+/** How long to wait for this attempt (the skill's timeout, its wait for a plugin host, slack) and the deadline to send the sandbox. Pure. */
 export function attemptBudget(call: Pick<SkillCall, 'timeoutMs' | 'deadline'>, now: number): { waitMs: number; deadlineMs: number } {
-  const waitMs = Math.min(call.deadline - now, call.timeoutMs + REPLY_SLACK_MS);
+  const waitMs = Math.min(call.deadline - now, call.timeoutMs + SKILL_HOST_WAIT_MS + REPLY_SLACK_MS);
   const margin = Math.min(REPLY_SLACK_MS / 2, Math.floor(waitMs / 4));
   return { waitMs, deadlineMs: now + waitMs - margin };
 }

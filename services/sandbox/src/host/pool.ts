@@ -29,6 +29,8 @@ export interface HostJob {
   limits: RunLimits;
   /** Epoch ms by which the call must be finished (queue time included). */
   deadline: number;
+  /** Most time (ms) the call may run once a host takes it, within `deadline`; absent: up to `deadline`. */
+  runMs?: number;
   onHostCall: (fn: string, payload: string, signal: AbortSignal) => Promise<HostCallAnswer>;
 }
 
@@ -541,7 +543,7 @@ export class HostPool {
             hostReplaced: true,
           });
         },
-        Math.max(0, job.deadline - Date.now()),
+        Math.max(0, Math.min(job.deadline, job.runMs === undefined ? Infinity : Date.now() + job.runMs) - Date.now()),
       ),
     };
     h.active = active;
