@@ -11,6 +11,7 @@ import { runMain } from '@talon/kit/service';
 import { startInternalHttp } from '@talon/kit/internal-http';
 import { initMetrics, METRICS, METRICS_PATH, observe } from '@talon/kit/metrics';
 import { SANDBOX_QUEUE } from '@talon/kit/subjects';
+import { SKILL_HOST_WAIT_MS } from '@talon/kit/contracts';
 import { SkillInvocationAudit } from '@talon/proto';
 import { loadSandboxConfig } from './config.ts';
 import { HostPool } from './host/pool.ts';
@@ -102,7 +103,8 @@ runMain('sandbox', async () => {
   life.onShutdown({
     name: 'finish in-flight invocations',
     run: () => inFlight.idle(),
-    timeoutMs: Math.min(cfg.maxTimeoutMs + 1000, 30_000),
+    // A call may still be waiting for its host: the longest one runs its wait and its timeout.
+    timeoutMs: Math.min(cfg.maxTimeoutMs + SKILL_HOST_WAIT_MS + 1000, 30_000),
   });
   life.onShutdown({ name: 'stop plugin hosts', run: () => pool.close() });
   life.onShutdown({ name: 'stop registry updates', run: () => reader.stop() });
