@@ -1,6 +1,7 @@
 // Small helpers shared by the benchmark scripts: percentiles, tables, machine facts.
 import { cpus, totalmem } from 'node:os';
 import { readdirSync, readFileSync } from 'node:fs';
+import { request, type Dispatcher } from 'undici';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -51,18 +52,15 @@ export function pssMiB(pid: number): number {
 }
 
 /**
- * The processes of the platform living in TALON_HOME=`home` (its environment says so),
- * optionally only those whose command line contains `cmd` (Linux /proc).
+ * The processes whose command line (arguments joined by NUL) and environment (read only
+ * when asked for) satisfy `match` (Linux /proc).
  */
-export function platformPids(home: string, cmd = ''): number[] {
-  const mark = `TALON_HOME=${home}`;
+export function pidsWhere(match: (cmdline: string, environ: () => string) => boolean): number[] {
   return readdirSync('/proc')
     .filter((d) => /^\d+$/.test(d))
     .filter((d) => {
       try {
-        return (
-          readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(cmd) && readFileSync(`/proc/${d}/environ`, 'utf8').split('\0').includes(mark)
-        );
+        return match(readFileSync(`/proc/${d}/cmdline`, 'utf8'), () => readFileSync(`/proc/${d}/environ`, 'utf8'));
       } catch {
         return false;
       }
@@ -70,16 +68,42 @@ export function platformPids(home: string, cmd = ''): number[] {
     .map(Number);
 }
 
-/** CPU seconds (user + system) the processes have used so far; a process gone counts 0. */
-export function cpuSeconds(pids: readonly number[]): number {
+/**
+ * The processes of the platform living in TALON_HOME=`home` (its environment says so),
+ * optionally only those whose command line contains `cmd` (Linux /proc).
+ */
+export function platformPids(home: string, cmd = ''): number[] {
+  const mark = `TALON_HOME=${home}`;
+  return pidsWhere((cmdline, environ) => cmdline.includes(cmd) && environ().split('\0').includes(mark));
+}
+
+/** CPU seconds the processes have used so far (user + system, or `kernel`: system only); a process gone counts 0. */
+export function cpuSeconds(pids: readonly number[], part: 'all' | 'kernel' = 'all'): number {
   let ticks = 0;
   for (const pid of pids) {
     try {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      ticks += Number(f[11]) + Number(f[12]);
+      ticks += (part === 'all' ? Number(f[11]) : 0) + Number(f[12]);
     } catch {
       // exited
     }
   }
   return ticks / 100;
+}
+
+/**
+ * One chat turn through the gateway as the turn benchmarks send it (conversation `bench-<i mod 64>`,
+ * the fake LLM answering at once); its latency in ms. A status other than 200 throws.
+ */
+export async function benchTurn(gatewayUrl: string, token: string, i: number, dispatcher: Dispatcher): Promise<number> {
+  const t0 = performance.now();
+  const res = await request(`${gatewayUrl}/v1/chat/completions`, {
+    method: 'POST',
+    dispatcher,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-talon-conversation': `bench-${i % 64}` },
+    body: JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how fast is the pipeline?` }] }),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`turn ${i}: HTTP ${res.statusCode} ${text}`);
+  return performance.now() - t0;
 }

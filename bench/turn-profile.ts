@@ -7,12 +7,12 @@
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { startTestPlatform } from '@talon/testkit';
-import { cpuSeconds, platformPids, summarize, fmt } from './lib.ts';
+import { benchTurn, cpuSeconds, pidsWhere, platformPids, summarize, fmt } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -30,40 +30,16 @@ const tp = await startTestPlatform({
 });
 const token = await tp.token('bench');
 const agent = new Agent({ connections: 2 });
-const turn = async (i: number): Promise<number> => {
-  const t0 = performance.now();
-  const res = await request(`${tp.gatewayUrl}/v1/chat/completions`, {
-    method: 'POST',
-    dispatcher: agent,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-talon-conversation': `bench-${i % 64}` },
-    body: JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how fast is the pipeline?` }] }),
-  });
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`turn ${i}: HTTP ${res.statusCode} ${text}`);
-  return performance.now() - t0;
-};
+const turn = (i: number): Promise<number> => benchTurn(tp.gatewayUrl, token, i, agent);
 for (let i = 0; i < 50; i++) await turn(i);
-/** CPU seconds the process spent in the kernel (stime). */
-const sysSeconds = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[12]) / 100;
-/** Every process of this platform, named by what it runs. */
 // The embedded database runs without TALON_HOME in its environment; its data directory names it.
-const pglitePids = readdirSync('/proc')
-  .filter((d) => /^\d+$/.test(d))
-  .filter((d) => {
-    try {
-      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      return cmd.includes('pglite-server') && cmd.includes(tp.home);
-    } catch {
-      return false;
-    }
-  })
-  .map(Number);
+const pglitePids = pidsWhere((cmd) => cmd.includes('pglite-server') && cmd.includes(tp.home));
 const procs = [...platformPids(tp.home), ...pglitePids].map((pid) => {
   const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
   const name =
     /services\/(\w+)\//.exec(cmd)?.[1] ??
     (cmd.includes('nats-server') ? 'nats-server' : cmd.includes('pglite-server') ? 'pglite' : cmd.slice(0, 60));
-  return { pid, name, cpu0: cpuSeconds([pid]), sys0: sysSeconds(pid) };
+  return { pid, name, cpu0: cpuSeconds([pid]), sys0: cpuSeconds([pid], 'kernel') };
 });
 // --strace: system calls per turn, per process (strace -c attached for the measured turns only).
 const traces = values.strace
@@ -80,7 +56,9 @@ console.log(`${TURNS} sequential turns: p50 ${fmt(s.p50)} ms, p99 ${fmt(s.p99)} 
 console.log('CPU ms per turn, by process:');
 for (const p of procs) {
   const ms = (s0: number, s1: number) => fmt(((s1 - s0) * 1000) / TURNS);
-  console.log(`  ${p.name.padEnd(16)} ${ms(p.cpu0, cpuSeconds([p.pid]))} (of it in the kernel ${ms(p.sys0, sysSeconds(p.pid))})`);
+  console.log(
+    `  ${p.name.padEnd(16)} ${ms(p.cpu0, cpuSeconds([p.pid]))} (of it in the kernel ${ms(p.sys0, cpuSeconds([p.pid], 'kernel'))})`,
+  );
 }
 for (const t of traces) {
   t.child.kill('SIGINT');

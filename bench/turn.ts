@@ -13,7 +13,7 @@ import { createClient, readTls, unary } from '@talon/kit/grpc';
 import { EgressServiceClient } from '@talon/proto';
 import { SERVICES } from '@talon/kit/service';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
-import { fmt, machine, summarize, table } from './lib.ts';
+import { benchTurn, fmt, machine, summarize, table } from './lib.ts';
 import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
 
 const { values } = parseArgs({
@@ -42,22 +42,8 @@ const platform = (metrics: 'on' | 'off') =>
 const tp = await platform('on');
 const token = await tp.token('bench');
 const agent = new Agent({ connections: CONC * 2, pipelining: 1 });
-const body = (i: number) => JSON.stringify({ messages: [{ role: 'user', content: `turn ${i}: how fast is the pipeline?` }] });
-
 const viaTalon = (i: number) => turnOn(tp, token, i);
-
-async function turnOn(p: TestPlatform, tok: string, i: number): Promise<number> {
-  const t0 = performance.now();
-  const res = await request(`${p.gatewayUrl}/v1/chat/completions`, {
-    method: 'POST',
-    dispatcher: agent,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${tok}`, 'x-talon-conversation': `bench-${i % 64}` },
-    body: body(i),
-  });
-  const text = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`turn ${i}: HTTP ${res.statusCode} ${text}`);
-  return performance.now() - t0;
-}
+const turnOn = (p: TestPlatform, tok: string, i: number): Promise<number> => benchTurn(p.gatewayUrl, tok, i, agent);
 
 async function direct(i: number): Promise<number> {
   const t0 = performance.now();
