@@ -48,11 +48,10 @@ if (values.data.startsWith('memory://')) db = await PGlite.create(values.data, o
 else {
   mkdirSync(values.data, { recursive: true, mode: 0o700 });
   const warn = (msg: string) => process.stderr.write(`${JSON.stringify({ msg: 'pglite template', warning: msg })}\n`);
-  const opened = templateDir
-    ? await openWithTemplate(values.data, templateFile(templateDir), options, warn)
-    : { db: await PGlite.create(values.data, options), origin: 'existing' };
-  db = opened.db;
-  if (opened.origin !== 'existing') process.stdout.write(`${JSON.stringify({ msg: 'pglite cluster created', from: opened.origin })}\n`);
+  const opened = templateDir ? await openWithTemplate(values.data, templateFile(templateDir), options, warn) : undefined;
+  db = opened?.db ?? (await PGlite.create(values.data, options));
+  if (opened && opened.origin !== 'existing')
+    process.stdout.write(`${JSON.stringify({ msg: 'pglite cluster created', from: opened.origin })}\n`);
 }
 const server = new PgliteWireServer({
   db,
