@@ -2,8 +2,10 @@
 // processes run with --cpu-prof (unless --no-prof), drives sequential turns through
 // the gateway as bench:turn does, and prints each process's CPU milliseconds per turn,
 // with the part spent in the kernel (the services and the embedded database), and where
-// the .cpuprofile files went. --strace adds the system calls each process made per turn.
-//   npm run bench:turn-profile [-- --turns 300 --no-prof --strace]   (TALON_TEST_DATABASE=native for native PostgreSQL)
+// the .cpuprofile files went. --strace adds the system calls each process made per turn;
+// --statements (embedded database) the milliseconds PGlite's one thread spent per turn on
+// each SQL statement (pglite-server --profile-statements).
+//   npm run bench:turn-profile [-- --turns 300 --no-prof --strace --statements]   (TALON_TEST_DATABASE=native for native PostgreSQL)
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -11,7 +13,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Agent } from 'undici';
-import { startTestPlatform } from '@talon/testkit';
+import { formatStatementRows, type StatementRow } from '@talon/cli/statement-profile';
+import { startTestPlatform, testDatabaseKind, waitFor } from '@talon/testkit';
 import { benchTurn, cpuSeconds, pidsWhere, platformPids, summarize, fmt } from './lib.ts';
 
 const { values } = parseArgs({
@@ -19,14 +22,20 @@ const { values } = parseArgs({
     turns: { type: 'string', default: '300' },
     'no-prof': { type: 'boolean', default: false },
     strace: { type: 'boolean', default: false },
+    statements: { type: 'boolean', default: false },
   },
 });
+if (values.statements && testDatabaseKind() !== 'embedded') {
+  process.stderr.write('bench:turn-profile: --statements profiles the embedded database; unset TALON_TEST_DATABASE=native\n');
+  process.exit(64);
+}
 const TURNS = Number(values.turns);
 const profDir = join(tmpdir(), `talon-turn-profile-${process.pid}`);
 mkdirSync(profDir, { recursive: true });
 const tp = await startTestPlatform({
   env: { TALON_LOG_LEVEL: 'warn', GATEWAY_RATE_LIMIT_TOKEN_PER_MIN: '1000000', GATEWAY_RATE_LIMIT_ADDRESS_PER_MIN: '1000000' },
   nodeArgs: values['no-prof'] ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir],
+  ...(values.statements ? { pgliteArgs: ['--profile-statements'] } : {}),
 });
 const token = await tp.token('bench');
 const agent = new Agent({ connections: 2 });
@@ -49,6 +58,22 @@ const traces = values.strace
     })
   : [];
 if (traces.length > 0) await new Promise((r) => setTimeout(r, 1000));
+// --statements: each SIGUSR2 makes the database print (and restart) its statement table.
+const pgliteLog = join(tp.home, 'logs', 'pglite.log');
+async function statementTable(nth: number): Promise<StatementRow[]> {
+  process.kill(pglitePids[0]!, 'SIGUSR2');
+  return waitFor(
+    () => {
+      const lines = readFileSync(pgliteLog, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"pglite statements"'));
+      return lines.length >= nth ? (JSON.parse(lines[nth - 1]!) as { statements: StatementRow[] }).statements : undefined;
+    },
+    30_000,
+    'the statement table in pglite.log',
+  );
+}
+if (values.statements) await statementTable(1);
 const lat: number[] = [];
 for (let i = 0; i < TURNS; i++) lat.push(await turn(1000 + i));
 const s = summarize(lat);
@@ -59,6 +84,10 @@ for (const p of procs) {
   console.log(
     `  ${p.name.padEnd(16)} ${ms(p.cpu0, cpuSeconds([p.pid]))} (of it in the kernel ${ms(p.sys0, cpuSeconds([p.pid], 'kernel'))})`,
   );
+}
+if (values.statements) {
+  console.log(`PGlite per turn, by statement (${TURNS} turns):`);
+  for (const line of formatStatementRows(await statementTable(2), TURNS)) console.log(`  ${line}`);
 }
 for (const t of traces) {
   t.child.kill('SIGINT');

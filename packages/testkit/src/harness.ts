@@ -29,6 +29,8 @@ export interface TestPlatformOptions {
   keepHome?: boolean;
   /** Extra Node.js flags for the service processes. */
   nodeArgs?: readonly string[];
+  /** Extra flags for the embedded database's server (pglite-server.ts). */
+  pgliteArgs?: readonly string[];
   /** Restart a process that exits unexpectedly, as `talon up` does (default: no). */
   autoRestart?: boolean;
   /** Progress lines of the platform (starts, restarts). */
@@ -258,6 +260,7 @@ export async function startTestPlatform(opts: TestPlatformOptions = {}): Promise
     // A ceiling, not a wait: start returns as soon as everything is healthy (a loaded machine can take a while).
     healthTimeoutMs: 120_000,
     nodeArgs: opts.nodeArgs,
+    pgliteArgs: opts.pgliteArgs,
   });
   const tp = new TestPlatform(platform, llm, home, database, native, opts.keepHome ?? process.env.TALON_TEST_KEEP_HOME === '1');
   try {

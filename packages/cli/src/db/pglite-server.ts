@@ -3,16 +3,19 @@
 // the same `pg` driver they use against a real server. Run as its own OS process
 // by `talon up`.
 //   node pglite-server.ts --data DIR --port N [--host 127.0.0.1] [--ports-file FILE] [--shared-buffers 32MB] [--template-dir DIR]
+//        [--profile-statements]
 // --port 0 takes any free port; the port bound is printed ("pglite ready") and, with
 // --ports-file, written to FILE as {"pglite": N} for the supervisor. With --template-dir a
 // fresh DIR is restored from the pristine cluster kept there, or initdb's saved there
-// (./pgdata-template.ts).
+// (./pgdata-template.ts). With --profile-statements every SIGUSR2 prints one line with the
+// time PGlite spent per statement since the last (./statement-profile.ts; bench:turn-profile).
 import { parseArgs } from 'node:util';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { PgliteWireServer } from './wire.ts';
 import { openWithTemplate, templateFile } from './pgdata-template.ts';
+import { StatementProfile } from './statement-profile.ts';
 
 const { values } = parseArgs({
   options: {
@@ -25,6 +28,7 @@ const { values } = parseArgs({
     'shared-buffers': { type: 'string', default: '32MB' },
     'ports-file': { type: 'string' },
     'template-dir': { type: 'string' },
+    'profile-statements': { type: 'boolean', default: false },
   },
 });
 
@@ -53,12 +57,21 @@ else {
   if (opened && opened.origin !== 'existing')
     process.stdout.write(`${JSON.stringify({ msg: 'pglite cluster created', from: opened.origin })}\n`);
 }
+// The log scrubber (and the logger it comes with) is loaded only for profiling.
+const profile = values['profile-statements'] ? new StatementProfile({ redact: (await import('@talon/kit/log')).scrub }) : undefined;
+if (profile) {
+  process.on('SIGUSR2', () => {
+    const { sinceMs, rows } = profile.take();
+    process.stdout.write(`${JSON.stringify({ msg: 'pglite statements', since_ms: sinceMs, statements: rows })}\n`);
+  });
+}
 const server = new PgliteWireServer({
   db,
   port,
   host: values.host,
   maxConnections: Number(values['max-connections']),
   onError: (err) => process.stderr.write(`${JSON.stringify({ msg: 'pglite wire error', err: err.message })}\n`),
+  ...(profile ? { onUnit: (bytes: Uint8Array, ms: number) => profile.record(bytes, ms) } : {}),
 });
 let bound: number;
 try {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { PgliteWireServer } from './wire.ts';
+import { StatementProfile } from './statement-profile.ts';
 
 describe('PGlite wire server', () => {
   let db: PGlite;
@@ -153,6 +154,38 @@ describe('PGlite wire server: LISTEN/NOTIFY between connections', () => {
       await listener.end();
       await other.end();
       await notifier.end();
+    }
+  });
+});
+
+describe('PGlite wire server: statement profiling', () => {
+  it('reports each client unit with its time, so a profile sums prepared statements under their SQL', async () => {
+    const db = await PGlite.create('memory://');
+    const profile = new StatementProfile({ redact: (s) => s });
+    const server = new PgliteWireServer({
+      db,
+      host: '127.0.0.1',
+      port: 0,
+      maxConnections: 4,
+      onUnit: (bytes, ms) => profile.record(bytes, ms),
+    });
+    const client = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:${await server.start()}/postgres` });
+    try {
+      await client.connect();
+      profile.take();
+      const named = { name: 'sum', text: 'select $1::int + 1 as s' };
+      for (let i = 0; i < 3; i++) assert.equal((await client.query({ ...named, values: [i] })).rows[0].s, i + 1);
+      await client.query('select pg_sleep(0.05)');
+      const rows = profile.take().rows;
+      const sum = rows.find((r) => r.sql === named.text);
+      assert.equal(sum?.calls, 3, JSON.stringify(rows));
+      const sleep = rows.find((r) => r.sql === 'select pg_sleep(0.05)');
+      assert.equal(sleep?.calls, 1);
+      assert.ok(sleep.ms >= 45, `pg_sleep(0.05) took ${sleep.ms} ms`);
+    } finally {
+      await client.end();
+      await server.stop();
+      await db.close();
     }
   });
 });

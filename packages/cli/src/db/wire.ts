@@ -62,6 +62,8 @@ export interface WireServerOptions {
   port: number;
   maxConnections: number;
   onError?: (err: Error) => void;
+  /** Told of every client unit PGlite ran and the milliseconds it took (statement profiling). */
+  onUnit?: (bytes: Uint8Array, ms: number) => void;
 }
 
 export class PgliteWireServer {
@@ -70,6 +72,7 @@ export class PgliteWireServer {
   private readonly port: number;
   private readonly maxConnections: number;
   private readonly onError: ((err: Error) => void) | undefined;
+  private readonly onUnit: WireServerOptions['onUnit'];
   private server: Server | undefined;
   private readonly queue: Unit[] = [];
   private running = false;
@@ -85,6 +88,7 @@ export class PgliteWireServer {
     this.port = opts.port;
     this.maxConnections = opts.maxConnections;
     this.onError = opts.onError;
+    this.onUnit = opts.onUnit;
   }
 
   async start(): Promise<number> {
@@ -185,6 +189,7 @@ export class PgliteWireServer {
         const notifications = new NotificationScanner();
         // The unit's output goes out in one write (PGlite hands it over in many small pieces).
         const out: Buffer[] = [];
+        const started = performance.now();
         try {
           await this.db.runExclusive(() =>
             this.db.execProtocolRawStream(u.bytes, {
@@ -200,6 +205,7 @@ export class PgliteWireServer {
           this.onError?.(err as Error);
           u.conn.socket.destroy();
         }
+        if (this.onUnit && !u.internal) this.onUnit(u.bytes, performance.now() - started);
         if (out.length > 0 && !u.conn.socket.destroyed) u.conn.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
         if (this.db.isInTransaction()) this.owner = u.conn;
         if (u.conn.closed && !u.internal) u.conn.socket.end();

@@ -59,6 +59,8 @@ export interface PlatformOptions {
   healthTimeoutMs?: number;
   /** Extra Node.js flags for service processes (tests: --heapsnapshot-signal). */
   nodeArgs?: readonly string[];
+  /** Extra pglite-server flags for the embedded database (bench: --profile-statements). */
+  pgliteArgs?: readonly string[];
   /** Provision JetStream when NATS starts (default yes; tests of `talon provision` say no). */
   provision?: boolean;
   /** nats-server nodes: 1 (default), or a JetStream cluster on loopback (3: streams and buckets R3). */
@@ -545,6 +547,7 @@ export class Platform {
           '--ports-file',
           portsFile,
           ...(this.pgdataTemplateDir ? ['--template-dir', this.pgdataTemplateDir] : []),
+          ...(this.opts.pgliteArgs ?? []),
         ],
         env: {
           PATH: process.env.PATH,
