@@ -17,7 +17,7 @@
 // concurrency mostly shows how much the fake's sending overlaps the intake.
 //   node_modules/.bin/node bench/channels.ts [--messages 1000] [--concurrency 1,16]
 //     [--channels telegram,discord,slack,mattermost]
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { KV_BUCKETS, pairedKey, STREAMS } from '@talon/kit/subjects';
@@ -26,7 +26,7 @@ import { startChannelPlatform } from '../packages/testkit/src/fake-platforms.ts'
 import { mattermostId, startFakeMattermost } from '../packages/testkit/src/fake-mattermost.ts';
 import { fmt, machine, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     messages: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '1,16' },

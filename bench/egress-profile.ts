@@ -5,12 +5,12 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { Pool } from 'undici';
 import { startBenchUpstream, startEgressBench } from './egress-platform.ts';
 import { cpuSeconds, platformPids } from './lib.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     kib: { type: 'string', default: '256' },
     seconds: { type: 'string', default: '5' },

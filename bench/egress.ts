@@ -14,7 +14,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { Pool, type Dispatcher } from 'undici';
 import { diesWithParent } from '@talon/cli/process';
 import { freePort, mitmdumpAvailable, startMitmdump, type Mitmdump, type TestPlatform } from '@talon/testkit';
@@ -22,7 +22,7 @@ import { fmt, machine, summarize, table } from './lib.ts';
 import { startBenchUpstream, startEgressBench } from './egress-platform.ts';
 import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '16' },

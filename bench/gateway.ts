@@ -7,7 +7,7 @@
 // The orchestrator is not started: accepted messages stay queued in JetStream, so the
 // figure is the gateway's intake, not the agent's throughput.
 //   node_modules/.bin/node bench/gateway.ts [--webhooks 3000] [--connections 5000]
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { Agent, request } from 'undici';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
@@ -17,7 +17,7 @@ import WebSocket from 'ws';
 import { startChannelPlatform } from '../packages/testkit/src/fake-platforms.ts';
 import { fmt, machine, rssMiB, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     webhooks: { type: 'string', default: '3000' },
     connections: { type: 'string', default: '5000' },

@@ -7,14 +7,14 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { SERVICES } from '@talon/kit/service';
 import { startTestPlatform, waitFor, type TestDatabaseKind } from '@talon/testkit';
 import { fmt, machine, table } from './lib.ts';
 
 const TARGET_PERCENT = 0.5;
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     seconds: { type: 'string', default: '60' },
     database: { type: 'string' },

@@ -9,7 +9,7 @@
 //   npm run bench:mcp -- [--calls 200] [--rounds 4]
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { request } from 'undici';
 import { EgressClient, type EgressRequest, type EgressResponse } from '@talon/kit/egress';
 import { McpServers } from '@talon/records/mcp';
@@ -17,7 +17,7 @@ import { startFakeMcpServer, startTestPlatform } from '@talon/testkit';
 import { McpConnector } from '../services/orchestrator/src/mcp/session.ts';
 import { fmt, machine, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({ options: { calls: { type: 'string', default: '200' }, rounds: { type: 'string', default: '4' } } });
+const { values } = benchArgs({ options: { calls: { type: 'string', default: '200' }, rounds: { type: 'string', default: '4' } } });
 const CALLS = Number(values.calls);
 const ROUNDS = Number(values.rounds);
 const TOKEN = `bench-mcp-token-${process.pid}-0123456789abcdef`;

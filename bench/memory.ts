@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import pg from 'pg';
 import { createLogger } from '@talon/kit/log';
 import { createPool, migrate, pgClientConfig, type Pool } from '@talon/kit/db';
@@ -25,7 +25,7 @@ import { createHnswIndexSql, hnswIndexName, vectorLiteral } from '../services/me
 import { ingestRecallSet, loadRecallSet, recallAtK } from '../services/memory/test/recall-fixture.ts';
 import { fmt, machine, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     database: { type: 'string', default: 'both' },
     sizes: { type: 'string', default: '10000,100000' },

@@ -4,14 +4,14 @@
 // the orchestrators' "routines: fired" log lines. Also counts slots fired twice (must
 // be 0) and slots left out between the first and the last.
 //   npm run bench:routines [-- --firings 100]
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { MissedRunPolicy } from '@talon/proto';
 import { Users } from '@talon/records/identity';
 import { Routines } from '@talon/records/routines';
 import { startTestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({ options: { firings: { type: 'string', default: '100' } } });
+const { values } = benchArgs({ options: { firings: { type: 'string', default: '100' } } });
 const FIRINGS = Number(values.firings);
 if (!Number.isInteger(FIRINGS) || FIRINGS < 2) throw new Error('--firings must be a whole number of at least 2');
 

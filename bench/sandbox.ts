@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import createPlugin from '@extism/extism';
 import wabtInit from 'wabt';
 import type { NatsConnection } from '@talon/kit/nats';
@@ -15,7 +15,7 @@ import { SkillInvocation, SkillResult } from '@talon/proto';
 import type { TestPlatform } from '@talon/testkit';
 import { builtSkill, installApproved, startSandboxPlatform } from '../services/sandbox/test/support.ts';
 
-const { values: args } = parseArgs({ options: { calls: { type: 'string', default: '2000' }, seconds: { type: 'string', default: '5' } } });
+const { values: args } = benchArgs({ options: { calls: { type: 'string', default: '2000' }, seconds: { type: 'string', default: '5' } } });
 const CALLS = Number(args.calls);
 const SECONDS = Number(args.seconds);
 const INPUT = JSON.stringify({ value: 5, from: 'mi', to: 'km' });

@@ -3,12 +3,12 @@
 // figure of deploy/README.md. Clients spread their turns over the gateways round robin,
 // as a load balancer would.
 //   npm run bench:scale [-- --turns 600]
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { Agent, request } from 'undici';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import { fmt, machine, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({ options: { turns: { type: 'string', default: '600' } } });
+const { values } = benchArgs({ options: { turns: { type: 'string', default: '600' } } });
 const TURNS = Number(values.turns);
 process.env.TALON_TEST_DATABASE ??= 'native';
 

@@ -3,11 +3,11 @@
 //   node --cpu-prof --cpu-prof-dir /tmp/prof bench/scan-profile.ts --body 256k-a
 // Prints ms per scan (wall and CPU) and MB/s per CPU time; figures, not assertions.
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { leakScanner } from '../services/egress/src/scanning.ts';
 import { fingerprintSecret } from '../services/egress/src/scan/fingerprint.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     body: { type: 'string', default: '256k-a' },
     iters: { type: 'string', default: '200' },

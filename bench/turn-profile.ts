@@ -8,7 +8,7 @@
 //   npm run bench:turn-profile [-- --turns 300 --no-prof --strace --statements]   (TALON_TEST_DATABASE=native for native PostgreSQL)
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -17,7 +17,7 @@ import { formatStatementRows, type StatementRow } from '@talon/cli/statement-pro
 import { startTestPlatform, testDatabaseKind, waitFor } from '@talon/testkit';
 import { benchTurn, cpuSeconds, pidsWhere, platformPids, summarize, fmt } from './lib.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     turns: { type: 'string', default: '300' },
     'no-prof': { type: 'boolean', default: false },

@@ -6,7 +6,7 @@
 // in alternating rounds (bench/metrics-cost.ts; --metrics-rounds 0 skips it).
 //   npm run bench:turn [-- --turns 500 --metrics-rounds 4 --metrics-control]
 // (--metrics-control: both sides off, to see how far two identical platforms drift apart)
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { createClient, readTls, unary } from '@talon/kit/grpc';
@@ -16,7 +16,7 @@ import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import { benchTurn, fmt, machine, summarize, table } from './lib.ts';
 import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     turns: { type: 'string', default: '500' },
     concurrency: { type: 'string', default: '16' },

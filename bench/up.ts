@@ -11,13 +11,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { SERVICES } from '@talon/kit/service';
 import { REPO_ROOT } from '@talon/cli/platform';
 import { createNativeDatabase, startFakeLlm } from '@talon/testkit';
 import { fmt, machine, pssMiB, rssMiB, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: { turns: { type: 'string', default: '1000' }, database: { type: 'string', default: 'embedded' } },
 });
 const TURNS = Number(values.turns);

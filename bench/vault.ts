@@ -3,7 +3,7 @@
 // commit), and unseal time with the Argon2id parameters in use.
 //   node_modules/.bin/node bench/vault.ts [--database embedded|native|both] [--n 2000]
 import { loadavg } from 'node:os';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import { createClient, unary } from '@talon/kit/grpc';
 import { createLogger } from '@talon/kit/log';
 import { createPool } from '@talon/kit/db';
@@ -15,7 +15,7 @@ import { VaultStore } from '../services/vault/src/store.ts';
 import { Vault } from '../services/vault/src/vault.ts';
 import { fmt, machine, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({ options: { database: { type: 'string', default: 'both' }, n: { type: 'string', default: '2000' } } });
+const { values } = benchArgs({ options: { database: { type: 'string', default: 'both' }, n: { type: 'string', default: '2000' } } });
 const N = Number(values.n);
 const kinds: TestDatabaseKind[] = values.database === 'both' ? ['embedded', 'native'] : [values.database as TestDatabaseKind];
 const PASS = 'benchmark vault passphrase';

@@ -8,14 +8,14 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 import WebSocket from 'ws';
 import { diesWithParent } from '@talon/cli/process';
 import { EgressClient } from '@talon/kit/egress';
 import { startEgressBench } from './egress-platform.ts';
 import { fmt, machine, summarize, table } from './lib.ts';
 
-const { values } = parseArgs({
+const { values } = benchArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     window: { type: 'string', default: '16' },

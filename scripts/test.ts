@@ -1,4 +1,4 @@
-// The test command (`npm test`): unit tests next to the code, integration tests
+// The test command (`npm test`): unit tests next to the code (bench/ helpers included), integration tests
 // per service (services/*/test), then end-to-end and security suites under test/.
 //   npm test                      every tier, embedded database
 //   npm test -- unit e2e          chosen tiers
@@ -39,7 +39,7 @@ for (const t of wanted)
     process.exit(64);
   }
 
-const files = [...walk(join(root, 'packages')), ...walk(join(root, 'services')), ...walk(join(root, 'test'))];
+const files = [...walk(join(root, 'packages')), ...walk(join(root, 'services')), ...walk(join(root, 'bench')), ...walk(join(root, 'test'))];
 const byTier = new Map<Tier, string[]>(TIERS.map((t) => [t, []]));
 for (const f of files) byTier.get(tierOf(f))!.push(f);
 
