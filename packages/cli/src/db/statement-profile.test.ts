@@ -3,7 +3,7 @@
 // that statement was prepared with; keys are redacted and cut, parameters never read.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { STATEMENT_KEY_CHARS, StatementProfile, formatStatementRows } from './statement-profile.ts';
+import { PREPARED_NAMES_KEPT, STATEMENT_KEY_CHARS, StatementProfile, formatStatementRows } from './statement-profile.ts';
 
 /** One frontend message: type, int32 length (itself included), body. */
 function msg(type: string, ...parts: Array<string | Buffer>): Buffer {
@@ -58,6 +58,18 @@ describe('statement profile', () => {
     assert.deepEqual(
       p.take().rows.map((r) => r.sql),
       ['(statement c3_old prepared before profiling)', '(no statement: startup, close or flush)'],
+    );
+  });
+
+  it('remembers at most PREPARED_NAMES_KEPT prepared names, forgetting the oldest', () => {
+    const p = new StatementProfile({ redact: (s) => s });
+    for (let i = 0; i <= PREPARED_NAMES_KEPT; i++) p.record(unit(msg('P', `c${i}_s`, `select ${i}`, noParams), sync), 1);
+    p.take();
+    p.record(unit(bind('c0_s', ''), sync), 1);
+    p.record(unit(bind(`c${PREPARED_NAMES_KEPT}_s`, ''), sync), 1);
+    assert.deepEqual(
+      p.take().rows.map((r) => r.sql),
+      ['(statement c0_s prepared before profiling)', `select ${PREPARED_NAMES_KEPT}`],
     );
   });
 

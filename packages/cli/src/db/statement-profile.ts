@@ -9,6 +9,13 @@
 
 /** Characters of a statement's text kept as its key (whitespace collapsed). */
 export const STATEMENT_KEY_CHARS = 160;
+/**
+ * Prepared statement names remembered at most: each connection prepares its own, and the
+ * wire server closes them unseen when it goes, so a long run with many reconnects would
+ * otherwise keep every name. Past the bound the oldest are forgotten (counted as
+ * "prepared before profiling" if bound again).
+ */
+export const PREPARED_NAMES_KEPT = 4096;
 
 export interface StatementRow {
   /** The statement's SQL, whitespace collapsed, at most STATEMENT_KEY_CHARS. */
@@ -59,6 +66,13 @@ export class StatementProfile {
     return { sinceMs, rows };
   }
 
+  private remember(name: string, sql: string): void {
+    this.prepared.delete(name);
+    this.prepared.set(name, sql);
+    // A Map iterates in insertion order: its first key is the oldest.
+    if (this.prepared.size > PREPARED_NAMES_KEPT) this.prepared.delete(this.prepared.keys().next().value!);
+  }
+
   /** The first statement a unit executes: a simple Query's text, a Parse's, or the one a Bind names. */
   private statementOf(b: Buffer): string | undefined {
     let found: string | undefined;
@@ -71,7 +85,7 @@ export class StatementProfile {
       else if (type === 0x50 /* Parse */) {
         const [name, at] = cstring(body, 0);
         const sql = this.key(cstring(body, at)[0]);
-        if (name !== '') this.prepared.set(name, sql);
+        if (name !== '') this.remember(name, sql);
         found ??= sql;
       } else if (type === 0x42 /* Bind */ && found === undefined) {
         const [, at] = cstring(body, 0);
