@@ -195,6 +195,9 @@ describe('Matrix by /sync long polling', () => {
     assert.ok(!cp.tp.log('gateway').includes(token));
     assert.ok(natsPayloads.length > 10, 'NATS traffic was watched');
     assert.ok(!natsPayloads.some((p) => p.includes(token)));
-    assert.ok(!natsPayloads.some((p) => p.includes(token.split('_')[2]!)));
+    // The random part alone (20 letters, FakeMatrix): a fragment too short would match by chance.
+    const random = token.split('_')[2]!;
+    assert.equal(random.length, 20);
+    assert.ok(!natsPayloads.some((p) => p.includes(random)));
   });
 });

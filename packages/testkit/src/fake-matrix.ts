@@ -34,13 +34,24 @@ export interface FakeMatrixMode {
   loseSendAnswers?: number;
 }
 
+const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const BASE62 = `0123456789${LETTERS}`;
+
+function randomChars(n: number, alphabet: string): string {
+  return Array.from(randomBytes(n), (b) => alphabet[b % alphabet.length]!).join('');
+}
+
 type Entry =
   | { pos: number; roomId: string; kind: 'timeline'; event: Record<string, unknown> }
   | { pos: number; roomId: string; kind: 'invite'; sender: string };
 
 export class FakeMatrix {
   readonly serverName = 'matrix.test';
-  readonly accessToken = `syt_dGFsb24_${randomBytes(16).toString('base64url')}_${randomBytes(3).toString('hex')}`;
+  /**
+   * As Synapse writes them: `syt_`, the base64 localpart, 20 random letters, a 6-character
+   * base62 check. The parts hold no `_`, so a test can look for the random part alone.
+   */
+  readonly accessToken = `syt_dGFsb24_${randomChars(20, LETTERS)}_${randomChars(6, BASE62)}`;
   readonly userId = '@talon:matrix.test';
   readonly calls: MatrixCall[] = [];
   readonly sent: MatrixSent[] = [];
