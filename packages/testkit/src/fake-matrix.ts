@@ -7,6 +7,7 @@
 // same token in the vault. Failure modes: 5xx or 429 M_LIMIT_EXCEEDED for the next calls, and a
 // send recorded but answered 502 (the answer lost: the client's retry must reuse its txnId).
 import { randomBytes } from 'node:crypto';
+import { randomChars } from './random-chars.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
@@ -36,10 +37,6 @@ export interface FakeMatrixMode {
 
 const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 const BASE62 = `0123456789${LETTERS}`;
-
-function randomChars(n: number, alphabet: string): string {
-  return Array.from(randomBytes(n), (b) => alphabet[b % alphabet.length]!).join('');
-}
 
 type Entry =
   | { pos: number; roomId: string; kind: 'timeline'; event: Record<string, unknown> }

@@ -8,6 +8,7 @@
 // is there by GET /api/v4/channels/{id}/posts?since= ({order, posts}, posts changed since).
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { randomChars } from './random-chars.ts';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -61,8 +62,7 @@ export interface FakeMattermost {
 
 /** A Mattermost id: 26 characters of lower-case base32. */
 export function mattermostId(): string {
-  const alphabet = 'abcdefghijkmnopqrstuwxyz13456789';
-  return [...randomBytes(26)].map((b) => alphabet[b % alphabet.length]).join('');
+  return randomChars(26, 'abcdefghijkmnopqrstuwxyz13456789');
 }
 
 export async function startFakeMattermost(opts: { token?: string } = {}): Promise<FakeMattermost> {
