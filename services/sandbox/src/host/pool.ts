@@ -543,7 +543,7 @@ export class HostPool {
             hostReplaced: true,
           });
         },
-        Math.max(0, Math.min(job.deadline, job.runMs === undefined ? Infinity : Date.now() + job.runMs) - Date.now()),
+        Math.max(0, Math.min(job.deadline - Date.now(), job.runMs ?? Infinity)),
       ),
     };
     h.active = active;
