@@ -31,6 +31,9 @@ describe('pgdata template', () => {
 
     const second = await openWithTemplate(join(root, 'b'), template, opts, warn);
     assert.equal(second.origin, 'template');
+    // Unpacked by Node's fs, readable by this user alone.
+    assert.equal(statSync(join(root, 'b', 'PG_VERSION')).mode & 0o777, 0o600);
+    assert.equal(statSync(join(root, 'b', 'base')).mode & 0o777, 0o700);
     const { rows } = await second.db.query<{ t: string | null }>("select to_regclass('public.written_later')::text as t");
     assert.equal(rows[0]!.t, null);
     await second.db.exec('create extension if not exists vector; create table kept (v vector(3)); insert into kept values ($$[1,2,3]$$)');
