@@ -1,9 +1,10 @@
 // A pristine database cluster kept by the installation, so that a new embedded database
 // is restored (its files written by Node's fs, then opened like any existing cluster: ≈1 s)
-// instead of initialised by initdb in WASM (≈5 s): most of a cold `talon up`. The template is what initdb made, dumped before anything else touched the
-// cluster (no role, schema or row of Talon's: the bootstrap and migrations run on every
-// database as before), and named after the PGlite and pgvector versions that made it, so an
-// upgrade makes a new one. It sits in the installation's cache (as trusted as the code).
+// instead of initialised by initdb in WASM (≈5 s): most of a cold `talon up`. The template
+// is what initdb made, dumped before anything else touched the cluster (no role, schema or
+// row of Talon's: the bootstrap and migrations run on every database as before), and named
+// after the PGlite and pgvector versions that made it, so an upgrade makes a new one. It
+// sits in the installation's cache (as trusted as the code).
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +42,7 @@ export function isFresh(data: string): boolean {
  * the cold start's critical path. PG_VERSION, which marks a cluster as there (isFresh),
  * is written last: a start cut short here leaves a directory that is still fresh.
  */
-export function unpackTemplate(template: string, data: string): void {
+function unpackTemplate(template: string, data: string): void {
   const entries = readTar(readFileSync(template));
   const marker = entries.find((e) => e.path === 'PG_VERSION');
   if (!marker) throw new Error('the template holds no PG_VERSION');
