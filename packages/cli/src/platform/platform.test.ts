@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { SERVICES } from '@talon/kit/service';
-import { defaultPorts, MALLOC_ENV, Platform } from './platform.ts';
+import { defaultPorts, MALLOC_ENV, Platform, PGLITE_MALLOC_ENV } from './platform.ts';
 import { readRunState, writeRunFile } from './run-file.ts';
 
 describe('service environments', () => {
@@ -45,10 +45,15 @@ describe('service environments', () => {
     assert.equal(p.serviceEnv('sandbox').SANDBOX_EGRESS_URL, 'https://127.0.0.1:7480');
   });
 
-  it('holds glibc malloc to two arenas and a fixed mmap threshold in every service and the embedded database', () => {
+  it('holds glibc malloc to two arenas in every service, and the embedded database to a fixed mmap threshold too', () => {
     assert.equal(MALLOC_ENV.MALLOC_ARENA_MAX, '2');
-    for (const env of [...SERVICES.map((s) => p.serviceEnv(s)), p.pgliteEnv()])
-      for (const [k, v] of Object.entries(MALLOC_ENV)) assert.equal(env[k], v, k);
+    for (const s of SERVICES) {
+      const env = p.serviceEnv(s);
+      assert.equal(env.MALLOC_ARENA_MAX, '2', s);
+      assert.equal(env.MALLOC_MMAP_THRESHOLD_, undefined, s);
+    }
+    for (const [k, v] of Object.entries(PGLITE_MALLOC_ENV)) assert.equal(p.pgliteEnv()[k], v, k);
+    assert.equal(p.pgliteEnv().MALLOC_MMAP_THRESHOLD_, '131072');
     assert.equal(p.pgliteEnv().TALON_VAULT_PASSPHRASE, undefined);
     rmSync(home, { recursive: true, force: true });
   });

@@ -89,17 +89,23 @@ const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox'
 const SERVICE_NODE_ARGS: readonly string[] = ['--max-semi-space-size=2', '--max-old-space-size=256'];
 
 /**
- * glibc malloc settings of every Node process talon up starts (the services and the embedded
- * database). By default each thread that allocates gets an arena of its own (up to 8 per core)
- * and the mmap threshold rises to the largest block freed so far, so what V8's compiler and GC
- * threads and the database's start (restoring the template, migrating) had freed stayed
- * resident for good. Two arenas and a fixed 128 KiB threshold hand large blocks back when they
- * are freed: ≈48 MiB less at idle after a warm start and ≈97 MiB less after 1000 turns,
- * two-thirds of it in the embedded database, at the same turn latency (bench:up, bench:turn).
- * The container image sets the same (deploy/Dockerfile).
+ * glibc malloc settings of every Node process talon up starts. By default each thread that
+ * allocates gets an arena of its own (up to 8 per core), and what V8's compiler and GC threads
+ * freed in theirs stayed resident; two arenas take ≈8 MiB off the six services at idle and
+ * ≈10 after 1000 turns, at the same turn latency and egress throughput (bench:up, bench:turn,
+ * bench:egress). The container image sets the same (deploy/Dockerfile).
  */
-export const MALLOC_ENV: Readonly<Record<string, string>> = Object.freeze({
-  MALLOC_ARENA_MAX: '2',
+export const MALLOC_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_ARENA_MAX: '2' });
+
+/**
+ * The embedded database also gets a fixed 128 KiB mmap threshold: by default the threshold
+ * rises to the largest block freed so far, so what its start freed (restoring the template,
+ * migrating) and what turns freed stayed in its heap for good (≈39 MiB less at idle, ≈100
+ * after 1000 turns). Not for the services: egress would then map and unmap the buffer of
+ * every large body (bench:egress at 256 KiB looked slower, within its noise).
+ */
+export const PGLITE_MALLOC_ENV: Readonly<Record<string, string>> = Object.freeze({
+  ...MALLOC_ENV,
   MALLOC_MMAP_THRESHOLD_: '131072',
   MALLOC_TRIM_THRESHOLD_: '131072',
 });
@@ -614,7 +620,7 @@ export class Platform {
       PATH: process.env.PATH,
       NODE_OPTIONS: '--max-old-space-size=2048 --max-semi-space-size=2',
       NODE_COMPILE_CACHE: this.compileCache,
-      ...MALLOC_ENV,
+      ...PGLITE_MALLOC_ENV,
     };
   }
 
