@@ -89,11 +89,13 @@ const STOP_ORDER: readonly ServiceName[] = ['gateway', 'orchestrator', 'sandbox'
 const SERVICE_NODE_ARGS: readonly string[] = ['--max-semi-space-size=2', '--max-old-space-size=256'];
 
 /**
- * glibc malloc settings of every Node process talon up starts. By default each thread that
- * allocates gets an arena of its own (up to 8 per core), and what V8's compiler and GC threads
- * freed in theirs stayed resident; two arenas take ≈8 MiB off the six services at idle and
- * ≈10 after 1000 turns, at the same turn latency and egress throughput (bench:up, bench:turn,
- * bench:egress). The container image sets the same (deploy/Dockerfile).
+ * glibc malloc settings of the service processes (and, with more, the embedded database's:
+ * PGLITE_MALLOC_ENV; the short-lived setup child and the plugin hosts keep glibc's defaults).
+ * By default each thread that allocates gets an arena of its own (up to 8 per core), and what
+ * V8's compiler and GC threads freed in theirs stayed resident; two arenas take ≈8 MiB off the
+ * six services at idle and ≈10 after 1000 turns, at the same turn latency and egress
+ * throughput (bench:up, bench:turn, bench:egress). The container image sets the same
+ * (deploy/Dockerfile).
  */
 export const MALLOC_ENV: Readonly<Record<string, string>> = Object.freeze({ MALLOC_ARENA_MAX: '2' });
 
