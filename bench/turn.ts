@@ -18,6 +18,7 @@ import { pgClientConfig } from '@talon/kit/db';
 import { createClient, readTls, unary } from '@talon/kit/grpc';
 import { EgressServiceClient } from '@talon/proto';
 import { SERVICES } from '@talon/kit/service';
+import { INDEXED_ROLES } from '../services/memory/src/store.ts';
 import { startTestPlatform, type TestPlatform } from '@talon/testkit';
 import { benchTurn, fmt, machine, summarize, table } from './lib.ts';
 import { measureMetricsCost, printMetricsCost } from './metrics-cost.ts';
@@ -90,7 +91,8 @@ await db.connect();
 const unindexed = async (): Promise<number> =>
   (
     await db.query<{ n: number }>(
-      `select count(*)::int as n from memory.conversation_history where indexed_at is null and role in ('user', 'assistant')`,
+      'select count(*)::int as n from memory.conversation_history where indexed_at is null and role = any($1::text[])',
+      [[...INDEXED_ROLES]],
     )
   ).rows[0]!.n;
 const CATCH_UP_LIMIT_S = 300;
