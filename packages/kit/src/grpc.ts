@@ -29,7 +29,7 @@ import { SpanKind, context, extractRecord, injectRecord, tracer, SpanStatusCode,
 import { TalonError, asTalonError, toGrpcError, fromGrpcError, PermissionDenied } from './errors.ts';
 import { identityFromSan, spiffeId } from './identity.ts';
 import type { Logger } from './log.ts';
-import { isAddressInUse, portInUseError } from './ports.ts';
+import { bindFree, isAddressInUse, portInUseError } from './ports.ts';
 
 export { GrpcStatus, Metadata };
 
@@ -271,17 +271,17 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<GrpcServ
     health.setStatus(serviceName, 'NOT_SERVING');
   }
   const creds = ServerCredentials.createSsl(opts.tls.ca, [{ private_key: opts.tls.key, cert_chain: opts.tls.cert }], true);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, creds, (err, p) =>
-      err
-        ? reject(
-            isAddressInUse(err)
-              ? portInUseError(opts.name, opts.portKey ?? `${opts.name.toUpperCase()}_GRPC_PORT`, opts.host, opts.port)
-              : err,
-          )
-        : resolve(p),
-    );
-  });
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const bind = (port: number) =>
+    new Promise<number>((resolve, reject) => server.bindAsync(`${host}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))));
+  let port: number;
+  try {
+    port = await bindFree(opts.port, bind);
+  } catch (err) {
+    throw isAddressInUse(err)
+      ? portInUseError(opts.name, opts.portKey ?? `${opts.name.toUpperCase()}_GRPC_PORT`, opts.host, opts.port)
+      : err;
+  }
   const serviceNames = opts.services.map((r) => Object.values(r.definition)[0]?.path.split('/')[1] ?? '');
   const readiness = new Readiness((status: HealthStatus) => {
     health.setStatus('', status);

@@ -8,9 +8,82 @@ import { ConfigError } from './config.ts';
 import { startGrpcServer } from './grpc.ts';
 import { createLogger } from './log.ts';
 import { createCa, issueCert } from './pki.ts';
-import { awaitPeerPorts, listenOn, PEER_PORTS_ENV, readPortsFile, reportPorts, PORTS_FILE_ENV } from './ports.ts';
+import {
+  awaitPeerPorts,
+  bindFree,
+  ephemeralPortRange,
+  FREE_PORT_FLOOR,
+  freeLoopbackPort,
+  freePortCandidates,
+  listenOn,
+  parsePortRange,
+  PEER_PORTS_ENV,
+  readPortsFile,
+  reportPorts,
+  PORTS_FILE_ENV,
+} from './ports.ts';
 
 const log = createLogger({ service: 'ports-test', level: 'silent' });
+
+/** listenOn with port 0, its candidates given (bindFree's third argument). */
+function listenOnCandidates(server: Server, candidates: number[]): Promise<number> {
+  return bindFree(
+    0,
+    (p) =>
+      new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(p, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve((server.address() as { port: number }).port);
+        });
+      }),
+    () => candidates,
+  );
+}
+
+describe('free ports outside the ephemeral range', () => {
+  it("reads Linux's ip_local_port_range, and refuses what is not a range", () => {
+    assert.deepEqual(parsePortRange('32768\t60999\n'), { low: 32768, high: 60999 });
+    for (const bad of ['', '60999 32768', '0 100', '1 70000', 'a b', '32768'])
+      assert.equal(parsePortRange(bad), undefined, JSON.stringify(bad));
+  });
+
+  it("takes candidates on both sides of Linux's default range, never inside it or below the floor", () => {
+    const eph = { low: 32768, high: 60999 };
+    const ports = freePortCandidates(eph, 2000);
+    assert.equal(ports.length, 2000);
+    assert.equal(new Set(ports).size, 2000, 'distinct');
+    for (const p of ports) assert.ok(p >= FREE_PORT_FLOOR && p <= 65535 && (p < eph.low || p > eph.high), String(p));
+    assert.ok(
+      ports.some((p) => p > eph.high),
+      'above the range too',
+    );
+    assert.ok(
+      ports.some((p) => p < eph.low),
+      'below the range',
+    );
+  });
+
+  it("maps the random draw onto both ranges end to end (IANA's range leaves only the part below)", () => {
+    const eph = { low: 49152, high: 65535 };
+    assert.deepEqual(
+      freePortCandidates(eph, 1, () => 0),
+      [FREE_PORT_FLOOR],
+    );
+    assert.deepEqual(
+      freePortCandidates(eph, 1, () => 0.999999999),
+      [49151],
+    );
+    assert.deepEqual(
+      freePortCandidates({ low: 32768, high: 60999 }, 1, () => 0.999999999),
+      [65535],
+    );
+  });
+
+  it('has none to offer when the ephemeral range covers every port above the floor', () => {
+    assert.deepEqual(freePortCandidates({ low: 1024, high: 65535 }, 8), []);
+  });
+});
 
 describe('listening ports', () => {
   let taken: Server;
@@ -26,9 +99,52 @@ describe('listening ports', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('binds port 0 to a free port and says which', () => {
-    assert.ok(port > 0 && port < 65536);
+  it('binds port 0 to a free port outside the ephemeral range and says which', () => {
+    const eph = ephemeralPortRange();
+    assert.ok(port >= FREE_PORT_FLOOR && port < 65536, String(port));
+    assert.ok(port < eph.low || port > eph.high, `${port} is outside ${eph.low}–${eph.high}`);
     assert.equal((taken.address() as { port: number }).port, port);
+  });
+
+  it('skips a candidate that is taken', async () => {
+    const next = await freeLoopbackPort();
+    const s = createServer();
+    assert.equal(await listenOnCandidates(s, [port, next]), next);
+    s.close();
+  });
+
+  it('asks the kernel only when every candidate is taken', async () => {
+    const s = createServer();
+    const got = await listenOnCandidates(s, [port, port]);
+    assert.ok(got > 0 && got !== port, String(got));
+    assert.equal((s.address() as { port: number }).port, got);
+    s.close();
+  });
+
+  it('ends at once on an error other than "address in use"', async () => {
+    let calls = 0;
+    const denied = Object.assign(new Error('listen EACCES'), { code: 'EACCES' });
+    await assert.rejects(
+      bindFree(
+        0,
+        () => {
+          calls++;
+          return Promise.reject(denied);
+        },
+        () => [20_001, 20_002],
+      ),
+      /EACCES/,
+    );
+    assert.equal(calls, 1);
+  });
+
+  it('finds a free port for a server that must be told its port', async () => {
+    const free = await freeLoopbackPort();
+    const eph = ephemeralPortRange();
+    assert.ok(free >= FREE_PORT_FLOOR && (free < eph.low || free > eph.high), String(free));
+    const s = createServer();
+    assert.equal(await listenOn(s, { service: 't', key: 'T_PORT', host: '127.0.0.1', port: free }), free);
+    s.close();
   });
 
   it('stops at once on a port that is set and taken, naming the address and the variable', async () => {

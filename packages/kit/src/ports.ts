@@ -1,11 +1,11 @@
-// Listening ports. A port of 0 asks the kernel for a free one; the process then
+// Listening ports. A port of 0 takes a free one (bindFree); the process then
 // reports the ports it bound in the file its supervisor names (TALON_PORTS_FILE),
 // and the supervisor (`talon up`, the test harness) hands those numbers to the
 // processes that connect to it. No port is picked by one process and bound later
 // by another: on a shared machine something else can take it in between.
 // A port that is set and taken stops the process at once, naming the variable.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, ConfigFieldError } from './config.ts';
 
@@ -97,19 +97,130 @@ export function portInUseError(service: string, key: string, host: string, port:
   ]);
 }
 
+/** An inclusive range of TCP ports. */
+export interface PortRange {
+  low: number;
+  high: number;
+}
+
+/** Below this are the usual ports of other servers (PostgreSQL 5432, NATS 4222, 8080…): a free port is never taken there. */
+export const FREE_PORT_FLOOR = 10_000;
+
+/** IANA's dynamic range, the ephemeral range of macOS and Windows. */
+const IANA_EPHEMERAL: PortRange = Object.freeze({ low: 49_152, high: 65_535 });
+
+/** `ip_local_port_range`'s content ("32768\t60999"), or undefined when it is not two ports in order. */
+export function parsePortRange(text: string): PortRange | undefined {
+  const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(text);
+  if (!m) return undefined;
+  const low = Number(m[1]);
+  const high = Number(m[2]);
+  return low >= 1 && low <= high && high <= 65_535 ? { low, high } : undefined;
+}
+
+let ephemeral: PortRange | undefined;
+
+/** The range the kernel takes the source ports of outgoing connections from (Linux's setting; IANA's elsewhere). */
+export function ephemeralPortRange(): PortRange {
+  if (!ephemeral) {
+    let text = '';
+    try {
+      text = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8');
+    } catch {
+      // Not Linux (or no /proc): the IANA default.
+    }
+    ephemeral = parsePortRange(text) ?? IANA_EPHEMERAL;
+  }
+  return ephemeral;
+}
+
 /**
- * Binds a Node server and resolves with the port it got. "Address in use" becomes a
+ * `count` distinct random ports from FREE_PORT_FLOOR–65535 outside `eph`, the kernel's
+ * ephemeral range; none when the ephemeral range leaves no room. Why not the kernel's
+ * own choice (port 0): it comes from the ephemeral range, and a process that restarts
+ * binds the port it reported before (its peers have it). While it is down, any
+ * outgoing connection on the machine can get that port as its source port — a gRPC
+ * or NATS client reconnecting to it even connects to itself (TCP simultaneous open) —
+ * and the restart then finds its port taken.
+ */
+export function freePortCandidates(eph: PortRange, count: number, random: () => number = Math.random): number[] {
+  const ranges: PortRange[] = [
+    { low: FREE_PORT_FLOOR, high: Math.min(eph.low - 1, 65_535) },
+    { low: Math.max(eph.high + 1, FREE_PORT_FLOOR), high: 65_535 },
+  ].filter((r) => r.low <= r.high);
+  const size = ranges.reduce((n, r) => n + r.high - r.low + 1, 0);
+  const out = new Set<number>();
+  for (let tries = 0; out.size < Math.min(count, size) && tries < count * 4; tries++) {
+    let i = Math.floor(random() * size);
+    for (const r of ranges) {
+      const n = r.high - r.low + 1;
+      if (i < n) {
+        out.add(r.low + i);
+        break;
+      }
+      i -= n;
+    }
+  }
+  return [...out];
+}
+
+/**
+ * Binds `port` with `bind`; for port 0, a free port outside the ephemeral range (see
+ * freePortCandidates): candidates that are taken are skipped, and only when every one
+ * was taken does the kernel choose. Errors other than "address in use" end it at once.
+ */
+export async function bindFree<T>(
+  port: number,
+  bind: (port: number) => Promise<T>,
+  candidates: () => readonly number[] = () => freePortCandidates(ephemeralPortRange(), 32),
+): Promise<T> {
+  if (port !== 0) return bind(port);
+  for (const candidate of candidates()) {
+    try {
+      return await bind(candidate);
+    } catch (err) {
+      if (!isAddressInUse(err)) throw err;
+    }
+  }
+  return bind(0);
+}
+
+/** Listens on `port` of `host` (0: bindFree's choice) and resolves with the port bound. */
+export function listenFree(server: Server, host: string, port: number): Promise<number> {
+  return bindFree(port, (p) => listenServer(server, host, p));
+}
+
+function listenServer(server: Server, host: string, port: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : port);
+    });
+  });
+}
+
+/**
+ * A port free on `host` now, outside the ephemeral range, for a server that must be
+ * told its port before it binds (nats-server's cluster routes, a test's PostgreSQL).
+ * Racy by nature: its user must fail clearly, or retry, when the port is gone.
+ */
+export async function freeLoopbackPort(host = '127.0.0.1'): Promise<number> {
+  const probe = createServer();
+  const port = await listenFree(probe, host, 0);
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+/**
+ * Binds a Node server and resolves with the port it got (port 0: bindFree's choice). "Address in use" becomes a
  * ConfigError naming `key`, so the service exits with EX_CONFIG and a clear message.
  */
 export async function listenOn(server: Server, o: { service: string; key: string; host: string; port: number }): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(isAddressInUse(err) ? portInUseError(o.service, o.key, o.host, o.port) : err);
-    server.once('error', onError);
-    server.listen(o.port, o.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-  const addr = server.address();
-  return typeof addr === 'object' && addr ? addr.port : o.port;
+  try {
+    return await listenFree(server, o.host, o.port);
+  } catch (err) {
+    throw isAddressInUse(err) ? portInUseError(o.service, o.key, o.host, o.port) : err;
+  }
 }

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freeLoopbackPort } from '@talon/cli/platform';
+import { freeLoopbackPort } from '@talon/kit/ports';
 
 const run = promisify(execFile);
 

@@ -22,6 +22,7 @@
 // listener relies on it, services/vault/src/epoch-listener.ts).
 import { createServer, type Server, type Socket } from 'node:net';
 import type { PGlite } from '@electric-sql/pglite';
+import { listenFree } from '@talon/kit/ports';
 
 const SSL_REQUEST = 80877103;
 const CANCEL_REQUEST = 80877102;
@@ -94,11 +95,8 @@ export class PgliteWireServer {
   async start(): Promise<number> {
     this.server = createServer((s) => this.accept(s));
     this.server.maxConnections = this.maxConnections;
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(this.port, this.host, () => resolve());
-    });
-    return (this.server.address() as { port: number }).port;
+    // A restart binds the port reported before: port 0 takes one outside the ephemeral range.
+    return listenFree(this.server, this.host, this.port);
   }
 
   private accept(socket: Socket): void {

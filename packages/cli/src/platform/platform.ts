@@ -9,7 +9,7 @@ import { request } from 'node:http';
 import type { TlsMaterial } from '@talon/kit/grpc';
 import type { NatsUser } from '@talon/kit/subjects';
 import { EXIT_CONFIG, SERVICES, type ServiceName } from '@talon/kit/service';
-import { PEER_PORTS_ENV, PORTS_FILE_ENV, readPortsFile, type BoundPorts, type PeerPort } from '@talon/kit/ports';
+import { freeLoopbackPort, PEER_PORTS_ENV, PORTS_FILE_ENV, readPortsFile, type BoundPorts, type PeerPort } from '@talon/kit/ports';
 import { redactDatabaseUrl } from '@talon/kit/database-url';
 import { READYZ_PATH } from '@talon/kit/internal-http';
 import type { DbOwner } from './database.ts';
@@ -134,18 +134,6 @@ export function serviceOf(instance: string): ServiceName {
 
 function validPort(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n > 0 && n < 65536;
-}
-
-/** A port free on 127.0.0.1 right now, for a server whose port must be written down before it binds (nats-server cluster routes, the chaos run's PostgreSQL). */
-export function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** False when something already listens on 127.0.0.1:port. */
@@ -472,9 +460,9 @@ export class Platform {
 
   /** Starts every nats-server node, then provisions JetStream (R1, or R3 for a cluster) unless told not to. */
   async startNats(): Promise<void> {
-    // A JetStream cluster needs each node's routes in its configuration before it starts, so
-    // route ports are chosen here (the one exception to "every process binds port 0"); a
-    // node that loses its port to another process exits and says so.
+    // nats-server is told its ports (a JetStream cluster needs each node's routes in its
+    // configuration before it starts), the one exception to "every process binds port 0";
+    // a node that loses its port to another process exits and says so.
     await this.startNatsNodes();
     await this.natsReady();
   }
@@ -510,7 +498,9 @@ export class Platform {
     // nats-server writes its ports file here once it is ready; old ones are stale.
     const portsDir = ensureDir(join(this.home.run, single ? 'nats' : join('nats', name)));
     for (const f of readdirSync(portsDir)) rmSync(join(portsDir, f), { force: true });
-    const asked = this.natsPorts[i] || (i === 0 ? this.ports.nats || this.opts.ports.nats : 0);
+    // Chosen here, outside the ephemeral range, not by nats-server (-1): a restart binds it
+    // again, and an ephemeral port can meanwhile be a client's source port (kit ports.ts).
+    const asked = this.natsPorts[i] || (i === 0 ? this.ports.nats || this.opts.ports.nats : 0) || (await freeLoopbackPort());
     const config = single ? this.home.natsConfig : join(dirname(this.home.natsConfig), `${name}.conf`);
     const storeDir = single ? this.home.natsStore : join(this.home.natsStore, name);
     const routes = this.natsRoutePorts.filter((p, n) => n !== i && p > 0);
@@ -524,9 +514,7 @@ export class Platform {
       portsFileDir: portsDir,
       ...(single ? {} : { serverName: name, cluster: { port: routePort, routes } }),
     });
-    this.progress(
-      `starting ${name === 'nats' ? 'nats-server' : name} on 127.0.0.1:${asked || '(any free port)'} (JetStream in ${storeDir})`,
-    );
+    this.progress(`starting ${name === 'nats' ? 'nats-server' : name} on 127.0.0.1:${asked} (JetStream in ${storeDir})`);
     const proc = new ManagedProcess({
       name,
       command: bin,
