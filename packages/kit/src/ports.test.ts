@@ -15,6 +15,7 @@ import {
   FREE_PORT_FLOOR,
   freeLoopbackPort,
   freePortCandidates,
+  listenFree,
   listenOn,
   parsePortRange,
   PEER_PORTS_ENV,
@@ -24,22 +25,6 @@ import {
 } from './ports.ts';
 
 const log = createLogger({ service: 'ports-test', level: 'silent' });
-
-/** listenOn with port 0, its candidates given (bindFree's third argument). */
-function listenOnCandidates(server: Server, candidates: number[]): Promise<number> {
-  return bindFree(
-    0,
-    (p) =>
-      new Promise<number>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(p, '127.0.0.1', () => {
-          server.off('error', reject);
-          resolve((server.address() as { port: number }).port);
-        });
-      }),
-    () => candidates,
-  );
-}
 
 describe('free ports outside the ephemeral range', () => {
   it("reads Linux's ip_local_port_range, and refuses what is not a range", () => {
@@ -109,13 +94,13 @@ describe('listening ports', () => {
   it('skips a candidate that is taken', async () => {
     const next = await freeLoopbackPort();
     const s = createServer();
-    assert.equal(await listenOnCandidates(s, [port, next]), next);
+    assert.equal(await listenFree(s, '127.0.0.1', 0, () => [port, next]), next);
     s.close();
   });
 
   it('asks the kernel only when every candidate is taken', async () => {
     const s = createServer();
-    const got = await listenOnCandidates(s, [port, port]);
+    const got = await listenFree(s, '127.0.0.1', 0, () => [port, port]);
     assert.ok(got > 0 && got !== port, String(got));
     assert.equal((s.address() as { port: number }).port, got);
     s.close();

@@ -185,9 +185,9 @@ export async function bindFree<T>(
   return bind(0);
 }
 
-/** Listens on `port` of `host` (0: bindFree's choice) and resolves with the port bound. */
-export function listenFree(server: Server, host: string, port: number): Promise<number> {
-  return bindFree(port, (p) => listenServer(server, host, p));
+/** Listens on `port` of `host` (0: bindFree's choice, from `candidates` when given) and resolves with the port bound. */
+export function listenFree(server: Server, host: string, port: number, candidates?: () => readonly number[]): Promise<number> {
+  return bindFree(port, (p) => listenServer(server, host, p), candidates);
 }
 
 function listenServer(server: Server, host: string, port: number): Promise<number> {
