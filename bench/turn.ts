@@ -127,7 +127,7 @@ for (const [mode, conc] of [
   const talon = await run(viaTalon, TURNS, conc);
   const idx = await indexingCatchUp();
   catchUp.push(
-    `  ${mode.padEnd(14)} ${idx.left} messages unindexed when the last turn answered, all indexed ${fmt(idx.secs, 2)} s later; ` +
+    `  ${mode.padEnd(14)} ${idx.left} message${idx.left === 1 ? '' : 's'} unindexed when the last turn answered, all indexed ${fmt(idx.secs, 2)} s later; ` +
       `${fmt(TURNS / (talon.secs + idx.secs), 0)} turns/s counting that (${fmt(TURNS / talon.secs, 0)} without)`,
   );
   const b = summarize(base.lat);
