@@ -500,7 +500,8 @@ export class Platform {
     for (const f of readdirSync(portsDir)) rmSync(join(portsDir, f), { force: true });
     // Chosen here, outside the ephemeral range, not by nats-server (-1): a restart binds it
     // again, and an ephemeral port can meanwhile be a client's source port (kit ports.ts).
-    const asked = this.natsPorts[i] || (i === 0 ? this.ports.nats || this.opts.ports.nats : 0) || (await freeLoopbackPort());
+    const known = this.natsPorts[i] || (i === 0 ? this.ports.nats || this.opts.ports.nats : 0);
+    const asked = known || (await freeLoopbackPort());
     const config = single ? this.home.natsConfig : join(dirname(this.home.natsConfig), `${name}.conf`);
     const storeDir = single ? this.home.natsStore : join(this.home.natsStore, name);
     const routes = this.natsRoutePorts.filter((p, n) => n !== i && p > 0);
@@ -530,10 +531,9 @@ export class Platform {
       this.restartOnCrash(name, () => this.startNatsNode(i)),
     );
     const pid = proc.pid ?? -1;
-    this.natsPorts[i] = await this.awaitPorts(name, proc, () => readNatsPortsFile(portsDir, pid), {
-      port: asked,
-      variable: 'TALON_NATS_PORT',
-    });
+    // A port just picked and lost to another process is no setting of the user's: the log says "address in use".
+    const inUse = known ? { port: asked, variable: 'TALON_NATS_PORT' } : undefined;
+    this.natsPorts[i] = await this.awaitPorts(name, proc, () => readNatsPortsFile(portsDir, pid), inUse);
     if (i === 0) this.ports.nats = this.natsPorts[0]!;
   }
 
